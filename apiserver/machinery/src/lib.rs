@@ -1,0 +1,19 @@
+//! Pure API machinery for ferrokube.
+//!
+//! Everything here is plain data in, plain data out: no IO, no async runtime (DESIGN invariant
+//! 1), so it is testable with values alone. The server crate wires it to HTTP and storage.
+//!
+//! Where to start reading: [`resources`] (the one table of built-in resources that drives
+//! routes, discovery and OpenAPI), [`request_info`] (a request path parsed once), [`status`]
+//! (every error a client sees), [`selectors`] (label and field selectors).
+
+pub mod discovery;
+pub mod media;
+pub mod openapi;
+pub mod printers;
+pub mod request_info;
+pub mod resources;
+pub mod selectors;
+pub mod status;
+pub mod continue_token;
+pub mod validation;

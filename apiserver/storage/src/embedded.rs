@@ -1,0 +1,1 @@
+//! The embedded backend (redb). Being written.
