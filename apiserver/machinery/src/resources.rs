@@ -25,8 +25,11 @@ pub struct SubresourceInfo {
     pub verbs: &'static [&'static str],
 }
 
+/// Generates a kind's JSON schema from k8s-openapi's schemars support.
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
 /// One resource at one group-version.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ResourceInfo {
     /// API group; empty for the core ("legacy") group served under `/api`.
     pub group: &'static str,
@@ -47,6 +50,10 @@ pub struct ResourceInfo {
     /// True for resources that are not stored (TokenReview, SubjectAccessReview, ...): they
     /// accept `create` and answer without persisting anything.
     pub virtual_only: bool,
+    /// The OpenAPI definition name of the kind (`io.k8s.api.core.v1.Pod`).
+    pub schema_name: &'static str,
+    /// The kind's schema (None for kinds k8s-openapi does not describe).
+    pub schema: Option<SchemaFn>,
 }
 
 impl ResourceInfo {
