@@ -10,6 +10,7 @@
 pub mod discovery;
 pub mod media;
 pub mod openapi;
+pub mod patch;
 pub mod printers;
 pub mod request_info;
 pub mod resources;

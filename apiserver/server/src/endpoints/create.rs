@@ -1,0 +1,21 @@
+//! POST: create an object (upstream `handlers/create.go`).
+
+use axum::body::Body;
+use axum::response::Response;
+use http::StatusCode;
+
+use super::Scope;
+use crate::error::ApiResult;
+
+/// Handles create.
+pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
+    let dry_run = scope.query.dry_run()?;
+    let obj = scope.read_object(body).await?;
+    if scope.handle.info.virtual_only {
+        let user = scope.state.user_of(&scope.headers);
+        let out = crate::registry::reviews::review(&scope.handle, obj, &user)?;
+        return scope.object_response(StatusCode::CREATED, &out);
+    }
+    let created = scope.state.store.create(&scope.handle, &scope.info.namespace, obj, dry_run).await?;
+    scope.object_response(StatusCode::CREATED, &created)
+}

@@ -1,0 +1,97 @@
+//! PATCH: json, merge and strategic merge patches (upstream `handlers/patch.go`). The patched
+//! object goes through the same update path as a PUT, with the read version as precondition,
+//! and the whole patch is retried when another writer wins the race.
+
+use axum::body::Body;
+use axum::response::Response;
+use ferrokube_machinery::patch::{PatchError, json_patch, merge_patch};
+use ferrokube_machinery::status::Status;
+use http::{StatusCode, header};
+use serde_json::Value;
+
+use super::{Scope, read_body};
+use crate::error::{ApiError, ApiResult};
+use crate::registry::codec;
+use crate::registry::store::UpdateTarget;
+
+/// The patch types (by Content-Type).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum PatchType {
+    Json,
+    Merge,
+    Strategic,
+}
+
+fn patch_type(scope: &Scope) -> ApiResult<PatchType> {
+    let ct = scope
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json-patch+json" => Ok(PatchType::Json),
+        "application/merge-patch+json" => Ok(PatchType::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+        _ => Err(Status::unsupported_media_type(ct).into()),
+    }
+}
+
+fn apply(kind: PatchType, doc: &mut Value, patch: &Value) -> ApiResult<()> {
+    match kind {
+        PatchType::Json => json_patch(doc, patch).map_err(|e| match e {
+            PatchError::Malformed(m) => ApiError::bad_request(m),
+            other => Status::invalid_patch(&other.to_string()).into(),
+        }),
+        PatchType::Merge | PatchType::Strategic => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request("the patch is not a JSON object"));
+            }
+            merge_patch(doc, patch);
+            Ok(())
+        }
+    }
+}
+
+fn parse_patch(bytes: &[u8]) -> ApiResult<Value> {
+    serde_json::from_slice(bytes)
+        .or_else(|_| serde_yaml::from_slice::<Value>(bytes).map_err(|e| e.to_string()))
+        .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
+}
+
+/// Handles patch of the object or its status.
+pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
+    let kind = patch_type(scope)?;
+    let dry_run = scope.query.dry_run()?;
+    let patch = parse_patch(&read_body(body, scope.state.max_body_bytes).await?)?;
+    let target = if scope.info.subresource == "status" { UpdateTarget::Status } else { UpdateTarget::Main };
+    let (ns, name) = (&scope.info.namespace, &scope.info.name);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let current = scope.state.store.get(&scope.handle, ns, name).await?;
+        let mut doc = codec::decode(&current)?;
+        apply(kind, &mut doc, &patch)?;
+        scope.check_type(&mut doc)?;
+        if doc.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str()) {
+            return Err(ApiError::bad_request("metadata.name cannot be changed by a patch"));
+        }
+        let patched_rv = doc.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+        let pinned_by_client = patched_rv != current.mod_revision.to_string();
+        match scope.state.store.update(&scope.handle, ns, name, doc, target, dry_run).await {
+            Ok((out, _)) => return scope.object_response(StatusCode::OK, &out),
+            Err(ApiError::Status(s)) if s.code == 409 && !pinned_by_client && attempts < 5 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// PATCH of the scale subresource: patch the Scale view, then write spec.replicas.
+pub async fn patch_scale(scope: &Scope, body: Body) -> ApiResult<Response> {
+    let kind = patch_type(scope)?;
+    let patch = parse_patch(&read_body(body, scope.state.max_body_bytes).await?)?;
+    let current = scope.state.store.get(&scope.handle, &scope.info.namespace, &scope.info.name).await?;
+    let mut scale = super::scale::scale_of(&scope.handle, &codec::decode(&current)?);
+    apply(kind, &mut scale, &patch)?;
+    super::scale::write_scale(scope, scale).await
+}

@@ -1,0 +1,93 @@
+//! The `scale` subresource (autoscaling/v1 Scale) of workloads with `spec.replicas`.
+
+use axum::body::Body;
+use axum::response::Response;
+use ferrokube_machinery::selectors::LabelSelector;
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use super::{Scope, json_response, read_body};
+use crate::error::{ApiError, ApiResult};
+use crate::negotiate;
+use crate::registry::ResourceHandle;
+use crate::registry::codec;
+use crate::registry::store::UpdateTarget;
+
+/// The Scale view of an object.
+pub fn scale_of(_h: &ResourceHandle, obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector")
+        .map(|s| match s {
+            Value::Object(_) => LabelSelector::from_json(s).map(|l| l.to_string()).unwrap_or_default(),
+            Value::String(s) => s.clone(),
+            _ => String::new(),
+        })
+        .unwrap_or_default();
+    let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
+    let mut status = json!({"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0))});
+    if !selector.is_empty() {
+        status["selector"] = Value::String(selector);
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": pick("name"),
+            "namespace": pick("namespace"),
+            "uid": pick("uid"),
+            "resourceVersion": pick("resourceVersion"),
+            "creationTimestamp": pick("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+        "status": status,
+    })
+}
+
+/// GET …/scale.
+pub async fn get(scope: &Scope) -> ApiResult<Response> {
+    let kv = scope.state.store.get(&scope.handle, &scope.info.namespace, &scope.info.name).await?;
+    let scale = scale_of(&scope.handle, &codec::decode(&kv)?);
+    Ok(json_response(StatusCode::OK, serde_json::to_vec(&scale).map_err(ApiError::Encoding)?))
+}
+
+/// PUT …/scale.
+pub async fn update(scope: &Scope, body: Body) -> ApiResult<Response> {
+    let ct = scope.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let format = negotiate::body_format(ct)?;
+    let scale = negotiate::decode_body(format, &read_body(body, scope.state.max_body_bytes).await?)?;
+    write_scale(scope, scale).await
+}
+
+/// Writes a Scale's spec.replicas into the object (honouring its resourceVersion).
+pub async fn write_scale(scope: &Scope, scale: Value) -> ApiResult<Response> {
+    let replicas = scale
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            &scope.info.name,
+            &[ferrokube_machinery::validation::FieldError::invalid(
+                "spec.replicas",
+                &json!(replicas),
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
+    let kv = scope.state.store.get(&scope.handle, &scope.info.namespace, &scope.info.name).await?;
+    let mut obj = codec::decode(&kv)?;
+    if let Some(rv) = scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+    }
+    obj["spec"]["replicas"] = json!(replicas);
+    let (out, _) = scope
+        .state
+        .store
+        .update(&scope.handle, &scope.info.namespace, &scope.info.name, obj, UpdateTarget::Main, scope.query.dry_run()?)
+        .await?;
+    let scale = scale_of(&scope.handle, &out);
+    Ok(json_response(StatusCode::OK, serde_json::to_vec(&scale).map_err(ApiError::Encoding)?))
+}

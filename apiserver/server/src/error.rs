@@ -1,0 +1,120 @@
+//! Every error a client sees: typed errors mapped to a `metav1.Status` in exactly one place
+//! ([`ApiError::into_response`]) — DESIGN invariant 6.
+
+use axum::response::{IntoResponse, Response};
+use ferrokube_machinery::status::Status;
+use ferrokube_machinery::validation::FieldError;
+use ferrokube_storage::StorageError;
+use http::{HeaderValue, StatusCode, header};
+
+/// What went wrong while serving a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A ready-made Kubernetes Status (the common case: the caller knows the reason).
+    #[error("{}", .0.message)]
+    Status(Box<Status>),
+    /// The storage backend failed in a way the caller did not translate.
+    #[error("storage: {0}")]
+    Storage(#[source] StorageError),
+    /// JSON (de)serialization failed inside the server (not the client's input).
+    #[error("internal encoding error: {0}")]
+    Encoding(#[source] serde_json::Error),
+}
+
+/// Result of request-path operations.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<Status> for ApiError {
+    fn from(s: Status) -> Self {
+        ApiError::Status(Box::new(s))
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        ApiError::Storage(e)
+    }
+}
+
+impl ApiError {
+    /// 400 BadRequest with a message.
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        Status::bad_request(&msg.into()).into()
+    }
+
+    /// 500 InternalError with a message.
+    pub fn internal(msg: impl std::fmt::Display) -> Self {
+        Status::internal_error(&msg.to_string()).into()
+    }
+
+    /// 422 Invalid from field errors.
+    pub fn invalid(group: &str, kind: &str, name: &str, errs: &[FieldError]) -> Self {
+        Status::invalid(group, kind, name, errs).into()
+    }
+
+    /// Translates a storage error that concerns one named object of a resource.
+    pub fn from_storage(e: StorageError, group: &str, resource: &str, name: &str) -> Self {
+        match e {
+            StorageError::NotFound { .. } => Status::not_found(group, resource, name).into(),
+            StorageError::AlreadyExists { .. } => Status::already_exists(group, resource, name).into(),
+            StorageError::Conflict { .. } => Status::conflict(
+                group,
+                resource,
+                name,
+                ferrokube_machinery::status::OPTIMISTIC_LOCK_ERROR_MSG,
+            )
+            .into(),
+            other => ApiError::Storage(other),
+        }
+    }
+
+    /// The Status this error shows the client.
+    pub fn to_status(&self) -> Status {
+        match self {
+            ApiError::Status(s) => (**s).clone(),
+            ApiError::Storage(StorageError::Compacted { requested, compacted }) => Status::expired(&format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
+            ApiError::Storage(StorageError::FutureRevision { requested, current }) => {
+                let mut s = Status::timeout(
+                    &format!("Too large resource version: {requested}, current: {current}"),
+                    1,
+                );
+                if let Some(d) = s.details.as_mut() {
+                    d.causes.push(ferrokube_machinery::status::StatusCause {
+                        reason: "ResourceVersionTooLarge".into(),
+                        message: "Too large resource version".into(),
+                        field: String::new(),
+                    });
+                }
+                s
+            }
+            ApiError::Storage(e) => Status::internal_error(&e.to_string()),
+            ApiError::Encoding(e) => Status::internal_error(&e.to_string()),
+        }
+    }
+}
+
+/// Renders a Status as an HTTP response with its code.
+pub fn status_response(status: &Status) -> Response {
+    let code = StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (code, status.to_json()).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(secs) = status.details.as_ref().map(|d| d.retry_after_seconds).filter(|s| *s > 0) {
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.to_status();
+        if status.code >= 500 {
+            tracing::warn!(error = %self, code = status.code, "request failed");
+        }
+        status_response(&status)
+    }
+}

@@ -1,0 +1,51 @@
+//! Command-line options of `ferrokube server` / `ferrokube apiserver`, named like
+//! kube-apiserver's flags where they overlap.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Options of the API server.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServerOptions {
+    /// Directory for the store, certificates and admin.kubeconfig (default ~/.ferrokube).
+    #[arg(long, env = "FERROKUBE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The port on which to serve HTTPS.
+    #[arg(long, default_value_t = 6443)]
+    pub secure_port: u16,
+    /// The IP address on which to listen.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind_address: IpAddr,
+    /// Extra subject alternative names for the generated serving certificate (repeatable).
+    #[arg(long = "tls-san", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+    /// A serving certificate (PEM) to use instead of the generated one.
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// A CA bundle (PEM) that signs accepted client certificates, instead of the generated CA.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Largest accepted request body in bytes (upstream: 3 MiB).
+    #[arg(long, default_value_t = 3 * 1024 * 1024)]
+    pub max_request_body_bytes: usize,
+    /// How often the store compacts old revisions, in seconds (upstream: 300).
+    #[arg(long, default_value_t = 300)]
+    pub etcd_compaction_interval: u64,
+    /// Events kept in the watch cache for watch resumption.
+    #[arg(long, default_value_t = 100_000)]
+    pub watch_cache_size: usize,
+}
+
+impl ServerOptions {
+    /// The data directory, defaulting to `~/.ferrokube`.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        home.join(".ferrokube")
+    }
+}

@@ -1,0 +1,104 @@
+//! How objects are laid out in storage: canonical JSON with `apiVersion`, `kind`, `metadata`
+//! first and no `metadata.resourceVersion` (the revision is the version, as upstream). On the way
+//! out the revision is spliced back in without re-parsing the object.
+
+use bytes::Bytes;
+use ferrokube_storage::{KeyValue, Revision};
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, ApiResult};
+
+const METADATA_OPEN: &[u8] = b"\"metadata\":{";
+
+/// Serializes an object for storage.
+pub fn encode_for_storage(obj: &Value) -> ApiResult<Bytes> {
+    let Some(map) = obj.as_object() else {
+        return Err(ApiError::internal("object is not a JSON object"));
+    };
+    let mut out = Map::with_capacity(map.len());
+    for k in ["apiVersion", "kind"] {
+        if let Some(v) = map.get(k) {
+            out.insert(k.to_string(), v.clone());
+        }
+    }
+    let mut meta = map.get("metadata").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+    if let Some(m) = meta.as_object_mut() {
+        m.remove("resourceVersion");
+        m.remove("selfLink");
+    }
+    out.insert("metadata".into(), meta);
+    for (k, v) in map {
+        if !matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::to_vec(&Value::Object(out)).map(Bytes::from).map_err(ApiError::Encoding)
+}
+
+/// The stored bytes with `metadata.resourceVersion` set to `rv`, written into `out`.
+pub fn write_with_rv(out: &mut Vec<u8>, stored: &[u8], rv: Revision) {
+    match find(stored, METADATA_OPEN) {
+        Some(pos) => {
+            let split = pos + METADATA_OPEN.len();
+            out.extend_from_slice(&stored[..split]);
+            out.extend_from_slice(b"\"resourceVersion\":\"");
+            out.extend_from_slice(rv.to_string().as_bytes());
+            out.push(b'"');
+            if stored.get(split) != Some(&b'}') {
+                out.push(b',');
+            }
+            out.extend_from_slice(&stored[split..]);
+        }
+        None => out.extend_from_slice(stored),
+    }
+}
+
+/// The stored bytes of a key-value with its resourceVersion, as a new buffer.
+pub fn bytes_with_rv(kv: &KeyValue) -> Vec<u8> {
+    let mut out = Vec::with_capacity(kv.value.len() + 32);
+    write_with_rv(&mut out, &kv.value, kv.mod_revision);
+    out
+}
+
+/// Decodes a stored object and sets its resourceVersion.
+pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
+    let mut v: Value = serde_json::from_slice(&kv.value).map_err(ApiError::Encoding)?;
+    set_rv(&mut v, kv.mod_revision);
+    Ok(v)
+}
+
+/// Sets `metadata.resourceVersion`.
+pub fn set_rv(obj: &mut Value, rv: Revision) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn splices_resource_version() {
+        let obj = json!({"metadata": {"name": "a", "resourceVersion": "9"}, "kind": "ConfigMap", "apiVersion": "v1", "data": {"k": "\"metadata\":{"}});
+        let stored = encode_for_storage(&obj).unwrap();
+        assert!(stored.starts_with(b"{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\""));
+        let kv = KeyValue { key: "k".into(), value: stored, create_revision: 5, mod_revision: 7 };
+        let out: Value = serde_json::from_slice(&bytes_with_rv(&kv)).unwrap();
+        assert_eq!(out["metadata"]["resourceVersion"], "7");
+        assert_eq!(out["data"]["k"], "\"metadata\":{");
+        assert_eq!(decode(&kv).unwrap(), out);
+    }
+
+    #[test]
+    fn splices_into_empty_metadata() {
+        let kv = KeyValue { key: "k".into(), value: Bytes::from_static(b"{\"metadata\":{}}"), create_revision: 1, mod_revision: 3 };
+        let out: Value = serde_json::from_slice(&bytes_with_rv(&kv)).unwrap();
+        assert_eq!(out, json!({"metadata": {"resourceVersion": "3"}}));
+    }
+}

@@ -1,0 +1,93 @@
+//! The registry: one [`ResourceHandle`] per served resource (built from the machinery's one
+//! resource table), the generic store that implements every verb over `Storage`, and the
+//! per-resource strategies.
+
+pub mod codec;
+pub mod store;
+pub mod strategies;
+pub mod strategy;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ferrokube_machinery::resources::ResourceInfo;
+
+use strategy::Strategy;
+
+/// A served resource: its table entry, its strategy and its storage prefix.
+pub struct ResourceHandle {
+    pub info: ResourceInfo,
+    pub strategy: Arc<dyn Strategy>,
+    /// `/registry/<segment>/`
+    pub prefix: String,
+}
+
+impl ResourceHandle {
+    /// Builds the handle of a table entry.
+    pub fn new(info: ResourceInfo) -> Self {
+        let prefix = format!("/registry/{}/", strategies::storage_segment(&info));
+        let strategy = strategies::strategy_for(&info);
+        ResourceHandle { info, strategy, prefix }
+    }
+
+    /// The storage key of one object.
+    pub fn key(&self, namespace: &str, name: &str) -> String {
+        if self.info.namespaced() {
+            format!("{}{namespace}/{name}", self.prefix)
+        } else {
+            format!("{}{name}", self.prefix)
+        }
+    }
+
+    /// The key prefix of a list (one namespace, or all).
+    pub fn list_prefix(&self, namespace: &str) -> String {
+        if self.info.namespaced() && !namespace.is_empty() {
+            format!("{}{namespace}/", self.prefix)
+        } else {
+            self.prefix.clone()
+        }
+    }
+
+    /// Whether the resource has the `status` subresource (spec/status split).
+    pub fn has_status(&self) -> bool {
+        self.info.subresource("status").is_some()
+    }
+}
+
+/// Every served resource, by group, version and plural.
+pub struct Registry {
+    by_gvr: HashMap<(String, String, String), Arc<ResourceHandle>>,
+    all: Vec<Arc<ResourceHandle>>,
+}
+
+impl Registry {
+    /// Builds the registry from resource table entries.
+    pub fn new(resources: &[ResourceInfo]) -> Self {
+        let mut by_gvr = HashMap::new();
+        let mut all = Vec::new();
+        for info in resources {
+            let h = Arc::new(ResourceHandle::new(info.clone()));
+            by_gvr.insert(
+                (info.group.to_string(), info.version.to_string(), info.plural.to_string()),
+                h.clone(),
+            );
+            all.push(h);
+        }
+        Registry { by_gvr, all }
+    }
+
+    /// The handle at a group, version and plural.
+    pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<&Arc<ResourceHandle>> {
+        self.by_gvr.get(&(group.to_string(), version.to_string(), plural.to_string()))
+    }
+
+    /// Every handle, in table order.
+    pub fn all(&self) -> &[Arc<ResourceHandle>] {
+        &self.all
+    }
+
+    /// The namespaces resource (namespaced creates check that the namespace exists).
+    pub fn namespaces(&self) -> Option<&Arc<ResourceHandle>> {
+        self.get("", "v1", "namespaces")
+    }
+}

@@ -1,0 +1,301 @@
+//! The strategies of the built-in resources and their storage key prefixes. Resource-specific
+//! behaviour is written here and nowhere else.
+
+use std::sync::Arc;
+
+use ferrokube_machinery::resources::ResourceInfo;
+use ferrokube_machinery::validation::{FieldError, NameRule};
+use serde_json::{Value, json};
+
+use super::strategy::{DefaultStrategy, FieldSet, Strategy, default_at, str_at};
+
+/// The etcd key segment upstream stores a resource under (`/registry/<segment>/...`).
+pub fn storage_segment(info: &ResourceInfo) -> String {
+    match (info.group, info.plural) {
+        ("", "nodes") => "minions".into(),
+        ("", "services") => "services/specs".into(),
+        ("", "endpoints") => "services/endpoints".into(),
+        ("", "replicationcontrollers") => "controllers".into(),
+        ("networking.k8s.io", "ingresses") => "ingress".into(),
+        ("apiextensions.k8s.io", p) | ("apiregistration.k8s.io", p) => format!("{}/{p}", info.group),
+        // Core events and events.k8s.io events are one resource upstream.
+        ("events.k8s.io", "events") => "events".into(),
+        (_, p) => p.into(),
+    }
+}
+
+/// The strategy for a resource.
+pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
+    let has_status = info.subresource("status").is_some();
+    match (info.group, info.plural) {
+        ("", "pods") => Arc::new(PodStrategy),
+        ("", "namespaces") => Arc::new(NamespaceStrategy),
+        ("", "events") | ("events.k8s.io", "events") => Arc::new(EventStrategy),
+        ("", "secrets") => Arc::new(SecretStrategy),
+        ("", "nodes") => Arc::new(NodeStrategy),
+        ("", "endpoints") => Arc::new(DefaultStrategy { generation: false, create_on_update: true }),
+        ("coordination.k8s.io", "leases") => {
+            Arc::new(DefaultStrategy { generation: false, create_on_update: true })
+        }
+        ("", "services")
+        | ("", "persistentvolumes")
+        | ("", "persistentvolumeclaims")
+        | ("", "resourcequotas")
+        | ("certificates.k8s.io", "certificatesigningrequests") => {
+            Arc::new(DefaultStrategy { generation: false, create_on_update: false })
+        }
+        ("", "replicationcontrollers") | ("apps", "replicasets") => Arc::new(ReplicasStrategy),
+        ("batch", "jobs") => Arc::new(JobStrategy),
+        _ => Arc::new(DefaultStrategy { generation: has_status, create_on_update: false }),
+    }
+}
+
+struct PodStrategy;
+
+impl Strategy for PodStrategy {
+    fn return_deleted_object(&self) -> bool {
+        true
+    }
+
+    fn prepare_for_create(&self, obj: &mut Value) {
+        if let Some(m) = obj.as_object_mut() {
+            m.insert("status".into(), json!({"phase": "Pending", "qosClass": qos_class(m.get("spec"))}));
+        }
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        // Pods keep their QoS class for life.
+        if let (Some(q), Some(status)) = (old.pointer("/status/qosClass"), new.get_mut("status")) {
+            if let Some(s) = status.as_object_mut() {
+                s.insert("qosClass".into(), q.clone());
+            }
+        }
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        match obj.pointer("/spec/containers").and_then(Value::as_array) {
+            Some(c) if !c.is_empty() => {
+                for (i, c) in c.iter().enumerate() {
+                    if c.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
+                        errs.push(FieldError::required(&format!("spec.containers[{i}].name"), ""));
+                    }
+                    if c.get("image").and_then(Value::as_str).unwrap_or("").is_empty() {
+                        errs.push(FieldError::required(&format!("spec.containers[{i}].image"), ""));
+                    }
+                }
+            }
+            _ => errs.push(FieldError::required("spec.containers", "")),
+        }
+        errs
+    }
+
+    fn field_set(&self, obj: &Value) -> FieldSet {
+        vec![
+            ("spec.nodeName", str_at(obj, &["spec", "nodeName"])),
+            ("spec.restartPolicy", str_at(obj, &["spec", "restartPolicy"])),
+            ("spec.schedulerName", str_at(obj, &["spec", "schedulerName"])),
+            ("spec.serviceAccountName", str_at(obj, &["spec", "serviceAccountName"])),
+            ("spec.hostNetwork", {
+                let v = str_at(obj, &["spec", "hostNetwork"]);
+                if v.is_empty() { "false".into() } else { v }
+            }),
+            ("status.phase", str_at(obj, &["status", "phase"])),
+            ("status.podIP", str_at(obj, &["status", "podIP"])),
+            ("status.nominatedNodeName", str_at(obj, &["status", "nominatedNodeName"])),
+        ]
+    }
+
+    fn field_labels(&self) -> &'static [&'static str] {
+        &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ]
+    }
+}
+
+/// Upstream's QoS classification (Guaranteed / Burstable / BestEffort).
+fn qos_class(spec: Option<&Value>) -> &'static str {
+    let containers: Vec<&Value> = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| spec.and_then(|s| s.get(*k)).and_then(Value::as_array))
+        .flatten()
+        .collect();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let req = c.pointer("/resources/requests").and_then(Value::as_object);
+        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
+        let has = |m: Option<&serde_json::Map<String, Value>>, k: &str| m.is_some_and(|m| m.contains_key(k));
+        if has(req, "cpu") || has(req, "memory") || has(lim, "cpu") || has(lim, "memory") {
+            any = true;
+        }
+        for r in ["cpu", "memory"] {
+            let l = lim.and_then(|m| m.get(r));
+            let q = req.and_then(|m| m.get(r)).or(l);
+            if l.is_none() || q != l {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+struct NamespaceStrategy;
+
+impl Strategy for NamespaceStrategy {
+    fn name_rule(&self) -> NameRule {
+        NameRule::Dns1123Label
+    }
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        if let Some(m) = obj.as_object_mut() {
+            m.insert("status".into(), json!({"phase": "Active"}));
+            m.insert("spec".into(), json!({"finalizers": ["kubernetes"]}));
+        }
+        // Upstream labels every namespace with its own name.
+        let name = str_at(obj, &["metadata", "name"]);
+        default_at(obj, &["metadata", "labels"], json!({}));
+        if let Some(labels) = obj.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+            labels.insert("kubernetes.io/metadata.name".into(), Value::String(name));
+        }
+    }
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        // spec.finalizers change only through /finalize.
+        if let (Some(m), Some(spec)) = (new.as_object_mut(), old.get("spec")) {
+            m.insert("spec".into(), spec.clone());
+        }
+        let name = str_at(new, &["metadata", "name"]);
+        default_at(new, &["metadata", "labels"], json!({}));
+        if let Some(labels) = new.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+            labels.insert("kubernetes.io/metadata.name".into(), Value::String(name));
+        }
+    }
+    fn field_set(&self, obj: &Value) -> FieldSet {
+        vec![("status.phase", str_at(obj, &["status", "phase"]))]
+    }
+    fn field_labels(&self) -> &'static [&'static str] {
+        &["status.phase"]
+    }
+}
+
+struct EventStrategy;
+
+impl Strategy for EventStrategy {
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+    fn field_set(&self, obj: &Value) -> FieldSet {
+        let io = |f: &str| {
+            let v = str_at(obj, &["involvedObject", f]);
+            if v.is_empty() { str_at(obj, &["regarding", f]) } else { v }
+        };
+        vec![
+            ("involvedObject.kind", io("kind")),
+            ("involvedObject.namespace", io("namespace")),
+            ("involvedObject.name", io("name")),
+            ("involvedObject.uid", io("uid")),
+            ("involvedObject.apiVersion", io("apiVersion")),
+            ("involvedObject.resourceVersion", io("resourceVersion")),
+            ("involvedObject.fieldPath", io("fieldPath")),
+            ("reason", str_at(obj, &["reason"])),
+            ("reportingComponent", str_at(obj, &["reportingComponent"])),
+            ("source", str_at(obj, &["source", "component"])),
+            ("type", str_at(obj, &["type"])),
+        ]
+    }
+    fn field_labels(&self) -> &'static [&'static str] {
+        &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ]
+    }
+}
+
+struct SecretStrategy;
+
+impl Strategy for SecretStrategy {
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        default_at(obj, &["type"], json!("Opaque"));
+    }
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        default_at(new, &["type"], json!("Opaque"));
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let (n, o) = (str_at(new, &["type"]), str_at(old, &["type"]));
+        if n != o {
+            return vec![FieldError::invalid("type", &Value::String(n), "field is immutable")];
+        }
+        Vec::new()
+    }
+    fn field_set(&self, obj: &Value) -> FieldSet {
+        vec![("type", str_at(obj, &["type"]))]
+    }
+    fn field_labels(&self) -> &'static [&'static str] {
+        &["type"]
+    }
+}
+
+struct NodeStrategy;
+
+impl Strategy for NodeStrategy {
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+    fn field_set(&self, obj: &Value) -> FieldSet {
+        let v = str_at(obj, &["spec", "unschedulable"]);
+        vec![("spec.unschedulable", if v.is_empty() { "false".into() } else { v })]
+    }
+    fn field_labels(&self) -> &'static [&'static str] {
+        &["spec.unschedulable"]
+    }
+}
+
+struct ReplicasStrategy;
+
+impl Strategy for ReplicasStrategy {
+    fn field_set(&self, obj: &Value) -> FieldSet {
+        let v = str_at(obj, &["status", "replicas"]);
+        vec![("status.replicas", if v.is_empty() { "0".into() } else { v })]
+    }
+    fn field_labels(&self) -> &'static [&'static str] {
+        &["status.replicas"]
+    }
+}
+
+struct JobStrategy;
+
+impl Strategy for JobStrategy {
+    fn field_set(&self, obj: &Value) -> FieldSet {
+        let v = str_at(obj, &["status", "succeeded"]);
+        vec![("status.successful", if v.is_empty() { "0".into() } else { v })]
+    }
+    fn field_labels(&self) -> &'static [&'static str] {
+        &["status.successful"]
+    }
+}

@@ -1,0 +1,108 @@
+//! Per-resource strategies: the only place resource-specific behaviour lives (DESIGN §2).
+//! The generic store calls the hooks in a fixed order, like upstream's `rest.BeforeCreate` /
+//! `rest.BeforeUpdate`: `prepare_for_create|update` (may mutate) → `validate|validate_update`
+//! (read only) → storage.
+
+use ferrokube_machinery::validation::{FieldError, NameRule};
+use serde_json::Value;
+
+/// Field values a field selector can match, for one object.
+pub type FieldSet = Vec<(&'static str, String)>;
+
+/// Resource-specific hooks. Every method has the generic default; a strategy overrides what its
+/// resource does differently.
+pub trait Strategy: Send + Sync {
+    /// How `metadata.name` is validated.
+    fn name_rule(&self) -> NameRule {
+        NameRule::Dns1123Subdomain
+    }
+
+    /// Whether `metadata.generation` is maintained (set to 1 on create, bumped when anything
+    /// but metadata and status changes).
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    /// Whether PUT of a missing object creates it.
+    fn allow_create_on_update(&self) -> bool {
+        false
+    }
+
+    /// Defaulting and server-set fields on create (after system metadata is set).
+    fn prepare_for_create(&self, _obj: &mut Value) {}
+
+    /// Server-set fields on update; `old` is the stored object.
+    fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
+
+    /// Validation on create (metadata is validated generically before this).
+    fn validate(&self, _obj: &Value) -> Vec<FieldError> {
+        Vec::new()
+    }
+
+    /// Validation on update.
+    fn validate_update(&self, new: &Value, _old: &Value) -> Vec<FieldError> {
+        self.validate(new)
+    }
+
+    /// Field-selector attributes beyond `metadata.name` / `metadata.namespace`.
+    fn field_set(&self, _obj: &Value) -> FieldSet {
+        Vec::new()
+    }
+
+    /// Whether DELETE answers with the deleted object instead of a Success Status.
+    fn return_deleted_object(&self) -> bool {
+        false
+    }
+
+    /// Field labels this resource supports in field selectors (beyond the metadata ones).
+    fn field_labels(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// The strategy of resources with no special behaviour.
+pub struct DefaultStrategy {
+    /// See [`Strategy::tracks_generation`].
+    pub generation: bool,
+    /// See [`Strategy::allow_create_on_update`].
+    pub create_on_update: bool,
+}
+
+impl Strategy for DefaultStrategy {
+    fn tracks_generation(&self) -> bool {
+        self.generation
+    }
+    fn allow_create_on_update(&self) -> bool {
+        self.create_on_update
+    }
+}
+
+/// Reads a string at a dotted path (`spec.nodeName`), empty when absent.
+pub fn str_at(obj: &Value, path: &[&str]) -> String {
+    let mut cur = obj;
+    for p in path {
+        match cur.get(p) {
+            Some(v) => cur = v,
+            None => return String::new(),
+        }
+    }
+    match cur {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Sets `obj[path] = value` when absent, creating intermediate objects.
+pub fn default_at(obj: &mut Value, path: &[&str], value: Value) {
+    let Some((last, parents)) = path.split_last() else { return };
+    let mut cur = obj;
+    for p in parents {
+        let Some(map) = cur.as_object_mut() else { return };
+        cur = map.entry(p.to_string()).or_insert_with(|| Value::Object(Default::default()));
+    }
+    if let Some(map) = cur.as_object_mut() {
+        map.entry(last.to_string()).or_insert(value);
+    }
+}
