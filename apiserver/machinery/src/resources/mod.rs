@@ -1,0 +1,377 @@
+//! The one table of resources: built-ins (from k8s-openapi metadata plus upstream's discovery
+//! facts) and, later, CRDs added at run time. Routes, discovery, OpenAPI and RBAC resource names
+//! all come from here.
+//!
+//! Start with [`builtin_resources`] (the table itself lives in `builtin.rs`), [`find`] and
+//! [`storage_version_hash`]. The discovery documents are built from this table by
+//! [`crate::discovery`].
+
+mod builtin;
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+
+/// How a resource is scoped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Namespaced,
+    Cluster,
+}
+
+/// One subresource of a resource (`pods/status`, `deployments/scale`, `pods/log`...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubresourceInfo {
+    /// The subresource name (`status`, `scale`, `log`, `exec`, `eviction`, `binding`...).
+    pub name: &'static str,
+    /// The kind served at the subresource (`Pod` for status, `Scale` for scale...).
+    pub kind: &'static str,
+    /// The group of that kind when it differs from the parent's (`autoscaling` for Scale,
+    /// `policy` for Eviction); empty when it is the parent's.
+    pub group: &'static str,
+    /// The version of that kind when it differs from the parent's.
+    pub version: &'static str,
+    /// Verbs upstream lists for the subresource in discovery.
+    pub verbs: &'static [&'static str],
+}
+
+/// Generates a kind's JSON schema from k8s-openapi's schemars support.
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+/// One resource at one group-version.
+#[derive(Clone, Debug)]
+pub struct ResourceInfo {
+    /// API group; empty for the core ("legacy") group served under `/api`.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// The kind of the list (`PodList`).
+    pub list_kind: &'static str,
+    /// Plural, lower-case resource name used in URLs (`pods`).
+    pub plural: &'static str,
+    /// Singular name (`pod`).
+    pub singular: &'static str,
+    pub scope: Scope,
+    /// Verbs upstream lists in discovery, in upstream's order.
+    pub verbs: &'static [&'static str],
+    pub short_names: &'static [&'static str],
+    pub categories: &'static [&'static str],
+    pub subresources: &'static [SubresourceInfo],
+    /// True for resources that are not stored (TokenReview, SubjectAccessReview, ...): they
+    /// accept `create` and answer without persisting anything.
+    pub virtual_only: bool,
+    /// The OpenAPI definition name of the kind (`io.k8s.api.core.v1.Pod`).
+    pub schema_name: &'static str,
+    /// The kind's schema (None for kinds k8s-openapi does not describe).
+    pub schema: Option<SchemaFn>,
+    /// The group-version whose kind objects of this resource are stored as (upstream's storage
+    /// version; it feeds `storageVersionHash`). Usually the entry's own group-version;
+    /// `autoscaling/v1` HPAs are stored as `autoscaling/v2`, `events.k8s.io/v1` Events as core
+    /// `v1`. `None` for resources with no storage of their own (virtual reviews, `bindings`,
+    /// `componentstatuses`).
+    pub storage: Option<GroupVersion>,
+}
+
+/// A group and a version (`""`/`v1` for core).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GroupVersion {
+    pub group: &'static str,
+    pub version: &'static str,
+}
+
+impl ResourceInfo {
+    /// `group/version`, or `version` for the core group (the `apiVersion` field value).
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn namespaced(&self) -> bool {
+        self.scope == Scope::Namespaced
+    }
+
+    pub fn has_verb(&self, verb: &str) -> bool {
+        self.verbs.contains(&verb)
+    }
+
+    pub fn subresource(&self, name: &str) -> Option<&SubresourceInfo> {
+        self.subresources.iter().find(|s| s.name == name)
+    }
+
+    /// True when this entry is the one whose group-version objects are stored as.
+    pub fn is_storage_version(&self) -> bool {
+        self.storage
+            .is_some_and(|s| s.group == self.group && s.version == self.version)
+    }
+
+    /// `storageVersionHash` for discovery: the hash of the storage version's
+    /// `group/version/kind`; `None` when the resource has no storage of its own.
+    pub fn storage_version_hash(&self) -> Option<String> {
+        self.storage
+            .map(|s| storage_version_hash(s.group, s.version, self.kind))
+    }
+}
+
+/// Every built-in resource of Kubernetes 1.35 served by default, core first, then groups in
+/// upstream's `/apis` order; within a group-version, alphabetical by plural.
+pub fn builtin_resources() -> &'static [ResourceInfo] {
+    static TABLE: OnceLock<Vec<ResourceInfo>> = OnceLock::new();
+    TABLE.get_or_init(builtin::table)
+}
+
+/// The built-in resource `plural` at `group`/`version` (`""` for core).
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
+    builtin_resources()
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Upstream's `storageVersionHash`: standard base64 of the first 8 bytes of
+/// sha256(`"group/version/kind"`) (core: `"/v1/Pod"`).
+pub fn storage_version_hash(group: &str, version: &str, kind: &str) -> String {
+    let digest = Sha256::digest(format!("{group}/{version}/{kind}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(&digest[..8])
+}
+
+/// Upstream's order of the built-in groups in `/apis` (core, served at `/api`, is not listed).
+pub const GROUP_ORDER: &[&str] = &[
+    "apiregistration.k8s.io",
+    "apps",
+    "events.k8s.io",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "autoscaling",
+    "batch",
+    "certificates.k8s.io",
+    "networking.k8s.io",
+    "policy",
+    "rbac.authorization.k8s.io",
+    "storage.k8s.io",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "scheduling.k8s.io",
+    "coordination.k8s.io",
+    "node.k8s.io",
+    "discovery.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+    "internal.apiserver.k8s.io",
+    "resource.k8s.io",
+    "storagemigration.k8s.io",
+];
+
+/// Group → preferred version for every built-in group (core `""` first, then upstream's
+/// `/apis` order). Autoscaling prefers `v2`, as upstream.
+pub fn preferred_versions() -> &'static [(&'static str, &'static str)] {
+    static PREFERRED: OnceLock<Vec<(&'static str, &'static str)>> = OnceLock::new();
+    PREFERRED.get_or_init(|| {
+        let mut out: Vec<(&'static str, &'static str)> = Vec::new();
+        for group in std::iter::once("").chain(GROUP_ORDER.iter().copied()) {
+            let best = builtin_resources()
+                .iter()
+                .filter(|r| r.group == group)
+                .map(|r| r.version)
+                .min_by(|a, b| compare_versions(a, b));
+            if let Some(version) = best {
+                out.push((group, version));
+            }
+        }
+        out
+    })
+}
+
+/// Orders versions the way upstream prefers them (kube-aware version priority): GA before beta
+/// before alpha, higher major first, then higher minor (`v2` < `v1` < `v1beta2` < `v1beta1` <
+/// `v1alpha1` < `foo`); versions that do not look like Kubernetes versions sort last,
+/// alphabetically. `Ordering::Less` means "preferred".
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    match (parse_version(a), parse_version(b)) {
+        (Some(x), Some(y)) => {
+            // Stability first (GA=2, beta=1, alpha=0), then major, then minor; all descending.
+            (y.1, y.0, y.2).cmp(&(x.1, x.0, x.2))
+        }
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
+/// `(major, stability, minor)` of a Kubernetes-style version (`v1`, `v2beta1`, `v1alpha3`).
+fn parse_version(v: &str) -> Option<(u64, u8, u64)> {
+    let rest = v.strip_prefix('v')?;
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let major: u64 = rest[..digits].parse().ok()?;
+    if major == 0 {
+        return None;
+    }
+    let tail = &rest[digits..];
+    if tail.is_empty() {
+        return Some((major, 2, 0));
+    }
+    let (stability, minor) = if let Some(m) = tail.strip_prefix("beta") {
+        (1, m)
+    } else if let Some(m) = tail.strip_prefix("alpha") {
+        (0, m)
+    } else {
+        return None;
+    };
+    if minor.is_empty() || !minor.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some((major, stability, minor.parse().ok()?))
+}
+
+/// Maps k8s-openapi's scope marker types to [`Scope`].
+pub trait ScopeOf {
+    const SCOPE: Scope;
+}
+
+impl ScopeOf for k8s_openapi::NamespaceResourceScope {
+    const SCOPE: Scope = Scope::Namespaced;
+}
+
+impl ScopeOf for k8s_openapi::ClusterResourceScope {
+    const SCOPE: Scope = Scope::Cluster;
+}
+
+/// The `status` subresource of `T` (served with `T`'s own kind, verbs get/patch/update).
+pub const fn status_of<T: k8s_openapi::Resource>() -> SubresourceInfo {
+    SubresourceInfo {
+        name: "status",
+        kind: T::KIND,
+        group: "",
+        version: "",
+        verbs: &["get", "patch", "update"],
+    }
+}
+
+/// The discovery facts of one entry that k8s-openapi does not carry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Facts {
+    verbs: &'static [&'static str],
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    subresources: &'static [SubresourceInfo],
+    virtual_only: bool,
+    /// `None`: stored in its own group-version; `Some(None)`: not stored; `Some(Some(gv))`:
+    /// stored as `gv`.
+    storage: Option<Option<GroupVersion>>,
+}
+
+impl Facts {
+    pub(crate) const fn new(verbs: &'static [&'static str]) -> Self {
+        Facts {
+            verbs,
+            short_names: &[],
+            categories: &[],
+            subresources: &[],
+            virtual_only: false,
+            storage: None,
+        }
+    }
+
+    pub(crate) const fn short(mut self, short_names: &'static [&'static str]) -> Self {
+        self.short_names = short_names;
+        self
+    }
+
+    pub(crate) const fn cat(mut self, categories: &'static [&'static str]) -> Self {
+        self.categories = categories;
+        self
+    }
+
+    pub(crate) const fn subs(mut self, subresources: &'static [SubresourceInfo]) -> Self {
+        self.subresources = subresources;
+        self
+    }
+
+    /// Not stored and answered on create without persisting (reviews).
+    pub(crate) const fn virtual_only(mut self) -> Self {
+        self.virtual_only = true;
+        self.storage = Some(None);
+        self
+    }
+
+    /// No storage of its own (no `storageVersionHash`).
+    pub(crate) const fn not_stored(mut self) -> Self {
+        self.storage = Some(None);
+        self
+    }
+
+    pub(crate) const fn stored_as(mut self, group: &'static str, version: &'static str) -> Self {
+        self.storage = Some(Some(GroupVersion { group, version }));
+        self
+    }
+}
+
+/// Upstream's singular name is the lower-cased kind; computed once per entry at table build.
+fn leak_lowercase(kind: &'static str) -> &'static str {
+    if kind.bytes().all(|b| !b.is_ascii_uppercase()) {
+        return kind;
+    }
+    // One string per built-in entry, built once for the process lifetime.
+    kind.to_ascii_lowercase().leak()
+}
+
+fn schema_name_of<T: schemars::JsonSchema>() -> &'static str {
+    match T::schema_name() {
+        Cow::Borrowed(name) => name,
+        Cow::Owned(name) => name.leak(),
+    }
+}
+
+/// An entry for a resource k8s-openapi describes (kind, group, version, plural, scope from it).
+pub(crate) fn plain<T>(facts: Facts) -> ResourceInfo
+where
+    T: k8s_openapi::Resource + schemars::JsonSchema,
+    T::Scope: ScopeOf,
+{
+    entry::<T>("", facts)
+}
+
+/// Like [`plain`], with the list kind from `ListableResource::LIST_KIND`.
+pub(crate) fn listable<T>(facts: Facts) -> ResourceInfo
+where
+    T: k8s_openapi::ListableResource + schemars::JsonSchema,
+    T::Scope: ScopeOf,
+{
+    entry::<T>(T::LIST_KIND, facts)
+}
+
+fn entry<T>(list_kind: &'static str, facts: Facts) -> ResourceInfo
+where
+    T: k8s_openapi::Resource + schemars::JsonSchema,
+    T::Scope: ScopeOf,
+{
+    let own = GroupVersion {
+        group: T::GROUP,
+        version: T::VERSION,
+    };
+    ResourceInfo {
+        group: T::GROUP,
+        version: T::VERSION,
+        kind: T::KIND,
+        list_kind,
+        plural: T::URL_PATH_SEGMENT,
+        singular: leak_lowercase(T::KIND),
+        scope: <T::Scope as ScopeOf>::SCOPE,
+        verbs: facts.verbs,
+        short_names: facts.short_names,
+        categories: facts.categories,
+        subresources: facts.subresources,
+        virtual_only: facts.virtual_only,
+        schema_name: schema_name_of::<T>(),
+        schema: Some(T::json_schema),
+        storage: facts.storage.unwrap_or(Some(own)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Placeholder (black-box conformance tests come later).

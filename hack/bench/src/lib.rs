@@ -1,0 +1,1 @@
+//! Placeholder (benchmarks come later).
