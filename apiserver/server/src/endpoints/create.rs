@@ -12,8 +12,7 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
     let dry_run = scope.query.dry_run()?;
     let obj = scope.read_object(body).await?;
     if scope.handle.info.virtual_only {
-        let user = scope.state.user_of(&scope.headers);
-        let out = crate::registry::reviews::review(&scope.handle, obj, &user)?;
+        let out = crate::registry::reviews::review(&scope.handle, obj, &scope.user)?;
         return scope.object_response(StatusCode::CREATED, &out);
     }
     let created = scope.state.store.create(&scope.handle, &scope.info.namespace, obj, dry_run).await?;

@@ -35,6 +35,7 @@ pub struct Scope {
     pub info: RequestInfo,
     pub query: Query,
     pub headers: HeaderMap,
+    pub user: crate::UserInfo,
 }
 
 /// Decoded query parameters.

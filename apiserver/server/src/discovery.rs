@@ -1,0 +1,117 @@
+//! Discovery endpoints: legacy documents (`/api`, `/apis`, `/apis/{g}`, `/api/v1`,
+//! `/apis/{g}/{v}`) and aggregated discovery v2/v2beta1 on `/api` and `/apis` when the client
+//! asks for it in `Accept`, with ETag / If-None-Match. Documents are built once from the
+//! resource table and served as bytes.
+
+use std::collections::HashMap;
+
+use axum::response::{IntoResponse, Response};
+use ferrokube_machinery::discovery::{self, AggregatedVersion};
+use ferrokube_machinery::media::parse_accept;
+use ferrokube_machinery::resources::ResourceInfo;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+/// A pre-encoded document and its ETag.
+struct Doc {
+    body: Vec<u8>,
+    etag: String,
+}
+
+impl Doc {
+    fn new(v: &serde_json::Value) -> Doc {
+        let body = serde_json::to_vec(v).unwrap_or_default();
+        let etag = discovery::etag(&body);
+        Doc { body, etag }
+    }
+}
+
+/// Every discovery document, pre-encoded.
+pub struct DiscoveryDocs {
+    legacy: HashMap<String, Doc>,
+    aggregated: HashMap<(bool, AggregatedVersion), Doc>,
+}
+
+impl DiscoveryDocs {
+    /// Builds the documents for a resource table.
+    pub fn new(resources: &[ResourceInfo]) -> DiscoveryDocs {
+        let mut legacy = HashMap::new();
+        legacy.insert("/api".to_string(), Doc::new(&discovery::api_versions("")));
+        legacy.insert("/apis".to_string(), Doc::new(&discovery::api_group_list(resources)));
+        let mut gvs: Vec<(&str, &str)> = resources.iter().map(|r| (r.group, r.version)).collect();
+        gvs.sort();
+        gvs.dedup();
+        for (g, v) in gvs {
+            if let Some(doc) = discovery::api_resource_list(resources, g, v) {
+                let path = if g.is_empty() { format!("/api/{v}") } else { format!("/apis/{g}/{v}") };
+                legacy.insert(path, Doc::new(&doc));
+            }
+            if !g.is_empty() && !legacy.contains_key(&format!("/apis/{g}")) {
+                if let Some(doc) = discovery::api_group(resources, g) {
+                    legacy.insert(format!("/apis/{g}"), Doc::new(&doc));
+                }
+            }
+        }
+        let mut aggregated = HashMap::new();
+        for legacy_group in [true, false] {
+            for v in [AggregatedVersion::V2, AggregatedVersion::V2Beta1] {
+                aggregated.insert((legacy_group, v), Doc::new(&discovery::aggregated(resources, legacy_group, v)));
+            }
+        }
+        DiscoveryDocs { legacy, aggregated }
+    }
+}
+
+/// The aggregated version a client's Accept asks for, if any (first acceptable wins).
+fn wants_aggregated(headers: &HeaderMap) -> Option<AggregatedVersion> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())?;
+    for mt in parse_accept(accept) {
+        if mt.essence() == "application/json"
+            && mt.param("g") == Some("apidiscovery.k8s.io")
+            && mt.param("as") == Some("APIGroupDiscoveryList")
+        {
+            match mt.param("v") {
+                Some("v2") => return Some(AggregatedVersion::V2),
+                Some("v2beta1") => return Some(AggregatedVersion::V2Beta1),
+                _ => {}
+            }
+        } else if mt.essence() == "application/json" && mt.param("as").is_none() {
+            return None;
+        }
+    }
+    None
+}
+
+fn respond(doc: &Doc, content_type: &'static str, headers: &HeaderMap) -> Response {
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == doc.etag);
+    let mut r = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, doc.body.clone()).into_response()
+    };
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&doc.etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    r
+}
+
+/// Serves a discovery path, or None when the path is not a discovery document.
+pub fn serve(docs: &DiscoveryDocs, path: &str, headers: &HeaderMap) -> Option<Response> {
+    if path == "/api" || path == "/apis" {
+        if let Some(v) = wants_aggregated(headers) {
+            let doc = docs.aggregated.get(&(path == "/api", v))?;
+            let ct = match v {
+                AggregatedVersion::V2 => "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+                AggregatedVersion::V2Beta1 => "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList",
+            };
+            return Some(respond(doc, ct, headers));
+        }
+    }
+    let doc = docs.legacy.get(path)?;
+    Some(respond(doc, "application/json", headers))
+}

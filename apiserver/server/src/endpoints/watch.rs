@@ -1,0 +1,260 @@
+//! Watch: a chunked stream of newline-delimited watch events, served from the watch cache
+//! (upstream `handlers/watch.go` and the cacher's `cacheWatcher`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use ferrokube_machinery::status::Status;
+use ferrokube_machinery::validation::FieldError;
+use ferrokube_storage::watch_cache::{CacheEvent, CacheWatchOptions, CacheWatchStream};
+use ferrokube_storage::{Event, EventKind, KeyValue, Revision, StorageError};
+use futures::StreamExt;
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::Scope;
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::negotiate::Output;
+use crate::registry::ResourceHandle;
+use crate::registry::codec;
+use crate::registry::store::{GenericStore, ListOptions};
+use crate::table;
+
+/// How often an idle watch that asked for bookmarks gets one.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Everything the event encoder needs.
+struct Encoder {
+    handle: Arc<ResourceHandle>,
+    opts: ListOptions,
+    table: Option<&'static str>,
+    include: crate::negotiate::IncludeObject,
+    sent_columns: bool,
+    bookmarks: bool,
+}
+
+impl Encoder {
+    fn frame(&mut self, kind: &str, kv: &KeyValue) -> ApiResult<Bytes> {
+        let mut out = Vec::with_capacity(kv.value.len() + 64);
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"object\":");
+        match self.table {
+            None => codec::write_with_rv(&mut out, &kv.value, kv.mod_revision),
+            Some(v) => {
+                let obj = codec::decode(kv)?;
+                let meta = json!({"resourceVersion": kv.mod_revision.to_string()});
+                let t = table::to_table(&self.handle, &[obj], meta, v, self.include, !self.sent_columns);
+                self.sent_columns = true;
+                out.extend_from_slice(&serde_json::to_vec(&t).map_err(ApiError::Encoding)?);
+            }
+        }
+        out.extend_from_slice(b"}\n");
+        Ok(Bytes::from(out))
+    }
+
+    fn bookmark(&self, rev: Revision, initial_end: bool) -> Bytes {
+        let mut meta = json!({"resourceVersion": rev.to_string(), "creationTimestamp": null});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let obj = json!({"kind": self.handle.info.kind, "apiVersion": self.handle.info.api_version(), "metadata": meta});
+        let mut v = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
+        v.push(b'\n');
+        Bytes::from(v)
+    }
+
+    fn error(status: &Status) -> Bytes {
+        let mut v = serde_json::to_vec(&json!({"type": "ERROR", "object": status})).unwrap_or_default();
+        v.push(b'\n');
+        Bytes::from(v)
+    }
+
+    fn matches(&self, kv: &KeyValue) -> ApiResult<bool> {
+        if self.opts.label_selector.is_empty() && self.opts.field_selector.is_empty() {
+            return Ok(true);
+        }
+        let obj: Value = serde_json::from_slice(&kv.value).map_err(ApiError::Encoding)?;
+        Ok(GenericStore::matches(&self.handle, &self.opts, &obj))
+    }
+
+    /// The wire event for a storage event, after selector transitions (None: filtered out).
+    fn event(&mut self, ev: &Event) -> ApiResult<Option<Bytes>> {
+        let cur = self.matches(&ev.kv)?;
+        let prev = match &ev.prev {
+            Some(p) => self.matches(p)?,
+            None => false,
+        };
+        match ev.kind {
+            EventKind::Delete => {
+                if cur { self.frame("DELETED", &ev.kv).map(Some) } else { Ok(None) }
+            }
+            EventKind::Put => match (prev, cur) {
+                (false, true) => self.frame("ADDED", &ev.kv).map(Some),
+                (true, true) => self.frame("MODIFIED", &ev.kv).map(Some),
+                (true, false) => {
+                    // Left the selection: a DELETED with the previous content at this revision.
+                    let p = ev.prev.as_ref().map(|p| KeyValue { mod_revision: ev.kv.mod_revision, ..p.clone() });
+                    match p {
+                        Some(p) => self.frame("DELETED", &p).map(Some),
+                        None => Ok(None),
+                    }
+                }
+                (false, false) => Ok(None),
+            },
+        }
+    }
+}
+
+/// Decrements the watch gauge when a watch ends.
+struct WatchGuard(Arc<AppState>);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.metrics.watch_ended();
+    }
+}
+
+/// Handles watch.
+pub async fn watch(scope: &Scope) -> ApiResult<Response> {
+    let table = match scope.output()? {
+        Output::Table(v) => Some(v),
+        _ => None,
+    };
+    let opts = scope.query.list_options()?;
+    GenericStore::check_field_selector(&scope.handle, &opts.field_selector)?;
+    let bookmarks = scope.query.flag("allowWatchBookmarks");
+    let send_initial = scope.query.get("sendInitialEvents").map(|v| v == "true" || v == "1");
+    let rv = opts.resource_version.clone().unwrap_or_default();
+    if send_initial.is_some() {
+        let mut errs = Vec::new();
+        if opts.resource_version_match.as_deref() != Some("NotOlderThan") {
+            errs.push(FieldError::forbidden(
+                "resourceVersionMatch",
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if send_initial == Some(true) && !bookmarks {
+            errs.push(FieldError::forbidden(
+                "allowWatchBookmarks",
+                "sendInitialEvents requires setting allowWatchBookmarks to true",
+            ));
+        }
+        if !errs.is_empty() {
+            return Err(ApiError::invalid("meta.k8s.io", "ListOptions", "", &errs));
+        }
+    }
+    let timeout = match scope.query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()) {
+        Some(t) if t > 0 => Duration::from_secs(t),
+        // Upstream: a random duration between min-request-timeout (1800 s) and twice that.
+        _ => Duration::from_secs(1800 + u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 7),
+    };
+    let prefix = scope.handle.list_prefix(&scope.info.namespace);
+    let cache = scope.state.store.cache.clone();
+    let cache_opts = CacheWatchOptions { progress_interval: bookmarks.then_some(BOOKMARK_INTERVAL) };
+    let mut enc = Encoder {
+        handle: scope.handle.clone(),
+        opts,
+        table,
+        include: scope.query.include_object(),
+        sent_columns: false,
+        bookmarks,
+    };
+
+    let parse_rv = |rv: &str| -> ApiResult<Revision> {
+        rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))
+    };
+    // Initial frames (synthetic ADDED events) and the stream of what follows.
+    let mut initial: Vec<Bytes> = Vec::new();
+    let stream: Result<CacheWatchStream, Status> = if send_initial == Some(false) || (send_initial.is_none() && !rv.is_empty() && rv != "0") {
+        let after = if rv.is_empty() { scope.state.store.storage.current_revision().await? } else { parse_rv(&rv)? };
+        match cache.watch(&prefix, after, cache_opts).await {
+            Ok(s) => Ok(s),
+            Err(StorageError::Compacted { requested, compacted }) => {
+                Err(Status::expired(&format!("too old resource version: {requested} ({compacted})")))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        let min = match rv.as_str() {
+            "" => scope.state.store.storage.current_revision().await?,
+            "0" => 0,
+            other => parse_rv(other)?,
+        };
+        let w = cache.watch_with_initial(&prefix, min, cache_opts).await?;
+        for kv in &w.items {
+            if enc.matches(kv)? {
+                initial.push(enc.frame("ADDED", kv)?);
+            }
+        }
+        if send_initial == Some(true) {
+            initial.push(enc.bookmark(w.revision, true));
+        }
+        Ok(w.stream)
+    };
+
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let state = scope.state.clone();
+    state.metrics.watch_started();
+    tokio::spawn(async move {
+        let _guard = WatchGuard(state);
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(status) => {
+                let _ = tx.send(Ok(Encoder::error(&status))).await;
+                return;
+            }
+        };
+        for f in initial {
+            if tx.send(Ok(f)).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            let item = tokio::select! {
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+                item = stream.next() => item,
+            };
+            let frame = match item {
+                None => return,
+                Some(Ok(CacheEvent::Event(ev))) => match enc.event(&ev) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => continue,
+                    Err(e) => Encoder::error(&e.to_status()),
+                },
+                Some(Ok(CacheEvent::Progress(rev))) => {
+                    if !enc.bookmarks || enc.table.is_some() {
+                        continue;
+                    }
+                    enc.bookmark(rev, false)
+                }
+                Some(Err(StorageError::Compacted { requested, compacted })) => {
+                    let s = Status::expired(&format!("too old resource version: {requested} ({compacted})"));
+                    let _ = tx.send(Ok(Encoder::error(&s))).await;
+                    return;
+                }
+                Some(Err(e)) => {
+                    let _ = tx.send(Ok(Encoder::error(&ApiError::from(e).to_status()))).await;
+                    return;
+                }
+            };
+            if tx.send(Ok(frame)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}

@@ -1,0 +1,155 @@
+//! The ferrokube API server.
+//!
+//! A request travels: TLS accept ([`serve`]) → HTTP/1.1 or HTTP/2 (hyper) → the filter chain
+//! ([`filters::build_chain`], written once, in order) → the router ([`routes`]): non-resource
+//! paths (health, version, metrics, discovery, OpenAPI) or a resource handler
+//! ([`endpoints`], one file per verb) → the generic store ([`registry::store`]) with the
+//! resource's strategy → `Storage` (embedded redb by default) and the watch cache.
+//!
+//! This crate must not reach storage except through the registry (DESIGN invariant 3), and it
+//! maps every error to a `Status` in one place ([`error`]).
+
+pub mod certs;
+pub mod discovery;
+pub mod endpoints;
+pub mod error;
+pub mod filters;
+pub mod metrics;
+pub mod negotiate;
+pub mod openapi;
+pub mod options;
+pub mod registry;
+pub mod routes;
+pub mod serve;
+pub mod table;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ferrokube_machinery::resources;
+use ferrokube_storage::embedded::{EmbeddedOptions, EmbeddedStore};
+use ferrokube_storage::watch_cache::{WatchCache, WatchCacheOptions};
+use serde_json::json;
+
+use crate::registry::Registry;
+use crate::registry::store::GenericStore;
+
+/// The identity a request authenticated as.
+#[derive(Clone, Debug, Default)]
+pub struct UserInfo {
+    pub username: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+}
+
+/// Shared state of a running API server.
+pub struct AppState {
+    pub registry: Registry,
+    pub store: GenericStore,
+    /// The embedded backend, for its metrics.
+    pub embedded: Arc<EmbeddedStore>,
+    pub metrics: metrics::Metrics,
+    pub discovery: discovery::DiscoveryDocs,
+    pub openapi: openapi::OpenApiState,
+    pub max_body_bytes: usize,
+    /// True once startup work (default namespaces) is done.
+    pub ready: AtomicBool,
+    pub started: Instant,
+}
+
+/// The default namespaces every cluster has.
+const DEFAULT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+async fn ensure_default_namespaces(state: &AppState) -> anyhow::Result<()> {
+    let Some(ns) = state.registry.namespaces().cloned() else {
+        anyhow::bail!("the resource table has no namespaces");
+    };
+    for name in DEFAULT_NAMESPACES {
+        if state.store.storage.get(&ns.key("", name)).await?.is_some() {
+            continue;
+        }
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match state.store.create(&ns, "", obj, false).await {
+            Ok(_) => tracing::info!(namespace = name, "created default namespace"),
+            Err(e) if e.to_status().code == 409 => {}
+            Err(e) => anyhow::bail!("creating namespace {name}: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Runs `ferrokube server` until SIGTERM/SIGINT.
+pub async fn run(opts: options::ServerOptions) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let dir = opts.data_dir();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let pki = certs::ensure_pki(&opts, &dir).context("preparing certificates")?;
+
+    let store_opts = EmbeddedOptions {
+        compaction_interval: Some(Duration::from_secs(opts.etcd_compaction_interval.max(1))),
+        ..EmbeddedOptions::default()
+    };
+    let embedded = EmbeddedStore::open(&dir.join("db"), store_opts)
+        .await
+        .context("opening the embedded store")?;
+    let storage: Arc<dyn ferrokube_storage::Storage> = embedded.clone();
+    let cache = WatchCache::start(
+        storage.clone(),
+        "/registry/",
+        WatchCacheOptions { ring_capacity: opts.watch_cache_size, ..Default::default() },
+    )
+    .await
+    .context("starting the watch cache")?;
+
+    let builtins = resources::builtin_resources();
+    let state = Arc::new(AppState {
+        registry: Registry::new(builtins),
+        store: GenericStore { storage, cache },
+        embedded,
+        metrics: metrics::Metrics::default(),
+        discovery: discovery::DiscoveryDocs::new(builtins),
+        openapi: openapi::OpenApiState::default(),
+        max_body_bytes: opts.max_request_body_bytes,
+        ready: AtomicBool::new(false),
+        started,
+    });
+    ensure_default_namespaces(&state).await?;
+    state.ready.store(true, Ordering::Release);
+    openapi::build_in_background(state.clone());
+
+    let listener = tokio::net::TcpListener::bind((opts.bind_address, opts.secure_port))
+        .await
+        .with_context(|| format!("binding {}:{}", opts.bind_address, opts.secure_port))?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        kubeconfig = %pki.admin_kubeconfig.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "ferrokube API server listening"
+    );
+    let tls = serve::tls_config(&pki)?;
+    let app = routes::router(state.clone());
+    serve::serve(listener, tls, app, shutdown_signal()).await?;
+    state.store.cache.shutdown();
+    state.embedded.close().await;
+    tracing::info!("ferrokube API server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("shutting down");
+}
