@@ -1,0 +1,1 @@
+//! Placeholder so the workspace loads; the lead writes the real crate.
