@@ -1,0 +1,212 @@
+//! Reads against one redb snapshot: `get`, `list` (current or past revision) and the history
+//! replay that starts a watch. Every function takes a read transaction, so the revision it
+//! reports and the data it returns come from the same snapshot.
+
+use std::ops::Bound;
+
+use redb::ReadTransaction;
+
+use super::backend;
+use super::codec::{
+    EVENTS, HISTORY, INITIAL_REVISION, LATEST, META, META_COMPACTED, META_REV, Version,
+    decode_latest, event_for,
+};
+use crate::{Event, KeyValue, ListRequest, ListResponse, Result, Revision, StorageError};
+
+/// (current revision, compacted revision) of the snapshot.
+pub(crate) fn revisions(txn: &ReadTransaction) -> Result<(Revision, Revision)> {
+    let meta = txn.open_table(META).map_err(backend)?;
+    let rev = meta
+        .get(META_REV)
+        .map_err(backend)?
+        .map(|g| g.value())
+        .unwrap_or(INITIAL_REVISION);
+    let compacted = meta
+        .get(META_COMPACTED)
+        .map_err(backend)?
+        .map(|g| g.value())
+        .unwrap_or(0);
+    Ok((rev, compacted))
+}
+
+fn version(
+    history: &redb::ReadOnlyTable<(&'static str, i64), &'static [u8]>,
+    key: &str,
+    rev: Revision,
+) -> Result<Option<Version>> {
+    match history.get((key, rev)).map_err(backend)? {
+        Some(raw) => Version::decode(raw.value())
+            .map(Some)
+            .ok_or_else(|| StorageError::Backend(format!("corrupt record for key {key}"))),
+        None => Ok(None),
+    }
+}
+
+/// The latest value of `key`.
+pub(crate) fn get(txn: &ReadTransaction, key: &str) -> Result<Option<KeyValue>> {
+    let latest = txn.open_table(LATEST).map_err(backend)?;
+    let Some(raw) = latest.get(key).map_err(backend)? else {
+        return Ok(None);
+    };
+    let Some((_, mod_rev)) = decode_latest(raw.value()) else {
+        return Err(StorageError::Backend(format!(
+            "corrupt index for key {key}"
+        )));
+    };
+    let history = txn.open_table(HISTORY).map_err(backend)?;
+    Ok(version(&history, key, mod_rev)?.map(|v| v.key_value(key, mod_rev)))
+}
+
+/// Where a scan of `req` starts, as the first key to consider.
+fn start_key(req: &ListRequest) -> (String, bool) {
+    match &req.start_after {
+        Some(after) if after.as_str() >= req.prefix.as_str() => (after.clone(), true),
+        _ => (req.prefix.clone(), false),
+    }
+}
+
+/// A range read; see [`crate::Storage::list`].
+pub(crate) fn list(txn: &ReadTransaction, req: &ListRequest) -> Result<ListResponse> {
+    let (current, compacted) = revisions(txn)?;
+    let at = if req.revision == 0 {
+        current
+    } else {
+        req.revision
+    };
+    if at > current {
+        return Err(StorageError::FutureRevision {
+            requested: at,
+            current,
+        });
+    }
+    if req.revision != 0 && at <= compacted {
+        return Err(StorageError::Compacted {
+            requested: at,
+            compacted,
+        });
+    }
+    let mut out = ListResponse {
+        revision: at,
+        ..ListResponse::default()
+    };
+    let limit = if req.limit == 0 {
+        usize::MAX
+    } else {
+        req.limit
+    };
+    let push = |out: &mut ListResponse, kv: KeyValue| {
+        if out.items.len() < limit {
+            out.items.push(kv);
+        } else {
+            out.more = true;
+            out.remaining += 1;
+        }
+    };
+    let history = txn.open_table(HISTORY).map_err(backend)?;
+    let (start, exclusive) = start_key(req);
+    if at == current {
+        let latest = txn.open_table(LATEST).map_err(backend)?;
+        let lower = if exclusive {
+            Bound::Excluded(start.as_str())
+        } else {
+            Bound::Included(start.as_str())
+        };
+        for item in latest
+            .range::<&str>((lower, Bound::Unbounded))
+            .map_err(backend)?
+        {
+            let (k, raw) = item.map_err(backend)?;
+            let key = k.value();
+            if !key.starts_with(&req.prefix) {
+                break;
+            }
+            if out.items.len() >= limit {
+                out.more = true;
+                out.remaining += 1;
+                continue;
+            }
+            let Some((_, mod_rev)) = decode_latest(raw.value()) else {
+                return Err(StorageError::Backend(format!(
+                    "corrupt index for key {key}"
+                )));
+            };
+            if let Some(v) = version(&history, key, mod_rev)? {
+                push(&mut out, v.key_value(key, mod_rev));
+            }
+        }
+        return Ok(out);
+    }
+    // A past revision: per key, the newest retained version at or below `at`.
+    let lower = if exclusive {
+        Bound::Excluded((start.as_str(), i64::MAX))
+    } else {
+        Bound::Included((start.as_str(), i64::MIN))
+    };
+    let mut pending: Option<(String, Revision, Version)> = None;
+    for item in history
+        .range::<(&str, i64)>((lower, Bound::Unbounded))
+        .map_err(backend)?
+    {
+        let (k, raw) = item.map_err(backend)?;
+        let (key, rev) = k.value();
+        if !key.starts_with(&req.prefix) {
+            break;
+        }
+        if pending.as_ref().is_some_and(|(pk, _, _)| pk != key) {
+            if let Some((pk, prev_rev, v)) = pending.take()
+                && !v.tombstone
+            {
+                push(&mut out, v.key_value(&pk, prev_rev));
+            }
+        }
+        if rev <= at {
+            let v = Version::decode(raw.value())
+                .ok_or_else(|| StorageError::Backend(format!("corrupt record for key {key}")))?;
+            pending = Some((key.to_owned(), rev, v));
+        }
+    }
+    if let Some((pk, rev, v)) = pending
+        && !v.tombstone
+    {
+        push(&mut out, v.key_value(&pk, rev));
+    }
+    Ok(out)
+}
+
+/// Retained events for keys under `prefix` with revision > `after`, and the snapshot's revision.
+pub(crate) fn replay(
+    txn: &ReadTransaction,
+    prefix: &str,
+    after: Revision,
+) -> Result<(Vec<Event>, Revision)> {
+    let (current, compacted) = revisions(txn)?;
+    if after < compacted {
+        return Err(StorageError::Compacted {
+            requested: after,
+            compacted,
+        });
+    }
+    let log = txn.open_table(EVENTS).map_err(backend)?;
+    let history = txn.open_table(HISTORY).map_err(backend)?;
+    let mut events = Vec::new();
+    let from = after.saturating_add(1);
+    for item in log.range(from..).map_err(backend)? {
+        let (rev, key) = item.map_err(backend)?;
+        let (rev, key) = (rev.value(), key.value());
+        if !key.starts_with(prefix) {
+            continue;
+        }
+        let Some(v) = version(&history, key, rev)? else {
+            return Err(StorageError::Backend(format!(
+                "missing version {rev} of {key}"
+            )));
+        };
+        let prev = if v.prev_mod_revision > 0 {
+            version(&history, key, v.prev_mod_revision)?
+        } else {
+            None
+        };
+        events.push(event_for(key, rev, &v, prev.as_ref()));
+    }
+    Ok((events, current))
+}
