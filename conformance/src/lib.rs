@@ -1,0 +1,1 @@
+//! Placeholder crate (watch-cache branch).

@@ -1,0 +1,3 @@
+//! ferrokube binary (placeholder in the watch-cache branch).
+
+fn main() {}
