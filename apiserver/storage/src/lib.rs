@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub mod embedded;
+pub mod memory;
 pub mod testing;
 pub mod watch_cache;
 
@@ -139,8 +140,12 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Compare-and-swap: replaces the value if the key's mod revision is `expected_mod_revision`
     /// (`Conflict` otherwise, `NotFound` if absent). Durable when it returns.
-    async fn update(&self, key: &str, value: Bytes, expected_mod_revision: Revision)
-    -> Result<KeyValue>;
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected_mod_revision: Revision,
+    ) -> Result<KeyValue>;
 
     /// Deletes `key`, if `expected_mod_revision` is given only when it matches. Returns the
     /// deleted value with `mod_revision` set to the delete's revision. Durable when it returns.
