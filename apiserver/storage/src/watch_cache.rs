@@ -203,6 +203,12 @@ impl Shared {
         self.publish(state.revision());
     }
 
+    /// The cache is about to re-list: new watches wait until it is ready again.
+    fn set_unready(&self) {
+        self.ready.store(false, Ordering::Release);
+        self.revision_tx.send_modify(|_| {});
+    }
+
     /// The loop ended: end every watcher and wake every waiter.
     fn stop(&self) {
         self.stopped.store(true, Ordering::Release);

@@ -163,7 +163,10 @@ impl Reflector {
             State::Resuming { attempt } => {
                 match self.open_watch(self.shared.published_revision()).await {
                     Ok(next) => next,
-                    Err(StorageError::Compacted { .. }) => State::Listing { attempt },
+                    Err(StorageError::Compacted { .. }) => {
+                        self.shared.set_unready();
+                        State::Listing { attempt }
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "watch cache: re-watch failed");
                         State::Backoff {
@@ -213,6 +216,7 @@ impl Reflector {
                     None => State::Watching { stream },
                     Some(StorageError::Compacted { .. }) => {
                         tracing::info!("watch cache: backend watch compacted; re-listing");
+                        self.shared.set_unready();
                         State::Listing { attempt: 0 }
                     }
                     Some(error) => {
