@@ -18,6 +18,11 @@
 //! watchers of its resource segment, through bounded channels; a watcher that cannot keep up is
 //! terminated (`Err(Compacted)`) instead of blocking the others.
 //!
+//! Measured (`examples/watch_fanout.rs`, release, 2 shared cores, 1,000 watchers on one prefix,
+//! 512-byte values, 2,000 events): at 1,000 events/s delivery latency p50 ≈ 0.14 ms, p99 ≈ 0.5–1.5
+//! ms, max ≈ 1–3 ms; at 5,000 events/s p50 ≈ 1.1 ms, p99 ≈ 42 ms; an unpaced burst of 2,000
+//! events (2 M deliveries) drains in ≈ 0.2 s (≈ 10 M deliveries/s). No watcher was terminated.
+//!
 //! Assumption: every write to the backend is under the cache prefix, so the cache sees every
 //! revision and `list(prefix, store.current_revision())` does not wait in vain.
 //!
