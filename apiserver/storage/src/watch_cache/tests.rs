@@ -477,3 +477,86 @@ async fn shutdown_and_drop_end_watch_streams_and_the_backend_watch() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A store whose first `broken` watches fail with a backend error after `after_events` events.
+struct FlakyWatchStore {
+    inner: Arc<MemoryStore>,
+    broken: std::sync::atomic::AtomicU32,
+    after_events: usize,
+}
+
+#[async_trait::async_trait]
+impl Storage for FlakyWatchStore {
+    async fn current_revision(&self) -> Result<Revision> {
+        self.inner.current_revision().await
+    }
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        self.inner.get(key).await
+    }
+    async fn list(&self, req: ListRequest) -> Result<crate::ListResponse> {
+        self.inner.list(req).await
+    }
+    async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
+        self.inner.create(key, value).await
+    }
+    async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
+        self.inner.update(key, value, expected).await
+    }
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
+        self.inner.delete(key, expected).await
+    }
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<crate::WatchStream> {
+        let stream = self.inner.watch(prefix, after).await?;
+        let left = self.broken.load(Ordering::SeqCst);
+        if left == 0 {
+            return Ok(stream);
+        }
+        self.broken.store(left - 1, Ordering::SeqCst);
+        let failure =
+            futures::stream::iter([Err(StorageError::Backend("connection reset".into()))]);
+        // Odd attempts fail with an error, even ones just end.
+        if left % 2 == 1 {
+            Ok(Box::pin(stream.take(self.after_events).chain(failure)))
+        } else {
+            Ok(Box::pin(stream.take(self.after_events)))
+        }
+    }
+    async fn compact(&self, revision: Revision) -> Result<()> {
+        self.inner.compact(revision).await
+    }
+    async fn compacted_revision(&self) -> Result<Revision> {
+        self.inner.compacted_revision().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_backend_watch_is_resumed_without_relist_or_gap() {
+    let memory = MemoryStore::new();
+    let flaky = Arc::new(FlakyWatchStore {
+        inner: memory.clone(),
+        broken: std::sync::atomic::AtomicU32::new(4),
+        after_events: 3,
+    });
+    let cache = WatchCache::start(flaky, "/registry/", opts())
+        .await
+        .unwrap();
+    let mut w = cache.watch(PODS, 0, Default::default()).await.unwrap();
+    let mut last = 0;
+    for i in 0..20 {
+        last = memory
+            .create(&format!("{PODS}ns/p{i}"), b("v"))
+            .await
+            .unwrap()
+            .mod_revision;
+    }
+    for rev in 2..=last {
+        assert_eq!(
+            must_event(&mut w).await.revision(),
+            rev,
+            "no gap across resumes"
+        );
+    }
+    let m = cache.metrics();
+    assert_eq!(m.lists, 1, "resumed from the cache revision, not re-listed");
+    assert_eq!((m.events_received, m.revision), (20, last));
+}
