@@ -12,6 +12,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub mod embedded;
+pub mod memory;
 pub mod testing;
 pub mod watch_cache;
 

@@ -1,1 +1,496 @@
-//! The watch cache. Being written.
+//! The watch cache: upstream's Cacher in front of a [`Storage`].
+//!
+//! [`WatchCache::start`] lists everything under a prefix (`/registry/`) and then follows the
+//! backend's watch in a background loop ([`reflector`], an explicit state machine that re-lists
+//! after compaction, resumes after a broken watch and stops on [`WatchCache::shutdown`] or drop).
+//! The cache keeps the current state (key → [`KeyValue`], ordered), a ring of recent events
+//! and the latest revision seen, and serves:
+//!
+//! - [`WatchCache::list`] / [`WatchCache::get`]: wait (bounded) until the cache has seen a
+//!   revision, then answer from memory. A consistent read passes the backend's current revision.
+//! - [`WatchCache::watch`]: replays the ring after a revision (`Compacted` when the ring no longer
+//!   holds it: the server answers 410 Expired), then live events, with [`CacheEvent::Progress`]
+//!   for bookmarks after an idle interval.
+//! - [`WatchCache::watch_with_initial`]: a snapshot and a watch after it, atomically
+//!   (`sendInitialEvents=true`).
+//!
+//! Fan-out ([`dispatch`]): each event is one `Arc<Event>` shared by every watcher, offered only to
+//! watchers of its resource segment, through bounded channels; a watcher that cannot keep up is
+//! terminated (`Err(Compacted)`) instead of blocking the others.
+//!
+//! Measured (`examples/watch_fanout.rs`, release, 2 cores shared with other jobs, 1,000 watchers
+//! on one prefix, 512-byte values, medians of 5 runs): at 1,000 events/s delivery latency
+//! p50 0.13 ms, p99 0.34 ms, max 2.8 ms; at 5,000 events/s p50 0.5–1.1 ms, p99 ≈ 40 ms; an
+//! unpaced burst of 2,000 events (2 M deliveries) drains in 0.18–0.26 s (8–11 M deliveries/s).
+//! No watcher was terminated in these runs.
+//!
+//! Assumption: every write to the backend is under the cache prefix, so the cache sees every
+//! revision and `list(prefix, store.current_revision())` does not wait in vain.
+//!
+//! Lock order: `state` (RwLock) before `watchers` (Mutex). Registering a watcher holds the state
+//! read lock while it copies the ring and registers, and applying an event holds the state
+//! write lock while it dispatches, so a new watcher never misses nor duplicates an event.
+
+mod dispatch;
+mod reflector;
+mod state;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use dispatch::{CacheEvent, CacheWatchStream};
+
+use crate::{Event, KeyValue, Result, Revision, Storage, StorageError};
+use dispatch::{StreamParts, WatcherIndex, segment};
+use reflector::{Reflector, State};
+use state::CacheState;
+
+/// How many events are applied and dispatched per acquisition of the cache's locks.
+const APPLY_CHUNK: usize = 16;
+
+/// Tuning of a [`WatchCache`].
+#[derive(Clone, Debug)]
+pub struct WatchCacheOptions {
+    /// How many recent events the ring keeps (watch resumption window).
+    pub ring_capacity: usize,
+    /// How many events a watcher may have queued before it is terminated as too slow.
+    pub watcher_buffer: usize,
+    /// Page size of the backend list when (re)filling the cache.
+    pub list_page_size: usize,
+    /// How long `list`/`get`/`watch` wait for the cache to reach a revision (or to be ready).
+    pub wait_timeout: Duration,
+    /// First back-off after a backend failure; doubles per attempt up to `backoff_max`.
+    pub backoff_initial: Duration,
+    /// Longest back-off.
+    pub backoff_max: Duration,
+}
+
+impl Default for WatchCacheOptions {
+    fn default() -> Self {
+        WatchCacheOptions {
+            ring_capacity: 10_000,
+            watcher_buffer: 1024,
+            list_page_size: 1000,
+            wait_timeout: Duration::from_secs(3),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Options of one watch.
+#[derive(Clone, Debug, Default)]
+pub struct CacheWatchOptions {
+    /// Emit [`CacheEvent::Progress`] when the watcher has been idle this long (None: never).
+    /// Upstream sends bookmarks about once a minute.
+    pub progress_interval: Option<Duration>,
+}
+
+/// A snapshot and a watch of everything after it (for `sendInitialEvents=true`).
+#[derive(Debug)]
+pub struct InitialWatch {
+    /// The items under the prefix at `revision`, in key order.
+    pub items: Vec<KeyValue>,
+    /// The snapshot's revision; the stream yields exactly the events after it.
+    pub revision: Revision,
+    pub stream: CacheWatchStream,
+}
+
+/// Counters and gauges of a [`WatchCache`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchCacheMetrics {
+    /// Registered watchers.
+    pub watchers: usize,
+    /// Events received from the backend and applied.
+    pub events_received: u64,
+    /// Event deliveries queued to watchers (one per event per interested watcher).
+    pub events_dispatched: u64,
+    /// Watchers terminated because they could not keep up.
+    pub slow_watchers_terminated: u64,
+    /// Times the cache (re)filled itself from a backend list.
+    pub lists: u64,
+    /// Events in the ring and its capacity.
+    pub ring_len: usize,
+    pub ring_capacity: usize,
+    /// The ring holds every event after this revision (older watches get `Compacted`).
+    pub ring_start_revision: Revision,
+    /// Keys in the cache.
+    pub items: usize,
+    /// The latest revision the cache has seen.
+    pub revision: Revision,
+    /// Whether the cache is filled and following the backend.
+    pub ready: bool,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    events_received: AtomicU64,
+    events_dispatched: AtomicU64,
+    slow_watchers_terminated: AtomicU64,
+    lists: AtomicU64,
+}
+
+/// What the handle, the background loop and the watch streams share.
+pub(crate) struct Shared {
+    prefix: String,
+    opts: WatchCacheOptions,
+    state: RwLock<CacheState>,
+    watchers: Mutex<WatcherIndex>,
+    /// The revision up to which every event has been queued for every watcher.
+    published: AtomicI64,
+    /// Notified whenever `published` or `ready` changes.
+    revision_tx: watch::Sender<Revision>,
+    ready: AtomicBool,
+    stopped: AtomicBool,
+    counters: Counters,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn read_state(&self) -> RwLockReadGuard<'_, CacheState> {
+        // Every mutation of the state is one infallible call, so a poisoned lock still guards
+        // consistent data.
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_state(&self) -> RwLockWriteGuard<'_, CacheState> {
+        // See `read_state`.
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_watchers(&self) -> MutexGuard<'_, WatcherIndex> {
+        // See `read_state`.
+        self.watchers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn published_revision(&self) -> Revision {
+        self.published.load(Ordering::Acquire)
+    }
+
+    fn publish(&self, revision: Revision) {
+        self.published.store(revision, Ordering::Release);
+        self.revision_tx.send_replace(revision);
+    }
+
+    /// Replaces the state with a fresh list; ends every watcher (they cannot be continued
+    /// across a re-list) and marks the cache ready.
+    fn replace(&self, items: Vec<KeyValue>, revision: Revision) {
+        let mut state = self.write_state();
+        state.replace(items, revision);
+        self.lock_watchers().clear();
+        self.counters.lists.fetch_add(1, Ordering::Relaxed);
+        self.ready.store(true, Ordering::Release);
+        self.publish(revision);
+    }
+
+    /// Applies a batch of backend events and offers each to the interested watchers.
+    fn apply(&self, events: Vec<Event>) {
+        let (mut received, mut delivered, mut terminated) = (0, 0, 0);
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
+            // Hold the locks for a few events at a time so that readers are not held up by a
+            // long batch (one event fans out to every watcher under the lock).
+            let mut state = self.write_state();
+            let mut watchers = self.lock_watchers();
+            for event in events.by_ref().take(APPLY_CHUNK) {
+                let Some(event) = state.apply(event) else {
+                    continue;
+                };
+                received += 1;
+                let out = watchers.dispatch(segment(&self.prefix, &event.kv.key), &event);
+                delivered += out.delivered;
+                terminated += out.terminated;
+            }
+            drop(watchers);
+            // Published under the state lock: whoever holds it sees `published == revision`.
+            self.publish(state.revision());
+        }
+        let c = &self.counters;
+        c.events_received.fetch_add(received, Ordering::Relaxed);
+        c.events_dispatched.fetch_add(delivered, Ordering::Relaxed);
+        c.slow_watchers_terminated
+            .fetch_add(terminated, Ordering::Relaxed);
+    }
+
+    /// The cache is about to re-list: new watches wait until it is ready again.
+    fn set_unready(&self) {
+        self.ready.store(false, Ordering::Release);
+        self.revision_tx.send_modify(|_| {});
+    }
+
+    /// The loop ended: end every watcher and wake every waiter.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.ready.store(false, Ordering::Release);
+        self.lock_watchers().clear();
+        self.revision_tx.send_modify(|_| {});
+    }
+
+    pub(crate) fn unregister(&self, segment: Option<&str>, id: u64) {
+        self.lock_watchers().unregister(segment, id);
+    }
+
+    /// Waits until `ok()` holds, re-checking whenever the revision or readiness changes.
+    async fn wait_until(&self, what: &str, ok: impl Fn() -> bool) -> Result<()> {
+        let mut rx = self.revision_tx.subscribe();
+        let wait = async {
+            loop {
+                if ok() {
+                    return Ok(());
+                }
+                if self.stopped.load(Ordering::Acquire) {
+                    return Err(StorageError::Backend("watch cache stopped".into()));
+                }
+                if rx.changed().await.is_err() {
+                    return Err(StorageError::Backend("watch cache stopped".into()));
+                }
+            }
+        };
+        match tokio::time::timeout(self.opts.wait_timeout, wait).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::debug!(what, "watch cache: wait timed out");
+                Err(StorageError::Backend(format!(
+                    "watch cache: timed out waiting for {what}"
+                )))
+            }
+        }
+    }
+
+    /// Waits (bounded) until the cache has seen `revision`.
+    async fn wait_for_revision(&self, revision: Revision, timeout: Duration) -> Result<()> {
+        if self.published_revision() >= revision {
+            return Ok(());
+        }
+        let mut rx = self.revision_tx.subscribe();
+        let wait = rx.wait_for(|r| *r >= revision || self.stopped.load(Ordering::Acquire));
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(_)) if self.published_revision() >= revision => Ok(()),
+            Ok(_) => Err(StorageError::Backend("watch cache stopped".into())),
+            Err(_) => Err(StorageError::FutureRevision {
+                requested: revision,
+                current: self.published_revision(),
+            }),
+        }
+    }
+
+    /// Registers a watcher for `prefix` after `after` (0: from now) under the state lock
+    /// `state`, so the ring copy and the live events join without gap or duplicate.
+    fn register(&self, state: &CacheState, prefix: &str, after: Revision) -> Result<StreamParts> {
+        let (replay, start) = if after == 0 {
+            (Default::default(), state.revision())
+        } else {
+            (state.events_after(prefix, after)?, after)
+        };
+        let seg = segment(&self.prefix, prefix);
+        let (id, rx, flags) = self
+            .lock_watchers()
+            .register(seg, prefix, self.opts.watcher_buffer);
+        Ok(StreamParts {
+            replay,
+            rx,
+            flags,
+            id,
+            segment: seg.map(str::to_owned),
+            start,
+        })
+    }
+}
+
+/// The watch cache. Dropping the last handle (or [`WatchCache::shutdown`]) stops the loop and
+/// ends every watch stream.
+pub struct WatchCache {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WatchCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchCache")
+            .field("prefix", &self.shared.prefix)
+            .field("revision", &self.shared.published_revision())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WatchCache {
+    /// Lists everything under `prefix` (paged), then follows the backend's watch from that
+    /// revision in a background task. Must run inside a tokio runtime. Returns once the cache
+    /// is filled, or the list's error.
+    pub async fn start(
+        store: Arc<dyn Storage>,
+        prefix: &str,
+        opts: WatchCacheOptions,
+    ) -> Result<Arc<WatchCache>> {
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let (revision_tx, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            prefix: prefix.to_owned(),
+            state: RwLock::new(CacheState::new(opts.ring_capacity)),
+            opts,
+            watchers: Mutex::new(WatcherIndex::default()),
+            published: AtomicI64::new(0),
+            revision_tx,
+            ready: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            counters: Counters::default(),
+            shutdown_tx,
+        });
+        let reflector = Reflector {
+            store,
+            shared: Arc::clone(&shared),
+            shutdown,
+        };
+        // The first fill is synchronous so that callers get the error and a ready cache.
+        let (items, revision) =
+            reflector::list_all(&*reflector.store, prefix, shared.opts.list_page_size).await?;
+        shared.replace(items, revision);
+        let stream = reflector.store.watch(prefix, revision).await?;
+        tokio::spawn(reflector.run(State::watching(stream)));
+        Ok(Arc::new(WatchCache { shared }))
+    }
+
+    /// The items under `prefix` in key order and the cache's revision, once the cache has seen
+    /// `min_revision` (waits up to `wait_timeout`, then `FutureRevision`).
+    pub async fn list(
+        &self,
+        prefix: &str,
+        min_revision: Revision,
+    ) -> Result<(Vec<KeyValue>, Revision)> {
+        self.shared
+            .wait_for_revision(min_revision, self.shared.opts.wait_timeout)
+            .await?;
+        let state = self.shared.read_state();
+        Ok((state.list(prefix), state.revision()))
+    }
+
+    /// The latest value of `key` and the cache's revision, once it has seen `min_revision`.
+    pub async fn get(
+        &self,
+        key: &str,
+        min_revision: Revision,
+    ) -> Result<(Option<KeyValue>, Revision)> {
+        self.shared
+            .wait_for_revision(min_revision, self.shared.opts.wait_timeout)
+            .await?;
+        let state = self.shared.read_state();
+        Ok((state.get(key), state.revision()))
+    }
+
+    /// Watches `prefix` for events after `after_revision` (0: from now). Fails with `Compacted`
+    /// when the ring no longer holds every event after it, with `FutureRevision` when the cache
+    /// does not reach it within `wait_timeout`.
+    pub async fn watch(
+        &self,
+        prefix: &str,
+        after_revision: Revision,
+        opts: CacheWatchOptions,
+    ) -> Result<CacheWatchStream> {
+        let shared = &self.shared;
+        shared
+            .wait_until("the cache to be ready", || {
+                shared.ready.load(Ordering::Acquire)
+            })
+            .await?;
+        shared
+            .wait_for_revision(after_revision, shared.opts.wait_timeout)
+            .await?;
+        let parts = {
+            let state = shared.read_state();
+            shared.register(&state, prefix, after_revision)?
+        };
+        Ok(CacheWatchStream::new(
+            Arc::clone(shared),
+            parts,
+            opts.progress_interval,
+        ))
+    }
+
+    /// The items under `prefix` at a revision at least `min_revision`, and a watch of every
+    /// event after that revision: no gap and no duplicate between the two.
+    pub async fn watch_with_initial(
+        &self,
+        prefix: &str,
+        min_revision: Revision,
+        opts: CacheWatchOptions,
+    ) -> Result<InitialWatch> {
+        let shared = &self.shared;
+        shared
+            .wait_until("the cache to be ready", || {
+                shared.ready.load(Ordering::Acquire)
+            })
+            .await?;
+        shared
+            .wait_for_revision(min_revision, shared.opts.wait_timeout)
+            .await?;
+        let (items, revision, parts) = {
+            let state = shared.read_state();
+            let parts = shared.register(&state, prefix, 0)?;
+            (state.list(prefix), state.revision(), parts)
+        };
+        Ok(InitialWatch {
+            items,
+            revision,
+            stream: CacheWatchStream::new(Arc::clone(shared), parts, opts.progress_interval),
+        })
+    }
+
+    /// The latest revision the cache has seen (every event up to it has been dispatched).
+    pub fn current_revision(&self) -> Revision {
+        self.shared.published_revision()
+    }
+
+    /// Waits up to `timeout` until the cache has seen `revision` (`FutureRevision` otherwise).
+    pub async fn wait_for_revision(&self, revision: Revision, timeout: Duration) -> Result<()> {
+        self.shared.wait_for_revision(revision, timeout).await
+    }
+
+    /// Whether the cache is filled and following the backend.
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Acquire)
+    }
+
+    /// A snapshot of the counters and gauges.
+    pub fn metrics(&self) -> WatchCacheMetrics {
+        let shared = &self.shared;
+        let (ring_len, ring_start_revision, items, revision) = {
+            let state = shared.read_state();
+            (
+                state.ring_len(),
+                state.ring_start(),
+                state.item_count(),
+                state.revision(),
+            )
+        };
+        let c = &shared.counters;
+        WatchCacheMetrics {
+            watchers: shared.lock_watchers().len(),
+            events_received: c.events_received.load(Ordering::Relaxed),
+            events_dispatched: c.events_dispatched.load(Ordering::Relaxed),
+            slow_watchers_terminated: c.slow_watchers_terminated.load(Ordering::Relaxed),
+            lists: c.lists.load(Ordering::Relaxed),
+            ring_len,
+            ring_capacity: shared.opts.ring_capacity,
+            ring_start_revision,
+            items,
+            revision,
+            ready: shared.ready.load(Ordering::Acquire),
+        }
+    }
+
+    /// Stops the background loop; every watch stream ends. Idempotent.
+    pub fn shutdown(&self) {
+        self.shared.shutdown_tx.send_replace(true);
+    }
+}
+
+impl Drop for WatchCache {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests;
