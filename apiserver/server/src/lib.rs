@@ -1,0 +1,1 @@
+//! Placeholder so the workspace resolves; the lead writes the server.

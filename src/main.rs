@@ -1,0 +1,2 @@
+//! Placeholder so the workspace resolves.
+fn main() {}
