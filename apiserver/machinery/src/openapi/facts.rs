@@ -131,7 +131,12 @@ impl FieldFacts {
         let list_map_keys = obj
             .get("x-kubernetes-list-map-keys")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         Self {
             patch_strategy: str_of(obj, "x-kubernetes-patch-strategy"),
@@ -150,7 +155,11 @@ impl Facts {
     pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
         let doc: Value = serde_json::from_str(text)?;
         let mut out = Facts {
-            source: doc.get("source").and_then(Value::as_str).unwrap_or_default().to_string(),
+            source: doc
+                .get("source")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             ..Facts::default()
         };
         let Some(defs) = doc.get("definitions").and_then(Value::as_object) else {
@@ -174,8 +183,10 @@ impl Facts {
             // Only a definition that names exactly one GVK is *the* schema of that kind
             // (DeleteOptions and WatchEvent list every group).
             if let [g] = gvks.as_slice() {
-                out.by_gvk
-                    .insert((g.group.clone(), g.version.clone(), g.kind.clone()), name.clone());
+                out.by_gvk.insert(
+                    (g.group.clone(), g.version.clone(), g.kind.clone()),
+                    name.clone(),
+                );
             }
             let fields = obj
                 .get("fields")
@@ -213,7 +224,10 @@ impl Facts {
 
     /// The definition a property refers to (directly, as array items or as map values).
     pub fn field_definition(&self, definition: &str, field: &str) -> Option<&str> {
-        self.field_facts(definition, field)?.reference.as_ref().map(FieldRef::definition)
+        self.field_facts(definition, field)?
+            .reference
+            .as_ref()
+            .map(FieldRef::definition)
     }
 
     /// Walks a field path from a definition: for `("io.k8s.api.apps.v1.Deployment",

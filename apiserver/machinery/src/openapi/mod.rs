@@ -102,9 +102,13 @@ impl Spec {
         for (name, def) in &mut definitions {
             schema::finish_definition(name, def, table);
         }
-        let mut spec = Spec { definitions, paths: BTreeMap::new() };
+        let mut spec = Spec {
+            definitions,
+            paths: BTreeMap::new(),
+        };
         spec.paths.insert("api".into(), vec![ops::core_discovery()]);
-        spec.paths.insert("apis".into(), vec![ops::apis_discovery()]);
+        spec.paths
+            .insert("apis".into(), vec![ops::apis_discovery()]);
         for (r, def, list) in served {
             spec.add_resource_paths(r, &def, &list);
         }
@@ -182,13 +186,22 @@ impl Spec {
             }
         }
         let v3_index = v3_index(v3.iter().map(|(k, d)| (k.as_str(), d.hash.as_str())));
-        OpenApiDocs { v2_json, v2_proto, v3_index, v3 }
+        OpenApiDocs {
+            v2_json,
+            v2_proto,
+            v3_index,
+            v3,
+        }
     }
 }
 
 /// The v3 key of a group-version: `api/v1`, `apis/apps/v1`.
 pub fn gv_key(group: &str, version: &str) -> String {
-    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
 }
 
 #[cfg(test)]

@@ -32,7 +32,15 @@ fn gvk_value(gvk: &(String, String, String)) -> Value {
 fn param_v2(p: &Param) -> Value {
     let mut o = Map::new();
     o.insert("description".into(), p.description.clone().into());
-    o.insert("in".into(), if p.location == In::Path { "path" } else { "query" }.into());
+    o.insert(
+        "in".into(),
+        if p.location == In::Path {
+            "path"
+        } else {
+            "query"
+        }
+        .into(),
+    );
     o.insert("name".into(), p.name.into());
     if p.required {
         o.insert("required".into(), true.into());
@@ -45,12 +53,23 @@ fn param_v2(p: &Param) -> Value {
 fn param_v3(p: &Param) -> Value {
     let mut o = Map::new();
     o.insert("description".into(), p.description.clone().into());
-    o.insert("in".into(), if p.location == In::Path { "path" } else { "query" }.into());
+    o.insert(
+        "in".into(),
+        if p.location == In::Path {
+            "path"
+        } else {
+            "query"
+        }
+        .into(),
+    );
     o.insert("name".into(), p.name.into());
     if p.required {
         o.insert("required".into(), true.into());
     }
-    o.insert("schema".into(), json!({ "type": p.ty.as_str(), "uniqueItems": true }));
+    o.insert(
+        "schema".into(),
+        json!({ "type": p.ty.as_str(), "uniqueItems": true }),
+    );
     Value::Object(o)
 }
 
@@ -110,13 +129,23 @@ fn op_v3(op: &Op) -> Value {
     o.insert("description".into(), op.description.clone().into());
     o.insert("operationId".into(), op.operation_id.clone().into());
     if !op.params.is_empty() {
-        o.insert("parameters".into(), op.params.iter().map(param_v3).collect());
+        o.insert(
+            "parameters".into(),
+            op.params.iter().map(param_v3).collect(),
+        );
     }
     if let Some((body, required)) = &op.body {
         let mut content = Map::new();
-        let media: &[&str] = if op.consumes.is_empty() { &["*/*"] } else { op.consumes };
+        let media: &[&str] = if op.consumes.is_empty() {
+            &["*/*"]
+        } else {
+            op.consumes
+        };
         for m in media {
-            content.insert((*m).into(), json!({ "schema": payload_schema(body, V3_PREFIX) }));
+            content.insert(
+                (*m).into(),
+                json!({ "schema": payload_schema(body, V3_PREFIX) }),
+            );
         }
         let mut rb = Map::new();
         rb.insert("content".into(), Value::Object(content));
@@ -131,7 +160,10 @@ fn op_v3(op: &Op) -> Value {
         if let Some(p) = &r.payload {
             let mut content = Map::new();
             for m in op.produces {
-                content.insert((*m).into(), json!({ "schema": payload_schema(p, V3_PREFIX) }));
+                content.insert(
+                    (*m).into(),
+                    json!({ "schema": payload_schema(p, V3_PREFIX) }),
+                );
             }
             rv.insert("content".into(), Value::Object(content));
         }
@@ -152,10 +184,17 @@ fn op_v3(op: &Op) -> Value {
 fn path_item(item: &PathItem, v3: bool) -> Value {
     let mut o = Map::new();
     for op in &item.ops {
-        o.insert(op.method.as_str().into(), if v3 { op_v3(op) } else { op_v2(op) });
+        o.insert(
+            op.method.as_str().into(),
+            if v3 { op_v3(op) } else { op_v2(op) },
+        );
     }
     if !item.params.is_empty() {
-        let ps = item.params.iter().map(if v3 { param_v3 } else { param_v2 }).collect();
+        let ps = item
+            .params
+            .iter()
+            .map(if v3 { param_v3 } else { param_v2 })
+            .collect();
         o.insert("parameters".into(), ps);
     }
     Value::Object(o)
@@ -166,7 +205,11 @@ pub fn operation_refs<'a>(items: impl IntoIterator<Item = &'a PathItem>) -> BTre
     let mut out = BTreeSet::new();
     for item in items {
         for op in &item.ops {
-            let payloads = op.body.iter().map(|(p, _)| p).chain(op.responses.iter().filter_map(|r| r.payload.as_ref()));
+            let payloads = op
+                .body
+                .iter()
+                .map(|(p, _)| p)
+                .chain(op.responses.iter().filter_map(|r| r.payload.as_ref()));
             for p in payloads {
                 if let Payload::Def(d) = p {
                     out.insert(d.clone());
@@ -178,12 +221,18 @@ pub fn operation_refs<'a>(items: impl IntoIterator<Item = &'a PathItem>) -> BTre
 }
 
 /// The whole v2 document (keys sorted like upstream's `swagger.json`).
-pub fn v2<'a>(items: impl IntoIterator<Item = &'a PathItem>, definitions: &BTreeMap<String, Value>) -> Value {
+pub fn v2<'a>(
+    items: impl IntoIterator<Item = &'a PathItem>,
+    definitions: &BTreeMap<String, Value>,
+) -> Value {
     let mut paths = Map::new();
     for item in items {
         paths.insert(item.path.clone(), path_item(item, false));
     }
-    let defs: Map<String, Value> = definitions.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let defs: Map<String, Value> = definitions
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     schema::sorted(json!({
         "definitions": defs,
         "info": info(),
@@ -195,7 +244,10 @@ pub fn v2<'a>(items: impl IntoIterator<Item = &'a PathItem>, definitions: &BTree
 }
 
 /// One v3 document: the given paths and the definitions they reach.
-pub fn v3<'a>(items: impl IntoIterator<Item = &'a PathItem> + Clone, definitions: &BTreeMap<String, Value>) -> Value {
+pub fn v3<'a>(
+    items: impl IntoIterator<Item = &'a PathItem> + Clone,
+    definitions: &BTreeMap<String, Value>,
+) -> Value {
     let roots = operation_refs(items.clone());
     let mut paths = Map::new();
     for item in items {

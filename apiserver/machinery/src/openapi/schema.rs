@@ -72,7 +72,9 @@ pub fn add_resource(generator: &mut SchemaGenerator, resource: &ResourceInfo) ->
     if let Some(name) = ref_target(&value, V2_PREFIX) {
         return Some(name.to_string());
     }
-    generator.definitions_mut().insert(resource.schema_name.to_string(), value);
+    generator
+        .definitions_mut()
+        .insert(resource.schema_name.to_string(), value);
     Some(resource.schema_name.to_string())
 }
 
@@ -127,8 +129,12 @@ pub fn finish_definition(name: &str, schema: &mut Value, facts: &Facts) {
         "io.k8s.apimachinery.pkg.api.resource.Quantity" => normalize_scalar(schema, None),
         _ => {}
     }
-    let Some(def_facts) = facts.definition(name) else { return };
-    let Some(obj) = schema.as_object_mut() else { return };
+    let Some(def_facts) = facts.definition(name) else {
+        return;
+    };
+    let Some(obj) = schema.as_object_mut() else {
+        return;
+    };
     for (k, v) in &def_facts.extensions {
         obj.insert(k.clone(), v.clone());
     }
@@ -203,10 +209,10 @@ pub fn reachable(
 pub fn to_v3(value: &Value) -> Value {
     match value {
         Value::Object(obj) => {
-            let target = obj
-                .get("$ref")
-                .and_then(Value::as_str)
-                .map(|r| r.strip_prefix(V2_PREFIX).map_or_else(|| r.to_string(), |n| format!("{V3_PREFIX}{n}")));
+            let target = obj.get("$ref").and_then(Value::as_str).map(|r| {
+                r.strip_prefix(V2_PREFIX)
+                    .map_or_else(|| r.to_string(), |n| format!("{V3_PREFIX}{n}"))
+            });
             let mut out = Map::new();
             for (k, v) in obj {
                 if k != "$ref" {

@@ -6,13 +6,21 @@ use serde_json::{Map, Value};
 use super::*;
 
 fn s(obj: &Map<String, Value>, key: &str) -> String {
-    obj.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
+    obj.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn strings(obj: &Map<String, Value>, key: &str) -> Vec<String> {
     obj.get(key)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -33,7 +41,10 @@ fn named_schemas(value: Option<&Value>) -> Vec<NamedSchema> {
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
-                .map(|(k, v)| NamedSchema { name: k.clone(), value: Some(schema(v)) })
+                .map(|(k, v)| NamedSchema {
+                    name: k.clone(),
+                    value: Some(schema(v)),
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -52,19 +63,29 @@ pub fn schema(value: &Value) -> Schema {
         })
     });
     let r#type = match o.get("type") {
-        Some(Value::String(t)) => Some(TypeItem { value: vec![t.clone()] }),
+        Some(Value::String(t)) => Some(TypeItem {
+            value: vec![t.clone()],
+        }),
         Some(Value::Array(ts)) => Some(TypeItem {
-            value: ts.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            value: ts
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
         }),
         _ => None,
     };
     let items = o.get("items").map(|it| match it {
-        Value::Array(list) => ItemsItem { schema: list.iter().map(schema).collect() },
-        single => ItemsItem { schema: vec![schema(single)] },
+        Value::Array(list) => ItemsItem {
+            schema: list.iter().map(schema).collect(),
+        },
+        single => ItemsItem {
+            schema: vec![schema(single)],
+        },
     });
-    let properties = o
-        .get("properties")
-        .map(|p| Properties { additional_properties: named_schemas(Some(p)) });
+    let properties = o.get("properties").map(|p| Properties {
+        additional_properties: named_schemas(Some(p)),
+    });
     Schema {
         r#ref: s(o, "$ref"),
         format: s(o, "format"),
@@ -85,11 +106,19 @@ pub fn schema(value: &Value) -> Schema {
         max_properties: i(o, "maxProperties"),
         min_properties: i(o, "minProperties"),
         required: strings(o, "required"),
-        r#enum: o.get("enum").and_then(Value::as_array).map(|a| a.iter().map(any).collect()).unwrap_or_default(),
+        r#enum: o
+            .get("enum")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(any).collect())
+            .unwrap_or_default(),
         additional_properties,
         r#type,
         items,
-        all_of: o.get("allOf").and_then(Value::as_array).map(|a| a.iter().map(schema).collect()).unwrap_or_default(),
+        all_of: o
+            .get("allOf")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(schema).collect())
+            .unwrap_or_default(),
         properties,
         discriminator: s(o, "discriminator"),
         read_only: b(o, "readOnly"),
@@ -119,16 +148,18 @@ fn parameter(value: &Value) -> ParametersItem {
             vendor_extension: extensions(o),
         }),
         Some("path") => parameter::Oneof::NonBodyParameter(NonBodyParameter {
-            oneof: Some(non_body_parameter::Oneof::PathParameterSubSchema(PathParameterSubSchema {
-                required: b(o, "required"),
-                r#in: "path".into(),
-                description: s(o, "description"),
-                name: s(o, "name"),
-                r#type: s(o, "type"),
-                format: s(o, "format"),
-                unique_items: b(o, "uniqueItems"),
-                vendor_extension: extensions(o),
-            })),
+            oneof: Some(non_body_parameter::Oneof::PathParameterSubSchema(
+                PathParameterSubSchema {
+                    required: b(o, "required"),
+                    r#in: "path".into(),
+                    description: s(o, "description"),
+                    name: s(o, "name"),
+                    r#type: s(o, "type"),
+                    format: s(o, "format"),
+                    unique_items: b(o, "uniqueItems"),
+                    vendor_extension: extensions(o),
+                },
+            )),
         }),
         _ => parameter::Oneof::NonBodyParameter(NonBodyParameter {
             oneof: Some(non_body_parameter::Oneof::QueryParameterSubSchema(
@@ -145,38 +176,48 @@ fn parameter(value: &Value) -> ParametersItem {
             )),
         }),
     };
-    ParametersItem { oneof: Some(parameters_item::Oneof::Parameter(Parameter { oneof: Some(p) })) }
+    ParametersItem {
+        oneof: Some(parameters_item::Oneof::Parameter(Parameter {
+            oneof: Some(p),
+        })),
+    }
 }
 
 fn parameters(o: &Map<String, Value>) -> Vec<ParametersItem> {
-    o.get("parameters").and_then(Value::as_array).map(|a| a.iter().map(parameter).collect()).unwrap_or_default()
+    o.get("parameters")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(parameter).collect())
+        .unwrap_or_default()
 }
 
 fn operation(value: Option<&Value>) -> Option<Operation> {
     let o = value?.as_object()?;
-    let responses = o.get("responses").and_then(Value::as_object).map(|rs| Responses {
-        response_code: rs
-            .iter()
-            .filter(|(k, _)| !k.starts_with("x-"))
-            .map(|(code, r)| {
-                let empty = Map::new();
-                let ro = r.as_object().unwrap_or(&empty);
-                NamedResponseValue {
-                    name: code.clone(),
-                    value: Some(ResponseValue {
-                        oneof: Some(response_value::Oneof::Response(Response {
-                            description: s(ro, "description"),
-                            schema: ro.get("schema").map(|sc| SchemaItem {
-                                oneof: Some(schema_item::Oneof::Schema(schema(sc))),
-                            }),
-                            vendor_extension: extensions(ro),
-                        })),
-                    }),
-                }
-            })
-            .collect(),
-        vendor_extension: extensions(rs),
-    });
+    let responses = o
+        .get("responses")
+        .and_then(Value::as_object)
+        .map(|rs| Responses {
+            response_code: rs
+                .iter()
+                .filter(|(k, _)| !k.starts_with("x-"))
+                .map(|(code, r)| {
+                    let empty = Map::new();
+                    let ro = r.as_object().unwrap_or(&empty);
+                    NamedResponseValue {
+                        name: code.clone(),
+                        value: Some(ResponseValue {
+                            oneof: Some(response_value::Oneof::Response(Response {
+                                description: s(ro, "description"),
+                                schema: ro.get("schema").map(|sc| SchemaItem {
+                                    oneof: Some(schema_item::Oneof::Schema(schema(sc))),
+                                }),
+                                vendor_extension: extensions(ro),
+                            })),
+                        }),
+                    }
+                })
+                .collect(),
+            vendor_extension: extensions(rs),
+        });
     Some(Operation {
         tags: strings(o, "tags"),
         summary: s(o, "summary"),
@@ -224,7 +265,10 @@ pub fn document_from_json(doc: &Value) -> Document {
         path: ps
             .iter()
             .filter(|(k, _)| k.starts_with('/'))
-            .map(|(k, v)| NamedPathItem { name: k.clone(), value: Some(path_item(v)) })
+            .map(|(k, v)| NamedPathItem {
+                name: k.clone(),
+                value: Some(path_item(v)),
+            })
             .collect(),
     });
     let security = o
@@ -239,7 +283,15 @@ pub fn document_from_json(doc: &Value) -> Document {
                         .map(|(k, v)| NamedStringArray {
                             name: k.clone(),
                             value: Some(StringArray {
-                                value: v.as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default(),
+                                value: v
+                                    .as_array()
+                                    .map(|a| {
+                                        a.iter()
+                                            .filter_map(Value::as_str)
+                                            .map(str::to_string)
+                                            .collect()
+                                    })
+                                    .unwrap_or_default(),
                             }),
                         })
                         .collect(),
@@ -247,26 +299,31 @@ pub fn document_from_json(doc: &Value) -> Document {
                 .collect()
         })
         .unwrap_or_default();
-    let security_definitions = o.get("securityDefinitions").and_then(Value::as_object).map(|sd| SecurityDefinitions {
-        additional_properties: sd
-            .iter()
-            .filter_map(|(k, v)| {
-                let vo = v.as_object()?;
-                Some(NamedSecurityDefinitionsItem {
-                    name: k.clone(),
-                    value: Some(SecurityDefinitionsItem {
-                        oneof: Some(security_definitions_item::Oneof::ApiKeySecurity(ApiKeySecurity {
-                            r#type: s(vo, "type"),
-                            name: s(vo, "name"),
-                            r#in: s(vo, "in"),
-                            description: s(vo, "description"),
-                            vendor_extension: extensions(vo),
-                        })),
-                    }),
+    let security_definitions = o
+        .get("securityDefinitions")
+        .and_then(Value::as_object)
+        .map(|sd| SecurityDefinitions {
+            additional_properties: sd
+                .iter()
+                .filter_map(|(k, v)| {
+                    let vo = v.as_object()?;
+                    Some(NamedSecurityDefinitionsItem {
+                        name: k.clone(),
+                        value: Some(SecurityDefinitionsItem {
+                            oneof: Some(security_definitions_item::Oneof::ApiKeySecurity(
+                                ApiKeySecurity {
+                                    r#type: s(vo, "type"),
+                                    name: s(vo, "name"),
+                                    r#in: s(vo, "in"),
+                                    description: s(vo, "description"),
+                                    vendor_extension: extensions(vo),
+                                },
+                            )),
+                        }),
+                    })
                 })
-            })
-            .collect(),
-    });
+                .collect(),
+        });
     Document {
         swagger: s(o, "swagger"),
         info,
@@ -276,7 +333,9 @@ pub fn document_from_json(doc: &Value) -> Document {
         consumes: strings(o, "consumes"),
         produces: strings(o, "produces"),
         paths,
-        definitions: o.get("definitions").map(|d| Definitions { additional_properties: named_schemas(Some(d)) }),
+        definitions: o.get("definitions").map(|d| Definitions {
+            additional_properties: named_schemas(Some(d)),
+        }),
         security,
         security_definitions,
         vendor_extension: extensions(o),
