@@ -265,8 +265,8 @@ fn render_value(v: &Value) -> String {
     }
 }
 
-/// Go's `strconv.Quote` / `%q` for a string.
-pub(crate) fn go_quote(s: &str) -> String {
+/// Go's `strconv.Quote` / `%q` for a string (how upstream quotes values in messages).
+pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -9,7 +9,7 @@ mod field;
 mod meta;
 mod names;
 
-pub use field::{FieldError, FieldErrorType, Path, aggregate_message};
+pub use field::{FieldError, FieldErrorType, Path, aggregate_message, go_quote};
 pub use meta::{
     NameRule, TOTAL_ANNOTATION_SIZE_LIMIT_B, validate_annotations, validate_finalizers,
     validate_labels, validate_object_meta, validate_owner_references,
