@@ -1,0 +1,20 @@
+//! Field errors and name/metadata validation with upstream's exact messages.
+//!
+//! Mirrors `k8s.io/apimachinery/pkg/util/validation/field` (the error list every `Invalid`
+//! response is built from), `k8s.io/apimachinery/pkg/util/validation` (DNS names, qualified
+//! names, label values) and `k8s.io/apimachinery/pkg/api/validation` (`ValidateObjectMeta`).
+//! Messages are facts clients and tests compare against, so they are kept byte for byte.
+
+mod field;
+mod meta;
+mod names;
+
+pub use field::{FieldError, FieldErrorType, Path, aggregate_message, go_quote};
+pub use meta::{
+    NameRule, TOTAL_ANNOTATION_SIZE_LIMIT_B, validate_annotations, validate_finalizers,
+    validate_labels, validate_object_meta, validate_owner_references,
+};
+pub use names::{
+    empty_error, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_qualified_name,
+    is_valid_label_value, max_len_error, regex_error, validate_path_segment_name,
+};
