@@ -1,0 +1,1 @@
+//! Placeholder until the lead lands the API server crate.

@@ -1,0 +1,3 @@
+//! Placeholder binary entry point.
+
+fn main() {}
