@@ -7,6 +7,7 @@
 //! routes, discovery and OpenAPI), [`request_info`] (a request path parsed once), [`status`]
 //! (every error a client sees), [`selectors`] (label and field selectors).
 
+pub mod continue_token;
 pub mod discovery;
 pub mod media;
 pub mod openapi;
@@ -16,5 +17,4 @@ pub mod request_info;
 pub mod resources;
 pub mod selectors;
 pub mod status;
-pub mod continue_token;
 pub mod validation;

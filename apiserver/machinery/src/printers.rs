@@ -1,1 +1,0 @@
-//! TODO(helper): see the module plan in the crate docs.
