@@ -72,8 +72,21 @@ fn validity(params: &mut CertificateParams, days: i64) {
     params.not_after = now + std::time::Duration::from_secs((days * 86_400) as u64);
 }
 
-fn time_now() -> rcgen::date_time::OffsetDateTime {
-    rcgen::date_time::OffsetDateTime::now_utc()
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+/// The CA's parameters; the issuer of every certificate is rebuilt from them and the CA key.
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name("ferrokube-ca", None);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
 }
 
 /// Loads or creates the cluster PKI in `dir` and writes `admin.kubeconfig`.
@@ -88,14 +101,7 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
         (read(&ca_cert_path)?, read(&ca_key_path)?)
     } else {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = name("ferrokube-ca", None);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let mut params = ca_params();
         validity(&mut params, 3650);
         let cert = params.self_signed(&key)?;
         let (c, k) = (cert.pem(), key.serialize_pem());
@@ -104,7 +110,7 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
         (c, k)
     };
     let ca_key = KeyPair::from_pem(&ca_key_pem)?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_cert_pem, ca_key)?;
+    let issuer = Issuer::new(ca_params(), ca_key);
 
     // Serving certificate: regenerated when the SAN list changed.
     let (serving_cert_pem, serving_key_pem) = match (&opts.tls_cert_file, &opts.tls_private_key_file) {

@@ -142,10 +142,16 @@ async fn authorize(req: Request, next: Next) -> Response {
         return next.run(req).await;
     }
     let user = req.extensions().get::<UserInfo>().map(|u| u.username.clone()).unwrap_or_default();
-    status_response(&Status::forbidden_msg(&format!(
-        "forbidden: User \"{user}\" cannot {} path \"{path}\"",
-        req.method().as_str().to_lowercase()
-    )))
+    let mut s = Status::failure(
+        403,
+        "Forbidden",
+        format!(
+            "forbidden: User \"{user}\" cannot {} path \"{path}\"",
+            req.method().as_str().to_lowercase()
+        ),
+    );
+    s.details = None;
+    status_response(&s)
 }
 
 /// Long-running requests (watch, and streaming subresources) are not timed out here.

@@ -41,7 +41,7 @@ fn apply(kind: PatchType, doc: &mut Value, patch: &Value) -> ApiResult<()> {
     match kind {
         PatchType::Json => json_patch(doc, patch).map_err(|e| match e {
             PatchError::Malformed(m) => ApiError::bad_request(m),
-            other => Status::invalid_patch(&other.to_string()).into(),
+            other => Status::failure(422, "Invalid", other.to_string()).into(),
         }),
         PatchType::Merge | PatchType::Strategic => {
             if !patch.is_object() {
@@ -73,7 +73,7 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
         let mut doc = codec::decode(&current)?;
         apply(kind, &mut doc, &patch)?;
         scope.check_type(&mut doc)?;
-        if doc.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str()) {
+        if doc.pointer("/metadata/name").and_then(Value::as_str) != Some(&**name) {
             return Err(ApiError::bad_request("metadata.name cannot be changed by a patch"));
         }
         let patched_rv = doc.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();

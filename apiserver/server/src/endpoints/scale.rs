@@ -72,7 +72,7 @@ pub async fn write_scale(scope: &Scope, scale: Value) -> ApiResult<Response> {
             &scope.info.name,
             &[ferrokube_machinery::validation::FieldError::invalid(
                 "spec.replicas",
-                &json!(replicas),
+                json!(replicas),
                 "must be greater than or equal to 0",
             )],
         ));

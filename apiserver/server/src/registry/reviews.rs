@@ -29,7 +29,7 @@ pub fn review(h: &ResourceHandle, mut obj: Value, user: &UserInfo) -> ApiResult<
                             "",
                             &[ferrokube_machinery::validation::FieldError::invalid(
                                 "spec.user",
-                                &Value::String(String::new()),
+                                Value::String(String::new()),
                                 "at least one of user or group must be specified",
                             )],
                         ));

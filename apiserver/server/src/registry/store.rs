@@ -103,15 +103,18 @@ fn spec_part(obj: &Value) -> Vec<(&String, &Value)> {
 
 impl GenericStore {
     /// Checks that a namespace exists for a namespaced create.
-    async fn ensure_namespace(&self, namespace: &str) -> ApiResult<()> {
+    async fn ensure_namespace(&self, h: &ResourceHandle, name: &str, namespace: &str) -> ApiResult<()> {
         let key = format!("/registry/namespaces/{namespace}");
         match self.storage.get(&key).await? {
             Some(kv) => {
                 let ns = codec::decode(&kv)?;
                 if ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
-                    return Err(Status::forbidden_msg(&format!(
-                        "unable to create new content in namespace {namespace} because it is being terminated"
-                    ))
+                    return Err(Status::forbidden(
+                        h.info.group,
+                        h.info.plural,
+                        name,
+                        &format!("unable to create new content in namespace {namespace} because it is being terminated"),
+                    )
                     .into());
                 }
                 Ok(())
@@ -169,7 +172,7 @@ impl GenericStore {
             return Err(ApiError::invalid(h.info.group, h.info.kind, &name, &errs));
         }
         if h.info.namespaced() {
-            self.ensure_namespace(namespace).await?;
+            self.ensure_namespace(h, &name, namespace).await?;
         }
         let key = h.key(namespace, &name);
         let bytes = codec::encode_for_storage(&obj)?;

@@ -249,7 +249,7 @@ impl Strategy for SecretStrategy {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let (n, o) = (str_at(new, &["type"]), str_at(old, &["type"]));
         if n != o {
-            return vec![FieldError::invalid("type", &Value::String(n), "field is immutable")];
+            return vec![FieldError::invalid("type", Value::String(n), "field is immutable")];
         }
         Vec::new()
     }
