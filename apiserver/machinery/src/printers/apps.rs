@@ -7,13 +7,10 @@ use serde_json::{Value, json};
 use super::format::{
     age, containers, format_label_selector, format_labels, int, int_or, list, name, selector_string,
 };
-use super::{AGE, CONTAINERS, ColumnDefinition, IMAGES, NAME, Printer, col, wide};
+use super::{AGE, CONTAINERS, CellFn, ColumnDefinition, IMAGES, NAME, Printer, col, wide};
 
 pub(super) fn lookup(group: &str, resource: &str) -> Option<Printer> {
-    let (columns, cells): (
-        &'static [ColumnDefinition],
-        fn(&Value, Timestamp) -> Vec<Value>,
-    ) = match (group, resource) {
+    let (columns, cells): (&'static [ColumnDefinition], CellFn) = match (group, resource) {
         ("apps", "deployments") => (DEPLOYMENT, deployment),
         ("apps", "replicasets") => (REPLICA_SET, replica_set),
         ("apps", "statefulsets") => (STATEFUL_SET, stateful_set),

@@ -8,13 +8,10 @@ use serde_json::{Value, json};
 use super::format::{
     age, format_label_selector, len_at, list, list_with_more, name, opt_text, text,
 };
-use super::{AGE, ColumnDefinition, NAME, Printer, col};
+use super::{AGE, CellFn, ColumnDefinition, NAME, Printer, col};
 
 pub(super) fn lookup(group: &str, resource: &str) -> Option<Printer> {
-    let (columns, cells): (
-        &'static [ColumnDefinition],
-        fn(&Value, Timestamp) -> Vec<Value>,
-    ) = match (group, resource) {
+    let (columns, cells): (&'static [ColumnDefinition], CellFn) = match (group, resource) {
         (
             "admissionregistration.k8s.io",
             "mutatingwebhookconfigurations" | "validatingwebhookconfigurations",

@@ -9,13 +9,10 @@ use super::format::{
     age, containers, format_labels, int, int_or, join_host_port, len_at, list,
     load_balancer_ingress, name, quantity, text,
 };
-use super::{AGE, CONTAINERS, ColumnDefinition, IMAGES, NAME, Printer, col, wide};
+use super::{AGE, CONTAINERS, CellFn, ColumnDefinition, IMAGES, NAME, Printer, col, wide};
 
 pub(super) fn lookup(group: &str, resource: &str) -> Option<Printer> {
-    let (columns, cells): (
-        &'static [ColumnDefinition],
-        fn(&Value, Timestamp) -> Vec<Value>,
-    ) = match (group, resource) {
+    let (columns, cells): (&'static [ColumnDefinition], CellFn) = match (group, resource) {
         ("", "services") => (SERVICE, service),
         ("", "endpoints") => (ENDPOINTS, endpoints),
         ("", "nodes") => (NODE, node),

@@ -91,7 +91,7 @@ struct EventView<'a> {
     reporting_instance: String,
 }
 
-fn nonzero<'a>(v: Option<&'a Value>) -> Option<&'a Value> {
+fn nonzero(v: Option<&Value>) -> Option<&Value> {
     v.filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
 }
 

@@ -9,13 +9,10 @@ use super::control;
 use super::format::{
     age, human_duration_nanos, int, int_or_string, list, name, opt_int, opt_text, text,
 };
-use super::{AGE, ColumnDefinition, NAME, Printer, col, wide};
+use super::{AGE, CellFn, ColumnDefinition, NAME, Printer, col, wide};
 
 pub(super) fn lookup(group: &str, resource: &str) -> Option<Printer> {
-    let (columns, cells): (
-        &'static [ColumnDefinition],
-        fn(&Value, Timestamp) -> Vec<Value>,
-    ) = match (group, resource) {
+    let (columns, cells): (&'static [ColumnDefinition], CellFn) = match (group, resource) {
         ("policy", "poddisruptionbudgets") => (PDB, pdb),
         ("autoscaling", "horizontalpodautoscalers") => (HPA, hpa),
         ("rbac.authorization.k8s.io", "rolebindings") => (ROLE_BINDING, binding),

@@ -116,13 +116,16 @@ pub(crate) const IMAGES: ColumnDefinition = wide(
     "Images referenced by each container in the template.",
 );
 
+/// Produces one object's row cells at the given "now".
+pub(crate) type CellFn = fn(&Value, Timestamp) -> Vec<Value>;
+
 /// A kind's printer: its columns and the function producing one row's cells.
 #[derive(Clone, Copy)]
 pub(crate) struct Printer {
     /// Column definitions, in cell order.
     pub columns: &'static [ColumnDefinition],
     /// Cells of one object, same length as `columns`.
-    pub cells: fn(&Value, Timestamp) -> Vec<Value>,
+    pub cells: CellFn,
 }
 
 /// Upstream's default table convertor (`rest.NewDefaultTableConvertor`).

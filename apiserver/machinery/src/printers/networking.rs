@@ -7,13 +7,10 @@ use serde_json::{Value, json};
 use super::format::{
     age, format_label_selector, list, list_with_more, load_balancer_ingress, name, opt_text, text,
 };
-use super::{AGE, ColumnDefinition, NAME, Printer, col};
+use super::{AGE, CellFn, ColumnDefinition, NAME, Printer, col};
 
 pub(super) fn lookup(group: &str, resource: &str) -> Option<Printer> {
-    let (columns, cells): (
-        &'static [ColumnDefinition],
-        fn(&Value, Timestamp) -> Vec<Value>,
-    ) = match (group, resource) {
+    let (columns, cells): (&'static [ColumnDefinition], CellFn) = match (group, resource) {
         ("networking.k8s.io", "ingresses") => (INGRESS, ingress),
         ("networking.k8s.io", "ingressclasses") => (INGRESS_CLASS, ingress_class),
         ("networking.k8s.io", "networkpolicies") => (NETWORK_POLICY, network_policy),

@@ -6,13 +6,10 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::format::{age, boolean_or, is_deleting, len_at, list, name, opt_text, quantity, text};
-use super::{AGE, ColumnDefinition, NAME, Printer, col, wide};
+use super::{AGE, CellFn, ColumnDefinition, NAME, Printer, col, wide};
 
 pub(super) fn lookup(group: &str, resource: &str) -> Option<Printer> {
-    let (columns, cells): (
-        &'static [ColumnDefinition],
-        fn(&Value, Timestamp) -> Vec<Value>,
-    ) = match (group, resource) {
+    let (columns, cells): (&'static [ColumnDefinition], CellFn) = match (group, resource) {
         ("", "persistentvolumes") => (PERSISTENT_VOLUME, persistent_volume),
         ("", "persistentvolumeclaims") => (PERSISTENT_VOLUME_CLAIM, persistent_volume_claim),
         ("storage.k8s.io", "storageclasses") => (STORAGE_CLASS, storage_class),
