@@ -23,7 +23,26 @@ pub struct MediaType {
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes().all(|b| {
-            b.is_ascii_graphic() && !matches!(b, b'(' | b')' | b'<' | b'>' | b'@' | b',' | b';' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'=' | b'{' | b'}')
+            b.is_ascii_graphic()
+                && !matches!(
+                    b,
+                    b'(' | b')'
+                        | b'<'
+                        | b'>'
+                        | b'@'
+                        | b','
+                        | b';'
+                        | b':'
+                        | b'\\'
+                        | b'"'
+                        | b'/'
+                        | b'['
+                        | b']'
+                        | b'?'
+                        | b'='
+                        | b'{'
+                        | b'}'
+                )
         })
 }
 
@@ -120,7 +139,9 @@ mod tests {
 
     #[test]
     fn parse_table_accept() {
-        let v = parse_accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json");
+        let v = parse_accept(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
+        );
         assert_eq!(v.len(), 3);
         assert_eq!(v[0].essence(), "application/json");
         assert_eq!(v[0].param("as"), Some("Table"));
@@ -128,12 +149,17 @@ mod tests {
         assert_eq!(v[0].param("g"), Some("meta.k8s.io"));
         assert_eq!(v[1].param("v"), Some("v1beta1"));
         assert!(v[2].params.is_empty());
-        assert_eq!(v[0].to_string(), "application/json;as=Table;v=v1;g=meta.k8s.io");
+        assert_eq!(
+            v[0].to_string(),
+            "application/json;as=Table;v=v1;g=meta.k8s.io"
+        );
     }
 
     #[test]
     fn q_values_and_wildcards() {
-        let v = parse_accept("text/html, application/*;q=0.5 , */*; q=0.1, *, bad, application/yaml;q=x");
+        let v = parse_accept(
+            "text/html, application/*;q=0.5 , */*; q=0.1, *, bad, application/yaml;q=x",
+        );
         let got: Vec<(String, f32)> = v.iter().map(|m| (m.essence(), m.q)).collect();
         assert_eq!(
             got,
@@ -156,7 +182,12 @@ mod tests {
         let m = MediaType::parse("Application/JSON; Charset=\"utf-8\"").expect("valid");
         assert_eq!(m.essence(), "application/json");
         assert_eq!(m.param("charset"), Some("utf-8"));
-        assert_eq!(MediaType::parse("application/apply-patch+yaml").expect("valid").subtype, "apply-patch+yaml");
+        assert_eq!(
+            MediaType::parse("application/apply-patch+yaml")
+                .expect("valid")
+                .subtype,
+            "apply-patch+yaml"
+        );
         assert!(MediaType::parse("").is_none());
         assert!(MediaType::parse("application").is_none());
         assert!(MediaType::parse("application/json;foo").is_none());

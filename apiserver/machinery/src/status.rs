@@ -304,7 +304,11 @@ impl Status {
     /// `NewUnauthorized`: 401 `Unauthorized` (`not authorized` when `msg` is empty). The
     /// authentication filter upstream uses the message `Unauthorized`.
     pub fn unauthorized(msg: &str) -> Self {
-        let msg = if msg.is_empty() { "not authorized" } else { msg };
+        let msg = if msg.is_empty() {
+            "not authorized"
+        } else {
+            msg
+        };
         Self::failure(401, "Unauthorized", msg)
     }
 
@@ -326,12 +330,10 @@ impl Status {
 
     /// `NewTimeoutError`: 504 `Timeout`, `Timeout: <msg>`, with `retryAfterSeconds`.
     pub fn timeout(msg: &str, retry_after: i32) -> Self {
-        Self::failure(504, "Timeout", format!("Timeout: {msg}")).with_details(Some(
-            StatusDetails {
-                retry_after_seconds: retry_after,
-                ..Default::default()
-            },
-        ))
+        Self::failure(504, "Timeout", format!("Timeout: {msg}")).with_details(Some(StatusDetails {
+            retry_after_seconds: retry_after,
+            ..Default::default()
+        }))
     }
 
     /// `NewTooManyRequests`: 429 `TooManyRequests` with `retryAfterSeconds`.
@@ -418,27 +420,115 @@ mod tests {
     #[test]
     fn messages_and_codes() {
         let cases: Vec<(Status, u16, &str, &str)> = vec![
-            (Status::already_exists("", "configmaps", "x"), 409, "AlreadyExists", "configmaps \"x\" already exists"),
-            (Status::conflict("", "configmaps", "x", OPTIMISTIC_LOCK_ERROR_MSG), 409, "Conflict", "Operation cannot be fulfilled on configmaps \"x\": the object has been modified; please apply your changes to the latest version and try again"),
+            (
+                Status::already_exists("", "configmaps", "x"),
+                409,
+                "AlreadyExists",
+                "configmaps \"x\" already exists",
+            ),
+            (
+                Status::conflict("", "configmaps", "x", OPTIMISTIC_LOCK_ERROR_MSG),
+                409,
+                "Conflict",
+                "Operation cannot be fulfilled on configmaps \"x\": the object has been modified; please apply your changes to the latest version and try again",
+            ),
             (Status::bad_request("bad"), 400, "BadRequest", "bad"),
-            (Status::method_not_supported("", "bindings", "list"), 405, "MethodNotAllowed", "list is not supported on resources of kind \"bindings\""),
-            (Status::not_acceptable_types(&["application/json", "application/yaml"]), 406, "NotAcceptable", "only the following media types are accepted: application/json, application/yaml"),
-            (Status::unsupported_media_type("text/plain"), 415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"),
-            (Status::request_entity_too_large("limit is 3145728"), 413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728"),
-            (Status::expired("too old resource version: 1 (5)"), 410, "Expired", "too old resource version: 1 (5)"),
+            (
+                Status::method_not_supported("", "bindings", "list"),
+                405,
+                "MethodNotAllowed",
+                "list is not supported on resources of kind \"bindings\"",
+            ),
+            (
+                Status::not_acceptable_types(&["application/json", "application/yaml"]),
+                406,
+                "NotAcceptable",
+                "only the following media types are accepted: application/json, application/yaml",
+            ),
+            (
+                Status::unsupported_media_type("text/plain"),
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+            ),
+            (
+                Status::request_entity_too_large("limit is 3145728"),
+                413,
+                "RequestEntityTooLarge",
+                "Request entity too large: limit is 3145728",
+            ),
+            (
+                Status::expired("too old resource version: 1 (5)"),
+                410,
+                "Expired",
+                "too old resource version: 1 (5)",
+            ),
             (Status::gone("gone"), 410, "Gone", "gone"),
-            (Status::forbidden("", "pods", "p", "User \"u\" cannot get resource \"pods\" in API group \"\" in the namespace \"ns\""), 403, "Forbidden", "pods \"p\" is forbidden: User \"u\" cannot get resource \"pods\" in API group \"\" in the namespace \"ns\""),
-            (Status::forbidden("apps", "deployments", "", "r"), 403, "Forbidden", "deployments.apps is forbidden: r"),
-            (Status::forbidden("", "", "", "r"), 403, "Forbidden", "forbidden: r"),
-            (Status::unauthorized(""), 401, "Unauthorized", "not authorized"),
-            (Status::unauthorized("Unauthorized"), 401, "Unauthorized", "Unauthorized"),
-            (Status::internal_error("boom"), 500, "InternalError", "Internal error occurred: boom"),
-            (Status::timeout("request did not complete within 60s", 2), 504, "Timeout", "Timeout: request did not complete within 60s"),
-            (Status::too_many_requests("slow down", 1), 429, "TooManyRequests", "slow down"),
-            (Status::service_unavailable("down"), 503, "ServiceUnavailable", "down"),
+            (
+                Status::forbidden(
+                    "",
+                    "pods",
+                    "p",
+                    "User \"u\" cannot get resource \"pods\" in API group \"\" in the namespace \"ns\"",
+                ),
+                403,
+                "Forbidden",
+                "pods \"p\" is forbidden: User \"u\" cannot get resource \"pods\" in API group \"\" in the namespace \"ns\"",
+            ),
+            (
+                Status::forbidden("apps", "deployments", "", "r"),
+                403,
+                "Forbidden",
+                "deployments.apps is forbidden: r",
+            ),
+            (
+                Status::forbidden("", "", "", "r"),
+                403,
+                "Forbidden",
+                "forbidden: r",
+            ),
+            (
+                Status::unauthorized(""),
+                401,
+                "Unauthorized",
+                "not authorized",
+            ),
+            (
+                Status::unauthorized("Unauthorized"),
+                401,
+                "Unauthorized",
+                "Unauthorized",
+            ),
+            (
+                Status::internal_error("boom"),
+                500,
+                "InternalError",
+                "Internal error occurred: boom",
+            ),
+            (
+                Status::timeout("request did not complete within 60s", 2),
+                504,
+                "Timeout",
+                "Timeout: request did not complete within 60s",
+            ),
+            (
+                Status::too_many_requests("slow down", 1),
+                429,
+                "TooManyRequests",
+                "slow down",
+            ),
+            (
+                Status::service_unavailable("down"),
+                503,
+                "ServiceUnavailable",
+                "down",
+            ),
         ];
         for (s, code, reason, msg) in cases {
-            assert_eq!((s.code, s.reason.as_str(), s.message.as_str()), (code, reason, msg));
+            assert_eq!(
+                (s.code, s.reason.as_str(), s.message.as_str()),
+                (code, reason, msg)
+            );
             assert_eq!(s.status, "Failure");
         }
     }
@@ -459,13 +549,22 @@ mod tests {
         assert_eq!(v["details"]["kind"], "Deployment");
         assert_eq!(v["details"]["group"], "apps");
         assert_eq!(v["details"]["causes"][0]["reason"], "FieldValueInvalid");
-        assert_eq!(v["details"]["causes"][0]["message"], "Invalid value: \"Foo\": bad name");
+        assert_eq!(
+            v["details"]["causes"][0]["message"],
+            "Invalid value: \"Foo\": bad name"
+        );
         assert_eq!(v["details"]["causes"][0]["field"], "metadata.name");
         assert_eq!(v["details"]["causes"][1]["message"], "Required value");
 
         let one = Status::invalid("", "ConfigMap", "x", &errs[..1]);
-        assert_eq!(one.message, "ConfigMap \"x\" is invalid: metadata.name: Invalid value: \"Foo\": bad name");
-        assert_eq!(Status::invalid("", "ConfigMap", "x", &[]).message, "ConfigMap \"x\" is invalid");
+        assert_eq!(
+            one.message,
+            "ConfigMap \"x\" is invalid: metadata.name: Invalid value: \"Foo\": bad name"
+        );
+        assert_eq!(
+            Status::invalid("", "ConfigMap", "x", &[]).message,
+            "ConfigMap \"x\" is invalid"
+        );
     }
 
     #[test]
