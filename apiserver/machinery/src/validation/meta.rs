@@ -414,7 +414,7 @@ mod tests {
             "metadata.annotations: Invalid value: \"/x\": prefix part must be non-empty"
         );
         assert!(
-            m[3].starts_with("metadata.finalizers: Invalid value: \"a/b/c\": a qualified name")
+            m[3].starts_with("metadata.finalizers: Invalid value: \"a/b/c\": a valid label key must consist")
         );
         assert_eq!(
             m[4],

@@ -140,7 +140,8 @@ pub fn is_dns1035_label(value: &str) -> Vec<String> {
     errs
 }
 
-/// `IsQualifiedName` (a label key, annotation key or finalizer name).
+/// `IsQualifiedName` / `content.IsLabelKey` (a label key, annotation key or finalizer name).
+/// A value with two or more `/` gets 1.34+'s "a valid label key ..." message.
 pub fn is_qualified_name(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     let parts: Vec<&str> = value.split('/').collect();
@@ -158,7 +159,7 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
         }
         _ => {
             errs.push(format!(
-                "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+                "a valid label key {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
                 regex_error(
                     QUALIFIED_NAME_ERR_MSG,
                     QUALIFIED_NAME_FMT,
@@ -303,7 +304,7 @@ mod tests {
         let e = is_qualified_name("a/");
         assert_eq!(e.len(), 2);
         assert_eq!(e[0], "name part must be non-empty");
-        assert!(is_qualified_name("a/b/c")[0].starts_with("a qualified name must consist"));
+        assert!(is_qualified_name("a/b/c")[0].starts_with("a valid label key must consist"));
         assert!(is_qualified_name("a/b/c")[0].ends_with(
             "with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
         ));
