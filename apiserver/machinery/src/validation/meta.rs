@@ -413,9 +413,9 @@ mod tests {
             m[2],
             "metadata.annotations: Invalid value: \"/x\": prefix part must be non-empty"
         );
-        assert!(
-            m[3].starts_with("metadata.finalizers: Invalid value: \"a/b/c\": a valid label key must consist")
-        );
+        assert!(m[3].starts_with(
+            "metadata.finalizers: Invalid value: \"a/b/c\": a valid label key must consist"
+        ));
         assert_eq!(
             m[4],
             "metadata.finalizers: Invalid value: []string{\"kubernetes.io/pvc-protection\", \"orphan\", \"foregroundDeletion\", \"a/b/c\"}: finalizer orphan and foregroundDeletion cannot be both set"
