@@ -133,6 +133,18 @@ pub fn parse_accept(header: &str) -> Vec<MediaType> {
         .collect()
 }
 
+/// Orders Accept clauses by preference like upstream's Accept parser (`goautoneg`): higher `q`
+/// first, then concrete types before `*`, then concrete subtypes before `*`; ties keep the
+/// client's order.
+pub fn sort_by_preference(clauses: &mut [MediaType]) {
+    clauses.sort_by(|a, b| {
+        b.q.partial_cmp(&a.q)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| (a.type_ == "*").cmp(&(b.type_ == "*")))
+            .then_with(|| (a.subtype == "*").cmp(&(b.subtype == "*")))
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +187,23 @@ mod tests {
         assert!(!v[1].matches("text", "plain"));
         assert!(v[2].matches("text", "plain"));
         assert!(!v[0].matches("application", "json"));
+    }
+
+    #[test]
+    fn preference_order() {
+        let mut v =
+            parse_accept("*/*;q=0.8, application/*, application/yaml;q=0.9, application/json");
+        sort_by_preference(&mut v);
+        let got: Vec<String> = v.iter().map(MediaType::essence).collect();
+        assert_eq!(
+            got,
+            [
+                "application/json",
+                "application/*",
+                "application/yaml",
+                "*/*"
+            ]
+        );
     }
 
     #[test]

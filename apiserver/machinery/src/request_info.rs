@@ -150,6 +150,33 @@ pub fn try_parse_request_info(
     Ok(info)
 }
 
+/// Raw `fieldSelector` and `labelSelector` query values handed to authorizers (upstream's
+/// `AuthorizeWithSelectors`): only for `list`, `watch` and `deletecollection`, and not for the
+/// deprecated `/watch/` path prefix.
+pub fn authorization_selectors(
+    info: &RequestInfo,
+    query: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    if !matches!(info.verb.as_str(), "list" | "watch" | "deletecollection") {
+        return (None, None);
+    }
+    // With `/watch/` in the path the part after the version is the verb, not a resource.
+    let after_version = if info.api_prefix == "api" { 2 } else { 3 };
+    let verb_via_path = info.path.trim_matches('/').split('/').nth(after_version) == Some("watch");
+    if verb_via_path {
+        return (None, None);
+    }
+    let (mut fs, mut ls) = (None, None);
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "fieldSelector" if fs.is_none() => fs = Some(v.into_owned()),
+            "labelSelector" if ls.is_none() => ls = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    (fs, ls)
+}
+
 /// The subset of `ListOptions` decoding that decides verb and name, including the rule that a
 /// decoding failure (a bad selector or integer) keeps only `watch` and drops the selector.
 struct ListParams {
@@ -380,6 +407,27 @@ mod tests {
                 "{url}"
             );
         }
+    }
+
+    #[test]
+    fn selectors_for_authorization() {
+        let q = Some("labelSelector=app%3Dweb&fieldSelector=spec.nodeName%3Dn1");
+        let info = parse_request_info("GET", "/api/v1/pods", q);
+        assert_eq!(
+            authorization_selectors(&info, q),
+            (Some("spec.nodeName=n1".into()), Some("app=web".into()))
+        );
+        let info = parse_request_info("GET", "/api/v1/watch/pods", q);
+        assert_eq!(authorization_selectors(&info, q), (None, None));
+        let info = parse_request_info("GET", "/apis/apps/v1/watch/deployments", q);
+        assert_eq!(authorization_selectors(&info, q), (None, None));
+        let info = parse_request_info("GET", "/api/v1/namespaces/ns/pods/p", q);
+        assert_eq!(authorization_selectors(&info, q), (None, None));
+        let info = parse_request_info("DELETE", "/apis/apps/v1/namespaces/ns/deployments", q);
+        assert_eq!(
+            authorization_selectors(&info, q).1.as_deref(),
+            Some("app=web")
+        );
     }
 
     #[test]

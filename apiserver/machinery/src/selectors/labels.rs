@@ -220,6 +220,22 @@ impl LabelSelector {
         })
     }
 
+    /// `labels.SelectorFromSet`: `k=v` for every pair (no validation, like upstream).
+    pub fn from_set(set: &BTreeMap<String, String>) -> Self {
+        let requirements = set
+            .iter()
+            .map(|(k, v)| Requirement {
+                key: k.clone(),
+                op: LabelOp::Equals,
+                values: vec![v.clone()],
+            })
+            .collect();
+        LabelSelector {
+            requirements,
+            nothing: false,
+        }
+    }
+
     /// A selector that matches nothing (`labels.Nothing()`).
     pub fn nothing() -> Self {
         LabelSelector {
@@ -758,6 +774,16 @@ mod tests {
                 .starts_with("key: Invalid value: \"-k\": name part must consist"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn from_set() {
+        let set = labels(&[("b", "2"), ("a", "1")]);
+        let s = LabelSelector::from_set(&set);
+        assert_eq!(s.to_string(), "a=1,b=2");
+        assert!(s.matches(&set));
+        assert!(!s.matches(&labels(&[("a", "1")])));
+        assert!(LabelSelector::from_set(&BTreeMap::new()).is_empty());
     }
 
     #[test]
