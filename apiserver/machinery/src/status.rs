@@ -336,6 +336,44 @@ impl Status {
         }))
     }
 
+    /// `NewServerTimeout`: 500 `ServerTimeout`, `The <operation> operation against <resource>
+    /// could not be completed at this time, please try again.` (`details.name` is the operation).
+    pub fn server_timeout(group: &str, resource: &str, operation: &str, retry_after: i32) -> Self {
+        let msg = format!(
+            "The {operation} operation against {} could not be completed at this time, please try again.",
+            qualified(group, resource)
+        );
+        let mut d = details(group, resource, operation);
+        if let Some(d) = d.as_mut() {
+            d.retry_after_seconds = retry_after;
+        }
+        Self::failure(500, "ServerTimeout", msg).with_details(d)
+    }
+
+    /// The watch cache's / storage's 410 for a compacted revision:
+    /// `too old resource version: <requested> (<oldest>)`.
+    pub fn too_old_resource_version(requested: i64, oldest: i64) -> Self {
+        Self::expired(&format!("too old resource version: {requested} ({oldest})"))
+    }
+
+    /// Upstream `storage.NewTooLargeResourceVersionError`: 504 `Timeout`,
+    /// `Timeout: Too large resource version: <requested>, current: <current>`, with the
+    /// `ResourceVersionTooLarge` cause clients (reflectors) look for.
+    pub fn too_large_resource_version(requested: i64, current: i64, retry_after: i32) -> Self {
+        let mut s = Self::timeout(
+            &format!("Too large resource version: {requested}, current: {current}"),
+            retry_after,
+        );
+        if let Some(d) = s.details.as_mut() {
+            d.causes = vec![StatusCause {
+                reason: "ResourceVersionTooLarge".to_string(),
+                message: "Too large resource version".to_string(),
+                field: String::new(),
+            }];
+        }
+        s
+    }
+
     /// `NewTooManyRequests`: 429 `TooManyRequests` with `retryAfterSeconds`.
     pub fn too_many_requests(msg: &str, retry_after: i32) -> Self {
         Self::failure(429, "TooManyRequests", msg).with_details(Some(StatusDetails {
@@ -531,6 +569,26 @@ mod tests {
             );
             assert_eq!(s.status, "Failure");
         }
+    }
+
+    #[test]
+    fn storage_errors() {
+        let s = Status::server_timeout("", "pods", "create", 2);
+        assert_eq!(
+            s.message,
+            "The create operation against pods could not be completed at this time, please try again."
+        );
+        assert_eq!((s.code, s.reason.as_str()), (500, "ServerTimeout"));
+        assert_eq!(s.details.as_ref().map(|d| d.name.as_str()), Some("create"));
+        let s = Status::too_old_resource_version(1, 5);
+        assert_eq!(
+            (s.code, s.reason.as_str(), s.message.as_str()),
+            (410, "Expired", "too old resource version: 1 (5)")
+        );
+        assert_eq!(
+            json(&Status::too_large_resource_version(9, 3, 1)),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Timeout: Too large resource version: 9, current: 3","reason":"Timeout","details":{"causes":[{"reason":"ResourceVersionTooLarge","message":"Too large resource version"}],"retryAfterSeconds":1},"code":504}"#
+        );
     }
 
     #[test]
