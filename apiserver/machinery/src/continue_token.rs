@@ -103,7 +103,8 @@ pub fn encode_continue(resource_version: i64, next_key_relative: &str) -> String
 pub fn decode_continue(token: &str) -> Result<(i64, String), ContinueError> {
     let data = URL_SAFE_NO_PAD.decode(token).map_err(|e| {
         let at = match e {
-            base64::DecodeError::InvalidByte(i, _) | base64::DecodeError::InvalidLastSymbol(i, _) => i,
+            base64::DecodeError::InvalidByte(i, _)
+            | base64::DecodeError::InvalidLastSymbol(i, _) => i,
             base64::DecodeError::InvalidLength(n) => n,
             base64::DecodeError::InvalidPadding => token.len(),
         };
@@ -160,8 +161,14 @@ mod tests {
     fn encode_matches_upstream_bytes() {
         let t = encode_continue(5, "ns/b");
         let json = String::from_utf8(URL_SAFE_NO_PAD.decode(&t).expect("b64")).expect("utf8");
-        assert_eq!(json, r#"{"v":"meta.k8s.io/v1","rv":5,"start":"ns/b\u0000"}"#);
-        assert_eq!(t, "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6NSwic3RhcnQiOiJucy9iXHUwMDAwIn0");
+        assert_eq!(
+            json,
+            r#"{"v":"meta.k8s.io/v1","rv":5,"start":"ns/b\u0000"}"#
+        );
+        assert_eq!(
+            t,
+            "eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6NSwic3RhcnQiOiJucy9iXHUwMDAwIn0"
+        );
         assert_eq!(encode_continue(5, "ns/b\0"), t);
     }
 
@@ -175,19 +182,51 @@ mod tests {
         assert_eq!(start_after("a"), None);
     }
 
+    type Decoded = Result<(i64, String), ContinueError>;
+
     #[test]
     fn upstream_decode_cases() {
-        let cases: Vec<(String, Result<(i64, String), ContinueError>)> = vec![
-            (raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"foo"}"#), Ok((1, "foo".into()))),
-            (raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"/foo"}"#), Ok((1, "foo".into()))),
-            (raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"/"}"#), Ok((1, "".into()))),
-            (raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"../foo"}"#), Err(ContinueError::InvalidKey("../foo".into()))),
-            (raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"foo/../../bar"}"#), Err(ContinueError::InvalidKey("foo/../../bar".into()))),
-            (raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"foo//bar"}"#), Err(ContinueError::InvalidKey("foo//bar".into()))),
-            (raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"foo/"}"#), Err(ContinueError::InvalidKey("foo/".into()))),
-            (raw(r#"{"v":"meta.k8s.io/v1","rv":0,"start":"foo"}"#), Err(ContinueError::InvalidStartRv)),
-            (raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":""}"#), Err(ContinueError::EmptyStartKey)),
-            (raw(r#"{"v":"meta.k8s.io/v2","rv":1,"start":"foo"}"#), Err(ContinueError::UnrecognizedVersion("meta.k8s.io/v2".into()))),
+        let cases: Vec<(String, Decoded)> = vec![
+            (
+                raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"foo"}"#),
+                Ok((1, "foo".into())),
+            ),
+            (
+                raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"/foo"}"#),
+                Ok((1, "foo".into())),
+            ),
+            (
+                raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"/"}"#),
+                Ok((1, "".into())),
+            ),
+            (
+                raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"../foo"}"#),
+                Err(ContinueError::InvalidKey("../foo".into())),
+            ),
+            (
+                raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"foo/../../bar"}"#),
+                Err(ContinueError::InvalidKey("foo/../../bar".into())),
+            ),
+            (
+                raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"foo//bar"}"#),
+                Err(ContinueError::InvalidKey("foo//bar".into())),
+            ),
+            (
+                raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":"foo/"}"#),
+                Err(ContinueError::InvalidKey("foo/".into())),
+            ),
+            (
+                raw(r#"{"v":"meta.k8s.io/v1","rv":0,"start":"foo"}"#),
+                Err(ContinueError::InvalidStartRv),
+            ),
+            (
+                raw(r#"{"v":"meta.k8s.io/v1","rv":1,"start":""}"#),
+                Err(ContinueError::EmptyStartKey),
+            ),
+            (
+                raw(r#"{"v":"meta.k8s.io/v2","rv":1,"start":"foo"}"#),
+                Err(ContinueError::UnrecognizedVersion("meta.k8s.io/v2".into())),
+            ),
         ];
         for (token, want) in cases {
             assert_eq!(decode_continue(&token), want, "{token}");
@@ -205,9 +244,18 @@ mod tests {
             "continue key is not valid: server does not recognize this encoded version x"
         );
         let e = decode_continue("!!!").expect_err("bad base64");
-        assert_eq!(e.to_string(), "continue key is not valid: illegal base64 data at input byte 0");
+        assert_eq!(
+            e.to_string(),
+            "continue key is not valid: illegal base64 data at input byte 0"
+        );
         let e = decode_continue(&raw("not json")).expect_err("bad json");
-        assert!(e.to_string().starts_with("continue key is not valid: "), "{e}");
-        assert!(decode_continue(&format!("{}=", encode_continue(1, "a"))).is_err(), "padding rejected");
+        assert!(
+            e.to_string().starts_with("continue key is not valid: "),
+            "{e}"
+        );
+        assert!(
+            decode_continue(&format!("{}=", encode_continue(1, "a"))).is_err(),
+            "padding rejected"
+        );
     }
 }

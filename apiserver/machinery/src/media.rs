@@ -23,7 +23,26 @@ pub struct MediaType {
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes().all(|b| {
-            b.is_ascii_graphic() && !matches!(b, b'(' | b')' | b'<' | b'>' | b'@' | b',' | b';' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'=' | b'{' | b'}')
+            b.is_ascii_graphic()
+                && !matches!(
+                    b,
+                    b'(' | b')'
+                        | b'<'
+                        | b'>'
+                        | b'@'
+                        | b','
+                        | b';'
+                        | b':'
+                        | b'\\'
+                        | b'"'
+                        | b'/'
+                        | b'['
+                        | b']'
+                        | b'?'
+                        | b'='
+                        | b'{'
+                        | b'}'
+                )
         })
 }
 
@@ -114,13 +133,27 @@ pub fn parse_accept(header: &str) -> Vec<MediaType> {
         .collect()
 }
 
+/// Orders Accept clauses by preference like upstream's Accept parser (`goautoneg`): higher `q`
+/// first, then concrete types before `*`, then concrete subtypes before `*`; ties keep the
+/// client's order.
+pub fn sort_by_preference(clauses: &mut [MediaType]) {
+    clauses.sort_by(|a, b| {
+        b.q.partial_cmp(&a.q)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| (a.type_ == "*").cmp(&(b.type_ == "*")))
+            .then_with(|| (a.subtype == "*").cmp(&(b.subtype == "*")))
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parse_table_accept() {
-        let v = parse_accept("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json");
+        let v = parse_accept(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json",
+        );
         assert_eq!(v.len(), 3);
         assert_eq!(v[0].essence(), "application/json");
         assert_eq!(v[0].param("as"), Some("Table"));
@@ -128,12 +161,17 @@ mod tests {
         assert_eq!(v[0].param("g"), Some("meta.k8s.io"));
         assert_eq!(v[1].param("v"), Some("v1beta1"));
         assert!(v[2].params.is_empty());
-        assert_eq!(v[0].to_string(), "application/json;as=Table;v=v1;g=meta.k8s.io");
+        assert_eq!(
+            v[0].to_string(),
+            "application/json;as=Table;v=v1;g=meta.k8s.io"
+        );
     }
 
     #[test]
     fn q_values_and_wildcards() {
-        let v = parse_accept("text/html, application/*;q=0.5 , */*; q=0.1, *, bad, application/yaml;q=x");
+        let v = parse_accept(
+            "text/html, application/*;q=0.5 , */*; q=0.1, *, bad, application/yaml;q=x",
+        );
         let got: Vec<(String, f32)> = v.iter().map(|m| (m.essence(), m.q)).collect();
         assert_eq!(
             got,
@@ -152,11 +190,33 @@ mod tests {
     }
 
     #[test]
+    fn preference_order() {
+        let mut v =
+            parse_accept("*/*;q=0.8, application/*, application/yaml;q=0.9, application/json");
+        sort_by_preference(&mut v);
+        let got: Vec<String> = v.iter().map(MediaType::essence).collect();
+        assert_eq!(
+            got,
+            [
+                "application/json",
+                "application/*",
+                "application/yaml",
+                "*/*"
+            ]
+        );
+    }
+
+    #[test]
     fn parse_single() {
         let m = MediaType::parse("Application/JSON; Charset=\"utf-8\"").expect("valid");
         assert_eq!(m.essence(), "application/json");
         assert_eq!(m.param("charset"), Some("utf-8"));
-        assert_eq!(MediaType::parse("application/apply-patch+yaml").expect("valid").subtype, "apply-patch+yaml");
+        assert_eq!(
+            MediaType::parse("application/apply-patch+yaml")
+                .expect("valid")
+                .subtype,
+            "apply-patch+yaml"
+        );
         assert!(MediaType::parse("").is_none());
         assert!(MediaType::parse("application").is_none());
         assert!(MediaType::parse("application/json;foo").is_none());

@@ -114,13 +114,11 @@ pub fn try_parse_request_info(
         .to_string();
     }
 
-    if cur[0] == "namespaces" {
-        if cur.len() > 1 {
-            info.namespace = cur[1].to_string();
-            // A namespace subresource (`status`, `finalize`) keeps `namespaces` as the resource.
-            if cur.len() > 2 && !matches!(cur[2], "status" | "finalize") {
-                cur = &cur[2..];
-            }
+    if cur[0] == "namespaces" && cur.len() > 1 {
+        info.namespace = cur[1].to_string();
+        // A namespace subresource (`status`, `finalize`) keeps `namespaces` as the resource.
+        if cur.len() > 2 && !matches!(cur[2], "status" | "finalize") {
+            cur = &cur[2..];
         }
     }
     info.parts = cur.iter().map(|s| s.to_string()).collect();
@@ -152,6 +150,33 @@ pub fn try_parse_request_info(
     Ok(info)
 }
 
+/// Raw `fieldSelector` and `labelSelector` query values handed to authorizers (upstream's
+/// `AuthorizeWithSelectors`): only for `list`, `watch` and `deletecollection`, and not for the
+/// deprecated `/watch/` path prefix.
+pub fn authorization_selectors(
+    info: &RequestInfo,
+    query: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    if !matches!(info.verb.as_str(), "list" | "watch" | "deletecollection") {
+        return (None, None);
+    }
+    // With `/watch/` in the path the part after the version is the verb, not a resource.
+    let after_version = if info.api_prefix == "api" { 2 } else { 3 };
+    let verb_via_path = info.path.trim_matches('/').split('/').nth(after_version) == Some("watch");
+    if verb_via_path {
+        return (None, None);
+    }
+    let (mut fs, mut ls) = (None, None);
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "fieldSelector" if fs.is_none() => fs = Some(v.into_owned()),
+            "labelSelector" if ls.is_none() => ls = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    (fs, ls)
+}
+
 /// The subset of `ListOptions` decoding that decides verb and name, including the rule that a
 /// decoding failure (a bad selector or integer) keeps only `watch` and drops the selector.
 struct ListParams {
@@ -171,7 +196,9 @@ impl ListParams {
     fn from_query(query: &str) -> Self {
         let mut first: std::collections::BTreeMap<String, String> = Default::default();
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-            first.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+            first
+                .entry(k.into_owned())
+                .or_insert_with(|| v.into_owned());
         }
         let get = |k: &str| first.get(k).map(String::as_str);
         let watch = query_bool(get("watch"));
@@ -181,10 +208,22 @@ impl ListParams {
             .iter()
             .all(|k| get(k).is_none_or(|v| v.parse::<i64>().is_ok()));
         match fs {
-            Some(Err(_)) => ListParams { watch, field_selector: None },
-            _ if !ls_ok || !ints_ok => ListParams { watch, field_selector: None },
-            Some(Ok(f)) => ListParams { watch, field_selector: Some(f) },
-            None => ListParams { watch, field_selector: None },
+            Some(Err(_)) => ListParams {
+                watch,
+                field_selector: None,
+            },
+            _ if !ls_ok || !ints_ok => ListParams {
+                watch,
+                field_selector: None,
+            },
+            Some(Ok(f)) => ListParams {
+                watch,
+                field_selector: Some(f),
+            },
+            None => ListParams {
+                watch,
+                field_selector: None,
+            },
         }
     }
 }
@@ -200,10 +239,25 @@ mod tests {
         }
     }
 
+    /// method, url, verb, prefix, group, version, namespace, resource, subresource, name, parts
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    );
+
     #[test]
     fn upstream_success_cases() {
         #[rustfmt::skip]
-        let cases: &[(&str, &str, &str, &str, &str, &str, &str, &str, &str, &str, &str)] = &[
+        let cases: &[Case] = &[
             // method, url, verb, prefix, group, version, namespace, resource, subresource, name, parts
             ("GET", "/api/v1/namespaces", "list", "api", "", "v1", "", "namespaces", "", "", "namespaces"),
             ("GET", "/api/v1/namespaces/other", "get", "api", "", "v1", "other", "namespaces", "", "other", "namespaces/other"),
@@ -238,7 +292,8 @@ mod tests {
         ];
         for &(method, url, verb, prefix, group, version, ns, resource, sub, name, parts) in cases {
             let (path, query) = split_url(url);
-            let got = try_parse_request_info(method, path, query).unwrap_or_else(|_| panic!("{url}"));
+            let got =
+                try_parse_request_info(method, path, query).unwrap_or_else(|_| panic!("{url}"));
             let want = RequestInfo {
                 is_resource_request: true,
                 path: path.to_string(),
@@ -278,10 +333,17 @@ mod tests {
             ("/apis/version/resource", false),
         ];
         for (url, want) in cases {
-            assert_eq!(parse_request_info("GET", url, None).is_resource_request, want, "{url}");
+            assert_eq!(
+                parse_request_info("GET", url, None).is_resource_request,
+                want,
+                "{url}"
+            );
         }
         let info = parse_request_info("GET", "/healthz", None);
-        assert_eq!((info.verb.as_str(), info.path.as_str()), ("get", "/healthz"));
+        assert_eq!(
+            (info.verb.as_str(), info.path.as_str()),
+            ("get", "/healthz")
+        );
         assert_eq!(parse_request_info("POST", "/apis", None).verb, "post");
     }
 
@@ -289,30 +351,97 @@ mod tests {
     fn field_selector_name() {
         let cases = [
             ("/apis/group/version/resource", "", "list"),
-            ("/apis/group/version/resource?fieldSelector=metadata.name=name1", "name1", "list"),
-            ("/apis/group/version/resource?watch=true&fieldSelector=metadata.name=name1", "name1", "watch"),
-            ("/apis/group/version/resource?fieldSelector=foo=bar", "", "list"),
-            ("/apis/group/version/resource?fieldSelector=metadata.name=name1,foo", "", "list"),
-            ("/apis/group/version/resource?fieldSelector=metadata.name=name1,foo&watch=true", "", "watch"),
-            ("/apis/group/version/resource?fieldSelector=metadata.name=name1,foo&watch=false", "", "list"),
-            ("/apis/group/version/resource?fieldSelector=metadata.name%3Dname1&limit=x", "", "list"),
-            ("/apis/group/version/resource?fieldSelector=metadata.name%3Da%2Fb", "", "list"),
-            ("/api/v1/namespaces/ns/configmaps?fieldSelector=metadata.name%3Dcm1&watch=1", "cm1", "watch"),
+            (
+                "/apis/group/version/resource?fieldSelector=metadata.name=name1",
+                "name1",
+                "list",
+            ),
+            (
+                "/apis/group/version/resource?watch=true&fieldSelector=metadata.name=name1",
+                "name1",
+                "watch",
+            ),
+            (
+                "/apis/group/version/resource?fieldSelector=foo=bar",
+                "",
+                "list",
+            ),
+            (
+                "/apis/group/version/resource?fieldSelector=metadata.name=name1,foo",
+                "",
+                "list",
+            ),
+            (
+                "/apis/group/version/resource?fieldSelector=metadata.name=name1,foo&watch=true",
+                "",
+                "watch",
+            ),
+            (
+                "/apis/group/version/resource?fieldSelector=metadata.name=name1,foo&watch=false",
+                "",
+                "list",
+            ),
+            (
+                "/apis/group/version/resource?fieldSelector=metadata.name%3Dname1&limit=x",
+                "",
+                "list",
+            ),
+            (
+                "/apis/group/version/resource?fieldSelector=metadata.name%3Da%2Fb",
+                "",
+                "list",
+            ),
+            (
+                "/api/v1/namespaces/ns/configmaps?fieldSelector=metadata.name%3Dcm1&watch=1",
+                "cm1",
+                "watch",
+            ),
             ("/api/v1/pods?watch=", "", "watch"),
         ];
         for (url, name, verb) in cases {
             let (path, query) = split_url(url);
             let info = parse_request_info("GET", path, query);
-            assert_eq!((info.name.as_str(), info.verb.as_str()), (name, verb), "{url}");
+            assert_eq!(
+                (info.name.as_str(), info.verb.as_str()),
+                (name, verb),
+                "{url}"
+            );
         }
+    }
+
+    #[test]
+    fn selectors_for_authorization() {
+        let q = Some("labelSelector=app%3Dweb&fieldSelector=spec.nodeName%3Dn1");
+        let info = parse_request_info("GET", "/api/v1/pods", q);
+        assert_eq!(
+            authorization_selectors(&info, q),
+            (Some("spec.nodeName=n1".into()), Some("app=web".into()))
+        );
+        let info = parse_request_info("GET", "/api/v1/watch/pods", q);
+        assert_eq!(authorization_selectors(&info, q), (None, None));
+        let info = parse_request_info("GET", "/apis/apps/v1/watch/deployments", q);
+        assert_eq!(authorization_selectors(&info, q), (None, None));
+        let info = parse_request_info("GET", "/api/v1/namespaces/ns/pods/p", q);
+        assert_eq!(authorization_selectors(&info, q), (None, None));
+        let info = parse_request_info("DELETE", "/apis/apps/v1/namespaces/ns/deployments", q);
+        assert_eq!(
+            authorization_selectors(&info, q).1.as_deref(),
+            Some("app=web")
+        );
     }
 
     #[test]
     fn malformed_special_verb() {
         let err = try_parse_request_info("GET", "/api/v1/watch", None).expect_err("no kind");
-        assert_eq!(err.1.to_string(), "unable to determine kind and namespace from url, /api/v1/watch");
+        assert_eq!(
+            err.1.to_string(),
+            "unable to determine kind and namespace from url, /api/v1/watch"
+        );
         assert!(err.0.is_resource_request);
-        assert_eq!(parse_request_info("GET", "/api/v1/watch", None).api_version, "v1");
+        assert_eq!(
+            parse_request_info("GET", "/api/v1/watch", None).api_version,
+            "v1"
+        );
     }
 
     #[test]

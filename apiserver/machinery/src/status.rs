@@ -304,7 +304,11 @@ impl Status {
     /// `NewUnauthorized`: 401 `Unauthorized` (`not authorized` when `msg` is empty). The
     /// authentication filter upstream uses the message `Unauthorized`.
     pub fn unauthorized(msg: &str) -> Self {
-        let msg = if msg.is_empty() { "not authorized" } else { msg };
+        let msg = if msg.is_empty() {
+            "not authorized"
+        } else {
+            msg
+        };
         Self::failure(401, "Unauthorized", msg)
     }
 
@@ -326,12 +330,48 @@ impl Status {
 
     /// `NewTimeoutError`: 504 `Timeout`, `Timeout: <msg>`, with `retryAfterSeconds`.
     pub fn timeout(msg: &str, retry_after: i32) -> Self {
-        Self::failure(504, "Timeout", format!("Timeout: {msg}")).with_details(Some(
-            StatusDetails {
-                retry_after_seconds: retry_after,
-                ..Default::default()
-            },
-        ))
+        Self::failure(504, "Timeout", format!("Timeout: {msg}")).with_details(Some(StatusDetails {
+            retry_after_seconds: retry_after,
+            ..Default::default()
+        }))
+    }
+
+    /// `NewServerTimeout`: 500 `ServerTimeout`, `The <operation> operation against <resource>
+    /// could not be completed at this time, please try again.` (`details.name` is the operation).
+    pub fn server_timeout(group: &str, resource: &str, operation: &str, retry_after: i32) -> Self {
+        let msg = format!(
+            "The {operation} operation against {} could not be completed at this time, please try again.",
+            qualified(group, resource)
+        );
+        let mut d = details(group, resource, operation);
+        if let Some(d) = d.as_mut() {
+            d.retry_after_seconds = retry_after;
+        }
+        Self::failure(500, "ServerTimeout", msg).with_details(d)
+    }
+
+    /// The watch cache's / storage's 410 for a compacted revision:
+    /// `too old resource version: <requested> (<oldest>)`.
+    pub fn too_old_resource_version(requested: i64, oldest: i64) -> Self {
+        Self::expired(&format!("too old resource version: {requested} ({oldest})"))
+    }
+
+    /// Upstream `storage.NewTooLargeResourceVersionError`: 504 `Timeout`,
+    /// `Timeout: Too large resource version: <requested>, current: <current>`, with the
+    /// `ResourceVersionTooLarge` cause clients (reflectors) look for.
+    pub fn too_large_resource_version(requested: i64, current: i64, retry_after: i32) -> Self {
+        let mut s = Self::timeout(
+            &format!("Too large resource version: {requested}, current: {current}"),
+            retry_after,
+        );
+        if let Some(d) = s.details.as_mut() {
+            d.causes = vec![StatusCause {
+                reason: "ResourceVersionTooLarge".to_string(),
+                message: "Too large resource version".to_string(),
+                field: String::new(),
+            }];
+        }
+        s
     }
 
     /// `NewTooManyRequests`: 429 `TooManyRequests` with `retryAfterSeconds`.
@@ -418,29 +458,137 @@ mod tests {
     #[test]
     fn messages_and_codes() {
         let cases: Vec<(Status, u16, &str, &str)> = vec![
-            (Status::already_exists("", "configmaps", "x"), 409, "AlreadyExists", "configmaps \"x\" already exists"),
-            (Status::conflict("", "configmaps", "x", OPTIMISTIC_LOCK_ERROR_MSG), 409, "Conflict", "Operation cannot be fulfilled on configmaps \"x\": the object has been modified; please apply your changes to the latest version and try again"),
+            (
+                Status::already_exists("", "configmaps", "x"),
+                409,
+                "AlreadyExists",
+                "configmaps \"x\" already exists",
+            ),
+            (
+                Status::conflict("", "configmaps", "x", OPTIMISTIC_LOCK_ERROR_MSG),
+                409,
+                "Conflict",
+                "Operation cannot be fulfilled on configmaps \"x\": the object has been modified; please apply your changes to the latest version and try again",
+            ),
             (Status::bad_request("bad"), 400, "BadRequest", "bad"),
-            (Status::method_not_supported("", "bindings", "list"), 405, "MethodNotAllowed", "list is not supported on resources of kind \"bindings\""),
-            (Status::not_acceptable_types(&["application/json", "application/yaml"]), 406, "NotAcceptable", "only the following media types are accepted: application/json, application/yaml"),
-            (Status::unsupported_media_type("text/plain"), 415, "UnsupportedMediaType", "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"),
-            (Status::request_entity_too_large("limit is 3145728"), 413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728"),
-            (Status::expired("too old resource version: 1 (5)"), 410, "Expired", "too old resource version: 1 (5)"),
+            (
+                Status::method_not_supported("", "bindings", "list"),
+                405,
+                "MethodNotAllowed",
+                "list is not supported on resources of kind \"bindings\"",
+            ),
+            (
+                Status::not_acceptable_types(&["application/json", "application/yaml"]),
+                406,
+                "NotAcceptable",
+                "only the following media types are accepted: application/json, application/yaml",
+            ),
+            (
+                Status::unsupported_media_type("text/plain"),
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+            ),
+            (
+                Status::request_entity_too_large("limit is 3145728"),
+                413,
+                "RequestEntityTooLarge",
+                "Request entity too large: limit is 3145728",
+            ),
+            (
+                Status::expired("too old resource version: 1 (5)"),
+                410,
+                "Expired",
+                "too old resource version: 1 (5)",
+            ),
             (Status::gone("gone"), 410, "Gone", "gone"),
-            (Status::forbidden("", "pods", "p", "User \"u\" cannot get resource \"pods\" in API group \"\" in the namespace \"ns\""), 403, "Forbidden", "pods \"p\" is forbidden: User \"u\" cannot get resource \"pods\" in API group \"\" in the namespace \"ns\""),
-            (Status::forbidden("apps", "deployments", "", "r"), 403, "Forbidden", "deployments.apps is forbidden: r"),
-            (Status::forbidden("", "", "", "r"), 403, "Forbidden", "forbidden: r"),
-            (Status::unauthorized(""), 401, "Unauthorized", "not authorized"),
-            (Status::unauthorized("Unauthorized"), 401, "Unauthorized", "Unauthorized"),
-            (Status::internal_error("boom"), 500, "InternalError", "Internal error occurred: boom"),
-            (Status::timeout("request did not complete within 60s", 2), 504, "Timeout", "Timeout: request did not complete within 60s"),
-            (Status::too_many_requests("slow down", 1), 429, "TooManyRequests", "slow down"),
-            (Status::service_unavailable("down"), 503, "ServiceUnavailable", "down"),
+            (
+                Status::forbidden(
+                    "",
+                    "pods",
+                    "p",
+                    "User \"u\" cannot get resource \"pods\" in API group \"\" in the namespace \"ns\"",
+                ),
+                403,
+                "Forbidden",
+                "pods \"p\" is forbidden: User \"u\" cannot get resource \"pods\" in API group \"\" in the namespace \"ns\"",
+            ),
+            (
+                Status::forbidden("apps", "deployments", "", "r"),
+                403,
+                "Forbidden",
+                "deployments.apps is forbidden: r",
+            ),
+            (
+                Status::forbidden("", "", "", "r"),
+                403,
+                "Forbidden",
+                "forbidden: r",
+            ),
+            (
+                Status::unauthorized(""),
+                401,
+                "Unauthorized",
+                "not authorized",
+            ),
+            (
+                Status::unauthorized("Unauthorized"),
+                401,
+                "Unauthorized",
+                "Unauthorized",
+            ),
+            (
+                Status::internal_error("boom"),
+                500,
+                "InternalError",
+                "Internal error occurred: boom",
+            ),
+            (
+                Status::timeout("request did not complete within 60s", 2),
+                504,
+                "Timeout",
+                "Timeout: request did not complete within 60s",
+            ),
+            (
+                Status::too_many_requests("slow down", 1),
+                429,
+                "TooManyRequests",
+                "slow down",
+            ),
+            (
+                Status::service_unavailable("down"),
+                503,
+                "ServiceUnavailable",
+                "down",
+            ),
         ];
         for (s, code, reason, msg) in cases {
-            assert_eq!((s.code, s.reason.as_str(), s.message.as_str()), (code, reason, msg));
+            assert_eq!(
+                (s.code, s.reason.as_str(), s.message.as_str()),
+                (code, reason, msg)
+            );
             assert_eq!(s.status, "Failure");
         }
+    }
+
+    #[test]
+    fn storage_errors() {
+        let s = Status::server_timeout("", "pods", "create", 2);
+        assert_eq!(
+            s.message,
+            "The create operation against pods could not be completed at this time, please try again."
+        );
+        assert_eq!((s.code, s.reason.as_str()), (500, "ServerTimeout"));
+        assert_eq!(s.details.as_ref().map(|d| d.name.as_str()), Some("create"));
+        let s = Status::too_old_resource_version(1, 5);
+        assert_eq!(
+            (s.code, s.reason.as_str(), s.message.as_str()),
+            (410, "Expired", "too old resource version: 1 (5)")
+        );
+        assert_eq!(
+            json(&Status::too_large_resource_version(9, 3, 1)),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Timeout: Too large resource version: 9, current: 3","reason":"Timeout","details":{"causes":[{"reason":"ResourceVersionTooLarge","message":"Too large resource version"}],"retryAfterSeconds":1},"code":504}"#
+        );
     }
 
     #[test]
@@ -459,13 +607,22 @@ mod tests {
         assert_eq!(v["details"]["kind"], "Deployment");
         assert_eq!(v["details"]["group"], "apps");
         assert_eq!(v["details"]["causes"][0]["reason"], "FieldValueInvalid");
-        assert_eq!(v["details"]["causes"][0]["message"], "Invalid value: \"Foo\": bad name");
+        assert_eq!(
+            v["details"]["causes"][0]["message"],
+            "Invalid value: \"Foo\": bad name"
+        );
         assert_eq!(v["details"]["causes"][0]["field"], "metadata.name");
         assert_eq!(v["details"]["causes"][1]["message"], "Required value");
 
         let one = Status::invalid("", "ConfigMap", "x", &errs[..1]);
-        assert_eq!(one.message, "ConfigMap \"x\" is invalid: metadata.name: Invalid value: \"Foo\": bad name");
-        assert_eq!(Status::invalid("", "ConfigMap", "x", &[]).message, "ConfigMap \"x\" is invalid");
+        assert_eq!(
+            one.message,
+            "ConfigMap \"x\" is invalid: metadata.name: Invalid value: \"Foo\": bad name"
+        );
+        assert_eq!(
+            Status::invalid("", "ConfigMap", "x", &[]).message,
+            "ConfigMap \"x\" is invalid"
+        );
     }
 
     #[test]

@@ -73,8 +73,8 @@ fn split_term(term: &str) -> Option<(&str, FieldOp, &str)> {
             ("==", FieldOp::Equals),
             ("=", FieldOp::Equals),
         ] {
-            if rest.starts_with(op) {
-                return Some((&term[..i], kind, &rest[op.len()..]));
+            if let Some(value) = rest.strip_prefix(op) {
+                return Some((&term[..i], kind, value));
             }
         }
     }
@@ -215,7 +215,10 @@ mod tests {
             ("x=a||y\\=b", "x=a||y\\=b"),
             ("x=a\\,y\\=b", "x=a\\,y\\=b"),
             ("x=a\\\\b", "x=a\\\\b"),
-            ("metadata.name=foo,spec.nodeName!=", "metadata.name=foo,spec.nodeName!="),
+            (
+                "metadata.name=foo,spec.nodeName!=",
+                "metadata.name=foo,spec.nodeName!=",
+            ),
         ];
         for (input, canonical) in cases {
             let s = FieldSelector::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -229,10 +232,22 @@ mod tests {
     fn parse_errors() {
         let cases = [
             ("x", "invalid selector: 'x'; can't understand 'x'"),
-            ("metadata.name=name1,foo", "invalid selector: 'metadata.name=name1,foo'; can't understand 'foo'"),
-            ("x=a=b", "invalid field selector: unescaped character in value: 61"),
-            ("x=a\\b", "invalid field selector: invalid escape sequence: \\b"),
-            ("x=a\\", "invalid field selector: invalid escape sequence: \\"),
+            (
+                "metadata.name=name1,foo",
+                "invalid selector: 'metadata.name=name1,foo'; can't understand 'foo'",
+            ),
+            (
+                "x=a=b",
+                "invalid field selector: unescaped character in value: 61",
+            ),
+            (
+                "x=a\\b",
+                "invalid field selector: invalid escape sequence: \\b",
+            ),
+            (
+                "x=a\\",
+                "invalid field selector: invalid escape sequence: \\",
+            ),
         ];
         for (input, msg) in cases {
             assert_eq!(

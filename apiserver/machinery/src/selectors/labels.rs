@@ -6,7 +6,9 @@ use std::fmt;
 use serde_json::Value;
 
 use super::SelectorError;
-use crate::validation::{FieldError, Path, aggregate_message, is_qualified_name, is_valid_label_value};
+use crate::validation::{
+    FieldError, Path, aggregate_message, is_qualified_name, is_valid_label_value,
+};
 
 /// A label requirement operator (`selection.Operator`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,11 +44,20 @@ pub struct Requirement {
 impl Requirement {
     /// Upstream `NewRequirement`: validates the key, the operator's value count and each value.
     /// Errors are aggregated like upstream; `path` prefixes the `key`/`values` paths.
-    pub fn new(key: &str, op: LabelOp, values: Vec<String>, path: &Path) -> Result<Self, SelectorError> {
+    pub fn new(
+        key: &str,
+        op: LabelOp,
+        values: Vec<String>,
+        path: &Path,
+    ) -> Result<Self, SelectorError> {
         let mut errs: Vec<FieldError> = Vec::new();
         let kmsgs = is_qualified_name(key);
         if !kmsgs.is_empty() {
-            errs.push(FieldError::invalid(path.child("key"), key, &kmsgs.join("; ")));
+            errs.push(FieldError::invalid(
+                path.child("key"),
+                key,
+                &kmsgs.join("; "),
+            ));
         }
         let vpath = path.child("values");
         let vals = || Value::from(values.clone());
@@ -93,12 +104,20 @@ impl Requirement {
         for (i, v) in values.iter().enumerate() {
             let msgs = is_valid_label_value(v);
             if !msgs.is_empty() {
-                errs.push(FieldError::invalid(vpath.index(i).key(key), v.as_str(), &msgs.join("; ")));
+                errs.push(FieldError::invalid(
+                    vpath.index(i).key(key),
+                    v.as_str(),
+                    &msgs.join("; "),
+                ));
             }
         }
         match aggregate_message(&errs) {
             Some(m) => Err(SelectorError::Label(m)),
-            None => Ok(Requirement { key: key.to_string(), op, values }),
+            None => Ok(Requirement {
+                key: key.to_string(),
+                op,
+                values,
+            }),
         }
     }
 
@@ -137,7 +156,11 @@ impl Requirement {
                 let Ok(want) = want.parse::<i64>() else {
                     return false;
                 };
-                if self.op == LabelOp::GreaterThan { have > want } else { have < want }
+                if self.op == LabelOp::GreaterThan {
+                    have > want
+                } else {
+                    have < want
+                }
             }
         }
     }
@@ -185,15 +208,40 @@ pub struct LabelSelector {
 impl LabelSelector {
     /// Upstream `labels.Parse`.
     pub fn parse(s: &str) -> Result<LabelSelector, SelectorError> {
-        let mut p = Parser { items: lex_all(s), pos: 0 };
+        let mut p = Parser {
+            items: lex_all(s),
+            pos: 0,
+        };
         let mut requirements = p.parse().map_err(SelectorError::Label)?;
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(LabelSelector { requirements, nothing: false })
+        Ok(LabelSelector {
+            requirements,
+            nothing: false,
+        })
+    }
+
+    /// `labels.SelectorFromSet`: `k=v` for every pair (no validation, like upstream).
+    pub fn from_set(set: &BTreeMap<String, String>) -> Self {
+        let requirements = set
+            .iter()
+            .map(|(k, v)| Requirement {
+                key: k.clone(),
+                op: LabelOp::Equals,
+                values: vec![v.clone()],
+            })
+            .collect();
+        LabelSelector {
+            requirements,
+            nothing: false,
+        }
     }
 
     /// A selector that matches nothing (`labels.Nothing()`).
     pub fn nothing() -> Self {
-        LabelSelector { requirements: Vec::new(), nothing: true }
+        LabelSelector {
+            requirements: Vec::new(),
+            nothing: true,
+        }
     }
 
     /// Upstream `metav1.LabelSelectorAsSelector` on the JSON form (`matchLabels`,
@@ -214,7 +262,10 @@ impl LabelSelector {
         if let Some(exprs) = obj.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
                 let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-                let op_s = e.get("operator").and_then(Value::as_str).unwrap_or_default();
+                let op_s = e
+                    .get("operator")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let op = match op_s {
                     "In" => LabelOp::In,
                     "NotIn" => LabelOp::NotIn,
@@ -230,13 +281,20 @@ impl LabelSelector {
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|v| v.as_str().unwrap_or_default().to_string())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 reqs.push(Requirement::new(key, op, values, &root)?);
             }
         }
         reqs.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(LabelSelector { requirements: reqs, nothing: false })
+        Ok(LabelSelector {
+            requirements: reqs,
+            nothing: false,
+        })
     }
 
     /// The requirements, sorted by key.
@@ -392,8 +450,19 @@ struct Parser {
 impl Parser {
     /// Token at the cursor; in a values context `in`/`notin` are identifiers.
     fn peek(&self, values: bool) -> (Tok, String) {
-        let (t, l) = self.items.get(self.pos).cloned().unwrap_or((Tok::End, String::new()));
-        (if values && matches!(t, Tok::In | Tok::NotIn) { Tok::Identifier } else { t }, l)
+        let (t, l) = self
+            .items
+            .get(self.pos)
+            .cloned()
+            .unwrap_or((Tok::End, String::new()));
+        (
+            if values && matches!(t, Tok::In | Tok::NotIn) {
+                Tok::Identifier
+            } else {
+                t
+            },
+            l,
+        )
     }
 
     fn next(&mut self, values: bool) -> (Tok, String) {
@@ -420,7 +489,9 @@ impl Parser {
                         Tok::Comma => {
                             let (t2, l2) = self.peek(true);
                             if t2 != Tok::Identifier && t2 != Tok::DoesNotExist {
-                                return Err(format!("found '{l2}', expected: identifier after ','"));
+                                return Err(format!(
+                                    "found '{l2}', expected: identifier after ','"
+                                ));
                             }
                         }
                         _ => return Err(format!("found '{l}', expected: ',' or 'end of string'")),
@@ -569,7 +640,10 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -587,7 +661,10 @@ mod tests {
             ("!x", "!x"),
             ("x>1", "x>1"),
             ("x<1", "x<1"),
-            ("x in (foo,,baz),y,z notin ()", "x in (,baz,foo),y,z notin ()"),
+            (
+                "x in (foo,,baz),y,z notin ()",
+                "x in (,baz,foo),y,z notin ()",
+            ),
             ("x in (b,a,a)", "x in (a,b)"),
             ("x notin (a)", "x notin (a)"),
             ("x in (in,notin)", "x in (in,notin)"),
@@ -620,7 +697,11 @@ mod tests {
             ("x!!=a", "unable to parse requirement: found '!', expected: in, notin, =, ==, !=, gt, lt".into()),
         ];
         for (input, msg) in cases {
-            assert_eq!(LabelSelector::parse(input), Err(SelectorError::Label(msg.clone())), "{input}");
+            assert_eq!(
+                LabelSelector::parse(input),
+                Err(SelectorError::Label(msg.clone())),
+                "{input}"
+            );
         }
     }
 
@@ -643,7 +724,11 @@ mod tests {
         let sel = LabelSelector::parse("app=web").expect("parse");
         assert!(sel.matches_json(Some(&json!({"app": "web"}))));
         assert!(!sel.matches_json(None));
-        assert!(LabelSelector::parse("!app").expect("parse").matches_json(None));
+        assert!(
+            LabelSelector::parse("!app")
+                .expect("parse")
+                .matches_json(None)
+        );
     }
 
     #[test]
@@ -667,8 +752,12 @@ mod tests {
         assert!(!nothing.is_empty() && !nothing.matches(&BTreeMap::new()));
 
         assert_eq!(
-            LabelSelector::from_json(&json!({"matchExpressions": [{"key": "a", "operator": "Foo"}]})),
-            Err(SelectorError::Label("\"Foo\" is not a valid label selector operator".into()))
+            LabelSelector::from_json(
+                &json!({"matchExpressions": [{"key": "a", "operator": "Foo"}]})
+            ),
+            Err(SelectorError::Label(
+                "\"Foo\" is not a valid label selector operator".into()
+            ))
         );
         assert_eq!(
             LabelSelector::from_json(&json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]})),
@@ -678,8 +767,23 @@ mod tests {
             LabelSelector::from_json(&json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]})),
             Err(SelectorError::Label("values: Invalid value: []string{\"x\"}: values set must be empty for exists and does not exist".into()))
         );
-        let err = LabelSelector::from_json(&json!({"matchLabels": {"-k": "v"}})).expect_err("bad key");
-        assert!(err.to_string().starts_with("key: Invalid value: \"-k\": name part must consist"), "{err}");
+        let err =
+            LabelSelector::from_json(&json!({"matchLabels": {"-k": "v"}})).expect_err("bad key");
+        assert!(
+            err.to_string()
+                .starts_with("key: Invalid value: \"-k\": name part must consist"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn from_set() {
+        let set = labels(&[("b", "2"), ("a", "1")]);
+        let s = LabelSelector::from_set(&set);
+        assert_eq!(s.to_string(), "a=1,b=2");
+        assert!(s.matches(&set));
+        assert!(!s.matches(&labels(&[("a", "1")])));
+        assert!(LabelSelector::from_set(&BTreeMap::new()).is_empty());
     }
 
     #[test]

@@ -152,7 +152,12 @@ impl FieldError {
 
     /// `field.TypeInvalid`.
     pub fn type_invalid(field: impl ToString, value: impl Into<Value>, detail: &str) -> Self {
-        Self::new(FieldErrorType::TypeInvalid, field, Some(value.into()), detail)
+        Self::new(
+            FieldErrorType::TypeInvalid,
+            field,
+            Some(value.into()),
+            detail,
+        )
     }
 
     /// `field.Duplicate`.
@@ -173,7 +178,12 @@ impl FieldError {
             let quoted: Vec<String> = valid.iter().map(|v| go_quote(v)).collect();
             format!("supported values: {}", quoted.join(", "))
         };
-        Self::new(FieldErrorType::NotSupported, field, Some(value.into()), &detail)
+        Self::new(
+            FieldErrorType::NotSupported,
+            field,
+            Some(value.into()),
+            &detail,
+        )
     }
 
     /// `field.Forbidden`.
@@ -194,7 +204,12 @@ impl FieldError {
             Some(m) => format!("must have at most {m} items"),
             None => "has too many items".to_string(),
         };
-        Self::new(FieldErrorType::TooMany, field, actual.map(Value::from), &detail)
+        Self::new(
+            FieldErrorType::TooMany,
+            field,
+            actual.map(Value::from),
+            &detail,
+        )
     }
 
     /// `field.InternalError`.
@@ -323,7 +338,10 @@ mod tests {
                 FieldError::invalid("x", json!(["a", "b"]), "d"),
                 "x: Invalid value: []string{\"a\", \"b\"}: d",
             ),
-            (FieldError::invalid("x", Value::Null, "d"), "x: Invalid value: null: d"),
+            (
+                FieldError::invalid("x", Value::Null, "d"),
+                "x: Invalid value: null: d",
+            ),
             (
                 FieldError::not_supported("spec.policy", "X", &["Always", "Never"]),
                 "spec.policy: Unsupported value: \"X\": supported values: \"Always\", \"Never\"",
@@ -340,7 +358,10 @@ mod tests {
                 FieldError::too_many("items", Some(5), Some(3)),
                 "items: Too many: 5: must have at most 3 items",
             ),
-            (FieldError::duplicate("a[1]", "x"), "a[1]: Duplicate value: \"x\""),
+            (
+                FieldError::duplicate("a[1]", "x"),
+                "a[1]: Duplicate value: \"x\"",
+            ),
             (FieldError::not_found("a", "x"), "a: Not found: \"x\""),
             (FieldError::internal("a", "boom"), "a: Internal error: boom"),
         ];
@@ -353,7 +374,10 @@ mod tests {
     fn reasons() {
         assert_eq!(FieldErrorType::Required.reason(), "FieldValueRequired");
         assert_eq!(FieldErrorType::Internal.reason(), "InternalError");
-        assert_eq!(FieldErrorType::NotSupported.reason(), "FieldValueNotSupported");
+        assert_eq!(
+            FieldErrorType::NotSupported.reason(),
+            "FieldValueNotSupported"
+        );
     }
 
     #[test]
@@ -365,7 +389,10 @@ mod tests {
             .index(0)
             .child("name");
         assert_eq!(p.to_string(), "spec.template.spec.containers[0].name");
-        assert_eq!(Path::new("metadata").child("labels").key("app").as_str(), "metadata.labels[app]");
+        assert_eq!(
+            Path::new("metadata").child("labels").key("app").as_str(),
+            "metadata.labels[app]"
+        );
         assert_eq!(Path::default().child("values").as_str(), "values");
     }
 
@@ -374,7 +401,10 @@ mod tests {
         assert_eq!(aggregate_message(&[]), None);
         let a = FieldError::required("a", "");
         let b = FieldError::required("b", "");
-        assert_eq!(aggregate_message(&[a.clone()]).as_deref(), Some("a: Required value"));
+        assert_eq!(
+            aggregate_message(std::slice::from_ref(&a)).as_deref(),
+            Some("a: Required value")
+        );
         assert_eq!(
             aggregate_message(&[a.clone(), b, a]).as_deref(),
             Some("[a: Required value, b: Required value]")

@@ -78,7 +78,11 @@ pub fn validate_object_meta(
     let generate_name = str_field(m, "generateName");
     if !generate_name.is_empty() {
         for msg in name_rule.check(generate_name, true) {
-            errs.push(FieldError::invalid(p.child("generateName"), generate_name, &msg));
+            errs.push(FieldError::invalid(
+                p.child("generateName"),
+                generate_name,
+                &msg,
+            ));
         }
     }
     let name = str_field(m, "name");
@@ -125,7 +129,10 @@ pub fn validate_object_meta(
         m.get("ownerReferences"),
         &p.child("ownerReferences"),
     ));
-    errs.extend(validate_finalizers(m.get("finalizers"), &p.child("finalizers")));
+    errs.extend(validate_finalizers(
+        m.get("finalizers"),
+        &p.child("finalizers"),
+    ));
     errs
 }
 
@@ -165,7 +172,10 @@ pub fn validate_annotations(annotations: Option<&Value>, path: &Path) -> Vec<Fie
         total += k.len() + v.len();
     }
     if total > TOTAL_ANNOTATION_SIZE_LIMIT_B {
-        errs.push(FieldError::too_long(path.clone(), TOTAL_ANNOTATION_SIZE_LIMIT_B));
+        errs.push(FieldError::too_long(
+            path.clone(),
+            TOTAL_ANNOTATION_SIZE_LIMIT_B,
+        ));
     }
     errs
 }
@@ -193,19 +203,36 @@ pub fn validate_owner_references(refs: Option<&Value>, path: &Path) -> Vec<Field
     let mut first_controller = String::new();
     for r in list {
         let get = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
-        let (api_version, kind, name, uid) = (get("apiVersion"), get("kind"), get("name"), get("uid"));
+        let (api_version, kind, name, uid) =
+            (get("apiVersion"), get("kind"), get("name"), get("uid"));
         let (group, version) = parse_group_version(api_version).unwrap_or(("", ""));
         if version.is_empty() {
-            errs.push(FieldError::invalid(path.child("apiVersion"), api_version, "version must not be empty"));
+            errs.push(FieldError::invalid(
+                path.child("apiVersion"),
+                api_version,
+                "version must not be empty",
+            ));
         }
         if kind.is_empty() {
-            errs.push(FieldError::invalid(path.child("kind"), kind, "kind must not be empty"));
+            errs.push(FieldError::invalid(
+                path.child("kind"),
+                kind,
+                "kind must not be empty",
+            ));
         }
         if name.is_empty() {
-            errs.push(FieldError::invalid(path.child("name"), name, "name must not be empty"));
+            errs.push(FieldError::invalid(
+                path.child("name"),
+                name,
+                "name must not be empty",
+            ));
         }
         if uid.is_empty() {
-            errs.push(FieldError::invalid(path.child("uid"), uid, "uid must not be empty"));
+            errs.push(FieldError::invalid(
+                path.child("uid"),
+                uid,
+                "uid must not be empty",
+            ));
         }
         if group.is_empty() && version == "v1" && kind == "Event" {
             errs.push(FieldError::invalid(
@@ -264,36 +291,102 @@ mod tests {
     #[test]
     fn name_required() {
         let e = validate_object_meta(&json!({}), false, NameRule::Dns1123Subdomain, "metadata");
-        assert_eq!(msgs(&e), vec!["metadata.name: Required value: name or generateName is required"]);
+        assert_eq!(
+            msgs(&e),
+            vec!["metadata.name: Required value: name or generateName is required"]
+        );
     }
 
     #[test]
     fn name_rule_and_namespace() {
-        let e = validate_object_meta(&json!({"name": "Foo"}), true, NameRule::Dns1123Subdomain, "metadata");
+        let e = validate_object_meta(
+            &json!({"name": "Foo"}),
+            true,
+            NameRule::Dns1123Subdomain,
+            "metadata",
+        );
         assert_eq!(e.len(), 2);
-        assert!(e[0].to_string().starts_with("metadata.name: Invalid value: \"Foo\": a lowercase RFC 1123 subdomain must consist of"));
+        assert!(e[0].to_string().starts_with(
+            "metadata.name: Invalid value: \"Foo\": a lowercase RFC 1123 subdomain must consist of"
+        ));
         assert_eq!(e[1].to_string(), "metadata.namespace: Required value");
 
-        let e = validate_object_meta(&json!({"name": "a", "namespace": "x"}), false, NameRule::Dns1123Subdomain, "metadata");
-        assert_eq!(msgs(&e), vec!["metadata.namespace: Forbidden: not allowed on this type"]);
+        let e = validate_object_meta(
+            &json!({"name": "a", "namespace": "x"}),
+            false,
+            NameRule::Dns1123Subdomain,
+            "metadata",
+        );
+        assert_eq!(
+            msgs(&e),
+            vec!["metadata.namespace: Forbidden: not allowed on this type"]
+        );
 
-        let e = validate_object_meta(&json!({"name": "a", "namespace": "x.y"}), true, NameRule::Dns1123Subdomain, "metadata");
-        assert_eq!(msgs(&e), vec!["metadata.namespace: Invalid value: \"x.y\": must not contain dots"]);
+        let e = validate_object_meta(
+            &json!({"name": "a", "namespace": "x.y"}),
+            true,
+            NameRule::Dns1123Subdomain,
+            "metadata",
+        );
+        assert_eq!(
+            msgs(&e),
+            vec!["metadata.namespace: Invalid value: \"x.y\": must not contain dots"]
+        );
 
-        assert!(validate_object_meta(&json!({"name": "a.b", "namespace": "ns"}), true, NameRule::Dns1123Subdomain, "metadata").is_empty());
-        let e = validate_object_meta(&json!({"name": "a.b"}), false, NameRule::Dns1123Label, "metadata");
-        assert_eq!(msgs(&e), vec!["metadata.name: Invalid value: \"a.b\": must not contain dots"]);
-        assert!(validate_object_meta(&json!({"name": "system:admin"}), false, NameRule::PathSegment, "metadata").is_empty());
+        assert!(
+            validate_object_meta(
+                &json!({"name": "a.b", "namespace": "ns"}),
+                true,
+                NameRule::Dns1123Subdomain,
+                "metadata"
+            )
+            .is_empty()
+        );
+        let e = validate_object_meta(
+            &json!({"name": "a.b"}),
+            false,
+            NameRule::Dns1123Label,
+            "metadata",
+        );
+        assert_eq!(
+            msgs(&e),
+            vec!["metadata.name: Invalid value: \"a.b\": must not contain dots"]
+        );
+        assert!(
+            validate_object_meta(
+                &json!({"name": "system:admin"}),
+                false,
+                NameRule::PathSegment,
+                "metadata"
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn generate_name_masking() {
         // "foo-" is masked to "foa" and passes; the name is still required.
-        let e = validate_object_meta(&json!({"generateName": "foo-"}), false, NameRule::Dns1123Subdomain, "metadata");
-        assert_eq!(msgs(&e), vec!["metadata.name: Required value: name or generateName is required"]);
-        let e = validate_object_meta(&json!({"generateName": "Foo-", "name": "x"}), false, NameRule::Dns1123Subdomain, "metadata");
+        let e = validate_object_meta(
+            &json!({"generateName": "foo-"}),
+            false,
+            NameRule::Dns1123Subdomain,
+            "metadata",
+        );
+        assert_eq!(
+            msgs(&e),
+            vec!["metadata.name: Required value: name or generateName is required"]
+        );
+        let e = validate_object_meta(
+            &json!({"generateName": "Foo-", "name": "x"}),
+            false,
+            NameRule::Dns1123Subdomain,
+            "metadata",
+        );
         assert_eq!(e.len(), 1);
-        assert!(e[0].to_string().starts_with("metadata.generateName: Invalid value: \"Foo-\""));
+        assert!(
+            e[0].to_string()
+                .starts_with("metadata.generateName: Invalid value: \"Foo-\"")
+        );
     }
 
     #[test]
@@ -306,21 +399,53 @@ mod tests {
         });
         let e = validate_object_meta(&meta, false, NameRule::Dns1123Subdomain, "metadata");
         let m = msgs(&e);
-        assert!(m[0].starts_with("metadata.labels: Invalid value: \"-bad\": a valid label must be"), "{m:?}");
-        assert!(m[1].starts_with("metadata.labels: Invalid value: \"bad key!\": name part must consist"), "{m:?}");
-        assert_eq!(m[2], "metadata.annotations: Invalid value: \"/x\": prefix part must be non-empty");
-        assert!(m[3].starts_with("metadata.finalizers: Invalid value: \"a/b/c\": a qualified name"));
-        assert_eq!(m[4], "metadata.finalizers: Invalid value: []string{\"kubernetes.io/pvc-protection\", \"orphan\", \"foregroundDeletion\", \"a/b/c\"}: finalizer orphan and foregroundDeletion cannot be both set");
+        assert!(
+            m[0].starts_with("metadata.labels: Invalid value: \"-bad\": a valid label must be"),
+            "{m:?}"
+        );
+        assert!(
+            m[1].starts_with(
+                "metadata.labels: Invalid value: \"bad key!\": name part must consist"
+            ),
+            "{m:?}"
+        );
+        assert_eq!(
+            m[2],
+            "metadata.annotations: Invalid value: \"/x\": prefix part must be non-empty"
+        );
+        assert!(m[3].starts_with(
+            "metadata.finalizers: Invalid value: \"a/b/c\": a valid label key must consist"
+        ));
+        assert_eq!(
+            m[4],
+            "metadata.finalizers: Invalid value: []string{\"kubernetes.io/pvc-protection\", \"orphan\", \"foregroundDeletion\", \"a/b/c\"}: finalizer orphan and foregroundDeletion cannot be both set"
+        );
         assert_eq!(m.len(), 5);
     }
 
     #[test]
     fn annotation_size() {
         let big = "x".repeat(TOTAL_ANNOTATION_SIZE_LIMIT_B);
-        let e = validate_object_meta(&json!({"name": "a", "annotations": {"k": big}}), false, NameRule::Dns1123Subdomain, "metadata");
-        assert_eq!(msgs(&e), vec!["metadata.annotations: Too long: may not be more than 262144 bytes"]);
+        let e = validate_object_meta(
+            &json!({"name": "a", "annotations": {"k": big}}),
+            false,
+            NameRule::Dns1123Subdomain,
+            "metadata",
+        );
+        assert_eq!(
+            msgs(&e),
+            vec!["metadata.annotations: Too long: may not be more than 262144 bytes"]
+        );
         let ok = "x".repeat(TOTAL_ANNOTATION_SIZE_LIMIT_B - 1);
-        assert!(validate_object_meta(&json!({"name": "a", "annotations": {"k": ok}}), false, NameRule::Dns1123Subdomain, "metadata").is_empty());
+        assert!(
+            validate_object_meta(
+                &json!({"name": "a", "annotations": {"k": ok}}),
+                false,
+                NameRule::Dns1123Subdomain,
+                "metadata"
+            )
+            .is_empty()
+        );
     }
 
     #[test]
@@ -333,10 +458,22 @@ mod tests {
         ]});
         let e = validate_object_meta(&meta, false, NameRule::Dns1123Subdomain, "metadata");
         let m = msgs(&e);
-        assert_eq!(m[0], "metadata.ownerReferences.apiVersion: Invalid value: \"\": version must not be empty");
-        assert_eq!(m[1], "metadata.ownerReferences.kind: Invalid value: \"\": kind must not be empty");
-        assert_eq!(m[2], "metadata.ownerReferences.name: Invalid value: \"\": name must not be empty");
-        assert_eq!(m[3], "metadata.ownerReferences.uid: Invalid value: \"\": uid must not be empty");
+        assert_eq!(
+            m[0],
+            "metadata.ownerReferences.apiVersion: Invalid value: \"\": version must not be empty"
+        );
+        assert_eq!(
+            m[1],
+            "metadata.ownerReferences.kind: Invalid value: \"\": kind must not be empty"
+        );
+        assert_eq!(
+            m[2],
+            "metadata.ownerReferences.name: Invalid value: \"\": name must not be empty"
+        );
+        assert_eq!(
+            m[3],
+            "metadata.ownerReferences.uid: Invalid value: \"\": uid must not be empty"
+        );
         assert!(m[4].ends_with("Only one reference can have Controller set to true. Found \"true\" in references for ReplicaSet/rs1 and ReplicaSet/rs2"));
         assert!(m[5].ends_with("/v1, Kind=Event is disallowed from being an owner"));
         assert_eq!(e[5].field, "metadata.ownerReferences");
@@ -345,7 +482,15 @@ mod tests {
 
     #[test]
     fn negative_generation() {
-        let e = validate_object_meta(&json!({"name": "a", "generation": -1}), false, NameRule::Dns1123Subdomain, "metadata");
-        assert_eq!(msgs(&e), vec!["metadata.generation: Invalid value: -1: must be greater than or equal to 0"]);
+        let e = validate_object_meta(
+            &json!({"name": "a", "generation": -1}),
+            false,
+            NameRule::Dns1123Subdomain,
+            "metadata",
+        );
+        assert_eq!(
+            msgs(&e),
+            vec!["metadata.generation: Invalid value: -1: must be greater than or equal to 0"]
+        );
     }
 }

@@ -7,12 +7,16 @@
 
 mod field;
 mod meta;
+mod meta_update;
 mod names;
 
 pub use field::{FieldError, FieldErrorType, Path, aggregate_message, go_quote};
 pub use meta::{
     NameRule, TOTAL_ANNOTATION_SIZE_LIMIT_B, validate_annotations, validate_finalizers,
     validate_labels, validate_object_meta, validate_owner_references,
+};
+pub use meta_update::{
+    FIELD_IMMUTABLE_ERROR_MSG, validate_immutable_field, validate_object_meta_update,
 };
 pub use names::{
     empty_error, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_qualified_name,

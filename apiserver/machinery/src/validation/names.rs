@@ -140,7 +140,8 @@ pub fn is_dns1035_label(value: &str) -> Vec<String> {
     errs
 }
 
-/// `IsQualifiedName` (a label key, annotation key or finalizer name).
+/// `IsQualifiedName` / `content.IsLabelKey` (a label key, annotation key or finalizer name).
+/// A value with two or more `/` gets 1.34+'s "a valid label key ..." message.
 pub fn is_qualified_name(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     let parts: Vec<&str> = value.split('/').collect();
@@ -158,7 +159,7 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
         }
         _ => {
             errs.push(format!(
-                "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+                "a valid label key {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
                 regex_error(
                     QUALIFIED_NAME_ERR_MSG,
                     QUALIFIED_NAME_FMT,
@@ -171,7 +172,10 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push(format!("name part {}", empty_error()));
     } else if name.len() > QUALIFIED_NAME_MAX_LENGTH {
-        errs.push(format!("name part {}", max_len_error(QUALIFIED_NAME_MAX_LENGTH)));
+        errs.push(format!(
+            "name part {}",
+            max_len_error(QUALIFIED_NAME_MAX_LENGTH)
+        ));
     }
     if !matches_qualified_name_part(name) {
         errs.push(format!(
@@ -233,7 +237,11 @@ mod tests {
             assert!(is_dns1123_subdomain(ok).is_empty(), "{ok}");
         }
         for bad in ["", "A", "a.", ".a", "a..b", "-a", "a-", "a_b", "a b"] {
-            assert_eq!(is_dns1123_subdomain(bad), vec![SUBDOMAIN_MSG.to_string()], "{bad}");
+            assert_eq!(
+                is_dns1123_subdomain(bad),
+                vec![SUBDOMAIN_MSG.to_string()],
+                "{bad}"
+            );
         }
         assert_eq!(
             is_dns1123_subdomain(&"a".repeat(254)),
@@ -244,7 +252,10 @@ mod tests {
     #[test]
     fn dns1123_label() {
         assert!(is_dns1123_label("my-name").is_empty());
-        assert_eq!(is_dns1123_label("a.b"), vec!["must not contain dots".to_string()]);
+        assert_eq!(
+            is_dns1123_label("a.b"),
+            vec!["must not contain dots".to_string()]
+        );
         assert_eq!(
             is_dns1123_label("Foo"),
             vec!["a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".to_string()]
@@ -261,43 +272,93 @@ mod tests {
 
     #[test]
     fn qualified_name() {
-        for ok in ["simple", "now-with-dashes", "1-starts-with-num", "1234", "simple/simple", "now-with-dashes/simple", "now-with-dashes/now-with-dashes", "now.with.dots/simple", "now-with.dashes-and.dots/simple", "1-num.2-num/3-num", "1234/5678", "1.2.3.4/5678", "Uppercase_Is_OK_123", "example.com/Uppercase_Is_OK_123", "requests.storage-foo", &"a".repeat(63), &format!("{}/b", "a".repeat(253))] {
+        for ok in [
+            "simple",
+            "now-with-dashes",
+            "1-starts-with-num",
+            "1234",
+            "simple/simple",
+            "now-with-dashes/simple",
+            "now-with-dashes/now-with-dashes",
+            "now.with.dots/simple",
+            "now-with.dashes-and.dots/simple",
+            "1-num.2-num/3-num",
+            "1234/5678",
+            "1.2.3.4/5678",
+            "Uppercase_Is_OK_123",
+            "example.com/Uppercase_Is_OK_123",
+            "requests.storage-foo",
+            &"a".repeat(63),
+            &format!("{}/b", "a".repeat(253)),
+        ] {
             assert!(is_qualified_name(ok).is_empty(), "{ok}");
         }
         assert_eq!(
             is_qualified_name("app:monolith"),
             vec!["name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".to_string()]
         );
-        assert_eq!(is_qualified_name("/a"), vec!["prefix part must be non-empty".to_string()]);
+        assert_eq!(
+            is_qualified_name("/a"),
+            vec!["prefix part must be non-empty".to_string()]
+        );
         let e = is_qualified_name("a/");
         assert_eq!(e.len(), 2);
         assert_eq!(e[0], "name part must be non-empty");
-        assert!(is_qualified_name("a/b/c")[0].starts_with("a qualified name must consist"));
-        assert!(is_qualified_name("a/b/c")[0].ends_with("with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"));
-        assert!(is_qualified_name("app.kubernetes_io/name")[0].starts_with("prefix part a lowercase RFC 1123 subdomain"));
-        assert_eq!(is_qualified_name(&"a".repeat(64))[0], "name part must be no more than 63 characters");
+        assert!(is_qualified_name("a/b/c")[0].starts_with("a valid label key must consist"));
+        assert!(is_qualified_name("a/b/c")[0].ends_with(
+            "with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+        ));
+        assert!(
+            is_qualified_name("app.kubernetes_io/name")[0]
+                .starts_with("prefix part a lowercase RFC 1123 subdomain")
+        );
+        assert_eq!(
+            is_qualified_name(&"a".repeat(64))[0],
+            "name part must be no more than 63 characters"
+        );
     }
 
     #[test]
     fn label_value() {
-        for ok in ["", "simple", "now-with-dashes", "1-starts-with-num", "end-with-num-1", "1234", "a_b", &"a".repeat(63)] {
+        for ok in [
+            "",
+            "simple",
+            "now-with-dashes",
+            "1-starts-with-num",
+            "end-with-num-1",
+            "1234",
+            "a_b",
+            &"a".repeat(63),
+        ] {
             assert!(is_valid_label_value(ok).is_empty(), "{ok}");
         }
         assert_eq!(
             is_valid_label_value("-x"),
             vec!["a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".to_string()]
         );
-        assert_eq!(is_valid_label_value(&"a".repeat(64)), vec!["must be no more than 63 characters".to_string()]);
+        assert_eq!(
+            is_valid_label_value(&"a".repeat(64)),
+            vec!["must be no more than 63 characters".to_string()]
+        );
     }
 
     #[test]
     fn path_segment() {
-        assert_eq!(validate_path_segment_name("..", false), vec!["may not be '..'".to_string()]);
-        assert_eq!(validate_path_segment_name(".", false), vec!["may not be '.'".to_string()]);
+        assert_eq!(
+            validate_path_segment_name("..", false),
+            vec!["may not be '..'".to_string()]
+        );
+        assert_eq!(
+            validate_path_segment_name(".", false),
+            vec!["may not be '.'".to_string()]
+        );
         assert!(validate_path_segment_name("..", true).is_empty());
         assert_eq!(
             validate_path_segment_name("a/b%c", false),
-            vec!["may not contain '/'".to_string(), "may not contain '%'".to_string()]
+            vec![
+                "may not contain '/'".to_string(),
+                "may not contain '%'".to_string()
+            ]
         );
         assert!(validate_path_segment_name("Any:Thing", false).is_empty());
     }
