@@ -3,7 +3,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "ferrokube", version, about = "A Kubernetes 1.35 compatible control plane and node agent")]
+#[command(
+    name = "ferrokube",
+    version,
+    about = "A Kubernetes 1.35 compatible control plane and node agent"
+)]
 struct Cli {
     /// Log verbosity (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short = 'v', action = clap::ArgAction::Count, global = true)]
@@ -43,11 +47,13 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let result = match cli.command {
-        Command::Server(opts) | Command::Apiserver(opts) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(ferrokube_apiserver::run(opts))),
+        Command::Server(opts) | Command::Apiserver(opts) => {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(ferrokube_apiserver::run(opts)))
+        }
         Command::Controllers => ferrokube_controllers::run(),
         Command::NodeAgent => ferrokube_node_agent::run(),
     };

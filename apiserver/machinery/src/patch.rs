@@ -51,7 +51,11 @@ fn split_pointer(path: &str) -> Result<Vec<String>, PatchError> {
     Ok(path[1..].split('/').map(unescape).collect())
 }
 
-fn parent_mut<'a>(doc: &'a mut Value, tokens: &[String], path: &str) -> Result<&'a mut Value, PatchError> {
+fn parent_mut<'a>(
+    doc: &'a mut Value,
+    tokens: &[String],
+    path: &str,
+) -> Result<&'a mut Value, PatchError> {
     let mut cur = doc;
     for t in tokens {
         cur = match cur {
@@ -59,9 +63,9 @@ fn parent_mut<'a>(doc: &'a mut Value, tokens: &[String], path: &str) -> Result<&
                 .get_mut(t)
                 .ok_or_else(|| PatchError::Path(format!("doc is missing path: \"{path}\"")))?,
             Value::Array(a) => {
-                let i: usize = t
-                    .parse()
-                    .map_err(|_| PatchError::Path(format!("invalid array index {t:?} in \"{path}\"")))?;
+                let i: usize = t.parse().map_err(|_| {
+                    PatchError::Path(format!("invalid array index {t:?} in \"{path}\""))
+                })?;
                 a.get_mut(i)
                     .ok_or_else(|| PatchError::Path(format!("doc is missing path: \"{path}\"")))?
             }
@@ -86,17 +90,23 @@ fn get<'a>(doc: &'a Value, path: &str) -> Result<&'a Value, PatchError> {
 
 fn remove(doc: &mut Value, path: &str) -> Result<Value, PatchError> {
     let mut tokens = split_pointer(path)?;
-    let last = tokens.pop().ok_or_else(|| PatchError::Path("cannot remove the document root".into()))?;
+    let last = tokens
+        .pop()
+        .ok_or_else(|| PatchError::Path("cannot remove the document root".into()))?;
     match parent_mut(doc, &tokens, path)? {
-        Value::Object(m) => m
-            .shift_remove(&last)
-            .ok_or_else(|| PatchError::Path(format!("Unable to remove nonexistent key: {last}: missing value"))),
+        Value::Object(m) => m.shift_remove(&last).ok_or_else(|| {
+            PatchError::Path(format!(
+                "Unable to remove nonexistent key: {last}: missing value"
+            ))
+        }),
         Value::Array(a) => {
             let i: usize = last
                 .parse()
                 .map_err(|_| PatchError::Path(format!("invalid array index {last:?}")))?;
             if i >= a.len() {
-                return Err(PatchError::Path(format!("Unable to access invalid index: {i}: invalid index referenced")));
+                return Err(PatchError::Path(format!(
+                    "Unable to access invalid index: {i}: invalid index referenced"
+                )));
             }
             Ok(a.remove(i))
         }
@@ -113,7 +123,9 @@ fn add(doc: &mut Value, path: &str, value: Value, replace: bool) -> Result<(), P
     match parent_mut(doc, &tokens, path)? {
         Value::Object(m) => {
             if replace && !m.contains_key(&last) {
-                return Err(PatchError::Path(format!("replace operation does not apply: doc is missing key: {path}: missing value")));
+                return Err(PatchError::Path(format!(
+                    "replace operation does not apply: doc is missing key: {path}: missing value"
+                )));
             }
             m.insert(last, value);
             Ok(())
@@ -127,13 +139,17 @@ fn add(doc: &mut Value, path: &str, value: Value, replace: bool) -> Result<(), P
                 .parse()
                 .map_err(|_| PatchError::Path(format!("invalid array index {last:?}")))?;
             if replace {
-                let slot = a
-                    .get_mut(i)
-                    .ok_or_else(|| PatchError::Path(format!("Unable to access invalid index: {i}: invalid index referenced")))?;
+                let slot = a.get_mut(i).ok_or_else(|| {
+                    PatchError::Path(format!(
+                        "Unable to access invalid index: {i}: invalid index referenced"
+                    ))
+                })?;
                 *slot = value;
             } else {
                 if i > a.len() {
-                    return Err(PatchError::Path(format!("Unable to access invalid index: {i}: invalid index referenced")));
+                    return Err(PatchError::Path(format!(
+                        "Unable to access invalid index: {i}: invalid index referenced"
+                    )));
                 }
                 a.insert(i, value);
             }
@@ -145,9 +161,11 @@ fn add(doc: &mut Value, path: &str, value: Value, replace: bool) -> Result<(), P
 
 /// RFC 6902 JSON patch.
 pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
-    let ops = patch
-        .as_array()
-        .ok_or_else(|| PatchError::Malformed("json: cannot unmarshal object into Go value of type jsonpatch.Patch".into()))?;
+    let ops = patch.as_array().ok_or_else(|| {
+        PatchError::Malformed(
+            "json: cannot unmarshal object into Go value of type jsonpatch.Patch".into(),
+        )
+    })?;
     for op in ops {
         let kind = op
             .get("op")
@@ -183,7 +201,9 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
             }
             "test" => {
                 if *get(doc, path)? != value()? {
-                    return Err(PatchError::TestFailed { path: path.to_string() });
+                    return Err(PatchError::TestFailed {
+                        path: path.to_string(),
+                    });
                 }
             }
             other => return Err(PatchError::Malformed(format!("Unexpected kind: {other}"))),

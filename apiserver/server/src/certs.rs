@@ -43,11 +43,17 @@ pub struct Pki {
 }
 
 fn read(path: &Path) -> Result<String, CertError> {
-    std::fs::read_to_string(path).map_err(|source| CertError::Io { path: path.to_owned(), source })
+    std::fs::read_to_string(path).map_err(|source| CertError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn write(path: &Path, contents: &str, private: bool) -> Result<(), CertError> {
-    let io = |source| CertError::Io { path: path.to_owned(), source };
+    let io = |source| CertError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, contents).map_err(io)?;
     if private {
@@ -92,7 +98,10 @@ fn ca_params() -> CertificateParams {
 /// Loads or creates the cluster PKI in `dir` and writes `admin.kubeconfig`.
 pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
     let pki_dir = dir.join("pki");
-    std::fs::create_dir_all(&pki_dir).map_err(|source| CertError::Io { path: pki_dir.clone(), source })?;
+    std::fs::create_dir_all(&pki_dir).map_err(|source| CertError::Io {
+        path: pki_dir.clone(),
+        source,
+    })?;
     let ca_cert_path = pki_dir.join("ca.crt");
     let ca_key_path = pki_dir.join("ca.key");
 
@@ -113,42 +122,50 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
     let issuer = Issuer::new(ca_params(), ca_key);
 
     // Serving certificate: regenerated when the SAN list changed.
-    let (serving_cert_pem, serving_key_pem) = match (&opts.tls_cert_file, &opts.tls_private_key_file) {
-        (Some(c), Some(k)) => (read(c)?, read(k)?),
-        _ => {
-            let sans = serving_sans(opts);
-            let cert_path = pki_dir.join("serving.crt");
-            let key_path = pki_dir.join("serving.key");
-            let sans_path = pki_dir.join("serving.sans");
-            let sans_line = sans.join(",");
-            let reuse = cert_path.exists()
-                && key_path.exists()
-                && std::fs::read_to_string(&sans_path).ok().as_deref() == Some(sans_line.as_str());
-            if reuse {
-                (read(&cert_path)?, read(&key_path)?)
-            } else {
-                let key = KeyPair::generate()?;
-                let mut params = CertificateParams::default();
-                params.distinguished_name = name("ferrokube-apiserver", None);
-                params.subject_alt_names = sans
-                    .iter()
-                    .map(|s| match s.parse::<std::net::IpAddr>() {
-                        Ok(ip) => Ok(SanType::IpAddress(ip)),
-                        Err(_) => s.clone().try_into().map(SanType::DnsName),
-                    })
-                    .collect::<Result<_, _>>()?;
-                params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-                validity(&mut params, 365);
-                let cert = params.signed_by(&key, &issuer)?;
-                let (c, k) = (format!("{}{}", cert.pem(), ca_cert_pem), key.serialize_pem());
-                write(&cert_path, &c, false)?;
-                write(&key_path, &k, true)?;
-                write(&sans_path, &sans_line, false)?;
-                (c, k)
+    let (serving_cert_pem, serving_key_pem) =
+        match (&opts.tls_cert_file, &opts.tls_private_key_file) {
+            (Some(c), Some(k)) => (read(c)?, read(k)?),
+            _ => {
+                let sans = serving_sans(opts);
+                let cert_path = pki_dir.join("serving.crt");
+                let key_path = pki_dir.join("serving.key");
+                let sans_path = pki_dir.join("serving.sans");
+                let sans_line = sans.join(",");
+                let reuse = cert_path.exists()
+                    && key_path.exists()
+                    && std::fs::read_to_string(&sans_path).ok().as_deref()
+                        == Some(sans_line.as_str());
+                if reuse {
+                    (read(&cert_path)?, read(&key_path)?)
+                } else {
+                    let key = KeyPair::generate()?;
+                    let mut params = CertificateParams::default();
+                    params.distinguished_name = name("ferrokube-apiserver", None);
+                    params.subject_alt_names = sans
+                        .iter()
+                        .map(|s| match s.parse::<std::net::IpAddr>() {
+                            Ok(ip) => Ok(SanType::IpAddress(ip)),
+                            Err(_) => s.clone().try_into().map(SanType::DnsName),
+                        })
+                        .collect::<Result<_, _>>()?;
+                    params.key_usages = vec![
+                        KeyUsagePurpose::DigitalSignature,
+                        KeyUsagePurpose::KeyEncipherment,
+                    ];
+                    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+                    validity(&mut params, 365);
+                    let cert = params.signed_by(&key, &issuer)?;
+                    let (c, k) = (
+                        format!("{}{}", cert.pem(), ca_cert_pem),
+                        key.serialize_pem(),
+                    );
+                    write(&cert_path, &c, false)?;
+                    write(&key_path, &k, true)?;
+                    write(&sans_path, &sans_line, false)?;
+                    (c, k)
+                }
             }
-        }
-    };
+        };
 
     // Admin client certificate (O=system:masters) and its kubeconfig.
     let admin_cert_path = pki_dir.join("admin.crt");
@@ -159,7 +176,10 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
         params.distinguished_name = name("kubernetes-admin", Some("system:masters"));
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         validity(&mut params, 365);
         let cert = params.signed_by(&key, &issuer)?;
@@ -193,7 +213,12 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
     );
     let admin_kubeconfig = dir.join("admin.kubeconfig");
     write(&admin_kubeconfig, &kubeconfig, true)?;
-    Ok(Pki { serving_cert_pem, serving_key_pem, client_ca_pem, admin_kubeconfig })
+    Ok(Pki {
+        serving_cert_pem,
+        serving_key_pem,
+        client_ca_pem,
+        admin_kubeconfig,
+    })
 }
 
 fn last_pem_block(pem: &str) -> Option<String> {

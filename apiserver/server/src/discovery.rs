@@ -36,13 +36,20 @@ impl DiscoveryDocs {
     pub fn new(resources: &[ResourceInfo]) -> DiscoveryDocs {
         let mut legacy = HashMap::new();
         legacy.insert("/api".to_string(), Doc::new(&discovery::api_versions("")));
-        legacy.insert("/apis".to_string(), Doc::new(&discovery::api_group_list(resources)));
+        legacy.insert(
+            "/apis".to_string(),
+            Doc::new(&discovery::api_group_list(resources)),
+        );
         let mut gvs: Vec<(&str, &str)> = resources.iter().map(|r| (r.group, r.version)).collect();
         gvs.sort();
         gvs.dedup();
         for (g, v) in gvs {
             if let Some(doc) = discovery::api_resource_list(resources, g, v) {
-                let path = if g.is_empty() { format!("/api/{v}") } else { format!("/apis/{g}/{v}") };
+                let path = if g.is_empty() {
+                    format!("/api/{v}")
+                } else {
+                    format!("/apis/{g}/{v}")
+                };
                 legacy.insert(path, Doc::new(&doc));
             }
             if !g.is_empty() && !legacy.contains_key(&format!("/apis/{g}")) {
@@ -54,7 +61,10 @@ impl DiscoveryDocs {
         let mut aggregated = HashMap::new();
         for legacy_group in [true, false] {
             for v in [AggregatedVersion::V2, AggregatedVersion::V2Beta1] {
-                aggregated.insert((legacy_group, v), Doc::new(&discovery::aggregated(resources, legacy_group, v)));
+                aggregated.insert(
+                    (legacy_group, v),
+                    Doc::new(&discovery::aggregated(resources, legacy_group, v)),
+                );
             }
         }
         DiscoveryDocs { legacy, aggregated }
@@ -106,8 +116,12 @@ pub fn serve(docs: &DiscoveryDocs, path: &str, headers: &HeaderMap) -> Option<Re
         if let Some(v) = wants_aggregated(headers) {
             let doc = docs.aggregated.get(&(path == "/api", v))?;
             let ct = match v {
-                AggregatedVersion::V2 => "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
-                AggregatedVersion::V2Beta1 => "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList",
+                AggregatedVersion::V2 => {
+                    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+                }
+                AggregatedVersion::V2Beta1 => {
+                    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+                }
             };
             return Some(respond(doc, ct, headers));
         }

@@ -56,7 +56,9 @@ impl ApiError {
     pub fn from_storage(e: StorageError, group: &str, resource: &str, name: &str) -> Self {
         match e {
             StorageError::NotFound { .. } => Status::not_found(group, resource, name).into(),
-            StorageError::AlreadyExists { .. } => Status::already_exists(group, resource, name).into(),
+            StorageError::AlreadyExists { .. } => {
+                Status::already_exists(group, resource, name).into()
+            }
             StorageError::Conflict { .. } => Status::conflict(
                 group,
                 resource,
@@ -72,7 +74,10 @@ impl ApiError {
     pub fn to_status(&self) -> Status {
         match self {
             ApiError::Status(s) => (**s).clone(),
-            ApiError::Storage(StorageError::Compacted { requested, compacted }) => Status::expired(&format!(
+            ApiError::Storage(StorageError::Compacted {
+                requested,
+                compacted,
+            }) => Status::expired(&format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             ApiError::Storage(StorageError::FutureRevision { requested, current }) => {
@@ -99,9 +104,16 @@ impl ApiError {
 pub fn status_response(status: &Status) -> Response {
     let code = StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = (code, status.to_json()).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(secs) = status.details.as_ref().map(|d| d.retry_after_seconds).filter(|s| *s > 0) {
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(secs) = status
+        .details
+        .as_ref()
+        .map(|d| d.retry_after_seconds)
+        .filter(|s| *s > 0)
+    {
         if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }

@@ -40,7 +40,9 @@ async fn catch_panic(req: Request, next: Next) -> Response {
         Ok(r) => r,
         Err(_) => {
             tracing::error!("handler panicked");
-            status_response(&Status::internal_error("an internal error occurred (handler panic)"))
+            status_response(&Status::internal_error(
+                "an internal error occurred (handler panic)",
+            ))
         }
     }
 }
@@ -56,13 +58,19 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         .extensions()
         .get::<RequestInfo>()
         .map(|i| {
-            let res = if i.subresource.is_empty() { i.resource.clone() } else { format!("{}/{}", i.resource, i.subresource) };
+            let res = if i.subresource.is_empty() {
+                i.resource.clone()
+            } else {
+                format!("{}/{}", i.resource, i.subresource)
+            };
             (i.verb.clone(), i.api_group.clone(), res)
         })
         .unwrap_or_else(|| (method.as_str().to_lowercase(), String::new(), String::new()));
     let code = resp.status().as_u16();
     let elapsed = start.elapsed();
-    state.metrics.observe(&verb, &group, &resource, code, elapsed);
+    state
+        .metrics
+        .observe(&verb, &group, &resource, code, elapsed);
     tracing::debug!(%id, %method, %path, code, elapsed_us = elapsed.as_micros() as u64, "request");
     resp
 }
@@ -80,13 +88,21 @@ async fn request_info(mut req: Request, next: Next) -> Response {
 fn is_public(path: &str) -> bool {
     ["/healthz", "/livez", "/readyz", "/version"]
         .iter()
-        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/')))
+        .any(|p| {
+            path == *p
+                || path
+                    .strip_prefix(p)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
 }
 
 /// Authentication: the x509 client certificate verified at TLS accept. A request without one
 /// gets 401, except for the public health and version paths.
 async fn authenticate(mut req: Request, next: Next) -> Response {
-    let user = req.extensions().get::<PeerIdentity>().and_then(|p| p.0.clone());
+    let user = req
+        .extensions()
+        .get::<PeerIdentity>()
+        .and_then(|p| p.0.clone());
     match user {
         Some(u) => {
             req.extensions_mut().insert(u);
@@ -134,14 +150,21 @@ fn decide(user: &UserInfo, info: &RequestInfo) -> Decision {
 
 async fn authorize(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
-    let allowed = match (req.extensions().get::<UserInfo>(), req.extensions().get::<RequestInfo>()) {
+    let allowed = match (
+        req.extensions().get::<UserInfo>(),
+        req.extensions().get::<RequestInfo>(),
+    ) {
         (Some(u), Some(i)) => decide(u, i) == Decision::Allow || is_public(&path),
         _ => false,
     };
     if allowed {
         return next.run(req).await;
     }
-    let user = req.extensions().get::<UserInfo>().map(|u| u.username.clone()).unwrap_or_default();
+    let user = req
+        .extensions()
+        .get::<UserInfo>()
+        .map(|u| u.username.clone())
+        .unwrap_or_default();
     let mut s = Status::failure(
         403,
         "Forbidden",
@@ -156,12 +179,19 @@ async fn authorize(req: Request, next: Next) -> Response {
 
 /// Long-running requests (watch, and streaming subresources) are not timed out here.
 fn is_long_running(info: &RequestInfo) -> bool {
-    info.verb == "watch" || matches!(info.subresource.as_str(), "log" | "exec" | "attach" | "portforward" | "proxy")
+    info.verb == "watch"
+        || matches!(
+            info.subresource.as_str(),
+            "log" | "exec" | "attach" | "portforward" | "proxy"
+        )
 }
 
 /// Non-long-running requests get a 504 Timeout Status after 60 s (upstream's default).
 async fn timeout(req: Request, next: Next) -> Response {
-    let long = req.extensions().get::<RequestInfo>().is_some_and(is_long_running);
+    let long = req
+        .extensions()
+        .get::<RequestInfo>()
+        .is_some_and(is_long_running);
     if long {
         return next.run(req).await;
     }

@@ -98,7 +98,10 @@ pub async fn run(opts: options::ServerOptions) -> anyhow::Result<()> {
     let cache = WatchCache::start(
         storage.clone(),
         "/registry/",
-        WatchCacheOptions { ring_capacity: opts.watch_cache_size, ..Default::default() },
+        WatchCacheOptions {
+            ring_capacity: opts.watch_cache_size,
+            ..Default::default()
+        },
     )
     .await
     .context("starting the watch cache")?;

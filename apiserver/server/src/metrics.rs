@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 /// Latency histogram buckets in seconds (upstream's apiserver_request_duration_seconds subset).
-const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+const BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -31,13 +33,21 @@ impl Metrics {
     /// Records one finished request.
     pub fn observe(&self, verb: &str, group: &str, resource: &str, code: u16, elapsed: Duration) {
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry((verb.to_string(), group.to_string(), resource.to_string(), code)).or_default() += 1;
+            *m.entry((
+                verb.to_string(),
+                group.to_string(),
+                resource.to_string(),
+                code,
+            ))
+            .or_default() += 1;
         }
         if verb == "watch" {
             return;
         }
         if let Ok(mut m) = self.latencies.lock() {
-            let h = m.entry((verb.to_string(), resource.to_string())).or_default();
+            let h = m
+                .entry((verb.to_string(), resource.to_string()))
+                .or_default();
             if h.counts.is_empty() {
                 h.counts = vec![0; BUCKETS.len()];
             }
@@ -90,9 +100,21 @@ impl Metrics {
                         h.counts[i]
                     );
                 }
-                let _ = writeln!(out, "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",resource=\"{resource}\",le=\"+Inf\"}} {}", h.count);
-                let _ = writeln!(out, "apiserver_request_duration_seconds_sum{{verb=\"{verb}\",resource=\"{resource}\"}} {}", h.sum);
-                let _ = writeln!(out, "apiserver_request_duration_seconds_count{{verb=\"{verb}\",resource=\"{resource}\"}} {}", h.count);
+                let _ = writeln!(
+                    out,
+                    "apiserver_request_duration_seconds_bucket{{verb=\"{verb}\",resource=\"{resource}\",le=\"+Inf\"}} {}",
+                    h.count
+                );
+                let _ = writeln!(
+                    out,
+                    "apiserver_request_duration_seconds_sum{{verb=\"{verb}\",resource=\"{resource}\"}} {}",
+                    h.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "apiserver_request_duration_seconds_count{{verb=\"{verb}\",resource=\"{resource}\"}} {}",
+                    h.count
+                );
             }
         }
         let _ = writeln!(
@@ -104,6 +126,15 @@ impl Metrics {
 }
 
 /// Appends one gauge or counter line with its HELP/TYPE header.
-pub fn write_metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+pub fn write_metric(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl std::fmt::Display,
+) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
 }

@@ -80,7 +80,9 @@ pub fn body_format(content_type: Option<&str>) -> ApiResult<BodyFormat> {
     let Some(ct) = content_type.filter(|c| !c.trim().is_empty()) else {
         return Ok(BodyFormat::Json);
     };
-    let essence = MediaType::parse(ct).map(|m| m.essence()).unwrap_or_default();
+    let essence = MediaType::parse(ct)
+        .map(|m| m.essence())
+        .unwrap_or_default();
     match essence.as_str() {
         "application/json" | "*/*" => Ok(BodyFormat::Json),
         "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(BodyFormat::Yaml),

@@ -31,7 +31,10 @@ impl OpenApiState {
                 tokio::task::spawn_blocking(|| {
                     let start = std::time::Instant::now();
                     let docs = openapi::build(resources::builtin_resources());
-                    tracing::info!(elapsed_ms = start.elapsed().as_millis() as u64, "built OpenAPI documents");
+                    tracing::info!(
+                        elapsed_ms = start.elapsed().as_millis() as u64,
+                        "built OpenAPI documents"
+                    );
                     Arc::new(docs)
                 })
                 .await
@@ -53,7 +56,11 @@ fn accepts(headers: &HeaderMap, wanted: &[&str]) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .map(|a| parse_accept(a).iter().any(|m| wanted.contains(&m.essence().as_str()) && m.q > 0.0))
+        .map(|a| {
+            parse_accept(a)
+                .iter()
+                .any(|m| wanted.contains(&m.essence().as_str()) && m.q > 0.0)
+        })
         .unwrap_or(false)
 }
 
@@ -65,11 +72,24 @@ fn accepts_json(headers: &HeaderMap) -> bool {
     }
 }
 
-fn bytes_response(body: Vec<u8>, content_type: &str, etag: Option<&str>, headers: &HeaderMap, immutable: bool) -> Response {
+fn bytes_response(
+    body: Vec<u8>,
+    content_type: &str,
+    etag: Option<&str>,
+    headers: &HeaderMap,
+    immutable: bool,
+) -> Response {
     let not_modified = etag.is_some_and(|e| {
-        headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(e)
+        headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            == Some(e)
     });
-    let mut r = if not_modified { StatusCode::NOT_MODIFIED.into_response() } else { (StatusCode::OK, body).into_response() };
+    let mut r = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (StatusCode::OK, body).into_response()
+    };
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(content_type) {
         h.insert(header::CONTENT_TYPE, v);
@@ -80,7 +100,11 @@ fn bytes_response(body: Vec<u8>, content_type: &str, etag: Option<&str>, headers
     h.insert(header::VARY, HeaderValue::from_static("Accept"));
     h.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static(if immutable { "public, immutable" } else { "no-cache, private" }),
+        HeaderValue::from_static(if immutable {
+            "public, immutable"
+        } else {
+            "no-cache, private"
+        }),
     );
     r
 }
@@ -94,24 +118,44 @@ fn not_acceptable() -> Response {
 /// Serves `/openapi/...`.
 pub async fn serve(state: &AppState, path: &str, headers: &HeaderMap, query: &Query) -> Response {
     let Some(docs) = state.openapi.get().await else {
-        return status_response(&Status::service_unavailable("the OpenAPI documents are not built yet"));
+        return status_response(&Status::service_unavailable(
+            "the OpenAPI documents are not built yet",
+        ));
     };
     if path == "/openapi/v2" {
         let etag = format!("\"{}\"", openapi::v3_hash(&docs.v2_json));
         if accepts(headers, &[V2_PROTO, V2_PROTO_ALT]) {
             let proto_etag = format!("\"{}\"", openapi::v3_hash(&docs.v2_proto));
-            return bytes_response(docs.v2_proto.clone(), V2_PROTO, Some(&proto_etag), headers, false);
+            return bytes_response(
+                docs.v2_proto.clone(),
+                V2_PROTO,
+                Some(&proto_etag),
+                headers,
+                false,
+            );
         }
         if !accepts_json(headers) {
             return not_acceptable();
         }
-        return bytes_response(docs.v2_json.clone(), "application/json", Some(&etag), headers, false);
+        return bytes_response(
+            docs.v2_json.clone(),
+            "application/json",
+            Some(&etag),
+            headers,
+            false,
+        );
     }
     if path == "/openapi/v3" {
         if !accepts_json(headers) {
             return not_acceptable();
         }
-        return bytes_response(docs.v3_index.clone(), "application/json", None, headers, false);
+        return bytes_response(
+            docs.v3_index.clone(),
+            "application/json",
+            None,
+            headers,
+            false,
+        );
     }
     if let Some(key) = path.strip_prefix("/openapi/v3/") {
         let Some(doc) = docs.v3.get(key) else {
@@ -125,7 +169,13 @@ pub async fn serve(state: &AppState, path: &str, headers: &HeaderMap, query: &Qu
         }
         let etag = format!("\"{}\"", doc.hash);
         let immutable = query.get("hash") == Some(doc.hash.as_str());
-        return bytes_response(doc.json.clone(), "application/json", Some(&etag), headers, immutable);
+        return bytes_response(
+            doc.json.clone(),
+            "application/json",
+            Some(&etag),
+            headers,
+            immutable,
+        );
     }
     let mut s = Status::not_found("", "", "");
     s.message = "the server could not find the requested resource".into();

@@ -45,7 +45,9 @@ impl ServerOptions {
         if let Some(d) = &self.data_dir {
             return d.clone();
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         home.join(".ferrokube")
     }
 }

@@ -27,8 +27,14 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 fn text(code: StatusCode, body: String) -> Response {
     let mut r = (code, body).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r.headers_mut().insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     r
 }
 
@@ -41,19 +47,27 @@ fn not_found() -> Response {
 
 /// `/healthz`, `/livez`, `/readyz` with their named checks and `?verbose`.
 fn health(state: &AppState, path: &str, query: &Query) -> Option<Response> {
-    let base = ["/healthz", "/livez", "/readyz"].into_iter().find(|p| path == *p || path.starts_with(&format!("{p}/")))?;
+    let base = ["/healthz", "/livez", "/readyz"]
+        .into_iter()
+        .find(|p| path == *p || path.starts_with(&format!("{p}/")))?;
     let ready = base != "/readyz" || state.ready.load(Ordering::Acquire);
     let checks: Vec<(&str, bool)> = vec![
         ("ping", true),
         ("log", true),
         ("etcd", true),
         ("poststarthook/start-apiserver-informers", ready),
-        ("poststarthook/bootstrap-namespaces", state.ready.load(Ordering::Acquire)),
+        (
+            "poststarthook/bootstrap-namespaces",
+            state.ready.load(Ordering::Acquire),
+        ),
     ];
     if let Some(check) = path.strip_prefix(&format!("{base}/")) {
         return Some(match checks.iter().find(|(n, _)| *n == check) {
             Some((_, true)) => text(StatusCode::OK, "ok".into()),
-            Some((n, false)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("[-]{n} failed: reason withheld\n")),
+            Some((n, false)) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("[-]{n} failed: reason withheld\n"),
+            ),
             None => not_found(),
         });
     }
@@ -62,10 +76,22 @@ fn health(state: &AppState, path: &str, query: &Query) -> Option<Response> {
     if query.get("verbose").is_some() || !ok {
         let mut out = String::new();
         for (n, c) in &checks {
-            let _ = writeln!(out, "[{}]{n} {}", if *c { "+" } else { "-" }, if *c { "ok" } else { "failed: reason withheld" });
+            let _ = writeln!(
+                out,
+                "[{}]{n} {}",
+                if *c { "+" } else { "-" },
+                if *c { "ok" } else { "failed: reason withheld" }
+            );
         }
         let _ = writeln!(out, "{kind} check {}", if ok { "passed" } else { "failed" });
-        return Some(text(if ok { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR }, out));
+        return Some(text(
+            if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            },
+            out,
+        ));
     }
     Some(text(StatusCode::OK, "ok".into()))
 }
@@ -87,30 +113,120 @@ fn version() -> Response {
         "compiler": "rustc",
         "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
     });
-    endpoints::json_response(StatusCode::OK, serde_json::to_vec_pretty(&v).unwrap_or_default())
+    endpoints::json_response(
+        StatusCode::OK,
+        serde_json::to_vec_pretty(&v).unwrap_or_default(),
+    )
 }
 
 fn metrics(state: &AppState) -> Response {
     let mut out = String::new();
     state.metrics.render(&mut out);
     let s = state.embedded.metrics();
-    write_metric(&mut out, "ferrokube_storage_current_revision", "gauge", "Current storage revision.", s.current_revision);
-    write_metric(&mut out, "ferrokube_storage_compacted_revision", "gauge", "Highest compacted revision.", s.compacted_revision);
-    write_metric(&mut out, "ferrokube_storage_compactions_total", "counter", "Completed compactions.", s.compaction_runs);
-    write_metric(&mut out, "ferrokube_storage_compaction_last_duration_seconds", "gauge", "Duration of the last compaction.", s.last_compaction_duration.as_secs_f64());
-    write_metric(&mut out, "ferrokube_storage_compaction_versions_removed_total", "counter", "History versions removed by compaction.", s.compaction_versions_removed);
-    write_metric(&mut out, "ferrokube_storage_reclaims_total", "counter", "Times the store file was rewritten to give free space back.", s.reclaim_runs);
-    write_metric(&mut out, "apiserver_storage_size_bytes", "gauge", "Size of the storage database file in bytes.", s.db_size_bytes);
-    write_metric(&mut out, "ferrokube_storage_write_batches_total", "counter", "Group-commit write transactions.", s.write_batches);
-    write_metric(&mut out, "ferrokube_storage_write_ops_total", "counter", "Write operations submitted.", s.write_ops);
-    write_metric(&mut out, "ferrokube_storage_fsyncs_total", "counter", "Durable commits (fsyncs).", s.fsyncs);
+    write_metric(
+        &mut out,
+        "ferrokube_storage_current_revision",
+        "gauge",
+        "Current storage revision.",
+        s.current_revision,
+    );
+    write_metric(
+        &mut out,
+        "ferrokube_storage_compacted_revision",
+        "gauge",
+        "Highest compacted revision.",
+        s.compacted_revision,
+    );
+    write_metric(
+        &mut out,
+        "ferrokube_storage_compactions_total",
+        "counter",
+        "Completed compactions.",
+        s.compaction_runs,
+    );
+    write_metric(
+        &mut out,
+        "ferrokube_storage_compaction_last_duration_seconds",
+        "gauge",
+        "Duration of the last compaction.",
+        s.last_compaction_duration.as_secs_f64(),
+    );
+    write_metric(
+        &mut out,
+        "ferrokube_storage_compaction_versions_removed_total",
+        "counter",
+        "History versions removed by compaction.",
+        s.compaction_versions_removed,
+    );
+    write_metric(
+        &mut out,
+        "ferrokube_storage_reclaims_total",
+        "counter",
+        "Times the store file was rewritten to give free space back.",
+        s.reclaim_runs,
+    );
+    write_metric(
+        &mut out,
+        "apiserver_storage_size_bytes",
+        "gauge",
+        "Size of the storage database file in bytes.",
+        s.db_size_bytes,
+    );
+    write_metric(
+        &mut out,
+        "ferrokube_storage_write_batches_total",
+        "counter",
+        "Group-commit write transactions.",
+        s.write_batches,
+    );
+    write_metric(
+        &mut out,
+        "ferrokube_storage_write_ops_total",
+        "counter",
+        "Write operations submitted.",
+        s.write_ops,
+    );
+    write_metric(
+        &mut out,
+        "ferrokube_storage_fsyncs_total",
+        "counter",
+        "Durable commits (fsyncs).",
+        s.fsyncs,
+    );
     let c = state.store.cache.metrics();
-    write_metric(&mut out, "ferrokube_watch_cache_watchers", "gauge", "Watchers registered with the watch cache.", c.watchers);
-    write_metric(&mut out, "ferrokube_watch_cache_events_dispatched_total", "counter", "Event deliveries queued to watchers.", c.events_dispatched);
-    write_metric(&mut out, "ferrokube_watch_cache_slow_watchers_terminated_total", "counter", "Watchers terminated for falling behind.", c.slow_watchers_terminated);
-    write_metric(&mut out, "ferrokube_watch_cache_objects", "gauge", "Objects held by the watch cache.", c.items);
+    write_metric(
+        &mut out,
+        "ferrokube_watch_cache_watchers",
+        "gauge",
+        "Watchers registered with the watch cache.",
+        c.watchers,
+    );
+    write_metric(
+        &mut out,
+        "ferrokube_watch_cache_events_dispatched_total",
+        "counter",
+        "Event deliveries queued to watchers.",
+        c.events_dispatched,
+    );
+    write_metric(
+        &mut out,
+        "ferrokube_watch_cache_slow_watchers_terminated_total",
+        "counter",
+        "Watchers terminated for falling behind.",
+        c.slow_watchers_terminated,
+    );
+    write_metric(
+        &mut out,
+        "ferrokube_watch_cache_objects",
+        "gauge",
+        "Objects held by the watch cache.",
+        c.items,
+    );
     let mut r = text(StatusCode::OK, out);
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     r
 }
 
@@ -121,7 +237,11 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     let query = Query::parse(req.uri().query());
     if !info.is_resource_request {
         let path = req.uri().path().trim_end_matches('/').to_string();
-        let path = if path.is_empty() { "/".to_string() } else { path };
+        let path = if path.is_empty() {
+            "/".to_string()
+        } else {
+            path
+        };
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return status_response(&Status::method_not_supported("", "", req.method().as_str()));
         }
@@ -131,15 +251,32 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         return match path.as_str() {
             "/version" => version(),
             "/metrics" => metrics(&state),
-            p if p.starts_with("/openapi/") => openapi::serve(&state, p, req.headers(), &query).await,
+            p if p.starts_with("/openapi/") => {
+                openapi::serve(&state, p, req.headers(), &query).await
+            }
             p => discovery::serve(&state.discovery, p, req.headers()).unwrap_or_else(not_found),
         };
     }
-    let Some(handle) = state.registry.get(&info.api_group, &info.api_version, &info.resource).cloned() else {
+    let Some(handle) = state
+        .registry
+        .get(&info.api_group, &info.api_version, &info.resource)
+        .cloned()
+    else {
         return not_found();
     };
-    let user = req.extensions().get::<UserInfo>().cloned().unwrap_or_default();
+    let user = req
+        .extensions()
+        .get::<UserInfo>()
+        .cloned()
+        .unwrap_or_default();
     let (parts, body) = req.into_parts();
-    let scope = Scope { state: state.clone(), handle, info, query, headers: parts.headers, user };
+    let scope = Scope {
+        state: state.clone(),
+        handle,
+        info,
+        query,
+        headers: parts.headers,
+        user,
+    };
     endpoints::serve(scope, Body::new(body)).await
 }

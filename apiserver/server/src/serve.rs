@@ -33,7 +33,9 @@ pub fn tls_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         .context("no private key in the serving key file")?;
     let mut roots = RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut pki.client_ca_pem.as_bytes()) {
-        roots.add(c.context("parsing the client CA")?).context("adding the client CA")?;
+        roots
+            .add(c.context("parsing the client CA")?)
+            .context("adding the client CA")?;
     }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
@@ -54,13 +56,22 @@ pub fn tls_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
 pub fn identity_of(der: &[u8]) -> Option<UserInfo> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let username = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let username = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     let mut groups: Vec<String> = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_string))
         .collect();
     groups.push("system:authenticated".into());
-    Some(UserInfo { username, uid: String::new(), groups })
+    Some(UserInfo {
+        username,
+        uid: String::new(),
+        groups,
+    })
 }
 
 /// Accepts connections until `shutdown` resolves, then drains in-flight requests (5 s at most).
@@ -92,14 +103,15 @@ pub async fn serve(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let identity = PeerIdentity(
                 tls.get_ref()
                     .1

@@ -36,7 +36,10 @@ pub fn to_table(
 ) -> Value {
     let now = jiff::Timestamp::now();
     let columns: Vec<Value> = if with_columns {
-        printers::columns(h.info.group, h.info.plural).iter().map(|c| c.to_json()).collect()
+        printers::columns(h.info.group, h.info.plural)
+            .iter()
+            .map(|c| c.to_json())
+            .collect()
     } else {
         Vec::new()
     };
@@ -44,7 +47,10 @@ pub fn to_table(
         .iter()
         .map(|o| {
             let mut row = Map::new();
-            row.insert("cells".into(), Value::Array(printers::cells(h.info.group, h.info.plural, o, now)));
+            row.insert(
+                "cells".into(),
+                Value::Array(printers::cells(h.info.group, h.info.plural, o, now)),
+            );
             if let Some(obj) = row_object(o, include) {
                 row.insert("object".into(), obj);
             }

@@ -15,6 +15,10 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
         let out = crate::registry::reviews::review(&scope.handle, obj, &scope.user)?;
         return scope.object_response(StatusCode::CREATED, &out);
     }
-    let created = scope.state.store.create(&scope.handle, &scope.info.namespace, obj, dry_run).await?;
+    let created = scope
+        .state
+        .store
+        .create(&scope.handle, &scope.info.namespace, obj, dry_run)
+        .await?;
     scope.object_response(StatusCode::CREATED, &created)
 }

@@ -13,13 +13,19 @@ use crate::registry::store::DeleteOptions;
 /// Reads DeleteOptions from the body (optional) and the query.
 async fn delete_options(scope: &Scope, body: Body) -> ApiResult<DeleteOptions> {
     let bytes = read_body(body, scope.state.max_body_bytes).await?;
-    let mut opts = DeleteOptions { dry_run: scope.query.dry_run()?, ..Default::default() };
+    let mut opts = DeleteOptions {
+        dry_run: scope.query.dry_run()?,
+        ..Default::default()
+    };
     if !bytes.iter().all(u8::is_ascii_whitespace) {
         let v: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?;
         if let Some(p) = v.get("preconditions") {
             opts.precondition_uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
-            opts.precondition_rv = p.get("resourceVersion").and_then(Value::as_str).map(str::to_string);
+            opts.precondition_rv = p
+                .get("resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string);
         }
         if let Some(d) = v.get("dryRun").and_then(Value::as_array) {
             for x in d {
@@ -72,24 +78,53 @@ fn success(scope: &Scope, obj: &Value) -> Value {
 /// Handles delete.
 pub async fn delete(scope: &Scope, body: Body) -> ApiResult<Response> {
     let opts = delete_options(scope, body).await?;
-    let deleted = scope.state.store.delete(&scope.handle, &scope.info.namespace, &scope.info.name, &opts).await?;
+    let deleted = scope
+        .state
+        .store
+        .delete(
+            &scope.handle,
+            &scope.info.namespace,
+            &scope.info.name,
+            &opts,
+        )
+        .await?;
     if scope.handle.strategy.return_deleted_object() {
         return scope.object_response(StatusCode::OK, &deleted);
     }
-    Ok(json_response(StatusCode::OK, serde_json::to_vec(&success(scope, &deleted)).map_err(ApiError::Encoding)?))
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&success(scope, &deleted)).map_err(ApiError::Encoding)?,
+    ))
 }
 
 /// Handles deletecollection: deletes every object the selectors match; returns them as a list.
 pub async fn delete_collection(scope: &Scope, body: Body) -> ApiResult<Response> {
     let opts = delete_options(scope, body).await?;
     let list_opts = scope.query.list_options()?;
-    let listed = scope.state.store.list(&scope.handle, &scope.info.namespace, &list_opts).await?;
+    let listed = scope
+        .state
+        .store
+        .list(&scope.handle, &scope.info.namespace, &list_opts)
+        .await?;
     let mut items = Vec::with_capacity(listed.items.len());
     for kv in &listed.items {
         let obj = codec::decode(kv)?;
-        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
-        match scope.state.store.delete(&scope.handle, &ns, &name, &opts).await {
+        let ns = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        match scope
+            .state
+            .store
+            .delete(&scope.handle, &ns, &name, &opts)
+            .await
+        {
             Ok(o) => items.push(o),
             // Deleted concurrently: nothing left to do for it.
             Err(ApiError::Status(s)) if s.code == 404 => {}
@@ -103,5 +138,8 @@ pub async fn delete_collection(scope: &Scope, body: Body) -> ApiResult<Response>
         "metadata": {"resourceVersion": listed.revision.to_string()},
         "items": items,
     });
-    Ok(json_response(StatusCode::OK, serde_json::to_vec(&list).map_err(ApiError::Encoding)?))
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&list).map_err(ApiError::Encoding)?,
+    ))
 }

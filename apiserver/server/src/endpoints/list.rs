@@ -14,7 +14,10 @@ use crate::table;
 /// The ListMeta of a list result.
 pub fn list_meta(r: &ListResult) -> Value {
     let mut m = Map::new();
-    m.insert("resourceVersion".into(), Value::String(r.revision.to_string()));
+    m.insert(
+        "resourceVersion".into(),
+        Value::String(r.revision.to_string()),
+    );
     if let Some(c) = &r.continue_token {
         m.insert("continue".into(), Value::String(c.clone()));
     }
@@ -28,18 +31,33 @@ pub fn list_meta(r: &ListResult) -> Value {
 pub async fn list(scope: &Scope) -> ApiResult<Response> {
     let output = scope.output()?;
     let opts = scope.query.list_options()?;
-    let result = scope.state.store.list(&scope.handle, &scope.info.namespace, &opts).await?;
+    let result = scope
+        .state
+        .store
+        .list(&scope.handle, &scope.info.namespace, &opts)
+        .await?;
     let info = &scope.handle.info;
     match output {
         Output::Json => {
             // Items are spliced from their stored bytes: no parse and re-encode per item.
-            let mut out = Vec::with_capacity(result.items.iter().map(|kv| kv.value.len() + 32).sum::<usize>() + 256);
+            let mut out = Vec::with_capacity(
+                result
+                    .items
+                    .iter()
+                    .map(|kv| kv.value.len() + 32)
+                    .sum::<usize>()
+                    + 256,
+            );
             out.extend_from_slice(b"{\"kind\":");
             out.extend_from_slice(&serde_json::to_vec(info.list_kind).map_err(ApiError::Encoding)?);
             out.extend_from_slice(b",\"apiVersion\":");
-            out.extend_from_slice(&serde_json::to_vec(&info.api_version()).map_err(ApiError::Encoding)?);
+            out.extend_from_slice(
+                &serde_json::to_vec(&info.api_version()).map_err(ApiError::Encoding)?,
+            );
             out.extend_from_slice(b",\"metadata\":");
-            out.extend_from_slice(&serde_json::to_vec(&list_meta(&result)).map_err(ApiError::Encoding)?);
+            out.extend_from_slice(
+                &serde_json::to_vec(&list_meta(&result)).map_err(ApiError::Encoding)?,
+            );
             out.extend_from_slice(b",\"items\":[");
             for (i, kv) in result.items.iter().enumerate() {
                 if i > 0 {
@@ -51,7 +69,11 @@ pub async fn list(scope: &Scope) -> ApiResult<Response> {
             Ok(json_response(StatusCode::OK, out))
         }
         other => {
-            let items = result.items.iter().map(codec::decode).collect::<ApiResult<Vec<_>>>()?;
+            let items = result
+                .items
+                .iter()
+                .map(codec::decode)
+                .collect::<ApiResult<Vec<_>>>()?;
             let body = match other {
                 Output::Table(v) => table::to_table(
                     &scope.handle,
@@ -77,7 +99,10 @@ pub async fn list(scope: &Scope) -> ApiResult<Response> {
             if other == Output::Yaml {
                 return scope.object_response(StatusCode::OK, &body);
             }
-            Ok(json_response(StatusCode::OK, serde_json::to_vec(&body).map_err(ApiError::Encoding)?))
+            Ok(json_response(
+                StatusCode::OK,
+                serde_json::to_vec(&body).map_err(ApiError::Encoding)?,
+            ))
         }
     }
 }

@@ -53,7 +53,10 @@ impl Query {
 
     /// The first value of a parameter.
     pub fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A boolean parameter (`true`/`1`).
@@ -102,7 +105,10 @@ impl Query {
             limit,
             continue_token: self.get("continue").map(str::to_string),
             resource_version: self.get("resourceVersion").map(str::to_string),
-            resource_version_match: self.get("resourceVersionMatch").filter(|s| !s.is_empty()).map(str::to_string),
+            resource_version_match: self
+                .get("resourceVersionMatch")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
         })
     }
 
@@ -119,7 +125,11 @@ impl Query {
 impl Scope {
     /// The negotiated output form.
     pub fn output(&self) -> ApiResult<Output> {
-        negotiate::negotiate(self.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
+        negotiate::negotiate(
+            self.headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        )
     }
 
     /// The group/resource for messages.
@@ -129,7 +139,10 @@ impl Scope {
 
     /// Decodes a create/update body and checks it against the URL.
     pub async fn read_object(&self, body: Body) -> ApiResult<Value> {
-        let ct = self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let ct = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
         let format = negotiate::body_format(ct)?;
         let bytes = read_body(body, self.state.max_body_bytes).await?;
         let mut obj = negotiate::decode_body(format, &bytes)?;
@@ -178,7 +191,10 @@ impl Scope {
             };
             match meta.get("namespace").and_then(Value::as_str) {
                 None | Some("") => {
-                    meta.insert("namespace".into(), Value::String(self.info.namespace.clone()));
+                    meta.insert(
+                        "namespace".into(),
+                        Value::String(self.info.namespace.clone()),
+                    );
                 }
                 Some(ns) if ns != self.info.namespace => {
                     return Err(ApiError::bad_request(
@@ -188,7 +204,11 @@ impl Scope {
                 Some(_) => {}
             }
         } else if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
-            if meta.get("namespace").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+            if meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+            {
                 meta.remove("namespace");
             }
         }
@@ -199,19 +219,35 @@ impl Scope {
     pub fn object_response(&self, code: StatusCode, obj: &Value) -> ApiResult<Response> {
         let out = self.output()?;
         match out {
-            Output::Json => Ok(json_response(code, serde_json::to_vec(obj).map_err(ApiError::Encoding)?)),
+            Output::Json => Ok(json_response(
+                code,
+                serde_json::to_vec(obj).map_err(ApiError::Encoding)?,
+            )),
             Output::Yaml => yaml_response(code, obj),
             Output::Table(v) => {
                 let mut meta = serde_json::Map::new();
                 if let Some(rv) = obj.pointer("/metadata/resourceVersion") {
                     meta.insert("resourceVersion".into(), rv.clone());
                 }
-                let t = table::to_table(&self.handle, std::slice::from_ref(obj), Value::Object(meta), v, self.query.include_object(), true);
-                Ok(json_response(code, serde_json::to_vec(&t).map_err(ApiError::Encoding)?))
+                let t = table::to_table(
+                    &self.handle,
+                    std::slice::from_ref(obj),
+                    Value::Object(meta),
+                    v,
+                    self.query.include_object(),
+                    true,
+                );
+                Ok(json_response(
+                    code,
+                    serde_json::to_vec(&t).map_err(ApiError::Encoding)?,
+                ))
             }
             Output::PartialMetadata(_) => {
                 let p = table::partial_metadata(obj);
-                Ok(json_response(code, serde_json::to_vec(&p).map_err(ApiError::Encoding)?))
+                Ok(json_response(
+                    code,
+                    serde_json::to_vec(&p).map_err(ApiError::Encoding)?,
+                ))
             }
         }
     }
@@ -222,25 +258,35 @@ pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
     let limited = http_body_util::Limited::new(body, limit);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(Status::request_entity_too_large(
-            &format!("limit is {limit}"),
-        )
-        .into()),
-        Err(e) => Err(ApiError::bad_request(format!("error reading the request body: {e}"))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(Status::request_entity_too_large(&format!("limit is {limit}")).into())
+        }
+        Err(e) => Err(ApiError::bad_request(format!(
+            "error reading the request body: {e}"
+        ))),
     }
 }
 
 /// A JSON response.
 pub fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
     let mut r = (code, body).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 fn yaml_response(code: StatusCode, obj: &Value) -> ApiResult<Response> {
     let s = serde_yaml::to_string(obj).map_err(|e| ApiError::internal(e))?;
     let mut r = (code, s).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/yaml"),
+    );
     Ok(r)
 }
 
@@ -252,11 +298,23 @@ pub async fn serve(scope: Scope, body: Body) -> Response {
     let allowed = if sub.is_empty() {
         handle.info.has_verb(&verb)
     } else {
-        handle.info.subresource(&sub).is_some_and(|s| s.verbs.contains(&verb.as_str()))
+        handle
+            .info
+            .subresource(&sub)
+            .is_some_and(|s| s.verbs.contains(&verb.as_str()))
     };
     if !allowed {
-        let resource = if sub.is_empty() { handle.info.plural.to_string() } else { format!("{}/{sub}", handle.info.plural) };
-        return ApiError::from(Status::method_not_supported(handle.info.group, &resource, &verb)).into_response();
+        let resource = if sub.is_empty() {
+            handle.info.plural.to_string()
+        } else {
+            format!("{}/{sub}", handle.info.plural)
+        };
+        return ApiError::from(Status::method_not_supported(
+            handle.info.group,
+            &resource,
+            &verb,
+        ))
+        .into_response();
     }
     let result = match (sub.as_str(), verb.as_str()) {
         ("scale", "get") => scale::get(&scope).await,

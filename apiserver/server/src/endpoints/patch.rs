@@ -28,7 +28,12 @@ fn patch_type(scope: &Scope) -> ApiResult<PatchType> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "application/json-patch+json" => Ok(PatchType::Json),
         "application/merge-patch+json" => Ok(PatchType::Merge),
@@ -64,7 +69,11 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
     let kind = patch_type(scope)?;
     let dry_run = scope.query.dry_run()?;
     let patch = parse_patch(&read_body(body, scope.state.max_body_bytes).await?)?;
-    let target = if scope.info.subresource == "status" { UpdateTarget::Status } else { UpdateTarget::Main };
+    let target = if scope.info.subresource == "status" {
+        UpdateTarget::Status
+    } else {
+        UpdateTarget::Main
+    };
     let (ns, name) = (&scope.info.namespace, &scope.info.name);
     let mut attempts = 0;
     loop {
@@ -74,13 +83,26 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
         apply(kind, &mut doc, &patch)?;
         scope.check_type(&mut doc)?;
         if doc.pointer("/metadata/name").and_then(Value::as_str) != Some(&**name) {
-            return Err(ApiError::bad_request("metadata.name cannot be changed by a patch"));
+            return Err(ApiError::bad_request(
+                "metadata.name cannot be changed by a patch",
+            ));
         }
-        let patched_rv = doc.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+        let patched_rv = doc
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let pinned_by_client = patched_rv != current.mod_revision.to_string();
-        match scope.state.store.update(&scope.handle, ns, name, doc, target, dry_run).await {
+        match scope
+            .state
+            .store
+            .update(&scope.handle, ns, name, doc, target, dry_run)
+            .await
+        {
             Ok((out, _)) => return scope.object_response(StatusCode::OK, &out),
-            Err(ApiError::Status(s)) if s.code == 409 && !pinned_by_client && attempts < 5 => continue,
+            Err(ApiError::Status(s)) if s.code == 409 && !pinned_by_client && attempts < 5 => {
+                continue;
+            }
             Err(e) => return Err(e),
         }
     }
@@ -90,7 +112,11 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
 pub async fn patch_scale(scope: &Scope, body: Body) -> ApiResult<Response> {
     let kind = patch_type(scope)?;
     let patch = parse_patch(&read_body(body, scope.state.max_body_bytes).await?)?;
-    let current = scope.state.store.get(&scope.handle, &scope.info.namespace, &scope.info.name).await?;
+    let current = scope
+        .state
+        .store
+        .get(&scope.handle, &scope.info.namespace, &scope.info.name)
+        .await?;
     let mut scale = super::scale::scale_of(&scope.handle, &codec::decode(&current)?);
     apply(kind, &mut scale, &patch)?;
     super::scale::write_scale(scope, scale).await

@@ -18,14 +18,17 @@ pub fn scale_of(_h: &ResourceHandle, obj: &Value) -> Value {
     let selector = obj
         .pointer("/spec/selector")
         .map(|s| match s {
-            Value::Object(_) => LabelSelector::from_json(s).map(|l| l.to_string()).unwrap_or_default(),
+            Value::Object(_) => LabelSelector::from_json(s)
+                .map(|l| l.to_string())
+                .unwrap_or_default(),
             Value::String(s) => s.clone(),
             _ => String::new(),
         })
         .unwrap_or_default();
     let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
-    let mut status = json!({"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0))});
+    let mut status =
+        json!({"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0))});
     if !selector.is_empty() {
         status["selector"] = Value::String(selector);
     }
@@ -46,16 +49,27 @@ pub fn scale_of(_h: &ResourceHandle, obj: &Value) -> Value {
 
 /// GET …/scale.
 pub async fn get(scope: &Scope) -> ApiResult<Response> {
-    let kv = scope.state.store.get(&scope.handle, &scope.info.namespace, &scope.info.name).await?;
+    let kv = scope
+        .state
+        .store
+        .get(&scope.handle, &scope.info.namespace, &scope.info.name)
+        .await?;
     let scale = scale_of(&scope.handle, &codec::decode(&kv)?);
-    Ok(json_response(StatusCode::OK, serde_json::to_vec(&scale).map_err(ApiError::Encoding)?))
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&scale).map_err(ApiError::Encoding)?,
+    ))
 }
 
 /// PUT …/scale.
 pub async fn update(scope: &Scope, body: Body) -> ApiResult<Response> {
-    let ct = scope.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let ct = scope
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let format = negotiate::body_format(ct)?;
-    let scale = negotiate::decode_body(format, &read_body(body, scope.state.max_body_bytes).await?)?;
+    let scale =
+        negotiate::decode_body(format, &read_body(body, scope.state.max_body_bytes).await?)?;
     write_scale(scope, scale).await
 }
 
@@ -77,17 +91,35 @@ pub async fn write_scale(scope: &Scope, scale: Value) -> ApiResult<Response> {
             )],
         ));
     }
-    let kv = scope.state.store.get(&scope.handle, &scope.info.namespace, &scope.info.name).await?;
+    let kv = scope
+        .state
+        .store
+        .get(&scope.handle, &scope.info.namespace, &scope.info.name)
+        .await?;
     let mut obj = codec::decode(&kv)?;
-    if let Some(rv) = scale.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+    if let Some(rv) = scale
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
         obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
     }
     obj["spec"]["replicas"] = json!(replicas);
     let (out, _) = scope
         .state
         .store
-        .update(&scope.handle, &scope.info.namespace, &scope.info.name, obj, UpdateTarget::Main, scope.query.dry_run()?)
+        .update(
+            &scope.handle,
+            &scope.info.namespace,
+            &scope.info.name,
+            obj,
+            UpdateTarget::Main,
+            scope.query.dry_run()?,
+        )
         .await?;
     let scale = scale_of(&scope.handle, &out);
-    Ok(json_response(StatusCode::OK, serde_json::to_vec(&scale).map_err(ApiError::Encoding)?))
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&scale).map_err(ApiError::Encoding)?,
+    ))
 }

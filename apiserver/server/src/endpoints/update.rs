@@ -15,20 +15,43 @@ pub async fn update(scope: &Scope, body: Body) -> ApiResult<Response> {
     let dry_run = scope.query.dry_run()?;
     let obj = scope.read_object(body).await?;
     check_name(scope, &obj)?;
-    let target = if scope.info.subresource == "status" { UpdateTarget::Status } else { UpdateTarget::Main };
+    let target = if scope.info.subresource == "status" {
+        UpdateTarget::Status
+    } else {
+        UpdateTarget::Main
+    };
     let (out, created) = scope
         .state
         .store
-        .update(&scope.handle, &scope.info.namespace, &scope.info.name, obj, target, dry_run)
+        .update(
+            &scope.handle,
+            &scope.info.namespace,
+            &scope.info.name,
+            obj,
+            target,
+            dry_run,
+        )
         .await?;
-    scope.object_response(if created { StatusCode::CREATED } else { StatusCode::OK }, &out)
+    scope.object_response(
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        &out,
+    )
 }
 
 /// The body's name must be the URL's.
 pub fn check_name(scope: &Scope, obj: &Value) -> ApiResult<()> {
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if name.is_empty() {
-        return Err(ApiError::from(Status::bad_request("name is required in the body on update")));
+        return Err(ApiError::from(Status::bad_request(
+            "name is required in the body on update",
+        )));
     }
     if name != scope.info.name {
         return Err(ApiError::bad_request(format!(

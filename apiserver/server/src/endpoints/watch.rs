@@ -49,7 +49,14 @@ impl Encoder {
             Some(v) => {
                 let obj = codec::decode(kv)?;
                 let meta = json!({"resourceVersion": kv.mod_revision.to_string()});
-                let t = table::to_table(&self.handle, &[obj], meta, v, self.include, !self.sent_columns);
+                let t = table::to_table(
+                    &self.handle,
+                    &[obj],
+                    meta,
+                    v,
+                    self.include,
+                    !self.sent_columns,
+                );
                 self.sent_columns = true;
                 out.extend_from_slice(&serde_json::to_vec(&t).map_err(ApiError::Encoding)?);
             }
@@ -64,13 +71,15 @@ impl Encoder {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let obj = json!({"kind": self.handle.info.kind, "apiVersion": self.handle.info.api_version(), "metadata": meta});
-        let mut v = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
+        let mut v =
+            serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
         v.push(b'\n');
         Bytes::from(v)
     }
 
     fn error(status: &Status) -> Bytes {
-        let mut v = serde_json::to_vec(&json!({"type": "ERROR", "object": status})).unwrap_or_default();
+        let mut v =
+            serde_json::to_vec(&json!({"type": "ERROR", "object": status})).unwrap_or_default();
         v.push(b'\n');
         Bytes::from(v)
     }
@@ -92,14 +101,21 @@ impl Encoder {
         };
         match ev.kind {
             EventKind::Delete => {
-                if cur { self.frame("DELETED", &ev.kv).map(Some) } else { Ok(None) }
+                if cur {
+                    self.frame("DELETED", &ev.kv).map(Some)
+                } else {
+                    Ok(None)
+                }
             }
             EventKind::Put => match (prev, cur) {
                 (false, true) => self.frame("ADDED", &ev.kv).map(Some),
                 (true, true) => self.frame("MODIFIED", &ev.kv).map(Some),
                 (true, false) => {
                     // Left the selection: a DELETED with the previous content at this revision.
-                    let p = ev.prev.as_ref().map(|p| KeyValue { mod_revision: ev.kv.mod_revision, ..p.clone() });
+                    let p = ev.prev.as_ref().map(|p| KeyValue {
+                        mod_revision: ev.kv.mod_revision,
+                        ..p.clone()
+                    });
                     match p {
                         Some(p) => self.frame("DELETED", &p).map(Some),
                         None => Ok(None),
@@ -129,7 +145,10 @@ pub async fn watch(scope: &Scope) -> ApiResult<Response> {
     let opts = scope.query.list_options()?;
     GenericStore::check_field_selector(&scope.handle, &opts.field_selector)?;
     let bookmarks = scope.query.flag("allowWatchBookmarks");
-    let send_initial = scope.query.get("sendInitialEvents").map(|v| v == "true" || v == "1");
+    let send_initial = scope
+        .query
+        .get("sendInitialEvents")
+        .map(|v| v == "true" || v == "1");
     let rv = opts.resource_version.clone().unwrap_or_default();
     if send_initial.is_some() {
         let mut errs = Vec::new();
@@ -149,14 +168,20 @@ pub async fn watch(scope: &Scope) -> ApiResult<Response> {
             return Err(ApiError::invalid("meta.k8s.io", "ListOptions", "", &errs));
         }
     }
-    let timeout = match scope.query.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()) {
+    let timeout = match scope
+        .query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+    {
         Some(t) if t > 0 => Duration::from_secs(t),
         // Upstream: a random duration between min-request-timeout (1800 s) and twice that.
         _ => Duration::from_secs(1800 + u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 7),
     };
     let prefix = scope.handle.list_prefix(&scope.info.namespace);
     let cache = scope.state.store.cache.clone();
-    let cache_opts = CacheWatchOptions { progress_interval: bookmarks.then_some(BOOKMARK_INTERVAL) };
+    let cache_opts = CacheWatchOptions {
+        progress_interval: bookmarks.then_some(BOOKMARK_INTERVAL),
+    };
     let mut enc = Encoder {
         handle: scope.handle.clone(),
         opts,
@@ -167,36 +192,45 @@ pub async fn watch(scope: &Scope) -> ApiResult<Response> {
     };
 
     let parse_rv = |rv: &str| -> ApiResult<Revision> {
-        rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))
+        rv.parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))
     };
     // Initial frames (synthetic ADDED events) and the stream of what follows.
     let mut initial: Vec<Bytes> = Vec::new();
-    let stream: Result<CacheWatchStream, Status> = if send_initial == Some(false) || (send_initial.is_none() && !rv.is_empty() && rv != "0") {
-        let after = if rv.is_empty() { scope.state.store.storage.current_revision().await? } else { parse_rv(&rv)? };
-        match cache.watch(&prefix, after, cache_opts).await {
-            Ok(s) => Ok(s),
-            Err(StorageError::Compacted { requested, compacted }) => {
-                Err(Status::expired(&format!("too old resource version: {requested} ({compacted})")))
+    let stream: Result<CacheWatchStream, Status> =
+        if send_initial == Some(false) || (send_initial.is_none() && !rv.is_empty() && rv != "0") {
+            let after = if rv.is_empty() {
+                scope.state.store.storage.current_revision().await?
+            } else {
+                parse_rv(&rv)?
+            };
+            match cache.watch(&prefix, after, cache_opts).await {
+                Ok(s) => Ok(s),
+                Err(StorageError::Compacted {
+                    requested,
+                    compacted,
+                }) => Err(Status::expired(&format!(
+                    "too old resource version: {requested} ({compacted})"
+                ))),
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        let min = match rv.as_str() {
-            "" => scope.state.store.storage.current_revision().await?,
-            "0" => 0,
-            other => parse_rv(other)?,
+        } else {
+            let min = match rv.as_str() {
+                "" => scope.state.store.storage.current_revision().await?,
+                "0" => 0,
+                other => parse_rv(other)?,
+            };
+            let w = cache.watch_with_initial(&prefix, min, cache_opts).await?;
+            for kv in &w.items {
+                if enc.matches(kv)? {
+                    initial.push(enc.frame("ADDED", kv)?);
+                }
+            }
+            if send_initial == Some(true) {
+                initial.push(enc.bookmark(w.revision, true));
+            }
+            Ok(w.stream)
         };
-        let w = cache.watch_with_initial(&prefix, min, cache_opts).await?;
-        for kv in &w.items {
-            if enc.matches(kv)? {
-                initial.push(enc.frame("ADDED", kv)?);
-            }
-        }
-        if send_initial == Some(true) {
-            initial.push(enc.bookmark(w.revision, true));
-        }
-        Ok(w.stream)
-    };
 
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let state = scope.state.clone();
@@ -236,13 +270,20 @@ pub async fn watch(scope: &Scope) -> ApiResult<Response> {
                     }
                     enc.bookmark(rev, false)
                 }
-                Some(Err(StorageError::Compacted { requested, compacted })) => {
-                    let s = Status::expired(&format!("too old resource version: {requested} ({compacted})"));
+                Some(Err(StorageError::Compacted {
+                    requested,
+                    compacted,
+                })) => {
+                    let s = Status::expired(&format!(
+                        "too old resource version: {requested} ({compacted})"
+                    ));
                     let _ = tx.send(Ok(Encoder::error(&s))).await;
                     return;
                 }
                 Some(Err(e)) => {
-                    let _ = tx.send(Ok(Encoder::error(&ApiError::from(e).to_status()))).await;
+                    let _ = tx
+                        .send(Ok(Encoder::error(&ApiError::from(e).to_status())))
+                        .await;
                     return;
                 }
             };
@@ -254,7 +295,13 @@ pub async fn watch(scope: &Scope) -> ApiResult<Response> {
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(resp)
 }

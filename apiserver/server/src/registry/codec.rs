@@ -21,7 +21,10 @@ pub fn encode_for_storage(obj: &Value) -> ApiResult<Bytes> {
             out.insert(k.to_string(), v.clone());
         }
     }
-    let mut meta = map.get("metadata").cloned().unwrap_or_else(|| Value::Object(Map::new()));
+    let mut meta = map
+        .get("metadata")
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()));
     if let Some(m) = meta.as_object_mut() {
         m.remove("resourceVersion");
         m.remove("selfLink");
@@ -32,7 +35,9 @@ pub fn encode_for_storage(obj: &Value) -> ApiResult<Bytes> {
             out.insert(k.clone(), v.clone());
         }
     }
-    serde_json::to_vec(&Value::Object(out)).map(Bytes::from).map_err(ApiError::Encoding)
+    serde_json::to_vec(&Value::Object(out))
+        .map(Bytes::from)
+        .map_err(ApiError::Encoding)
 }
 
 /// The stored bytes with `metadata.resourceVersion` set to `rv`, written into `out`.
@@ -87,8 +92,17 @@ mod tests {
     fn splices_resource_version() {
         let obj = json!({"metadata": {"name": "a", "resourceVersion": "9"}, "kind": "ConfigMap", "apiVersion": "v1", "data": {"k": "\"metadata\":{"}});
         let stored = encode_for_storage(&obj).unwrap();
-        assert!(stored.starts_with(b"{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\""));
-        let kv = KeyValue { key: "k".into(), value: stored, create_revision: 5, mod_revision: 7 };
+        assert!(
+            stored.starts_with(
+                b"{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\""
+            )
+        );
+        let kv = KeyValue {
+            key: "k".into(),
+            value: stored,
+            create_revision: 5,
+            mod_revision: 7,
+        };
         let out: Value = serde_json::from_slice(&bytes_with_rv(&kv)).unwrap();
         assert_eq!(out["metadata"]["resourceVersion"], "7");
         assert_eq!(out["data"]["k"], "\"metadata\":{");
@@ -97,7 +111,12 @@ mod tests {
 
     #[test]
     fn splices_into_empty_metadata() {
-        let kv = KeyValue { key: "k".into(), value: Bytes::from_static(b"{\"metadata\":{}}"), create_revision: 1, mod_revision: 3 };
+        let kv = KeyValue {
+            key: "k".into(),
+            value: Bytes::from_static(b"{\"metadata\":{}}"),
+            create_revision: 1,
+            mod_revision: 3,
+        };
         let out: Value = serde_json::from_slice(&bytes_with_rv(&kv)).unwrap();
         assert_eq!(out, json!({"metadata": {"resourceVersion": "3"}}));
     }

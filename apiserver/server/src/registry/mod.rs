@@ -28,7 +28,11 @@ impl ResourceHandle {
     pub fn new(info: ResourceInfo) -> Self {
         let prefix = format!("/registry/{}/", strategies::storage_segment(&info));
         let strategy = strategies::strategy_for(&info);
-        ResourceHandle { info, strategy, prefix }
+        ResourceHandle {
+            info,
+            strategy,
+            prefix,
+        }
     }
 
     /// The storage key of one object.
@@ -69,7 +73,11 @@ impl Registry {
         for info in resources {
             let h = Arc::new(ResourceHandle::new(info.clone()));
             by_gvr.insert(
-                (info.group.to_string(), info.version.to_string(), info.plural.to_string()),
+                (
+                    info.group.to_string(),
+                    info.version.to_string(),
+                    info.plural.to_string(),
+                ),
                 h.clone(),
             );
             all.push(h);
@@ -79,7 +87,8 @@ impl Registry {
 
     /// The handle at a group, version and plural.
     pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<&Arc<ResourceHandle>> {
-        self.by_gvr.get(&(group.to_string(), version.to_string(), plural.to_string()))
+        self.by_gvr
+            .get(&(group.to_string(), version.to_string(), plural.to_string()))
     }
 
     /// Every handle, in table order.

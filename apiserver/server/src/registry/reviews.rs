@@ -17,11 +17,19 @@ pub fn review(h: &ResourceHandle, mut obj: Value, user: &UserInfo) -> ApiResult<
         "SelfSubjectReview" => json!({"userInfo": user_json(user)}),
         "SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview" => {
             let subject_authenticated = match h.info.kind {
-                "SelfSubjectAccessReview" => user.groups.iter().any(|g| g == "system:authenticated"),
+                "SelfSubjectAccessReview" => {
+                    user.groups.iter().any(|g| g == "system:authenticated")
+                }
                 _ => {
                     let spec = obj.get("spec").cloned().unwrap_or_default();
-                    let has_subject = spec.get("user").and_then(Value::as_str).is_some_and(|u| !u.is_empty())
-                        || spec.get("groups").and_then(Value::as_array).is_some_and(|g| !g.is_empty());
+                    let has_subject = spec
+                        .get("user")
+                        .and_then(Value::as_str)
+                        .is_some_and(|u| !u.is_empty())
+                        || spec
+                            .get("groups")
+                            .and_then(Value::as_array)
+                            .is_some_and(|g| !g.is_empty());
                     if !has_subject {
                         return Err(ApiError::invalid(
                             h.info.group,
@@ -37,7 +45,10 @@ pub fn review(h: &ResourceHandle, mut obj: Value, user: &UserInfo) -> ApiResult<
                     spec.get("groups")
                         .and_then(Value::as_array)
                         .is_some_and(|g| g.iter().any(|g| g == "system:authenticated"))
-                        || spec.get("user").and_then(Value::as_str).is_some_and(|u| !u.is_empty() && u != "system:anonymous")
+                        || spec
+                            .get("user")
+                            .and_then(Value::as_str)
+                            .is_some_and(|u| !u.is_empty() && u != "system:anonymous")
                 }
             };
             if subject_authenticated {
@@ -57,7 +68,12 @@ pub fn review(h: &ResourceHandle, mut obj: Value, user: &UserInfo) -> ApiResult<
             "error": "token authentication is not enabled on this server",
         }),
         other => {
-            return Err(Status::method_not_supported(h.info.group, h.info.plural, &format!("create {other}")).into());
+            return Err(Status::method_not_supported(
+                h.info.group,
+                h.info.plural,
+                &format!("create {other}"),
+            )
+            .into());
         }
     };
     if let Some(m) = obj.as_object_mut() {

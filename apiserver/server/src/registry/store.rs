@@ -62,18 +62,24 @@ fn meta(obj: &Value) -> Option<&Map<String, Value>> {
 }
 
 fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
-    meta(obj).and_then(|m| m.get(field)).and_then(Value::as_str).unwrap_or("")
+    meta(obj)
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 fn meta_mut(obj: &mut Value) -> ApiResult<&mut Map<String, Value>> {
     let map = obj
         .as_object_mut()
         .ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
-    let m = map.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+    let m = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !m.is_object() {
         return Err(ApiError::bad_request("metadata must be an object"));
     }
-    m.as_object_mut().ok_or_else(|| ApiError::internal("metadata"))
+    m.as_object_mut()
+        .ok_or_else(|| ApiError::internal("metadata"))
 }
 
 /// `generateName` + five random characters from upstream's alphabet.
@@ -81,13 +87,19 @@ fn generate_name(base: &str) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let base = if base.len() > 58 { &base[..58] } else { base };
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    let suffix: String = bytes[..5].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect();
+    let suffix: String = bytes[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
     format!("{base}{suffix}")
 }
 
 /// RFC 3339 at second precision, as metav1.Time.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().round(jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default()
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 /// Everything but metadata and status: what a generation bump compares.
@@ -95,7 +107,9 @@ fn spec_part(obj: &Value) -> Vec<(&String, &Value)> {
     obj.as_object()
         .map(|m| {
             m.iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"))
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -103,7 +117,12 @@ fn spec_part(obj: &Value) -> Vec<(&String, &Value)> {
 
 impl GenericStore {
     /// Checks that a namespace exists for a namespaced create.
-    async fn ensure_namespace(&self, h: &ResourceHandle, name: &str, namespace: &str) -> ApiResult<()> {
+    async fn ensure_namespace(
+        &self,
+        h: &ResourceHandle,
+        name: &str,
+        namespace: &str,
+    ) -> ApiResult<()> {
         let key = format!("/registry/namespaces/{namespace}");
         match self.storage.get(&key).await? {
             Some(kv) => {
@@ -134,20 +153,42 @@ impl GenericStore {
     }
 
     /// Create (POST). `obj` has been decoded and checked against the URL.
-    pub async fn create(&self, h: &ResourceHandle, namespace: &str, mut obj: Value, dry_run: bool) -> ApiResult<Value> {
+    pub async fn create(
+        &self,
+        h: &ResourceHandle,
+        namespace: &str,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Value> {
         let strategy = &h.strategy;
         {
             let m = meta_mut(&mut obj)?;
-            if m.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-                return Err(ApiError::internal("resourceVersion should not be set on objects to be created"));
+            if m.get("resourceVersion")
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+            {
+                return Err(ApiError::internal(
+                    "resourceVersion should not be set on objects to be created",
+                ));
             }
-            let name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
+            let name = m
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             if name.is_empty() {
-                if let Some(base) = m.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                if let Some(base) = m
+                    .get("generateName")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
                     m.insert("name".into(), Value::String(generate_name(base)));
                 }
             }
-            m.insert("uid".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+            m.insert(
+                "uid".into(),
+                Value::String(uuid::Uuid::new_v4().to_string()),
+            );
             m.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
             m.remove("deletionTimestamp");
             m.remove("deletionGracePeriodSeconds");
@@ -192,7 +233,12 @@ impl GenericStore {
     }
 
     /// Get of the latest version (consistent read from storage).
-    pub async fn get(&self, h: &ResourceHandle, namespace: &str, name: &str) -> ApiResult<KeyValue> {
+    pub async fn get(
+        &self,
+        h: &ResourceHandle,
+        namespace: &str,
+        name: &str,
+    ) -> ApiResult<KeyValue> {
         match self.storage.get(&h.key(namespace, name)).await? {
             Some(kv) => Ok(kv),
             None => Err(Status::not_found(h.info.group, h.info.plural, name).into()),
@@ -218,7 +264,10 @@ impl GenericStore {
                     if let Ok(m) = meta_mut(&mut obj) {
                         m.remove("resourceVersion");
                     }
-                    return self.create(h, namespace, obj, dry_run).await.map(|o| (o, true));
+                    return self
+                        .create(h, namespace, obj, dry_run)
+                        .await
+                        .map(|o| (o, true));
                 }
                 return Err(Status::not_found(h.info.group, h.info.plural, name).into());
             };
@@ -259,7 +308,13 @@ impl GenericStore {
     }
 
     /// `BeforeUpdate`: system metadata from the old object, spec/status split, generation.
-    fn prepare_update(&self, h: &ResourceHandle, new: &mut Value, old: &Value, target: UpdateTarget) -> ApiResult<()> {
+    fn prepare_update(
+        &self,
+        h: &ResourceHandle,
+        new: &mut Value,
+        old: &Value,
+        target: UpdateTarget,
+    ) -> ApiResult<()> {
         let old_meta = meta(old).cloned().unwrap_or_default();
         if h.has_status() {
             let (Some(n), Some(o)) = (new.as_object_mut(), old.as_object()) else {
@@ -289,7 +344,13 @@ impl GenericStore {
         }
         let bump = h.strategy.tracks_generation() && spec_part(new) != spec_part(old);
         let m = meta_mut(new)?;
-        for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ] {
             match old_meta.get(f) {
                 Some(v) => m.insert(f.into(), v.clone()),
                 None => m.remove(f),
@@ -298,14 +359,23 @@ impl GenericStore {
         // Namespaced objects keep their namespace; name changes were rejected by the handler.
         m.remove("resourceVersion");
         if bump {
-            let g = old_meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+            let g = old_meta
+                .get("generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             m.insert("generation".into(), json!(g + 1));
         }
         Ok(())
     }
 
     /// Delete of one object. Returns the deleted object.
-    pub async fn delete(&self, h: &ResourceHandle, namespace: &str, name: &str, opts: &DeleteOptions) -> ApiResult<Value> {
+    pub async fn delete(
+        &self,
+        h: &ResourceHandle,
+        namespace: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Value> {
         let key = h.key(namespace, name);
         let Some(current) = self.storage.get(&key).await? else {
             return Err(Status::not_found(h.info.group, h.info.plural, name).into());
@@ -347,7 +417,10 @@ impl GenericStore {
             .delete(&key, Some(current.mod_revision))
             .await
             .map_err(|e| ApiError::from_storage(e, h.info.group, h.info.plural, name))?;
-        let mut out = codec::decode(&KeyValue { mod_revision: deleted.mod_revision, ..deleted })?;
+        let mut out = codec::decode(&KeyValue {
+            mod_revision: deleted.mod_revision,
+            ..deleted
+        })?;
         codec::set_rv(&mut out, current.mod_revision);
         Ok(out)
     }
@@ -392,7 +465,11 @@ impl GenericStore {
         true
     }
 
-    fn filter(h: &ResourceHandle, opts: &ListOptions, kvs: Vec<KeyValue>) -> ApiResult<Vec<KeyValue>> {
+    fn filter(
+        h: &ResourceHandle,
+        opts: &ListOptions,
+        kvs: Vec<KeyValue>,
+    ) -> ApiResult<Vec<KeyValue>> {
         if opts.label_selector.is_empty() && opts.field_selector.is_empty() {
             return Ok(kvs);
         }
@@ -407,12 +484,21 @@ impl GenericStore {
     }
 
     /// List with upstream's resourceVersion, pagination and selector semantics.
-    pub async fn list(&self, h: &ResourceHandle, namespace: &str, opts: &ListOptions) -> ApiResult<ListResult> {
+    pub async fn list(
+        &self,
+        h: &ResourceHandle,
+        namespace: &str,
+        opts: &ListOptions,
+    ) -> ApiResult<ListResult> {
         Self::check_field_selector(h, &opts.field_selector)?;
         let prefix = h.list_prefix(namespace);
         let filtered = !opts.label_selector.is_empty() || !opts.field_selector.is_empty();
         if let Some(token) = opts.continue_token.as_deref().filter(|t| !t.is_empty()) {
-            if opts.resource_version.as_deref().is_some_and(|rv| !rv.is_empty()) {
+            if opts
+                .resource_version
+                .as_deref()
+                .is_some_and(|rv| !rv.is_empty())
+            {
                 return Err(ApiError::bad_request(
                     "specifying resource version is not allowed when using continue",
                 ));
@@ -420,29 +506,36 @@ impl GenericStore {
             let (rv, start) = continue_token::decode_continue(token)
                 .map_err(|e| ApiError::bad_request(format!("invalid continue token: {e}")))?;
             let start_after = format!("{prefix}{}", start.trim_end_matches('\0'));
-            return self.list_from_storage(h, &prefix, opts, Some(start_after), rv, filtered).await;
+            return self
+                .list_from_storage(h, &prefix, opts, Some(start_after), rv, filtered)
+                .await;
         }
         let rv_param = opts.resource_version.as_deref().unwrap_or("");
         let rv_match = opts.resource_version_match.as_deref().unwrap_or("");
         match (rv_param, rv_match) {
             (rv, "Exact") => {
-                let rev: Revision = rv
-                    .parse()
-                    .map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))?;
-                self.list_from_storage(h, &prefix, opts, None, rev, filtered).await
+                let rev: Revision = rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version \"{rv}\""))
+                })?;
+                self.list_from_storage(h, &prefix, opts, None, rev, filtered)
+                    .await
             }
             _ => {
                 let min = match rv_param {
                     "" => self.storage.current_revision().await?,
                     "0" => 0,
-                    rv => rv
-                        .parse()
-                        .map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))?,
+                    rv => rv.parse().map_err(|_| {
+                        ApiError::bad_request(format!("invalid resource version \"{rv}\""))
+                    })?,
                 };
                 if min > 0 {
                     let current = self.storage.current_revision().await?;
                     if min > current {
-                        return Err(StorageError::FutureRevision { requested: min, current }.into());
+                        return Err(StorageError::FutureRevision {
+                            requested: min,
+                            current,
+                        }
+                        .into());
                     }
                 }
                 let (all, rev) = self.cache.list(&prefix, min).await?;
@@ -469,7 +562,11 @@ impl GenericStore {
                 .list(ListRequest {
                     prefix: prefix.to_string(),
                     start_after: start_after.clone(),
-                    limit: if want == 0 { 0 } else { want.saturating_sub(items.len()).max(1) },
+                    limit: if want == 0 {
+                        0
+                    } else {
+                        want.saturating_sub(items.len()).max(1)
+                    },
                     revision,
                 })
                 .await
@@ -487,12 +584,19 @@ impl GenericStore {
             let full = want > 0 && items.len() >= want;
             if !page_more || full || last_key.is_none() {
                 let continue_token = if page_more {
-                    items.last().map(|kv| token_after(&kv.key, prefix, page.revision))
+                    items
+                        .last()
+                        .map(|kv| token_after(&kv.key, prefix, page.revision))
                 } else {
                     None
                 };
                 let remaining = (page_more && !filtered).then_some(remaining);
-                return Ok(ListResult { items, revision: page.revision, continue_token, remaining });
+                return Ok(ListResult {
+                    items,
+                    revision: page.revision,
+                    continue_token,
+                    remaining,
+                });
             }
             start_after = last_key;
         }
@@ -524,9 +628,20 @@ fn token_after(key: &str, prefix: &str, rev: Revision) -> String {
 }
 
 /// One page of an in-memory, key-ordered result.
-fn paginate(mut items: Vec<KeyValue>, prefix: &str, limit: usize, rev: Revision, count_remaining: bool) -> ListResult {
+fn paginate(
+    mut items: Vec<KeyValue>,
+    prefix: &str,
+    limit: usize,
+    rev: Revision,
+    count_remaining: bool,
+) -> ListResult {
     if limit == 0 || items.len() <= limit {
-        return ListResult { items, revision: rev, continue_token: None, remaining: None };
+        return ListResult {
+            items,
+            revision: rev,
+            continue_token: None,
+            remaining: None,
+        };
     }
     let rest = items.split_off(limit);
     let continue_token = items.last().map(|kv| token_after(&kv.key, prefix, rev));

@@ -17,7 +17,9 @@ pub fn storage_segment(info: &ResourceInfo) -> String {
         ("", "endpoints") => "services/endpoints".into(),
         ("", "replicationcontrollers") => "controllers".into(),
         ("networking.k8s.io", "ingresses") => "ingress".into(),
-        ("apiextensions.k8s.io", p) | ("apiregistration.k8s.io", p) => format!("{}/{p}", info.group),
+        ("apiextensions.k8s.io", p) | ("apiregistration.k8s.io", p) => {
+            format!("{}/{p}", info.group)
+        }
         // Core events and events.k8s.io events are one resource upstream.
         ("events.k8s.io", "events") => "events".into(),
         (_, p) => p.into(),
@@ -33,20 +35,28 @@ pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
         ("", "events") | ("events.k8s.io", "events") => Arc::new(EventStrategy),
         ("", "secrets") => Arc::new(SecretStrategy),
         ("", "nodes") => Arc::new(NodeStrategy),
-        ("", "endpoints") => Arc::new(DefaultStrategy { generation: false, create_on_update: true }),
-        ("coordination.k8s.io", "leases") => {
-            Arc::new(DefaultStrategy { generation: false, create_on_update: true })
-        }
+        ("", "endpoints") => Arc::new(DefaultStrategy {
+            generation: false,
+            create_on_update: true,
+        }),
+        ("coordination.k8s.io", "leases") => Arc::new(DefaultStrategy {
+            generation: false,
+            create_on_update: true,
+        }),
         ("", "services")
         | ("", "persistentvolumes")
         | ("", "persistentvolumeclaims")
         | ("", "resourcequotas")
-        | ("certificates.k8s.io", "certificatesigningrequests") => {
-            Arc::new(DefaultStrategy { generation: false, create_on_update: false })
-        }
+        | ("certificates.k8s.io", "certificatesigningrequests") => Arc::new(DefaultStrategy {
+            generation: false,
+            create_on_update: false,
+        }),
         ("", "replicationcontrollers") | ("apps", "replicasets") => Arc::new(ReplicasStrategy),
         ("batch", "jobs") => Arc::new(JobStrategy),
-        _ => Arc::new(DefaultStrategy { generation: has_status, create_on_update: false }),
+        _ => Arc::new(DefaultStrategy {
+            generation: has_status,
+            create_on_update: false,
+        }),
     }
 }
 
@@ -59,7 +69,10 @@ impl Strategy for PodStrategy {
 
     fn prepare_for_create(&self, obj: &mut Value) {
         if let Some(m) = obj.as_object_mut() {
-            m.insert("status".into(), json!({"phase": "Pending", "qosClass": qos_class(m.get("spec"))}));
+            m.insert(
+                "status".into(),
+                json!({"phase": "Pending", "qosClass": qos_class(m.get("spec"))}),
+            );
         }
     }
 
@@ -77,11 +90,25 @@ impl Strategy for PodStrategy {
         match obj.pointer("/spec/containers").and_then(Value::as_array) {
             Some(c) if !c.is_empty() => {
                 for (i, c) in c.iter().enumerate() {
-                    if c.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
-                        errs.push(FieldError::required(&format!("spec.containers[{i}].name"), ""));
+                    if c.get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .is_empty()
+                    {
+                        errs.push(FieldError::required(
+                            &format!("spec.containers[{i}].name"),
+                            "",
+                        ));
                     }
-                    if c.get("image").and_then(Value::as_str).unwrap_or("").is_empty() {
-                        errs.push(FieldError::required(&format!("spec.containers[{i}].image"), ""));
+                    if c.get("image")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .is_empty()
+                    {
+                        errs.push(FieldError::required(
+                            &format!("spec.containers[{i}].image"),
+                            "",
+                        ));
                     }
                 }
             }
@@ -93,16 +120,28 @@ impl Strategy for PodStrategy {
     fn field_set(&self, obj: &Value) -> FieldSet {
         vec![
             ("spec.nodeName", str_at(obj, &["spec", "nodeName"])),
-            ("spec.restartPolicy", str_at(obj, &["spec", "restartPolicy"])),
-            ("spec.schedulerName", str_at(obj, &["spec", "schedulerName"])),
-            ("spec.serviceAccountName", str_at(obj, &["spec", "serviceAccountName"])),
+            (
+                "spec.restartPolicy",
+                str_at(obj, &["spec", "restartPolicy"]),
+            ),
+            (
+                "spec.schedulerName",
+                str_at(obj, &["spec", "schedulerName"]),
+            ),
+            (
+                "spec.serviceAccountName",
+                str_at(obj, &["spec", "serviceAccountName"]),
+            ),
             ("spec.hostNetwork", {
                 let v = str_at(obj, &["spec", "hostNetwork"]);
                 if v.is_empty() { "false".into() } else { v }
             }),
             ("status.phase", str_at(obj, &["status", "phase"])),
             ("status.podIP", str_at(obj, &["status", "podIP"])),
-            ("status.nominatedNodeName", str_at(obj, &["status", "nominatedNodeName"])),
+            (
+                "status.nominatedNodeName",
+                str_at(obj, &["status", "nominatedNodeName"]),
+            ),
         ]
     }
 
@@ -133,7 +172,9 @@ fn qos_class(spec: Option<&Value>) -> &'static str {
     for c in containers {
         let req = c.pointer("/resources/requests").and_then(Value::as_object);
         let lim = c.pointer("/resources/limits").and_then(Value::as_object);
-        let has = |m: Option<&serde_json::Map<String, Value>>, k: &str| m.is_some_and(|m| m.contains_key(k));
+        let has = |m: Option<&serde_json::Map<String, Value>>, k: &str| {
+            m.is_some_and(|m| m.contains_key(k))
+        };
         if has(req, "cpu") || has(req, "memory") || has(lim, "cpu") || has(lim, "memory") {
             any = true;
         }
@@ -169,7 +210,10 @@ impl Strategy for NamespaceStrategy {
         // Upstream labels every namespace with its own name.
         let name = str_at(obj, &["metadata", "name"]);
         default_at(obj, &["metadata", "labels"], json!({}));
-        if let Some(labels) = obj.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+        if let Some(labels) = obj
+            .pointer_mut("/metadata/labels")
+            .and_then(Value::as_object_mut)
+        {
             labels.insert("kubernetes.io/metadata.name".into(), Value::String(name));
         }
     }
@@ -180,7 +224,10 @@ impl Strategy for NamespaceStrategy {
         }
         let name = str_at(new, &["metadata", "name"]);
         default_at(new, &["metadata", "labels"], json!({}));
-        if let Some(labels) = new.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+        if let Some(labels) = new
+            .pointer_mut("/metadata/labels")
+            .and_then(Value::as_object_mut)
+        {
             labels.insert("kubernetes.io/metadata.name".into(), Value::String(name));
         }
     }
@@ -201,7 +248,11 @@ impl Strategy for EventStrategy {
     fn field_set(&self, obj: &Value) -> FieldSet {
         let io = |f: &str| {
             let v = str_at(obj, &["involvedObject", f]);
-            if v.is_empty() { str_at(obj, &["regarding", f]) } else { v }
+            if v.is_empty() {
+                str_at(obj, &["regarding", f])
+            } else {
+                v
+            }
         };
         vec![
             ("involvedObject.kind", io("kind")),
@@ -249,7 +300,11 @@ impl Strategy for SecretStrategy {
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let (n, o) = (str_at(new, &["type"]), str_at(old, &["type"]));
         if n != o {
-            return vec![FieldError::invalid("type", Value::String(n), "field is immutable")];
+            return vec![FieldError::invalid(
+                "type",
+                Value::String(n),
+                "field is immutable",
+            )];
         }
         Vec::new()
     }
@@ -269,7 +324,10 @@ impl Strategy for NodeStrategy {
     }
     fn field_set(&self, obj: &Value) -> FieldSet {
         let v = str_at(obj, &["spec", "unschedulable"]);
-        vec![("spec.unschedulable", if v.is_empty() { "false".into() } else { v })]
+        vec![(
+            "spec.unschedulable",
+            if v.is_empty() { "false".into() } else { v },
+        )]
     }
     fn field_labels(&self) -> &'static [&'static str] {
         &["spec.unschedulable"]
@@ -293,7 +351,10 @@ struct JobStrategy;
 impl Strategy for JobStrategy {
     fn field_set(&self, obj: &Value) -> FieldSet {
         let v = str_at(obj, &["status", "succeeded"]);
-        vec![("status.successful", if v.is_empty() { "0".into() } else { v })]
+        vec![(
+            "status.successful",
+            if v.is_empty() { "0".into() } else { v },
+        )]
     }
     fn field_labels(&self) -> &'static [&'static str] {
         &["status.successful"]

@@ -96,11 +96,17 @@ pub fn str_at(obj: &Value, path: &[&str]) -> String {
 
 /// Sets `obj[path] = value` when absent, creating intermediate objects.
 pub fn default_at(obj: &mut Value, path: &[&str], value: Value) {
-    let Some((last, parents)) = path.split_last() else { return };
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
     let mut cur = obj;
     for p in parents {
-        let Some(map) = cur.as_object_mut() else { return };
-        cur = map.entry(p.to_string()).or_insert_with(|| Value::Object(Default::default()));
+        let Some(map) = cur.as_object_mut() else {
+            return;
+        };
+        cur = map
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
     }
     if let Some(map) = cur.as_object_mut() {
         map.entry(last.to_string()).or_insert(value);
