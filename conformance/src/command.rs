@@ -116,7 +116,7 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8
 /// Describes a finished command for a panic message: command line, exit status, stdout, stderr.
 pub(crate) fn describe(what: &str, output: &Output) -> String {
     format!(
-        "{what}\n  exit status: {}\n  --- stdout ---\n{}\n  --- stderr ---\n{}",
+        "{what}\n  {}\n  --- stdout ---\n{}\n  --- stderr ---\n{}",
         output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
