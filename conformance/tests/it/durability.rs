@@ -216,7 +216,11 @@ fn sigterm_exits_cleanly_and_restarts_on_same_port() {
     let readyz = |s: &TestServer| s.must_kubectl(["get", "--raw", "/readyz"]);
     assert_eq!(readyz(&server).trim(), "ok");
     let status = server.stop();
-    assert!(status.success(), "SIGTERM exit status {status}; log:\n{}", server.log_tail());
+    assert!(
+        status.success(),
+        "SIGTERM exit status {status}; log:\n{}",
+        server.log_tail()
+    );
     server.start_again();
     assert_eq!(server.port(), port);
     assert_ne!(server.pid(), first_pid);
@@ -225,8 +229,16 @@ fn sigterm_exits_cleanly_and_restarts_on_same_port() {
     server.start_again();
     assert_eq!(readyz(&server).trim(), "ok");
     // /healthz, /livez and /version answer too.
-    assert_eq!(server.must_kubectl(["get", "--raw", "/healthz"]).trim(), "ok");
+    assert_eq!(
+        server.must_kubectl(["get", "--raw", "/healthz"]).trim(),
+        "ok"
+    );
     assert_eq!(server.must_kubectl(["get", "--raw", "/livez"]).trim(), "ok");
     let version = json(&server.must_kubectl(["get", "--raw", "/version"]));
-    assert!(version["gitVersion"].as_str().is_some_and(|v| v.starts_with("v1.35.")), "{version:#}");
+    assert!(
+        version["gitVersion"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("v1.35.")),
+        "{version:#}"
+    );
 }
