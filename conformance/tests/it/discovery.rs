@@ -1,0 +1,150 @@
+//! Discovery as kubectl sees it: version, api-versions, api-resources, explain, system namespaces.
+
+use ferrokube_conformance::{KUBECTL_VERSION, TestServer};
+
+use crate::util::{Table, header_line, json, squash};
+
+#[test]
+fn kubectl_version_reports_a_1_35_server() {
+    let server = TestServer::start();
+    let out = json(&server.must_kubectl(["version", "-o", "json"]));
+    assert_eq!(
+        out["clientVersion"]["gitVersion"], KUBECTL_VERSION,
+        "{out:#}"
+    );
+    let server_version = out["serverVersion"]["gitVersion"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        server_version.starts_with("v1.35."),
+        "server gitVersion {server_version:?} in {out:#}"
+    );
+    assert_eq!(out["serverVersion"]["major"], "1", "{out:#}");
+    assert_eq!(out["serverVersion"]["minor"], "35", "{out:#}");
+    // No version-skew warning from kubectl.
+    let plain = server.kubectl(["version"]);
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        plain.status.success() && !stderr.contains("WARNING"),
+        "{plain:?}"
+    );
+}
+
+#[test]
+fn api_versions_lists_builtin_groups() {
+    let server = TestServer::start();
+    let out = server.must_kubectl(["api-versions"]);
+    let versions: Vec<&str> = out.lines().collect();
+    for want in [
+        "v1",
+        "apps/v1",
+        "batch/v1",
+        "autoscaling/v1",
+        "autoscaling/v2",
+        "policy/v1",
+        "networking.k8s.io/v1",
+        "rbac.authorization.k8s.io/v1",
+        "apiextensions.k8s.io/v1",
+        "coordination.k8s.io/v1",
+        "storage.k8s.io/v1",
+    ] {
+        assert!(
+            versions.contains(&want),
+            "api-versions lacks {want}:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn api_resources_have_short_names_and_scope() {
+    let server = TestServer::start();
+    let out = server.must_kubectl(["api-resources"]);
+    let table = Table::parse(&out);
+    assert_eq!(
+        table.headers,
+        ["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"],
+        "{out}"
+    );
+    for (name, short, version, namespaced, kind) in [
+        ("pods", "po", "v1", "true", "Pod"),
+        ("services", "svc", "v1", "true", "Service"),
+        ("configmaps", "cm", "v1", "true", "ConfigMap"),
+        ("namespaces", "ns", "v1", "false", "Namespace"),
+        ("nodes", "no", "v1", "false", "Node"),
+        ("deployments", "deploy", "apps/v1", "true", "Deployment"),
+        ("daemonsets", "ds", "apps/v1", "true", "DaemonSet"),
+        ("statefulsets", "sts", "apps/v1", "true", "StatefulSet"),
+        ("cronjobs", "cj", "batch/v1", "true", "CronJob"),
+        (
+            "horizontalpodautoscalers",
+            "hpa",
+            "autoscaling/v2",
+            "true",
+            "HorizontalPodAutoscaler",
+        ),
+        (
+            "ingresses",
+            "ing",
+            "networking.k8s.io/v1",
+            "true",
+            "Ingress",
+        ),
+        (
+            "clusterroles",
+            "",
+            "rbac.authorization.k8s.io/v1",
+            "false",
+            "ClusterRole",
+        ),
+    ] {
+        assert_eq!(
+            table.cell(name, "SHORTNAMES"),
+            short,
+            "{name} short names:\n{out}"
+        );
+        assert_eq!(
+            table.cell(name, "APIVERSION"),
+            version,
+            "{name} version:\n{out}"
+        );
+        assert_eq!(
+            table.cell(name, "NAMESPACED"),
+            namespaced,
+            "{name} scope:\n{out}"
+        );
+        assert_eq!(table.cell(name, "KIND"), kind, "{name} kind:\n{out}");
+    }
+    // Subresources are not listed.
+    assert!(!out.contains("pods/status"), "{out}");
+}
+
+#[test]
+fn explain_deployment_strategy_prints_field_docs() {
+    let server = TestServer::start();
+    let out = server.must_kubectl(["explain", "deployment.spec.strategy"]);
+    let flat = squash(&out);
+    for want in [
+        "GROUP: apps",
+        "KIND: Deployment",
+        "VERSION: v1",
+        "FIELD: strategy <DeploymentStrategy>",
+        "DESCRIPTION:",
+        "The deployment strategy to use to replace existing pods with new ones.",
+        "FIELDS:",
+        "rollingUpdate <RollingUpdateDeployment>",
+        "type <string>",
+    ] {
+        assert!(flat.contains(want), "explain output lacks {want:?}:\n{out}");
+    }
+}
+
+#[test]
+fn get_namespaces_shows_system_namespaces() {
+    let server = TestServer::start();
+    let out = server.must_kubectl(["get", "ns"]);
+    assert_eq!(header_line(&out), "NAME STATUS AGE", "{out}");
+    let table = Table::parse(&out);
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert_eq!(table.cell(ns, "STATUS"), "Active", "{out}");
+    }
+}
