@@ -1,1 +1,0 @@
-//! Placeholder (benchmarks come later).
