@@ -40,7 +40,9 @@ fn main() {
 
 /// Creates keys from 16 concurrent tasks forever, printing `key rev` after each ack.
 async fn child(dir: std::path::PathBuf) {
-    let store = EmbeddedStore::open(&dir, options()).await.expect("child open");
+    let store = EmbeddedStore::open(&dir, options())
+        .await
+        .expect("child open");
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let pid = std::process::id();
     for task in 0..16 {
@@ -86,7 +88,10 @@ async fn parent() {
         for _ in 0..kill_after {
             let line = must_read_line(&mut reader).expect("child exited early");
             acked.push(parse(&line));
-            assert!(started.elapsed() < Duration::from_secs(60), "child too slow");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "child too slow"
+            );
         }
         // SIGKILL (std's `Child::kill` on Unix) mid-burst: the writer has batches in flight.
         child.kill().expect("kill -9 the child");
@@ -97,7 +102,9 @@ async fn parent() {
         let _ = child.wait();
 
         let started = Instant::now();
-        let store = EmbeddedStore::open(dir.path(), options()).await.expect("reopen after kill");
+        let store = EmbeddedStore::open(dir.path(), options())
+            .await
+            .expect("reopen after kill");
         eprintln!(
             "round {round}: reopened after SIGKILL in {:?}, {} acknowledged keys so far",
             started.elapsed(),
@@ -105,11 +112,15 @@ async fn parent() {
         );
         let current = store.current_revision().await.expect("rev");
         let max_acked = acked.iter().map(|(_, r)| *r).max().unwrap_or(0);
-        assert!(current >= max_acked, "revision went back: {current} < {max_acked}");
+        assert!(
+            current >= max_acked,
+            "revision went back: {current} < {max_acked}"
+        );
         for (key, rev) in &acked {
-            let kv = store.get(key).await.expect("get").unwrap_or_else(|| {
-                panic!("acknowledged key {key} (rev {rev}) lost after SIGKILL")
-            });
+            let kv =
+                store.get(key).await.expect("get").unwrap_or_else(|| {
+                    panic!("acknowledged key {key} (rev {rev}) lost after SIGKILL")
+                });
             assert_eq!(kv.mod_revision, *rev, "{key}");
         }
         let kv = store

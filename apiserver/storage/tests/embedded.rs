@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use ferrokube_storage::embedded::{EmbeddedOptions, EmbeddedStore};
 use ferrokube_storage::testing::{must_create, must_next, must_update};
 use ferrokube_storage::{ListRequest, Storage, StorageError};
+use futures::StreamExt;
 
 fn no_auto() -> EmbeddedOptions {
     EmbeddedOptions {
@@ -20,30 +20,51 @@ fn no_auto() -> EmbeddedOptions {
 #[tokio::test]
 async fn revisions_and_data_survive_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = EmbeddedStore::open(dir.path(), no_auto()).await.expect("open");
+    let store = EmbeddedStore::open(dir.path(), no_auto())
+        .await
+        .expect("open");
     let a = must_create(&*store, "/a", "1").await;
     let a2 = must_update(&*store, "/a", "2", a.mod_revision).await;
     store.delete("/a", None).await.expect("delete");
     let b = must_create(&*store, "/b", "b").await;
     store.compact(a2.mod_revision).await.expect("compact");
     store.close().await;
-    assert!(store.get("/b").await.is_err(), "a closed store refuses reads");
+    assert!(
+        store.get("/b").await.is_err(),
+        "a closed store refuses reads"
+    );
 
     let started = Instant::now();
-    let store = EmbeddedStore::open(dir.path(), no_auto()).await.expect("reopen");
+    let store = EmbeddedStore::open(dir.path(), no_auto())
+        .await
+        .expect("reopen");
     let open_took = started.elapsed();
-    assert!(open_took < Duration::from_millis(500), "reopen took {open_took:?}");
+    assert!(
+        open_took < Duration::from_millis(500),
+        "reopen took {open_took:?}"
+    );
     assert_eq!(store.current_revision().await.expect("rev"), b.mod_revision);
-    assert_eq!(store.compacted_revision().await.expect("compacted"), a2.mod_revision);
+    assert_eq!(
+        store.compacted_revision().await.expect("compacted"),
+        a2.mod_revision
+    );
     assert_eq!(store.get("/b").await.expect("get"), Some(b.clone()));
     assert_eq!(store.get("/a").await.expect("get"), None);
     let c = must_create(&*store, "/a", "again").await;
-    assert_eq!(c.mod_revision, b.mod_revision + 1, "revisions are never reused");
+    assert_eq!(
+        c.mod_revision,
+        b.mod_revision + 1,
+        "revisions are never reused"
+    );
     // History written before the restart is still watchable.
     let mut w = store.watch("/", a2.mod_revision).await.expect("watch");
     let first = must_next(&mut w).await;
     assert_eq!(first.revision(), a2.mod_revision + 1);
-    assert_eq!(first.kv.value, Bytes::from_static(b"2"), "delete carries the last value");
+    assert_eq!(
+        first.kv.value,
+        Bytes::from_static(b"2"),
+        "delete carries the last value"
+    );
 }
 
 #[tokio::test]
@@ -59,7 +80,10 @@ async fn slow_watcher_gets_compacted_error_and_never_blocks_writers() {
     for i in 0..100 {
         must_create(&*store, &format!("/s/{i:03}"), "v").await;
     }
-    assert!(started.elapsed() < Duration::from_secs(30), "writers were not blocked");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "writers were not blocked"
+    );
     let mut got = 0;
     let end = loop {
         match tokio::time::timeout(Duration::from_secs(5), slow.next()).await {
@@ -97,8 +121,18 @@ async fn automatic_compactor_keeps_about_one_interval() {
     }
     let m = store.metrics();
     assert!(m.compaction_runs >= 1);
-    assert!(m.compacted_revision < m.current_revision, "recent history is kept");
-    assert_eq!(store.get("/lease").await.expect("get").map(|k| k.mod_revision), Some(kv.mod_revision));
+    assert!(
+        m.compacted_revision < m.current_revision,
+        "recent history is kept"
+    );
+    assert_eq!(
+        store
+            .get("/lease")
+            .await
+            .expect("get")
+            .map(|k| k.mod_revision),
+        Some(kv.mod_revision)
+    );
 }
 
 /// 1,000 lease-like keys renewed many times: after compaction the file gives the space back.
@@ -107,7 +141,9 @@ async fn lease_churn_file_shrinks_after_compaction() {
     const KEYS: usize = 1000;
     const ROUNDS: usize = 30;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = EmbeddedStore::open(dir.path(), no_auto()).await.expect("open");
+    let store = EmbeddedStore::open(dir.path(), no_auto())
+        .await
+        .expect("open");
     let value = Bytes::from(vec![b'l'; 300]);
     let revs = churn(&store, KEYS, ROUNDS, &value).await;
     let before = store.metrics();
@@ -130,7 +166,11 @@ async fn lease_churn_file_shrinks_after_compaction() {
         before.db_size_bytes,
         after.db_size_bytes
     );
-    assert!(after.db_size_bytes < 4 << 20, "live data is ~300 KiB; file {}", after.db_size_bytes);
+    assert!(
+        after.db_size_bytes < 4 << 20,
+        "live data is ~300 KiB; file {}",
+        after.db_size_bytes
+    );
     // Every key is still there at its latest revision, and the store keeps working.
     let all = store
         .list(ListRequest {
