@@ -152,12 +152,12 @@ pub(crate) fn list(txn: &ReadTransaction, req: &ListRequest) -> Result<ListRespo
         if !key.starts_with(&req.prefix) {
             break;
         }
-        if pending.as_ref().is_some_and(|(pk, _, _)| pk != key) {
-            if let Some((pk, prev_rev, v)) = pending.take()
-                && !v.tombstone
-            {
-                push(&mut out, v.key_value(&pk, prev_rev));
-            }
+        // A new key: emit the previous key's state (taken even when it is a tombstone).
+        if pending.as_ref().is_some_and(|(pk, _, _)| pk != key)
+            && let Some((pk, prev_rev, v)) = pending.take()
+            && !v.tombstone
+        {
+            push(&mut out, v.key_value(&pk, prev_rev));
         }
         if rev <= at {
             let v = Version::decode(raw.value())
