@@ -3,13 +3,13 @@
 //! [`WatchCache::start`] lists everything under a prefix (`/registry/`) and then follows the
 //! backend's watch in a background loop ([`reflector`], an explicit state machine that re-lists
 //! after compaction, resumes after a broken watch and stops on [`WatchCache::shutdown`] or drop).
-//! The cache keeps the current state (key → [`KeyValue`], ordered), a ring of recent events
-//! and the latest revision seen, and serves:
+//! The cache keeps the current state (key → [`KeyValue`], ordered), a ring of recent events per
+//! resource (`/registry/<resource>/...`) and the latest revision seen, and serves:
 //!
 //! - [`WatchCache::list`] / [`WatchCache::get`]: wait (bounded) until the cache has seen a
 //!   revision, then answer from memory. A consistent read passes the backend's current revision.
-//! - [`WatchCache::watch`]: replays the ring after a revision (`Compacted` when the ring no longer
-//!   holds it: the server answers 410 Expired), then live events, with [`CacheEvent::Progress`]
+//! - [`WatchCache::watch`]: replays the rings after a revision (`Compacted` when they no longer
+//!   hold it: the server answers 410 Expired), then live events, with [`CacheEvent::Progress`]
 //!   for bookmarks after an idle interval.
 //! - [`WatchCache::watch_with_initial`]: a snapshot and a watch after it, atomically
 //!   (`sendInitialEvents=true`).
@@ -35,6 +35,7 @@ mod dispatch;
 mod reflector;
 mod state;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -54,7 +55,7 @@ const APPLY_CHUNK: usize = 16;
 /// Tuning of a [`WatchCache`].
 #[derive(Clone, Debug)]
 pub struct WatchCacheOptions {
-    /// How many recent events the ring keeps (watch resumption window).
+    /// How many recent events the ring of each resource keeps (watch resumption window).
     pub ring_capacity: usize,
     /// How many events a watcher may have queued before it is terminated as too slow.
     pub watcher_buffer: usize,
@@ -71,7 +72,7 @@ pub struct WatchCacheOptions {
 impl Default for WatchCacheOptions {
     fn default() -> Self {
         WatchCacheOptions {
-            ring_capacity: 10_000,
+            ring_capacity: 4096,
             watcher_buffer: 1024,
             list_page_size: 1000,
             wait_timeout: Duration::from_secs(3),
@@ -112,17 +113,26 @@ pub struct WatchCacheMetrics {
     pub slow_watchers_terminated: u64,
     /// Times the cache (re)filled itself from a backend list.
     pub lists: u64,
-    /// Events in the ring and its capacity.
-    pub ring_len: usize,
+    /// Per resource (key segment after the cache prefix): its ring of recent events.
+    pub rings: BTreeMap<String, RingMetrics>,
+    /// The capacity of each resource's ring.
     pub ring_capacity: usize,
-    /// The ring holds every event after this revision (older watches get `Compacted`).
-    pub ring_start_revision: Revision,
     /// Keys in the cache.
     pub items: usize,
     /// The latest revision the cache has seen.
     pub revision: Revision,
     /// Whether the cache is filled and following the backend.
     pub ready: bool,
+}
+
+/// One resource's ring of recent events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingMetrics {
+    /// Events held.
+    pub len: usize,
+    /// The ring holds every event of the resource after this revision (watches from older
+    /// revisions get `Compacted`).
+    pub start_revision: Revision,
 }
 
 #[derive(Debug, Default)]
@@ -188,7 +198,7 @@ impl Shared {
 
     /// Applies a batch of backend events and offers each to the interested watchers.
     fn apply(&self, events: Vec<Event>) {
-        let (mut received, mut delivered, mut terminated) = (0, 0, 0);
+        let c = &self.counters;
         let mut events = events.into_iter().peekable();
         while events.peek().is_some() {
             // Hold the locks for a few events at a time so that readers are not held up by a
@@ -199,20 +209,18 @@ impl Shared {
                 let Some(event) = state.apply(event) else {
                     continue;
                 };
-                received += 1;
                 let out = watchers.dispatch(segment(&self.prefix, &event.kv.key), &event);
-                delivered += out.delivered;
-                terminated += out.terminated;
+                c.events_received.fetch_add(1, Ordering::Relaxed);
+                c.events_dispatched
+                    .fetch_add(out.delivered, Ordering::Relaxed);
+                c.slow_watchers_terminated
+                    .fetch_add(out.terminated, Ordering::Relaxed);
             }
             drop(watchers);
-            // Published under the state lock: whoever holds it sees `published == revision`.
+            // Published under the state lock: whoever holds it sees `published == revision`
+            // (and counters that include every published event).
             self.publish(state.revision());
         }
-        let c = &self.counters;
-        c.events_received.fetch_add(received, Ordering::Relaxed);
-        c.events_dispatched.fetch_add(delivered, Ordering::Relaxed);
-        c.slow_watchers_terminated
-            .fetch_add(terminated, Ordering::Relaxed);
     }
 
     /// The cache is about to re-list: new watches wait until it is ready again.
@@ -328,7 +336,7 @@ impl WatchCache {
         let (revision_tx, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             prefix: prefix.to_owned(),
-            state: RwLock::new(CacheState::new(opts.ring_capacity)),
+            state: RwLock::new(CacheState::new(prefix, opts.ring_capacity)),
             opts,
             watchers: Mutex::new(WatcherIndex::default()),
             published: AtomicI64::new(0),
@@ -455,15 +463,20 @@ impl WatchCache {
     /// A snapshot of the counters and gauges.
     pub fn metrics(&self) -> WatchCacheMetrics {
         let shared = &self.shared;
-        let (ring_len, ring_start_revision, items, revision) = {
+        let (rings, items, revision) = {
             let state = shared.read_state();
-            (
-                state.ring_len(),
-                state.ring_start(),
-                state.item_count(),
-                state.revision(),
-            )
+            (state.ring_stats(), state.item_count(), state.revision())
         };
+        let rings = rings
+            .into_iter()
+            .map(|(seg, (len, start_revision))| {
+                let ring = RingMetrics {
+                    len,
+                    start_revision,
+                };
+                (seg, ring)
+            })
+            .collect();
         let c = &shared.counters;
         WatchCacheMetrics {
             watchers: shared.lock_watchers().len(),
@@ -471,9 +484,8 @@ impl WatchCache {
             events_dispatched: c.events_dispatched.load(Ordering::Relaxed),
             slow_watchers_terminated: c.slow_watchers_terminated.load(Ordering::Relaxed),
             lists: c.lists.load(Ordering::Relaxed),
-            ring_len,
+            rings,
             ring_capacity: shared.opts.ring_capacity,
-            ring_start_revision,
             items,
             revision,
             ready: shared.ready.load(Ordering::Acquire),
