@@ -1,1 +1,1 @@
-//! Placeholder crate (watch-cache branch).
+//! Placeholder crate; filled in on another branch.

@@ -1,1 +1,1 @@
-//! ferrokube API server (placeholder in the watch-cache branch; the lead writes this crate).
+//! Placeholder so the workspace loads; the lead writes the real crate.

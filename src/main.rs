@@ -1,3 +1,0 @@
-//! ferrokube binary (placeholder in the watch-cache branch).
-
-fn main() {}
