@@ -44,7 +44,7 @@ use tokio::sync::watch;
 
 pub use dispatch::{CacheEvent, CacheWatchStream};
 
-use crate::{Event, KeyValue, Result, Revision, Storage, StorageError};
+use crate::{Event, KeyValue, ListResponse, Result, Revision, Storage, StorageError};
 use dispatch::{StreamParts, WatcherIndex, segment};
 use reflector::{Reflector, State};
 use state::CacheState;
@@ -372,6 +372,30 @@ impl WatchCache {
             .await?;
         let state = self.shared.read_state();
         Ok((state.list(prefix), state.revision()))
+    }
+
+    /// One page of a list: at most `limit` items (0: all) under `prefix` after `start_after`,
+    /// once the cache has seen `min_revision`. `revision` is the cache's; `more`/`remaining`
+    /// say what follows. Later pages of the same list must be read at exactly that revision,
+    /// which the cache cannot do: read them from the [`Storage`] (`ListRequest::revision`).
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        min_revision: Revision,
+    ) -> Result<ListResponse> {
+        self.shared
+            .wait_for_revision(min_revision, self.shared.opts.wait_timeout)
+            .await?;
+        let state = self.shared.read_state();
+        let (items, remaining) = state.list_page(prefix, start_after, limit);
+        Ok(ListResponse {
+            items,
+            revision: state.revision(),
+            more: remaining > 0,
+            remaining,
+        })
     }
 
     /// The latest value of `key` and the cache's revision, once it has seen `min_revision`.

@@ -118,6 +118,32 @@ impl CacheState {
             .collect()
     }
 
+    /// At most `limit` items (0: all) under `prefix` after `start_after`, in key order, and how
+    /// many more match.
+    pub(super) fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<KeyValue>, u64) {
+        use std::ops::Bound;
+        let start = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let mut matching = self
+            .items
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix));
+        let take = if limit == 0 { usize::MAX } else { limit };
+        let items: Vec<KeyValue> = matching
+            .by_ref()
+            .take(take)
+            .map(|(_, kv)| kv.clone())
+            .collect();
+        (items, matching.count() as u64)
+    }
+
     /// The latest value of one key.
     pub(super) fn get(&self, key: &str) -> Option<KeyValue> {
         self.items.get(key).cloned()
