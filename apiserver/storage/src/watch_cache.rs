@@ -1,7 +1,7 @@
 //! The watch cache: upstream's Cacher in front of a [`Storage`].
 //!
 //! [`WatchCache::start`] lists everything under a prefix (`/registry/`) and then follows the
-//! backend's watch in a background loop ([`reflector`], an explicit state machine that re-lists
+//! backend's watch in a background loop (`reflector`, an explicit state machine that re-lists
 //! after compaction, resumes after a broken watch and stops on [`WatchCache::shutdown`] or drop).
 //! The cache keeps the current state (key → [`KeyValue`], ordered), a ring of recent events per
 //! resource (`/registry/<resource>/...`) and the latest revision seen, and serves:
@@ -14,7 +14,7 @@
 //! - [`WatchCache::watch_with_initial`]: a snapshot and a watch after it, atomically
 //!   (`sendInitialEvents=true`).
 //!
-//! Fan-out ([`dispatch`]): each event is one `Arc<Event>` shared by every watcher, offered only to
+//! Fan-out (`dispatch`): each event is one `Arc<Event>` shared by every watcher, offered only to
 //! watchers of its resource segment, through bounded channels; a watcher that cannot keep up is
 //! terminated (`Err(Compacted)`) instead of blocking the others.
 //!
