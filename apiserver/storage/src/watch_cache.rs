@@ -1,28 +1,28 @@
 //! The watch cache: upstream's Cacher in front of a [`Storage`].
 //!
 //! [`WatchCache::start`] lists everything under a prefix (`/registry/`) and then follows the
-//! backend's watch in a background loop ([`reflector`], an explicit state machine that re-lists
+//! backend's watch in a background loop (`reflector`, an explicit state machine that re-lists
 //! after compaction, resumes after a broken watch and stops on [`WatchCache::shutdown`] or drop).
-//! The cache keeps the current state (key → [`KeyValue`], ordered), a ring of recent events
-//! and the latest revision seen, and serves:
+//! The cache keeps the current state (key → [`KeyValue`], ordered), a ring of recent events per
+//! resource (`/registry/<resource>/...`) and the latest revision seen, and serves:
 //!
 //! - [`WatchCache::list`] / [`WatchCache::get`]: wait (bounded) until the cache has seen a
 //!   revision, then answer from memory. A consistent read passes the backend's current revision.
-//! - [`WatchCache::watch`]: replays the ring after a revision (`Compacted` when the ring no longer
-//!   holds it: the server answers 410 Expired), then live events, with [`CacheEvent::Progress`]
+//! - [`WatchCache::watch`]: replays the rings after a revision (`Compacted` when they no longer
+//!   hold it: the server answers 410 Expired), then live events, with [`CacheEvent::Progress`]
 //!   for bookmarks after an idle interval.
 //! - [`WatchCache::watch_with_initial`]: a snapshot and a watch after it, atomically
 //!   (`sendInitialEvents=true`).
 //!
-//! Fan-out ([`dispatch`]): each event is one `Arc<Event>` shared by every watcher, offered only to
+//! Fan-out (`dispatch`): each event is one `Arc<Event>` shared by every watcher, offered only to
 //! watchers of its resource segment, through bounded channels; a watcher that cannot keep up is
 //! terminated (`Err(Compacted)`) instead of blocking the others.
 //!
-//! Measured (`examples/watch_fanout.rs`, release, 2 cores shared with other jobs, 1,000 watchers
-//! on one prefix, 512-byte values, medians of 5 runs): at 1,000 events/s delivery latency
-//! p50 0.13 ms, p99 0.34 ms, max 2.8 ms; at 5,000 events/s p50 0.5–1.1 ms, p99 ≈ 40 ms; an
-//! unpaced burst of 2,000 events (2 M deliveries) drains in 0.18–0.26 s (8–11 M deliveries/s).
-//! No watcher was terminated in these runs.
+//! Measured (`examples/watch_fanout.rs`, release, 2 cores shared with other jobs at load ≈ 2,
+//! 1,000 watchers on one prefix, 512-byte values, 2,000 events): at 1,000 events/s delivery
+//! latency p50 0.13–0.16 ms, p99 0.3–2 ms, max 2–7 ms (p99/max vary with the machine's load);
+//! at 5,000 events/s p50 0.5–36 ms, p99 40–140 ms; an unpaced burst of 2,000 events
+//! (2 M deliveries) drains in 0.18–0.26 s (7–11 M deliveries/s). No watcher was terminated.
 //!
 //! Assumption: every write to the backend is under the cache prefix, so the cache sees every
 //! revision and `list(prefix, store.current_revision())` does not wait in vain.
@@ -35,6 +35,7 @@ mod dispatch;
 mod reflector;
 mod state;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
@@ -43,7 +44,7 @@ use tokio::sync::watch;
 
 pub use dispatch::{CacheEvent, CacheWatchStream};
 
-use crate::{Event, KeyValue, Result, Revision, Storage, StorageError};
+use crate::{Event, KeyValue, ListResponse, Result, Revision, Storage, StorageError};
 use dispatch::{StreamParts, WatcherIndex, segment};
 use reflector::{Reflector, State};
 use state::CacheState;
@@ -54,7 +55,7 @@ const APPLY_CHUNK: usize = 16;
 /// Tuning of a [`WatchCache`].
 #[derive(Clone, Debug)]
 pub struct WatchCacheOptions {
-    /// How many recent events the ring keeps (watch resumption window).
+    /// How many recent events the ring of each resource keeps (watch resumption window).
     pub ring_capacity: usize,
     /// How many events a watcher may have queued before it is terminated as too slow.
     pub watcher_buffer: usize,
@@ -71,7 +72,7 @@ pub struct WatchCacheOptions {
 impl Default for WatchCacheOptions {
     fn default() -> Self {
         WatchCacheOptions {
-            ring_capacity: 10_000,
+            ring_capacity: 4096,
             watcher_buffer: 1024,
             list_page_size: 1000,
             wait_timeout: Duration::from_secs(3),
@@ -112,17 +113,26 @@ pub struct WatchCacheMetrics {
     pub slow_watchers_terminated: u64,
     /// Times the cache (re)filled itself from a backend list.
     pub lists: u64,
-    /// Events in the ring and its capacity.
-    pub ring_len: usize,
+    /// Per resource (key segment after the cache prefix): its ring of recent events.
+    pub rings: BTreeMap<String, RingMetrics>,
+    /// The capacity of each resource's ring.
     pub ring_capacity: usize,
-    /// The ring holds every event after this revision (older watches get `Compacted`).
-    pub ring_start_revision: Revision,
     /// Keys in the cache.
     pub items: usize,
     /// The latest revision the cache has seen.
     pub revision: Revision,
     /// Whether the cache is filled and following the backend.
     pub ready: bool,
+}
+
+/// One resource's ring of recent events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RingMetrics {
+    /// Events held.
+    pub len: usize,
+    /// The ring holds every event of the resource after this revision (watches from older
+    /// revisions get `Compacted`).
+    pub start_revision: Revision,
 }
 
 #[derive(Debug, Default)]
@@ -188,7 +198,7 @@ impl Shared {
 
     /// Applies a batch of backend events and offers each to the interested watchers.
     fn apply(&self, events: Vec<Event>) {
-        let (mut received, mut delivered, mut terminated) = (0, 0, 0);
+        let c = &self.counters;
         let mut events = events.into_iter().peekable();
         while events.peek().is_some() {
             // Hold the locks for a few events at a time so that readers are not held up by a
@@ -199,20 +209,18 @@ impl Shared {
                 let Some(event) = state.apply(event) else {
                     continue;
                 };
-                received += 1;
                 let out = watchers.dispatch(segment(&self.prefix, &event.kv.key), &event);
-                delivered += out.delivered;
-                terminated += out.terminated;
+                c.events_received.fetch_add(1, Ordering::Relaxed);
+                c.events_dispatched
+                    .fetch_add(out.delivered, Ordering::Relaxed);
+                c.slow_watchers_terminated
+                    .fetch_add(out.terminated, Ordering::Relaxed);
             }
             drop(watchers);
-            // Published under the state lock: whoever holds it sees `published == revision`.
+            // Published under the state lock: whoever holds it sees `published == revision`
+            // (and counters that include every published event).
             self.publish(state.revision());
         }
-        let c = &self.counters;
-        c.events_received.fetch_add(received, Ordering::Relaxed);
-        c.events_dispatched.fetch_add(delivered, Ordering::Relaxed);
-        c.slow_watchers_terminated
-            .fetch_add(terminated, Ordering::Relaxed);
     }
 
     /// The cache is about to re-list: new watches wait until it is ready again.
@@ -328,7 +336,7 @@ impl WatchCache {
         let (revision_tx, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             prefix: prefix.to_owned(),
-            state: RwLock::new(CacheState::new(opts.ring_capacity)),
+            state: RwLock::new(CacheState::new(prefix, opts.ring_capacity)),
             opts,
             watchers: Mutex::new(WatcherIndex::default()),
             published: AtomicI64::new(0),
@@ -364,6 +372,30 @@ impl WatchCache {
             .await?;
         let state = self.shared.read_state();
         Ok((state.list(prefix), state.revision()))
+    }
+
+    /// One page of a list: at most `limit` items (0: all) under `prefix` after `start_after`,
+    /// once the cache has seen `min_revision`. `revision` is the cache's; `more`/`remaining`
+    /// say what follows. Later pages of the same list must be read at exactly that revision,
+    /// which the cache cannot do: read them from the [`Storage`] (`ListRequest::revision`).
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        min_revision: Revision,
+    ) -> Result<ListResponse> {
+        self.shared
+            .wait_for_revision(min_revision, self.shared.opts.wait_timeout)
+            .await?;
+        let state = self.shared.read_state();
+        let (items, remaining) = state.list_page(prefix, start_after, limit);
+        Ok(ListResponse {
+            items,
+            revision: state.revision(),
+            more: remaining > 0,
+            remaining,
+        })
     }
 
     /// The latest value of `key` and the cache's revision, once it has seen `min_revision`.
@@ -455,15 +487,20 @@ impl WatchCache {
     /// A snapshot of the counters and gauges.
     pub fn metrics(&self) -> WatchCacheMetrics {
         let shared = &self.shared;
-        let (ring_len, ring_start_revision, items, revision) = {
+        let (rings, items, revision) = {
             let state = shared.read_state();
-            (
-                state.ring_len(),
-                state.ring_start(),
-                state.item_count(),
-                state.revision(),
-            )
+            (state.ring_stats(), state.item_count(), state.revision())
         };
+        let rings = rings
+            .into_iter()
+            .map(|(seg, (len, start_revision))| {
+                let ring = RingMetrics {
+                    len,
+                    start_revision,
+                };
+                (seg, ring)
+            })
+            .collect();
         let c = &shared.counters;
         WatchCacheMetrics {
             watchers: shared.lock_watchers().len(),
@@ -471,9 +508,8 @@ impl WatchCache {
             events_dispatched: c.events_dispatched.load(Ordering::Relaxed),
             slow_watchers_terminated: c.slow_watchers_terminated.load(Ordering::Relaxed),
             lists: c.lists.load(Ordering::Relaxed),
-            ring_len,
+            rings,
             ring_capacity: shared.opts.ring_capacity,
-            ring_start_revision,
             items,
             revision,
             ready: shared.ready.load(Ordering::Acquire),

@@ -2,43 +2,57 @@
 //!
 //! Pure data, no locks or IO: [`super::Shared`] wraps it in a `RwLock`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::dispatch::segment;
 use crate::{Event, EventKind, KeyValue, Revision, StorageError};
+
+/// The recent events of one resource (keys sharing the segment after the cache prefix).
+#[derive(Debug)]
+struct Ring {
+    events: VecDeque<Arc<Event>>,
+    /// The ring holds every event of its resource with a revision strictly greater than this.
+    start: Revision,
+}
 
 /// The current state and the recent history.
 #[derive(Debug)]
 pub(super) struct CacheState {
+    /// The cache prefix (`/registry/`): keys are grouped into rings by the segment after it.
+    prefix: String,
     /// The latest value of every key under the cache's prefix.
     items: BTreeMap<String, KeyValue>,
-    /// Recent events in revision order, at most `capacity`.
-    ring: VecDeque<Arc<Event>>,
+    /// Recent events per resource in revision order, at most `capacity` each, so that a busy
+    /// resource does not shorten the resumption window of the others (as upstream, where
+    /// each resource has its own cache).
+    rings: HashMap<String, Ring>,
     capacity: usize,
-    /// The ring holds every event with a revision strictly greater than this one.
-    ring_start: Revision,
+    /// The revision of the last list: a resource without a ring has had no event since.
+    list_revision: Revision,
     /// The latest revision the cache has seen (the list revision or the last event's).
     revision: Revision,
 }
 
 impl CacheState {
     /// An empty state at revision 0 (before the first list).
-    pub(super) fn new(capacity: usize) -> CacheState {
+    pub(super) fn new(prefix: &str, capacity: usize) -> CacheState {
         CacheState {
+            prefix: prefix.to_owned(),
             items: BTreeMap::new(),
-            ring: VecDeque::with_capacity(capacity.min(4096)),
+            rings: HashMap::new(),
             capacity: capacity.max(1),
-            ring_start: 0,
+            list_revision: 0,
             revision: 0,
         }
     }
 
-    /// Replaces everything with the result of a list at `revision`. The ring starts empty:
+    /// Replaces everything with the result of a list at `revision`. The rings start empty:
     /// watches can resume only from `revision` on.
     pub(super) fn replace(&mut self, items: Vec<KeyValue>, revision: Revision) {
         self.items = items.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
-        self.ring.clear();
-        self.ring_start = revision;
+        self.rings.clear();
+        self.list_revision = revision;
         self.revision = revision;
     }
 
@@ -59,12 +73,18 @@ impl CacheState {
         }
         self.revision = revision;
         let event = Arc::new(event);
-        if self.ring.len() >= self.capacity
-            && let Some(evicted) = self.ring.pop_front()
+        let seg = segment(&self.prefix, &event.kv.key).unwrap_or("");
+        let list_revision = self.list_revision;
+        let ring = self.rings.entry(seg.to_owned()).or_insert_with(|| Ring {
+            events: VecDeque::new(),
+            start: list_revision,
+        });
+        if ring.events.len() >= self.capacity
+            && let Some(evicted) = ring.events.pop_front()
         {
-            self.ring_start = evicted.revision();
+            ring.start = evicted.revision();
         }
-        self.ring.push_back(Arc::clone(&event));
+        ring.events.push_back(Arc::clone(&event));
         Some(event)
     }
 
@@ -73,14 +93,12 @@ impl CacheState {
         self.revision
     }
 
-    /// The ring covers every event after this revision.
-    pub(super) fn ring_start(&self) -> Revision {
-        self.ring_start
-    }
-
-    /// The number of events in the ring.
-    pub(super) fn ring_len(&self) -> usize {
-        self.ring.len()
+    /// Per resource: events held and the revision after which the ring is complete.
+    pub(super) fn ring_stats(&self) -> BTreeMap<String, (usize, Revision)> {
+        self.rings
+            .iter()
+            .map(|(seg, ring)| (seg.clone(), (ring.events.len(), ring.start)))
+            .collect()
     }
 
     /// The number of keys in the state.
@@ -100,32 +118,81 @@ impl CacheState {
             .collect()
     }
 
+    /// At most `limit` items (0: all) under `prefix` after `start_after`, in key order, and how
+    /// many more match.
+    pub(super) fn list_page(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<KeyValue>, u64) {
+        use std::ops::Bound;
+        let start = match start_after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let mut matching = self
+            .items
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix));
+        let take = if limit == 0 { usize::MAX } else { limit };
+        let items: Vec<KeyValue> = matching
+            .by_ref()
+            .take(take)
+            .map(|(_, kv)| kv.clone())
+            .collect();
+        (items, matching.count() as u64)
+    }
+
     /// The latest value of one key.
     pub(super) fn get(&self, key: &str) -> Option<KeyValue> {
         self.items.get(key).cloned()
     }
 
-    /// The events under `prefix` after `after_revision`, or `Compacted` when the ring no
-    /// longer holds all of them.
+    /// The events under `prefix` after `after_revision`, or `Compacted` when the rings no
+    /// longer hold all of them.
     pub(super) fn events_after(
         &self,
         prefix: &str,
         after_revision: Revision,
     ) -> Result<VecDeque<Arc<Event>>, StorageError> {
-        if after_revision < self.ring_start {
-            return Err(StorageError::Compacted {
-                requested: after_revision,
-                compacted: self.ring_start,
-            });
+        let compacted = |start: Revision| StorageError::Compacted {
+            requested: after_revision,
+            compacted: start,
+        };
+        let from_ring = |ring: &Ring| {
+            let first = ring
+                .events
+                .partition_point(|e| e.revision() <= after_revision);
+            ring.events
+                .range(first..)
+                .filter(|e| e.kv.key.starts_with(prefix))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        match segment(&self.prefix, prefix) {
+            Some(seg) => {
+                let ring = self.rings.get(seg);
+                let start = ring.map_or(self.list_revision, |r| r.start);
+                if after_revision < start {
+                    return Err(compacted(start));
+                }
+                Ok(ring.map(from_ring).unwrap_or_default().into())
+            }
+            None => {
+                // A prefix spanning resources: every ring must cover it; merge by revision.
+                let start = self
+                    .rings
+                    .values()
+                    .map(|r| r.start)
+                    .fold(self.list_revision, Revision::max);
+                if after_revision < start {
+                    return Err(compacted(start));
+                }
+                let mut events: Vec<_> = self.rings.values().flat_map(from_ring).collect();
+                events.sort_by_key(|e| e.revision());
+                Ok(events.into())
+            }
         }
-        let first = self
-            .ring
-            .partition_point(|e| e.revision() <= after_revision);
-        Ok(self
-            .ring
-            .range(first..)
-            .filter(|e| e.kv.key.starts_with(prefix))
-            .cloned()
-            .collect())
     }
 }

@@ -184,8 +184,8 @@ async fn watch_replays_the_ring_and_fails_with_compacted_outside_it() {
         .wait_for_revision(11, Duration::from_secs(3))
         .await
         .unwrap();
-    let m = cache.metrics();
-    assert_eq!((m.ring_len, m.ring_start_revision), (5, 6));
+    let pods_ring = cache.metrics().rings["pods"];
+    assert_eq!((pods_ring.len, pods_ring.start_revision), (5, 6));
 
     let mut w = cache.watch(PODS, 6, Default::default()).await.unwrap();
     for rev in 7..=11 {
@@ -202,6 +202,62 @@ async fn watch_replays_the_ring_and_fails_with_compacted_outside_it() {
         matches!(err, StorageError::Compacted { requested: 5, .. }),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_busy_resource_does_not_evict_the_history_of_others() {
+    let store = MemoryStore::new();
+    let cache = must_start(
+        &store,
+        WatchCacheOptions {
+            ring_capacity: 5,
+            ..opts()
+        },
+    )
+    .await;
+    store.create("/registry/pods/ns/a", b("1")).await.unwrap(); // 2
+    for i in 0..20 {
+        store
+            .create(&format!("/registry/leases/ns/l{i}"), b("1"))
+            .await
+            .unwrap(); // 3..=22
+    }
+    store.create("/registry/pods/ns/b", b("1")).await.unwrap(); // 23
+    cache
+        .wait_for_revision(23, Duration::from_secs(3))
+        .await
+        .unwrap();
+
+    let mut pods = cache
+        .watch("/registry/pods/ns/", 1, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(must_event(&mut pods).await.revision(), 2);
+    assert_eq!(must_event(&mut pods).await.revision(), 23);
+    let err = cache
+        .watch("/registry/leases/", 1, Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::Compacted { compacted: 17, .. }),
+        "{err}"
+    );
+    // A watch spanning resources needs every ring to cover it, and merges them in order.
+    let err = cache
+        .watch("/registry/", 16, Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StorageError::Compacted { compacted: 17, .. }),
+        "{err}"
+    );
+    let mut all = cache
+        .watch("/registry/", 17, Default::default())
+        .await
+        .unwrap();
+    for rev in 18..=23 {
+        assert_eq!(must_event(&mut all).await.revision(), rev);
+    }
 }
 
 #[tokio::test]
