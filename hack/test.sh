@@ -40,9 +40,9 @@ export FERROKUBE_BIN="$TARGET_DIR/release/ferrokube"
     exit 1
 }
 
-step "cargo test --release --workspace"
+step "cargo test --release --workspace --no-fail-fast"
 set +e
-cargo test --release --workspace ${CARGO_TEST_ARGS[@]+"${CARGO_TEST_ARGS[@]}"} 2>&1 | tee "$LOGDIR/cargo.log"
+cargo test --release --workspace --no-fail-fast ${CARGO_TEST_ARGS[@]+"${CARGO_TEST_ARGS[@]}"} 2>&1 | tee "$LOGDIR/cargo.log"
 CARGO_RC=${PIPESTATUS[0]}
 set -e
 

@@ -151,3 +151,42 @@ pub(crate) fn ensure_kubectl_version() {
         panic!("{msg}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feeds_stdin_and_captures_output() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "cat; echo oops >&2; exit 3"]);
+        let out = run_with_timeout(cmd, Some(b"hello"), Duration::from_secs(10)).unwrap();
+        assert_eq!(out.stdout, b"hello");
+        assert_eq!(out.stderr, b"oops\n");
+        assert_eq!(out.status.code(), Some(3));
+    }
+
+    #[test]
+    fn kills_a_command_that_runs_too_long() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo started; exec sleep 30"]);
+        let start = Instant::now();
+        let err = run_with_timeout(cmd, None, Duration::from_millis(300)).unwrap_err();
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        match err {
+            CommandError::Timeout { output, .. } => assert!(output.contains("started"), "{output}"),
+            other => panic!("expected a timeout, got {other}"),
+        }
+    }
+
+    #[test]
+    fn missing_program_is_a_spawn_error() {
+        let cmd = Command::new("/nonexistent/kubectl");
+        let err = run_with_timeout(cmd, None, Duration::from_secs(1)).unwrap_err();
+        assert!(matches!(err, CommandError::Spawn { .. }), "{err}");
+    }
+}

@@ -279,3 +279,20 @@ async fn runtime_watcher_sees_every_event_in_order() {
     }
     assert_eq!(seen, expected);
 }
+
+#[tokio::test]
+async fn kube_client_reports_server_version() {
+    let server = TestServer::start();
+    let info = server
+        .kube_client()
+        .await
+        .apiserver_version()
+        .await
+        .unwrap();
+    assert!(info.git_version.starts_with("v1.35."), "{info:?}");
+    assert_eq!(
+        (info.major.as_str(), info.minor.as_str()),
+        ("1", "35"),
+        "{info:?}"
+    );
+}

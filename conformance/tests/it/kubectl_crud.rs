@@ -64,11 +64,17 @@ fn apply_every_manifest_then_get_it_back() {
         );
         // Applying the same manifest again changes nothing.
         let again = apply(&server, file);
-        assert_eq!(
-            again.trim(),
-            format!("{printed} unchanged"),
-            "re-apply -f {file}"
-        );
+        let again = again.trim();
+        if *file == "statefulset.yaml" {
+            // Upstream reports `configured` here: volumeClaimTemplates is an atomic list and the
+            // live copy carries server defaults (kubernetes/kubernetes#66450).
+            assert!(
+                again == format!("{printed} unchanged") || again == format!("{printed} configured"),
+                "re-apply -f {file}: {again}"
+            );
+        } else {
+            assert_eq!(again, format!("{printed} unchanged"), "re-apply -f {file}");
+        }
     }
     // Everything shows up in one listing.
     let all = server.must_kubectl([
