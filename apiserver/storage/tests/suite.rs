@@ -33,3 +33,11 @@ async fn fresh_store_starts_at_revision_one() {
     let kv = testing::must_create(&*store, "/a", "v").await;
     assert_eq!(kv.mod_revision, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_passes_the_shared_suite() {
+    testing::run_all(|| async {
+        ferrokube_storage::memory::MemoryStore::new() as Arc<dyn Storage>
+    })
+    .await;
+}

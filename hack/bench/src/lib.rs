@@ -1,1 +1,0 @@
-//! Placeholder crate; filled in on another branch.
