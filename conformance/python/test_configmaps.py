@@ -1,3 +1,4 @@
+import json
 """ConfigMaps through the official Python client: CRUD, selectors, patches, watch."""
 
 import threading
@@ -36,7 +37,7 @@ def test_create_get_list_delete(core, unique):
     with pytest.raises(ApiException) as err:
         core.read_namespaced_config_map(f"py-{unique}", NS)
     assert err.value.status == 404
-    assert f'configmaps "py-{unique}" not found' in err.value.body
+    assert json.loads(err.value.body)["message"] == f'configmaps "py-{unique}" not found'
 
 
 def test_create_twice_is_conflict(core, unique):
@@ -44,7 +45,7 @@ def test_create_twice_is_conflict(core, unique):
     with pytest.raises(ApiException) as err:
         core.create_namespaced_config_map(NS, cm(f"dup-{unique}"))
     assert err.value.status == 409
-    assert f'configmaps "dup-{unique}" already exists' in err.value.body
+    assert json.loads(err.value.body)["message"] == f'configmaps "dup-{unique}" already exists'
 
 
 def test_strategic_merge_and_merge_patch(core, unique):

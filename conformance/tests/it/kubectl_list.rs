@@ -60,8 +60,8 @@ fn label_and_field_selectors() {
     let docs = [
         configmaps("sel-a", 1, "{app: x, tier: a}"),
         configmaps("sel-b", 1, "{app: x, tier: b}"),
-        configmaps("sel-c", 1, "{app: y, tier: c}"),
-        configmaps("sel-d", 1, "{app: y}"),
+        configmaps("sel-c", 1, "{app: 'y', tier: c}"),
+        configmaps("sel-d", 1, "{app: 'y'}"),
     ]
     .join("---\n");
     server.must_kubectl_stdin(["apply", "-f", "-"], &docs);

@@ -43,8 +43,9 @@ pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
             generation: false,
             create_on_update: true,
         }),
-        ("", "services")
-        | ("", "persistentvolumes")
+        ("", "services") => Arc::new(ServiceStrategy),
+        ("apps", "deployments") => Arc::new(DeploymentStrategy),
+        ("", "persistentvolumes")
         | ("", "persistentvolumeclaims")
         | ("", "resourcequotas")
         | ("certificates.k8s.io", "certificatesigningrequests") => Arc::new(DefaultStrategy {
@@ -53,6 +54,7 @@ pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
         }),
         ("", "replicationcontrollers") | ("apps", "replicasets") => Arc::new(ReplicasStrategy),
         ("batch", "jobs") => Arc::new(JobStrategy),
+        ("apps", "statefulsets") | ("apps", "daemonsets") | ("", "podtemplates") => Arc::new(TemplateStrategy),
         _ => Arc::new(DefaultStrategy {
             generation: has_status,
             create_on_update: false,
@@ -63,25 +65,31 @@ pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
 struct PodStrategy;
 
 impl Strategy for PodStrategy {
-    fn return_deleted_object(&self) -> bool {
-        true
-    }
-
-    fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(m) = obj.as_object_mut() {
-            m.insert(
-                "status".into(),
-                json!({"phase": "Pending", "qosClass": qos_class(m.get("spec"))}),
-            );
-        }
-    }
-
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        if let Some(spec) = new.get_mut("spec") {
+            pod_spec_defaults(spec);
+        }
         // Pods keep their QoS class for life.
         if let (Some(q), Some(status)) = (old.pointer("/status/qosClass"), new.get_mut("status")) {
             if let Some(s) = status.as_object_mut() {
                 s.insert("qosClass".into(), q.clone());
             }
+        }
+    }
+
+    fn return_deleted_object(&self) -> bool {
+        true
+    }
+
+    fn prepare_for_create(&self, obj: &mut Value) {
+        if let Some(spec) = obj.get_mut("spec") {
+            pod_spec_defaults(spec);
+        }
+        if let Some(m) = obj.as_object_mut() {
+            m.insert(
+                "status".into(),
+                json!({"phase": "Pending", "qosClass": qos_class(m.get("spec"))}),
+            );
         }
     }
 
@@ -293,9 +301,11 @@ impl Strategy for SecretStrategy {
     }
     fn prepare_for_create(&self, obj: &mut Value) {
         default_at(obj, &["type"], json!("Opaque"));
+        merge_string_data(obj);
     }
     fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
         default_at(new, &["type"], json!("Opaque"));
+        merge_string_data(new);
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
         let (n, o) = (str_at(new, &["type"]), str_at(old, &["type"]));
@@ -337,6 +347,12 @@ impl Strategy for NodeStrategy {
 struct ReplicasStrategy;
 
 impl Strategy for ReplicasStrategy {
+    fn prepare_for_create(&self, obj: &mut Value) {
+        template_defaults(obj);
+    }
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        template_defaults(new);
+    }
     fn field_set(&self, obj: &Value) -> FieldSet {
         let v = str_at(obj, &["status", "replicas"]);
         vec![("status.replicas", if v.is_empty() { "0".into() } else { v })]
@@ -349,6 +365,12 @@ impl Strategy for ReplicasStrategy {
 struct JobStrategy;
 
 impl Strategy for JobStrategy {
+    fn prepare_for_create(&self, obj: &mut Value) {
+        template_defaults(obj);
+    }
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        template_defaults(new);
+    }
     fn field_set(&self, obj: &Value) -> FieldSet {
         let v = str_at(obj, &["status", "succeeded"]);
         vec![(
@@ -358,5 +380,186 @@ impl Strategy for JobStrategy {
     }
     fn field_labels(&self) -> &'static [&'static str] {
         &["status.successful"]
+    }
+}
+
+struct ServiceStrategy;
+
+/// A random address in upstream's default service range 10.96.0.0/12 (excluding the network
+/// and the first address, which upstream reserves for the `kubernetes` service).
+fn allocate_cluster_ip() -> String {
+    let b = uuid::Uuid::new_v4().into_bytes();
+    let n = (u32::from_be_bytes([0, b[0], b[1], b[2]]) & 0x000f_ffff).max(2);
+    let ip = std::net::Ipv4Addr::from((10u32 << 24) | (96 << 16) | n);
+    ip.to_string()
+}
+
+fn service_defaults(obj: &mut Value) {
+    default_at(obj, &["spec", "type"], json!("ClusterIP"));
+    default_at(obj, &["spec", "sessionAffinity"], json!("None"));
+    let ty = str_at(obj, &["spec", "type"]);
+    if ty != "ExternalName" {
+        default_at(obj, &["spec", "internalTrafficPolicy"], json!("Cluster"));
+        default_at(obj, &["spec", "ipFamilies"], json!(["IPv4"]));
+        default_at(obj, &["spec", "ipFamilyPolicy"], json!("SingleStack"));
+    }
+    if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
+        default_at(obj, &["spec", "externalTrafficPolicy"], json!("Cluster"));
+    }
+    if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+        for p in ports {
+            let port = p.get("port").cloned();
+            if let Some(m) = p.as_object_mut() {
+                m.entry("protocol").or_insert(json!("TCP"));
+                if let Some(port) = port {
+                    m.entry("targetPort").or_insert(port);
+                }
+            }
+        }
+    }
+}
+
+impl Strategy for ServiceStrategy {
+    fn name_rule(&self) -> NameRule {
+        NameRule::Dns1035Label
+    }
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+    fn prepare_for_create(&self, obj: &mut Value) {
+        service_defaults(obj);
+        let ty = str_at(obj, &["spec", "type"]);
+        let ip = str_at(obj, &["spec", "clusterIP"]);
+        if ty != "ExternalName" && ip.is_empty() {
+            let ip = allocate_cluster_ip();
+            default_at(obj, &["spec", "clusterIP"], json!(ip));
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("clusterIP".into(), json!(ip));
+                spec.insert("clusterIPs".into(), json!([ip]));
+            }
+        } else if !ip.is_empty() {
+            default_at(obj, &["spec", "clusterIPs"], json!([ip]));
+        }
+        if let Some(m) = obj.as_object_mut() {
+            m.insert("status".into(), json!({"loadBalancer": {}}));
+        }
+    }
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        service_defaults(new);
+        // The allocated cluster IP stays unless the client sets one (validation rejects a change).
+        for f in ["clusterIP", "clusterIPs"] {
+            if new.pointer(&format!("/spec/{f}")).is_none() {
+                if let (Some(v), Some(spec)) = (old.pointer(&format!("/spec/{f}")).cloned(), new.get_mut("spec").and_then(Value::as_object_mut)) {
+                    spec.insert(f.into(), v);
+                }
+            }
+        }
+    }
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let (n, o) = (str_at(new, &["spec", "clusterIP"]), str_at(old, &["spec", "clusterIP"]));
+        if !o.is_empty() && o != "None" && n != o && str_at(new, &["spec", "type"]) != "ExternalName" {
+            return vec![FieldError::invalid("spec.clusterIPs[0]", Value::String(n), "may not change once set")];
+        }
+        Vec::new()
+    }
+}
+
+struct DeploymentStrategy;
+
+impl Strategy for DeploymentStrategy {
+    fn prepare_for_create(&self, obj: &mut Value) {
+        deployment_defaults(obj);
+    }
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        deployment_defaults(new);
+    }
+}
+
+fn deployment_defaults(obj: &mut Value) {
+    template_defaults(obj);
+    default_at(obj, &["spec", "replicas"], json!(1));
+    default_at(obj, &["spec", "revisionHistoryLimit"], json!(10));
+    default_at(obj, &["spec", "progressDeadlineSeconds"], json!(600));
+    default_at(obj, &["spec", "strategy", "type"], json!("RollingUpdate"));
+    if str_at(obj, &["spec", "strategy", "type"]) == "RollingUpdate" {
+        default_at(obj, &["spec", "strategy", "rollingUpdate", "maxUnavailable"], json!("25%"));
+        default_at(obj, &["spec", "strategy", "rollingUpdate", "maxSurge"], json!("25%"));
+    }
+}
+
+/// `stringData` is write-only: its entries are merged into `data` (base64) as upstream does.
+fn merge_string_data(obj: &mut Value) {
+    use base64::Engine;
+    let Some(map) = obj.as_object_mut() else { return };
+    let Some(Value::Object(sd)) = map.remove("stringData") else { return };
+    let data = map.entry("data").or_insert_with(|| json!({}));
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in sd {
+            if let Some(s) = v.as_str() {
+                data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
+            }
+        }
+    }
+}
+
+/// Upstream's defaults of a PodSpec (`pkg/apis/core/v1/defaults.go`), for pods and templates.
+pub fn pod_spec_defaults(spec: &mut Value) {
+    default_at(spec, &["restartPolicy"], json!("Always"));
+    default_at(spec, &["terminationGracePeriodSeconds"], json!(30));
+    default_at(spec, &["dnsPolicy"], json!("ClusterFirst"));
+    default_at(spec, &["securityContext"], json!({}));
+    default_at(spec, &["schedulerName"], json!("default-scheduler"));
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+            for c in cs {
+                let image = c.get("image").and_then(Value::as_str).unwrap_or("").to_string();
+                default_at(c, &["terminationMessagePath"], json!("/dev/termination-log"));
+                default_at(c, &["terminationMessagePolicy"], json!("File"));
+                default_at(c, &["imagePullPolicy"], json!(image_pull_policy(&image)));
+                default_at(c, &["resources"], json!({}));
+                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+                    for p in ports {
+                        default_at(p, &["protocol"], json!("TCP"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `Always` for `:latest` or untagged images, `IfNotPresent` otherwise (digests included).
+fn image_pull_policy(image: &str) -> &'static str {
+    if image.contains('@') {
+        return "IfNotPresent";
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    match last.split_once(':') {
+        Some((_, "latest")) | None => "Always",
+        Some(_) => "IfNotPresent",
+    }
+}
+
+/// Defaults of `spec.template.spec` of a workload.
+fn template_defaults(obj: &mut Value) {
+    if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+        pod_spec_defaults(spec);
+    }
+}
+
+/// Workloads whose only server-side behaviour so far is defaulting their pod template.
+struct TemplateStrategy;
+
+impl Strategy for TemplateStrategy {
+    fn prepare_for_create(&self, obj: &mut Value) {
+        template_defaults(obj);
+        if let Some(t) = obj.get_mut("template").and_then(|t| t.get_mut("spec")) {
+            pod_spec_defaults(t);
+        }
+    }
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        template_defaults(new);
+        if let Some(t) = new.get_mut("template").and_then(|t| t.get_mut("spec")) {
+            pod_spec_defaults(t);
+        }
     }
 }
