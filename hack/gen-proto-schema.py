@@ -159,7 +159,7 @@ def parse_openapi(src):
 
 
 def norm(s):
-    return s.replace("_", "").lower()
+    return s.replace("_", "").replace("-", "").replace("$", "").lower()
 
 
 def camel(s):
