@@ -61,6 +61,14 @@ fn fields_into(
             }
             Label::Optional => {
                 let value = value(schema, field.ty, v, name, field.json)?;
+                // Go's protobuf encoding always writes non-pointer strings and bools, so `""`
+                // and `false` mean "unset" there (upstream decodes into Go structs, where they
+                // are the zero value, and omits them from JSON). Dropping them keeps our JSON
+                // defaulting working (imagePullPolicy, terminationMessagePath, ...). Numbers
+                // are kept: `replicas: 0` on a pointer field is meaningful.
+                if matches!(&value, Value::Bool(false)) || value.as_str() == Some("") {
+                    continue;
+                }
                 match (out.get_mut(field.json), value) {
                     // A repeated occurrence of a message field merges into the first.
                     (Some(Value::Object(old)), Value::Object(new)) => old.extend(new),

@@ -94,6 +94,9 @@ fn deployment_with_template_ports_quantities_and_int_or_string() {
     let container = Enc::new()
         .str(1, "nginx")
         .str(2, "nginx")
+        // What Go's encoder writes for unset non-pointer fields: dropped.
+        .str(14, "")
+        .uint(16, 0)
         .msg(6, port)
         .msg(8, resources);
     let template = Enc::new()
@@ -170,15 +173,15 @@ fn self_subject_access_review_like_kubectl_auth_can_i() {
         ssar,
     ))
     .unwrap();
-    // Present-but-empty proto2 strings stay (""); absent ones are omitted; allowed=false is
-    // not invented for the empty status.
+    // Empty strings are Go zero values (unset), as are false bools; nothing is invented for
+    // the empty status.
     assert_eq!(
         got,
         json!({
             "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
             "metadata": {},
             "spec": {"resourceAttributes": {
-                "namespace": "default", "verb": "get", "group": "", "resource": "pods"
+                "namespace": "default", "verb": "get", "resource": "pods"
             }},
             "status": {}
         })
