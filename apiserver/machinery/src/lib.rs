@@ -13,6 +13,7 @@ pub mod media;
 pub mod openapi;
 pub mod patch;
 pub mod printers;
+pub mod protobuf;
 pub mod request_info;
 pub mod resources;
 pub mod selectors;

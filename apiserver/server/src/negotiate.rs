@@ -73,6 +73,8 @@ pub fn negotiate(accept: Option<&str>) -> ApiResult<Output> {
 pub enum BodyFormat {
     Json,
     Yaml,
+    /// `application/vnd.kubernetes.protobuf` (kubectl's imperative commands send it).
+    Protobuf,
 }
 
 /// Checks a request `Content-Type` for create/update.
@@ -86,6 +88,7 @@ pub fn body_format(content_type: Option<&str>) -> ApiResult<BodyFormat> {
     match essence.as_str() {
         "application/json" | "*/*" => Ok(BodyFormat::Json),
         "application/yaml" | "application/x-yaml" | "text/yaml" => Ok(BodyFormat::Yaml),
+        ferrokube_machinery::protobuf::CONTENT_TYPE => Ok(BodyFormat::Protobuf),
         _ => Err(Status::unsupported_media_type(ct).into()),
     }
 }
@@ -98,6 +101,8 @@ pub fn decode_body(format: BodyFormat, body: &[u8]) -> ApiResult<serde_json::Val
         })?,
         BodyFormat::Yaml => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?,
+        BodyFormat::Protobuf => ferrokube_machinery::protobuf::decode_object(body)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
     };
     if !v.is_object() {
         return Err(ApiError::bad_request(
@@ -115,6 +120,21 @@ mod tests {
     fn kubectl_table_accept() {
         let a = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
         assert_eq!(negotiate(Some(a)).unwrap(), Output::Table("v1"));
+    }
+
+    #[test]
+    fn protobuf_bodies_are_accepted() {
+        let ct = Some("application/vnd.kubernetes.protobuf");
+        assert_eq!(body_format(ct).unwrap(), BodyFormat::Protobuf);
+        // k8s\0 + Unknown{typeMeta{apiVersion "v1", kind "Namespace"}, raw{metadata{name "n"}}}
+        let mut body = b"k8s\0".to_vec();
+        body.extend_from_slice(b"\x0a\x0f\x0a\x02v1\x12\x09Namespace\x12\x05\x0a\x03\x0a\x01n");
+        let v = decode_body(BodyFormat::Protobuf, &body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}})
+        );
+        assert!(decode_body(BodyFormat::Protobuf, b"{}").is_err());
     }
 
     #[test]

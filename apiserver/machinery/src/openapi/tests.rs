@@ -72,6 +72,7 @@ fn resources() -> Vec<ResourceInfo> {
             categories: &[],
             subresources: &[],
             virtual_only: false,
+            storage: None,
             schema_name,
             schema: Some(schema),
         }
@@ -503,6 +504,7 @@ fn spec_adds_and_removes_custom_resources() {
         categories: &[],
         subresources: &[],
         virtual_only: false,
+        storage: None,
         schema_name: "com.example.stable.v1.CronTab",
         schema: None,
     };
