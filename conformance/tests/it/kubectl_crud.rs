@@ -274,10 +274,20 @@ fn error_messages_match_upstream() {
     );
 
     server.must_kubectl(["create", "configmap", "x", "--from-literal=k=v1"]);
+    // The generator (typed client, protobuf body) wraps the server's error like upstream does.
     let err = server.must_kubectl_fail(["create", "configmap", "x", "--from-literal=k=v1"]);
     assert_eq!(
         err.trim(),
-        "Error from server (AlreadyExists): configmaps \"x\" already exists"
+        "error: failed to create configmap: configmaps \"x\" already exists"
+    );
+    // `create -f` prints the Status as kubectl's standard server error.
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  k: v1\n";
+    let out = server.kubectl_stdin(["create", "-f", "-"], manifest);
+    assert!(!out.status.success(), "create -f of an existing object must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        "Error from server (AlreadyExists): error when creating \"STDIN\": configmaps \"x\" already exists"
     );
 
     // Replace with a stale resourceVersion → Conflict.
