@@ -84,13 +84,14 @@ fi
 
 # Python client + pytest in a venv.
 if [[ -x "$VENV/bin/python" ]] &&
-    "$VENV/bin/python" -c "import kubernetes, pytest, sys; sys.exit(kubernetes.__version__ != '$PY_KUBERNETES')" 2>/dev/null; then
-    log "python venv with kubernetes $PY_KUBERNETES and pytest already installed"
+    "$VENV/bin/python" -c "import kubernetes, pytest, kubernetes_validate, sys; sys.exit(kubernetes.__version__ != '$PY_KUBERNETES')" 2>/dev/null; then
+    log "python venv with kubernetes $PY_KUBERNETES, kubernetes-validate and pytest already installed"
 else
     log "creating $VENV"
     python3 -m venv "$VENV" || die "python3 -m venv failed (is python3-venv installed?)"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes==$PY_KUBERNETES" pytest ||
-        die "pip install kubernetes==$PY_KUBERNETES pytest failed"
+    # kubernetes-validate carries upstream's 1.35 schema facts (hack/gen-openapi-facts.py --check).
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes==$PY_KUBERNETES" pytest "kubernetes-validate==1.37.0" ||
+        die "pip install kubernetes==$PY_KUBERNETES pytest kubernetes-validate failed"
 fi
 
 if [[ "$WANT_ETCD" == 1 ]]; then

@@ -52,10 +52,11 @@ impl DiscoveryDocs {
                 };
                 legacy.insert(path, Doc::new(&doc));
             }
-            if !g.is_empty() && !legacy.contains_key(&format!("/apis/{g}")) {
-                if let Some(doc) = discovery::api_group(resources, g) {
-                    legacy.insert(format!("/apis/{g}"), Doc::new(&doc));
-                }
+            if !g.is_empty()
+                && !legacy.contains_key(&format!("/apis/{g}"))
+                && let Some(doc) = discovery::api_group(resources, g)
+            {
+                legacy.insert(format!("/apis/{g}"), Doc::new(&doc));
             }
         }
         let mut aggregated = HashMap::new();
@@ -112,19 +113,19 @@ fn respond(doc: &Doc, content_type: &'static str, headers: &HeaderMap) -> Respon
 
 /// Serves a discovery path, or None when the path is not a discovery document.
 pub fn serve(docs: &DiscoveryDocs, path: &str, headers: &HeaderMap) -> Option<Response> {
-    if path == "/api" || path == "/apis" {
-        if let Some(v) = wants_aggregated(headers) {
-            let doc = docs.aggregated.get(&(path == "/api", v))?;
-            let ct = match v {
-                AggregatedVersion::V2 => {
-                    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
-                }
-                AggregatedVersion::V2Beta1 => {
-                    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
-                }
-            };
-            return Some(respond(doc, ct, headers));
-        }
+    if (path == "/api" || path == "/apis")
+        && let Some(v) = wants_aggregated(headers)
+    {
+        let doc = docs.aggregated.get(&(path == "/api", v))?;
+        let ct = match v {
+            AggregatedVersion::V2 => {
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+            }
+            AggregatedVersion::V2Beta1 => {
+                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+            }
+        };
+        return Some(respond(doc, ct, headers));
     }
     let doc = docs.legacy.get(path)?;
     Some(respond(doc, "application/json", headers))

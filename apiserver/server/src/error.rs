@@ -113,10 +113,9 @@ pub fn status_response(status: &Status) -> Response {
         .as_ref()
         .map(|d| d.retry_after_seconds)
         .filter(|s| *s > 0)
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
     {
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
 }

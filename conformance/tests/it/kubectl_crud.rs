@@ -283,7 +283,10 @@ fn error_messages_match_upstream() {
     // `create -f` prints the Status as kubectl's standard server error.
     let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\ndata:\n  k: v1\n";
     let out = server.kubectl_stdin(["create", "-f", "-"], manifest);
-    assert!(!out.status.success(), "create -f of an existing object must fail");
+    assert!(
+        !out.status.success(),
+        "create -f of an existing object must fail"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         err.trim(),

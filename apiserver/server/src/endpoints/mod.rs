@@ -203,14 +203,13 @@ impl Scope {
                 }
                 Some(_) => {}
             }
-        } else if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
-            if meta
+        } else if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut)
+            && meta
                 .get("namespace")
                 .and_then(Value::as_str)
                 .is_some_and(|s| !s.is_empty())
-            {
-                meta.remove("namespace");
-            }
+        {
+            meta.remove("namespace");
         }
         Ok(())
     }
@@ -281,7 +280,7 @@ pub fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
 }
 
 fn yaml_response(code: StatusCode, obj: &Value) -> ApiResult<Response> {
-    let s = serde_yaml::to_string(obj).map_err(|e| ApiError::internal(e))?;
+    let s = serde_yaml::to_string(obj).map_err(ApiError::internal)?;
     let mut r = (code, s).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

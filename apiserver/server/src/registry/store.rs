@@ -176,14 +176,13 @@ impl GenericStore {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string();
-            if name.is_empty() {
-                if let Some(base) = m
+            if name.is_empty()
+                && let Some(base) = m
                     .get("generateName")
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
-                {
-                    m.insert("name".into(), Value::String(generate_name(base)));
-                }
+            {
+                m.insert("name".into(), Value::String(generate_name(base)));
             }
             m.insert(
                 "uid".into(),

@@ -54,7 +54,9 @@ pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
         }),
         ("", "replicationcontrollers") | ("apps", "replicasets") => Arc::new(ReplicasStrategy),
         ("batch", "jobs") => Arc::new(JobStrategy),
-        ("apps", "statefulsets") | ("apps", "daemonsets") | ("", "podtemplates") => Arc::new(TemplateStrategy),
+        ("apps", "statefulsets") | ("apps", "daemonsets") | ("", "podtemplates") => {
+            Arc::new(TemplateStrategy)
+        }
         _ => Arc::new(DefaultStrategy {
             generation: has_status,
             create_on_update: false,
@@ -70,10 +72,10 @@ impl Strategy for PodStrategy {
             pod_spec_defaults(spec);
         }
         // Pods keep their QoS class for life.
-        if let (Some(q), Some(status)) = (old.pointer("/status/qosClass"), new.get_mut("status")) {
-            if let Some(s) = status.as_object_mut() {
-                s.insert("qosClass".into(), q.clone());
-            }
+        if let (Some(q), Some(status)) = (old.pointer("/status/qosClass"), new.get_mut("status"))
+            && let Some(s) = status.as_object_mut()
+        {
+            s.insert("qosClass".into(), q.clone());
         }
     }
 
@@ -104,7 +106,7 @@ impl Strategy for PodStrategy {
                         .is_empty()
                     {
                         errs.push(FieldError::required(
-                            &format!("spec.containers[{i}].name"),
+                            format!("spec.containers[{i}].name"),
                             "",
                         ));
                     }
@@ -114,7 +116,7 @@ impl Strategy for PodStrategy {
                         .is_empty()
                     {
                         errs.push(FieldError::required(
-                            &format!("spec.containers[{i}].image"),
+                            format!("spec.containers[{i}].image"),
                             "",
                         ));
                     }
@@ -448,17 +450,31 @@ impl Strategy for ServiceStrategy {
         service_defaults(new);
         // The allocated cluster IP stays unless the client sets one (validation rejects a change).
         for f in ["clusterIP", "clusterIPs"] {
-            if new.pointer(&format!("/spec/{f}")).is_none() {
-                if let (Some(v), Some(spec)) = (old.pointer(&format!("/spec/{f}")).cloned(), new.get_mut("spec").and_then(Value::as_object_mut)) {
-                    spec.insert(f.into(), v);
-                }
+            if new.pointer(&format!("/spec/{f}")).is_none()
+                && let (Some(v), Some(spec)) = (
+                    old.pointer(&format!("/spec/{f}")).cloned(),
+                    new.get_mut("spec").and_then(Value::as_object_mut),
+                )
+            {
+                spec.insert(f.into(), v);
             }
         }
     }
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
-        let (n, o) = (str_at(new, &["spec", "clusterIP"]), str_at(old, &["spec", "clusterIP"]));
-        if !o.is_empty() && o != "None" && n != o && str_at(new, &["spec", "type"]) != "ExternalName" {
-            return vec![FieldError::invalid("spec.clusterIPs[0]", Value::String(n), "may not change once set")];
+        let (n, o) = (
+            str_at(new, &["spec", "clusterIP"]),
+            str_at(old, &["spec", "clusterIP"]),
+        );
+        if !o.is_empty()
+            && o != "None"
+            && n != o
+            && str_at(new, &["spec", "type"]) != "ExternalName"
+        {
+            return vec![FieldError::invalid(
+                "spec.clusterIPs[0]",
+                Value::String(n),
+                "may not change once set",
+            )];
         }
         Vec::new()
     }
@@ -482,21 +498,36 @@ fn deployment_defaults(obj: &mut Value) {
     default_at(obj, &["spec", "progressDeadlineSeconds"], json!(600));
     default_at(obj, &["spec", "strategy", "type"], json!("RollingUpdate"));
     if str_at(obj, &["spec", "strategy", "type"]) == "RollingUpdate" {
-        default_at(obj, &["spec", "strategy", "rollingUpdate", "maxUnavailable"], json!("25%"));
-        default_at(obj, &["spec", "strategy", "rollingUpdate", "maxSurge"], json!("25%"));
+        default_at(
+            obj,
+            &["spec", "strategy", "rollingUpdate", "maxUnavailable"],
+            json!("25%"),
+        );
+        default_at(
+            obj,
+            &["spec", "strategy", "rollingUpdate", "maxSurge"],
+            json!("25%"),
+        );
     }
 }
 
 /// `stringData` is write-only: its entries are merged into `data` (base64) as upstream does.
 fn merge_string_data(obj: &mut Value) {
     use base64::Engine;
-    let Some(map) = obj.as_object_mut() else { return };
-    let Some(Value::Object(sd)) = map.remove("stringData") else { return };
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(sd)) = map.remove("stringData") else {
+        return;
+    };
     let data = map.entry("data").or_insert_with(|| json!({}));
     if let Some(data) = data.as_object_mut() {
         for (k, v) in sd {
             if let Some(s) = v.as_str() {
-                data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
+                data.insert(
+                    k,
+                    json!(base64::engine::general_purpose::STANDARD.encode(s)),
+                );
             }
         }
     }
@@ -512,8 +543,16 @@ pub fn pod_spec_defaults(spec: &mut Value) {
     for list in ["containers", "initContainers"] {
         if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
-                let image = c.get("image").and_then(Value::as_str).unwrap_or("").to_string();
-                default_at(c, &["terminationMessagePath"], json!("/dev/termination-log"));
+                let image = c
+                    .get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                default_at(
+                    c,
+                    &["terminationMessagePath"],
+                    json!("/dev/termination-log"),
+                );
                 default_at(c, &["terminationMessagePolicy"], json!("File"));
                 default_at(c, &["imagePullPolicy"], json!(image_pull_policy(&image)));
                 default_at(c, &["resources"], json!({}));
