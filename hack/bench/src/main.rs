@@ -1,7 +1,571 @@
-//! ferrokube benchmark driver. Placeholder: the real benchmark (startup, RSS, throughput, latency
-//! percentiles against etcd) replaces this file.
+//! `hack/bench`: end-to-end figures for ferrokube over HTTPS with the kube-rs client, and the
+//! same create/get load against etcd 3.4 (its JSON gateway) in the same run for ratios.
+//!
+//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd]` (needs
+//! `target/release/ferrokube`; etcd from `hack/install-tools.sh --etcd`). Every loop is bounded
+//! in count and time and talks to loopback only.
 
-fn main() {
-    eprintln!("not yet");
-    std::process::exit(1);
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::{Client, Config};
+use serde_json::json;
+
+struct Opts {
+    quick: bool,
+    etcd: bool,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn ferrokube_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("FERROKUBE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent()
+        .map(|d| d.join("ferrokube"))
+        .unwrap_or_else(|| PathBuf::from("target/release/ferrokube"))
+}
+
+/// A running server that is killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn client_for(dir: &Path) -> Result<Client> {
+    let kc = kube::config::Kubeconfig::read_from(dir.join("admin.kubeconfig"))?;
+    let cfg = Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(Client::try_from(cfg)?)
+}
+
+/// Starts ferrokube and returns it with the time from spawn to `/readyz` 200.
+async fn start_ferrokube(dir: &Path, extra: &[&str]) -> Result<(Proc, Client, Duration)> {
+    let port = free_port()?;
+    let start = Instant::now();
+    let child = Command::new(ferrokube_bin())
+        .args(["server", "--data-dir"])
+        .arg(dir)
+        .args(["--secure-port", &port.to_string()])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("spawning ferrokube (build it with cargo build --release)")?;
+    let proc = Proc(child);
+    let deadline = start + Duration::from_secs(20);
+    loop {
+        if Instant::now() > deadline {
+            bail!("ferrokube did not become ready");
+        }
+        if dir.join("admin.kubeconfig").exists()
+            && let Ok(c) = client_for(dir).await
+        {
+            let req = http::Request::get("/readyz").body(Vec::new())?;
+            if c.request_text(req).await.is_ok() {
+                return Ok((proc, c, start.elapsed()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn cm(name: &str) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}}))
+        .unwrap_or_default()
+}
+
+/// Runs `total` operations over `clients` concurrent tasks; returns ops/s and sorted latencies.
+async fn load<F, Fut>(total: usize, clients: usize, op: F) -> Result<(f64, Vec<Duration>)>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = c;
+            while i < total {
+                let t = Instant::now();
+                op(i).await?;
+                lat.push(t.elapsed());
+                i += clients;
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    all.sort();
+    Ok((total as f64 / secs, all))
+}
+
+fn report(name: &str, rate: f64, lat: &[Duration]) {
+    println!(
+        "{name:<44} {rate:>10.0} ops/s   p50 {:>9}   p99 {:>9}",
+        ms(percentile(lat, 0.5)),
+        ms(percentile(lat, 0.99))
+    );
+}
+
+async fn metric(c: &Client, name: &str) -> Option<f64> {
+    let req = http::Request::get("/metrics").body(Vec::new()).ok()?;
+    let text = c.request_text(req).await.ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+/// etcd 3.4 on loopback, driven through its JSON gateway (`/v3/kv/put`, `/v3/kv/range`).
+struct Etcd {
+    _proc: Proc,
+    url: String,
+    http: reqwest_lite::Client,
+}
+
+mod reqwest_lite {
+    //! A minimal keep-alive HTTP/1.1 JSON client on hyper-util's pooled client.
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client as HClient;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+
+    #[derive(Clone)]
+    pub struct Client(HClient<HttpConnector, Full<bytes::Bytes>>);
+
+    impl Client {
+        pub fn new() -> Self {
+            Client(
+                HClient::builder(TokioExecutor::new())
+                    .pool_max_idle_per_host(64)
+                    .build_http(),
+            )
+        }
+
+        pub async fn post(&self, url: &str, body: String) -> anyhow::Result<Vec<u8>> {
+            let req = http::Request::post(url)
+                .header("content-type", "application/json")
+                .body(Full::new(bytes::Bytes::from(body)))?;
+            let resp = self.0.request(req).await?;
+            if !resp.status().is_success() {
+                anyhow::bail!("etcd answered {}", resp.status());
+            }
+            Ok(resp.into_body().collect().await?.to_bytes().to_vec())
+        }
+    }
+}
+
+async fn start_etcd(dir: &Path) -> Result<Etcd> {
+    let (client_port, peer_port) = (free_port()?, free_port()?);
+    let url = format!("http://127.0.0.1:{client_port}");
+    let child = Command::new("etcd")
+        .args(["--data-dir"])
+        .arg(dir)
+        .args([
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &format!("http://127.0.0.1:{peer_port}"),
+        ])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://127.0.0.1:{peer_port}"),
+        ])
+        .args([
+            "--initial-cluster",
+            &format!("default=http://127.0.0.1:{peer_port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("spawning etcd (hack/install-tools.sh --etcd)")?;
+    let etcd = Etcd {
+        _proc: Proc(child),
+        url,
+        http: reqwest_lite::Client::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if etcd
+            .http
+            .post(
+                &format!("{}/v3/kv/range", etcd.url),
+                json!({"key": "eA=="}).to_string(),
+            )
+            .await
+            .is_ok()
+        {
+            return Ok(etcd);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    bail!("etcd did not start")
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let opts = Opts {
+        quick: args.iter().any(|a| a == "--quick"),
+        etcd: !args.iter().any(|a| a == "--no-etcd"),
+    };
+    let scale = if opts.quick { 10 } else { 1 };
+    let tmp = std::env::temp_dir().join(format!("ferrokube-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+
+    // Startup and idle RSS.
+    let mut starts = Vec::new();
+    for i in 0..3 {
+        let (_p, _c, ready) = start_ferrokube(&tmp.join(format!("start{i}")), &[]).await?;
+        starts.push(ready);
+    }
+    starts.sort();
+    let dir = tmp.join("main");
+    let (server, client, _) = start_ferrokube(&dir, &["--etcd-compaction-interval", "5"]).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!(
+        "{:<44} {}",
+        "start to /readyz 200 (median of 3)",
+        ms(starts[1])
+    );
+    println!(
+        "{:<44} {:.1} MiB",
+        "idle RSS",
+        rss_kib(server.0.id()) as f64 / 1024.0
+    );
+
+    // Creates and gets, 1 and 32 clients.
+    let ns = "default";
+    let mut ours = Vec::new();
+    for clients in [1usize, 32] {
+        let n = if clients == 1 {
+            500 / scale
+        } else {
+            5000 / scale
+        };
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        let (rate, lat) = load(n, clients, move |i| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &cm(&format!("c{clients}-{i}")))
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?;
+        report(
+            &format!("ferrokube create, {clients} client(s)"),
+            rate,
+            &lat,
+        );
+        ours.push(("create", clients, rate));
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        let (rate, lat) = load(n * 4, clients, move |i| {
+            let api = api.clone();
+            async move {
+                api.get(&format!("c{clients}-{}", i % n)).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        report(&format!("ferrokube get, {clients} client(s)"), rate, &lat);
+        ours.push(("get", clients, rate));
+    }
+
+    // List of 10,000 configmaps.
+    let list_ns = "kube-public";
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), list_ns);
+    let n = 10_000 / scale;
+    load(n, 32, move |i| {
+        let api = api.clone();
+        async move {
+            api.create(&PostParams::default(), &cm(&format!("l{i}")))
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), list_ns);
+    let mut lists = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let l = api.list(&ListParams::default()).await?;
+        lists.push(t.elapsed());
+        if l.items.len() != n {
+            bail!("list returned {} items, want {n}", l.items.len());
+        }
+    }
+    lists.sort();
+    println!(
+        "{:<44} {}",
+        format!("list of {n} configmaps (median of 5)"),
+        ms(lists[2])
+    );
+
+    // Watch delivery latency with 1,000 watchers.
+    let watchers = 1000 / scale;
+    let wns = "kube-node-lease";
+    let events = 50usize;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let epoch = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..watchers {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), wns);
+        let tx = tx.clone();
+        handles.push(tokio::spawn(async move {
+            let mut stream = api
+                .watch(&WatchParams::default().timeout(120), "0")
+                .await?
+                .boxed();
+            let mut seen = 0;
+            while let Some(ev) = stream.try_next().await? {
+                if let WatchEvent::Added(o) = ev {
+                    let sent: u64 = o
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.get("sent"))
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    let now = epoch.elapsed().as_micros() as u64;
+                    let _ = tx.send(Duration::from_micros(now.saturating_sub(sent)));
+                    seen += 1;
+                    if seen == events {
+                        break;
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    drop(tx);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), wns);
+    for i in 0..events {
+        let sent = epoch.elapsed().as_micros() as u64;
+        let obj: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": format!("w{i}")}, "data": {"sent": sent.to_string()}}),
+        )?;
+        api.create(&PostParams::default(), &obj).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut lat = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lat.len() < watchers * events && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(d)) => lat.push(d),
+            _ => break,
+        }
+    }
+    for h in handles {
+        h.abort();
+    }
+    lat.sort();
+    println!(
+        "{:<44} p50 {}   p99 {}   delivered {}/{}",
+        format!("watch delivery, {watchers} watchers"),
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99)),
+        lat.len(),
+        watchers * events
+    );
+
+    // RSS with 100,000 small objects.
+    let big = 100_000 / scale;
+    let bns = "kube-system";
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), bns);
+    let (rate, _) = load(big, 32, move |i| {
+        let api = api.clone();
+        async move {
+            api.create(&PostParams::default(), &cm(&format!("o{i}")))
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    println!(
+        "{:<44} {:.1} MiB (loaded at {rate:.0} creates/s)",
+        format!("RSS with {big} more configmaps"),
+        rss_kib(server.0.id()) as f64 / 1024.0
+    );
+
+    // Lease churn: 1,000 leases renewed 360 times (one hour at 10 s renewals), compressed.
+    let leases = 1000 / scale;
+    let renewals = if opts.quick { 10 } else { 60 };
+    let api: Api<Lease> = Api::namespaced(client.clone(), "default");
+    load(leases, 32, move |i| {
+        let api = api.clone();
+        async move {
+            let l: Lease = serde_json::from_value(json!({"metadata": {"name": format!("lease-{i}")}, "spec": {"holderIdentity": "bench", "leaseDurationSeconds": 40}}))?;
+            api.create(&PostParams::default(), &l).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let size_before = metric(&client, "apiserver_storage_size_bytes")
+        .await
+        .unwrap_or(0.0);
+    let api: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let churn_start = Instant::now();
+    let (rate, _) = load(leases * renewals, 32, move |i| {
+        let api = api.clone();
+        async move {
+            let name = format!("lease-{}", i % leases);
+            let patch =
+                json!({"spec": {"renewTime": format!("2026-01-01T00:00:{:02}.000000Z", i % 60)}});
+            api.patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let size_peak = metric(&client, "apiserver_storage_size_bytes")
+        .await
+        .unwrap_or(0.0);
+    // Two compaction periods (5 s each) so everything churned is below the compaction point.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let size_after = metric(&client, "apiserver_storage_size_bytes")
+        .await
+        .unwrap_or(0.0);
+    let compaction = metric(
+        &client,
+        "ferrokube_storage_compaction_last_duration_seconds",
+    )
+    .await
+    .unwrap_or(0.0);
+    println!(
+        "{:<44} {:.0} renewals/s over {:.1} s; store {:.1} MiB before, {:.1} MiB peak, {:.1} MiB after compaction (last compaction {:.0} ms)",
+        format!("lease churn {leases} x {renewals}"),
+        rate,
+        churn_start.elapsed().as_secs_f64(),
+        size_before / 1048576.0,
+        size_peak / 1048576.0,
+        size_after / 1048576.0,
+        compaction * 1000.0
+    );
+    drop(server);
+
+    // etcd 3.4, same create/get load, same run.
+    if opts.etcd {
+        let etcd = start_etcd(&tmp.join("etcd")).await?;
+        for clients in [1usize, 32] {
+            let n = if clients == 1 {
+                500 / scale
+            } else {
+                5000 / scale
+            };
+            let (http, url) = (etcd.http.clone(), etcd.url.clone());
+            let (rate, lat) = load(n, clients, move |i| {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    let key = b64(&format!("/registry/configmaps/default/c{clients}-{i}"));
+                    let body = json!({"key": key, "value": b64("{\"data\":{\"k\":\"v\"}}")});
+                    http.post(&format!("{url}/v3/kv/put"), body.to_string())
+                        .await?;
+                    Ok(())
+                }
+            })
+            .await?;
+            report(&format!("etcd put, {clients} client(s)"), rate, &lat);
+            if let Some((_, _, r)) = ours
+                .iter()
+                .find(|(k, c, _)| *k == "create" && *c == clients)
+            {
+                println!(
+                    "{:<44} {:.2}",
+                    format!("ratio ferrokube/etcd creates, {clients}"),
+                    r / rate
+                );
+            }
+            let (http, url) = (etcd.http.clone(), etcd.url.clone());
+            let (rate, lat) = load(n * 4, clients, move |i| {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    let key = b64(&format!(
+                        "/registry/configmaps/default/c{clients}-{}",
+                        i % n
+                    ));
+                    http.post(
+                        &format!("{url}/v3/kv/range"),
+                        json!({"key": key}).to_string(),
+                    )
+                    .await?;
+                    Ok(())
+                }
+            })
+            .await?;
+            report(
+                &format!("etcd range (get), {clients} client(s)"),
+                rate,
+                &lat,
+            );
+            if let Some((_, _, r)) = ours.iter().find(|(k, c, _)| *k == "get" && *c == clients) {
+                println!(
+                    "{:<44} {:.2}",
+                    format!("ratio ferrokube/etcd gets, {clients}"),
+                    r / rate
+                );
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
 }
