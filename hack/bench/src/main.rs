@@ -477,6 +477,7 @@ async fn main() -> Result<()> {
         }
     })
     .await?;
+    let churn_secs = churn_start.elapsed().as_secs_f64();
     let size_peak = metric(&client, "apiserver_storage_size_bytes")
         .await
         .unwrap_or(0.0);
@@ -495,7 +496,7 @@ async fn main() -> Result<()> {
         "{:<44} {:.0} renewals/s over {:.1} s; store {:.1} MiB before, {:.1} MiB peak, {:.1} MiB after compaction (last compaction {:.0} ms)",
         format!("lease churn {leases} x {renewals}"),
         rate,
-        churn_start.elapsed().as_secs_f64(),
+        churn_secs,
         size_before / 1048576.0,
         size_peak / 1048576.0,
         size_after / 1048576.0,
