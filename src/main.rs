@@ -2,6 +2,11 @@
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc hands freed memory back to the OS (glibc's arenas keep what one-off work such as
+/// the OpenAPI build allocated), which keeps idle RSS low.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ferrokube",

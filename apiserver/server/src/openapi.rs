@@ -2,13 +2,18 @@
 //! group-version documents, hash-addressed and immutably cacheable). The documents are built
 //! once, off the startup path, from the same resource table as everything else.
 
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
-use ferrokube_machinery::media::parse_accept;
+use bytes::Bytes;
 use ferrokube_machinery::openapi::{self, OpenApiDocs};
 use ferrokube_machinery::resources;
 use ferrokube_machinery::status::Status;
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use crate::AppState;
@@ -18,24 +23,74 @@ use crate::error::status_response;
 const V2_PROTO: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 const V2_PROTO_ALT: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
+/// One document as served: gzip-compressed bytes (the whole set is ~13 MB as JSON and
+/// protobuf, ~1.5 MB compressed) and its ETag, both computed once.
+struct Doc {
+    gz: Bytes,
+    etag: String,
+}
+
+impl Doc {
+    fn new(bytes: &[u8], hash: &str) -> Self {
+        let mut enc = GzEncoder::new(Vec::with_capacity(bytes.len() / 6), Compression::default());
+        // Writing into a Vec cannot fail.
+        let gz = enc
+            .write_all(bytes)
+            .and_then(|()| enc.finish())
+            .unwrap_or_default();
+        Doc {
+            gz: Bytes::from(gz),
+            etag: format!("\"{hash}\""),
+        }
+    }
+}
+
+/// The documents ready to serve.
+struct Served {
+    v2_json: Doc,
+    v2_proto: Doc,
+    v3_index: Bytes,
+    /// Per key: the document and its hash (the `?hash=` that makes it immutable).
+    v3: BTreeMap<String, (Doc, String)>,
+}
+
+impl Served {
+    fn from_docs(docs: OpenApiDocs) -> Self {
+        let v3 = docs
+            .v3
+            .into_iter()
+            .map(|(k, d)| {
+                let doc = Doc::new(&d.json, &d.hash);
+                (k, (doc, d.hash))
+            })
+            .collect();
+        Served {
+            v2_json: Doc::new(&docs.v2_json, &openapi::v3_hash(&docs.v2_json)),
+            v2_proto: Doc::new(&docs.v2_proto, &openapi::v3_hash(&docs.v2_proto)),
+            v3_index: Bytes::from(docs.v3_index),
+            v3,
+        }
+    }
+}
+
 /// The lazily built documents.
 #[derive(Default)]
 pub struct OpenApiState {
-    docs: tokio::sync::OnceCell<Arc<OpenApiDocs>>,
+    docs: tokio::sync::OnceCell<Arc<Served>>,
 }
 
 impl OpenApiState {
-    async fn get(&self) -> Option<Arc<OpenApiDocs>> {
+    async fn get(&self) -> Option<Arc<Served>> {
         self.docs
             .get_or_try_init(|| async {
                 tokio::task::spawn_blocking(|| {
                     let start = std::time::Instant::now();
-                    let docs = openapi::build(resources::builtin_resources());
+                    let served = Served::from_docs(openapi::build(resources::builtin_resources()));
                     tracing::info!(
                         elapsed_ms = start.elapsed().as_millis() as u64,
                         "built OpenAPI documents"
                     );
-                    Arc::new(docs)
+                    Arc::new(served)
                 })
                 .await
             })
@@ -52,14 +107,45 @@ pub fn build_in_background(state: Arc<AppState>) {
     });
 }
 
+/// Whether the client takes `Content-Encoding: gzip` (Go clients always do).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let zero_q = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    == Some(0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !zero_q
+        })
+}
+
+/// Whether Accept names one of `wanted` with q > 0. Parsed leniently like upstream's goautoneg:
+/// the gnostic media type contains `@`, which is not an RFC 7230 token character, so the strict
+/// parser of resource requests would drop it.
 fn accepts(headers: &HeaderMap, wanted: &[&str]) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .map(|a| {
-            parse_accept(a)
-                .iter()
-                .any(|m| wanted.contains(&m.essence().as_str()) && m.q > 0.0)
+            a.split(',').any(|clause| {
+                let mut parts = clause.split(';');
+                let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+                let zero_q = parts.any(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.trim().parse::<f32>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                });
+                wanted.contains(&essence.as_str()) && !zero_q
+            })
         })
         .unwrap_or(false)
 }
@@ -72,32 +158,39 @@ fn accepts_json(headers: &HeaderMap) -> bool {
     }
 }
 
-fn bytes_response(
-    body: Vec<u8>,
-    content_type: &str,
-    etag: Option<&str>,
-    headers: &HeaderMap,
-    immutable: bool,
-) -> Response {
-    let not_modified = etag.is_some_and(|e| {
-        headers
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            == Some(e)
-    });
+fn doc_response(doc: &Doc, content_type: &str, headers: &HeaderMap, immutable: bool) -> Response {
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(doc.etag.as_str());
+    let gzip = accepts_gzip(headers);
     let mut r = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
+    } else if gzip {
+        (StatusCode::OK, doc.gz.clone()).into_response()
     } else {
-        (StatusCode::OK, body).into_response()
+        let mut plain = Vec::new();
+        if let Err(e) = GzDecoder::new(&doc.gz[..]).read_to_end(&mut plain) {
+            return status_response(&Status::internal_error(&format!(
+                "decompressing the OpenAPI document: {e}"
+            )));
+        }
+        (StatusCode::OK, plain).into_response()
     };
     let h = r.headers_mut();
+    if gzip && !not_modified {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
     if let Ok(v) = HeaderValue::from_str(content_type) {
         h.insert(header::CONTENT_TYPE, v);
     }
-    if let Some(e) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+    if let Ok(e) = HeaderValue::from_str(&doc.etag) {
         h.insert(header::ETAG, e);
     }
-    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    h.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(if immutable {
@@ -123,42 +216,32 @@ pub async fn serve(state: &AppState, path: &str, headers: &HeaderMap, query: &Qu
         ));
     };
     if path == "/openapi/v2" {
-        let etag = format!("\"{}\"", openapi::v3_hash(&docs.v2_json));
         if accepts(headers, &[V2_PROTO, V2_PROTO_ALT]) {
-            let proto_etag = format!("\"{}\"", openapi::v3_hash(&docs.v2_proto));
-            return bytes_response(
-                docs.v2_proto.clone(),
-                V2_PROTO,
-                Some(&proto_etag),
-                headers,
-                false,
-            );
+            return doc_response(&docs.v2_proto, V2_PROTO, headers, false);
         }
         if !accepts_json(headers) {
             return not_acceptable();
         }
-        return bytes_response(
-            docs.v2_json.clone(),
-            "application/json",
-            Some(&etag),
-            headers,
-            false,
-        );
+        return doc_response(&docs.v2_json, "application/json", headers, false);
     }
     if path == "/openapi/v3" {
         if !accepts_json(headers) {
             return not_acceptable();
         }
-        return bytes_response(
-            docs.v3_index.clone(),
-            "application/json",
-            None,
-            headers,
-            false,
+        let mut r = (StatusCode::OK, docs.v3_index.clone()).into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
         );
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, private"),
+        );
+        return r;
     }
     if let Some(key) = path.strip_prefix("/openapi/v3/") {
-        let Some(doc) = docs.v3.get(key) else {
+        let Some((doc, hash)) = docs.v3.get(key) else {
             let mut s = Status::not_found("", "", "");
             s.message = "the server could not find the requested resource".into();
             s.details = None;
@@ -167,15 +250,8 @@ pub async fn serve(state: &AppState, path: &str, headers: &HeaderMap, query: &Qu
         if !accepts_json(headers) {
             return not_acceptable();
         }
-        let etag = format!("\"{}\"", doc.hash);
-        let immutable = query.get("hash") == Some(doc.hash.as_str());
-        return bytes_response(
-            doc.json.clone(),
-            "application/json",
-            Some(&etag),
-            headers,
-            immutable,
-        );
+        let immutable = query.get("hash") == Some(hash.as_str());
+        return doc_response(doc, "application/json", headers, immutable);
     }
     let mut s = Status::not_found("", "", "");
     s.message = "the server could not find the requested resource".into();

@@ -148,3 +148,74 @@ fn get_namespaces_shows_system_namespaces() {
         assert_eq!(table.cell(ns, "STATUS"), "Active", "{out}");
     }
 }
+
+/// `/openapi/v2` as kubectl asks for it (gnostic protobuf, gzip accepted), as JSON, and with a
+/// matching ETag. The protobuf media type contains `@`, which a strict RFC 7230 parser drops: that
+/// once made us answer 406 to kubectl's exact Accept header.
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_v2_protobuf_json_and_etag() {
+    use http_body_util::BodyExt;
+
+    let server = TestServer::start();
+    let client = server.kube_client().await;
+    let fetch = |accept: &'static str, etag: Option<String>| {
+        let client = client.clone();
+        async move {
+            let mut req = http::Request::get("/openapi/v2").header("Accept", accept);
+            if let Some(e) = etag {
+                req = req.header("If-None-Match", e);
+            }
+            let req = req.body(Vec::new()).map(|r| r.map(Into::into));
+            let resp = match req {
+                Ok(r) => client.send(r).await,
+                Err(e) => panic!("request: {e}"),
+            };
+            let resp = match resp {
+                Ok(r) => r,
+                Err(e) => panic!("GET /openapi/v2 ({accept}): {e}"),
+            };
+            let (parts, body) = resp.into_parts();
+            let bytes = match body.collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(e) => panic!("reading /openapi/v2: {e}"),
+            };
+            (parts, bytes)
+        }
+    };
+    let proto_type = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    let (parts, body) = fetch(
+        "application/com.github.proto-openapi.spec.v2@v1.0+protobuf, application/json",
+        None,
+    )
+    .await;
+    assert_eq!(parts.status, 200, "{parts:?}");
+    assert_eq!(parts.headers["content-type"], proto_type, "{parts:?}");
+    // gnostic openapi_v2.Document: field 1 (swagger) = "2.0".
+    assert!(
+        body.starts_with(b"\x0a\x032.0"),
+        "{:?}",
+        &body[..16.min(body.len())]
+    );
+    assert!(body.len() > 1_000_000, "{} bytes", body.len());
+
+    let (parts, body) = fetch("application/json", None).await;
+    assert_eq!(parts.status, 200, "{parts:?}");
+    let doc: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => panic!("/openapi/v2 is not JSON: {e}"),
+    };
+    assert_eq!(doc["swagger"], "2.0");
+    assert!(
+        doc["definitions"]["io.k8s.api.apps.v1.Deployment"].is_object(),
+        "no Deployment definition"
+    );
+    let etag = match parts.headers.get("etag").and_then(|v| v.to_str().ok()) {
+        Some(e) => e.to_string(),
+        None => panic!("no ETag in {parts:?}"),
+    };
+    let (parts, _) = fetch("application/json", Some(etag)).await;
+    assert_eq!(parts.status, 304, "{parts:?}");
+
+    let (parts, _) = fetch("text/html", None).await;
+    assert_eq!(parts.status, 406, "{parts:?}");
+}
