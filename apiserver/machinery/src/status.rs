@@ -243,10 +243,14 @@ impl Status {
     }
 
     /// 415 `UnsupportedMediaType` for a request body of `content_type`, with upstream's message
-    /// listing the body types ferrokube decodes (JSON and YAML).
+    /// listing the body types ferrokube decodes (as upstream: JSON, YAML and protobuf).
     pub fn unsupported_media_type(content_type: &str) -> Self {
         let _ = content_type;
-        Self::unsupported_media_type_accepting(&["application/json", "application/yaml"])
+        Self::unsupported_media_type_accepting(&[
+            "application/json",
+            "application/yaml",
+            "application/vnd.kubernetes.protobuf",
+        ])
     }
 
     /// 415 with upstream's negotiation message for an explicit list (e.g. the patch types).
@@ -487,7 +491,7 @@ mod tests {
                 Status::unsupported_media_type("text/plain"),
                 415,
                 "UnsupportedMediaType",
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf",
             ),
             (
                 Status::request_entity_too_large("limit is 3145728"),
