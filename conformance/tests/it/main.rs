@@ -13,3 +13,4 @@ mod kube_rs;
 mod kubectl_crud;
 mod kubectl_list;
 mod util;
+mod versions;

@@ -7,7 +7,6 @@ use super::{Scope, json_response};
 use crate::error::ApiResult;
 use crate::negotiate::Output;
 use crate::registry::codec;
-use crate::registry::store::GenericStore;
 
 /// Handles get.
 pub async fn get(scope: &Scope) -> ApiResult<Response> {
@@ -18,11 +17,10 @@ pub async fn get(scope: &Scope) -> ApiResult<Response> {
         .get(&scope.handle, &scope.info.namespace, &scope.info.name)
         .await?;
     if output == Output::Json {
-        return Ok(json_response(
-            StatusCode::OK,
-            GenericStore::object_bytes(&kv).to_vec(),
-        ));
+        let mut out = Vec::with_capacity(kv.value.len() + 32);
+        codec::write_served(&scope.handle, &mut out, &kv)?;
+        return Ok(json_response(StatusCode::OK, out));
     }
-    let obj = codec::decode(&kv)?;
+    let obj = codec::decode_served(&scope.handle, &kv)?;
     scope.object_response(StatusCode::OK, &obj)
 }

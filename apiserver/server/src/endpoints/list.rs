@@ -63,7 +63,7 @@ pub async fn list(scope: &Scope) -> ApiResult<Response> {
                 if i > 0 {
                     out.push(b',');
                 }
-                codec::write_with_rv(&mut out, &kv.value, kv.mod_revision);
+                codec::write_served(&scope.handle, &mut out, kv)?;
             }
             out.extend_from_slice(b"]}");
             Ok(json_response(StatusCode::OK, out))
@@ -72,7 +72,7 @@ pub async fn list(scope: &Scope) -> ApiResult<Response> {
             let items = result
                 .items
                 .iter()
-                .map(codec::decode)
+                .map(|kv| codec::decode_served(&scope.handle, kv))
                 .collect::<ApiResult<Vec<_>>>()?;
             let body = match other {
                 Output::Table(v) => table::to_table(

@@ -79,7 +79,7 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
     loop {
         attempts += 1;
         let current = scope.state.store.get(&scope.handle, ns, name).await?;
-        let mut doc = codec::decode(&current)?;
+        let mut doc = codec::decode_served(&scope.handle, &current)?;
         apply(kind, &mut doc, &patch)?;
         scope.check_type(&mut doc)?;
         if doc.pointer("/metadata/name").and_then(Value::as_str) != Some(&**name) {

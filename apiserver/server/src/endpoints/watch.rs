@@ -45,9 +45,9 @@ impl Encoder {
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\",\"object\":");
         match self.table {
-            None => codec::write_with_rv(&mut out, &kv.value, kv.mod_revision),
+            None => codec::write_served(&self.handle, &mut out, kv)?,
             Some(v) => {
-                let obj = codec::decode(kv)?;
+                let obj = codec::decode_served(&self.handle, kv)?;
                 let meta = json!({"resourceVersion": kv.mod_revision.to_string()});
                 let t = table::to_table(
                     &self.handle,

@@ -6,7 +6,9 @@ use bytes::Bytes;
 use ferrokube_storage::{KeyValue, Revision};
 use serde_json::{Map, Value};
 
+use super::ResourceHandle;
 use crate::error::{ApiError, ApiResult};
+use ferrokube_machinery::conversion;
 
 const METADATA_OPEN: &[u8] = b"\"metadata\":{";
 
@@ -70,6 +72,41 @@ pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
     let mut v: Value = serde_json::from_slice(&kv.value).map_err(ApiError::Encoding)?;
     set_rv(&mut v, kv.mod_revision);
     Ok(v)
+}
+
+/// Converts an object to the version `h` serves (a no-op unless the kind has several served
+/// versions over one storage version).
+pub fn to_served(h: &ResourceHandle, obj: &mut Value) -> ApiResult<()> {
+    if h.storage_api_version.is_none() {
+        return Ok(());
+    }
+    conversion::convert(obj, &h.info.api_version()).map_err(ApiError::internal)
+}
+
+/// Converts an object of the version `h` serves to the storage version.
+pub fn to_storage(h: &ResourceHandle, obj: &mut Value) -> ApiResult<()> {
+    match &h.storage_api_version {
+        None => Ok(()),
+        Some(v) => conversion::convert(obj, v).map_err(ApiError::internal),
+    }
+}
+
+/// Decodes a stored object in the version `h` serves, with its resourceVersion.
+pub fn decode_served(h: &ResourceHandle, kv: &KeyValue) -> ApiResult<Value> {
+    let mut v = decode(kv)?;
+    to_served(h, &mut v)?;
+    Ok(v)
+}
+
+/// Writes a stored object with its resourceVersion in the version `h` serves: spliced from the
+/// stored bytes, or decoded, converted and re-encoded for multi-version kinds.
+pub fn write_served(h: &ResourceHandle, out: &mut Vec<u8>, kv: &KeyValue) -> ApiResult<()> {
+    if h.storage_api_version.is_none() {
+        write_with_rv(out, &kv.value, kv.mod_revision);
+        return Ok(());
+    }
+    let v = decode_served(h, kv)?;
+    serde_json::to_writer(out, &v).map_err(ApiError::Encoding)
 }
 
 /// Sets `metadata.resourceVersion`.

@@ -21,6 +21,11 @@ pub struct ResourceHandle {
     pub strategy: Arc<dyn Strategy>,
     /// `/registry/<segment>/`
     pub prefix: String,
+    /// For kinds served at several versions over one storage version (HPA autoscaling/v1 and
+    /// v2, core and events.k8s.io Events): the `apiVersion` objects are stored as. Objects are
+    /// converted on the way in and out ([`codec::to_storage`], [`codec::to_served`]); `None`
+    /// for everything else, which is stored as served and spliced out without decoding.
+    pub storage_api_version: Option<String>,
 }
 
 impl ResourceHandle {
@@ -32,6 +37,7 @@ impl ResourceHandle {
             info,
             strategy,
             prefix,
+            storage_api_version: None,
         }
     }
 
@@ -71,7 +77,21 @@ impl Registry {
         let mut by_gvr = HashMap::new();
         let mut all = Vec::new();
         for info in resources {
-            let h = Arc::new(ResourceHandle::new(info.clone()));
+            let mut h = ResourceHandle::new(info.clone());
+            if let Some(storage) = info.storage {
+                let shared = resources
+                    .iter()
+                    .filter(|o| o.kind == info.kind && o.storage == Some(storage))
+                    .count();
+                if shared > 1 {
+                    h.storage_api_version = Some(if storage.group.is_empty() {
+                        storage.version.to_string()
+                    } else {
+                        format!("{}/{}", storage.group, storage.version)
+                    });
+                }
+            }
+            let h = Arc::new(h);
             by_gvr.insert(
                 (
                     info.group.to_string(),

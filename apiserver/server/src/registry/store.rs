@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use ferrokube_machinery::continue_token;
 use ferrokube_machinery::selectors::{FieldSelector, LabelSelector};
 use ferrokube_machinery::status::Status;
@@ -161,6 +160,7 @@ impl GenericStore {
         dry_run: bool,
     ) -> ApiResult<Value> {
         let strategy = &h.strategy;
+        codec::to_storage(h, &mut obj)?;
         {
             let m = meta_mut(&mut obj)?;
             if m.get("resourceVersion")
@@ -220,6 +220,7 @@ impl GenericStore {
             if self.storage.get(&key).await?.is_some() {
                 return Err(Status::already_exists(h.info.group, h.info.plural, &name).into());
             }
+            codec::to_served(h, &mut obj)?;
             return Ok(obj);
         }
         let kv = self
@@ -228,6 +229,7 @@ impl GenericStore {
             .await
             .map_err(|e| ApiError::from_storage(e, h.info.group, h.info.plural, &name))?;
         codec::set_rv(&mut obj, kv.mod_revision);
+        codec::to_served(h, &mut obj)?;
         Ok(obj)
     }
 
@@ -256,6 +258,7 @@ impl GenericStore {
     ) -> ApiResult<(Value, bool)> {
         let key = h.key(namespace, name);
         let requested_rv = meta_str(&obj, "resourceVersion").to_string();
+        codec::to_storage(h, &mut obj)?;
         loop {
             let current = self.storage.get(&key).await?;
             let Some(current) = current else {
@@ -290,14 +293,18 @@ impl GenericStore {
             let bytes = codec::encode_for_storage(&new)?;
             if bytes == current.value {
                 // Nothing changed: no write, the resourceVersion stays.
+                let mut old = old;
+                codec::to_served(h, &mut old)?;
                 return Ok((old, false));
             }
             if dry_run {
+                codec::to_served(h, &mut new)?;
                 return Ok((new, false));
             }
             match self.storage.update(&key, bytes, current.mod_revision).await {
                 Ok(kv) => {
                     codec::set_rv(&mut new, kv.mod_revision);
+                    codec::to_served(h, &mut new)?;
                     return Ok((new, false));
                 }
                 Err(StorageError::Conflict { .. }) if requested_rv.is_empty() => continue,
@@ -409,6 +416,8 @@ impl GenericStore {
             }
         }
         if opts.dry_run {
+            let mut old = old;
+            codec::to_served(h, &mut old)?;
             return Ok(old);
         }
         let deleted = self
@@ -421,6 +430,7 @@ impl GenericStore {
             ..deleted
         })?;
         codec::set_rv(&mut out, current.mod_revision);
+        codec::to_served(h, &mut out)?;
         Ok(out)
     }
 
@@ -612,11 +622,6 @@ impl GenericStore {
             status.metadata.continue_ = token_after(s, prefix, current);
         }
         status.into()
-    }
-
-    /// A stored object by key as JSON bytes with its resourceVersion.
-    pub fn object_bytes(kv: &KeyValue) -> Bytes {
-        Bytes::from(codec::bytes_with_rv(kv))
     }
 }
 
