@@ -18,14 +18,51 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// All-in-one control plane: API server on the embedded store (controllers join later).
+    /// All-in-one control plane: API server on the embedded store and the controllers.
     Server(ferrokube_apiserver::options::ServerOptions),
     /// The API server alone.
     Apiserver(ferrokube_apiserver::options::ServerOptions),
-    /// Controller-manager and scheduler (not yet implemented).
-    Controllers,
+    /// Controller-manager: garbage collector and namespace controller.
+    Controllers(ControllersArgs),
     /// Node agent / kubelet (not yet implemented).
     NodeAgent,
+}
+
+#[derive(clap::Args)]
+struct ControllersArgs {
+    /// The kubeconfig to reach the API server with (default: kube-rs inference).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+}
+
+/// `ferrokube server`: once the API server listens, the controllers start in-process and reach
+/// it over HTTPS with a client certificate issued for system:kube-controller-manager.
+fn start_controllers(info: ferrokube_apiserver::ListeningInfo) {
+    tokio::spawn(async move {
+        let issued = tokio::task::spawn_blocking(move || {
+            ferrokube_apiserver::certs::component_kubeconfig(
+                &info.opts,
+                &info.data_dir,
+                "controller-manager",
+                "system:kube-controller-manager",
+            )
+        })
+        .await;
+        let yaml = match issued {
+            Ok(Ok(y)) => y,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "controllers not started: no client certificate");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "controllers not started");
+                return;
+            }
+        };
+        if let Err(e) = ferrokube_controllers::run_with_kubeconfig(&yaml).await {
+            tracing::error!(error = format!("{e:#}"), "controllers stopped");
+        }
+    });
 }
 
 fn init_tracing(verbose: u8) {
@@ -47,14 +84,21 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let result = match cli.command {
-        Command::Server(opts) | Command::Apiserver(opts) => {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(ferrokube_apiserver::run(opts)))
-        }
-        Command::Controllers => ferrokube_controllers::run(),
+        Command::Server(opts) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                rt.block_on(ferrokube_apiserver::run_with_hook(opts, start_controllers))
+            }),
+        Command::Apiserver(opts) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(ferrokube_apiserver::run(opts))),
+        Command::Controllers(args) => ferrokube_controllers::run(ferrokube_controllers::Options {
+            kubeconfig: args.kubeconfig,
+        }),
         Command::NodeAgent => ferrokube_node_agent::run(),
     };
     match result {
