@@ -59,8 +59,23 @@ fn start_controllers(info: ferrokube_apiserver::ListeningInfo) {
                 return;
             }
         };
-        if let Err(e) = ferrokube_controllers::run_with_kubeconfig(&yaml).await {
-            tracing::error!(error = format!("{e:#}"), "controllers stopped");
+        // Controllers stop first on SIGTERM so their watches do not hold the server's drain.
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "controllers not started: no SIGTERM handler");
+                    return;
+                }
+            };
+        tokio::select! {
+            r = ferrokube_controllers::run_with_kubeconfig(&yaml) => {
+                if let Err(e) = r {
+                    tracing::error!(error = format!("{e:#}"), "controllers stopped");
+                }
+            }
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
     });
 }
@@ -89,7 +104,10 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| {
-                rt.block_on(ferrokube_apiserver::run_with_hook(opts, start_controllers))
+                let r = rt.block_on(ferrokube_apiserver::run_with_hook(opts, start_controllers));
+                // In-process controllers may still be retrying: do not wait for them.
+                rt.shutdown_timeout(std::time::Duration::from_millis(500));
+                r
             }),
         Command::Apiserver(opts) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
