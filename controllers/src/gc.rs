@@ -20,6 +20,7 @@ use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
 use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -36,6 +37,8 @@ pub const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
 const DEBOUNCE: Duration = Duration::from_millis(30);
 /// Longest a busy stream of events delays processing.
 const MAX_DELAY: Duration = Duration::from_millis(250);
+/// How often an idle collector looks for newly served resources.
+const REDISCOVER: Duration = Duration::from_secs(30);
 /// Wait before processing again after a failed action.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -101,6 +104,8 @@ pub struct GarbageCollector {
     absent: HashSet<String>,
     /// Objects seen during a relist of a resource, to drop the ones that vanished.
     relisting: HashMap<usize, HashSet<String>>,
+    /// When discovery runs again (checked while idle).
+    next_discovery: Instant,
 }
 
 /// The states of the event loop.
@@ -132,6 +137,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         nodes: HashMap::new(),
         absent: HashSet::new(),
         relisting: HashMap::new(),
+        next_discovery: Instant::now() + REDISCOVER,
     };
     let mut events = gc.watch_all();
     let mut state = State::Idle;
@@ -163,10 +169,16 @@ impl GarbageCollector {
     ) -> Option<State> {
         Some(match state {
             State::Idle => {
-                let ev = events.next().await?;
-                self.apply(ev);
-                State::Dirty {
-                    deadline: Instant::now() + MAX_DELAY,
+                tokio::select! {
+                    ev = events.next() => {
+                        self.apply(ev?);
+                        State::Dirty { deadline: Instant::now() + MAX_DELAY }
+                    }
+                    _ = tokio::time::sleep_until(self.next_discovery) => {
+                        self.next_discovery = Instant::now() + REDISCOVER;
+                        self.rediscover(events).await;
+                        State::Idle
+                    }
                 }
             }
             State::Dirty { deadline } => {

@@ -62,10 +62,11 @@ async fn delete_options(scope: &Scope, body: Body) -> ApiResult<DeleteOptions> {
     if let Some(o) = scope.query.get("orphanDependents") {
         opts.orphan_dependents = Some(o == "true");
     }
-    if opts.orphan_dependents.is_some() && opts.propagation.is_some() {
-        return Err(ApiError::bad_request(
-            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Invalid value: \"Orphan\": orphanDependents and deletionPropagation cannot be both set",
-        ));
+    // Upstream `ValidateDeleteOptions`.
+    if let (Some(_), Some(p)) = (opts.orphan_dependents, opts.propagation) {
+        return Err(ApiError::bad_request(format!(
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Invalid value: \"{p:?}\": orphanDependents and deletionPropagation cannot be both set"
+        )));
     }
     Ok(opts)
 }
