@@ -151,14 +151,37 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
 
 impl GarbageCollector {
     fn watch_all(&self) -> SelectAll<BoxStream<'static, WatchEvent>> {
-        let streams = self.resources.iter().enumerate().map(|(i, r)| {
-            let api: Api<PartialObjectMeta<DynamicObject>> =
-                Api::all_with(self.client.clone(), &r.ar);
-            let s: Pin<Box<dyn Stream<Item = WatchEvent> + Send>> =
-                Box::pin(watcher::watcher(api, watcher::Config::default()).map(move |e| (i, e)));
-            s
-        });
-        futures::stream::select_all(streams)
+        futures::stream::select_all((0..self.resources.len()).map(|i| self.watch(i)))
+    }
+
+    /// The metadata watch of resource `i`, with upstream-like backoff on errors.
+    fn watch(&self, i: usize) -> BoxStream<'static, WatchEvent> {
+        let api: Api<PartialObjectMeta<DynamicObject>> =
+            Api::all_with(self.client.clone(), &self.resources[i].ar);
+        let s: Pin<Box<dyn Stream<Item = WatchEvent> + Send>> = Box::pin(
+            watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .map(move |e| (i, e)),
+        );
+        s
+    }
+
+    /// Picks up resources served since the last discovery (e.g. new custom resources).
+    async fn rediscover(&mut self, events: &mut SelectAll<BoxStream<'static, WatchEvent>>) {
+        let Ok(all) = discovery::resources(&self.client).await else {
+            return;
+        };
+        for r in discovery::deletable(&all) {
+            let known = self
+                .resources
+                .iter()
+                .any(|k| k.ar.group == r.ar.group && k.ar.plural == r.ar.plural);
+            if !known {
+                tracing::info!(group = %r.ar.group, resource = %r.ar.plural, "garbage collector watches a new resource");
+                self.resources.push(r);
+                events.push(self.watch(self.resources.len() - 1));
+            }
+        }
     }
 
     /// One transition of the event loop; `None` when the watches ended.
