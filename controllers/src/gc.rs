@@ -39,6 +39,8 @@ const DEBOUNCE: Duration = Duration::from_millis(30);
 const MAX_DELAY: Duration = Duration::from_millis(250);
 /// How often an idle collector looks for newly served resources.
 const REDISCOVER: Duration = Duration::from_secs(30);
+/// How long an owner outside the graph, once seen, counts as present.
+const RECHECK: Duration = Duration::from_secs(30);
 /// Wait before processing again after a failed action.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -104,6 +106,8 @@ pub struct GarbageCollector {
     absent: HashSet<String>,
     /// Objects seen during a relist of a resource, to drop the ones that vanished.
     relisting: HashMap<usize, HashSet<String>>,
+    /// Owners outside the graph confirmed present, and when (re-checked after [`RECHECK`]).
+    present: HashMap<String, Instant>,
     /// When discovery runs again (checked while idle).
     next_discovery: Instant,
 }
@@ -138,6 +142,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         absent: HashSet::new(),
         relisting: HashMap::new(),
         next_discovery: Instant::now() + REDISCOVER,
+        present: HashMap::new(),
     };
     let mut events = gc.watch_all();
     let mut state = State::Idle;
@@ -420,7 +425,12 @@ impl GarbageCollector {
         if self.absent.contains(&o.uid) {
             return Ok(Some(true));
         }
-        if self.nodes.contains_key(&o.uid) {
+        if self.nodes.contains_key(&o.uid)
+            || self
+                .present
+                .get(&o.uid)
+                .is_some_and(|t| t.elapsed() < RECHECK)
+        {
             return Ok(Some(false));
         }
         let group = o.api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
@@ -442,7 +452,10 @@ impl GarbageCollector {
             Some(m) => m.uid().as_deref() != Some(o.uid.as_str()),
         };
         if absent {
+            self.present.remove(&o.uid);
             self.absent.insert(o.uid.clone());
+        } else {
+            self.present.insert(o.uid.clone(), Instant::now());
         }
         Ok(Some(absent))
     }

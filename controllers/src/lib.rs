@@ -35,8 +35,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             }
             None => kube::Config::infer().await?,
         };
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = run_with_config(config) => r,
+            _ = term.recv() => Ok(()),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })

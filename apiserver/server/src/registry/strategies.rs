@@ -52,7 +52,12 @@ pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
             generation: false,
             create_on_update: false,
         }),
-        ("", "replicationcontrollers") | ("apps", "replicasets") => Arc::new(ReplicasStrategy),
+        ("", "replicationcontrollers") => Arc::new(ReplicasStrategy {
+            orphan_by_default: true,
+        }),
+        ("apps", "replicasets") => Arc::new(ReplicasStrategy {
+            orphan_by_default: false,
+        }),
         ("batch", "jobs") => Arc::new(JobStrategy),
         ("apps", "statefulsets") | ("apps", "daemonsets") | ("", "podtemplates") => {
             Arc::new(TemplateStrategy)
@@ -386,9 +391,20 @@ impl Strategy for NodeStrategy {
     }
 }
 
-struct ReplicasStrategy;
+struct ReplicasStrategy {
+    /// Upstream `rcStrategy.DefaultGarbageCollectionPolicy`: core/v1 ReplicationControllers
+    /// orphan their pods unless told otherwise (back compatibility).
+    orphan_by_default: bool,
+}
 
 impl Strategy for ReplicasStrategy {
+    fn default_gc_policy(&self) -> GcPolicy {
+        if self.orphan_by_default {
+            GcPolicy::OrphanDependents
+        } else {
+            GcPolicy::DeleteDependents
+        }
+    }
     fn prepare_for_create(&self, obj: &mut Value) {
         template_defaults(obj);
     }
