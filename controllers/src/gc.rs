@@ -102,10 +102,12 @@ pub struct GarbageCollector {
     client: Client,
     resources: Vec<Resource>,
     nodes: HashMap<String, Node>,
+    /// Every object seen, by uid, with its resource index.
+    known: HashMap<u128, usize>,
     /// uids of owners confirmed absent (uids are never reused).
     absent: HashSet<String>,
     /// Objects seen during a relist of a resource, to drop the ones that vanished.
-    relisting: HashMap<usize, HashSet<String>>,
+    relisting: HashMap<usize, HashSet<u128>>,
     /// Owners outside the graph confirmed present, and when (re-checked after [`RECHECK`]).
     present: HashMap<String, Instant>,
     /// When discovery runs again (checked while idle).
@@ -139,6 +141,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         client: client.clone(),
         resources,
         nodes: HashMap::new(),
+        known: HashMap::new(),
         absent: HashSet::new(),
         relisting: HashMap::new(),
         next_discovery: Instant::now() + REDISCOVER,
@@ -238,34 +241,43 @@ impl GarbageCollector {
         })
     }
 
+    /// Records an object: every object is known by uid; only those that take part in garbage
+    /// collection (owned, finalizers, being deleted) are kept whole, so memory stays small.
+    fn upsert(&mut self, n: Node) {
+        let k = uid_key(&n.uid);
+        self.known.insert(k, n.res);
+        if let Some(seen) = self.relisting.get_mut(&n.res) {
+            seen.insert(k);
+        }
+        if !n.owners.is_empty() || !n.finalizers.is_empty() || n.deleting {
+            self.nodes.insert(n.uid.clone(), n);
+        } else {
+            self.nodes.remove(&n.uid);
+        }
+    }
+
     /// Folds one watch event into the graph.
     fn apply(&mut self, (res, ev): WatchEvent) {
         match ev {
-            Ok(Event::Apply(m)) => {
+            Ok(Event::Apply(m) | Event::InitApply(m)) => {
                 if let Some(n) = Node::from_meta(res, &m) {
-                    self.nodes.insert(n.uid.clone(), n);
+                    self.upsert(n);
                 }
             }
             Ok(Event::Delete(m)) => {
                 if let Some(uid) = m.metadata.uid {
+                    self.known.remove(&uid_key(&uid));
                     self.nodes.remove(&uid);
                 }
             }
             Ok(Event::Init) => {
                 self.relisting.insert(res, HashSet::new());
             }
-            Ok(Event::InitApply(m)) => {
-                if let Some(n) = Node::from_meta(res, &m) {
-                    if let Some(seen) = self.relisting.get_mut(&res) {
-                        seen.insert(n.uid.clone());
-                    }
-                    self.nodes.insert(n.uid.clone(), n);
-                }
-            }
             Ok(Event::InitDone) => {
                 if let Some(seen) = self.relisting.remove(&res) {
+                    self.known.retain(|k, r| *r != res || seen.contains(k));
                     self.nodes
-                        .retain(|uid, n| n.res != res || seen.contains(uid));
+                        .retain(|uid, n| n.res != res || seen.contains(&uid_key(uid)));
                 }
             }
             Err(e) => {
@@ -323,7 +335,9 @@ impl GarbageCollector {
             }
             if !n.deleting
                 && !n.owners.is_empty()
-                && n.owners.iter().any(|o| !self.nodes.contains_key(&o.uid))
+                && n.owners
+                    .iter()
+                    .any(|o| !self.known.contains_key(&uid_key(&o.uid)))
             {
                 steps.push(Step::CheckOwners { node: n.clone() });
             }
@@ -425,7 +439,7 @@ impl GarbageCollector {
         if self.absent.contains(&o.uid) {
             return Ok(Some(true));
         }
-        if self.nodes.contains_key(&o.uid)
+        if self.known.contains_key(&uid_key(&o.uid))
             || self
                 .present
                 .get(&o.uid)
@@ -489,6 +503,20 @@ impl GarbageCollector {
         };
         self.delete(node, policy).await
     }
+}
+
+/// A uid as 128 bits (the API server's uids are UUIDs); anything else is hashed.
+fn uid_key(uid: &str) -> u128 {
+    let hex: String = uid.chars().filter(|c| *c != '-').collect();
+    if hex.len() == 32
+        && let Ok(v) = u128::from_str_radix(&hex, 16)
+    {
+        return v;
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    uid.hash(&mut h);
+    u128::from(h.finish()) | (1 << 127)
 }
 
 fn ignore_not_found<T>(r: kube::Result<T>) -> kube::Result<()> {
