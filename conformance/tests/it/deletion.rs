@@ -362,3 +362,55 @@ fn default_namespaces_cannot_be_deleted() {
     let ns = get_json(&server, "", "namespace/default").expect("default stays");
     assert_eq!(ns["status"]["phase"], "Active");
 }
+
+/// deletecollection applies the same per-object rules (upstream `Store.DeleteCollection` calls
+/// `Delete` for each item): the orphan policy keeps dependents, finalizers keep objects.
+#[tokio::test]
+async fn deletecollection_honours_propagation_and_finalizers() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
+
+    let server = TestServer::start();
+    chain(&server, "dc", false);
+    let client = server.kube_client().await;
+    let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), "dc");
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        ..Default::default()
+    };
+    rs.delete_collection(&dp, &ListParams::default())
+        .await
+        .expect("deletecollection replicasets");
+    let start = Instant::now();
+    while rs.get_opt("web-rs").await.expect("get rs").is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "replicaset not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "dc");
+    let left = pods.list(&ListParams::default()).await.expect("list pods");
+    assert_eq!(left.items.len(), 2);
+    for p in &left.items {
+        assert!(p.metadata.owner_references.is_none(), "{:?}", p.metadata);
+    }
+
+    let cms: Api<ConfigMap> = Api::namespaced(client, "dc");
+    let mut held = ConfigMap::default();
+    held.metadata.name = Some("held".into());
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    cms.create(&Default::default(), &held)
+        .await
+        .expect("create");
+    cms.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .expect("deletecollection configmaps");
+    let kept = cms.get("held").await.expect("held by its finalizer");
+    assert!(
+        kept.metadata.deletion_timestamp.is_some(),
+        "{:?}",
+        kept.metadata
+    );
+}
