@@ -61,7 +61,7 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let remaining = delete_content(&ctx.client, &name, &resources).await?;
     if remaining > 0 {
         tracing::debug!(namespace = %name, remaining, "namespace content still being deleted");
-        return Ok(Action::requeue(Duration::from_millis(500)));
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     finalize(&ctx.client, &ns).await?;
     tracing::info!(namespace = %name, "namespace finalized");
