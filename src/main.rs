@@ -23,14 +23,66 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// All-in-one control plane: API server on the embedded store (controllers join later).
+    /// All-in-one control plane: API server on the embedded store and the controllers.
     Server(ferrokube_apiserver::options::ServerOptions),
     /// The API server alone.
     Apiserver(ferrokube_apiserver::options::ServerOptions),
-    /// Controller-manager and scheduler (not yet implemented).
-    Controllers,
+    /// Controller-manager: garbage collector and namespace controller.
+    Controllers(ControllersArgs),
     /// Node agent / kubelet (not yet implemented).
     NodeAgent,
+}
+
+#[derive(clap::Args)]
+struct ControllersArgs {
+    /// The kubeconfig to reach the API server with (default: kube-rs inference).
+    #[arg(long)]
+    kubeconfig: Option<std::path::PathBuf>,
+}
+
+/// `ferrokube server`: once the API server listens, the controllers start in-process and reach
+/// it over HTTPS with a client certificate issued for system:kube-controller-manager.
+fn start_controllers(info: ferrokube_apiserver::ListeningInfo) {
+    tokio::spawn(async move {
+        let issued = tokio::task::spawn_blocking(move || {
+            ferrokube_apiserver::certs::component_kubeconfig(
+                &info.opts,
+                &info.data_dir,
+                "controller-manager",
+                "system:kube-controller-manager",
+            )
+        })
+        .await;
+        let yaml = match issued {
+            Ok(Ok(y)) => y,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "controllers not started: no client certificate");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "controllers not started");
+                return;
+            }
+        };
+        // Controllers stop first on SIGTERM so their watches do not hold the server's drain.
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "controllers not started: no SIGTERM handler");
+                    return;
+                }
+            };
+        tokio::select! {
+            r = ferrokube_controllers::run_with_kubeconfig(&yaml) => {
+                if let Err(e) = r {
+                    tracing::error!(error = format!("{e:#}"), "controllers stopped");
+                }
+            }
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    });
 }
 
 fn init_tracing(verbose: u8) {
@@ -52,14 +104,24 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let result = match cli.command {
-        Command::Server(opts) | Command::Apiserver(opts) => {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(ferrokube_apiserver::run(opts)))
-        }
-        Command::Controllers => ferrokube_controllers::run(),
+        Command::Server(opts) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| {
+                let r = rt.block_on(ferrokube_apiserver::run_with_hook(opts, start_controllers));
+                // In-process controllers may still be retrying: do not wait for them.
+                rt.shutdown_timeout(std::time::Duration::from_millis(500));
+                r
+            }),
+        Command::Apiserver(opts) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(ferrokube_apiserver::run(opts))),
+        Command::Controllers(args) => ferrokube_controllers::run(ferrokube_controllers::Options {
+            kubeconfig: args.kubeconfig,
+        }),
         Command::NodeAgent => ferrokube_node_agent::run(),
     };
     match result {

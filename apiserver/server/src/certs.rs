@@ -262,3 +262,57 @@ fn admin_kubeconfig(server: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -
         b64(key_pem)
     )
 }
+
+/// A kubeconfig for an in-process component (e.g. CN=system:kube-controller-manager): a client
+/// certificate signed by the generated CA (issued once, kept in `pki/<file>.crt|key`), trusting
+/// the serving certificate's CA. Fails when client certificates are verified against a
+/// user-supplied CA, which the server cannot sign for.
+pub fn component_kubeconfig(
+    opts: &ServerOptions,
+    dir: &Path,
+    file: &str,
+    cn: &str,
+) -> Result<String, CertError> {
+    let pki_dir = dir.join("pki");
+    if let Some(f) = &opts.client_ca_file {
+        return Err(CertError::Empty(f.clone()));
+    }
+    let ca_cert_pem = read(&pki_dir.join("ca.crt"))?;
+    let ca_key = KeyPair::from_pem(&read(&pki_dir.join("ca.key"))?)?;
+    let issuer = Issuer::new(ca_params(), ca_key);
+    let cert_path = pki_dir.join(format!("{file}.crt"));
+    let key_path = pki_dir.join(format!("{file}.key"));
+    let (cert_pem, key_pem) = if cert_path.exists() && key_path.exists() {
+        (read(&cert_path)?, read(&key_path)?)
+    } else {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = name(cn, None);
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        validity(&mut params, 365);
+        let cert = params.signed_by(&key, &issuer)?;
+        let (c, k) = (cert.pem(), key.serialize_pem());
+        write(&cert_path, &c, false)?;
+        write(&key_path, &k, true)?;
+        (c, k)
+    };
+    let server_ca_pem = match &opts.tls_cert_file {
+        Some(f) => last_pem_block(&read(f)?).unwrap_or_else(|| ca_cert_pem.clone()),
+        None => ca_cert_pem,
+    };
+    let host = match opts.bind_address {
+        ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    Ok(admin_kubeconfig(
+        &format!("https://{host}:{}", opts.secure_port),
+        &server_ca_pem,
+        &cert_pem,
+        &key_pem,
+    ))
+}

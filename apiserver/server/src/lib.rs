@@ -82,6 +82,20 @@ async fn ensure_default_namespaces(state: &AppState) -> anyhow::Result<()> {
 
 /// Runs `ferrokube server` until SIGTERM/SIGINT.
 pub async fn run(opts: options::ServerOptions) -> anyhow::Result<()> {
+    run_with_hook(opts, |_| {}).await
+}
+
+/// Called once the server listens: what `ferrokube server` uses to start in-process components.
+pub struct ListeningInfo {
+    pub opts: options::ServerOptions,
+    pub data_dir: std::path::PathBuf,
+}
+
+/// [`run`], calling `on_listening` once the listener is bound and the store is ready.
+pub async fn run_with_hook(
+    opts: options::ServerOptions,
+    on_listening: impl FnOnce(ListeningInfo),
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let dir = opts.data_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -133,6 +147,10 @@ pub async fn run(opts: options::ServerOptions) -> anyhow::Result<()> {
     );
     let tls = serve::tls_config(&pki)?;
     let app = routes::router(state.clone());
+    on_listening(ListeningInfo {
+        opts: opts.clone(),
+        data_dir: dir.clone(),
+    });
     serve::serve(listener, tls, app, shutdown_signal()).await?;
     state.store.cache.shutdown();
     state.embedded.close().await;

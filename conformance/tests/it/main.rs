@@ -5,8 +5,10 @@
 //! Modules: `discovery` (version, api-versions, api-resources, explain), `kubectl_crud` (apply of
 //! every manifest, tables, output formats, describe, delete, error messages), `kubectl_list`
 //! (selectors, chunking, all namespaces, watch), `kube_rs` (typed CRUD and the runtime watcher),
-//! `durability` (graceful restart and SIGKILL during writes).
+//! `durability` (graceful restart and SIGKILL during writes), `deletion` (finalizers, graceful and
+//! cascading deletion, namespace termination).
 
+mod deletion;
 mod discovery;
 mod durability;
 mod kube_rs;

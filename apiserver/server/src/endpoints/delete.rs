@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::{Scope, json_response, read_body};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::codec;
-use crate::registry::store::DeleteOptions;
+use crate::registry::store::{DeleteOptions, Deleted, Propagation};
 
 /// Reads DeleteOptions from the body (optional) and the query.
 async fn delete_options(scope: &Scope, body: Body) -> ApiResult<DeleteOptions> {
@@ -41,18 +41,41 @@ async fn delete_options(scope: &Scope, body: Body) -> ApiResult<DeleteOptions> {
             }
         }
         if let Some(pp) = v.get("propagationPolicy").and_then(Value::as_str) {
-            check_propagation(pp)?;
+            opts.propagation = Some(check_propagation(pp)?);
+        }
+        if let Some(g) = v.get("gracePeriodSeconds").and_then(Value::as_i64) {
+            opts.grace_period = Some(g);
+        }
+        if let Some(o) = v.get("orphanDependents").and_then(Value::as_bool) {
+            opts.orphan_dependents = Some(o);
         }
     }
     if let Some(pp) = scope.query.get("propagationPolicy") {
-        check_propagation(pp)?;
+        opts.propagation = Some(check_propagation(pp)?);
+    }
+    if let Some(g) = scope.query.get("gracePeriodSeconds") {
+        opts.grace_period =
+            Some(g.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid gracePeriodSeconds \"{g}\""))
+            })?);
+    }
+    if let Some(o) = scope.query.get("orphanDependents") {
+        opts.orphan_dependents = Some(o == "true");
+    }
+    // Upstream `ValidateDeleteOptions`.
+    if let (Some(_), Some(p)) = (opts.orphan_dependents, opts.propagation) {
+        return Err(ApiError::bad_request(format!(
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Invalid value: \"{p:?}\": orphanDependents and deletionPropagation cannot be both set"
+        )));
     }
     Ok(opts)
 }
 
-fn check_propagation(pp: &str) -> ApiResult<()> {
+fn check_propagation(pp: &str) -> ApiResult<Propagation> {
     match pp {
-        "Orphan" | "Background" | "Foreground" => Ok(()),
+        "Orphan" => Ok(Propagation::Orphan),
+        "Background" => Ok(Propagation::Background),
+        "Foreground" => Ok(Propagation::Foreground),
         other => Err(ApiError::bad_request(format!(
             "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{other}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
         ))),
@@ -88,6 +111,11 @@ pub async fn delete(scope: &Scope, body: Body) -> ApiResult<Response> {
             &opts,
         )
         .await?;
+    let deleted = match deleted {
+        // Not deleted yet (graceful deletion, finalizers): upstream answers with the object.
+        Deleted::Kept(obj) => return scope.object_response(StatusCode::OK, &obj),
+        Deleted::Now(obj) => obj,
+    };
     if scope.handle.strategy.return_deleted_object() {
         return scope.object_response(StatusCode::OK, &deleted);
     }
@@ -125,7 +153,7 @@ pub async fn delete_collection(scope: &Scope, body: Body) -> ApiResult<Response>
             .delete(&scope.handle, &ns, &name, &opts)
             .await
         {
-            Ok(o) => items.push(o),
+            Ok(Deleted::Now(o) | Deleted::Kept(o)) => items.push(o),
             // Deleted concurrently: nothing left to do for it.
             Err(ApiError::Status(s)) if s.code == 404 => {}
             Err(e) => return Err(e),
@@ -142,4 +170,17 @@ pub async fn delete_collection(scope: &Scope, body: Body) -> ApiResult<Response>
         StatusCode::OK,
         serde_json::to_vec(&list).map_err(ApiError::Encoding)?,
     ))
+}
+
+/// PUT `namespaces/{name}/finalize`: replaces `spec.finalizers` only.
+pub async fn finalize(scope: &Scope, body: Body) -> ApiResult<Response> {
+    let dry_run = scope.query.dry_run()?;
+    let obj = scope.read_object(body).await?;
+    super::update::check_name(scope, &obj)?;
+    let out = scope
+        .state
+        .store
+        .finalize(&scope.handle, &scope.info.name, obj, dry_run)
+        .await?;
+    scope.object_response(StatusCode::OK, &out)
 }

@@ -154,7 +154,7 @@ impl Scope {
     pub fn check_type(&self, obj: &mut Value) -> ApiResult<()> {
         let info = &self.handle.info;
         let (want_av, want_kind) = match self.info.subresource.as_str() {
-            "" | "status" => (info.api_version(), info.kind.to_string()),
+            "" | "status" | "finalize" => (info.api_version(), info.kind.to_string()),
             _ => return Ok(()),
         };
         let Some(map) = obj.as_object_mut() else {
@@ -327,6 +327,7 @@ pub async fn serve(scope: Scope, body: Body) -> Response {
         ("" | "status", "patch") => patch::patch(&scope, body).await,
         ("", "delete") => delete::delete(&scope, body).await,
         ("", "deletecollection") => delete::delete_collection(&scope, body).await,
+        ("finalize", "update") => delete::finalize(&scope, body).await,
         _ => Err(ApiError::from(Status::method_not_supported(
             handle.info.group,
             &format!("{}/{sub}", handle.info.plural),

@@ -16,6 +16,9 @@ use super::ResourceHandle;
 use super::codec;
 use crate::error::{ApiError, ApiResult};
 
+mod deletion;
+pub use deletion::{Deleted, FINALIZER_FOREGROUND, FINALIZER_ORPHAN, Propagation};
+
 /// Query options of list and watch.
 #[derive(Default, Debug, Clone)]
 pub struct ListOptions {
@@ -33,6 +36,12 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
     pub dry_run: bool,
+    /// `gracePeriodSeconds`.
+    pub grace_period: Option<i64>,
+    /// `propagationPolicy`.
+    pub propagation: Option<Propagation>,
+    /// The deprecated `orphanDependents`.
+    pub orphan_dependents: Option<bool>,
 }
 
 /// A page of a list: matching items as stored, plus list metadata.
@@ -287,8 +296,30 @@ impl GenericStore {
             self.prepare_update(h, &mut new, &old, target)?;
             let mut errs = Self::validate_meta(h, &new);
             errs.extend(h.strategy.validate_update(&new, &old));
+            errs.extend(deletion::finalizer_update_errors(&new, &old));
             if !errs.is_empty() {
                 return Err(ApiError::invalid(h.info.group, h.info.kind, name, &errs));
+            }
+            if deletion::should_delete_during_update(h, &new, &old) {
+                match self
+                    .delete_during_update(h, &key, name, new, current.mod_revision, dry_run)
+                    .await?
+                {
+                    Some(mut out) => {
+                        codec::to_served(h, &mut out)?;
+                        return Ok((out, false));
+                    }
+                    None if requested_rv.is_empty() => continue,
+                    None => {
+                        return Err(Status::conflict(
+                            h.info.group,
+                            h.info.plural,
+                            name,
+                            ferrokube_machinery::status::OPTIMISTIC_LOCK_ERROR_MSG,
+                        )
+                        .into());
+                    }
+                }
             }
             let bytes = codec::encode_for_storage(&new)?;
             if bytes == current.value {
@@ -372,66 +403,6 @@ impl GenericStore {
             m.insert("generation".into(), json!(g + 1));
         }
         Ok(())
-    }
-
-    /// Delete of one object. Returns the deleted object.
-    pub async fn delete(
-        &self,
-        h: &ResourceHandle,
-        namespace: &str,
-        name: &str,
-        opts: &DeleteOptions,
-    ) -> ApiResult<Value> {
-        let key = h.key(namespace, name);
-        let Some(current) = self.storage.get(&key).await? else {
-            return Err(Status::not_found(h.info.group, h.info.plural, name).into());
-        };
-        let old = codec::decode(&current)?;
-        if let Some(uid) = &opts.precondition_uid {
-            let actual = meta_str(&old, "uid");
-            if uid != actual {
-                return Err(Status::conflict(
-                    h.info.group,
-                    h.info.plural,
-                    name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-                    ),
-                )
-                .into());
-            }
-        }
-        if let Some(rv) = &opts.precondition_rv {
-            let actual = current.mod_revision.to_string();
-            if *rv != actual {
-                return Err(Status::conflict(
-                    h.info.group,
-                    h.info.plural,
-                    name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
-                    ),
-                )
-                .into());
-            }
-        }
-        if opts.dry_run {
-            let mut old = old;
-            codec::to_served(h, &mut old)?;
-            return Ok(old);
-        }
-        let deleted = self
-            .storage
-            .delete(&key, Some(current.mod_revision))
-            .await
-            .map_err(|e| ApiError::from_storage(e, h.info.group, h.info.plural, name))?;
-        let mut out = codec::decode(&KeyValue {
-            mod_revision: deleted.mod_revision,
-            ..deleted
-        })?;
-        codec::set_rv(&mut out, current.mod_revision);
-        codec::to_served(h, &mut out)?;
-        Ok(out)
     }
 
     /// Checks a field selector against what the resource supports.

@@ -7,7 +7,7 @@ use ferrokube_machinery::resources::ResourceInfo;
 use ferrokube_machinery::validation::{FieldError, NameRule};
 use serde_json::{Value, json};
 
-use super::strategy::{DefaultStrategy, FieldSet, Strategy, default_at, str_at};
+use super::strategy::{DefaultStrategy, FieldSet, GcPolicy, Strategy, default_at, str_at};
 
 /// The etcd key segment upstream stores a resource under (`/registry/<segment>/...`).
 pub fn storage_segment(info: &ResourceInfo) -> String {
@@ -52,7 +52,12 @@ pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
             generation: false,
             create_on_update: false,
         }),
-        ("", "replicationcontrollers") | ("apps", "replicasets") => Arc::new(ReplicasStrategy),
+        ("", "replicationcontrollers") => Arc::new(ReplicasStrategy {
+            orphan_by_default: true,
+        }),
+        ("apps", "replicasets") => Arc::new(ReplicasStrategy {
+            orphan_by_default: false,
+        }),
         ("batch", "jobs") => Arc::new(JobStrategy),
         ("apps", "statefulsets") | ("apps", "daemonsets") | ("", "podtemplates") => {
             Arc::new(TemplateStrategy)
@@ -81,6 +86,26 @@ impl Strategy for PodStrategy {
 
     fn return_deleted_object(&self) -> bool {
         true
+    }
+
+    /// Upstream `podStrategy.CheckGracefulDelete`: the requested period, else the pod's
+    /// terminationGracePeriodSeconds; 0 for a pod not bound to a node or already terminated.
+    fn graceful_delete_period(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
+        let mut period = requested.unwrap_or_else(|| {
+            obj.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+        });
+        if str_at(obj, &["spec", "nodeName"]).is_empty() {
+            period = 0;
+        }
+        if matches!(
+            str_at(obj, &["status", "phase"]).as_str(),
+            "Failed" | "Succeeded"
+        ) {
+            period = 0;
+        }
+        Some(period.max(0))
     }
 
     fn prepare_for_create(&self, obj: &mut Value) {
@@ -244,6 +269,26 @@ impl Strategy for NamespaceStrategy {
     fn field_set(&self, obj: &Value) -> FieldSet {
         vec![("status.phase", str_at(obj, &["status", "phase"]))]
     }
+    /// Upstream admission plugin NamespaceLifecycle: immortal namespaces.
+    fn forbid_delete(&self, name: &str) -> Option<&'static str> {
+        matches!(name, "default" | "kube-system" | "kube-public")
+            .then_some("this namespace may not be deleted")
+    }
+    /// Upstream namespace `REST.Delete`: the first delete only starts termination.
+    fn begin_delete(&self, obj: &mut Value) {
+        if let Some(m) = obj.as_object_mut() {
+            let status = m.entry("status").or_insert_with(|| json!({}));
+            if let Some(s) = status.as_object_mut() {
+                s.insert("phase".into(), json!("Terminating"));
+            }
+        }
+    }
+    /// The namespace stays while `spec.finalizers` (e.g. `kubernetes`) is not empty.
+    fn delete_held(&self, obj: &Value) -> bool {
+        obj.pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+    }
     fn field_labels(&self) -> &'static [&'static str] {
         &["status.phase"]
     }
@@ -346,9 +391,20 @@ impl Strategy for NodeStrategy {
     }
 }
 
-struct ReplicasStrategy;
+struct ReplicasStrategy {
+    /// Upstream `rcStrategy.DefaultGarbageCollectionPolicy`: core/v1 ReplicationControllers
+    /// orphan their pods unless told otherwise (back compatibility).
+    orphan_by_default: bool,
+}
 
 impl Strategy for ReplicasStrategy {
+    fn default_gc_policy(&self) -> GcPolicy {
+        if self.orphan_by_default {
+            GcPolicy::OrphanDependents
+        } else {
+            GcPolicy::DeleteDependents
+        }
+    }
     fn prepare_for_create(&self, obj: &mut Value) {
         template_defaults(obj);
     }
@@ -367,6 +423,10 @@ impl Strategy for ReplicasStrategy {
 struct JobStrategy;
 
 impl Strategy for JobStrategy {
+    /// Upstream keeps batch/v1 Jobs orphaning their pods unless told otherwise.
+    fn default_gc_policy(&self) -> GcPolicy {
+        GcPolicy::OrphanDependents
+    }
     fn prepare_for_create(&self, obj: &mut Value) {
         template_defaults(obj);
     }

@@ -9,6 +9,18 @@ use serde_json::Value;
 /// Field values a field selector can match, for one object.
 pub type FieldSet = Vec<(&'static str, String)>;
 
+/// What deleting an owner does to its dependents when DeleteOptions do not say
+/// (upstream `rest.GarbageCollectionPolicy`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GcPolicy {
+    /// Background: the owner goes now, the garbage collector deletes the dependents.
+    DeleteDependents,
+    /// The `orphan` finalizer is added: dependents lose their ownerReference.
+    OrphanDependents,
+    /// The resource takes no part in garbage collection.
+    Unsupported,
+}
+
 /// Resource-specific hooks. Every method has the generic default; a strategy overrides what its
 /// resource does differently.
 pub trait Strategy: Send + Sync {
@@ -57,6 +69,31 @@ pub trait Strategy: Send + Sync {
     /// Field labels this resource supports in field selectors (beyond the metadata ones).
     fn field_labels(&self) -> &'static [&'static str] {
         &[]
+    }
+
+    /// `DefaultGarbageCollectionPolicy`: the propagation used when DeleteOptions set none.
+    fn default_gc_policy(&self) -> GcPolicy {
+        GcPolicy::DeleteDependents
+    }
+
+    /// `CheckGracefulDelete`: the grace period (seconds) a delete of `obj` gets, given the one
+    /// requested; `None` for resources deleted without grace.
+    fn graceful_delete_period(&self, _obj: &Value, _requested: Option<i64>) -> Option<i64> {
+        None
+    }
+
+    /// Why `name` may never be deleted (a 403 message), if so.
+    fn forbid_delete(&self, _name: &str) -> Option<&'static str> {
+        None
+    }
+
+    /// Changes made when a delete starts (e.g. a namespace's phase becomes Terminating).
+    fn begin_delete(&self, _obj: &mut Value) {}
+
+    /// Whether resource-specific finalizers (e.g. a namespace's `spec.finalizers`) still hold
+    /// the object once it is being deleted.
+    fn delete_held(&self, _obj: &Value) -> bool {
+        false
     }
 }
 
