@@ -5,11 +5,13 @@
 //! Modules: `discovery` (version, api-versions, api-resources, explain), `kubectl_crud` (apply of
 //! every manifest, tables, output formats, describe, delete, error messages), `kubectl_list`
 //! (selectors, chunking, all namespaces, watch), `kube_rs` (typed CRUD and the runtime watcher),
-//! `durability` (graceful restart and SIGKILL during writes).
+//! `durability` (graceful restart and SIGKILL during writes), `patch` (json/merge/strategic
+//! patches, the strategic merge directives, client-side apply three-way merges, `kubectl edit`).
 
 mod discovery;
 mod durability;
 mod kube_rs;
 mod kubectl_crud;
 mod kubectl_list;
+mod patch;
 mod util;

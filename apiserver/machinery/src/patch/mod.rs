@@ -38,4 +38,3 @@ pub enum PatchError {
     #[error("{0}")]
     Strategic(String),
 }
-

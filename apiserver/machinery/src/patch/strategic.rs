@@ -57,11 +57,8 @@ pub fn strategic_merge_patch_with(
         _ => Map::new(),
     };
     let engine = Engine { facts: table };
-    let mut merged = Value::Object(engine.merge_map(
-        original,
-        patch.clone(),
-        Schema::Def(definition),
-    )?);
+    let mut merged =
+        Value::Object(engine.merge_map(original, patch.clone(), Schema::Def(definition))?);
     strip_leftovers(&mut merged);
     Ok(merged)
 }
@@ -129,7 +126,9 @@ impl<'a> Engine<'a> {
                     }
                     meta.merge_key = ff.patch_merge_key.as_deref().unwrap_or("");
                     meta.sub = match &ff.reference {
-                        Some(FieldRef::Direct(x)) | Some(FieldRef::Items(x)) => Schema::Def(x.as_str()),
+                        Some(FieldRef::Direct(x)) | Some(FieldRef::Items(x)) => {
+                            Schema::Def(x.as_str())
+                        }
                         Some(FieldRef::Values(x)) => Schema::MapOf(x.as_str()),
                         None => Schema::Free,
                     };
@@ -689,13 +688,12 @@ fn normalize_slice_order(
     } else {
         (to_sort, Vec::new())
     };
-    let less = |a: &Value, b: &Value| match (
-        index_of(order, a, key, kind),
-        index_of(order, b, key, kind),
-    ) {
-        (Some(i), Some(j)) => i < j,
-        _ => true,
-    };
+    let less =
+        |a: &Value, b: &Value| match (index_of(order, a, key, kind), index_of(order, b, key, kind))
+        {
+            (Some(i), Some(j)) => i < j,
+            _ => true,
+        };
     for i in 1..to_sort.len() {
         let mut j = i;
         while j > 0 && less(&to_sort[j], &to_sort[j - 1]) {
@@ -807,10 +805,7 @@ fn go_fmt(v: &Value) -> String {
                 .collect();
             format!("map[{}]", parts.join(" "))
         }
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(go_fmt).collect::<Vec<_>>().join(" ")
-        ),
+        Value::Array(a) => format!("[{}]", a.iter().map(go_fmt).collect::<Vec<_>>().join(" ")),
         Value::String(s) => s.clone(),
         Value::Null => "<nil>".into(),
         other => other.to_string(),
