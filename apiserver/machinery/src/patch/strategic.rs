@@ -161,11 +161,10 @@ impl<'a> Engine<'a> {
                 original.shift_remove(&key);
                 continue;
             }
-            let same_kind = match original.get(&key) {
-                None => None,
-                Some(o) => Some(value_kind(o) == value_kind(&patch_v)),
-            };
-            if same_kind != Some(true) {
+            let same_kind = original
+                .get(&key)
+                .is_some_and(|o| value_kind(o) == value_kind(&patch_v));
+            if !same_kind {
                 // Missing in the original, or of another type: take the patch value.
                 if !is_delete_list {
                     let mut v = patch_v;
