@@ -8,6 +8,7 @@ mod merge;
 mod strategic;
 #[cfg(test)]
 mod strategic_tests;
+mod strategic_util;
 
 pub use json::json_patch;
 pub use merge::merge_patch;
