@@ -405,6 +405,23 @@ fn client_side_apply_three_way_merge() {
     // Applying it once more changes nothing.
     let out = server.must_kubectl_stdin(["apply", "-f", "-"], &second);
     assert_eq!(out.trim(), "deployment.apps/site unchanged");
+
+    // Switching to Recreate: spec.strategy has patch strategy retainKeys, so kubectl sends
+    // `$retainKeys: [type]` and the server clears the defaulted rollingUpdate.
+    let live = get(&server, "site");
+    assert_eq!(live["spec"]["strategy"]["type"], "RollingUpdate", "{live}");
+    let third = second.replace(
+        "spec:\n  selector:",
+        "spec:\n  strategy:\n    type: Recreate\n  selector:",
+    );
+    let out = server.must_kubectl_stdin(["apply", "-f", "-"], &third);
+    assert_eq!(out.trim(), "deployment.apps/site configured");
+    let d = get(&server, "site");
+    assert_eq!(
+        d["spec"]["strategy"],
+        serde_json::json!({"type": "Recreate"}),
+        "$retainKeys must clear rollingUpdate"
+    );
 }
 
 #[test]
