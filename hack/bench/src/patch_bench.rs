@@ -79,7 +79,39 @@ fn median(rates: &mut [f64]) -> f64 {
     rates.get(rates.len() / 2).copied().unwrap_or_default()
 }
 
+/// CPU cost of the strategic merge itself (no IO): the same patch applied in-process.
+fn engine_cost(scale: usize) -> Result<()> {
+    let original = deployment("bench-0", 0);
+    let iterations = 20_000 / scale;
+    let start = std::time::Instant::now();
+    for i in 0..iterations {
+        let out = ferrokube_machinery::patch::strategic_merge_patch(
+            &original,
+            &smp(i),
+            "io.k8s.api.apps.v1.Deployment",
+        )?;
+        std::hint::black_box(out);
+    }
+    let per = start.elapsed() / iterations as u32;
+    // For scale: one JSON decode + encode of the same object.
+    let text = original.to_string();
+    let start = std::time::Instant::now();
+    for _ in 0..iterations {
+        let v: Value = serde_json::from_str(&text)?;
+        std::hint::black_box(serde_json::to_vec(&v)?);
+    }
+    let codec = start.elapsed() / iterations as u32;
+    println!(
+        "{:<44} {:>7.1} µs   (JSON decode+encode of it: {:.1} µs)",
+        "strategic merge engine, per patch",
+        per.as_secs_f64() * 1e6,
+        codec.as_secs_f64() * 1e6
+    );
+    Ok(())
+}
+
 pub async fn run(tmp: &Path, scale: usize) -> Result<()> {
+    engine_cost(scale)?;
     let (_server, client, _) = start_ferrokube(&tmp.join("patch"), &[]).await?;
     let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
     for c in 0..32 {
