@@ -6,7 +6,9 @@
 //! every manifest, tables, output formats, describe, delete, error messages), `kubectl_list`
 //! (selectors, chunking, all namespaces, watch), `kube_rs` (typed CRUD and the runtime watcher),
 //! `durability` (graceful restart and SIGKILL during writes), `deletion` (finalizers, graceful and
-//! cascading deletion, namespace termination).
+//! cascading deletion, namespace termination), `patch` (json/merge/strategic patches, the strategic
+//! merge directives, client-side apply three-way merges, `kubectl edit`), `versions` (HPA and Event
+//! served at two versions over one storage version).
 
 mod deletion;
 mod discovery;
@@ -14,5 +16,6 @@ mod durability;
 mod kube_rs;
 mod kubectl_crud;
 mod kubectl_list;
+mod patch;
 mod util;
 mod versions;

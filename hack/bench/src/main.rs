@@ -1,9 +1,12 @@
 //! `hack/bench`: end-to-end figures for ferrokube over HTTPS with the kube-rs client, and the
 //! same create/get load against etcd 3.4 (its JSON gateway) in the same run for ratios.
 //!
-//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd]` (needs
+//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd] [--patch]` (needs
 //! `target/release/ferrokube`; etcd from `hack/install-tools.sh --etcd`). Every loop is bounded
-//! in count and time and talks to loopback only.
+//! in count and time and talks to loopback only. `--patch` runs only the update-vs-strategic-merge
+//! patch comparison (`patch_bench.rs`).
+
+mod patch_bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -267,6 +270,11 @@ async fn main() -> Result<()> {
     let scale = if opts.quick { 10 } else { 1 };
     let tmp = std::env::temp_dir().join(format!("ferrokube-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
+    if args.iter().any(|a| a == "--patch") {
+        let result = patch_bench::run(&tmp, scale).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return result;
+    }
 
     // Startup and idle RSS.
     let mut starts = Vec::new();

@@ -4,7 +4,8 @@
 
 use axum::body::Body;
 use axum::response::Response;
-use ferrokube_machinery::patch::{PatchError, json_patch, merge_patch};
+use ferrokube_machinery::openapi::facts;
+use ferrokube_machinery::patch::{PatchError, json_patch, merge_patch, strategic_merge_patch};
 use ferrokube_machinery::status::Status;
 use http::{StatusCode, header};
 use serde_json::Value;
@@ -42,17 +43,68 @@ fn patch_type(scope: &Scope) -> ApiResult<PatchType> {
     }
 }
 
-fn apply(kind: PatchType, doc: &mut Value, patch: &Value) -> ApiResult<()> {
+/// The patch types a resource without a built-in schema (custom resources) accepts: upstream
+/// answers a strategic merge patch on them with 415 listing these.
+const NON_STRATEGIC_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+];
+
+/// The OpenAPI definition a strategic merge patch of this request is driven by: the resource's
+/// kind (from the resource table's group/version/kind), or `autoscaling/v1` Scale for `/scale`.
+/// `None` when the kind has no built-in schema (custom resources): upstream answers 415.
+fn strategic_definition(scope: &Scope) -> Option<&'static str> {
+    if scope.info.subresource == "scale" {
+        return Some("io.k8s.api.autoscaling.v1.Scale");
+    }
+    let info = &scope.handle.info;
+    facts().definition_for_gvk(info.group, info.version, info.kind)
+}
+
+/// Rejects a strategic merge patch of a resource without a built-in schema (415, as upstream).
+fn check_supported(scope: &Scope, kind: PatchType) -> ApiResult<Option<&'static str>> {
+    if kind != PatchType::Strategic {
+        return Ok(None);
+    }
+    match strategic_definition(scope) {
+        Some(d) => Ok(Some(d)),
+        None => Err(Status::unsupported_media_type_accepting(NON_STRATEGIC_TYPES).into()),
+    }
+}
+
+/// Maps patch failures like upstream's handler: malformed JSON patch → 400, failed JSON patch
+/// operation → 422; strategic merge errors as `interpretStrategicMergePatchError` (400, 422, or
+/// the plain error, which upstream's `ErrorToAPIStatus` turns into a 500 without a reason).
+fn patch_error(e: PatchError) -> ApiError {
+    match e {
+        PatchError::Malformed(m) | PatchError::StrategicBadRequest(m) => ApiError::bad_request(m),
+        PatchError::StrategicUnprocessable(m) => Status::failure(422, "Invalid", m).into(),
+        PatchError::Strategic(m) => Status::failure(500, "", m).into(),
+        other => Status::failure(422, "Invalid", other.to_string()).into(),
+    }
+}
+
+fn apply(
+    kind: PatchType,
+    definition: Option<&str>,
+    doc: &mut Value,
+    patch: &Value,
+) -> ApiResult<()> {
     match kind {
-        PatchType::Json => json_patch(doc, patch).map_err(|e| match e {
-            PatchError::Malformed(m) => ApiError::bad_request(m),
-            other => Status::failure(422, "Invalid", other.to_string()).into(),
-        }),
-        PatchType::Merge | PatchType::Strategic => {
+        PatchType::Json => json_patch(doc, patch).map_err(patch_error),
+        PatchType::Merge => {
             if !patch.is_object() {
                 return Err(ApiError::bad_request("the patch is not a JSON object"));
             }
             merge_patch(doc, patch);
+            Ok(())
+        }
+        PatchType::Strategic => {
+            let Some(definition) = definition else {
+                return Err(Status::unsupported_media_type_accepting(NON_STRATEGIC_TYPES).into());
+            };
+            *doc = strategic_merge_patch(doc, patch, definition).map_err(patch_error)?;
             Ok(())
         }
     }
@@ -67,6 +119,7 @@ fn parse_patch(bytes: &[u8]) -> ApiResult<Value> {
 /// Handles patch of the object or its status.
 pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
     let kind = patch_type(scope)?;
+    let definition = check_supported(scope, kind)?;
     let dry_run = scope.query.dry_run()?;
     let patch = parse_patch(&read_body(body, scope.state.max_body_bytes).await?)?;
     let target = if scope.info.subresource == "status" {
@@ -80,7 +133,7 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
         attempts += 1;
         let current = scope.state.store.get(&scope.handle, ns, name).await?;
         let mut doc = codec::decode_served(&scope.handle, &current)?;
-        apply(kind, &mut doc, &patch)?;
+        apply(kind, definition, &mut doc, &patch)?;
         scope.check_type(&mut doc)?;
         if doc.pointer("/metadata/name").and_then(Value::as_str) != Some(&**name) {
             return Err(ApiError::bad_request(
@@ -111,6 +164,7 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
 /// PATCH of the scale subresource: patch the Scale view, then write spec.replicas.
 pub async fn patch_scale(scope: &Scope, body: Body) -> ApiResult<Response> {
     let kind = patch_type(scope)?;
+    let definition = check_supported(scope, kind)?;
     let patch = parse_patch(&read_body(body, scope.state.max_body_bytes).await?)?;
     let current = scope
         .state
@@ -118,6 +172,6 @@ pub async fn patch_scale(scope: &Scope, body: Body) -> ApiResult<Response> {
         .get(&scope.handle, &scope.info.namespace, &scope.info.name)
         .await?;
     let mut scale = super::scale::scale_of(&scope.handle, &codec::decode(&current)?);
-    apply(kind, &mut scale, &patch)?;
+    apply(kind, definition, &mut scale, &patch)?;
     super::scale::write_scale(scope, scale).await
 }

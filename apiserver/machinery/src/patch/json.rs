@@ -1,41 +1,8 @@
-//! JSON patch (RFC 6902) and JSON merge patch (RFC 7386) over `serde_json::Value`.
-//! Strategic merge patch builds on [`merge_patch`] with the schema facts.
+//! RFC 6902 JSON patch.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-/// Why a patch could not be applied.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum PatchError {
-    /// The patch document is malformed.
-    #[error("{0}")]
-    Malformed(String),
-    /// A `test` operation failed.
-    #[error("testing value {path} failed")]
-    TestFailed { path: String },
-    /// A path does not exist (or cannot be created) in the document.
-    #[error("{0}")]
-    Path(String),
-}
-
-/// RFC 7386 merge patch: objects merge recursively, `null` deletes, everything else replaces.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    if let Value::Object(t) = target {
-        for (k, v) in p {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
-}
+use super::PatchError;
 
 fn unescape(token: &str) -> String {
     token.replace("~1", "/").replace("~0", "~")
@@ -216,16 +183,6 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn merge_patch_rfc7386_examples() {
-        let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}});
-        merge_patch(&mut t, &json!({"a": "z", "c": {"f": null}}));
-        assert_eq!(t, json!({"a": "z", "c": {"d": "e"}}));
-        let mut t = json!({"a": [1, 2]});
-        merge_patch(&mut t, &json!({"a": [3]}));
-        assert_eq!(t, json!({"a": [3]}));
-    }
 
     #[test]
     fn json_patch_ops() {
