@@ -7,6 +7,7 @@
 //! `pkg/apis/*/validation` packages on the JSON form of objects.
 //! Messages are facts clients and tests compare against, so they are kept byte for byte.
 
+mod builtin;
 pub mod core;
 mod cron;
 mod field;
@@ -18,6 +19,7 @@ mod names;
 pub mod pod;
 pub mod workloads;
 
+pub use builtin::{validate_builtin, validate_builtin_update};
 pub use field::{FieldError, FieldErrorType, Path, aggregate_message, go_quote};
 pub use meta::{
     NameRule, TOTAL_ANNOTATION_SIZE_LIMIT_B, validate_annotations, validate_finalizers,

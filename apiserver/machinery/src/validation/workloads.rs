@@ -198,7 +198,29 @@ pub fn validate_stateful_set(obj: &Value) -> Vec<FieldError> {
     }
     errs.extend(nonnegative(spec, "replicas", &sp));
     errs.extend(nonnegative(spec, "minReadySeconds", &sp));
-    selector_and_template(spec, &sp, "statefulset", &mut errs);
+    // Containers may mount the claims of `volumeClaimTemplates` (the controller adds them as
+    // volumes of each pod), so they count as volumes of the template here.
+    let claims: Vec<Value> = super::helpers::arr(spec, "volumeClaimTemplates")
+        .iter()
+        .map(|c| serde_json::json!({"name": s(get(c, "metadata"), "name")}))
+        .collect();
+    if claims.is_empty() {
+        selector_and_template(spec, &sp, "statefulset", &mut errs);
+    } else {
+        let mut spec = spec.clone();
+        if let Some(pspec) = spec
+            .pointer_mut("/template/spec")
+            .and_then(Value::as_object_mut)
+        {
+            let vols = pspec
+                .entry("volumes")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Some(v) = vols.as_array_mut() {
+                v.extend(claims);
+            }
+        }
+        selector_and_template(&spec, &sp, "statefulset", &mut errs);
+    }
     errs
 }
 
@@ -404,6 +426,21 @@ mod tests {
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "spec.selector");
         assert_eq!(errs[0].detail, "field is immutable");
+    }
+
+    #[test]
+    fn statefulset_claims_count_as_volumes() {
+        let sts = json!({"spec": {"selector": {"matchLabels": {"app": "db"}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}}],
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [
+                {"name": "db", "image": "i", "volumeMounts": [{"name": "data", "mountPath": "/d"}]}]}}}});
+        assert!(validate_stateful_set(&sts).is_empty());
+        let mut bad = sts.clone();
+        bad["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["name"] = json!("x");
+        assert_eq!(
+            validate_stateful_set(&bad)[0].field,
+            "spec.template.spec.containers[0].volumeMounts[0].name"
+        );
     }
 
     #[test]
