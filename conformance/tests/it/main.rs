@@ -5,7 +5,8 @@
 //! Modules: `discovery` (version, api-versions, api-resources, explain), `kubectl_crud` (apply of
 //! every manifest, tables, output formats, describe, delete, error messages), `kubectl_list`
 //! (selectors, chunking, all namespaces, watch), `kube_rs` (typed CRUD and the runtime watcher),
-//! `durability` (graceful restart and SIGKILL during writes).
+//! `durability` (graceful restart and SIGKILL during writes), `validation` (invalid manifests
+//! rejected with upstream's field paths, immutable fields).
 
 mod discovery;
 mod durability;
@@ -13,3 +14,4 @@ mod kube_rs;
 mod kubectl_crud;
 mod kubectl_list;
 mod util;
+mod validation;

@@ -193,7 +193,11 @@ pub fn validate_config_map(cm: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let mut total = 0usize;
     for (bag, other, dup_msg) in [
-        ("data", "binaryData", "duplicate of key present in binaryData"),
+        (
+            "data",
+            "binaryData",
+            "duplicate of key present in binaryData",
+        ),
         ("binaryData", "data", "duplicate of key present in data"),
     ] {
         let Some(m) = obj(cm, bag) else { continue };
@@ -462,7 +466,11 @@ pub fn validate_event(ev: &Value) -> Vec<FieldError> {
             if v.is_empty() {
                 errs.push(FieldError::required(f, ""));
             } else if v.len() > 128 {
-                errs.push(FieldError::invalid(f, "", "can have at most 128 characters"));
+                errs.push(FieldError::invalid(
+                    f,
+                    "",
+                    "can have at most 128 characters",
+                ));
             }
         }
         if s(ev, "message").len() > 4096 {
@@ -548,10 +556,13 @@ mod tests {
         );
         let node = json!({"spec": {"taints": [{"key": "k", "effect": "Sometimes"}]}});
         assert_eq!(validate_node(&node)[0].field, "spec.taints[0].effect");
-        let ev = json!({"metadata": {"namespace": "default"}, "involvedObject": {"namespace": "other"}});
+        let ev =
+            json!({"metadata": {"namespace": "default"}, "involvedObject": {"namespace": "other"}});
         assert_eq!(
             msgs(&validate_event(&ev)),
-            vec!["involvedObject.namespace: Invalid value: \"other\": does not match event.namespace"]
+            vec![
+                "involvedObject.namespace: Invalid value: \"other\": does not match event.namespace"
+            ]
         );
     }
 }

@@ -51,7 +51,9 @@ fn must_parse_int(expr: &str) -> Result<i64, String> {
         ));
     }
     let n: i64 = expr.parse().map_err(|_| {
-        format!("failed to parse int from {expr}: strconv.Atoi: parsing \"{expr}\": value out of range")
+        format!(
+            "failed to parse int from {expr}: strconv.Atoi: parsing \"{expr}\": value out of range"
+        )
     })?;
     if n < 0 {
         return Err(format!("negative number ({n}) not allowed: {expr}"));
@@ -63,7 +65,11 @@ fn parse_int_or_name(expr: &str, names: &[&str]) -> Result<i64, String> {
     let lower = expr.to_lowercase();
     if let Some(i) = names.iter().position(|n| *n == lower) {
         // Months are 1-based, weekdays 0-based.
-        return Ok(if names.len() == 12 { i as i64 + 1 } else { i as i64 });
+        return Ok(if names.len() == 12 {
+            i as i64 + 1
+        } else {
+            i as i64
+        });
     }
     must_parse_int(expr)
 }

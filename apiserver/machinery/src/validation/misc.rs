@@ -136,7 +136,10 @@ fn validate_ingress_path(path: &Value, p: &Path) -> Vec<FieldError> {
             &["Exact", "ImplementationSpecific", "Prefix"],
         )),
     }
-    errs.extend(validate_ingress_backend(get(path, "backend"), &p.child("backend")));
+    errs.extend(validate_ingress_backend(
+        get(path, "backend"),
+        &p.child("backend"),
+    ));
     errs
 }
 
@@ -500,7 +503,9 @@ mod tests {
             "scaleTargetRef": {"kind": "Deployment", "name": "web"}}});
         assert_eq!(
             msgs(&validate_hpa(&hpa)),
-            vec!["spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"]
+            vec![
+                "spec.maxReplicas: Invalid value: 2: must be greater than or equal to `minReplicas`"
+            ]
         );
         let lease = json!({"spec": {"leaseDurationSeconds": -1, "leaseTransitions": -2}});
         assert_eq!(
@@ -527,12 +532,16 @@ mod tests {
             "subjects": [{"kind": "User", "name": "u", "apiGroup": RBAC_GROUP}]});
         assert_eq!(
             msgs(&validate_role_binding(&rb, true)),
-            vec!["roleRef.kind: Unsupported value: \"Roll\": supported values: \"Role\", \"ClusterRole\""]
+            vec![
+                "roleRef.kind: Unsupported value: \"Roll\": supported values: \"Role\", \"ClusterRole\""
+            ]
         );
         let mut other = rb.clone();
         other["roleRef"]["kind"] = json!("Role");
         assert_eq!(
-            validate_role_binding_update(&other, &rb, true).last().map(|e| e.detail.clone()),
+            validate_role_binding_update(&other, &rb, true)
+                .last()
+                .map(|e| e.detail.clone()),
             Some("cannot change roleRef".to_string())
         );
     }

@@ -217,7 +217,10 @@ pub fn validate_pod_spec(spec: &Value, path: &Path) -> Vec<FieldError> {
         )),
     }
     match spec.get("dnsPolicy").and_then(Value::as_str) {
-        None | Some("ClusterFirst") | Some("ClusterFirstWithHostNet") | Some("Default")
+        None
+        | Some("ClusterFirst")
+        | Some("ClusterFirstWithHostNet")
+        | Some("Default")
         | Some("None") => {}
         Some(p) => errs.push(FieldError::not_supported(
             path.child("dnsPolicy"),
@@ -315,7 +318,10 @@ pub fn validate_pod_template_spec(template: &Value, path: &Path) -> Vec<FieldErr
         meta.get("annotations"),
         &mp.child("annotations"),
     ));
-    errs.extend(validate_pod_spec(get(template, "spec"), &path.child("spec")));
+    errs.extend(validate_pod_spec(
+        get(template, "spec"),
+        &path.child("spec"),
+    ));
     errs
 }
 
@@ -326,7 +332,10 @@ fn munged_spec(spec: &Value, old_tolerations: Option<&Value>) -> Value {
         o.remove("activeDeadlineSeconds");
         o.remove("terminationGracePeriodSeconds");
         // Tolerations may only be added to: compare the old prefix.
-        match (o.get("tolerations").and_then(Value::as_array), old_tolerations) {
+        match (
+            o.get("tolerations").and_then(Value::as_array),
+            old_tolerations,
+        ) {
             (Some(new), Some(Value::Array(old))) if new.len() >= old.len() => {
                 let prefix = Value::Array(new[..old.len()].to_vec());
                 o.insert("tolerations".into(), prefix);

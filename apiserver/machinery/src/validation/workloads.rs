@@ -65,7 +65,10 @@ fn template_rules(spec: &Value, sp: &Path, ctl: Controller, errs: &mut Vec<Field
             if let Some(p) = policy.filter(|p| *p != "Always") {
                 errs.push(FieldError::not_supported(rp, p, &["Always"]));
             }
-            if pspec.get("activeDeadlineSeconds").is_some_and(|v| !v.is_null()) {
+            if pspec
+                .get("activeDeadlineSeconds")
+                .is_some_and(|v| !v.is_null())
+            {
                 errs.push(FieldError::forbidden(
                     tp.child("spec").child("activeDeadlineSeconds"),
                     "activeDeadlineSeconds in ReplicaSet is not Supported",
@@ -188,7 +191,10 @@ pub fn validate_stateful_set(obj: &Value) -> Vec<FieldError> {
             &["OrderedReady", "Parallel"],
         )),
     }
-    match get(spec, "updateStrategy").get("type").and_then(Value::as_str) {
+    match get(spec, "updateStrategy")
+        .get("type")
+        .and_then(Value::as_str)
+    {
         None | Some("RollingUpdate") | Some("OnDelete") => {}
         Some(t) => errs.push(FieldError::not_supported(
             sp.child("updateStrategy").child("type"),
@@ -262,7 +268,10 @@ pub fn validate_daemon_set(obj: &Value) -> Vec<FieldError> {
     selector_and_template(spec, &sp, "daemonset", &mut errs);
     errs.extend(nonnegative(spec, "minReadySeconds", &sp));
     errs.extend(nonnegative(spec, "revisionHistoryLimit", &sp));
-    match get(spec, "updateStrategy").get("type").and_then(Value::as_str) {
+    match get(spec, "updateStrategy")
+        .get("type")
+        .and_then(Value::as_str)
+    {
         None | Some("RollingUpdate") | Some("OnDelete") => {}
         Some(t) => errs.push(FieldError::not_supported(
             sp.child("updateStrategy").child("type"),
@@ -283,7 +292,12 @@ pub fn validate_daemon_set_update(new: &Value, old: &Value) -> Vec<FieldError> {
 /// Upstream `validateJobSpec` at `sp` (`spec`, or `spec.jobTemplate.spec` for a CronJob).
 fn validate_job_spec(spec: &Value, sp: &Path) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    for f in ["parallelism", "completions", "activeDeadlineSeconds", "backoffLimit"] {
+    for f in [
+        "parallelism",
+        "completions",
+        "activeDeadlineSeconds",
+        "backoffLimit",
+    ] {
         errs.extend(nonnegative(spec, f, sp));
     }
     match spec.get("completionMode").and_then(Value::as_str) {
@@ -397,9 +411,17 @@ mod tests {
 
     #[test]
     fn deployment_rules() {
-        let ok = deploy(json!({"matchLabels": {"app": "a"}}), json!({"app": "a"}), "Always");
+        let ok = deploy(
+            json!({"matchLabels": {"app": "a"}}),
+            json!({"app": "a"}),
+            "Always",
+        );
         assert!(validate_deployment(&ok).is_empty());
-        let bad = deploy(json!({"matchLabels": {"app": "a"}}), json!({"app": "b"}), "Never");
+        let bad = deploy(
+            json!({"matchLabels": {"app": "a"}}),
+            json!({"app": "b"}),
+            "Never",
+        );
         assert_eq!(
             fields(&validate_deployment(&bad)),
             vec![
@@ -414,14 +436,16 @@ mod tests {
             vec!["spec.replicas: Invalid value: -1: must be greater than or equal to 0"]
         );
         let mut nosel = ok.clone();
-        nosel["spec"]
-            .as_object_mut()
-            .map(|m| m.remove("selector"));
+        nosel["spec"].as_object_mut().map(|m| m.remove("selector"));
         assert_eq!(
             fields(&validate_deployment(&nosel)),
             vec!["spec.selector: Required value"]
         );
-        let moved = deploy(json!({"matchLabels": {"app": "b"}}), json!({"app": "b"}), "Always");
+        let moved = deploy(
+            json!({"matchLabels": {"app": "b"}}),
+            json!({"app": "b"}),
+            "Always",
+        );
         let errs = validate_deployment_update(&moved, &ok);
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].field, "spec.selector");
@@ -449,7 +473,9 @@ mod tests {
             "containers": [{"name": "c", "image": "i"}]}}}});
         assert_eq!(
             fields(&validate_job(&job)),
-            vec!["spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""]
+            vec![
+                "spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""
+            ]
         );
         let ok = json!({"spec": {"template": {"spec": {"restartPolicy": "Never",
             "containers": [{"name": "c", "image": "i"}]}}}});
@@ -461,7 +487,9 @@ mod tests {
             "jobTemplate": {"spec": ok["spec"].clone()}}});
         assert_eq!(
             fields(&validate_cron_job(&cj)),
-            vec!["spec.schedule: Invalid value: \"* * *\": expected exactly 5 fields, found 3: [* * *]"]
+            vec![
+                "spec.schedule: Invalid value: \"* * *\": expected exactly 5 fields, found 3: [* * *]"
+            ]
         );
     }
 }
