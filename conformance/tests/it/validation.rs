@@ -7,7 +7,7 @@
 //! a 422 that kubectl prints as `The <Kind> "<name>" is invalid: <expect>`, and nothing may be
 //! stored. The update tests create a valid object, then change an immutable field.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ferrokube_conformance::{TestServer, manifests_dir};
 
@@ -24,7 +24,7 @@ fn invalid_manifests() -> Vec<PathBuf> {
 }
 
 /// The `# expect:` text of a manifest.
-fn expectation(path: &PathBuf) -> String {
+fn expectation(path: &Path) -> String {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     text.lines()
@@ -33,7 +33,7 @@ fn expectation(path: &PathBuf) -> String {
         .to_string()
 }
 
-fn apply_fails(server: &TestServer, path: &PathBuf) -> String {
+fn apply_fails(server: &TestServer, path: &Path) -> String {
     server.must_kubectl_fail(["apply".as_ref(), "-f".as_ref(), path.as_os_str()])
 }
 

@@ -279,11 +279,9 @@ pub fn validate_secret(secret: &Value) -> Vec<FieldError> {
         }
         "kubernetes.io/dockercfg" => require(".dockercfg", &mut errs),
         "kubernetes.io/dockerconfigjson" => require(".dockerconfigjson", &mut errs),
-        "kubernetes.io/basic-auth" => {
-            if !has("username") && !has("password") {
-                require("username", &mut errs);
-                require("password", &mut errs);
-            }
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            require("username", &mut errs);
+            require("password", &mut errs);
         }
         "kubernetes.io/ssh-auth" => require("ssh-privatekey", &mut errs),
         "kubernetes.io/tls" => {
