@@ -357,3 +357,22 @@ fn status_updates_are_not_blocked_by_spec_rules() {
     ]);
     assert_eq!(ready, "1");
 }
+
+/// core `ValidateConfigMapUpdate`: the data of an immutable ConfigMap may not change.
+#[test]
+fn immutable_config_map_data_is_frozen() {
+    let server = TestServer::start();
+    let cm = |v: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: frozen\nimmutable: true\ndata:\n  key: {v}\n"
+        )
+    };
+    must_apply(&server, &cm("one"));
+    must_reject(
+        &server,
+        &cm("two"),
+        &[
+            "The ConfigMap \"frozen\" is invalid: data: Forbidden: field is immutable when `immutable` is set",
+        ],
+    );
+}
