@@ -75,13 +75,15 @@ fn template_rules(spec: &Value, sp: &Path, ctl: Controller, errs: &mut Vec<Field
                 ));
             }
         }
+        // Upstream checks both empty and `Always` (what `SetDefaults_PodSpec` fills in) as
+        // "Required", anything else outside OnFailure/Never as NotSupported.
         Controller::Job => match policy {
             Some("OnFailure") | Some("Never") => {}
-            Some(p) => errs.push(FieldError::not_supported(rp, p, &["OnFailure", "Never"])),
-            None => errs.push(FieldError::required(
+            None | Some("") | Some("Always") => errs.push(FieldError::required(
                 rp,
                 "valid values: \"OnFailure\", \"Never\"",
             )),
+            Some(p) => errs.push(FieldError::not_supported(rp, p, &["OnFailure", "Never"])),
         },
     }
 }
@@ -474,7 +476,7 @@ mod tests {
         assert_eq!(
             fields(&validate_job(&job)),
             vec![
-                "spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""
+                "spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\""
             ]
         );
         let ok = json!({"spec": {"template": {"spec": {"restartPolicy": "Never",
