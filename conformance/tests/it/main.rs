@@ -7,9 +7,9 @@
 //! (selectors, chunking, all namespaces, watch), `kube_rs` (typed CRUD and the runtime watcher),
 //! `durability` (graceful restart and SIGKILL during writes), `deletion` (finalizers, graceful and
 //! cascading deletion, namespace termination), `patch` (json/merge/strategic patches, the strategic
-//! merge directives, client-side apply three-way merges, `kubectl edit`), `versions` (HPA and Event
+//! merge directives, client-side apply three-way merges, `kubectl edit`), `validation` (invalid
+//! manifests rejected with upstream's field paths, immutable fields), `versions` (HPA and Event
 //! served at two versions over one storage version).
-
 mod deletion;
 mod discovery;
 mod durability;
@@ -18,4 +18,5 @@ mod kubectl_crud;
 mod kubectl_list;
 mod patch;
 mod util;
+mod validation;
 mod versions;

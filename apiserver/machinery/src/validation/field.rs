@@ -276,6 +276,19 @@ fn render_value(v: &Value) -> String {
                 .collect();
             format!("[]string{{{}}}", inner.join(", "))
         }
+        // Go's `%#v` of a `map[string]string` (keys sorted, as fmt prints maps).
+        Value::Object(m) if m.values().all(Value::is_string) => {
+            let mut pairs: Vec<(&String, &str)> = m
+                .iter()
+                .map(|(k, v)| (k, v.as_str().unwrap_or_default()))
+                .collect();
+            pairs.sort_unstable();
+            let inner: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| format!("{}:{}", go_quote(k), go_quote(v)))
+                .collect();
+            format!("map[string]string{{{}}}", inner.join(", "))
+        }
         other => other.to_string(),
     }
 }
@@ -363,6 +376,10 @@ mod tests {
                 "a[1]: Duplicate value: \"x\"",
             ),
             (FieldError::not_found("a", "x"), "a: Not found: \"x\""),
+            (
+                FieldError::invalid("l", json!({"b": "2", "a": "1"}), "d"),
+                "l: Invalid value: map[string]string{\"a\":\"1\", \"b\":\"2\"}: d",
+            ),
             (FieldError::internal("a", "boom"), "a: Internal error: boom"),
         ];
         for (e, want) in cases {

@@ -295,7 +295,10 @@ impl GenericStore {
             let mut new = obj.clone();
             self.prepare_update(h, &mut new, &old, target)?;
             let mut errs = Self::validate_meta(h, &new);
-            errs.extend(h.strategy.validate_update(&new, &old));
+            errs.extend(match target {
+                UpdateTarget::Main => h.strategy.validate_update(&new, &old),
+                UpdateTarget::Status => h.strategy.validate_status_update(&new, &old),
+            });
             errs.extend(deletion::finalizer_update_errors(&new, &old));
             if !errs.is_empty() {
                 return Err(ApiError::invalid(h.info.group, h.info.kind, name, &errs));

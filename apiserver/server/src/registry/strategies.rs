@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ferrokube_machinery::resources::ResourceInfo;
-use ferrokube_machinery::validation::{FieldError, NameRule};
+use ferrokube_machinery::validation::NameRule;
 use serde_json::{Value, json};
 
 use super::strategy::{DefaultStrategy, FieldSet, GcPolicy, Strategy, default_at, str_at};
@@ -120,37 +120,7 @@ impl Strategy for PodStrategy {
         }
     }
 
-    fn validate(&self, obj: &Value) -> Vec<FieldError> {
-        let mut errs = Vec::new();
-        match obj.pointer("/spec/containers").and_then(Value::as_array) {
-            Some(c) if !c.is_empty() => {
-                for (i, c) in c.iter().enumerate() {
-                    if c.get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .is_empty()
-                    {
-                        errs.push(FieldError::required(
-                            format!("spec.containers[{i}].name"),
-                            "",
-                        ));
-                    }
-                    if c.get("image")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .is_empty()
-                    {
-                        errs.push(FieldError::required(
-                            format!("spec.containers[{i}].image"),
-                            "",
-                        ));
-                    }
-                }
-            }
-            _ => errs.push(FieldError::required("spec.containers", "")),
-        }
-        errs
-    }
+    // Validation: the trait's default (machinery `validate_pod` / `validate_pod_update`).
 
     fn field_set(&self, obj: &Value) -> FieldSet {
         vec![
@@ -354,17 +324,6 @@ impl Strategy for SecretStrategy {
         default_at(new, &["type"], json!("Opaque"));
         merge_string_data(new);
     }
-    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
-        let (n, o) = (str_at(new, &["type"]), str_at(old, &["type"]));
-        if n != o {
-            return vec![FieldError::invalid(
-                "type",
-                Value::String(n),
-                "field is immutable",
-            )];
-        }
-        Vec::new()
-    }
     fn field_set(&self, obj: &Value) -> FieldSet {
         vec![("type", str_at(obj, &["type"]))]
     }
@@ -520,24 +479,7 @@ impl Strategy for ServiceStrategy {
             }
         }
     }
-    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
-        let (n, o) = (
-            str_at(new, &["spec", "clusterIP"]),
-            str_at(old, &["spec", "clusterIP"]),
-        );
-        if !o.is_empty()
-            && o != "None"
-            && n != o
-            && str_at(new, &["spec", "type"]) != "ExternalName"
-        {
-            return vec![FieldError::invalid(
-                "spec.clusterIPs[0]",
-                Value::String(n),
-                "may not change once set",
-            )];
-        }
-        Vec::new()
-    }
+    // Validation (cluster IP immutability included): the trait's default.
 }
 
 struct DeploymentStrategy;

@@ -3,7 +3,9 @@
 //! `rest.BeforeUpdate`: `prepare_for_create|update` (may mutate) → `validate|validate_update`
 //! (read only) → storage.
 
-use ferrokube_machinery::validation::{FieldError, NameRule};
+use ferrokube_machinery::validation::{
+    FieldError, NameRule, validate_builtin, validate_builtin_update,
+};
 use serde_json::Value;
 
 /// Field values a field selector can match, for one object.
@@ -46,14 +48,23 @@ pub trait Strategy: Send + Sync {
     /// Server-set fields on update; `old` is the stored object.
     fn prepare_for_update(&self, _new: &mut Value, _old: &Value) {}
 
-    /// Validation on create (metadata is validated generically before this).
-    fn validate(&self, _obj: &Value) -> Vec<FieldError> {
-        Vec::new()
+    /// Validation on create (metadata is validated generically before this): upstream's
+    /// per-kind rules for built-in kinds (machinery `validate_builtin`), nothing for others.
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        validate_builtin(obj)
     }
 
-    /// Validation on update.
-    fn validate_update(&self, new: &Value, _old: &Value) -> Vec<FieldError> {
-        self.validate(new)
+    /// Validation on update of the main resource: the create rules plus upstream's
+    /// immutability rules (`validate_builtin_update`).
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        validate_builtin_update(new, old)
+    }
+
+    /// Validation on update through `/status`. Upstream's status strategies validate only
+    /// metadata and status fields, never the (unchanged) spec, so controllers are not blocked
+    /// by spec rules; ferrokube checks no status fields yet.
+    fn validate_status_update(&self, _new: &Value, _old: &Value) -> Vec<FieldError> {
+        Vec::new()
     }
 
     /// Field-selector attributes beyond `metadata.name` / `metadata.namespace`.
