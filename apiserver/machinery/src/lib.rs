@@ -8,6 +8,7 @@
 //! (every error a client sees), [`selectors`] (label and field selectors).
 
 pub mod continue_token;
+pub mod defaults;
 pub mod discovery;
 pub mod media;
 pub mod openapi;

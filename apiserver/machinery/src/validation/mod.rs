@@ -9,6 +9,7 @@ mod field;
 mod meta;
 mod meta_update;
 mod names;
+pub mod unknown_fields;
 
 pub use field::{FieldError, FieldErrorType, Path, aggregate_message, go_quote};
 pub use meta::{
