@@ -121,6 +121,8 @@ pub async fn run(opts: options::ServerOptions) -> anyhow::Result<()> {
     ensure_default_namespaces(&state).await?;
     state.ready.store(true, Ordering::Release);
     openapi::build_in_background(state.clone());
+    // The schema table unknown-field detection walks (built once, off the request path).
+    tokio::task::spawn_blocking(ferrokube_machinery::validation::unknown_fields::warm_up);
 
     let listener = tokio::net::TcpListener::bind((opts.bind_address, opts.secure_port))
         .await

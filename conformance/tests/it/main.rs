@@ -7,6 +7,7 @@
 //! (selectors, chunking, all namespaces, watch), `kube_rs` (typed CRUD and the runtime watcher),
 //! `durability` (graceful restart and SIGKILL during writes).
 
+mod defaults;
 mod discovery;
 mod durability;
 mod kube_rs;

@@ -68,7 +68,9 @@ fn parse_patch(bytes: &[u8]) -> ApiResult<Value> {
 pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
     let kind = patch_type(scope)?;
     let dry_run = scope.query.dry_run()?;
-    let patch = parse_patch(&read_body(body, scope.state.max_body_bytes).await?)?;
+    let validation = super::field_validation::directive(scope, "PatchOptions")?;
+    let raw = read_body(body, scope.state.max_body_bytes).await?;
+    let patch = parse_patch(&raw)?;
     let target = if scope.info.subresource == "status" {
         UpdateTarget::Status
     } else {
@@ -82,6 +84,13 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
         let mut doc = codec::decode(&current)?;
         apply(kind, &mut doc, &patch)?;
         scope.check_type(&mut doc)?;
+        let warnings = super::field_validation::check_patched(
+            scope,
+            validation,
+            &raw,
+            kind == PatchType::Json,
+            &mut doc,
+        )?;
         if doc.pointer("/metadata/name").and_then(Value::as_str) != Some(&**name) {
             return Err(ApiError::bad_request(
                 "metadata.name cannot be changed by a patch",
@@ -99,7 +108,10 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
             .update(&scope.handle, ns, name, doc, target, dry_run)
             .await
         {
-            Ok((out, _)) => return scope.object_response(StatusCode::OK, &out),
+            Ok((out, _)) => {
+                let resp = scope.object_response(StatusCode::OK, &out)?;
+                return Ok(super::field_validation::with_warnings(resp, &warnings));
+            }
             Err(ApiError::Status(s)) if s.code == 409 && !pinned_by_client && attempts < 5 => {
                 continue;
             }
