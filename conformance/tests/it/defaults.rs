@@ -34,7 +34,12 @@ fn yaml(text: &str) -> Value {
 /// Drops the per-object metadata the comparison ignores.
 fn strip_meta(mut v: Value) -> Value {
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        for f in ["uid", "creationTimestamp", "resourceVersion", "managedFields"] {
+        for f in [
+            "uid",
+            "creationTimestamp",
+            "resourceVersion",
+            "managedFields",
+        ] {
             m.remove(f);
         }
     }
@@ -51,7 +56,10 @@ fn strip_token_volume(mut v: Value) -> Value {
     if let Some(vols) = v.pointer_mut("/spec/volumes").and_then(Value::as_array_mut) {
         vols.retain(|x| !is_token(x));
     }
-    if let Some(cs) = v.pointer_mut("/spec/containers").and_then(Value::as_array_mut) {
+    if let Some(cs) = v
+        .pointer_mut("/spec/containers")
+        .and_then(Value::as_array_mut)
+    {
         for c in cs {
             let empty = c
                 .get_mut("volumeMounts")
@@ -115,7 +123,11 @@ fn pod_and_deployment_read_back_like_upstream_1_35() {
     let server = TestServer::start();
     for (kind, manifest, upstream) in [
         ("pod", "pod.yaml", "pod.upstream-1.35.yaml"),
-        ("deployment", "deployment.yaml", "deployment.upstream-1.35.yaml"),
+        (
+            "deployment",
+            "deployment.yaml",
+            "deployment.upstream-1.35.yaml",
+        ),
     ] {
         let path = fixture(manifest);
         // Server-side dry run answers with the defaulted object and stores nothing.
@@ -130,7 +142,9 @@ fn pod_and_deployment_read_back_like_upstream_1_35() {
         assert_matches_upstream(&format!("{kind} create --dry-run=server"), upstream, &dry);
         let dry = yaml(&dry);
         assert!(
-            dry.pointer("/metadata/uid").and_then(Value::as_str).is_some_and(|u| u.len() == 36),
+            dry.pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .is_some_and(|u| u.len() == 36),
             "a dry-run create still has a generated uid: {dry:#}"
         );
         let err = server.must_kubectl_fail(["get", kind, "defaults-web"]);
@@ -160,33 +174,77 @@ fn dry_run_on_every_write_verb_persists_nothing() {
     // create with generateName: a generated name and uid come back, nothing is stored.
     let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generateName":"gen-"}}"#;
     let out = server.must_kubectl_stdin(
-        ["create", "--raw", "/api/v1/namespaces/default/configmaps?dryRun=All", "-f", "-"],
+        [
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps?dryRun=All",
+            "-f",
+            "-",
+        ],
         body,
     );
     let created = json(&out);
-    let name = created["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    assert!(name.starts_with("gen-") && name.len() == 9, "generated name: {created:#}");
-    assert_eq!(created["metadata"]["uid"].as_str().map(str::len), Some(36), "{created:#}");
+    let name = created["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        name.starts_with("gen-") && name.len() == 9,
+        "generated name: {created:#}"
+    );
+    assert_eq!(
+        created["metadata"]["uid"].as_str().map(str::len),
+        Some(36),
+        "{created:#}"
+    );
     let err = server.must_kubectl_fail(["get", "configmap", &name]);
     assert!(err.contains("not found"), "{err}");
 
     // update (replace), patch, delete and deletecollection with dryRun.
     let live = server.must_kubectl(["get", "configmap", "keep", "-o", "yaml"]);
     let edited = live.replace("a: \"1\"", "a: \"2\"");
-    let out = server.must_kubectl_stdin(["replace", "--dry-run=server", "-f", "-", "-o", "json"], &edited);
-    assert_eq!(json(&out)["data"]["a"], "2", "replace answers with the new object");
+    let out = server.must_kubectl_stdin(
+        ["replace", "--dry-run=server", "-f", "-", "-o", "json"],
+        &edited,
+    );
+    assert_eq!(
+        json(&out)["data"]["a"],
+        "2",
+        "replace answers with the new object"
+    );
     let out = server.must_kubectl([
-        "patch", "configmap", "keep", "--dry-run=server", "-p", r#"{"data":{"b":"3"}}"#, "-o", "json",
+        "patch",
+        "configmap",
+        "keep",
+        "--dry-run=server",
+        "-p",
+        r#"{"data":{"b":"3"}}"#,
+        "-o",
+        "json",
     ]);
-    assert_eq!(json(&out)["data"]["b"], "3", "patch answers with the patched object");
+    assert_eq!(
+        json(&out)["data"]["b"],
+        "3",
+        "patch answers with the patched object"
+    );
     let out = server.must_kubectl(["delete", "configmap", "keep", "--dry-run=server"]);
     assert!(out.contains("(server dry run)"), "{out}");
-    let out = server.must_kubectl(["delete", "--raw", "/api/v1/namespaces/default/configmaps?dryRun=All"]);
-    assert!(out.contains("\"keep\""), "deletecollection lists what it would delete: {out}");
+    let out = server.must_kubectl([
+        "delete",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?dryRun=All",
+    ]);
+    assert!(
+        out.contains("\"keep\""),
+        "deletecollection lists what it would delete: {out}"
+    );
 
     let after = json(&server.must_kubectl(["get", "configmap", "keep", "-o", "json"]));
     assert_eq!(after["data"], serde_json::json!({"a": "1"}), "{after:#}");
-    assert_eq!(after["metadata"]["resourceVersion"], before, "no write happened");
+    assert_eq!(
+        after["metadata"]["resourceVersion"], before,
+        "no write happened"
+    );
 }
 
 #[test]
@@ -202,22 +260,40 @@ fn kubectl_diff_exits_1_with_the_change_and_0_when_unchanged() {
         String::from_utf8_lossy(&same.stdout),
         String::from_utf8_lossy(&same.stderr)
     );
-    assert!(same.stdout.is_empty(), "{}", String::from_utf8_lossy(&same.stdout));
+    assert!(
+        same.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&same.stdout)
+    );
 
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let edited = text.replace("        image: nginx\n", "        image: nginx:1.27\n");
     assert_ne!(edited, text);
     let out = server.kubectl_stdin(["diff", "-f", "-"], &edited);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("-      - image: nginx\n"), "{stdout}");
     assert!(stdout.contains("+      - image: nginx:1.27\n"), "{stdout}");
     // The merged object is defaulted by the server: the pull policy follows the new tag.
-    assert!(stdout.contains("-        imagePullPolicy: Always"), "{stdout}");
-    assert!(stdout.contains("+        imagePullPolicy: IfNotPresent"), "{stdout}");
+    assert!(
+        stdout.contains("-        imagePullPolicy: Always"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("+        imagePullPolicy: IfNotPresent"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("resourceVersion"), "{stdout}");
     let live = json(&server.must_kubectl(["get", "deployment", "defaults-web", "-o", "json"]));
-    assert_eq!(live["spec"]["template"]["spec"]["containers"][0]["image"], "nginx");
+    assert_eq!(
+        live["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx"
+    );
 }
 
 const BAD_POD: &str = "apiVersion: v1
@@ -245,7 +321,10 @@ fn unknown_fields_follow_kubectl_validate() {
     assert!(server.kubectl(["get", "pod", "strict"]).status.code() == Some(1));
 
     // --validate=warn: created without the field, one warning.
-    let out = server.kubectl_stdin(["create", "--validate=warn", "-f", "-"], &BAD_POD.replace("NAME", "warn"));
+    let out = server.kubectl_stdin(
+        ["create", "--validate=warn", "-f", "-"],
+        &BAD_POD.replace("NAME", "warn"),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(stderr.trim(), r#"Warning: unknown field "spec.foo""#);
@@ -253,19 +332,35 @@ fn unknown_fields_follow_kubectl_validate() {
     assert!(got["spec"].get("foo").is_none(), "{got:#}");
 
     // --validate=false (fieldValidation=Ignore): created silently.
-    let out = server.kubectl_stdin(["create", "--validate=false", "-f", "-"], &BAD_POD.replace("NAME", "ignore"));
+    let out = server.kubectl_stdin(
+        ["create", "--validate=false", "-f", "-"],
+        &BAD_POD.replace("NAME", "ignore"),
+    );
     assert!(out.status.success());
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // apply of an existing object patches it: the patched result is checked (422 on `patch`).
     let out = server.kubectl_stdin(["apply", "-f", "-"], &BAD_POD.replace("NAME", "ignore"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains(r#"strict decoding error: unknown field "spec.foo""#), "{stderr}");
+    assert!(
+        stderr.contains(r#"strict decoding error: unknown field "spec.foo""#),
+        "{stderr}"
+    );
 
     // An unsupported directive is rejected like upstream's ValidateFieldValidation.
     let out = server.kubectl_stdin(
-        ["create", "--raw", "/api/v1/namespaces/default/configmaps?fieldValidation=Bogus", "-f", "-"],
+        [
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps?fieldValidation=Bogus",
+            "-f",
+            "-",
+        ],
         r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -280,7 +375,16 @@ fn duplicate_fields_in_a_json_body() {
     let server = TestServer::start();
     let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"first","name":"dup"},"data":{"a":"1"},"data":{"b":"2"}}"#;
     let url = "/api/v1/namespaces/default/configmaps";
-    let out = server.kubectl_stdin(["create", "--raw", &format!("{url}?fieldValidation=Strict"), "-f", "-"], body);
+    let out = server.kubectl_stdin(
+        [
+            "create",
+            "--raw",
+            &format!("{url}?fieldValidation=Strict"),
+            "-f",
+            "-",
+        ],
+        body,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -291,8 +395,14 @@ fn duplicate_fields_in_a_json_body() {
     let out = server.kubectl_stdin(["create", "--raw", url, "-f", "-"], body);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains(r#"Warning: duplicate field "metadata.name""#), "{stderr}");
-    assert!(stderr.contains(r#"Warning: duplicate field "data""#), "{stderr}");
+    assert!(
+        stderr.contains(r#"Warning: duplicate field "metadata.name""#),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(r#"Warning: duplicate field "data""#),
+        "{stderr}"
+    );
     let got = json(&server.must_kubectl(["get", "configmap", "dup", "-o", "json"]));
     assert_eq!(got["data"], serde_json::json!({"b": "2"}), "{got:#}");
 }

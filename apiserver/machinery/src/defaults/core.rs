@@ -167,9 +167,7 @@ pub fn image_pull_policy(image: &str) -> &'static str {
 
 /// `SetDefaults_Volume` and the volume sources' defaults.
 fn volume(v: &mut Value) {
-    let has_source = v
-        .as_object()
-        .is_some_and(|m| m.keys().any(|k| k != "name"));
+    let has_source = v.as_object().is_some_and(|m| m.keys().any(|k| k != "name"));
     if !has_source {
         obj_at(v, "emptyDir");
     }

@@ -85,7 +85,9 @@ pub(crate) fn s<'a>(obj: &'a Value, key: &str) -> &'a str {
 /// a new Deployment reads back `status: {}` and a ReplicaSet `status: {replicas: 0}`).
 pub(crate) fn zero_status(obj: &mut Value, zero: Value) {
     if let Some(m) = obj.as_object_mut() {
-        let st = m.entry("status").or_insert_with(|| Value::Object(Map::new()));
+        let st = m
+            .entry("status")
+            .or_insert_with(|| Value::Object(Map::new()));
         if st.is_null() {
             *st = Value::Object(Map::new());
         }

@@ -21,10 +21,11 @@ pub fn apply(group: &str, version: &str, kind: &str, obj: &mut Value) {
             if let Some(r) = obj_at(obj, "roleRef") {
                 def(r, "apiGroup", json!("rbac.authorization.k8s.io"));
             }
-            each(obj, "subjects", |sub| match s(sub, "kind") {
-                "User" | "Group" => def(sub, "apiGroup", json!("rbac.authorization.k8s.io")),
-                "ServiceAccount" => def(sub, "apiGroup", json!("")),
-                _ => {}
+            // SetDefaults_Subject; a ServiceAccount's group is "" (omitted when serialized).
+            each(obj, "subjects", |sub| {
+                if matches!(s(sub, "kind"), "User" | "Group") {
+                    def(sub, "apiGroup", json!("rbac.authorization.k8s.io"));
+                }
             });
         }
         ("storage.k8s.io", "v1", "StorageClass") => {

@@ -50,7 +50,8 @@ fn image_pull_policy_follows_the_tag() {
 
 #[test]
 fn templates_do_not_get_pod_only_defaults() {
-    let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1"}]}}}});
+    let mut d =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1"}]}}}});
     apply("apps", "v1", "Deployment", &mut d);
     assert_eq!(d["spec"]["replicas"], 1);
     assert_eq!(d["spec"]["revisionHistoryLimit"], 10);
@@ -59,7 +60,11 @@ fn templates_do_not_get_pod_only_defaults() {
         d["spec"]["strategy"],
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
     );
-    assert!(d["spec"]["template"]["spec"].get("enableServiceLinks").is_none());
+    assert!(
+        d["spec"]["template"]["spec"]
+            .get("enableServiceLinks")
+            .is_none()
+    );
     assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
     assert_eq!(d["status"], json!({}));
     // Recreate has no rollingUpdate.
@@ -70,17 +75,24 @@ fn templates_do_not_get_pod_only_defaults() {
 
 #[test]
 fn workloads_and_services() {
-    let mut ss = json!({"spec": {"volumeClaimTemplates": [{"metadata": {"name": "d"}, "spec": {}}]}});
+    let mut ss =
+        json!({"spec": {"volumeClaimTemplates": [{"metadata": {"name": "d"}, "spec": {}}]}});
     apply("apps", "v1", "StatefulSet", &mut ss);
     assert_eq!(
         ss["spec"]["updateStrategy"],
         json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
     );
     assert_eq!(ss["spec"]["podManagementPolicy"], "OrderedReady");
-    assert_eq!(ss["spec"]["volumeClaimTemplates"][0]["status"]["phase"], "Pending");
+    assert_eq!(
+        ss["spec"]["volumeClaimTemplates"][0]["status"]["phase"],
+        "Pending"
+    );
     let mut ds = json!({"spec": {}});
     apply("apps", "v1", "DaemonSet", &mut ds);
-    assert_eq!(ds["spec"]["updateStrategy"]["rollingUpdate"], json!({"maxUnavailable": 1, "maxSurge": 0}));
+    assert_eq!(
+        ds["spec"]["updateStrategy"]["rollingUpdate"],
+        json!({"maxUnavailable": 1, "maxSurge": 0})
+    );
     let mut job = json!({"spec": {"template": {"metadata": {"labels": {"a": "b"}}, "spec": {}}}});
     apply("batch", "v1", "Job", &mut job);
     assert_eq!(job["spec"]["completions"], 1);
@@ -90,17 +102,33 @@ fn workloads_and_services() {
     let mut cj = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {}}}}}});
     apply("batch", "v1", "CronJob", &mut cj);
     assert_eq!(cj["spec"]["successfulJobsHistoryLimit"], 3);
-    assert!(cj["spec"]["jobTemplate"]["spec"].get("backoffLimit").is_none());
+    assert!(
+        cj["spec"]["jobTemplate"]["spec"]
+            .get("backoffLimit")
+            .is_none()
+    );
     let mut svc = json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}});
     apply("", "v1", "Service", &mut svc);
-    assert_eq!(svc["spec"]["ports"][0], json!({"port": 80, "protocol": "TCP", "targetPort": 80}));
+    assert_eq!(
+        svc["spec"]["ports"][0],
+        json!({"port": 80, "protocol": "TCP", "targetPort": 80})
+    );
     assert_eq!(svc["spec"]["externalTrafficPolicy"], "Cluster");
     assert_eq!(svc["spec"]["allocateLoadBalancerNodePorts"], true);
     let mut hpa = json!({"spec": {"behavior": {"scaleDown": {"stabilizationWindowSeconds": 60}}}});
     apply("autoscaling", "v2", "HorizontalPodAutoscaler", &mut hpa);
-    assert_eq!(hpa["spec"]["behavior"]["scaleUp"]["policies"][0]["type"], "Pods");
-    assert_eq!(hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"], 60);
-    assert_eq!(hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 80);
+    assert_eq!(
+        hpa["spec"]["behavior"]["scaleUp"]["policies"][0]["type"],
+        "Pods"
+    );
+    assert_eq!(
+        hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"],
+        60
+    );
+    assert_eq!(
+        hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        80
+    );
 }
 
 #[test]
@@ -111,7 +139,10 @@ fn admission_defaults_of_a_new_pod() {
     assert_eq!(pod["spec"]["serviceAccount"], "default");
     assert_eq!(pod["spec"]["priority"], 0);
     assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
-    let t = pod["spec"]["tolerations"].as_array().cloned().unwrap_or_default();
+    let t = pod["spec"]["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(t.len(), 2, "{t:?}");
     assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
     assert_eq!(t[1]["tolerationSeconds"], 300);

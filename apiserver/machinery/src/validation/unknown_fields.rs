@@ -337,10 +337,16 @@ mod tests {
             "spec":{"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":"25%"}},
             "template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c",
             "resources":{"requests":{"memory":"1Gi"}}}]}},"replica":3}}"#;
-        let got: Vec<String> = check_json(d, body).iter().map(ToString::to_string).collect();
+        let got: Vec<String> = check_json(d, body)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(got, [r#"unknown field "spec.replica""#]);
         let yaml = b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: a\nspec:\n  foo: 1\n";
-        let got: Vec<String> = check_yaml(pods(), yaml).iter().map(ToString::to_string).collect();
+        let got: Vec<String> = check_yaml(pods(), yaml)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(got, [r#"unknown field "spec.foo""#]);
         if let Some(crd) = find("apiextensions.k8s.io", "v1", "customresourcedefinitions") {
             let body = br#"{"spec":{"versions":[{"name":"v1","schema":{"openAPIV3Schema":{

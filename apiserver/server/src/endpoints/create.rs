@@ -10,7 +10,8 @@ use crate::error::ApiResult;
 /// Handles create.
 pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
     let dry_run = scope.query.dry_run()?;
-    let (obj, warnings) = super::field_validation::read_object(scope, body, "CreateOptions").await?;
+    let (obj, warnings) =
+        super::field_validation::read_object(scope, body, "CreateOptions").await?;
     if scope.handle.info.virtual_only {
         let out = crate::registry::reviews::review(&scope.handle, obj, &scope.user)?;
         return scope.object_response(StatusCode::CREATED, &out);

@@ -13,7 +13,8 @@ use crate::registry::store::UpdateTarget;
 /// Handles update.
 pub async fn update(scope: &Scope, body: Body) -> ApiResult<Response> {
     let dry_run = scope.query.dry_run()?;
-    let (obj, warnings) = super::field_validation::read_object(scope, body, "UpdateOptions").await?;
+    let (obj, warnings) =
+        super::field_validation::read_object(scope, body, "UpdateOptions").await?;
     check_name(scope, &obj)?;
     let target = if scope.info.subresource == "status" {
         UpdateTarget::Status
