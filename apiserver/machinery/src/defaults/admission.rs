@@ -28,11 +28,12 @@ pub fn pod_create(obj: &mut Value) {
     let Some(spec) = obj_at(obj, "spec") else {
         return;
     };
-    if !mirror && s(spec, "serviceAccountName").is_empty() {
-        if let Some(m) = spec.as_object_mut() {
-            m.insert("serviceAccountName".into(), json!("default"));
-            m.insert("serviceAccount".into(), json!("default"));
-        }
+    if !mirror
+        && s(spec, "serviceAccountName").is_empty()
+        && let Some(m) = spec.as_object_mut()
+    {
+        m.insert("serviceAccountName".into(), json!("default"));
+        m.insert("serviceAccount".into(), json!("default"));
     }
     let priority = match s(spec, "priorityClassName") {
         "" => Some(0),
