@@ -406,3 +406,96 @@ fn duplicate_fields_in_a_json_body() {
     let got = json(&server.must_kubectl(["get", "configmap", "dup", "-o", "json"]));
     assert_eq!(got["data"], serde_json::json!({"b": "2"}), "{got:#}");
 }
+
+/// Upstream's defaults of the other workload kinds, as a server-side dry run shows them for the
+/// shared manifests (values from pkg/apis/{batch,apps,core,autoscaling}/v*/defaults.go and the
+/// Job registry's generateSelector).
+#[test]
+fn other_kinds_get_upstream_defaults() {
+    let server = TestServer::start();
+    let dry = |file: &str| {
+        let path = crate::util::manifest(file);
+        json(&server.must_kubectl([
+            "create".as_ref(),
+            "-f".as_ref(),
+            path.as_os_str(),
+            "--dry-run=server".as_ref(),
+            "-o".as_ref(),
+            "json".as_ref(),
+        ]))
+    };
+    let job = dry("job.yaml");
+    let spec = &job["spec"];
+    assert_eq!(spec["backoffLimit"], 4, "explicit values stay: {job:#}");
+    assert_eq!(spec["completions"], 1);
+    assert_eq!(spec["parallelism"], 1);
+    assert_eq!(spec["completionMode"], "NonIndexed");
+    assert_eq!(spec["suspend"], false);
+    assert_eq!(spec["podReplacementPolicy"], "TerminatingOrFailed");
+    let uid = job["metadata"]["uid"].clone();
+    assert_eq!(
+        spec["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+        uid
+    );
+    assert_eq!(
+        spec["template"]["metadata"]["labels"]["controller-uid"],
+        uid
+    );
+    assert_eq!(
+        spec["template"]["metadata"]["labels"]["job-name"],
+        job["metadata"]["name"]
+    );
+    assert_eq!(
+        spec["template"]["spec"]["terminationGracePeriodSeconds"],
+        30
+    );
+
+    let cj = dry("cronjob.yaml");
+    assert_eq!(cj["spec"]["concurrencyPolicy"], "Allow", "{cj:#}");
+    assert_eq!(cj["spec"]["successfulJobsHistoryLimit"], 3);
+    assert_eq!(cj["spec"]["failedJobsHistoryLimit"], 1);
+    assert_eq!(cj["spec"]["suspend"], false);
+    assert_eq!(
+        cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["dnsPolicy"],
+        "ClusterFirst"
+    );
+
+    let ss = dry("statefulset.yaml");
+    assert_eq!(ss["spec"]["podManagementPolicy"], "OrderedReady", "{ss:#}");
+    assert_eq!(
+        ss["spec"]["updateStrategy"],
+        serde_json::json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0, "maxUnavailable": 1}})
+    );
+    assert_eq!(
+        ss["spec"]["persistentVolumeClaimRetentionPolicy"],
+        serde_json::json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
+    );
+    assert_eq!(ss["spec"]["revisionHistoryLimit"], 10);
+
+    let ds = dry("daemonset.yaml");
+    assert_eq!(
+        ds["spec"]["updateStrategy"],
+        serde_json::json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+        "{ds:#}"
+    );
+    assert_eq!(ds["status"]["numberReady"], 0);
+
+    let svc = dry("service.yaml");
+    assert_eq!(svc["spec"]["sessionAffinity"], "None", "{svc:#}");
+    assert_eq!(svc["spec"]["internalTrafficPolicy"], "Cluster");
+    assert_eq!(svc["spec"]["ipFamilies"], serde_json::json!(["IPv4"]));
+    assert_eq!(svc["spec"]["ipFamilyPolicy"], "SingleStack");
+    assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
+
+    let pvc = dry("pvc.yaml");
+    assert_eq!(pvc["spec"]["volumeMode"], "Filesystem", "{pvc:#}");
+    assert_eq!(pvc["status"]["phase"], "Pending");
+
+    let hpa = dry("hpa.yaml");
+    assert_eq!(
+        hpa["spec"]["minReplicas"].as_i64().map(|m| m >= 1),
+        Some(true),
+        "{hpa:#}"
+    );
+    assert_eq!(hpa["status"]["desiredReplicas"], 0);
+}

@@ -48,7 +48,8 @@ fn deployment(obj: &mut Value) {
     zero_status(obj, json!({}));
 }
 
-/// `SetDefaults_StatefulSet` (the MaxUnavailableStatefulSet gate is off by default).
+/// `SetDefaults_StatefulSet`, with the MaxUnavailableStatefulSet gate on (beta, on by default
+/// since 1.35): a RollingUpdate strategy gets `maxUnavailable: 1`.
 fn statefulset(obj: &mut Value) {
     if let Some(spec) = obj_at(obj, "spec") {
         def(spec, "podManagementPolicy", json!("OrderedReady"));
@@ -61,6 +62,7 @@ fn statefulset(obj: &mut Value) {
                 && let Some(ru) = get_mut(us, "rollingUpdate")
             {
                 def(ru, "partition", json!(0));
+                def(ru, "maxUnavailable", json!(1));
             }
         }
         if let Some(p) = obj_at(spec, "persistentVolumeClaimRetentionPolicy") {

@@ -77,3 +77,42 @@ fn cronjob(obj: &mut Value) {
     }
     zero_status(obj, json!({}));
 }
+
+/// The Job registry's `generateSelector` (`pkg/registry/batch/job/strategy.go`, on create unless
+/// `spec.manualSelector` is true): the template gets the job-name and controller-uid labels (new
+/// and legacy keys) and the selector matches `batch.kubernetes.io/controller-uid`. Needs the
+/// uid, so it runs after system metadata is set.
+pub fn job_generate_selector(obj: &mut Value) {
+    if obj.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true) {
+        return;
+    }
+    let meta = |k: &str| {
+        obj.pointer(&format!("/metadata/{k}"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (name, uid) = (meta("name"), meta("uid"));
+    let Some(spec) = obj_at(obj, "spec") else {
+        return;
+    };
+    if let Some(t) = obj_at(spec, "template")
+        && let Some(m) = obj_at(t, "metadata")
+        && let Some(labels) = obj_at(m, "labels").and_then(Value::as_object_mut)
+    {
+        for (k, v) in [
+            ("job-name", &name),
+            ("batch.kubernetes.io/job-name", &name),
+            ("controller-uid", &uid),
+            ("batch.kubernetes.io/controller-uid", &uid),
+        ] {
+            labels.entry(k).or_insert_with(|| json!(v));
+        }
+    }
+    if let Some(sel) = obj_at(spec, "selector")
+        && let Some(ml) = obj_at(sel, "matchLabels").and_then(Value::as_object_mut)
+    {
+        ml.entry("batch.kubernetes.io/controller-uid")
+            .or_insert_with(|| json!(uid));
+    }
+}

@@ -14,7 +14,7 @@
 
 pub mod admission;
 mod apps;
-mod batch;
+pub mod batch;
 pub mod core;
 mod other;
 

@@ -80,7 +80,7 @@ fn workloads_and_services() {
     apply("apps", "v1", "StatefulSet", &mut ss);
     assert_eq!(
         ss["spec"]["updateStrategy"],
-        json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+        json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0, "maxUnavailable": 1}})
     );
     assert_eq!(ss["spec"]["podManagementPolicy"], "OrderedReady");
     assert_eq!(
@@ -146,4 +146,24 @@ fn admission_defaults_of_a_new_pod() {
     assert_eq!(t.len(), 2, "{t:?}");
     assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
     assert_eq!(t[1]["tolerationSeconds"], 300);
+}
+
+#[test]
+fn job_selector_is_generated_from_the_uid() {
+    let mut job = json!({"metadata": {"name": "pi", "uid": "u-1"},
+        "spec": {"template": {"metadata": {"labels": {"app": "pi"}}, "spec": {}}}});
+    super::batch::job_generate_selector(&mut job);
+    assert_eq!(
+        job["spec"]["selector"],
+        json!({"matchLabels": {"batch.kubernetes.io/controller-uid": "u-1"}})
+    );
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["labels"],
+        json!({"app": "pi", "job-name": "pi", "batch.kubernetes.io/job-name": "pi",
+               "controller-uid": "u-1", "batch.kubernetes.io/controller-uid": "u-1"})
+    );
+    let mut manual =
+        json!({"metadata": {"name": "m", "uid": "u"}, "spec": {"manualSelector": true}});
+    super::batch::job_generate_selector(&mut manual);
+    assert!(manual["spec"].get("selector").is_none());
 }

@@ -357,6 +357,9 @@ impl Strategy for ReplicasStrategy {
 struct JobStrategy;
 
 impl Strategy for JobStrategy {
+    fn prepare_for_create(&self, obj: &mut Value) {
+        ferrokube_machinery::defaults::batch::job_generate_selector(obj);
+    }
     fn field_set(&self, obj: &Value) -> FieldSet {
         let v = str_at(obj, &["status", "succeeded"]);
         vec![(
