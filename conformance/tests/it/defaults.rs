@@ -352,6 +352,30 @@ fn unknown_fields_follow_kubectl_validate() {
         "{stderr}"
     );
 
+    // ... and with --validate=warn the patch goes through with the warning, without the field.
+    let out = server.kubectl_stdin(
+        ["apply", "--validate=warn", "-f", "-"],
+        &BAD_POD.replace("NAME", "ignore"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(r#"Warning: unknown field "spec.foo""#),
+        "{stderr}"
+    );
+    let got = json(&server.must_kubectl(["get", "pod", "ignore", "-o", "json"]));
+    assert!(got["spec"].get("foo").is_none(), "{got:#}");
+
+    // replace (PUT) is checked like create.
+    let live = server.must_kubectl(["get", "pod", "warn", "-o", "yaml"]);
+    let edited = live.replacen("spec:\n", "spec:\n  foo: bar\n", 1);
+    let out = server.kubectl_stdin(["replace", "-f", "-"], &edited);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"Pod in version "v1" cannot be handled as a Pod: strict decoding error: unknown field "spec.foo""#),
+        "{stderr}"
+    );
+
     // An unsupported directive is rejected like upstream's ValidateFieldValidation.
     let out = server.kubectl_stdin(
         [
