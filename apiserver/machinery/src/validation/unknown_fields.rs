@@ -256,7 +256,8 @@ fn to_node(v: &Value) -> Node {
     }
 }
 
-/// Drops unknown fields from a decoded object, as decoding into upstream's typed structs does.
+/// Drops unknown fields (and null struct fields) from a decoded object, as decoding into
+/// upstream's typed structs and encoding them again does.
 pub fn prune(info: &ResourceInfo, obj: &mut Value) {
     if let Some(root) = root_schema(info) {
         prune_value(obj, root);
@@ -266,7 +267,9 @@ pub fn prune(info: &ResourceInfo, obj: &mut Value) {
 fn prune_value(v: &mut Value, schema: &'static Value) {
     match (shape(schema), v) {
         (Shape::Struct(props), Value::Object(m)) => {
-            m.retain(|k, _| props.contains_key(k));
+            // A null struct field decodes to Go's zero value, which upstream omits when encoding
+            // (e.g. a template's `creationTimestamp: null`).
+            m.retain(|k, v| props.contains_key(k) && !v.is_null());
             for (k, child) in m.iter_mut() {
                 if let Some(s) = props.get(k) {
                     prune_value(child, s);
@@ -317,7 +320,8 @@ mod tests {
     #[test]
     fn prune_drops_unknown_fields_only() {
         let mut v = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "a", "foo": 1, "managedFields": [{"fieldsV1": {"f:x": {}}}]},
+            "metadata": {"name": "a", "foo": 1, "creationTimestamp": null,
+                "managedFields": [{"fieldsV1": {"f:x": {}}}]},
             "spec": {"foo": 1, "containers": [{"name": "c", "x": 1, "env": [{"name": "A", "value": "1"}]}]}});
         prune(pods(), &mut v);
         assert_eq!(
