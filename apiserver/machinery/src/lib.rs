@@ -9,6 +9,7 @@
 
 pub mod continue_token;
 pub mod conversion;
+pub mod defaults;
 pub mod discovery;
 pub mod media;
 pub mod openapi;

@@ -135,6 +135,8 @@ pub async fn run_with_hook(
     ensure_default_namespaces(&state).await?;
     state.ready.store(true, Ordering::Release);
     openapi::build_in_background(state.clone());
+    // The schema table unknown-field detection walks (built once, off the request path).
+    tokio::task::spawn_blocking(ferrokube_machinery::validation::unknown_fields::warm_up);
 
     let listener = tokio::net::TcpListener::bind((opts.bind_address, opts.secure_port))
         .await

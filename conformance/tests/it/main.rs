@@ -5,11 +5,14 @@
 //! Modules: `discovery` (version, api-versions, api-resources, explain), `kubectl_crud` (apply of
 //! every manifest, tables, output formats, describe, delete, error messages), `kubectl_list`
 //! (selectors, chunking, all namespaces, watch), `kube_rs` (typed CRUD and the runtime watcher),
-//! `durability` (graceful restart and SIGKILL during writes), `deletion` (finalizers, graceful and
-//! cascading deletion, namespace termination), `patch` (json/merge/strategic patches, the strategic
-//! merge directives, client-side apply three-way merges, `kubectl edit`), `validation` (invalid
+//! `durability` (graceful restart and SIGKILL during writes), `defaults` (upstream 1.35 defaults,
+//! field validation, dry-run, kubectl diff), `deletion` (finalizers, graceful and cascading
+//! deletion, namespace termination), `patch` (json/merge/strategic patches, the strategic merge
+//! directives, client-side apply three-way merges, `kubectl edit`), `validation` (invalid
 //! manifests rejected with upstream's field paths, immutable fields), `versions` (HPA and Event
 //! served at two versions over one storage version).
+
+mod defaults;
 mod deletion;
 mod discovery;
 mod durability;

@@ -10,7 +10,8 @@ use crate::error::ApiResult;
 /// Handles create.
 pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
     let dry_run = scope.query.dry_run()?;
-    let obj = scope.read_object(body).await?;
+    let (obj, warnings) =
+        super::field_validation::read_object(scope, body, "CreateOptions").await?;
     if scope.handle.info.virtual_only {
         let out = crate::registry::reviews::review(&scope.handle, obj, &scope.user)?;
         return scope.object_response(StatusCode::CREATED, &out);
@@ -20,5 +21,6 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
         .store
         .create(&scope.handle, &scope.info.namespace, obj, dry_run)
         .await?;
-    scope.object_response(StatusCode::CREATED, &created)
+    let resp = scope.object_response(StatusCode::CREATED, &created)?;
+    Ok(super::field_validation::with_warnings(resp, &warnings))
 }

@@ -3,6 +3,7 @@
 
 mod create;
 mod delete;
+mod field_validation;
 mod get;
 mod list;
 mod patch;

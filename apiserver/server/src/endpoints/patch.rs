@@ -121,7 +121,9 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
     let kind = patch_type(scope)?;
     let definition = check_supported(scope, kind)?;
     let dry_run = scope.query.dry_run()?;
-    let patch = parse_patch(&read_body(body, scope.state.max_body_bytes).await?)?;
+    let validation = super::field_validation::directive(scope, "PatchOptions")?;
+    let raw = read_body(body, scope.state.max_body_bytes).await?;
+    let patch = parse_patch(&raw)?;
     let target = if scope.info.subresource == "status" {
         UpdateTarget::Status
     } else {
@@ -135,6 +137,13 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
         let mut doc = codec::decode_served(&scope.handle, &current)?;
         apply(kind, definition, &mut doc, &patch)?;
         scope.check_type(&mut doc)?;
+        let warnings = super::field_validation::check_patched(
+            scope,
+            validation,
+            &raw,
+            kind == PatchType::Json,
+            &mut doc,
+        )?;
         if doc.pointer("/metadata/name").and_then(Value::as_str) != Some(&**name) {
             return Err(ApiError::bad_request(
                 "metadata.name cannot be changed by a patch",
@@ -152,7 +161,10 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
             .update(&scope.handle, ns, name, doc, target, dry_run)
             .await
         {
-            Ok((out, _)) => return scope.object_response(StatusCode::OK, &out),
+            Ok((out, _)) => {
+                let resp = scope.object_response(StatusCode::OK, &out)?;
+                return Ok(super::field_validation::with_warnings(resp, &warnings));
+            }
             Err(ApiError::Status(s)) if s.code == 409 && !pinned_by_client && attempts < 5 => {
                 continue;
             }

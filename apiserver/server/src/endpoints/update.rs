@@ -13,7 +13,8 @@ use crate::registry::store::UpdateTarget;
 /// Handles update.
 pub async fn update(scope: &Scope, body: Body) -> ApiResult<Response> {
     let dry_run = scope.query.dry_run()?;
-    let obj = scope.read_object(body).await?;
+    let (obj, warnings) =
+        super::field_validation::read_object(scope, body, "UpdateOptions").await?;
     check_name(scope, &obj)?;
     let target = if scope.info.subresource == "status" {
         UpdateTarget::Status
@@ -32,14 +33,15 @@ pub async fn update(scope: &Scope, body: Body) -> ApiResult<Response> {
             dry_run,
         )
         .await?;
-    scope.object_response(
+    let resp = scope.object_response(
         if created {
             StatusCode::CREATED
         } else {
             StatusCode::OK
         },
         &out,
-    )
+    )?;
+    Ok(super::field_validation::with_warnings(resp, &warnings))
 }
 
 /// The body's name must be the URL's.

@@ -213,6 +213,8 @@ impl GenericStore {
                 map.remove("status");
             }
         }
+        // Upstream defaults at decode time, before the strategy and admission see the object.
+        ferrokube_machinery::defaults::apply(h.info.group, h.info.version, h.info.kind, &mut obj);
         strategy.prepare_for_create(&mut obj);
         let mut errs = Self::validate_meta(h, &obj);
         errs.extend(strategy.validate(&obj));
@@ -332,6 +334,9 @@ impl GenericStore {
                 return Ok((old, false));
             }
             if dry_run {
+                // Nothing is written: the answer keeps the current resourceVersion, as upstream's
+                // dry-run storage does (so `kubectl diff` shows no resourceVersion change).
+                codec::set_rv(&mut new, current.mod_revision);
                 codec::to_served(h, &mut new)?;
                 return Ok((new, false));
             }
@@ -379,6 +384,7 @@ impl GenericStore {
                 }
             }
         }
+        ferrokube_machinery::defaults::apply(h.info.group, h.info.version, h.info.kind, new);
         if target == UpdateTarget::Main {
             h.strategy.prepare_for_update(new, old);
         }

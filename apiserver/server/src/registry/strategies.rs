@@ -73,9 +73,6 @@ struct PodStrategy;
 
 impl Strategy for PodStrategy {
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
-        if let Some(spec) = new.get_mut("spec") {
-            pod_spec_defaults(spec);
-        }
         // Pods keep their QoS class for life.
         if let (Some(q), Some(status)) = (old.pointer("/status/qosClass"), new.get_mut("status"))
             && let Some(s) = status.as_object_mut()
@@ -109,9 +106,8 @@ impl Strategy for PodStrategy {
     }
 
     fn prepare_for_create(&self, obj: &mut Value) {
-        if let Some(spec) = obj.get_mut("spec") {
-            pod_spec_defaults(spec);
-        }
+        // What the default admission plugins add to a new pod (machinery `defaults::admission`).
+        ferrokube_machinery::defaults::admission::pod_create(obj);
         if let Some(m) = obj.as_object_mut() {
             m.insert(
                 "status".into(),
@@ -364,12 +360,6 @@ impl Strategy for ReplicasStrategy {
             GcPolicy::DeleteDependents
         }
     }
-    fn prepare_for_create(&self, obj: &mut Value) {
-        template_defaults(obj);
-    }
-    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
-        template_defaults(new);
-    }
     fn field_set(&self, obj: &Value) -> FieldSet {
         let v = str_at(obj, &["status", "replicas"]);
         vec![("status.replicas", if v.is_empty() { "0".into() } else { v })]
@@ -387,10 +377,7 @@ impl Strategy for JobStrategy {
         GcPolicy::OrphanDependents
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        template_defaults(obj);
-    }
-    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
-        template_defaults(new);
+        ferrokube_machinery::defaults::batch::job_generate_selector(obj);
     }
     fn field_set(&self, obj: &Value) -> FieldSet {
         let v = str_at(obj, &["status", "succeeded"]);
@@ -415,28 +402,13 @@ fn allocate_cluster_ip() -> String {
     ip.to_string()
 }
 
+/// The IP family fields the service registry sets (the `SetDefaults_Service` ones are in
+/// machinery `defaults::core`).
 fn service_defaults(obj: &mut Value) {
-    default_at(obj, &["spec", "type"], json!("ClusterIP"));
-    default_at(obj, &["spec", "sessionAffinity"], json!("None"));
     let ty = str_at(obj, &["spec", "type"]);
     if ty != "ExternalName" {
-        default_at(obj, &["spec", "internalTrafficPolicy"], json!("Cluster"));
         default_at(obj, &["spec", "ipFamilies"], json!(["IPv4"]));
         default_at(obj, &["spec", "ipFamilyPolicy"], json!("SingleStack"));
-    }
-    if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
-        default_at(obj, &["spec", "externalTrafficPolicy"], json!("Cluster"));
-    }
-    if let Some(ports) = obj.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-        for p in ports {
-            let port = p.get("port").cloned();
-            if let Some(m) = p.as_object_mut() {
-                m.entry("protocol").or_insert(json!("TCP"));
-                if let Some(port) = port {
-                    m.entry("targetPort").or_insert(port);
-                }
-            }
-        }
     }
 }
 
@@ -484,34 +456,8 @@ impl Strategy for ServiceStrategy {
 
 struct DeploymentStrategy;
 
-impl Strategy for DeploymentStrategy {
-    fn prepare_for_create(&self, obj: &mut Value) {
-        deployment_defaults(obj);
-    }
-    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
-        deployment_defaults(new);
-    }
-}
-
-fn deployment_defaults(obj: &mut Value) {
-    template_defaults(obj);
-    default_at(obj, &["spec", "replicas"], json!(1));
-    default_at(obj, &["spec", "revisionHistoryLimit"], json!(10));
-    default_at(obj, &["spec", "progressDeadlineSeconds"], json!(600));
-    default_at(obj, &["spec", "strategy", "type"], json!("RollingUpdate"));
-    if str_at(obj, &["spec", "strategy", "type"]) == "RollingUpdate" {
-        default_at(
-            obj,
-            &["spec", "strategy", "rollingUpdate", "maxUnavailable"],
-            json!("25%"),
-        );
-        default_at(
-            obj,
-            &["spec", "strategy", "rollingUpdate", "maxSurge"],
-            json!("25%"),
-        );
-    }
-}
+// Deployment defaults are machinery `defaults::apps` (applied by the generic store).
+impl Strategy for DeploymentStrategy {}
 
 /// `stringData` is write-only: its entries are merged into `data` (base64) as upstream does.
 fn merge_string_data(obj: &mut Value) {
@@ -535,72 +481,8 @@ fn merge_string_data(obj: &mut Value) {
     }
 }
 
-/// Upstream's defaults of a PodSpec (`pkg/apis/core/v1/defaults.go`), for pods and templates.
-pub fn pod_spec_defaults(spec: &mut Value) {
-    default_at(spec, &["restartPolicy"], json!("Always"));
-    default_at(spec, &["terminationGracePeriodSeconds"], json!(30));
-    default_at(spec, &["dnsPolicy"], json!("ClusterFirst"));
-    default_at(spec, &["securityContext"], json!({}));
-    default_at(spec, &["schedulerName"], json!("default-scheduler"));
-    for list in ["containers", "initContainers"] {
-        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
-            for c in cs {
-                let image = c
-                    .get("image")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                default_at(
-                    c,
-                    &["terminationMessagePath"],
-                    json!("/dev/termination-log"),
-                );
-                default_at(c, &["terminationMessagePolicy"], json!("File"));
-                default_at(c, &["imagePullPolicy"], json!(image_pull_policy(&image)));
-                default_at(c, &["resources"], json!({}));
-                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
-                    for p in ports {
-                        default_at(p, &["protocol"], json!("TCP"));
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// `Always` for `:latest` or untagged images, `IfNotPresent` otherwise (digests included).
-fn image_pull_policy(image: &str) -> &'static str {
-    if image.contains('@') {
-        return "IfNotPresent";
-    }
-    let last = image.rsplit('/').next().unwrap_or(image);
-    match last.split_once(':') {
-        Some((_, "latest")) | None => "Always",
-        Some(_) => "IfNotPresent",
-    }
-}
-
-/// Defaults of `spec.template.spec` of a workload.
-fn template_defaults(obj: &mut Value) {
-    if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
-        pod_spec_defaults(spec);
-    }
-}
-
-/// Workloads whose only server-side behaviour so far is defaulting their pod template.
+/// Workloads with no server-side behaviour beyond defaulting (machinery `defaults`, applied by
+/// the generic store).
 struct TemplateStrategy;
 
-impl Strategy for TemplateStrategy {
-    fn prepare_for_create(&self, obj: &mut Value) {
-        template_defaults(obj);
-        if let Some(t) = obj.get_mut("template").and_then(|t| t.get_mut("spec")) {
-            pod_spec_defaults(t);
-        }
-    }
-    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
-        template_defaults(new);
-        if let Some(t) = new.get_mut("template").and_then(|t| t.get_mut("spec")) {
-            pod_spec_defaults(t);
-        }
-    }
-}
+impl Strategy for TemplateStrategy {}
