@@ -279,15 +279,10 @@ fn kubectl_diff_exits_1_with_the_change_and_0_when_unchanged() {
     );
     assert!(stdout.contains("-      - image: nginx\n"), "{stdout}");
     assert!(stdout.contains("+      - image: nginx:1.27\n"), "{stdout}");
-    // The merged object is defaulted by the server: the pull policy follows the new tag.
-    assert!(
-        stdout.contains("-        imagePullPolicy: Always"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("+        imagePullPolicy: IfNotPresent"),
-        "{stdout}"
-    );
+    // Strategic merge keeps the live container's defaulted pull policy (the patch names the
+    // container by its merge key and only sets `image`), as upstream: defaulting fills only what
+    // is unset, so the diff must not touch `imagePullPolicy`.
+    assert!(!stdout.contains("imagePullPolicy"), "{stdout}");
     assert!(!stdout.contains("resourceVersion"), "{stdout}");
     let live = json(&server.must_kubectl(["get", "deployment", "defaults-web", "-o", "json"]));
     assert_eq!(
