@@ -9,6 +9,7 @@
 
 pub mod continue_token;
 pub mod discovery;
+pub mod managedfields;
 pub mod media;
 pub mod openapi;
 pub mod patch;
