@@ -332,6 +332,9 @@ pub struct ApplyRequest<'a> {
     pub writer: Writer<'a>,
     pub force: bool,
     pub has_status: bool,
+    /// For a create: the configuration after the resource's defaulting, so that list keys with
+    /// defaulted fields (`protocol`) are the ones the stored object will have.
+    pub defaulted: Option<&'a Value>,
 }
 
 /// Server-side apply (upstream `Updater.Apply` + `prune` + `update`): merges `config` into
@@ -364,9 +367,17 @@ pub fn apply(
     if let Some(m) = config.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("managedFields");
     }
-    complete_keys(&mut config, live_v, t);
+    let mut filled = Set::new();
+    complete_keys(
+        &mut config,
+        live.or(req.defaulted).unwrap_or(&empty),
+        t,
+        &mut Vec::new(),
+        &mut filled,
+    );
     let mut merged = merge(live_v, &config, t);
-    let new_set = to_field_set(&owned_view(&config, w.subresource, req.has_status), t);
+    let new_set = to_field_set(&owned_view(&config, w.subresource, req.has_status), t)
+        .difference(&filled);
     let probe = Entry {
         manager: w.manager.to_string(),
         operation: Operation::Apply,

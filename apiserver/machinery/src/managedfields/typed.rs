@@ -354,13 +354,23 @@ pub fn merge(live: &Value, config: &Value, t: &NodeType) -> Value {
 }
 
 /// Fills key fields an applied list item leaves out from its unique live match (a port
-/// applied without `protocol` matches the live port that was defaulted to `TCP`).
-pub fn complete_keys(config: &mut Value, live: &Value, t: &NodeType) {
+/// applied without `protocol` matches the live port that was defaulted to `TCP`, as upstream
+/// keys use the schema default). The filled fields are added to `filled`: the applier does not
+/// own them.
+pub fn complete_keys(
+    config: &mut Value,
+    live: &Value,
+    t: &NodeType,
+    path: &mut Path,
+    filled: &mut Set,
+) {
     match (config, live) {
         (Value::Object(c), Value::Object(l)) if !t.atomic => {
             for (k, cv) in c.iter_mut() {
                 if let Some(lv) = l.get(k) {
-                    complete_keys(cv, lv, &t.field(k));
+                    path.push(PathElement::Field(k.clone()));
+                    complete_keys(cv, lv, &t.field(k), path, filled);
+                    path.pop();
                 }
             }
         }
@@ -383,6 +393,7 @@ pub fn complete_keys(config: &mut Value, live: &Value, t: &NodeType) {
                     })
                     .collect();
                 if let [lv] = matches.as_slice() {
+                    let mut added = Vec::new();
                     if present.len() < keys.len()
                         && let (Some(o), Some(lo)) = (item.as_object_mut(), lv.as_object())
                     {
@@ -391,10 +402,20 @@ pub fn complete_keys(config: &mut Value, live: &Value, t: &NodeType) {
                                 && let Some(v) = lo.get(k)
                             {
                                 o.insert(k.clone(), v.clone());
+                                added.push(k.clone());
                             }
                         }
                     }
-                    complete_keys(item, lv, &it);
+                    if let Some(pe) = item_key(item, keys) {
+                        path.push(pe);
+                        for k in added {
+                            path.push(PathElement::Field(k));
+                            filled.insert(path);
+                            path.pop();
+                        }
+                        complete_keys(item, lv, &it, path, filled);
+                        path.pop();
+                    }
                 }
             }
         }

@@ -205,6 +205,7 @@ impl GenericStore {
             }
         }
         strategy.prepare_for_create(&mut obj);
+        super::managed::record(h, None, &mut obj, UpdateTarget::Main);
         let mut errs = Self::validate_meta(h, &obj);
         errs.extend(strategy.validate(&obj));
         let name = meta_str(&obj, "name").to_string();
@@ -282,6 +283,7 @@ impl GenericStore {
             let old = codec::decode(&current)?;
             let mut new = obj.clone();
             self.prepare_update(h, &mut new, &old, target)?;
+            super::managed::record(h, Some(&old), &mut new, target);
             let mut errs = Self::validate_meta(h, &new);
             errs.extend(h.strategy.validate_update(&new, &old));
             if !errs.is_empty() {
