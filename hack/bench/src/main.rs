@@ -1,7 +1,8 @@
 //! `hack/bench`: end-to-end figures for ferrokube over HTTPS with the kube-rs client, and the
 //! same create/get load against etcd 3.4 (its JSON gateway) in the same run for ratios.
 //!
-//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd]` (needs
+//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd] [--ssa]` (`--ssa`: only the
+//! server-side apply vs PUT update comparison, see `ssa.rs`) (needs
 //! `target/release/ferrokube`; etcd from `hack/install-tools.sh --etcd`). Every loop is bounded
 //! in count and time and talks to loopback only.
 
@@ -18,6 +19,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, Config};
 use serde_json::json;
+
+mod ssa;
 
 struct Opts {
     quick: bool,
@@ -267,6 +270,11 @@ async fn main() -> Result<()> {
     let scale = if opts.quick { 10 } else { 1 };
     let tmp = std::env::temp_dir().join(format!("ferrokube-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
+    if args.iter().any(|a| a == "--ssa") {
+        let r = ssa::run(&tmp, opts.quick).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
+    }
 
     // Startup and idle RSS.
     let mut starts = Vec::new();
