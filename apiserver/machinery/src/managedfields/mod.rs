@@ -332,8 +332,8 @@ pub struct ApplyRequest<'a> {
     pub writer: Writer<'a>,
     pub force: bool,
     pub has_status: bool,
-    /// For a create: the configuration after the resource's defaulting, so that list keys with
-    /// defaulted fields (`protocol`) are the ones the stored object will have.
+    /// The configuration after the resource's defaulting, so that list keys with defaulted
+    /// fields (`protocol`) of new items are the ones the stored object will have.
     pub defaulted: Option<&'a Value>,
 }
 
@@ -368,13 +368,11 @@ pub fn apply(
         m.remove("managedFields");
     }
     let mut filled = Set::new();
-    complete_keys(
-        &mut config,
-        live.or(req.defaulted).unwrap_or(&empty),
-        t,
-        &mut Vec::new(),
-        &mut filled,
-    );
+    complete_keys(&mut config, live_v, t, &mut Vec::new(), &mut filled);
+    if let Some(d) = req.defaulted {
+        // Items the live object does not have yet get their defaulted key fields.
+        complete_keys(&mut config, d, t, &mut Vec::new(), &mut filled);
+    }
     let mut merged = merge(live_v, &config, t);
     let new_set = to_field_set(&owned_view(&config, w.subresource, req.has_status), t)
         .difference(&filled);
