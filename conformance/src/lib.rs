@@ -18,7 +18,7 @@ mod helm;
 mod paths;
 mod server;
 
-pub use helm::helm_bin;
 pub use command::{CommandError, KUBECTL_VERSION, run_with_timeout};
+pub use helm::helm_bin;
 pub use paths::{ferrokube_bin, kubectl_bin, manifests_dir, workspace_root};
 pub use server::{HarnessError, TestServer};

@@ -8,8 +8,8 @@
 //! `durability` (graceful restart and SIGKILL during writes).
 
 mod discovery;
-mod helm;
 mod durability;
+mod helm;
 mod kube_rs;
 mod kubectl_crud;
 mod kubectl_list;

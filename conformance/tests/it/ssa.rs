@@ -74,7 +74,12 @@ fn keys(v: &Value) -> Vec<String> {
 #[test]
 fn conflict_between_managers_then_force_conflicts() {
     let server = TestServer::start();
-    let out = ssa(&server, "mgr-a", &deployment(1, "app: web, tier: frontend"), &[]);
+    let out = ssa(
+        &server,
+        "mgr-a",
+        &deployment(1, "app: web, tier: frontend"),
+        &[],
+    );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -92,7 +97,12 @@ fn conflict_between_managers_then_force_conflicts() {
     );
 
     // B changes a field A owns: 409, kubectl names the manager and the field.
-    let out = ssa(&server, "mgr-b", &deployment(3, "app: web, tier: frontend"), &[]);
+    let out = ssa(
+        &server,
+        "mgr-b",
+        &deployment(3, "app: web, tier: frontend"),
+        &[],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -113,7 +123,10 @@ fn conflict_between_managers_then_force_conflicts() {
     let obj = get(&server);
     assert_eq!(obj["spec"]["replicas"], 3);
     assert!(fields(&obj, "mgr-a")["f:spec"].get("f:replicas").is_none());
-    assert_eq!(fields(&obj, "mgr-b")["f:spec"]["f:replicas"], serde_json::json!({}));
+    assert_eq!(
+        fields(&obj, "mgr-b")["f:spec"]["f:replicas"],
+        serde_json::json!({})
+    );
     // Fields both applied with the same value stay shared.
     assert!(fields(&obj, "mgr-a")["f:spec"]["f:selector"].is_object());
     assert!(fields(&obj, "mgr-b")["f:spec"]["f:selector"].is_object());
@@ -126,13 +139,26 @@ fn conflict_between_managers_then_force_conflicts() {
 #[test]
 fn fields_a_manager_stops_applying_are_removed() {
     let server = TestServer::start();
-    assert!(ssa(&server, "mgr-a", &deployment(1, "app: web, tier: frontend"), &[]).status.success());
+    assert!(
+        ssa(
+            &server,
+            "mgr-a",
+            &deployment(1, "app: web, tier: frontend"),
+            &[]
+        )
+        .status
+        .success()
+    );
     assert_eq!(get(&server)["metadata"]["labels"]["tier"], "frontend");
     let out = ssa(&server, "mgr-a", &deployment(1, "app: web"), &[]);
     assert!(out.status.success(), "{out:?}");
     let obj = get(&server);
     assert!(obj["metadata"]["labels"].get("tier").is_none(), "{obj:#}");
-    assert!(fields(&obj, "mgr-a")["f:metadata"]["f:labels"].get("f:tier").is_none());
+    assert!(
+        fields(&obj, "mgr-a")["f:metadata"]["f:labels"]
+            .get("f:tier")
+            .is_none()
+    );
     // A label another manager also owns survives A dropping it.
     server.must_kubectl(["label", "deployment", "web", "team=x"]);
     let obj = get(&server);
@@ -164,7 +190,11 @@ fn updaters_are_managers_and_conflict_with_appliers() {
 #[test]
 fn associative_lists_are_owned_per_item() {
     let server = TestServer::start();
-    assert!(ssa(&server, "mgr-a", &deployment(1, "app: web"), &[]).status.success());
+    assert!(
+        ssa(&server, "mgr-a", &deployment(1, "app: web"), &[])
+            .status
+            .success()
+    );
     // B adds a sidecar container and a second port on A's container.
     let b = "apiVersion: apps/v1
 kind: Deployment

@@ -34,7 +34,11 @@ pub async fn run(tmp: &Path, quick: bool) -> Result<()> {
     let api: Api<Deployment> = Api::namespaced(client, "default");
     let scale = if quick { 10 } else { 1 };
     for clients in [1usize, 32] {
-        let n = if clients == 1 { 500 / scale } else { 3000 / scale };
+        let n = if clients == 1 {
+            500 / scale
+        } else {
+            3000 / scale
+        };
         for c in 0..clients {
             let d: Deployment = serde_json::from_value(deployment(&format!("put-{c}"), 0))?;
             api.create(&PostParams::default(), &d).await?;
@@ -50,7 +54,11 @@ pub async fn run(tmp: &Path, quick: bool) -> Result<()> {
             }
         })
         .await?;
-        report(&format!("PUT update, {clients} clients"), put_rate, &put_lat);
+        report(
+            &format!("PUT update, {clients} clients"),
+            put_rate,
+            &put_lat,
+        );
         let a = api.clone();
         let (ssa_rate, ssa_lat) = load(n, clients, move |i| {
             let a = a.clone();
@@ -63,7 +71,11 @@ pub async fn run(tmp: &Path, quick: bool) -> Result<()> {
             }
         })
         .await?;
-        report(&format!("server-side apply, {clients} clients"), ssa_rate, &ssa_lat);
+        report(
+            &format!("server-side apply, {clients} clients"),
+            ssa_rate,
+            &ssa_lat,
+        );
         println!(
             "{:<44} {:.2}",
             format!("SSA / PUT throughput, {clients} clients"),
@@ -71,9 +83,7 @@ pub async fn run(tmp: &Path, quick: bool) -> Result<()> {
         );
         for c in 0..clients {
             for p in ["put", "ssa"] {
-                let _ = api
-                    .delete(&format!("{p}-{c}"), &Default::default())
-                    .await;
+                let _ = api.delete(&format!("{p}-{c}"), &Default::default()).await;
             }
         }
     }

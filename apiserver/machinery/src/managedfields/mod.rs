@@ -374,8 +374,8 @@ pub fn apply(
         complete_keys(&mut config, d, t, &mut Vec::new(), &mut filled);
     }
     let mut merged = merge(live_v, &config, t);
-    let new_set = to_field_set(&owned_view(&config, w.subresource, req.has_status), t)
-        .difference(&filled);
+    let new_set =
+        to_field_set(&owned_view(&config, w.subresource, req.has_status), t).difference(&filled);
     let probe = Entry {
         manager: w.manager.to_string(),
         operation: Operation::Apply,

@@ -284,8 +284,8 @@ fn ports_applied_without_protocol_match_defaulted_items() {
     let ports = &obj["spec"]["template"]["spec"]["containers"][0]["ports"];
     assert_eq!(ports.as_array().unwrap().len(), 1);
     // Keyed by the full key; the defaulted key field is not the applier's.
-    let f = &fields_of(&obj, "m")["f:spec"]["f:template"]["f:spec"]["f:containers"]
-        ["k:{\"name\":\"a\"}"]["f:ports"];
+    let f = &fields_of(&obj, "m")["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"a\"}"]
+        ["f:ports"];
     assert_eq!(
         f,
         &json!({"k:{\"containerPort\":80,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}})

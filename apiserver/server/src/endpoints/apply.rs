@@ -55,13 +55,14 @@ pub async fn apply(scope: &Scope, body: Body) -> ApiResult<Response> {
     let manager = match scope.query.get("fieldManager") {
         Some(m) if !m.is_empty() => m.to_string(),
         _ => {
-            return Err(invalid_options(FieldError::required("fieldManager", "is required for apply patch"),
-            ));
+            return Err(invalid_options(FieldError::required(
+                "fieldManager",
+                "is required for apply patch",
+            )));
         }
     };
     if manager.chars().count() > 128 {
-        return Err(invalid_options(FieldError::too_long("fieldManager", 128),
-        ));
+        return Err(invalid_options(FieldError::too_long("fieldManager", 128)));
     }
     let force = scope.query.flag("force");
     let mut config = parse_config(&read_body(body, scope.state.max_body_bytes).await?)?;

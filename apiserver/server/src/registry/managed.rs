@@ -26,10 +26,12 @@ tokio::task_local! {
 /// Records the write in `new`'s `metadata.managedFields` (`old` is `None` for a create).
 /// Writes outside a request (none today) are recorded under `unknown`.
 pub fn record(h: &ResourceHandle, old: Option<&Value>, new: &mut Value, target: UpdateTarget) {
-    let ctx = WRITE_CONTEXT.try_with(Clone::clone).unwrap_or(WriteContext {
-        manager: "unknown".into(),
-        applied: false,
-    });
+    let ctx = WRITE_CONTEXT
+        .try_with(Clone::clone)
+        .unwrap_or(WriteContext {
+            manager: "unknown".into(),
+            applied: false,
+        });
     if ctx.applied {
         return;
     }
