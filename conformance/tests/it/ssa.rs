@@ -150,6 +150,19 @@ fn fields_a_manager_stops_applying_are_removed() {
         .success()
     );
     assert_eq!(get(&server)["metadata"]["labels"]["tier"], "frontend");
+    // dryRun=All answers with the applied object and writes nothing.
+    let out = ssa(
+        &server,
+        "mgr-a",
+        &deployment(5, "app: web, tier: frontend"),
+        &["--dry-run=server"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(server dry run)"),
+        "{out:?}"
+    );
+    assert_eq!(get(&server)["spec"]["replicas"], 1);
     let out = ssa(&server, "mgr-a", &deployment(1, "app: web"), &[]);
     assert!(out.status.success(), "{out:?}");
     let obj = get(&server);

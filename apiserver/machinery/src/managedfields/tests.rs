@@ -314,3 +314,73 @@ fn manager_from_user_agent_prefix() {
     );
     assert_eq!(manager_from_user_agent("Helm/4.1.4"), "Helm");
 }
+
+#[test]
+fn new_list_items_take_defaulted_keys() {
+    // A port added by apply to an existing container is keyed with its defaulted protocol, the
+    // key the stored object will have after defaulting.
+    let t = deploy_type();
+    let live = apply(
+        None,
+        deploy(1, json!([{"name": "a", "image": "x"}])),
+        &t,
+        &req("m1", false),
+    )
+    .unwrap();
+    let cfg = deploy(
+        1,
+        json!([{"name": "a", "ports": [{"containerPort": 8080}]}]),
+    );
+    let mut defaulted = cfg.clone();
+    defaulted["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"] = json!("TCP");
+    let r = ApplyRequest {
+        defaulted: Some(&defaulted),
+        ..req("m2", false)
+    };
+    let obj = apply(Some(&live), cfg, &t, &r).unwrap();
+    let ports = &fields_of(&obj, "m2")["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"a\"}"]
+        ["f:ports"];
+    assert_eq!(
+        ports,
+        &json!({"k:{\"containerPort\":8080,\"protocol\":\"TCP\"}": {".": {}, "f:containerPort": {}}})
+    );
+}
+
+#[test]
+fn clients_reset_ownership_by_sending_managed_fields() {
+    // Upstream: managedFields sent on an update replace the recorded ones; the same ones sent
+    // back (read-modify-write) change nothing.
+    let t = deploy_type();
+    let obj = apply(
+        None,
+        deploy(1, json!([{"name": "a", "image": "x"}])),
+        &t,
+        &req("m1", false),
+    )
+    .unwrap();
+    let mut same = obj.clone();
+    update(Some(&obj), &mut same, &t, &writer("edit"), true);
+    assert_eq!(same, obj);
+    let mut reset = obj.clone();
+    reset["metadata"]["managedFields"] = json!([{"manager": "x", "operation": "Update",
+        "apiVersion": "apps/v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]);
+    update(Some(&obj), &mut reset, &t, &writer("edit"), true);
+    assert_eq!(managers(&reset), vec![("x".to_string(), Operation::Update)]);
+}
+
+#[test]
+fn status_writes_own_status_only() {
+    // Reset fields: a status write is recorded with subresource status and only status fields.
+    let t = deploy_type();
+    let obj = deploy(1, json!([{"name": "a", "image": "x"}]));
+    let mut new = obj.clone();
+    new["status"] = json!({"replicas": 1});
+    let w = Writer {
+        subresource: "status",
+        ..writer("ctrl")
+    };
+    update(Some(&obj), &mut new, &t, &w, true);
+    let e = &new["metadata"]["managedFields"][0];
+    assert_eq!(e["subresource"], "status");
+    assert_eq!(e["fieldsV1"], json!({"f:status": {"f:replicas": {}}}));
+}

@@ -31,6 +31,17 @@ pub fn is_apply(scope: &Scope) -> bool {
         .is_some_and(|e| e.trim().eq_ignore_ascii_case(APPLY_PATCH))
 }
 
+/// `force` is only for apply patches (upstream `ValidatePatchOptions`).
+pub fn check_non_apply(scope: &Scope) -> ApiResult<()> {
+    if scope.query.get("force").is_some() {
+        return Err(invalid_options(FieldError::forbidden(
+            "force",
+            "may not be specified for non-apply patch",
+        )));
+    }
+    Ok(())
+}
+
 fn invalid_options(err: FieldError) -> ApiError {
     ApiError::invalid("meta.k8s.io", "PatchOptions", "", &[err])
 }

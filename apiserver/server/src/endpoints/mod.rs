@@ -348,7 +348,10 @@ async fn dispatch(scope: Scope, body: Body, sub: &str, verb: &str) -> ApiResult<
         ("", "create") => create::create(&scope, body).await,
         ("" | "status", "update") => update::update(&scope, body).await,
         ("" | "status", "patch") if apply::is_apply(&scope) => apply::apply(&scope, body).await,
-        ("" | "status", "patch") => patch::patch(&scope, body).await,
+        ("" | "status", "patch") => {
+            apply::check_non_apply(&scope)?;
+            patch::patch(&scope, body).await
+        }
         ("", "delete") => delete::delete(&scope, body).await,
         ("", "deletecollection") => delete::delete_collection(&scope, body).await,
         _ => Err(ApiError::from(Status::method_not_supported(

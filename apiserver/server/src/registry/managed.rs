@@ -24,12 +24,12 @@ tokio::task_local! {
 }
 
 /// Records the write in `new`'s `metadata.managedFields` (`old` is `None` for a create).
-/// Writes outside a request (none today) are recorded under `unknown`.
+/// Writes outside a request (bootstrap objects) are recorded under `kube-apiserver`, as upstream.
 pub fn record(h: &ResourceHandle, old: Option<&Value>, new: &mut Value, target: UpdateTarget) {
     let ctx = WRITE_CONTEXT
         .try_with(Clone::clone)
         .unwrap_or(WriteContext {
-            manager: "unknown".into(),
+            manager: "kube-apiserver".into(),
             applied: false,
         });
     if ctx.applied {
