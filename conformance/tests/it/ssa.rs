@@ -258,3 +258,41 @@ spec:
     assert_eq!(containers[0]["name"], "app");
     assert_eq!(containers[0]["ports"].as_array().map(Vec::len), Some(1));
 }
+
+#[tokio::test]
+async fn kube_rs_apply_creates_and_rejects_managed_fields_in_the_body() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::Api;
+    use kube::api::{Patch, PatchParams};
+
+    let server = TestServer::start();
+    let api: Api<ConfigMap> = Api::namespaced(server.kube_client().await, "default");
+    // Upstream fieldmanager: "metadata.managedFields must be nil" (400) in an apply body.
+    let bad = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "managedFields": [{"manager": "x"}]}, "data": {"a": "b"}});
+    match api
+        .patch("c", &PatchParams::apply("tool"), &Patch::Apply(&bad))
+        .await
+    {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(
+                (e.code, e.message.as_str()),
+                (400, "metadata.managedFields must be nil")
+            );
+        }
+        other => panic!("expected 400, got {other:?}"),
+    }
+    // Apply of a missing object creates it, owned by the applier.
+    let good = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c"}, "data": {"a": "b"}});
+    let cm = api
+        .patch("c", &PatchParams::apply("tool"), &Patch::Apply(&good))
+        .await
+        .expect("apply creates");
+    let mf = cm.metadata.managed_fields.unwrap_or_default();
+    assert_eq!(mf.len(), 1, "{mf:?}");
+    assert_eq!(mf[0].manager.as_deref(), Some("tool"));
+    assert_eq!(mf[0].operation.as_deref(), Some("Apply"));
+    let fields = serde_json::to_value(&mf[0].fields_v1).expect("fieldsV1");
+    assert_eq!(fields, serde_json::json!({"f:data": {"f:a": {}}}));
+}
