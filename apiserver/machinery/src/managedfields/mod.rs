@@ -13,7 +13,7 @@ mod tests;
 use serde_json::{Map, Value, json};
 
 use crate::status::{Status, StatusCause, StatusDetails};
-use fieldpath::{Path, PathElement, Set, path_string};
+use fieldpath::{Path, Set, path_string};
 use typed::{NodeType, compare, complete_keys, merge, remove_path, to_field_set};
 
 /// `Apply` or `Update`.
@@ -219,21 +219,17 @@ pub fn update(
     has_status: bool,
 ) {
     let old_entries = old.map(decode).unwrap_or_default();
-    let sent = new.pointer("/metadata/managedFields").cloned();
-    let mut entries = match &sent {
-        Some(Value::Array(a))
-            if !a.is_empty()
-                && Some(&sent)
-                    != old
-                        .map(|o| o.pointer("/metadata/managedFields").cloned())
-                        .as_ref() =>
-        {
-            decode(new)
-                .into_iter()
-                .filter(|e| !e.manager.is_empty())
-                .collect()
-        }
-        _ => old_entries.clone(),
+    let sent = new.pointer("/metadata/managedFields");
+    let recorded = old.and_then(|o| o.pointer("/metadata/managedFields"));
+    let client_reset =
+        sent.is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty())) && sent != recorded;
+    let mut entries = if client_reset {
+        decode(new)
+            .into_iter()
+            .filter(|e| !e.manager.is_empty())
+            .collect()
+    } else {
+        old_entries.clone()
     };
     let empty = Value::Object(Map::new());
     let old_view = owned_view(old.unwrap_or(&empty), w.subresource, has_status);
@@ -456,9 +452,4 @@ pub fn root_type(group: &str, version: &str, kind: &str) -> NodeType {
 pub fn manager_from_user_agent(ua: &str) -> String {
     let p = ua.split('/').next().unwrap_or("");
     p.chars().take(128).collect()
-}
-
-/// A key element as a path element, for tests and callers building paths.
-pub fn field(name: &str) -> PathElement {
-    PathElement::Field(name.into())
 }
