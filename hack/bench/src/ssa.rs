@@ -1,6 +1,7 @@
 //! `--ssa`: server-side apply vs plain PUT update of the same Deployment-sized object, 1 and
 //! 32 clients (one Deployment per client so clients never contend), printing ops/s and the
-//! ratio. Every operation changes one annotation, so every request writes.
+//! ratio (and a merge patch, the same read-modify-write shape without field sets). Every
+//! operation changes one annotation, so every request writes.
 
 use std::path::Path;
 
@@ -76,10 +77,29 @@ pub async fn run(tmp: &Path, quick: bool) -> Result<()> {
             ssa_rate,
             &ssa_lat,
         );
+        // A merge patch has the same read-modify-write shape as apply, without the field sets.
+        let a = api.clone();
+        let (mp_rate, mp_lat) = load(n, clients, move |i| {
+            let a = a.clone();
+            async move {
+                let name = format!("put-{}", i % clients);
+                let p = json!({"metadata": {"annotations": {"bench/i": format!("m{i}")}}});
+                a.patch(&name, &PatchParams::default(), &Patch::Merge(p))
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?;
+        report(&format!("merge patch, {clients} clients"), mp_rate, &mp_lat);
         println!(
             "{:<44} {:.2}",
             format!("SSA / PUT throughput, {clients} clients"),
             ssa_rate / put_rate
+        );
+        println!(
+            "{:<44} {:.2}",
+            format!("SSA / merge patch throughput, {clients} clients"),
+            ssa_rate / mp_rate
         );
         for c in 0..clients {
             for p in ["put", "ssa"] {
