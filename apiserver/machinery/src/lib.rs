@@ -11,6 +11,7 @@ pub mod continue_token;
 pub mod conversion;
 pub mod defaults;
 pub mod discovery;
+pub mod managedfields;
 pub mod media;
 pub mod openapi;
 pub mod patch;

@@ -10,16 +10,19 @@
 //! deletion, namespace termination), `patch` (json/merge/strategic patches, the strategic merge
 //! directives, client-side apply three-way merges, `kubectl edit`), `validation` (invalid
 //! manifests rejected with upstream's field paths, immutable fields), `versions` (HPA and Event
-//! served at two versions over one storage version).
+//! served at two versions over one storage version), `ssa` (server-side apply, conflicts,
+//! managedFields), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create` chart).
 
 mod defaults;
 mod deletion;
 mod discovery;
 mod durability;
+mod helm;
 mod kube_rs;
 mod kubectl_crud;
 mod kubectl_list;
 mod patch;
+mod ssa;
 mod util;
 mod validation;
 mod versions;

@@ -1,7 +1,8 @@
 //! `hack/bench`: end-to-end figures for ferrokube over HTTPS with the kube-rs client, and the
 //! same create/get load against etcd 3.4 (its JSON gateway) in the same run for ratios.
 //!
-//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd] [--patch]` (needs
+//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd] [--patch] [--ssa]` (`--ssa`:
+//! only the server-side apply vs PUT update comparison, see `ssa.rs`) (needs
 //! `target/release/ferrokube`; etcd from `hack/install-tools.sh --etcd`). Every loop is bounded
 //! in count and time and talks to loopback only. `--patch` runs only the update-vs-strategic-merge
 //! patch comparison (`patch_bench.rs`).
@@ -21,6 +22,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::{Client, Config};
 use serde_json::json;
+
+mod ssa;
 
 struct Opts {
     quick: bool,
@@ -274,6 +277,11 @@ async fn main() -> Result<()> {
         let result = patch_bench::run(&tmp, scale).await;
         let _ = std::fs::remove_dir_all(&tmp);
         return result;
+    }
+    if args.iter().any(|a| a == "--ssa") {
+        let r = ssa::run(&tmp, opts.quick).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
     }
 
     // Startup and idle RSS.

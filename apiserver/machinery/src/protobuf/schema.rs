@@ -48,7 +48,14 @@ impl Schema {
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
         let prefix = self.groups.get(group)?;
         let name = format!("{prefix}.{version}.{kind}");
-        self.messages.get_key_value(name.as_str()).map(|(k, _)| *k)
+        self.messages
+            .get_key_value(name.as_str())
+            // meta/v1 option kinds (DeleteOptions) travel under every group version.
+            .or_else(|| {
+                let meta = format!("k8s.io.apimachinery.pkg.apis.meta.{version}.{kind}");
+                self.messages.get_key_value(meta.as_str())
+            })
+            .map(|(k, _)| *k)
     }
 }
 

@@ -18,8 +18,14 @@ async fn delete_options(scope: &Scope, body: Body) -> ApiResult<DeleteOptions> {
         ..Default::default()
     };
     if !bytes.iter().all(u8::is_ascii_whitespace) {
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?;
+        let v: Value = if bytes.starts_with(b"k8s\0") {
+            // client-go's typed clients (helm's release storage) send protobuf DeleteOptions.
+            ferrokube_machinery::protobuf::decode_object(&bytes)
+                .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+        };
         if let Some(p) = v.get("preconditions") {
             opts.precondition_uid = p.get("uid").and_then(Value::as_str).map(str::to_string);
             opts.precondition_rv = p

@@ -1,6 +1,7 @@
 //! Resource handlers, one file per verb (upstream `pkg/endpoints/handlers`). Each handler is a
 //! linear pipeline: negotiate → read and decode the body → generic store → encode the response.
 
+mod apply;
 mod create;
 mod delete;
 mod field_validation;
@@ -316,7 +317,29 @@ pub async fn serve(scope: Scope, body: Body) -> Response {
         ))
         .into_response();
     }
-    let result = match (sub.as_str(), verb.as_str()) {
+    let manager = match scope.query.get("fieldManager") {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => ferrokube_machinery::managedfields::manager_from_user_agent(
+            scope
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        ),
+    };
+    let writer = crate::registry::managed::WriteContext {
+        manager,
+        applied: false,
+    };
+    let result = crate::registry::managed::WRITE_CONTEXT
+        .scope(writer, dispatch(scope, body, &sub, &verb))
+        .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn dispatch(scope: Scope, body: Body, sub: &str, verb: &str) -> ApiResult<Response> {
+    let handle = scope.handle.clone();
+    match (sub, verb) {
         ("scale", "get") => scale::get(&scope).await,
         ("scale", "update") => scale::update(&scope, body).await,
         ("scale", "patch") => patch::patch_scale(&scope, body).await,
@@ -325,15 +348,18 @@ pub async fn serve(scope: Scope, body: Body) -> Response {
         ("", "watch") => watch::watch(&scope).await,
         ("", "create") => create::create(&scope, body).await,
         ("" | "status", "update") => update::update(&scope, body).await,
-        ("" | "status", "patch") => patch::patch(&scope, body).await,
+        ("" | "status", "patch") if apply::is_apply(&scope) => apply::apply(&scope, body).await,
+        ("" | "status", "patch") => {
+            apply::check_non_apply(&scope)?;
+            patch::patch(&scope, body).await
+        }
         ("", "delete") => delete::delete(&scope, body).await,
         ("", "deletecollection") => delete::delete_collection(&scope, body).await,
         ("finalize", "update") => delete::finalize(&scope, body).await,
         _ => Err(ApiError::from(Status::method_not_supported(
             handle.info.group,
             &format!("{}/{sub}", handle.info.plural),
-            &verb,
+            verb,
         ))),
-    };
-    result.unwrap_or_else(IntoResponse::into_response)
+    }
 }

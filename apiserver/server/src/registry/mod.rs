@@ -3,6 +3,7 @@
 //! per-resource strategies.
 
 pub mod codec;
+pub mod managed;
 pub mod reviews;
 pub mod store;
 pub mod strategies;

@@ -216,6 +216,7 @@ impl GenericStore {
         // Upstream defaults at decode time, before the strategy and admission see the object.
         ferrokube_machinery::defaults::apply(h.info.group, h.info.version, h.info.kind, &mut obj);
         strategy.prepare_for_create(&mut obj);
+        super::managed::record(h, None, &mut obj, UpdateTarget::Main);
         let mut errs = Self::validate_meta(h, &obj);
         errs.extend(strategy.validate(&obj));
         let name = meta_str(&obj, "name").to_string();
@@ -296,6 +297,7 @@ impl GenericStore {
             let old = codec::decode(&current)?;
             let mut new = obj.clone();
             self.prepare_update(h, &mut new, &old, target)?;
+            super::managed::record(h, Some(&old), &mut new, target);
             let mut errs = Self::validate_meta(h, &new);
             errs.extend(match target {
                 UpdateTarget::Main => h.strategy.validate_update(&new, &old),
