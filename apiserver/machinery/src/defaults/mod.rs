@@ -30,6 +30,23 @@ pub fn apply(group: &str, version: &str, kind: &str, obj: &mut Value) {
     }
 }
 
+/// [`apply`] for the object's own `apiVersion` and `kind` (objects of a kind served at several
+/// versions are defaulted in the version they are in, e.g. the storage version).
+pub fn apply_own(obj: &mut Value) {
+    let av = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let (group, version) = av.rsplit_once('/').unwrap_or(("", av.as_str()));
+    apply(group, version, &kind, obj);
+}
+
 /// Whether a field is unset the way a Go pointer or empty string is (absent, null or `""`).
 fn unset(v: Option<&Value>) -> bool {
     matches!(v, None | Some(Value::Null)) || v.and_then(Value::as_str) == Some("")

@@ -17,8 +17,8 @@ mod meta_update;
 pub mod misc;
 mod names;
 pub mod pod;
-pub mod workloads;
 pub mod unknown_fields;
+pub mod workloads;
 
 pub use builtin::{validate_builtin, validate_builtin_update};
 pub use field::{FieldError, FieldErrorType, Path, aggregate_message, go_quote};

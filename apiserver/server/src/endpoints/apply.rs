@@ -113,6 +113,7 @@ pub async fn apply(scope: &Scope, body: Body) -> ApiResult<Response> {
     };
     // What the stored object would look like on create (defaulted list keys).
     let mut defaulted = config.clone();
+    ferrokube_machinery::defaults::apply_own(&mut defaulted);
     scope.handle.strategy.prepare_for_create(&mut defaulted);
     let mut attempts = 0;
     loop {
@@ -130,7 +131,7 @@ pub async fn apply(scope: &Scope, body: Body) -> ApiResult<Response> {
             defaulted: Some(&defaulted),
         };
         let live = match scope.state.store.get(&scope.handle, ns, name).await {
-            Ok(kv) => Some(codec::decode(&kv)?),
+            Ok(kv) => Some(codec::decode_served(&scope.handle, &kv)?),
             Err(ApiError::Status(s)) if s.code == 404 && target == UpdateTarget::Main => None,
             Err(e) => return Err(e),
         };

@@ -214,7 +214,7 @@ impl GenericStore {
             }
         }
         // Upstream defaults at decode time, before the strategy and admission see the object.
-        ferrokube_machinery::defaults::apply(h.info.group, h.info.version, h.info.kind, &mut obj);
+        ferrokube_machinery::defaults::apply_own(&mut obj);
         strategy.prepare_for_create(&mut obj);
         super::managed::record(h, None, &mut obj, UpdateTarget::Main);
         let mut errs = Self::validate_meta(h, &obj);
@@ -386,7 +386,7 @@ impl GenericStore {
                 }
             }
         }
-        ferrokube_machinery::defaults::apply(h.info.group, h.info.version, h.info.kind, new);
+        ferrokube_machinery::defaults::apply_own(new);
         if target == UpdateTarget::Main {
             h.strategy.prepare_for_update(new, old);
         }
