@@ -319,3 +319,26 @@ fn error_messages_match_upstream() {
     let value = server.must_kubectl(["get", "configmap", "x", "-o", "jsonpath={.data.k}"]);
     assert_eq!(value, "v3");
 }
+
+/// kubectl's generators (`create deployment`, `create service`) send protobuf bodies in which Go
+/// writes zero values of value-typed fields (an empty template `creationTimestamp`, `generation:
+/// 0`, `hostPort: 0`, `nodePort: 0`); upstream decodes them as unset, so they must not show up.
+#[test]
+fn generator_protobuf_bodies_carry_no_go_zero_values() {
+    let server = TestServer::start();
+    server.must_kubectl(["create", "deployment", "gen", "--image=nginx", "--port=80"]);
+    let dep = json(&server.must_kubectl(["get", "deployment", "gen", "-o", "json"]));
+    let template_meta = &dep["spec"]["template"]["metadata"];
+    assert!(template_meta.get("creationTimestamp").is_none(), "{dep:#}");
+    assert!(template_meta.get("generation").is_none(), "{dep:#}");
+    let port = &dep["spec"]["template"]["spec"]["containers"][0]["ports"][0];
+    assert_eq!(port["containerPort"], 80, "{dep:#}");
+    assert!(port.get("hostPort").is_none(), "{dep:#}");
+    assert!(dep["spec"].get("minReadySeconds").is_none(), "{dep:#}");
+
+    server.must_kubectl(["create", "service", "clusterip", "gen", "--tcp=80:8080"]);
+    let svc = json(&server.must_kubectl(["get", "service", "gen", "-o", "json"]));
+    assert!(svc["spec"]["ports"][0].get("nodePort").is_none(), "{svc:#}");
+    assert!(svc["spec"].get("healthCheckNodePort").is_none(), "{svc:#}");
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080, "{svc:#}");
+}

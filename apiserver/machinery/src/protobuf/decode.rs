@@ -66,7 +66,13 @@ fn fields_into(
                 // are the zero value, and omits them from JSON). Dropping them keeps our JSON
                 // defaulting working (imagePullPolicy, terminationMessagePath, ...). Numbers
                 // are kept: `replicas: 0` on a pointer field is meaningful.
-                if matches!(&value, Value::Bool(false)) || value.as_str() == Some("") {
+                if matches!(&value, Value::Bool(false) | Value::Null) || value.as_str() == Some("")
+                {
+                    continue;
+                }
+                // Go value-typed (non-pointer, omitempty) integers: 0 is "unset" and Go writes it
+                // anyway; kubectl's generators send such zeros for every template and port.
+                if value.as_i64() == Some(0) && zero_is_unset(name, field.json) {
                     continue;
                 }
                 match (out.get_mut(field.json), value) {
@@ -110,6 +116,44 @@ fn fields_into(
         }
     }
     Ok(())
+}
+
+/// Integer fields that are Go values with `omitempty` in upstream's types (`int32 ... json:",omitempty"`
+/// without a pointer), where a 0 on the wire means the field was never set. Pointer integers
+/// (`replicas`, `terminationGracePeriodSeconds`, ...) keep an explicit 0. The protobuf schema
+/// cannot tell the two apart, so the value-typed ones that clients commonly send are listed here
+/// (from `k8s.io/api/{core,apps}/v1/types.go` and `apimachinery/pkg/apis/meta/v1/types.go`).
+fn zero_is_unset(message: &str, field: &str) -> bool {
+    const VALUE_INTS: &[(&str, &[&str])] = &[
+        (
+            "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+            &["generation"],
+        ),
+        ("k8s.io.api.core.v1.ContainerPort", &["hostPort"]),
+        ("k8s.io.api.core.v1.ServicePort", &["nodePort"]),
+        ("k8s.io.api.core.v1.ServiceSpec", &["healthCheckNodePort"]),
+        (
+            "k8s.io.api.core.v1.Probe",
+            &[
+                "initialDelaySeconds",
+                "timeoutSeconds",
+                "periodSeconds",
+                "successThreshold",
+                "failureThreshold",
+            ],
+        ),
+        (
+            "k8s.io.api.core.v1.ReplicationControllerSpec",
+            &["minReadySeconds"],
+        ),
+        ("k8s.io.api.apps.v1.DeploymentSpec", &["minReadySeconds"]),
+        ("k8s.io.api.apps.v1.ReplicaSetSpec", &["minReadySeconds"]),
+        ("k8s.io.api.apps.v1.DaemonSetSpec", &["minReadySeconds"]),
+        ("k8s.io.api.apps.v1.StatefulSetSpec", &["minReadySeconds"]),
+    ];
+    VALUE_INTS
+        .iter()
+        .any(|(m, fields)| *m == message && fields.contains(&field))
 }
 
 fn pr_has_more(r: &Reader<'_>, b: &[u8]) -> bool {
@@ -229,6 +273,9 @@ fn string_field(fields: &[(u32, WireValue<'_>)], tag: u32) -> Result<String, Pro
 /// Types whose JSON form is not an object of their proto fields.
 fn special(schema: &Schema, name: &str, buf: &[u8]) -> Result<Option<Value>, ProtobufError> {
     let v = match name.strip_prefix(META).unwrap_or(name) {
+        // Go writes a zero Time as an empty message (`Time.Marshal`), which decodes back to the
+        // zero Time: JSON null, i.e. unset.
+        "Time" | "MicroTime" if buf.is_empty() => Value::Null,
         "Time" | "MicroTime" => {
             let f = raw_fields(buf)?;
             let micro = name.ends_with("MicroTime");

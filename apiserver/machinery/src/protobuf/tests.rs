@@ -87,7 +87,8 @@ fn configmap_with_data_and_binary_data() {
 
 #[test]
 fn deployment_with_template_ports_quantities_and_int_or_string() {
-    let port = Enc::new().uint(3, 80).str(4, "TCP");
+    // hostPort (2) is a Go value: the 0 Go writes is dropped.
+    let port = Enc::new().uint(2, 0).uint(3, 80).str(4, "TCP");
     let resources = Enc::new()
         .entry_msg(1, "cpu", Enc::new().str(1, "500m"))
         .entry_msg(2, "memory", Enc::new().str(1, "64Mi"));
@@ -99,8 +100,16 @@ fn deployment_with_template_ports_quantities_and_int_or_string() {
         .uint(16, 0)
         .msg(6, port)
         .msg(8, resources);
+    // kubectl's generators send a zero generation and a zero (empty) creationTimestamp in the
+    // template's metadata: both are unset in Go, so absent in JSON.
     let template = Enc::new()
-        .msg(1, Enc::new().entry(11, "app", "d"))
+        .msg(
+            1,
+            Enc::new()
+                .entry(11, "app", "d")
+                .uint(7, 0)
+                .msg(8, Enc::new()),
+        )
         .msg(2, Enc::new().msg(2, container));
     let strategy = Enc::new().str(1, "RollingUpdate").msg(
         2,
