@@ -296,3 +296,75 @@ async fn kube_client_reports_server_version() {
         "{info:?}"
     );
 }
+
+/// Every service gets its own cluster IP, reserved as a networking.k8s.io/v1 IPAddress that
+/// names it (upstream's IPAddress allocator); a taken address is refused with upstream's message
+/// and a deleted service frees its address.
+#[tokio::test(flavor = "multi_thread")]
+async fn service_cluster_ips_are_unique_and_released() {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::networking::v1::IPAddress;
+
+    let server = TestServer::start();
+    let client = server.kube_client().await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let ips: Api<IPAddress> = Api::all(client);
+    let svc = |name: String, ip: Option<&str>| -> Service {
+        match serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"ports": [{"port": 80}], "clusterIP": ip},
+        })) {
+            Ok(s) => s,
+            Err(e) => panic!("service: {e}"),
+        }
+    };
+    let created: Vec<Service> = futures::stream::iter(0..200)
+        .map(|i| {
+            let services = services.clone();
+            let s = svc(format!("s{i}"), None);
+            async move { services.create(&PostParams::default(), &s).await }
+        })
+        .buffer_unordered(32)
+        .try_collect()
+        .await
+        .unwrap_or_else(|e| panic!("creating services: {e}"));
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &created {
+        let ip = s
+            .spec
+            .as_ref()
+            .and_then(|s| s.cluster_ip.clone())
+            .unwrap_or_default();
+        assert!(ip.starts_with("10."), "{s:?}");
+        assert!(seen.insert(ip.clone()), "{ip} given twice");
+    }
+    let reserved = ips
+        .list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("listing IPAddresses: {e}"));
+    assert_eq!(reserved.items.len(), 200);
+
+    let first = created[0].spec.as_ref().and_then(|s| s.cluster_ip.clone());
+    let taken = services
+        .create(&PostParams::default(), &svc("dup".into(), first.as_deref()))
+        .await;
+    match taken {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422, "{s:?}");
+            assert!(
+                s.message.contains("provided IP is already allocated"),
+                "{s:?}"
+            );
+        }
+        other => panic!("a taken cluster IP was accepted: {other:?}"),
+    }
+    services
+        .delete(&created[0].name_any(), &DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("delete: {e}"));
+    let reused = services
+        .create(&PostParams::default(), &svc("dup".into(), first.as_deref()))
+        .await
+        .unwrap_or_else(|e| panic!("the freed address was not reusable: {e}"));
+    assert_eq!(reused.spec.and_then(|s| s.cluster_ip), first);
+}

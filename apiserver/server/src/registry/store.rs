@@ -16,6 +16,7 @@ use super::ResourceHandle;
 use super::codec;
 use crate::error::{ApiError, ApiResult};
 
+mod cluster_ip;
 mod deletion;
 pub use deletion::{Deleted, FINALIZER_FOREGROUND, FINALIZER_ORPHAN, Propagation};
 
@@ -227,19 +228,31 @@ impl GenericStore {
             self.ensure_namespace(h, &name, namespace).await?;
         }
         let key = h.key(namespace, &name);
+        if dry_run && self.storage.get(&key).await?.is_some() {
+            return Err(Status::already_exists(h.info.group, h.info.plural, &name).into());
+        }
+        let reserved = self
+            .allocate_cluster_ip(h, &mut obj, namespace, &name, dry_run)
+            .await?;
         let bytes = codec::encode_for_storage(&obj)?;
         if dry_run {
-            if self.storage.get(&key).await?.is_some() {
-                return Err(Status::already_exists(h.info.group, h.info.plural, &name).into());
-            }
             codec::to_served(h, &mut obj)?;
             return Ok(obj);
         }
-        let kv = self
-            .storage
-            .create(&key, bytes)
-            .await
-            .map_err(|e| ApiError::from_storage(e, h.info.group, h.info.plural, &name))?;
+        let kv = match self.storage.create(&key, bytes).await {
+            Ok(kv) => kv,
+            Err(e) => {
+                if reserved.is_some() {
+                    self.release_cluster_ip(h, &obj).await;
+                }
+                return Err(ApiError::from_storage(
+                    e,
+                    h.info.group,
+                    h.info.plural,
+                    &name,
+                ));
+            }
+        };
         codec::set_rv(&mut obj, kv.mod_revision);
         codec::to_served(h, &mut obj)?;
         Ok(obj)

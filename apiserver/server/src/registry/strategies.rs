@@ -393,15 +393,6 @@ impl Strategy for JobStrategy {
 
 struct ServiceStrategy;
 
-/// A random address in upstream's default service range 10.96.0.0/12 (excluding the network
-/// and the first address, which upstream reserves for the `kubernetes` service).
-fn allocate_cluster_ip() -> String {
-    let b = uuid::Uuid::new_v4().into_bytes();
-    let n = (u32::from_be_bytes([0, b[0], b[1], b[2]]) & 0x000f_ffff).max(2);
-    let ip = std::net::Ipv4Addr::from((10u32 << 24) | (96 << 16) | n);
-    ip.to_string()
-}
-
 /// The IP family fields the service registry sets (the `SetDefaults_Service` ones are in
 /// machinery `defaults::core`).
 fn service_defaults(obj: &mut Value) {
@@ -413,6 +404,9 @@ fn service_defaults(obj: &mut Value) {
 }
 
 impl Strategy for ServiceStrategy {
+    fn allocates_cluster_ip(&self) -> bool {
+        true
+    }
     fn name_rule(&self) -> NameRule {
         NameRule::Dns1035Label
     }
@@ -421,16 +415,10 @@ impl Strategy for ServiceStrategy {
     }
     fn prepare_for_create(&self, obj: &mut Value) {
         service_defaults(obj);
-        let ty = str_at(obj, &["spec", "type"]);
+        // A requested cluster IP is mirrored into clusterIPs; the generic store reserves it (or
+        // a free one) as an IPAddress after validation (`allocates_cluster_ip`).
         let ip = str_at(obj, &["spec", "clusterIP"]);
-        if ty != "ExternalName" && ip.is_empty() {
-            let ip = allocate_cluster_ip();
-            default_at(obj, &["spec", "clusterIP"], json!(ip));
-            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.insert("clusterIP".into(), json!(ip));
-                spec.insert("clusterIPs".into(), json!([ip]));
-            }
-        } else if !ip.is_empty() {
+        if !ip.is_empty() {
             default_at(obj, &["spec", "clusterIPs"], json!([ip]));
         }
         if let Some(m) = obj.as_object_mut() {

@@ -77,6 +77,11 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// Whether new objects get a service cluster IP reserved as an IPAddress object (services).
+    fn allocates_cluster_ip(&self) -> bool {
+        false
+    }
+
     /// Field labels this resource supports in field selectors (beyond the metadata ones).
     fn field_labels(&self) -> &'static [&'static str] {
         &[]

@@ -243,7 +243,10 @@ impl GenericStore {
                 return Ok(Deleted::Now(old));
             }
             match self.storage.delete(&key, Some(current.mod_revision)).await {
-                Ok(_) => return Ok(Deleted::Now(old)),
+                Ok(_) => {
+                    self.release_cluster_ip(h, &old).await;
+                    return Ok(Deleted::Now(old));
+                }
                 Err(StorageError::Conflict { .. }) if opts.precondition_rv.is_none() => continue,
                 Err(e) => return Err(ApiError::from_storage(e, h.info.group, h.info.plural, name)),
             }
@@ -288,7 +291,7 @@ impl GenericStore {
     ) -> ApiResult<Option<Value>> {
         if !dry_run {
             match self.storage.delete(key, Some(expected)).await {
-                Ok(_) => {}
+                Ok(_) => self.release_cluster_ip(h, &new).await,
                 Err(StorageError::Conflict { .. }) => return Ok(None),
                 Err(e) => return Err(ApiError::from_storage(e, h.info.group, h.info.plural, name)),
             }
