@@ -335,6 +335,18 @@ fn generator_protobuf_bodies_carry_no_go_zero_values() {
     assert_eq!(port["containerPort"], 80, "{dep:#}");
     assert!(port.get("hostPort").is_none(), "{dep:#}");
     assert!(dep["spec"].get("minReadySeconds").is_none(), "{dep:#}");
+    // Removing the last port leaves no `ports: []` behind (Go's omitempty drops empty slices).
+    server.must_kubectl([
+        "patch",
+        "deployment",
+        "gen",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/template/spec/containers/0/ports/0"}]"#,
+    ]);
+    let dep = json(&server.must_kubectl(["get", "deployment", "gen", "-o", "json"]));
+    let container = &dep["spec"]["template"]["spec"]["containers"][0];
+    assert!(container.get("ports").is_none(), "{dep:#}");
 
     server.must_kubectl(["create", "service", "clusterip", "gen", "--tcp=80:8080"]);
     let svc = json(&server.must_kubectl(["get", "service", "gen", "-o", "json"]));

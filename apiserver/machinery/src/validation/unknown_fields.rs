@@ -264,12 +264,33 @@ pub fn prune(info: &ResourceInfo, obj: &mut Value) {
     }
 }
 
+/// Whether `v` is an empty list or map where the schema says list or map: a Go slice or map
+/// field, which upstream's `omitempty` drops when it is empty (`ports: []` after a patch removed
+/// the last port reads back without `ports`).
+fn empty_collection(v: &Value, schema: &'static Value) -> bool {
+    match (shape(schema), v) {
+        (Shape::List(_), Value::Array(a)) => a.is_empty(),
+        (Shape::Map(_), Value::Object(m)) => m.is_empty(),
+        _ => false,
+    }
+}
+
 fn prune_value(v: &mut Value, schema: &'static Value) {
+    let required: Vec<&str> = resolve(schema)
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     match (shape(schema), v) {
         (Shape::Struct(props), Value::Object(m)) => {
             // A null struct field decodes to Go's zero value, which upstream omits when encoding
-            // (e.g. a template's `creationTimestamp: null`).
-            m.retain(|k, v| props.contains_key(k) && !v.is_null());
+            // (e.g. a template's `creationTimestamp: null`); so are empty optional slices and
+            // maps (required ones are the Go fields without `omitempty`, kept as sent).
+            m.retain(|k, v| {
+                props.get(k).is_some_and(|s| {
+                    !v.is_null() && (required.contains(&k.as_str()) || !empty_collection(v, s))
+                })
+            });
             for (k, child) in m.iter_mut() {
                 if let Some(s) = props.get(k) {
                     prune_value(child, s);
@@ -315,6 +336,25 @@ mod tests {
                 r#"unknown field "spec.containers[0].ports[0].bogus""#,
             ]
         );
+    }
+
+    #[test]
+    fn prune_drops_empty_optional_lists_and_maps() {
+        let mut v = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "a", "labels": {}, "finalizers": []},
+            "spec": {"containers": [{"name": "c", "image": "i", "ports": [], "args": [],
+                "resources": {}}], "volumes": []}});
+        prune(pods(), &mut v);
+        // `resources: {}` is a struct (kept, as upstream prints it); `containers` is required.
+        assert_eq!(
+            v,
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"},
+                "spec": {"containers": [{"name": "c", "image": "i", "resources": {}}]}})
+        );
+        let mut v = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "a"}, "spec": {"containers": []}});
+        prune(pods(), &mut v);
+        assert_eq!(v["spec"]["containers"], serde_json::json!([]));
     }
 
     #[test]
