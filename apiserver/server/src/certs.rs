@@ -168,26 +168,13 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
         };
 
     // Admin client certificate (O=system:masters) and its kubeconfig.
-    let admin_cert_path = pki_dir.join("admin.crt");
-    let admin_key_path = pki_dir.join("admin.key");
-    let (admin_cert_pem, admin_key_pem) = if admin_cert_path.exists() && admin_key_path.exists() {
-        (read(&admin_cert_path)?, read(&admin_key_path)?)
-    } else {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = name("kubernetes-admin", Some("system:masters"));
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        validity(&mut params, 365);
-        let cert = params.signed_by(&key, &issuer)?;
-        let (c, k) = (cert.pem(), key.serialize_pem());
-        write(&admin_cert_path, &c, false)?;
-        write(&admin_key_path, &k, true)?;
-        (c, k)
-    };
+    let (admin_cert_pem, admin_key_pem) = client_cert(
+        &pki_dir,
+        "admin",
+        "kubernetes-admin",
+        Some("system:masters"),
+        &issuer,
+    )?;
 
     let client_ca_pem = match &opts.client_ca_file {
         Some(f) => read(f)?,
@@ -219,6 +206,36 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
         client_ca_pem,
         admin_kubeconfig,
     })
+}
+
+/// A client certificate `pki_dir/<file>.crt|key` (CN `cn`, O `org`) signed by the cluster CA,
+/// reused when both files exist.
+fn client_cert(
+    pki_dir: &Path,
+    file: &str,
+    cn: &str,
+    org: Option<&str>,
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<(String, String), CertError> {
+    let cert_path = pki_dir.join(format!("{file}.crt"));
+    let key_path = pki_dir.join(format!("{file}.key"));
+    if cert_path.exists() && key_path.exists() {
+        return Ok((read(&cert_path)?, read(&key_path)?));
+    }
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name(cn, org);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    validity(&mut params, 365);
+    let cert = params.signed_by(&key, issuer)?;
+    let (c, k) = (cert.pem(), key.serialize_pem());
+    write(&cert_path, &c, false)?;
+    write(&key_path, &k, true)?;
+    Ok((c, k))
 }
 
 fn last_pem_block(pem: &str) -> Option<String> {
@@ -280,26 +297,7 @@ pub fn component_kubeconfig(
     let ca_cert_pem = read(&pki_dir.join("ca.crt"))?;
     let ca_key = KeyPair::from_pem(&read(&pki_dir.join("ca.key"))?)?;
     let issuer = Issuer::new(ca_params(), ca_key);
-    let cert_path = pki_dir.join(format!("{file}.crt"));
-    let key_path = pki_dir.join(format!("{file}.key"));
-    let (cert_pem, key_pem) = if cert_path.exists() && key_path.exists() {
-        (read(&cert_path)?, read(&key_path)?)
-    } else {
-        let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = name(cn, None);
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        validity(&mut params, 365);
-        let cert = params.signed_by(&key, &issuer)?;
-        let (c, k) = (cert.pem(), key.serialize_pem());
-        write(&cert_path, &c, false)?;
-        write(&key_path, &k, true)?;
-        (c, k)
-    };
+    let (cert_pem, key_pem) = client_cert(&pki_dir, file, cn, None, &issuer)?;
     let server_ca_pem = match &opts.tls_cert_file {
         Some(f) => last_pem_block(&read(f)?).unwrap_or_else(|| ca_cert_pem.clone()),
         None => ca_cert_pem,
