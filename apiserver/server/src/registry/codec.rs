@@ -101,12 +101,20 @@ pub fn decode_served(h: &ResourceHandle, kv: &KeyValue) -> ApiResult<Value> {
 /// Writes a stored object with its resourceVersion in the version `h` serves: spliced from the
 /// stored bytes, or decoded, converted and re-encoded for multi-version kinds.
 pub fn write_served(h: &ResourceHandle, out: &mut Vec<u8>, kv: &KeyValue) -> ApiResult<()> {
-    if h.storage_api_version.is_none() {
+    if h.storage_api_version.is_none() || stored_as(&kv.value, &h.info.api_version()) {
         write_with_rv(out, &kv.value, kv.mod_revision);
         return Ok(());
     }
     let v = decode_served(h, kv)?;
     serde_json::to_writer(out, &v).map_err(ApiError::Encoding)
+}
+
+/// Whether stored bytes are already of `api_version`: [`encode_for_storage`] writes
+/// `apiVersion` first, so a prefix check spares the decode (core Events, HPA v2 watchers).
+fn stored_as(stored: &[u8], api_version: &str) -> bool {
+    let rest = stored.strip_prefix(b"{\"apiVersion\":\"".as_slice());
+    rest.and_then(|r| r.strip_prefix(api_version.as_bytes()))
+        .is_some_and(|r| r.starts_with(b"\","))
 }
 
 /// Sets `metadata.resourceVersion`.
@@ -124,6 +132,16 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn stored_version_prefix() {
+        let stored = encode_for_storage(&json!({"kind": "Event", "apiVersion": "v1",
+            "metadata": {"name": "e"}}))
+        .unwrap();
+        assert!(stored_as(&stored, "v1"));
+        assert!(!stored_as(&stored, "events.k8s.io/v1"));
+        assert!(!stored_as(b"{\"apiVersion\":\"v1beta1\",", "v1"));
+    }
 
     #[test]
     fn splices_resource_version() {

@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod managed;
 pub mod reviews;
+pub mod service_ip;
 pub mod store;
 pub mod strategies;
 pub mod strategy;

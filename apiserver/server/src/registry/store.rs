@@ -16,7 +16,6 @@ use super::ResourceHandle;
 use super::codec;
 use crate::error::{ApiError, ApiResult};
 
-mod cluster_ip;
 mod deletion;
 pub use deletion::{Deleted, FINALIZER_FOREGROUND, FINALIZER_ORPHAN, Propagation};
 
@@ -231,9 +230,13 @@ impl GenericStore {
         if dry_run && self.storage.get(&key).await?.is_some() {
             return Err(Status::already_exists(h.info.group, h.info.plural, &name).into());
         }
-        let reserved = self
-            .allocate_cluster_ip(h, &mut obj, namespace, &name, dry_run)
-            .await?;
+        let reserved = match h.strategy.reservation() {
+            Some(r) => {
+                r.reserve(&*self.storage, &mut obj, namespace, &name, dry_run)
+                    .await?
+            }
+            None => false,
+        };
         let bytes = codec::encode_for_storage(&obj)?;
         if dry_run {
             codec::to_served(h, &mut obj)?;
@@ -242,8 +245,8 @@ impl GenericStore {
         let kv = match self.storage.create(&key, bytes).await {
             Ok(kv) => kv,
             Err(e) => {
-                if reserved.is_some() {
-                    self.release_cluster_ip(h, &obj).await;
+                if reserved {
+                    self.release_reservation(h, &obj).await;
                 }
                 return Err(ApiError::from_storage(
                     e,
@@ -256,6 +259,13 @@ impl GenericStore {
         codec::set_rv(&mut obj, kv.mod_revision);
         codec::to_served(h, &mut obj)?;
         Ok(obj)
+    }
+
+    /// Releases what a deleted (or never stored) object reserved.
+    async fn release_reservation(&self, h: &ResourceHandle, obj: &Value) {
+        if let Some(r) = h.strategy.reservation() {
+            r.release(&*self.storage, obj).await;
+        }
     }
 
     /// Get of the latest version (consistent read from storage).

@@ -7,7 +7,10 @@ use ferrokube_machinery::resources::ResourceInfo;
 use ferrokube_machinery::validation::NameRule;
 use serde_json::{Value, json};
 
-use super::strategy::{DefaultStrategy, FieldSet, GcPolicy, Strategy, default_at, str_at};
+use super::service_ip::ClusterIpAllocator;
+use super::strategy::{
+    DefaultStrategy, FieldSet, GcPolicy, Reservation, Strategy, default_at, str_at,
+};
 
 /// The etcd key segment upstream stores a resource under (`/registry/<segment>/...`).
 pub fn storage_segment(info: &ResourceInfo) -> String {
@@ -404,8 +407,8 @@ fn service_defaults(obj: &mut Value) {
 }
 
 impl Strategy for ServiceStrategy {
-    fn allocates_cluster_ip(&self) -> bool {
-        true
+    fn reservation(&self) -> Option<&dyn Reservation> {
+        Some(&ClusterIpAllocator)
     }
     fn name_rule(&self) -> NameRule {
         NameRule::Dns1035Label
@@ -416,7 +419,7 @@ impl Strategy for ServiceStrategy {
     fn prepare_for_create(&self, obj: &mut Value) {
         service_defaults(obj);
         // A requested cluster IP is mirrored into clusterIPs; the generic store reserves it (or
-        // a free one) as an IPAddress after validation (`allocates_cluster_ip`).
+        // a free one) as an IPAddress after validation (`reservation`).
         let ip = str_at(obj, &["spec", "clusterIP"]);
         if !ip.is_empty() {
             default_at(obj, &["spec", "clusterIPs"], json!([ip]));

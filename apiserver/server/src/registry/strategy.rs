@@ -6,7 +6,10 @@
 use ferrokube_machinery::validation::{
     FieldError, NameRule, validate_builtin, validate_builtin_update,
 };
+use ferrokube_storage::Storage;
 use serde_json::Value;
+
+use crate::error::ApiResult;
 
 /// Field values a field selector can match, for one object.
 pub type FieldSet = Vec<(&'static str, String)>;
@@ -77,9 +80,10 @@ pub trait Strategy: Send + Sync {
         false
     }
 
-    /// Whether new objects get a service cluster IP reserved as an IPAddress object (services).
-    fn allocates_cluster_ip(&self) -> bool {
-        false
+    /// What a new object reserves beyond its own key (services: a cluster IP), taken by the
+    /// generic store after validation and released when the object is deleted.
+    fn reservation(&self) -> Option<&dyn Reservation> {
+        None
     }
 
     /// Field labels this resource supports in field selectors (beyond the metadata ones).
@@ -111,6 +115,26 @@ pub trait Strategy: Send + Sync {
     fn delete_held(&self, _obj: &Value) -> bool {
         false
     }
+}
+
+/// Something a new object holds outside its own key (upstream's service REST storage allocating
+/// cluster IPs): reserved before the object is stored, released after it is deleted. Unlike the
+/// other hooks it does IO, through the same `Storage` as the generic store that calls it.
+#[async_trait::async_trait]
+pub trait Reservation: Send + Sync {
+    /// Reserves for a new object and records the result in it; `Ok(true)` when something was
+    /// written (to release if the object itself cannot be stored). Writes nothing on `dry_run`.
+    async fn reserve(
+        &self,
+        storage: &dyn Storage,
+        obj: &mut Value,
+        namespace: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> ApiResult<bool>;
+
+    /// Releases what `obj` holds (best effort: failures are logged).
+    async fn release(&self, storage: &dyn Storage, obj: &Value);
 }
 
 /// The strategy of resources with no special behaviour.

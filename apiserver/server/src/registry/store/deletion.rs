@@ -244,7 +244,7 @@ impl GenericStore {
             }
             match self.storage.delete(&key, Some(current.mod_revision)).await {
                 Ok(_) => {
-                    self.release_cluster_ip(h, &old).await;
+                    self.release_reservation(h, &old).await;
                     return Ok(Deleted::Now(old));
                 }
                 Err(StorageError::Conflict { .. }) if opts.precondition_rv.is_none() => continue,
@@ -291,7 +291,7 @@ impl GenericStore {
     ) -> ApiResult<Option<Value>> {
         if !dry_run {
             match self.storage.delete(key, Some(expected)).await {
-                Ok(_) => self.release_cluster_ip(h, &new).await,
+                Ok(_) => self.release_reservation(h, &new).await,
                 Err(StorageError::Conflict { .. }) => return Ok(None),
                 Err(e) => return Err(ApiError::from_storage(e, h.info.group, h.info.plural, name)),
             }

@@ -1,17 +1,19 @@
-//! Service cluster IPs, reserved as `networking.k8s.io/v1` IPAddress objects like upstream's
+//! The service registry's cluster IPs (the services strategy's [`Reservation`]), reserved as `networking.k8s.io/v1` IPAddress objects like upstream's
 //! allocator (`pkg/registry/core/service/ipallocator`, IPAddress-based since the
 //! MultiCIDRServiceAllocator graduated): the IPAddress named after the address is created with a
 //! compare-and-swap "create if absent", so two services can never get the same address, even
 //! through several API servers on one etcd. Deleting the service releases it.
 
+use async_trait::async_trait;
 use ferrokube_machinery::status::Status;
 use ferrokube_machinery::validation::FieldError;
-use ferrokube_storage::StorageError;
+use ferrokube_storage::{Storage, StorageError};
 use serde_json::{Value, json};
 
-use super::{GenericStore, now_rfc3339};
+use super::codec;
+use super::store::now_rfc3339;
+use super::strategy::Reservation;
 use crate::error::{ApiError, ApiResult};
-use crate::registry::{ResourceHandle, codec};
 
 /// Upstream's default `--service-cluster-ip-range`.
 const RANGE_BASE: u32 = (10 << 24) | (96 << 16);
@@ -73,21 +75,24 @@ fn set_ips(svc: &mut Value, ip: &str) {
     }
 }
 
-impl GenericStore {
-    /// Reserves the cluster IP of a new service: the requested one (422 when taken, as upstream's
-    /// "provided IP is already allocated"), else a free random one. With `dry_run` nothing is
-    /// written and the answer shows an address that was free at the time. Returns the reserved
-    /// address, to release if the service itself cannot be stored.
-    pub(super) async fn allocate_cluster_ip(
+/// The service registry's cluster IP allocator (the [`Reservation`] of services).
+pub struct ClusterIpAllocator;
+
+#[async_trait]
+impl Reservation for ClusterIpAllocator {
+    /// The requested cluster IP (422 when taken, as upstream's "provided IP is already
+    /// allocated"), else a free random one. With `dry_run` nothing is written and the answer shows
+    /// an address that was free at the time.
+    async fn reserve(
         &self,
-        h: &ResourceHandle,
+        storage: &dyn Storage,
         svc: &mut Value,
         namespace: &str,
         name: &str,
         dry_run: bool,
-    ) -> ApiResult<Option<String>> {
-        if !h.strategy.allocates_cluster_ip() || !wants_ip(svc) {
-            return Ok(None);
+    ) -> ApiResult<bool> {
+        if !wants_ip(svc) {
+            return Ok(false);
         }
         let requested = svc
             .pointer("/spec/clusterIP")
@@ -102,10 +107,10 @@ impl GenericStore {
                 requested.clone()
             };
             let taken = if dry_run {
-                self.storage.get(&key(&ip)).await?.is_some()
+                storage.get(&key(&ip)).await?.is_some()
             } else {
                 let bytes = codec::encode_for_storage(&ip_address_object(&ip, namespace, name))?;
-                match self.storage.create(&key(&ip), bytes).await {
+                match storage.create(&key(&ip), bytes).await {
                     Ok(_) => false,
                     Err(StorageError::AlreadyExists { .. }) => true,
                     Err(e) => return Err(ApiError::from_storage(e, "", "services", name)),
@@ -113,7 +118,7 @@ impl GenericStore {
             };
             if !taken {
                 set_ips(svc, &ip);
-                return Ok((!dry_run).then_some(ip));
+                return Ok(!dry_run);
             }
             if !requested.is_empty() {
                 let msg = if in_range(&ip) {
@@ -130,12 +135,8 @@ impl GenericStore {
         Err(Status::internal_error("failed to allocate a service IP: range is full").into())
     }
 
-    /// Releases a reserved cluster IP (after the service is deleted, or failed to store). Only
-    /// the IPAddress that names this service as its parent is removed.
-    pub(super) async fn release_cluster_ip(&self, h: &ResourceHandle, svc: &Value) {
-        if !h.strategy.allocates_cluster_ip() {
-            return;
-        }
+    /// Only the IPAddress that names this service as its parent is removed.
+    async fn release(&self, storage: &dyn Storage, svc: &Value) {
         let Some(ip) = svc.pointer("/spec/clusterIP").and_then(Value::as_str) else {
             return;
         };
@@ -143,7 +144,7 @@ impl GenericStore {
             svc.pointer("/metadata/namespace").and_then(Value::as_str),
             svc.pointer("/metadata/name").and_then(Value::as_str),
         );
-        let Ok(Some(kv)) = self.storage.get(&key(ip)).await else {
+        let Ok(Some(kv)) = storage.get(&key(ip)).await else {
             return;
         };
         let owned = codec::decode(&kv).is_ok_and(|o| {
@@ -152,7 +153,7 @@ impl GenericStore {
                 == ns
                 && o.pointer("/spec/parentRef/name").and_then(Value::as_str) == name
         });
-        if owned && let Err(e) = self.storage.delete(&key(ip), Some(kv.mod_revision)).await {
+        if owned && let Err(e) = storage.delete(&key(ip), Some(kv.mod_revision)).await {
             tracing::warn!(ip, error = %e, "releasing a service cluster IP");
         }
     }
