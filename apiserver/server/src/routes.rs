@@ -54,7 +54,11 @@ fn health(state: &AppState, path: &str, query: &Query) -> Option<Response> {
     let checks: Vec<(&str, bool)> = vec![
         ("ping", true),
         ("log", true),
-        ("etcd", true),
+        // Real: the embedded store's writer thread is alive and its file open.
+        (
+            "storage",
+            state.embedded.health() == ferrokube_storage::embedded::StoreHealth::Ok,
+        ),
         ("poststarthook/start-apiserver-informers", ready),
         (
             "poststarthook/bootstrap-namespaces",
@@ -113,7 +117,7 @@ fn version() -> Response {
         "compiler": "rustc",
         "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
     });
-    endpoints::json_response(
+    endpoints::raw_json_response(
         StatusCode::OK,
         serde_json::to_vec_pretty(&v).unwrap_or_default(),
     )

@@ -66,7 +66,7 @@ pub async fn read_object(
         .and_then(|v| v.to_str().ok());
     let format = negotiate::body_format(ct)?;
     let bytes = read_body(body, scope.state.max_body_bytes).await?;
-    let mut obj = negotiate::decode_body(format, &bytes)?;
+    let mut obj = scope.decode_object(format, &bytes)?;
     scope.check_type(&mut obj)?;
     let info = &scope.handle.info;
     let problems = match (d, format) {

@@ -47,6 +47,10 @@ pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
             create_on_update: true,
         }),
         ("", "services") => Arc::new(ServiceStrategy),
+        // Upstream registers these with `ReturnDeletedObject: true` and no other hook.
+        ("", "serviceaccounts") | ("storage.k8s.io", "storageclasses") => {
+            Arc::new(ReturnDeletedStrategy)
+        }
         ("apps", "deployments") => Arc::new(DeploymentStrategy),
         ("", "persistentvolumes")
         | ("", "persistentvolumeclaims")
@@ -73,6 +77,19 @@ pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
 }
 
 struct PodStrategy;
+
+/// A resource with no special behaviour whose DELETE answers with the deleted object
+/// (upstream `ReturnDeletedObject: true`), and no generation (it has no status).
+struct ReturnDeletedStrategy;
+
+impl Strategy for ReturnDeletedStrategy {
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+    fn return_deleted_object(&self) -> bool {
+        true
+    }
+}
 
 impl Strategy for PodStrategy {
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
@@ -409,6 +426,10 @@ fn service_defaults(obj: &mut Value) {
 impl Strategy for ServiceStrategy {
     fn reservation(&self) -> Option<&dyn Reservation> {
         Some(&ClusterIpAllocator)
+    }
+    /// Upstream's services registry sets `ReturnDeletedObject`.
+    fn return_deleted_object(&self) -> bool {
+        true
     }
     fn name_rule(&self) -> NameRule {
         NameRule::Dns1035Label
