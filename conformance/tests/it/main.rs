@@ -11,18 +11,25 @@
 //! directives, client-side apply three-way merges, `kubectl edit`), `validation` (invalid
 //! manifests rejected with upstream's field paths, immutable fields), `versions` (HPA and Event
 //! served at two versions over one storage version), `ssa` (server-side apply, conflicts,
-//! managedFields), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create` chart).
+//! managedFields), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create` chart),
+//! `abuse` (hostile clients: slow, unauthenticated, oversized, max-in-flight, a dying storage
+//! writer), `files` (modes of the data files, certificate renewal), `wire` (trailing newlines,
+//! DELETE answers, decode errors); `rawtls` holds their raw TLS/HTTP helpers.
 
+mod abuse;
 mod defaults;
 mod deletion;
 mod discovery;
 mod durability;
+mod files;
 mod helm;
 mod kube_rs;
 mod kubectl_crud;
 mod kubectl_list;
 mod patch;
+mod rawtls;
 mod ssa;
 mod util;
 mod validation;
 mod versions;
+mod wire;
