@@ -235,10 +235,12 @@ impl EmbeddedStore {
         std::thread::Builder::new()
             .name("ferrokube-store-writer".into())
             .spawn(move || {
-                // A panic must not leave callers waiting or health checks green: record it.
-                // Unwinding drops the receiver, so every queued and later write fails at once.
+                // A panic must not leave callers waiting or health checks green: record it,
+                // then drop the receiver, so every queued and later write fails at once with
+                // the recorded cause.
+                let mut rx = rx;
                 let run = std::panic::AssertUnwindSafe(|| {
-                    writer::run(writer_shared.clone(), rx, max_batch)
+                    writer::run(writer_shared.clone(), &mut rx, max_batch)
                 });
                 if let Err(panic) = std::panic::catch_unwind(run) {
                     let why = panic
@@ -251,6 +253,7 @@ impl EmbeddedStore {
                         *f = Some(why);
                     }
                 }
+                drop(rx);
             })
             .map_err(|e| StorageError::Backend(format!("cannot start writer thread: {e}")))?;
         let store = Arc::new(EmbeddedStore {
@@ -315,6 +318,9 @@ impl EmbeddedStore {
         }
         if self.shared.closed.load(Ordering::Acquire) {
             return StoreHealth::Closed;
+        }
+        if self.tx.is_closed() {
+            return StoreHealth::WriterFailed("the writer thread ended".into());
         }
         StoreHealth::Ok
     }

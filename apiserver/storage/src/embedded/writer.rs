@@ -89,7 +89,7 @@ pub(crate) enum Op {
 }
 
 /// Runs the writer loop until `Close` or until every sender is gone.
-pub(crate) fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
+pub(crate) fn run(shared: Arc<Shared>, rx: &mut mpsc::Receiver<Op>, max_batch: usize) {
     let mut current = shared.current.load(Ordering::Acquire);
     let mut queued: Vec<Op> = Vec::with_capacity(max_batch);
     'outer: while let Some(first) = rx.blocking_recv() {
