@@ -395,3 +395,46 @@ pub fn component_kubeconfig(
         &key_pem,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0)
+    }
+
+    #[test]
+    fn private_files_are_0600_and_no_temporary_file_is_left() {
+        let dir = std::env::temp_dir().join(format!("ferrokube-certs-{}", uuid::Uuid::new_v4()));
+        private_dir(&dir).expect("dir");
+        assert_eq!(mode(&dir), 0o700);
+        let key = dir.join("k.key");
+        // A stale temporary file with a loose mode is not reused.
+        std::fs::write(key.with_extension("tmp"), "old").expect("stale tmp");
+        write(&key, "secret", true).expect("write");
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(std::fs::read_to_string(&key).ok().as_deref(), Some("secret"));
+        assert!(!key.with_extension("tmp").exists());
+        let crt = dir.join("c.crt");
+        write(&crt, "public", false).expect("write");
+        assert_eq!(mode(&crt), 0o644);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn certificates_close_to_expiry_are_not_reused() {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::default();
+        validity(&mut params, 10);
+        let short = params.self_signed(&key).expect("cert").pem();
+        assert!(!valid_long_enough(&short));
+        let mut params = CertificateParams::default();
+        validity(&mut params, 365);
+        let long = params.self_signed(&key).expect("cert").pem();
+        assert!(valid_long_enough(&long));
+        assert!(!valid_long_enough("not a certificate"));
+    }
+}

@@ -320,9 +320,10 @@ async fn authorize(req: Request, next: Next) -> Response {
     status_response(&s)
 }
 
-/// Long-running requests (watch, and streaming subresources) are not timed out here.
+/// Long-running requests (watch and proxy verbs, streaming subresources: upstream's
+/// `BasicLongRunningRequestCheck`) are neither timed out nor counted in flight.
 fn is_long_running(info: &RequestInfo) -> bool {
-    info.verb == "watch"
+    matches!(info.verb.as_str(), "watch" | "proxy")
         || matches!(
             info.subresource.as_str(),
             "log" | "exec" | "attach" | "portforward" | "proxy"

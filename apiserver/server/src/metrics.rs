@@ -241,3 +241,48 @@ pub fn write_metric(
         "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(m: &Metrics) -> usize {
+        let mut out = String::new();
+        m.render(&mut out);
+        out.lines().filter(|l| !l.starts_with('#')).count()
+    }
+
+    #[test]
+    fn verbs_outside_the_fixed_set_become_other() {
+        assert_eq!(clean_verb("list"), "list");
+        assert_eq!(clean_verb("post"), "post");
+        assert_eq!(clean_verb("PROPFIND"), "other");
+        assert_eq!(clean_verb("x".repeat(1000).as_str()), "other");
+    }
+
+    #[test]
+    fn anonymous_requests_never_add_series() {
+        let m = Metrics::default();
+        let before = lines(&m);
+        for code in [200u16, 401, 403, 404, 429, 500, 599, 0, 999] {
+            m.observe_anonymous(code);
+        }
+        assert_eq!(lines(&m), before);
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("ferrokube_anonymous_requests_total{code_class=\"4xx\"} 4"), "{out}");
+    }
+
+    #[test]
+    fn in_flight_gauges_follow_their_guards() {
+        let m = Metrics::default();
+        {
+            let _a = m.inflight(true);
+            let _b = m.inflight(true);
+            assert_eq!(m.inflight[1].load(Ordering::Relaxed), 2);
+        }
+        assert_eq!(m.inflight[1].load(Ordering::Relaxed), 0);
+        m.dropped(false);
+        assert_eq!(m.dropped[0].load(Ordering::Relaxed), 1);
+    }
+}
