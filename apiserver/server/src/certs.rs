@@ -403,7 +403,9 @@ mod tests {
     use super::*;
 
     fn mode(p: &Path) -> u32 {
-        std::fs::metadata(p).map(|m| m.permissions().mode() & 0o777).unwrap_or(0)
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0)
     }
 
     #[test]
@@ -416,7 +418,10 @@ mod tests {
         std::fs::write(key.with_extension("tmp"), "old").expect("stale tmp");
         write(&key, "secret", true).expect("write");
         assert_eq!(mode(&key), 0o600);
-        assert_eq!(std::fs::read_to_string(&key).ok().as_deref(), Some("secret"));
+        assert_eq!(
+            std::fs::read_to_string(&key).ok().as_deref(),
+            Some("secret")
+        );
         assert!(!key.with_extension("tmp").exists());
         let crt = dir.join("c.crt");
         write(&crt, "public", false).expect("write");

@@ -270,7 +270,10 @@ mod tests {
         assert_eq!(lines(&m), before);
         let mut out = String::new();
         m.render(&mut out);
-        assert!(out.contains("ferrokube_anonymous_requests_total{code_class=\"4xx\"} 4"), "{out}");
+        assert!(
+            out.contains("ferrokube_anonymous_requests_total{code_class=\"4xx\"} 4"),
+            "{out}"
+        );
     }
 
     #[test]

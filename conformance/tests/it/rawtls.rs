@@ -292,10 +292,11 @@ pub fn admin_identity(server: &TestServer) -> Identity {
     }
 }
 
-/// A pseudo-random path segment (no external RNG crate: a counter through a hash).
+/// A pseudo-random path segment, the same for the same `i` (a counter through SipHash with
+/// fixed keys: no RNG crate needed).
 pub fn random_segment(i: u64) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    use std::hash::Hasher;
+    let mut h = std::hash::DefaultHasher::new();
     h.write_u64(i);
     format!("x{:016x}", h.finish())
 }
