@@ -4,10 +4,11 @@
 //!
 //! Hostile clients are bounded here ([`ConnLimits`]): a cap on open connections, a TLS
 //! handshake timeout, a header-read timeout (also the HTTP/1 keep-alive idle timeout), HTTP/2
-//! keep-alive pings, a stream cap and a header list size bound.
+//! keep-alive pings and an idle GOAWAY (90 s without a request in progress), a stream cap and a
+//! header list size bound.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -99,6 +100,9 @@ pub struct ConnLimits {
     pub h2_max_concurrent_streams: u32,
     /// HTTP/2: the largest header list a client may send.
     pub h2_max_header_list_size: u32,
+    /// HTTP/2: a connection with no request in progress for this long gets a GOAWAY (Go's
+    /// `IdleTimeout`, 90 s in kube-apiserver).
+    pub h2_idle_timeout: Duration,
     /// How long a graceful shutdown waits for open connections.
     pub drain_timeout: Duration,
 }
@@ -113,6 +117,7 @@ impl Default for ConnLimits {
             h2_keep_alive_timeout: Duration::from_secs(20),
             h2_max_concurrent_streams: 250,
             h2_max_header_list_size: 64 * 1024,
+            h2_idle_timeout: Duration::from_secs(90),
             drain_timeout: Duration::from_secs(5),
         }
     }
@@ -123,6 +128,7 @@ struct Builders {
     h1: hyper::server::conn::http1::Builder,
     h2: hyper::server::conn::http2::Builder<TokioExecutor>,
     header_read_timeout: Duration,
+    h2_idle_timeout: Duration,
 }
 
 impl Builders {
@@ -141,6 +147,7 @@ impl Builders {
             h1,
             h2,
             header_read_timeout: limits.header_read_timeout,
+            h2_idle_timeout: limits.h2_idle_timeout,
         }
     }
 }
@@ -206,6 +213,84 @@ pub async fn serve(
     Ok(())
 }
 
+/// The requests of one connection: how many are in progress (until their response body ends)
+/// and since when none is.
+struct Activity {
+    started: AtomicBool,
+    active: AtomicUsize,
+    opened: std::time::Instant,
+    /// Milliseconds after `opened` when the last request ended.
+    last_end_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            started: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            opened: std::time::Instant::now(),
+            last_end_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn begin(self: &Arc<Self>) -> ActiveGuard {
+        self.started.store(true, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::AcqRel);
+        ActiveGuard(self.clone())
+    }
+
+    fn started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// How long no request has been in progress (None while one is).
+    fn idle_for(&self) -> Option<Duration> {
+        if self.active.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
+        Some(self.opened.elapsed().saturating_sub(since))
+    }
+}
+
+/// One request in progress; dropped with its response body.
+struct ActiveGuard(Arc<Activity>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        let a = &self.0;
+        let now = u64::try_from(a.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        a.last_end_ms.store(now, Ordering::Release);
+        a.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted as in progress until it ends.
+struct Tracked {
+    inner: axum::body::Body,
+    _guard: ActiveGuard,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// What one connection's task needs.
 struct Conn {
     acceptor: TlsAcceptor,
@@ -240,17 +325,25 @@ impl Conn {
                 .and_then(|c| identity_of(c.as_ref())),
         );
         let h2 = session.alpn_protocol() == Some(b"h2");
-        // Set by the first request: HTTP/2 has no header-read timer of its own.
-        let started = Arc::new(AtomicBool::new(false));
-        let seen = started.clone();
-        let svc =
-            self.app
-                .clone()
-                .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
-                    seen.store(true, Ordering::Relaxed);
-                    req.extensions_mut().insert(identity.clone());
-                    req.map(axum::body::Body::new)
-                });
+        // HTTP/2 has no header-read or idle timer of its own: the service tracks requests.
+        let activity = Arc::new(Activity::new());
+        let tracker = activity.clone();
+        let app = self.app.clone();
+        let svc = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let guard = tracker.begin();
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut().insert(identity.clone());
+            let call = app.clone().oneshot(req);
+            async move {
+                let resp = call.await?;
+                Ok::<_, std::convert::Infallible>(resp.map(|inner| {
+                    axum::body::Body::new(Tracked {
+                        inner,
+                        _guard: guard,
+                    })
+                }))
+            }
+        });
         let svc = hyper_util::service::TowerToHyperService::new(svc);
         let io = TokioIo::new(tls);
         let result = if h2 {
@@ -258,13 +351,28 @@ impl Conn {
             tokio::pin!(conn);
             let first_deadline = tokio::time::sleep(self.builders.header_read_timeout);
             tokio::pin!(first_deadline);
+            let idle_timeout = self.builders.h2_idle_timeout;
+            let idle = tokio::time::sleep(idle_timeout);
+            tokio::pin!(idle);
             let mut draining = false;
             loop {
                 tokio::select! {
                     r = conn.as_mut() => break r,
-                    _ = &mut first_deadline, if !started.load(Ordering::Relaxed) => {
+                    _ = &mut first_deadline, if !activity.started() => {
                         tracing::debug!(%peer, "no HTTP/2 request headers in time; closing");
                         return;
+                    }
+                    _ = &mut idle, if !draining => {
+                        // GOAWAY once no stream was open for the idle timeout (Go's IdleTimeout).
+                        match activity.idle_for() {
+                            Some(d) if d >= idle_timeout => {
+                                tracing::debug!(%peer, "HTTP/2 connection idle; closing");
+                                draining = true;
+                                conn.as_mut().graceful_shutdown();
+                            }
+                            Some(d) => idle.as_mut().reset(tokio::time::Instant::now() + (idle_timeout - d)),
+                            None => idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout),
+                        }
                     }
                     _ = self.stop.changed(), if !draining => {
                         draining = true;
