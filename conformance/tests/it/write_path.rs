@@ -278,8 +278,9 @@ async fn concurrent_patches_lose_nothing_and_stale_pins_conflict() {
     );
 }
 
-/// `generateName` of 57 ASCII bytes then `é` creates an object (the base is cut on a character
-/// boundary at most 58 bytes long).
+/// `generateName` of 57 ASCII bytes then `é` (a two-byte character across the 58-byte cut)
+/// is answered like upstream — 422 on `metadata.generateName`, which must be a DNS subdomain
+/// prefix — instead of a handler panic; a long valid prefix is cut to 58 bytes.
 #[tokio::test(flavor = "multi_thread")]
 async fn generate_name_with_multibyte_character_at_the_cut() {
     let server = TestServer::start();
@@ -294,8 +295,23 @@ async fn generate_name_with_multibyte_character_at_the_cut() {
         &cm,
     )
     .await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["details"]["causes"][0]["field"], "metadata.generateName", "{body}");
+    let name = body["details"]["name"].as_str().unwrap_or_default();
+    assert_eq!(name.len(), 62, "the generated name keeps 57 bytes + 5: {name}");
+
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"generateName": "b".repeat(70)}});
+    let (code, body) = send(
+        &client,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        &cm,
+    )
+    .await;
     assert_eq!(code, 201, "{body}");
     let name = body["metadata"]["name"].as_str().unwrap_or_default();
-    assert_eq!(name.len(), 62, "{name}");
-    assert!(name.starts_with(&"a".repeat(57)), "{name}");
+    assert_eq!(name.len(), 63, "{name}");
+    assert!(name.starts_with(&"b".repeat(58)), "{name}");
 }

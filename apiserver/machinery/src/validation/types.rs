@@ -387,8 +387,13 @@ impl Walker {
                         expected,
                     }));
                 };
+                // Go's base64 decoder skips `\r` and `\n` (wrapped PEM-like data is accepted).
                 if byte
-                    && let Err(e) = base64::engine::general_purpose::STANDARD.decode(s.as_bytes())
+                    && let Err(e) = base64::engine::general_purpose::STANDARD.decode(
+                        s.bytes()
+                            .filter(|b| *b != b'\r' && *b != b'\n')
+                            .collect::<Vec<u8>>(),
+                    )
                 {
                     let offset = match e {
                         base64::DecodeError::InvalidByte(o, _)
@@ -552,7 +557,7 @@ mod tests {
 
     #[test]
     fn secrets_bytes_times_and_free_form_fields() {
-        let mut s = json!({"data": {"a": "aGVsbG8="}});
+        let mut s = json!({"data": {"a": "aGVs\nbG8="}});
         assert!(check_object(info("", "secrets"), &mut s).is_ok());
         let mut s = json!({"data": {"a": "not base64!"}});
         let e = check_object(info("", "secrets"), &mut s).expect_err("bad base64");
