@@ -9,6 +9,7 @@
 //! This crate must not reach storage except through the registry (DESIGN invariant 3), and it
 //! maps every error to a `Status` in one place ([`error`]).
 
+pub mod backend;
 pub mod certs;
 pub mod discovery;
 pub mod endpoints;
@@ -29,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ferrokube_machinery::resources;
-use ferrokube_storage::embedded::{EmbeddedOptions, EmbeddedStore};
 use ferrokube_storage::watch_cache::{WatchCache, WatchCacheOptions};
 use serde_json::json;
 
@@ -48,8 +48,8 @@ pub struct UserInfo {
 pub struct AppState {
     pub registry: Registry,
     pub store: GenericStore,
-    /// The embedded backend, for its metrics.
-    pub embedded: Arc<EmbeddedStore>,
+    /// The storage backend (embedded or etcd), for metrics, the `etcd` check and shutdown.
+    pub backend: backend::Backend,
     pub metrics: metrics::Metrics,
     pub discovery: discovery::DiscoveryDocs,
     pub openapi: openapi::OpenApiState,
@@ -101,14 +101,8 @@ pub async fn run_with_hook(
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let pki = certs::ensure_pki(&opts, &dir).context("preparing certificates")?;
 
-    let store_opts = EmbeddedOptions {
-        compaction_interval: Some(Duration::from_secs(opts.etcd_compaction_interval.max(1))),
-        ..EmbeddedOptions::default()
-    };
-    let embedded = EmbeddedStore::open(&dir.join("db"), store_opts)
-        .await
-        .context("opening the embedded store")?;
-    let storage: Arc<dyn ferrokube_storage::Storage> = embedded.clone();
+    let backend = backend::Backend::open(&opts, &dir).await?;
+    let storage = backend.storage();
     let cache = WatchCache::start(
         storage.clone(),
         "/registry/",
@@ -124,7 +118,7 @@ pub async fn run_with_hook(
     let state = Arc::new(AppState {
         registry: Registry::new(builtins),
         store: GenericStore { storage, cache },
-        embedded,
+        backend,
         metrics: metrics::Metrics::default(),
         discovery: discovery::DiscoveryDocs::new(builtins),
         openapi: openapi::OpenApiState::default(),
@@ -155,7 +149,7 @@ pub async fn run_with_hook(
     });
     serve::serve(listener, tls, app, shutdown_signal()).await?;
     state.store.cache.shutdown();
-    state.embedded.close().await;
+    state.backend.close().await;
     tracing::info!("ferrokube API server stopped");
     Ok(())
 }
