@@ -14,6 +14,7 @@
 //! `FERROKUBE_TEST_KEEP=1` (keep data directories after the test).
 
 mod command;
+mod etcd;
 mod helm;
 mod paths;
 mod server;
@@ -21,4 +22,5 @@ mod server;
 pub use command::{CommandError, KUBECTL_VERSION, run_with_timeout};
 pub use helm::helm_bin;
 pub use paths::{ferrokube_bin, kubectl_bin, manifests_dir, workspace_root};
-pub use server::{HarnessError, TestServer};
+pub use etcd::EtcdCluster;
+pub use server::{HarnessError, ServerSpec, TestServer};
