@@ -231,9 +231,11 @@ impl EtcdStore {
             .map(|_| {
                 let k = k.clone();
                 async move {
-                    let mut kv = self.kv();
-                    self.timed("put", kv.put(k, Vec::new(), None))
-                        .await
+                    self.call("put", Retry::Write, |mut kv| {
+                        let k = k.clone();
+                        async move { kv.put(k, Vec::new(), None).await }
+                    })
+                    .await
                         .map(|_| ())
                         .map_err(RequestError::into_storage)
                 }
@@ -241,9 +243,11 @@ impl EtcdStore {
             .buffer_unordered(concurrency.max(1))
             .try_collect::<Vec<()>>()
             .await?;
-        let mut kv = self.kv();
-        self.timed("delete", kv.delete(k, None))
-            .await
+        self.call("delete", Retry::Write, |mut kv| {
+            let k = k.clone();
+            async move { kv.delete(k, None).await }
+        })
+        .await
             .map_err(RequestError::into_storage)?;
         Ok(())
     }
@@ -277,6 +281,43 @@ impl EtcdStore {
         })
     }
 
+    /// Runs `f` on a KV client until it succeeds, fails for good, or the request deadline
+    /// passes. Retried with back-off (20 ms doubling to 1 s): reads on any `Unavailable` (a
+    /// dead member, no leader), writes only when the request cannot have reached etcd (the
+    /// connection to the chosen member was refused), so a write is never applied twice.
+    async fn call<T, Fut>(
+        &self,
+        what: &str,
+        retry: Retry,
+        mut f: impl FnMut(etcd_client::KvClient) -> Fut,
+    ) -> std::result::Result<T, RequestError>
+    where
+        Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.request_timeout;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            match tokio::time::timeout_at(deadline, f(self.kv())).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e))
+                    if retryable(&e, retry)
+                        && tokio::time::Instant::now() + delay < deadline =>
+                {
+                    tracing::debug!(error = %e, what, ?delay, "etcd request failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Ok(Err(e)) => return Err(RequestError::Etcd(e)),
+                Err(_) => {
+                    return Err(RequestError::Timeout(format!(
+                        "etcd: {what} did not complete within {:?}",
+                        self.request_timeout
+                    )));
+                }
+            }
+        }
+    }
+
     /// Runs `f` with the request deadline.
     async fn timed<T>(
         &self,
@@ -294,9 +335,11 @@ impl EtcdStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse> {
-        let mut kv = self.kv();
-        self.timed("transaction", kv.txn(txn))
-            .await
+        self.call("transaction", Retry::Write, |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
             .map_err(RequestError::into_storage)
     }
 
@@ -311,9 +354,13 @@ impl EtcdStore {
     async fn probe_compacted(&self) -> Result<Revision> {
         let known = self.compacted.load(Ordering::Acquire);
         let readable = |rev: Revision| async move {
-            let mut kv = self.kv();
             let opts = GetOptions::new().with_count_only().with_revision(rev);
-            match self.timed("read", kv.get(self.etcd_key(PROBE_KEY), Some(opts))).await {
+            let key = self.etcd_key(PROBE_KEY);
+            let read = self.call("read", Retry::Read, |mut kv| {
+                let (key, opts) = (key.clone(), opts.clone());
+                async move { kv.get(key, Some(opts)).await }
+            });
+            match read.await {
                 Ok(_) => Ok(true),
                 Err(RequestError::Etcd(e)) if is_compacted(&e) => Ok(false),
                 Err(e) => Err(e.into_storage()),
@@ -359,8 +406,10 @@ impl EtcdStore {
                 current,
             });
         }
-        let mut kv = self.kv();
-        match self.timed("compaction", kv.compact(revision, None)).await {
+        let compaction = self.call("compaction", Retry::Read, |mut kv| async move {
+            kv.compact(revision, None).await
+        });
+        match compaction.await {
             Ok(_) => {
                 tracing::info!(revision, "etcd compacted");
             }
@@ -371,6 +420,37 @@ impl EtcdStore {
         self.note_compacted(revision);
         Ok(())
     }
+}
+
+/// Which failures [`EtcdStore::call`] retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retry {
+    /// Idempotent: any `Unavailable`.
+    Read,
+    /// Not idempotent: only failures before the request was sent.
+    Write,
+}
+
+/// Whether `e` may be retried under `retry` (see [`EtcdStore::call`]).
+fn retryable(e: &etcd_client::Error, retry: Retry) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::Unavailable => {
+            retry == Retry::Read || never_sent(s)
+        }
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
+/// A connection that could not be established: the request never left this process.
+fn never_sent(s: &tonic::Status) -> bool {
+    let mut text = s.message().to_ascii_lowercase();
+    let mut source = std::error::Error::source(s);
+    while let Some(e) = source {
+        text.push_str(&e.to_string().to_ascii_lowercase());
+        source = e.source();
+    }
+    text.contains("connection refused") || text.contains("tcp connect error")
 }
 
 /// A failed request: etcd's error, or our deadline.
@@ -415,19 +495,24 @@ fn single_range(resp: &etcd_client::TxnResponse) -> Option<etcd_client::KeyValue
 #[async_trait::async_trait]
 impl Storage for EtcdStore {
     async fn current_revision(&self) -> Result<Revision> {
-        let mut kv = self.kv();
-        let opts = GetOptions::new().with_count_only();
+        let key = self.etcd_key(PROBE_KEY);
         let resp = self
-            .timed("read", kv.get(self.etcd_key(PROBE_KEY), Some(opts)))
+            .call("read", Retry::Read, |mut kv| {
+                let key = key.clone();
+                async move { kv.get(key, Some(GetOptions::new().with_count_only())).await }
+            })
             .await
             .map_err(RequestError::into_storage)?;
         header_revision(resp.header())
     }
 
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let mut kv = self.kv();
+        let k = self.etcd_key(key);
         let resp = self
-            .timed("read", kv.get(self.etcd_key(key), None))
+            .call("read", Retry::Read, |mut kv| {
+                let k = k.clone();
+                async move { kv.get(k, None).await }
+            })
             .await
             .map_err(RequestError::into_storage)?;
         resp.kvs().first().map(|kv| self.convert(kv)).transpose()
@@ -459,8 +544,11 @@ impl Storage for EtcdStore {
         if req.revision != 0 {
             opts = opts.with_revision(req.revision);
         }
-        let mut kv = self.kv();
-        let resp = match self.timed("range", kv.get(start, Some(opts))).await {
+        let range = self.call("range", Retry::Read, |mut kv| {
+            let (start, opts) = (start.clone(), opts.clone());
+            async move { kv.get(start, Some(opts)).await }
+        });
+        let resp = match range.await {
             Ok(resp) => resp,
             Err(RequestError::Etcd(e)) if is_compacted(&e) => {
                 return Err(self.compacted_error(req.revision).await);
