@@ -130,6 +130,14 @@ pub(crate) fn map_error(e: etcd_client::Error) -> StorageError {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
                 StorageError::Unavailable(format!("etcd: {}", status.message()))
             }
+            // The connection to the member broke mid-request (the member died): the outcome
+            // is unknown, as for a timeout, and the client may retry.
+            tonic::Code::Unknown | tonic::Code::Internal
+                if status.message().contains("transport error")
+                    || status.message().contains("h2 protocol error") =>
+            {
+                StorageError::Unavailable(format!("etcd: {}", status.message()))
+            }
             _ => StorageError::Backend(format!("etcd: {}", status.message())),
         },
         E::TransportError(_) | E::IoError(_) => StorageError::Unavailable(format!("etcd: {e}")),
