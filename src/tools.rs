@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use ferrokube_storage::StorageError;
 use ferrokube_storage::embedded::snapshot::{self, SnapshotInfo};
 use ferrokube_storage::embedded::{DB_FILE_NAME, EmbeddedOptions, EmbeddedStore};
 use ferrokube_storage::etcd::EtcdStore;
-use ferrokube_storage::StorageError;
 
 #[derive(clap::Subcommand)]
 pub enum SnapshotCommand {
@@ -103,15 +103,21 @@ pub fn snapshot(cmd: SnapshotCommand) -> anyhow::Result<()> {
                     let kubeconfig = kubeconfig.unwrap_or_else(|| dir.join("admin.kubeconfig"));
                     runtime()?.block_on(save_online(&kubeconfig, &file))?;
                     let info = snapshot::inspect(&file)?;
-                    report("saved (online, by the running server)", &file, &info, started);
+                    report(
+                        "saved (online, by the running server)",
+                        &file,
+                        &info,
+                        started,
+                    );
                     Ok(())
                 }
                 Err(e) => Err(e).context("taking the snapshot"),
             }
         }
         SnapshotCommand::Restore { file, data_dir } => {
-            let info = snapshot::restore(&file, &data_dir)
-                .with_context(|| format!("restoring {} into {}", file.display(), data_dir.display()))?;
+            let info = snapshot::restore(&file, &data_dir).with_context(|| {
+                format!("restoring {} into {}", file.display(), data_dir.display())
+            })?;
             report("restored", &file, &info, started);
             Ok(())
         }
@@ -179,7 +185,9 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
             compaction_interval: 0,
         }
         .options()?;
-        let target = EtcdStore::connect(etcd_opts).await.context("connecting to etcd")?;
+        let target = EtcdStore::connect(etcd_opts)
+            .await
+            .context("connecting to etcd")?;
         let report = ferrokube_storage::etcd::migrate::migrate(&*source, &target, "/registry/")
             .await
             .context("migrating")?;

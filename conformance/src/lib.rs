@@ -20,7 +20,7 @@ mod paths;
 mod server;
 
 pub use command::{CommandError, KUBECTL_VERSION, run_with_timeout};
+pub use etcd::EtcdCluster;
 pub use helm::helm_bin;
 pub use paths::{ferrokube_bin, kubectl_bin, manifests_dir, workspace_root};
-pub use etcd::EtcdCluster;
 pub use server::{HarnessError, ServerSpec, TestServer};

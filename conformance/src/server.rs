@@ -377,14 +377,14 @@ impl TestServer {
         })
         .args(&self.spec.extra_args)
         .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--secure-port")
-            .arg(self.port.to_string())
-            .arg("--bind-address")
-            .arg("127.0.0.1")
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
+        .arg(&self.data_dir)
+        .arg("--secure-port")
+        .arg(self.port.to_string())
+        .arg("--bind-address")
+        .arg("127.0.0.1")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }

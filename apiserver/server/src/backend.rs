@@ -94,7 +94,9 @@ impl Backend {
     pub async fn open(opts: &ServerOptions, data_dir: &Path) -> anyhow::Result<Backend> {
         if opts.etcd_servers.is_empty() {
             let store_opts = EmbeddedOptions {
-                compaction_interval: Some(Duration::from_secs(opts.etcd_compaction_interval.max(1))),
+                compaction_interval: Some(Duration::from_secs(
+                    opts.etcd_compaction_interval.max(1),
+                )),
                 ..EmbeddedOptions::default()
             };
             let store = EmbeddedStore::open(&data_dir.join("db"), store_opts)
@@ -176,7 +178,10 @@ async fn probe_health(store: std::sync::Weak<EtcdStore>, healthy: Arc<AtomicBool
 /// `GET /debug/ferrokube/snapshot`: a consistent snapshot of the embedded store, streamed while
 /// the server keeps serving (what `ferrokube snapshot save` fetches from a running server).
 /// Only for `system:masters`; 404 on etcd (use `etcdctl snapshot save`).
-pub async fn serve_snapshot(state: &crate::AppState, user: &crate::UserInfo) -> axum::response::Response {
+pub async fn serve_snapshot(
+    state: &crate::AppState,
+    user: &crate::UserInfo,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     use ferrokube_machinery::status::Status;
     if !user.groups.iter().any(|g| g == "system:masters") {
@@ -226,7 +231,10 @@ pub async fn serve_snapshot(state: &crate::AppState, user: &crate::UserInfo) -> 
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/octet-stream"),
     );
-    h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(info.bytes));
+    h.insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(info.bytes),
+    );
     if let Ok(v) = http::HeaderValue::from_str(&info.revision.to_string()) {
         h.insert("x-ferrokube-snapshot-revision", v);
     }

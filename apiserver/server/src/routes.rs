@@ -252,7 +252,11 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
             "/version" => version(),
             "/metrics" => metrics(&state),
             "/debug/ferrokube/snapshot" => {
-                let user = req.extensions().get::<UserInfo>().cloned().unwrap_or_default();
+                let user = req
+                    .extensions()
+                    .get::<UserInfo>()
+                    .cloned()
+                    .unwrap_or_default();
                 crate::backend::serve_snapshot(&state, &user).await
             }
             p if p.starts_with("/openapi/") => {

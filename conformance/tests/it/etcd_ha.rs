@@ -83,8 +83,20 @@ async fn two_apiservers_share_one_etcd_cluster() {
         let out = server.must_kubectl(["get", "configmaps", "from-a", "from-b", "-o", "name"]);
         assert_eq!(out.lines().count(), 2, "{out}");
     }
-    let uid_a = a.must_kubectl(["get", "configmap", "from-b", "-o", "jsonpath={.metadata.uid}"]);
-    let uid_b = b.must_kubectl(["get", "configmap", "from-b", "-o", "jsonpath={.metadata.uid}"]);
+    let uid_a = a.must_kubectl([
+        "get",
+        "configmap",
+        "from-b",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let uid_b = b.must_kubectl([
+        "get",
+        "configmap",
+        "from-b",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
     assert_eq!(uid_a, uid_b);
 
     // A watch on A sees B's writes, in order, with no gap.
@@ -115,13 +127,21 @@ async fn two_apiservers_share_one_etcd_cluster() {
     let mut last_rv = 0u64;
     let deadline = Instant::now() + Duration::from_secs(60);
     while seen.len() < WRITES {
-        let ev = tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), watch.try_next())
-            .await
-            .unwrap_or_else(|_| panic!("watch on A saw only {} of B's writes", seen.len()));
+        let ev =
+            tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), watch.try_next())
+                .await
+                .unwrap_or_else(|_| panic!("watch on A saw only {} of B's writes", seen.len()));
         match ev {
             Ok(Some(WatchEvent::Added(cm))) => {
-                let rv: u64 = cm.resource_version().unwrap_or_default().parse().expect("rv");
-                assert!(rv > last_rv, "resourceVersions increase: {rv} after {last_rv}");
+                let rv: u64 = cm
+                    .resource_version()
+                    .unwrap_or_default()
+                    .parse()
+                    .expect("rv");
+                assert!(
+                    rv > last_rv,
+                    "resourceVersions increase: {rv} after {last_rv}"
+                );
                 last_rv = rv;
                 seen.push(cm.name_any());
             }
@@ -140,26 +160,31 @@ async fn two_apiservers_share_one_etcd_cluster() {
     let started = Instant::now();
     let ips: Vec<String> = futures::stream::iter(0..SERVICES)
         .map(|i| {
-            let api = if i % 2 == 0 { svc_a.clone() } else { svc_b.clone() };
+            let api = if i % 2 == 0 {
+                svc_a.clone()
+            } else {
+                svc_b.clone()
+            };
             async move {
                 let created = api
                     .create(&PostParams::default(), &service(&format!("svc-{i:04}")))
                     .await?;
-                Ok::<_, kube::Error>(
-                    created
-                        .spec
-                        .and_then(|s| s.cluster_ip)
-                        .unwrap_or_default(),
-                )
+                Ok::<_, kube::Error>(created.spec.and_then(|s| s.cluster_ip).unwrap_or_default())
             }
         })
         .buffer_unordered(32)
         .try_collect()
         .await
         .unwrap_or_else(|e| panic!("creating services: {e}"));
-    eprintln!("{SERVICES} services through two API servers in {:?}", started.elapsed());
+    eprintln!(
+        "{SERVICES} services through two API servers in {:?}",
+        started.elapsed()
+    );
     let unique: HashSet<&String> = ips.iter().collect();
-    assert!(ips.iter().all(|ip| !ip.is_empty()), "every service got a ClusterIP");
+    assert!(
+        ips.iter().all(|ip| !ip.is_empty()),
+        "every service got a ClusterIP"
+    );
     assert_eq!(unique.len(), SERVICES, "no ClusterIP was handed out twice");
 }
 
@@ -227,7 +252,10 @@ async fn etcd_member_and_quorum_loss() {
         .map(ResourceExt::name_any)
         .collect();
     for name in &acked {
-        assert!(present.contains(name), "acknowledged write {name} is present");
+        assert!(
+            present.contains(name),
+            "acknowledged write {name} is present"
+        );
     }
     let (ok, text) = readyz(&a);
     assert!(ok, "one member down changes nothing for /readyz: {text}");
@@ -235,7 +263,10 @@ async fn etcd_member_and_quorum_loss() {
     // Two members down: no quorum. Writes fail with a 5xx Status, /readyz reports etcd.
     etcd.kill(1);
     let started = Instant::now();
-    match api.create(&PostParams::default(), &configmap("no-quorum")).await {
+    match api
+        .create(&PostParams::default(), &configmap("no-quorum"))
+        .await
+    {
         Err(kube::Error::Api(s)) => {
             assert!(s.code >= 500, "a 5xx Status without quorum, got {s:?}");
             eprintln!("without quorum: {} {} {}", s.code, s.reason, s.message);
@@ -249,7 +280,10 @@ async fn etcd_member_and_quorum_loss() {
         if !ok && text.contains("[-]etcd") {
             break;
         }
-        assert!(Instant::now() < deadline, "/readyz never reported etcd failing: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never reported etcd failing: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
@@ -259,7 +293,10 @@ async fn etcd_member_and_quorum_loss() {
     etcd.wait_healthy(Duration::from_secs(60));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match api.create(&PostParams::default(), &configmap("after-quorum")).await {
+        match api
+            .create(&PostParams::default(), &configmap("after-quorum"))
+            .await
+        {
             Ok(_) => break,
             Err(kube::Error::Api(s)) if s.code == 409 => break,
             Err(e) if Instant::now() < deadline => {

@@ -108,7 +108,10 @@ async fn snapshot_round_trips_ten_thousand_objects() {
     })
     .await
     .expect("snapshot task");
-    assert!(out.contains("online"), "the running server took the snapshot: {out}");
+    assert!(
+        out.contains("online"),
+        "the running server took the snapshot: {out}"
+    );
     let written = writer.await.expect("writer");
     assert_eq!(written, 200, "every write during the snapshot succeeded");
     let before = uids(&api).await;
@@ -130,9 +133,16 @@ async fn snapshot_round_trips_ten_thousand_objects() {
     let _ = std::fs::remove_file(&file);
     // Restoring over an existing store is refused.
     let mut again = Command::new(ferrokube_bin());
-    again.args(["snapshot", "restore"]).arg(&file).arg("--data-dir").arg(&restored_dir);
+    again
+        .args(["snapshot", "restore"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&restored_dir);
     let again = run_with_timeout(again, None, Duration::from_secs(60)).expect("run");
-    assert!(!again.status.success(), "restore over an existing store must fail");
+    assert!(
+        !again.status.success(),
+        "restore over an existing store must fail"
+    );
 
     let restored = TestServer::start_with(ServerSpec {
         data_dir: Some(restored_dir),
@@ -152,8 +162,14 @@ async fn snapshot_round_trips_ten_thousand_objects() {
         assert_eq!(before.get(name), Some(uid), "{name} existed with this uid");
     }
     let during = after.keys().filter(|n| n.starts_with("during-")).count();
-    eprintln!("restored {} objects ({during} written during the snapshot)", after.len());
+    eprintln!(
+        "restored {} objects ({during} written during the snapshot)",
+        after.len()
+    );
     let names = restored.must_kubectl(["get", "configmaps", "-n", "default", "-o", "name"]);
-    let cm_lines = names.lines().filter(|l| l.starts_with("configmap/cm-")).count();
+    let cm_lines = names
+        .lines()
+        .filter(|l| l.starts_with("configmap/cm-"))
+        .count();
     assert_eq!(cm_lines, OBJECTS, "kubectl sees every object");
 }

@@ -16,7 +16,11 @@ use crate::{cm, load, ms, report, start_etcd, start_ferrokube};
 async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(String, f64)>> {
     let mut out = Vec::new();
     for clients in [1usize, 32] {
-        let n = if clients == 1 { 500 / scale } else { 5000 / scale };
+        let n = if clients == 1 {
+            500 / scale
+        } else {
+            5000 / scale
+        };
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
         let (rate, lat) = load(n, clients, move |i| {
             let api = api.clone();
@@ -68,7 +72,10 @@ async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(Stri
         format!("{label} list of {n} (median of 5)"),
         ms(lists[2])
     );
-    out.push((format!("lists of {n} per second"), 1.0 / lists[2].as_secs_f64()));
+    out.push((
+        format!("lists of {n} per second"),
+        1.0 / lists[2].as_secs_f64(),
+    ));
     Ok(out)
 }
 

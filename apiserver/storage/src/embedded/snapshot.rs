@@ -52,7 +52,12 @@ pub(crate) fn write(txn: &ReadTransaction, dest: &Path) -> Result<SnapshotInfo> 
         let out = db.begin_write().map_err(backend)?;
         {
             let mut meta = out.open_table(META).map_err(backend)?;
-            for row in txn.open_table(META).map_err(backend)?.iter().map_err(backend)? {
+            for row in txn
+                .open_table(META)
+                .map_err(backend)?
+                .iter()
+                .map_err(backend)?
+            {
                 let (k, v) = row.map_err(backend)?;
                 meta.insert(k.value(), v.value()).map_err(backend)?;
             }
@@ -64,12 +69,22 @@ pub(crate) fn write(txn: &ReadTransaction, dest: &Path) -> Result<SnapshotInfo> 
                 latest.insert(k.value(), v.value()).map_err(backend)?;
             }
             let mut history = out.open_table(HISTORY).map_err(backend)?;
-            for row in txn.open_table(HISTORY).map_err(backend)?.iter().map_err(backend)? {
+            for row in txn
+                .open_table(HISTORY)
+                .map_err(backend)?
+                .iter()
+                .map_err(backend)?
+            {
                 let (k, v) = row.map_err(backend)?;
                 history.insert(k.value(), v.value()).map_err(backend)?;
             }
             let mut events = out.open_table(EVENTS).map_err(backend)?;
-            for row in txn.open_table(EVENTS).map_err(backend)?.iter().map_err(backend)? {
+            for row in txn
+                .open_table(EVENTS)
+                .map_err(backend)?
+                .iter()
+                .map_err(backend)?
+            {
                 let (k, v) = row.map_err(backend)?;
                 events.insert(k.value(), v.value()).map_err(backend)?;
             }
@@ -91,11 +106,19 @@ pub(crate) fn write(txn: &ReadTransaction, dest: &Path) -> Result<SnapshotInfo> 
 /// Opens a snapshot (or store) file and reads what it holds; fails unless it is one.
 pub fn inspect(file: &Path) -> Result<SnapshotInfo> {
     let db = Database::open(file).map_err(|e| {
-        StorageError::Backend(format!("{} is not a ferrokube snapshot: {}", file.display(), redb::Error::from(e)))
+        StorageError::Backend(format!(
+            "{} is not a ferrokube snapshot: {}",
+            file.display(),
+            redb::Error::from(e)
+        ))
     })?;
     let txn = db.begin_read().map_err(backend)?;
     let (revision, compacted) = read::revisions(&txn)?;
-    let keys = txn.open_table(LATEST).map_err(backend)?.len().map_err(backend)?;
+    let keys = txn
+        .open_table(LATEST)
+        .map_err(backend)?
+        .len()
+        .map_err(backend)?;
     txn.open_table(HISTORY).map_err(backend)?;
     txn.open_table(EVENTS).map_err(backend)?;
     let bytes = std::fs::metadata(file)
@@ -117,7 +140,11 @@ pub fn save_offline(db_file: &Path, dest: &Path) -> Result<SnapshotInfo> {
             "{} is open in another process (a running server)",
             db_file.display()
         )),
-        e => StorageError::Backend(format!("opening {}: {}", db_file.display(), redb::Error::from(e))),
+        e => StorageError::Backend(format!(
+            "opening {}: {}",
+            db_file.display(),
+            redb::Error::from(e)
+        )),
     })?;
     let txn = db.begin_read().map_err(backend)?;
     write(&txn, dest)

@@ -37,11 +37,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn,
-    TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse,
 };
 
-use crate::{KeyValue, ListRequest, ListResponse, Result, Revision, Storage, StorageError, WatchStream};
+use crate::{
+    KeyValue, ListRequest, ListResponse, Result, Revision, Storage, StorageError, WatchStream,
+};
 
 /// TLS material for the etcd connection (PEM), as `--etcd-cafile/--etcd-certfile/--etcd-keyfile`.
 #[derive(Clone, Debug, Default)]
@@ -244,8 +246,8 @@ impl EtcdStore {
                         async move { kv.put(k, Vec::new(), None).await }
                     })
                     .await
-                        .map(|_| ())
-                        .map_err(RequestError::into_storage)
+                    .map(|_| ())
+                    .map_err(RequestError::into_storage)
                 }
             })
             .buffer_unordered(concurrency.max(1))
@@ -256,7 +258,7 @@ impl EtcdStore {
             async move { kv.delete(k, None).await }
         })
         .await
-            .map_err(RequestError::into_storage)?;
+        .map_err(RequestError::into_storage)?;
         Ok(())
     }
 
@@ -308,8 +310,7 @@ impl EtcdStore {
             match tokio::time::timeout_at(deadline, f(self.kv())).await {
                 Ok(Ok(v)) => return Ok(v),
                 Ok(Err(e))
-                    if retryable(&e, retry)
-                        && tokio::time::Instant::now() + delay < deadline =>
+                    if retryable(&e, retry) && tokio::time::Instant::now() + delay < deadline =>
                 {
                     tracing::debug!(error = %e, what, ?delay, "etcd request failed; retrying");
                     tokio::time::sleep(delay).await;
@@ -348,7 +349,7 @@ impl EtcdStore {
             async move { kv.txn(txn).await }
         })
         .await
-            .map_err(RequestError::into_storage)
+        .map_err(RequestError::into_storage)
     }
 
     fn note_compacted(&self, revision: Revision) {
@@ -692,7 +693,9 @@ impl Storage for EtcdStore {
                 TxnOpResponse::Delete(d) => d.prev_kvs().first().cloned(),
                 _ => None,
             })
-            .ok_or_else(|| StorageError::Backend("etcd delete without its previous value".into()))?;
+            .ok_or_else(|| {
+                StorageError::Backend("etcd delete without its previous value".into())
+            })?;
         let mut deleted = self.convert(&prev)?;
         deleted.mod_revision = rev;
         Ok(deleted)
