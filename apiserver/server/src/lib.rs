@@ -10,6 +10,7 @@
 //! maps every error to a `Status` in one place ([`error`]).
 
 pub mod admission;
+pub mod backend;
 pub mod certs;
 pub mod discovery;
 pub mod endpoints;
@@ -26,11 +27,10 @@ pub mod table;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use ferrokube_machinery::resources;
-use ferrokube_storage::embedded::{EmbeddedOptions, EmbeddedStore};
 use ferrokube_storage::watch_cache::{WatchCache, WatchCacheOptions};
 use serde_json::json;
 
@@ -49,8 +49,8 @@ pub struct UserInfo {
 pub struct AppState {
     pub registry: Registry,
     pub store: GenericStore,
-    /// The embedded backend, for its metrics.
-    pub embedded: Arc<EmbeddedStore>,
+    /// The storage backend (embedded or etcd), for metrics, the `etcd` check and shutdown.
+    pub backend: backend::Backend,
     pub metrics: metrics::Metrics,
     pub discovery: discovery::DiscoveryDocs,
     pub openapi: openapi::OpenApiState,
@@ -105,14 +105,8 @@ pub async fn run_with_hook(
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let pki = certs::ensure_pki(&opts, &dir).context("preparing certificates")?;
 
-    let store_opts = EmbeddedOptions {
-        compaction_interval: Some(Duration::from_secs(opts.etcd_compaction_interval.max(1))),
-        ..EmbeddedOptions::default()
-    };
-    let embedded = EmbeddedStore::open(&dir.join("db"), store_opts)
-        .await
-        .context("opening the embedded store")?;
-    let storage: Arc<dyn ferrokube_storage::Storage> = embedded.clone();
+    let backend = backend::Backend::open(&opts, &dir).await?;
+    let storage = backend.storage();
     let cache = WatchCache::start(
         storage.clone(),
         "/registry/",
@@ -137,7 +131,7 @@ pub async fn run_with_hook(
     let state = Arc::new(AppState {
         registry,
         store: GenericStore::new(storage, cache, admission),
-        embedded,
+        backend,
         metrics: metrics::Metrics::default(),
         discovery: discovery::DiscoveryDocs::new(builtins),
         openapi: openapi::OpenApiState::default(),
@@ -168,7 +162,7 @@ pub async fn run_with_hook(
     });
     serve::serve(listener, tls, app, shutdown_signal()).await?;
     state.store.cache.shutdown();
-    state.embedded.close().await;
+    state.backend.close().await;
     tracing::info!("ferrokube API server stopped");
     Ok(())
 }

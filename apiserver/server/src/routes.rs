@@ -54,7 +54,7 @@ fn health(state: &AppState, path: &str, query: &Query) -> Option<Response> {
     let checks: Vec<(&str, bool)> = vec![
         ("ping", true),
         ("log", true),
-        ("etcd", true),
+        ("etcd", state.backend.healthy()),
         ("poststarthook/start-apiserver-informers", ready),
         (
             "poststarthook/bootstrap-namespaces",
@@ -122,7 +122,7 @@ fn version() -> Response {
 fn metrics(state: &AppState) -> Response {
     let mut out = String::new();
     state.metrics.render(&mut out);
-    let s = state.embedded.metrics();
+    let s = state.backend.metrics();
     write_metric(
         &mut out,
         "ferrokube_storage_current_revision",
@@ -251,6 +251,14 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         return match path.as_str() {
             "/version" => version(),
             "/metrics" => metrics(&state),
+            "/debug/ferrokube/snapshot" => {
+                let user = req
+                    .extensions()
+                    .get::<UserInfo>()
+                    .cloned()
+                    .unwrap_or_default();
+                crate::backend::serve_snapshot(&state, &user).await
+            }
             p if p.starts_with("/openapi/") => {
                 openapi::serve(&state, p, req.headers(), &query).await
             }
