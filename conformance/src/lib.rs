@@ -14,11 +14,13 @@
 //! `FERROKUBE_TEST_KEEP=1` (keep data directories after the test).
 
 mod command;
+mod etcd;
 mod helm;
 mod paths;
 mod server;
 
 pub use command::{CommandError, KUBECTL_VERSION, run_with_timeout};
+pub use etcd::EtcdCluster;
 pub use helm::helm_bin;
 pub use paths::{ferrokube_bin, kubectl_bin, manifests_dir, workspace_root};
-pub use server::{HarnessError, TestServer};
+pub use server::{HarnessError, ServerSpec, TestServer};

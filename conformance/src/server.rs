@@ -75,8 +75,18 @@ pub struct TestServer {
     data_dir: PathBuf,
     port: u16,
     child: Option<Child>,
-    /// Extra `ferrokube server` flags (kept across restarts).
-    extra_args: Vec<String>,
+    spec: ServerSpec,
+}
+
+/// How to start a [`TestServer`] other than the default `ferrokube server` on a fresh directory.
+#[derive(Clone, Debug, Default)]
+pub struct ServerSpec {
+    /// `apiserver` instead of `server` (no in-process controllers).
+    pub apiserver_only: bool,
+    /// More flags (for example `--etcd-servers=...`).
+    pub extra_args: Vec<String>,
+    /// Use this data directory (for example a restored snapshot) instead of a fresh one.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl TestServer {
@@ -91,20 +101,28 @@ impl TestServer {
 
     /// Starts a server on a fresh data directory and waits until it is ready.
     pub fn try_start() -> Result<TestServer, HarnessError> {
-        Self::try_start_with_args(&[])
+        Self::try_start_with(ServerSpec::default())
     }
 
-    /// Starts a server with extra `ferrokube server` flags (kept across restarts) and waits
-    /// until it is ready; panics with the server log on failure.
+    /// Starts `ferrokube server` with extra flags (kept across restarts); panics with the server
+    /// log on failure.
     pub fn start_with_args(args: &[&str]) -> TestServer {
-        match Self::try_start_with_args(args) {
+        TestServer::start_with(ServerSpec {
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
+            ..ServerSpec::default()
+        })
+    }
+
+    /// Starts a server as `spec` says; panics with the server log on failure.
+    pub fn start_with(spec: ServerSpec) -> TestServer {
+        match Self::try_start_with(spec) {
             Ok(server) => server,
-            Err(e) => panic!("TestServer::start_with_args({args:?}) failed: {e}"),
+            Err(e) => panic!("TestServer::start_with failed: {e}"),
         }
     }
 
-    /// [`TestServer::try_start`] with extra `ferrokube server` flags.
-    pub fn try_start_with_args(args: &[&str]) -> Result<TestServer, HarnessError> {
+    /// Starts a server as `spec` says and waits until it is ready.
+    pub fn try_start_with(spec: ServerSpec) -> Result<TestServer, HarnessError> {
         ensure_kubectl_version();
         let bin = crate::ferrokube_bin();
         if !bin.is_file() {
@@ -113,13 +131,16 @@ impl TestServer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let data_dir = fresh_dir()?;
+            let data_dir = match &spec.data_dir {
+                Some(d) => d.clone(),
+                None => fresh_dir()?,
+            };
             let mut server = TestServer {
                 bin: bin.clone(),
                 data_dir,
                 port: free_port(),
                 child: None,
-                extra_args: args.iter().map(|a| a.to_string()).collect(),
+                spec: spec.clone(),
             };
             match server.spawn_and_wait() {
                 Ok(()) => return Ok(server),
@@ -358,17 +379,21 @@ impl TestServer {
             .map_err(|e| io("opening", e))?;
         let log_err = log.try_clone().map_err(|e| io("cloning", e))?;
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("server")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--secure-port")
-            .arg(self.port.to_string())
-            .arg("--bind-address")
-            .arg("127.0.0.1")
-            .args(&self.extra_args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
+        cmd.arg(if self.spec.apiserver_only {
+            "apiserver"
+        } else {
+            "server"
+        })
+        .args(&self.spec.extra_args)
+        .arg("--data-dir")
+        .arg(&self.data_dir)
+        .arg("--secure-port")
+        .arg(self.port.to_string())
+        .arg("--bind-address")
+        .arg("127.0.0.1")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }

@@ -134,6 +134,11 @@ impl ApiError {
                 }
                 s
             }
+            // Upstream answers a storage deadline (etcd without quorum) with 504 Timeout.
+            ApiError::Storage(StorageError::Unavailable(msg)) => Status::timeout(
+                &format!("request did not complete within requested timeout - {msg}"),
+                1,
+            ),
             ApiError::Storage(e) => Status::internal_error(&e.to_string()),
             ApiError::Encoding(e) => Status::internal_error(&e.to_string()),
         }

@@ -10,6 +10,7 @@
 //! maps every error to a `Status` in one place ([`error`]).
 
 pub mod admission;
+pub mod backend;
 pub mod certs;
 pub mod discovery;
 pub mod endpoints;
@@ -26,11 +27,10 @@ pub mod table;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use ferrokube_machinery::resources;
-use ferrokube_storage::embedded::{EmbeddedOptions, EmbeddedStore};
 use ferrokube_storage::watch_cache::{WatchCache, WatchCacheOptions};
 use serde_json::json;
 
@@ -49,8 +49,8 @@ pub struct UserInfo {
 pub struct AppState {
     pub registry: Registry,
     pub store: GenericStore,
-    /// The embedded backend, for its metrics.
-    pub embedded: Arc<EmbeddedStore>,
+    /// The storage backend (embedded or etcd), for metrics, the `etcd` check and shutdown.
+    pub backend: backend::Backend,
     pub metrics: metrics::Metrics,
     pub discovery: discovery::DiscoveryDocs,
     pub openapi: openapi::OpenApiState,
@@ -107,15 +107,8 @@ pub async fn run_with_hook(
     certs::private_dir(&dir).with_context(|| format!("preparing {}", dir.display()))?;
     let pki = certs::ensure_pki(&opts, &dir).context("preparing certificates")?;
 
-    let store_opts = EmbeddedOptions {
-        compaction_interval: Some(Duration::from_secs(opts.etcd_compaction_interval.max(1))),
-        failpoint: parse_failpoint(opts.debug_failpoint.as_deref())?,
-        ..EmbeddedOptions::default()
-    };
-    let embedded = EmbeddedStore::open(&dir.join("db"), store_opts)
-        .await
-        .context("opening the embedded store")?;
-    let storage: Arc<dyn ferrokube_storage::Storage> = embedded.clone();
+    let backend = backend::Backend::open(&opts, &dir).await?;
+    let storage = backend.storage();
     let cache = WatchCache::start(
         storage.clone(),
         "/registry/",
@@ -140,7 +133,7 @@ pub async fn run_with_hook(
     let state = Arc::new(AppState {
         registry,
         store: GenericStore::new(storage, cache, admission),
-        embedded,
+        backend,
         metrics: metrics::Metrics::default(),
         discovery: discovery::DiscoveryDocs::new(builtins),
         openapi: openapi::OpenApiState::default(),
@@ -179,7 +172,7 @@ pub async fn run_with_hook(
     };
     serve::serve(listener, tls, app, limits, shutdown_signal()).await?;
     state.store.cache.shutdown();
-    state.embedded.close().await;
+    state.backend.close().await;
     tracing::info!("ferrokube API server stopped");
     Ok(())
 }
@@ -187,7 +180,7 @@ pub async fn run_with_hook(
 /// The test-only `--debug-failpoint` value. Compiled in always (a cargo feature would need a
 /// second build of the server for the conformance tests), reachable only through that hidden
 /// flag.
-fn parse_failpoint(
+pub(crate) fn parse_failpoint(
     spec: Option<&str>,
 ) -> anyhow::Result<Option<ferrokube_storage::embedded::Failpoint>> {
     let Some(spec) = spec else {

@@ -34,6 +34,22 @@ pub struct ServerOptions {
     /// How often the store compacts old revisions, in seconds (upstream: 300).
     #[arg(long, default_value_t = 300)]
     pub etcd_compaction_interval: u64,
+    /// etcd members to store objects in (`https://a:2379,https://b:2379`) instead of the
+    /// embedded store.
+    #[arg(long = "etcd-servers", value_delimiter = ',')]
+    pub etcd_servers: Vec<String>,
+    /// CA bundle (PEM) that signs the etcd members' serving certificates.
+    #[arg(long)]
+    pub etcd_cafile: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd.
+    #[arg(long, requires = "etcd_keyfile")]
+    pub etcd_certfile: Option<PathBuf>,
+    /// Private key (PEM) of --etcd-certfile.
+    #[arg(long, requires = "etcd_certfile")]
+    pub etcd_keyfile: Option<PathBuf>,
+    /// The prefix of every key in etcd (objects live at `<prefix>/<resource>/<ns>/<name>`).
+    #[arg(long, default_value = "/registry")]
+    pub etcd_prefix: String,
     /// Events kept in the watch cache for watch resumption.
     #[arg(long, default_value_t = 100_000)]
     pub watch_cache_size: usize,

@@ -54,11 +54,9 @@ fn health(state: &AppState, path: &str, query: &Query) -> Option<Response> {
     let checks: Vec<(&str, bool)> = vec![
         ("ping", true),
         ("log", true),
-        // Real: the embedded store's writer thread is alive and its file open.
-        (
-            "storage",
-            state.embedded.health() == ferrokube_storage::embedded::StoreHealth::Ok,
-        ),
+        // Real: the store's writer thread alive (embedded, named `storage`) or etcd answering
+        // a linearizable read (named `etcd`, upstream's name).
+        (state.backend.check_name(), state.backend.healthy()),
         ("poststarthook/start-apiserver-informers", ready),
         (
             "poststarthook/bootstrap-namespaces",
@@ -126,7 +124,7 @@ fn version() -> Response {
 fn metrics(state: &AppState) -> Response {
     let mut out = String::new();
     state.metrics.render(&mut out);
-    let s = state.embedded.metrics();
+    let s = state.backend.metrics();
     write_metric(
         &mut out,
         "ferrokube_storage_current_revision",
@@ -255,6 +253,14 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         return match path.as_str() {
             "/version" => version(),
             "/metrics" => metrics(&state),
+            "/debug/ferrokube/snapshot" => {
+                let user = req
+                    .extensions()
+                    .get::<UserInfo>()
+                    .cloned()
+                    .unwrap_or_default();
+                crate::backend::serve_snapshot(&state, &user).await
+            }
             p if p.starts_with("/openapi/") => {
                 openapi::serve(&state, p, req.headers(), &query).await
             }

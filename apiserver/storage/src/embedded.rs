@@ -18,6 +18,7 @@ mod codec;
 #[cfg(test)]
 mod failpoint_tests;
 mod read;
+pub mod snapshot;
 mod watch;
 mod writer;
 
@@ -298,6 +299,13 @@ impl EmbeddedStore {
             write_ops: m.write_ops.load(Ordering::Relaxed),
             fsyncs: m.fsyncs.load(Ordering::Relaxed),
         }
+    }
+
+    /// Writes a consistent snapshot of the store to `dest` while it keeps serving (see
+    /// [`snapshot`]).
+    pub async fn snapshot(&self, dest: &Path) -> Result<snapshot::SnapshotInfo> {
+        let dest = dest.to_owned();
+        self.read(move |txn| snapshot::write(txn, &dest)).await
     }
 
     /// The database file.

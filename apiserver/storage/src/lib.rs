@@ -3,7 +3,8 @@
 //! This crate knows keys, bytes, revisions and events — nothing about HTTP, users or resource
 //! kinds (DESIGN invariant 2). Start reading at [`Storage`]: it carries etcd's model (one global
 //! revision, per-key create/mod revisions, compare-and-swap on the mod revision, range at a
-//! revision, watch from a revision, compaction). Backends: [`embedded`] (redb, the default).
+//! revision, watch from a revision, compaction). Backends: [`embedded`] (redb, the default), [`etcd`]
+//! (an etcd v3 cluster) and [`memory`] (tests).
 //! Every backend passes the one suite in [`testing::run_all`].
 
 use std::pin::Pin;
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 pub mod embedded;
+pub mod etcd;
 pub mod memory;
 pub mod testing;
 pub mod watch_cache;
@@ -115,6 +117,11 @@ pub enum StorageError {
     /// The backend failed (IO, corruption, closed).
     #[error("storage backend failure: {0}")]
     Backend(String),
+    /// The backend did not answer in time or cannot be reached (an etcd cluster without
+    /// quorum, a dropped connection). The write may or may not have happened; retrying is
+    /// safe for reads and for compare-and-swap writes.
+    #[error("storage backend unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,12 +1,14 @@
 //! `hack/bench`: end-to-end figures for ferrokube over HTTPS with the kube-rs client, and the
 //! same create/get load against etcd 3.4 (its JSON gateway) in the same run for ratios.
 //!
-//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd] [--patch] [--ssa]` (`--ssa`:
+//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd] [--patch] [--ssa] [--backends]`
+//! (`--backends`: the API on the embedded store vs on etcd, see `backends.rs`; `--ssa`:
 //! only the server-side apply vs PUT update comparison, see `ssa.rs`) (needs
 //! `target/release/ferrokube`; etcd from `hack/install-tools.sh --etcd`). Every loop is bounded
 //! in count and time and talks to loopback only. `--patch` runs only the update-vs-strategic-merge
 //! patch comparison (`patch_bench.rs`).
 
+mod backends;
 mod patch_bench;
 
 use std::path::{Path, PathBuf};
@@ -277,6 +279,11 @@ async fn main() -> Result<()> {
         let result = patch_bench::run(&tmp, scale).await;
         let _ = std::fs::remove_dir_all(&tmp);
         return result;
+    }
+    if args.iter().any(|a| a == "--backends") {
+        let r = backends::run(&tmp, scale).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
     }
     if args.iter().any(|a| a == "--ssa") {
         let r = ssa::run(&tmp, opts.quick).await;
