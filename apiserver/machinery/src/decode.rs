@@ -255,9 +255,15 @@ mod tests {
         assert_eq!(syntax_of(b"a: 1"), Syntax::Yaml);
         assert_eq!(syntax_of(b"---\n{}"), Syntax::Yaml);
         assert_eq!(syntax_of(b""), Syntax::Yaml);
-        assert_eq!(parse_json_or_yaml(b" {\"a\": [1, 2.5, null]}").unwrap(), json!({"a": [1, 2.5, null]}));
+        assert_eq!(
+            parse_json_or_yaml(b" {\"a\": [1, 2.5, null]}").unwrap(),
+            json!({"a": [1, 2.5, null]})
+        );
         // JSON-looking text is JSON only: no second attempt as YAML.
-        assert!(matches!(parse_json_or_yaml(b"{a: b}"), Err(DecodeError::Json(_))));
+        assert!(matches!(
+            parse_json_or_yaml(b"{a: b}"),
+            Err(DecodeError::Json(_))
+        ));
     }
 
     #[test]
@@ -265,7 +271,10 @@ mod tests {
         let doc = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  labels: {a: b}\ndata:\n  k: \"v\"\n  n: '1'\nlist: [1, -2, 3.5, true, ~, 18446744073709551615]\n1: one\n";
         let want: Value = serde_yaml::from_slice(doc).unwrap();
         assert_eq!(parse_json_or_yaml(doc).unwrap(), want);
-        assert_eq!(parse_yaml(b"a: &x [1, 2]\nb: *x\n").unwrap(), json!({"a": [1, 2], "b": [1, 2]}));
+        assert_eq!(
+            parse_yaml(b"a: &x [1, 2]\nb: *x\n").unwrap(),
+            json!({"a": [1, 2], "b": [1, 2]})
+        );
     }
 
     #[test]
@@ -275,7 +284,10 @@ mod tests {
         doc.push_str(&vec!["*a"; 200_000].join(","));
         doc.push_str("]\n");
         let start = std::time::Instant::now();
-        assert_eq!(parse_yaml(doc.as_bytes()), Err(DecodeError::ExcessiveAliasing));
+        assert_eq!(
+            parse_yaml(doc.as_bytes()),
+            Err(DecodeError::ExcessiveAliasing)
+        );
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
         assert_eq!(
             DecodeError::ExcessiveAliasing.to_string(),
@@ -285,20 +297,36 @@ mod tests {
 
     #[test]
     fn yaml_billion_laughs_is_refused() {
-        let mut doc = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
-        for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"].iter().zip(["b", "c", "d", "e", "f", "g", "h", "i"]) {
+        let mut doc = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"]
+            .iter()
+            .zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+        {
             let refs = vec![format!("*{prev}"); 9].join(",");
             doc.push_str(&format!("{name}: &{name} [{refs}]\n"));
         }
-        assert_eq!(parse_yaml(doc.as_bytes()), Err(DecodeError::ExcessiveAliasing));
+        assert_eq!(
+            parse_yaml(doc.as_bytes()),
+            Err(DecodeError::ExcessiveAliasing)
+        );
     }
 
     #[test]
     fn deep_yaml_is_refused() {
         let deep = format!("{}1{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(matches!(parse_yaml(deep.as_bytes()), Err(DecodeError::Yaml(_))));
-        let block: String = (0..200).map(|i| format!("{}- \n", " ".repeat(i * 2))).collect();
-        assert!(matches!(parse_yaml(block.as_bytes()), Err(DecodeError::Yaml(_))));
+        assert!(matches!(
+            parse_yaml(deep.as_bytes()),
+            Err(DecodeError::Yaml(_))
+        ));
+        let block: String = (0..200)
+            .map(|i| format!("{}- \n", " ".repeat(i * 2)))
+            .collect();
+        assert!(matches!(
+            parse_yaml(block.as_bytes()),
+            Err(DecodeError::Yaml(_))
+        ));
         let ok = format!("{}1{}", "[".repeat(100), "]".repeat(100));
         assert!(parse_yaml(ok.as_bytes()).is_ok());
     }

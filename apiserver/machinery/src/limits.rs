@@ -53,7 +53,11 @@ pub fn depth_up_to(v: &Value, max: usize) -> usize {
         if d > max {
             return deepest;
         }
-        stack.extend(children.filter(|c| c.is_array() || c.is_object()).map(|c| (c, d)));
+        stack.extend(
+            children
+                .filter(|c| c.is_array() || c.is_object())
+                .map(|c| (c, d)),
+        );
     }
     deepest
 }
@@ -142,7 +146,11 @@ mod tests {
     fn serde_json_reads_exactly_max_depth() {
         let ok = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
         assert!(serde_json::from_str::<Value>(&ok).is_ok());
-        let deep = format!("{}1{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let deep = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
+        );
         assert!(serde_json::from_str::<Value>(&deep).is_err());
     }
 

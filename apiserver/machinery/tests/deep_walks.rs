@@ -61,7 +61,12 @@ fn walks_over_max_depth_values_fit_a_small_stack() {
         let _ = printers::cells("", "pods", &pod, jiff::Timestamp::UNIX_EPOCH);
         let t = managedfields::root_type("", "v1", "Pod");
         let req = ApplyRequest {
-            writer: Writer { manager: "m", api_version: "v1", subresource: "", now: "2026-01-01T00:00:00Z" },
+            writer: Writer {
+                manager: "m",
+                api_version: "v1",
+                subresource: "",
+                now: "2026-01-01T00:00:00Z",
+            },
             force: false,
             has_status: true,
             defaulted: None,
@@ -70,7 +75,11 @@ fn walks_over_max_depth_values_fit_a_small_stack() {
         let _ = managedfields::apply(Some(&live), pod.clone(), &t, &req);
         let mut other = live.clone();
         managedfields::update(Some(&live), &mut other, &t, &req.writer, true);
-        let _ = strategic_merge_patch(&pod, &json!({"spec": {"extra": deep.clone()}}), "io.k8s.api.core.v1.Pod");
+        let _ = strategic_merge_patch(
+            &pod,
+            &json!({"spec": {"extra": deep.clone()}}),
+            "io.k8s.api.core.v1.Pod",
+        );
         let mut m = pod.clone();
         merge_patch(&mut m, &json!({"spec": {"extra": deep}}));
         // A client-sent managedFields entry nested to the bound.

@@ -104,7 +104,9 @@ fn json_patch_op() -> impl Strategy<Value = Value> {
         pointer(),
         value(),
     )
-        .prop_map(|(op, path, from, value)| json!({"op": op, "path": path, "from": from, "value": value}))
+        .prop_map(
+            |(op, path, from, value)| json!({"op": op, "path": path, "from": from, "value": value}),
+        )
 }
 
 /// A pod-like object whose lists have merge keys, for the strategic merge patch.
@@ -133,7 +135,11 @@ fn pod_like() -> impl Strategy<Value = Value> {
         prop::collection::vec(prop_oneof![Just("f1"), Just("f2"), Just("f3")], 0..4),
         prop::option::of(value()),
         prop::option::of(prop::collection::vec(
-            prop_oneof![Just(json!({"name": "a"})), Just(json!({"name": "b"})), Just(json!("x"))],
+            prop_oneof![
+                Just(json!({"name": "a"})),
+                Just(json!({"name": "b"})),
+                Just(json!("x"))
+            ],
             0..3,
         )),
     )
@@ -312,7 +318,11 @@ proptest! {
 }
 
 fn requirement_set(sel: &FieldSelector) -> Vec<String> {
-    let mut v: Vec<String> = sel.requirements().iter().map(|r| format!("{r:?}")).collect();
+    let mut v: Vec<String> = sel
+        .requirements()
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect();
     v.sort();
     v
 }
@@ -376,13 +386,19 @@ fn big_selectors_and_tokens_fail_fast() {
     let _ = FieldSelector::parse(&"\\".repeat(100 * 1024));
     assert!(decode_continue(&big).is_err());
     assert!(decode_continue(&"%".repeat(100 * 1024)).is_err());
-    assert!(start.elapsed() < std::time::Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[test]
 fn big_yaml_without_aliases_is_within_the_budget() {
     // The alias budget never refuses an ordinary document, however large.
-    let doc: String = (0..50_000).map(|i| format!("k{i}: [a, b, {{c: d}}]\n")).collect();
+    let doc: String = (0..50_000)
+        .map(|i| format!("k{i}: [a, b, {{c: d}}]\n"))
+        .collect();
     let v = parse_yaml(doc.as_bytes()).unwrap();
     assert_eq!(v.as_object().map(|m| m.len()), Some(50_000));
     let flow = format!("[{}]", vec!["a"; 200_000].join(","));

@@ -136,9 +136,16 @@ impl Probe {
             "{method} {path}: message {:?} lacks {message:?}",
             text.chars().take(600).collect::<String>()
         );
-        assert!(took < Duration::from_secs(10), "{method} {path} took {took:?}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{method} {path} took {took:?}"
+        );
         self.healthy().await;
-        assert_eq!(self.configmaps().await, before, "{method} {path} wrote something");
+        assert_eq!(
+            self.configmaps().await,
+            before,
+            "{method} {path} wrote something"
+        );
     }
 
     async fn healthy(&self) {
@@ -331,7 +338,11 @@ async fn huge_selectors_garbage_continue_and_limits() {
     for limit in ["-1", "99999999999"] {
         let (code, list) = p.get(&format!("{CM}?limit={limit}")).await;
         assert_eq!(code, 200, "limit={limit}: {list}");
-        assert_eq!(list["items"].as_array().map(Vec::len), Some(all.len()), "{list}");
+        assert_eq!(
+            list["items"].as_array().map(Vec::len),
+            Some(all.len()),
+            "{list}"
+        );
         assert!(list["metadata"].get("continue").is_none(), "{list}");
         p.healthy().await;
     }

@@ -307,7 +307,10 @@ fn server_side_apply_takes_over_client_side_apply() {
     let v1 = deployment(1, "app: web");
     server.must_kubectl_stdin(["apply", "-f", "-"], &v1);
     let csa = get(&server);
-    assert!(entry(&csa, "kubectl-client-side-apply").is_some(), "{csa:#}");
+    assert!(
+        entry(&csa, "kubectl-client-side-apply").is_some(),
+        "{csa:#}"
+    );
     let v2 = deployment(3, "app: web, tier: front");
     // Another field manager conflicts with the client-side apply owner.
     let other = ssa(&server, "someone-else", &v2, &[]);
@@ -326,10 +329,10 @@ fn server_side_apply_takes_over_client_side_apply() {
     assert_eq!(obj["metadata"]["labels"]["tier"], "front", "{obj:#}");
     let kubectl = fields(&obj, "kubectl");
     assert!(kubectl["f:spec"]["f:replicas"].is_object(), "{kubectl:#}");
-    let annotation = obj["metadata"]["annotations"]
-        ["kubectl.kubernetes.io/last-applied-configuration"]
-        .as_str()
-        .unwrap_or_default();
+    let annotation =
+        obj["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .unwrap_or_default();
     let applied = json(annotation);
     assert_eq!(applied["spec"]["replicas"], 3, "{annotation}");
     // Nothing left to change: diff exits 0 with no output.
@@ -341,5 +344,9 @@ fn server_side_apply_takes_over_client_side_apply() {
         String::from_utf8_lossy(&diff.stdout),
         String::from_utf8_lossy(&diff.stderr)
     );
-    assert!(diff.stdout.is_empty(), "{}", String::from_utf8_lossy(&diff.stdout));
+    assert!(
+        diff.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
 }

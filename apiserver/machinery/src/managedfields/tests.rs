@@ -394,7 +394,13 @@ fn client_side_applied(replicas: i64) -> Value {
     let annotation = serde_json::to_string(&config).unwrap();
     live["metadata"]["annotations"] =
         json!({ (last_applied::LAST_APPLIED_ANNOTATION): annotation });
-    update(None, &mut live, &deploy_type(), &writer("kubectl-client-side-apply"), true);
+    update(
+        None,
+        &mut live,
+        &deploy_type(),
+        &writer("kubectl-client-side-apply"),
+        true,
+    );
     live
 }
 
@@ -411,7 +417,10 @@ fn kubectl_server_side_apply_takes_over_client_side_apply_fields() {
     r.writer.api_version = "apps/v1";
     let out = apply(Some(&live), cfg.clone(), &t, &r).unwrap();
     assert_eq!(out["spec"]["replicas"], 3);
-    assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:2");
+    assert_eq!(
+        out["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:2"
+    );
     let kubectl = fields_of(&out, "kubectl");
     assert!(kubectl["f:spec"]["f:replicas"].is_object(), "{kubectl}");
     let csa = fields_of(&out, "kubectl-client-side-apply");

@@ -264,10 +264,15 @@ mod tests {
             panic!("{err:?}");
         };
         assert_eq!(limit, 3 * 1024 * 1024);
-        assert!(accumulated > limit && accumulated < 8 * limit, "{accumulated}");
-        assert!(err.to_string().starts_with(
-            "Unable to complete the copy, the accumulated size increase of copy is "
-        ));
+        assert!(
+            accumulated > limit && accumulated < 8 * limit,
+            "{accumulated}"
+        );
+        assert!(
+            err.to_string().starts_with(
+                "Unable to complete the copy, the accumulated size increase of copy is "
+            )
+        );
         // Small copies are fine.
         let mut d = json!({"a": [1]});
         json_patch(&mut d, &json!([{"op": "copy", "from": "/a", "path": "/b"}])).unwrap();
@@ -284,7 +289,10 @@ mod tests {
         let mut path = String::from("/x");
         let mut err = None;
         for _ in 0..10 {
-            match json_patch(&mut d, &json!([{"op": "add", "path": path, "value": nested}])) {
+            match json_patch(
+                &mut d,
+                &json!([{"op": "add", "path": path, "value": nested}]),
+            ) {
                 Ok(()) => path.push_str(&"/a".repeat(100)),
                 Err(e) => {
                     err = Some(e);

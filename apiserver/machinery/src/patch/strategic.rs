@@ -17,9 +17,10 @@ use serde_json::{Map, Value};
 
 use super::PatchError;
 use super::strategic_util::{
-    Kind, bad_arg_type, bad_patch_type, dedup_scalars, discard_nulls, extract_to_delete_items,
-    KeyIndex, go_fmt, value_key, without, no_merge_key, normalize_element_order, partition_maps,
-    partition_primitives, remove_directives, slice_element_kind, strip_leftovers, value_kind,
+    KeyIndex, Kind, bad_arg_type, bad_patch_type, dedup_scalars, discard_nulls,
+    extract_to_delete_items, go_fmt, no_merge_key, normalize_element_order, partition_maps,
+    partition_primitives, remove_directives, slice_element_kind, strip_leftovers, value_key,
+    value_kind, without,
 };
 use crate::openapi::facts::{Facts, FieldRef, facts};
 

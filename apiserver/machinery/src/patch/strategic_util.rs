@@ -184,7 +184,9 @@ pub(super) fn slice_element_kind(slices: &[&[Value]]) -> Result<Kind, PatchError
 /// that are distinct for distinct values, so keeping first occurrences gives the same result.
 pub(super) fn dedup_scalars(s: Vec<Value>) -> Vec<Value> {
     let mut seen = HashSet::with_capacity(s.len());
-    s.into_iter().filter(|v| seen.insert(value_key(v))).collect()
+    s.into_iter()
+        .filter(|v| seen.insert(value_key(v)))
+        .collect()
 }
 
 /// `partitionPrimitivesByPresentInList`.

@@ -6,9 +6,9 @@ use base64::Engine;
 use serde_json::{Map, Number, Value};
 
 use super::ProtobufError;
-use crate::limits::MAX_PROTOBUF_DEPTH;
 use super::schema::{Label, Schema};
 use super::wire::{Reader, WireValue};
+use crate::limits::MAX_PROTOBUF_DEPTH;
 
 const META: &str = "k8s.io.apimachinery.pkg.apis.meta.v1.";
 

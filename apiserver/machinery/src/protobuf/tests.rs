@@ -327,7 +327,10 @@ fn protobuf_nested_100k_deep_is_an_error_not_a_stack_overflow() {
         .unwrap()
         .join()
         .unwrap();
-    assert_eq!(r, Err(ProtobufError::TooDeep(crate::limits::MAX_PROTOBUF_DEPTH)));
+    assert_eq!(
+        r,
+        Err(ProtobufError::TooDeep(crate::limits::MAX_PROTOBUF_DEPTH))
+    );
     assert_eq!(
         ProtobufError::TooDeep(100).to_string(),
         "malformed protobuf message: nested more than 100 levels deep"
