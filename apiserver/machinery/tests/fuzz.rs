@@ -405,3 +405,35 @@ fn big_yaml_without_aliases_is_within_the_budget() {
     assert!(parse_yaml(flow.as_bytes()).is_ok());
     assert_ne!(parse_yaml(b"a: *x"), Err(DecodeError::ExcessiveAliasing));
 }
+
+#[test]
+fn strategic_merge_of_large_lists_is_not_quadratic() {
+    let n = 20_000;
+    let containers = |image: &str, rev: bool| {
+        let mut v: Vec<Value> = (0..n)
+            .map(|i| json!({"name": format!("c{i}"), "image": image}))
+            .collect();
+        if rev {
+            v.reverse();
+        }
+        Value::Array(v)
+    };
+    let doc = json!({"spec": {"containers": containers("a", false)}});
+    let patch = json!({"spec": {"containers": containers("b", true),
+        "$setElementOrder/containers": containers("b", true)},
+        "metadata": {"finalizers": (0..n).map(|i| format!("f{i}")).collect::<Vec<_>>()}});
+    let start = std::time::Instant::now();
+    let out = strategic_merge_patch(&doc, &patch, "io.k8s.api.core.v1.Pod").unwrap();
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    let list = out["spec"]["containers"].as_array().map(Vec::len);
+    assert_eq!(list, Some(n));
+    // `$setElementOrder` reversed the list.
+    assert_eq!(
+        out["spec"]["containers"][0],
+        json!({"name": "c19999", "image": "b"})
+    );
+}
