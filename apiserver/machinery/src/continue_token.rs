@@ -57,7 +57,7 @@ struct Token {
 }
 
 /// Go's `encoding/json` string escaping (HTML-safe, `\u0000` for NUL).
-fn go_json_string(s: &str, out: &mut String) {
+pub(crate) fn go_json_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {

@@ -9,8 +9,10 @@
 
 pub mod continue_token;
 pub mod conversion;
+pub mod decode;
 pub mod defaults;
 pub mod discovery;
+pub mod limits;
 pub mod managedfields;
 pub mod media;
 pub mod openapi;

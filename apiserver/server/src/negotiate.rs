@@ -99,7 +99,7 @@ pub fn decode_body(format: BodyFormat, body: &[u8]) -> ApiResult<serde_json::Val
         BodyFormat::Json => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         })?,
-        BodyFormat::Yaml => serde_yaml::from_slice(body)
+        BodyFormat::Yaml => ferrokube_machinery::decode::parse_json_or_yaml(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?,
         BodyFormat::Protobuf => ferrokube_machinery::protobuf::decode_object(body)
             .map_err(|e| ApiError::bad_request(e.to_string()))?,

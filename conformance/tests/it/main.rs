@@ -11,9 +11,13 @@
 //! directives, client-side apply three-way merges, `kubectl edit`), `validation` (invalid
 //! manifests rejected with upstream's field paths, immutable fields), `versions` (HPA and Event
 //! served at two versions over one storage version), `ssa` (server-side apply, conflicts,
-//! managedFields), `write_path` (wrongly typed bodies and patches refused, apply field
-//! validation, concurrent patches, generateName), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create` chart).
+//! managedFields, takeover from client-side apply), `write_path` (wrongly typed bodies and
+//! patches refused, apply field validation, concurrent patches, generateName), `abuse_parsers`
+//! (hostile bodies and query parameters: patch/YAML/protobuf bombs, huge selectors; the server
+//! stays up and small), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create`
+//! chart).
 
+mod abuse_parsers;
 mod defaults;
 mod deletion;
 mod discovery;

@@ -296,3 +296,57 @@ async fn kube_rs_apply_creates_and_rejects_managed_fields_in_the_body() {
     let fields = serde_json::to_value(&mf[0].fields_v1).expect("fieldsV1");
     assert_eq!(fields, serde_json::json!({"f:data": {"f:a": {}}}));
 }
+
+/// `kubectl apply --server-side` after client-side `kubectl apply` takes the fields of the
+/// last-applied annotation over without conflicts (upstream `lastappliedmanager.go`), keeps the
+/// annotation in step (`lastappliedupdater.go`), and `kubectl diff --server-side` then shows
+/// nothing. A manager other than `kubectl` still conflicts.
+#[test]
+fn server_side_apply_takes_over_client_side_apply() {
+    let server = TestServer::start();
+    let v1 = deployment(1, "app: web");
+    server.must_kubectl_stdin(["apply", "-f", "-"], &v1);
+    let csa = get(&server);
+    assert!(
+        entry(&csa, "kubectl-client-side-apply").is_some(),
+        "{csa:#}"
+    );
+    let v2 = deployment(3, "app: web, tier: front");
+    // Another field manager conflicts with the client-side apply owner.
+    let other = ssa(&server, "someone-else", &v2, &[]);
+    assert!(!other.status.success(), "{other:?}");
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(err.contains("conflict"), "{err}");
+    // kubectl's own manager takes over, without --force-conflicts.
+    let out = server.kubectl_stdin(["apply", "--server-side", "-f", "-"], &v2);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let obj = get(&server);
+    assert_eq!(obj["spec"]["replicas"], 3, "{obj:#}");
+    assert_eq!(obj["metadata"]["labels"]["tier"], "front", "{obj:#}");
+    let kubectl = fields(&obj, "kubectl");
+    assert!(kubectl["f:spec"]["f:replicas"].is_object(), "{kubectl:#}");
+    let annotation =
+        obj["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .as_str()
+            .unwrap_or_default();
+    let applied = json(annotation);
+    assert_eq!(applied["spec"]["replicas"], 3, "{annotation}");
+    // Nothing left to change: diff exits 0 with no output.
+    let diff = server.kubectl_stdin(["diff", "--server-side", "-f", "-"], &v2);
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    assert!(
+        diff.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+}

@@ -5,6 +5,7 @@
 //! through ([`update`] for create/update/patch, [`apply`] for apply patches), with conflicts.
 
 pub mod fieldpath;
+pub mod last_applied;
 pub mod typed;
 
 #[cfg(test)]
@@ -338,11 +339,39 @@ pub struct ApplyRequest<'a> {
 /// unless another manager owns it, and fails with the conflicts when a field another manager
 /// owns would change, unless forced (then ownership moves to the applier). Returns the new
 /// object with `metadata.managedFields` set.
+///
+/// For the `kubectl` manager on an object written by client-side apply, conflicts on the
+/// fields of its last-applied annotation are taken over, and the annotation follows the
+/// applied configuration ([`last_applied`]).
 pub fn apply(
+    live: Option<&Value>,
+    config: Value,
+    t: &NodeType,
+    req: &ApplyRequest<'_>,
+) -> Result<Value, Conflicts> {
+    let upgrading = req.writer.manager == last_applied::UPGRADING_MANAGER;
+    let Some(live_v) = live.filter(|_| upgrading) else {
+        return apply_once(live, config, t, req, req.force);
+    };
+    let mut out = match apply_once(live, config.clone(), t, req, req.force) {
+        Err(conflicts) => {
+            last_applied::resolve(live_v, conflicts, t, req)?;
+            apply_once(live, config.clone(), t, req, true)?
+        }
+        Ok(out) => out,
+    };
+    if last_applied::last_applied(live_v).is_some() {
+        last_applied::update_annotation(&mut out, &config);
+    }
+    Ok(out)
+}
+
+fn apply_once(
     live: Option<&Value>,
     mut config: Value,
     t: &NodeType,
     req: &ApplyRequest<'_>,
+    force: bool,
 ) -> Result<Value, Conflicts> {
     let w = &req.writer;
     let empty = Value::Object(Map::new());
@@ -413,7 +442,7 @@ pub fn apply(
             });
         }
     }
-    if !conflicts.is_empty() && !req.force {
+    if !conflicts.is_empty() && !force {
         return Err(Conflicts(conflicts));
     }
     for (i, e) in entries.iter_mut().enumerate() {

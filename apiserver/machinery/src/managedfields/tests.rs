@@ -384,3 +384,83 @@ fn status_writes_own_status_only() {
     assert_eq!(e["subresource"], "status");
     assert_eq!(e["fieldsV1"], json!({"f:status": {"f:replicas": {}}}));
 }
+
+/// An object as client-side `kubectl apply` leaves it: the annotation holds the config, the
+/// `kubectl-client-side-apply` updater owns the fields.
+fn client_side_applied(replicas: i64) -> Value {
+    let c = json!([{"name": "app", "image": "nginx:1"}]);
+    let config = deploy(replicas, c);
+    let mut live = config.clone();
+    let annotation = serde_json::to_string(&config).unwrap();
+    live["metadata"]["annotations"] =
+        json!({ (last_applied::LAST_APPLIED_ANNOTATION): annotation });
+    update(
+        None,
+        &mut live,
+        &deploy_type(),
+        &writer("kubectl-client-side-apply"),
+        true,
+    );
+    live
+}
+
+#[test]
+fn kubectl_server_side_apply_takes_over_client_side_apply_fields() {
+    let t = deploy_type();
+    let live = client_side_applied(1);
+    let cfg = deploy(3, json!([{"name": "app", "image": "nginx:2"}]));
+    // Another manager name conflicts, as upstream (only `kubectl` upgrades).
+    let err = apply(Some(&live), cfg.clone(), &t, &req("other", false)).unwrap_err();
+    assert_eq!(err.0.len(), 2, "{err:?}");
+    // `kubectl` takes the fields over without --force-conflicts.
+    let mut r = req("kubectl", false);
+    r.writer.api_version = "apps/v1";
+    let out = apply(Some(&live), cfg.clone(), &t, &r).unwrap();
+    assert_eq!(out["spec"]["replicas"], 3);
+    assert_eq!(
+        out["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:2"
+    );
+    let kubectl = fields_of(&out, "kubectl");
+    assert!(kubectl["f:spec"]["f:replicas"].is_object(), "{kubectl}");
+    let csa = fields_of(&out, "kubectl-client-side-apply");
+    assert!(csa.pointer("/f:spec/f:replicas").is_none(), "{csa}");
+    // The annotation now holds the applied config: sorted keys, a final newline.
+    let ann = out["metadata"]["annotations"][last_applied::LAST_APPLIED_ANNOTATION]
+        .as_str()
+        .unwrap();
+    assert!(ann.starts_with("{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":"));
+    assert!(ann.ends_with("}\n"));
+    let parsed: Value = serde_json::from_str(ann).unwrap();
+    assert_eq!(parsed, cfg);
+    // Applying the same config again changes nothing (what `kubectl diff --server-side` sees).
+    let again = apply(Some(&out), cfg, &t, &r).unwrap();
+    assert_eq!(again, out);
+}
+
+#[test]
+fn fields_changed_since_the_last_client_side_apply_still_conflict() {
+    let t = deploy_type();
+    let mut live = client_side_applied(1);
+    // Someone scaled the deployment after the client-side apply.
+    let mut scaled = live.clone();
+    scaled["spec"]["replicas"] = json!(5);
+    update(Some(&live), &mut scaled, &t, &writer("kube-scale"), true);
+    live = scaled;
+    let cfg = deploy(3, json!([{"name": "app", "image": "nginx:2"}]));
+    let err = apply(Some(&live), cfg, &t, &req("kubectl", false)).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err:?}");
+    assert_eq!(path_string(&err.0[0].path), ".spec.replicas");
+    assert!(err.0[0].manager.contains("kube-scale"), "{err:?}");
+}
+
+#[test]
+fn no_annotation_means_ordinary_conflicts_and_no_annotation_written() {
+    let t = deploy_type();
+    let mut live = deploy(1, json!([{"name": "app", "image": "nginx:1"}]));
+    update(None, &mut live, &t, &writer("kubectl-create"), true);
+    let cfg = deploy(3, json!([{"name": "app", "image": "nginx:1"}]));
+    assert!(apply(Some(&live), cfg.clone(), &t, &req("kubectl", false)).is_err());
+    let out = apply(Some(&live), cfg, &t, &req("kubectl", true)).unwrap();
+    assert!(out.pointer("/metadata/annotations").is_none());
+}

@@ -3,6 +3,10 @@
 use serde_json::Value;
 
 use super::PatchError;
+use crate::limits::{
+    JSON_PATCH_MAX_COPY_BYTES, MAX_DEPTH, MAX_JSON_PATCH_OPERATIONS, TooDeep, depth_up_to,
+    json_size,
+};
 
 fn unescape(token: &str) -> String {
     token.replace("~1", "/").replace("~0", "~")
@@ -83,6 +87,12 @@ fn remove(doc: &mut Value, path: &str) -> Result<Value, PatchError> {
 
 fn add(doc: &mut Value, path: &str, value: Value, replace: bool) -> Result<(), PatchError> {
     let mut tokens = split_pointer(path)?;
+    // The value lands below `tokens.len()` containers: keep the document within MAX_DEPTH so
+    // that no sequence of operations can nest it without bound.
+    let room = MAX_DEPTH.saturating_sub(tokens.len());
+    if depth_up_to(&value, room) > room {
+        return Err(PatchError::TooDeep(TooDeep { max: MAX_DEPTH }));
+    }
     let Some(last) = tokens.pop() else {
         *doc = value;
         return Ok(());
@@ -126,13 +136,21 @@ fn add(doc: &mut Value, path: &str, value: Value, replace: bool) -> Result<(), P
     }
 }
 
-/// RFC 6902 JSON patch.
+/// RFC 6902 JSON patch, with upstream's bounds: at most [`MAX_JSON_PATCH_OPERATIONS`]
+/// operations ([`PatchError::TooManyOperations`], checked before any is applied) and at most
+/// [`JSON_PATCH_MAX_COPY_BYTES`] duplicated by `copy` operations in all
+/// ([`PatchError::CopyTooLarge`], checked before each copy is made). The document never becomes
+/// deeper than [`MAX_DEPTH`] ([`PatchError::TooDeep`]). On error `doc` may be partly patched.
 pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let ops = patch.as_array().ok_or_else(|| {
         PatchError::Malformed(
             "json: cannot unmarshal object into Go value of type jsonpatch.Patch".into(),
         )
     })?;
+    if ops.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::TooManyOperations { got: ops.len() });
+    }
+    let mut copied: u64 = 0;
     for op in ops {
         let kind = op
             .get("op")
@@ -163,7 +181,15 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
                 add(doc, path, v, false)?;
             }
             "copy" => {
-                let v = get(doc, from()?)?.clone();
+                let source = get(doc, from()?)?;
+                copied = copied.saturating_add(json_size(source));
+                if copied > JSON_PATCH_MAX_COPY_BYTES {
+                    return Err(PatchError::CopyTooLarge {
+                        accumulated: copied,
+                        limit: JSON_PATCH_MAX_COPY_BYTES,
+                    });
+                }
+                let v = source.clone();
                 add(doc, path, v, false)?;
             }
             "test" => {
@@ -205,5 +231,76 @@ mod tests {
             Err(PatchError::TestFailed { path: "/c".into() })
         );
         assert!(json_patch(&mut d, &json!([{"op": "remove", "path": "/zz"}])).is_err());
+    }
+
+    #[test]
+    fn too_many_operations_are_refused_before_any_is_applied() {
+        let op = json!({"op": "add", "path": "/a", "value": 1});
+        let mut d = json!({});
+        let ops = Value::Array(vec![op.clone(); MAX_JSON_PATCH_OPERATIONS + 1]);
+        let err = json_patch(&mut d, &ops).unwrap_err();
+        assert_eq!(err, PatchError::TooManyOperations { got: 10_001 });
+        assert_eq!(
+            err.to_string(),
+            "The allowed maximum operations in a JSON patch is 10000, got 10001"
+        );
+        assert_eq!(d, json!({}));
+        let ops = Value::Array(vec![op; MAX_JSON_PATCH_OPERATIONS]);
+        json_patch(&mut d, &ops).unwrap();
+        assert_eq!(d, json!({"a": 1}));
+    }
+
+    #[test]
+    fn copy_bomb_fails_fast_on_the_accumulated_size() {
+        // ~3 KB array doubled by each copy: 40 copies would be 3 KB * 2^40.
+        let mut d = json!({"data": {"n": vec!["x".repeat(30); 100]}});
+        let ops: Vec<Value> = (0..40)
+            .map(|_| json!({"op": "copy", "from": "/data/n", "path": "/data/n/-"}))
+            .collect();
+        let start = std::time::Instant::now();
+        let err = json_patch(&mut d, &Value::Array(ops)).unwrap_err();
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        let PatchError::CopyTooLarge { accumulated, limit } = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(limit, 3 * 1024 * 1024);
+        assert!(
+            accumulated > limit && accumulated < 8 * limit,
+            "{accumulated}"
+        );
+        assert!(
+            err.to_string().starts_with(
+                "Unable to complete the copy, the accumulated size increase of copy is "
+            )
+        );
+        // Small copies are fine.
+        let mut d = json!({"a": [1]});
+        json_patch(&mut d, &json!([{"op": "copy", "from": "/a", "path": "/b"}])).unwrap();
+        assert_eq!(d, json!({"a": [1], "b": [1]}));
+    }
+
+    #[test]
+    fn nesting_by_repeated_adds_is_bounded() {
+        let mut nested = json!(1);
+        for _ in 0..100 {
+            nested = json!({"a": nested});
+        }
+        let mut d = json!({});
+        let mut path = String::from("/x");
+        let mut err = None;
+        for _ in 0..10 {
+            match json_patch(
+                &mut d,
+                &json!([{"op": "add", "path": path, "value": nested}]),
+            ) {
+                Ok(()) => path.push_str(&"/a".repeat(100)),
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        assert_eq!(err, Some(PatchError::TooDeep(TooDeep { max: MAX_DEPTH })));
+        assert!(depth_up_to(&d, 1000) <= MAX_DEPTH);
     }
 }

@@ -34,6 +34,18 @@ pub enum PatchError {
     /// `ErrPatchContentNotMatchRetainKeys`).
     #[error("{0}")]
     StrategicUnprocessable(String),
+    /// More operations than upstream's `maxJSONPatchOperations` (413 RequestEntityTooLarge).
+    #[error("The allowed maximum operations in a JSON patch is 10000, got {got}")]
+    TooManyOperations { got: usize },
+    /// `copy` operations duplicated more than `JSONPatchMaxCopyBytes` (upstream: 422 with
+    /// evanphx/json-patch's `AccumulatedCopySizeError` text).
+    #[error(
+        "Unable to complete the copy, the accumulated size increase of copy is {accumulated}, exceeding the limit {limit}"
+    )]
+    CopyTooLarge { accumulated: u64, limit: u64 },
+    /// The patched object would be nested deeper than [`crate::limits::MAX_DEPTH`] (422).
+    #[error(transparent)]
+    TooDeep(#[from] crate::limits::TooDeep),
     /// Any other strategic merge failure (missing merge key, bad `$patch` value, ...): upstream
     /// returns the plain error, which the API server turns into a 500 with its message.
     #[error("{0}")]

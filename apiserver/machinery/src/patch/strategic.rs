@@ -17,9 +17,10 @@ use serde_json::{Map, Value};
 
 use super::PatchError;
 use super::strategic_util::{
-    Kind, bad_arg_type, bad_patch_type, dedup_scalars, discard_nulls, extract_to_delete_items,
-    find_map_by_key, go_fmt, no_merge_key, normalize_element_order, partition_maps,
-    partition_primitives, remove_directives, slice_element_kind, strip_leftovers, value_kind,
+    KeyIndex, Kind, bad_arg_type, bad_patch_type, dedup_scalars, discard_nulls,
+    extract_to_delete_items, go_fmt, no_merge_key, normalize_element_order, partition_maps,
+    partition_primitives, remove_directives, slice_element_kind, strip_leftovers, value_key,
+    value_kind, without,
 };
 use crate::openapi::facts::{Facts, FieldRef, facts};
 
@@ -309,10 +310,7 @@ impl<'a> Engine<'a> {
         let kind = slice_element_kind(&[&original, &patch])?;
         let (merged, server_order, patch) = if kind != Kind::Map {
             if is_delete_list {
-                return Ok(original
-                    .into_iter()
-                    .filter(|v| !patch.contains(v))
-                    .collect());
+                return Ok(without(original, &patch));
             }
             let server_order = original.clone();
             let mut both = original;
@@ -358,6 +356,7 @@ impl<'a> Engine<'a> {
         merge_key: &str,
         schema: Schema<'a>,
     ) -> Result<Vec<Value>, PatchError> {
+        let mut index = KeyIndex::new(&original, merge_key);
         for v in patch {
             let Value::Object(item) = v else {
                 return Err(bad_arg_type("map[string]interface {}", &v));
@@ -365,7 +364,7 @@ impl<'a> Engine<'a> {
             let Some(merge_value) = item.get(merge_key).cloned() else {
                 return Err(no_merge_key(&item, merge_key));
             };
-            match find_map_by_key(&original, merge_key, &merge_value)? {
+            match index.find(&merge_value)? {
                 Some(i) => {
                     let current = match std::mem::take(&mut original[i]) {
                         Value::Object(m) => m,
@@ -373,7 +372,11 @@ impl<'a> Engine<'a> {
                     };
                     original[i] = Value::Object(self.merge_map(current, item, schema)?);
                 }
-                None => original.push(Value::Object(item)),
+                None => {
+                    let item = Value::Object(item);
+                    index.push(original.len(), &item, merge_key);
+                    original.push(item);
+                }
             }
         }
         Ok(original)
@@ -495,6 +498,8 @@ fn merge_slice_with_special_elements(
 ) -> Result<(Vec<Value>, Vec<Value>), PatchError> {
     let mut plain = Vec::with_capacity(patch.len());
     let mut replace = false;
+    let mut deleted = std::collections::HashSet::new();
+    let non_map = original.iter().position(|v| !v.is_object());
     for v in patch {
         let Some(item) = v.as_object() else {
             return Err(bad_arg_type("map[string]interface {}", &v));
@@ -508,9 +513,14 @@ fn merge_slice_with_special_elements(
                 let Some(mv) = item.get(merge_key) else {
                     return Err(no_merge_key(item, merge_key));
                 };
-                while let Some(i) = find_map_by_key(&original, merge_key, mv)? {
-                    original.remove(i);
+                // Every item with that key goes (upstream removes them one search at a time,
+                // failing on a non-map item, which lists of maps never have).
+                if let Some(i) = non_map {
+                    return Err(PatchError::Strategic(format!(
+                        "value for key {i} is not a map"
+                    )));
                 }
+                deleted.insert(value_key(mv));
             }
             // Keep going to prune any other `$patch` items.
             Some("replace") => replace = true,
@@ -521,6 +531,12 @@ fn merge_slice_with_special_elements(
             }
             _ => return Err(bad_patch_type(directive, item)),
         }
+    }
+    if !deleted.is_empty() {
+        original.retain(|v| {
+            let k = v.as_object().and_then(|m| m.get(merge_key)).map(value_key);
+            !k.is_some_and(|k| deleted.contains(&k))
+        });
     }
     if replace {
         Ok((plain, Vec::new()))

@@ -8,12 +8,21 @@ use serde_json::{Map, Number, Value};
 use super::ProtobufError;
 use super::schema::{Label, Schema};
 use super::wire::{Reader, WireValue};
+use crate::limits::MAX_PROTOBUF_DEPTH;
 
 const META: &str = "k8s.io.apimachinery.pkg.apis.meta.v1.";
 
-/// Decodes one message of type `name` into a JSON value.
-pub fn message(schema: &Schema, name: &str, buf: &[u8]) -> Result<Value, ProtobufError> {
-    if let Some(v) = special(schema, name, buf)? {
+/// Decodes one message of type `name` into a JSON value. `depth` is the number of messages it
+/// is nested in; past [`MAX_PROTOBUF_DEPTH`] decoding stops with [`ProtobufError::TooDeep`]
+/// (every recursion below goes through here or [`fields_into`], which check it).
+pub fn message(
+    schema: &Schema,
+    name: &str,
+    buf: &[u8],
+    depth: usize,
+) -> Result<Value, ProtobufError> {
+    let depth = deeper(depth)?;
+    if let Some(v) = special(schema, name, buf, depth)? {
         return Ok(v);
     }
     let msg = schema
@@ -31,8 +40,15 @@ pub fn message(schema: &Schema, name: &str, buf: &[u8]) -> Result<Value, Protobu
         return Ok(Value::Array(items));
     }
     let mut out = Map::new();
-    fields_into(schema, name, buf, &mut out)?;
+    fields_into(schema, name, buf, &mut out, depth)?;
     Ok(Value::Object(out))
+}
+
+fn deeper(depth: usize) -> Result<usize, ProtobufError> {
+    if depth >= MAX_PROTOBUF_DEPTH {
+        return Err(ProtobufError::TooDeep(MAX_PROTOBUF_DEPTH));
+    }
+    Ok(depth + 1)
 }
 
 /// Decodes the fields of message `name` into `out` (embedded structs share their parent's map).
@@ -41,6 +57,7 @@ fn fields_into(
     name: &str,
     buf: &[u8],
     out: &mut Map<String, Value>,
+    depth: usize,
 ) -> Result<(), ProtobufError> {
     let msg = schema
         .messages
@@ -57,10 +74,10 @@ fn fields_into(
                 let WireValue::Bytes(b) = v else {
                     return Err(wrong_wire(name, field.json));
                 };
-                fields_into(schema, field.ty, b, out)?;
+                fields_into(schema, field.ty, b, out, deeper(depth)?)?;
             }
             Label::Optional => {
-                let value = value(schema, field.ty, v, name, field.json)?;
+                let value = value(schema, field.ty, v, name, field.json, depth)?;
                 // Go's protobuf encoding always writes non-pointer strings and bools, so `""`
                 // and `false` mean "unset" there (upstream decodes into Go structs, where they
                 // are the zero value, and omits them from JSON). Dropping them keeps our JSON
@@ -98,14 +115,14 @@ fn fields_into(
                             items.push(scalar(field.ty, WireValue::Varint(pr.varint()?))?);
                         }
                     }
-                    v => items.push(value(schema, field.ty, v, name, field.json)?),
+                    v => items.push(value(schema, field.ty, v, name, field.json, depth)?),
                 }
             }
             Label::Map => {
                 let WireValue::Bytes(b) = v else {
                     return Err(wrong_wire(name, field.json));
                 };
-                let (key, val) = map_entry(schema, field.ty, b, name, field.json)?;
+                let (key, val) = map_entry(schema, field.ty, b, name, field.json, depth)?;
                 let entry = out
                     .entry(field.json.to_owned())
                     .or_insert_with(|| Value::Object(Map::new()));
@@ -166,6 +183,7 @@ fn map_entry(
     buf: &[u8],
     msg: &str,
     field: &str,
+    depth: usize,
 ) -> Result<(String, Value), ProtobufError> {
     let mut key = String::new();
     let mut val = None;
@@ -177,7 +195,7 @@ fn map_entry(
                     key = s;
                 }
             }
-            2 => val = Some(value(schema, ty, v, msg, field)?),
+            2 => val = Some(value(schema, ty, v, msg, field, depth)?),
             _ => {}
         }
     }
@@ -188,7 +206,7 @@ fn map_entry(
             "string" | "bytes" => Value::String(String::new()),
             "bool" => Value::Bool(false),
             "int32" | "int64" | "double" => Value::from(0),
-            t => message(schema, t, &[])?,
+            t => message(schema, t, &[], depth)?,
         },
     };
     Ok((key, val))
@@ -200,11 +218,12 @@ fn value(
     v: WireValue<'_>,
     msg: &str,
     field: &str,
+    depth: usize,
 ) -> Result<Value, ProtobufError> {
     match ty {
         "string" | "bytes" | "bool" | "int32" | "int64" | "double" => scalar(ty, v),
         _ => match v {
-            WireValue::Bytes(b) => message(schema, ty, b),
+            WireValue::Bytes(b) => message(schema, ty, b, depth),
             _ => Err(wrong_wire(msg, field)),
         },
     }
@@ -271,7 +290,12 @@ fn string_field(fields: &[(u32, WireValue<'_>)], tag: u32) -> Result<String, Pro
 }
 
 /// Types whose JSON form is not an object of their proto fields.
-fn special(schema: &Schema, name: &str, buf: &[u8]) -> Result<Option<Value>, ProtobufError> {
+fn special(
+    schema: &Schema,
+    name: &str,
+    buf: &[u8],
+    depth: usize,
+) -> Result<Option<Value>, ProtobufError> {
     let v = match name.strip_prefix(META).unwrap_or(name) {
         // Go writes a zero Time as an empty message (`Time.Marshal`), which decodes back to the
         // zero Time: JSON null, i.e. unset.
@@ -297,12 +321,12 @@ fn special(schema: &Schema, name: &str, buf: &[u8]) -> Result<Option<Value>, Pro
         "k8s.io.apimachinery.pkg.runtime.RawExtension" => {
             let raw = bytes_field(&raw_fields(buf)?, 1);
             match raw {
-                Some(b) if b.starts_with(super::MAGIC) => super::decode_object(b)?,
+                Some(b) if b.starts_with(super::MAGIC) => super::decode_object_at(b, depth)?,
                 b => embedded_json(b)?,
             }
         }
         n if n.starts_with("k8s.io.apiextensions_apiserver.") => {
-            return apiextensions(schema, n, buf);
+            return apiextensions(schema, n, buf, depth);
         }
         _ => return Ok(None),
     };
@@ -310,7 +334,12 @@ fn special(schema: &Schema, name: &str, buf: &[u8]) -> Result<Option<Value>, Pro
 }
 
 /// apiextensions' JSON and JSONSchemaPropsOr* unions.
-fn apiextensions(schema: &Schema, name: &str, buf: &[u8]) -> Result<Option<Value>, ProtobufError> {
+fn apiextensions(
+    schema: &Schema,
+    name: &str,
+    buf: &[u8],
+    depth: usize,
+) -> Result<Option<Value>, ProtobufError> {
     let Some((pkg, short)) = name.rsplit_once('.') else {
         return Ok(None);
     };
@@ -319,20 +348,20 @@ fn apiextensions(schema: &Schema, name: &str, buf: &[u8]) -> Result<Option<Value
     let v = match short {
         "JSON" => embedded_json(bytes_field(&f, 1))?,
         "JSONSchemaPropsOrBool" => match bytes_field(&f, 2) {
-            Some(b) => message(schema, &props, b)?,
+            Some(b) => message(schema, &props, b, depth)?,
             None => Value::Bool(int_field(&f, 1) != 0),
         },
         "JSONSchemaPropsOrArray" => {
             let items: Vec<Value> = f
                 .iter()
                 .filter_map(|(t, v)| match v {
-                    WireValue::Bytes(b) if *t == 2 => Some(message(schema, &props, b)),
+                    WireValue::Bytes(b) if *t == 2 => Some(message(schema, &props, b, depth)),
                     _ => None,
                 })
                 .collect::<Result<_, _>>()?;
             match bytes_field(&f, 1) {
                 _ if !items.is_empty() => Value::Array(items),
-                Some(b) => message(schema, &props, b)?,
+                Some(b) => message(schema, &props, b, depth)?,
                 None => Value::Null,
             }
         }
@@ -344,7 +373,7 @@ fn apiextensions(schema: &Schema, name: &str, buf: &[u8]) -> Result<Option<Value
                 .collect::<Result<_, _>>()?;
             match bytes_field(&f, 1) {
                 _ if !items.is_empty() => Value::Array(items),
-                Some(b) => message(schema, &props, b)?,
+                Some(b) => message(schema, &props, b, depth)?,
                 None => Value::Null,
             }
         }

@@ -44,6 +44,10 @@ pub enum ProtobufError {
     ContentEncoding(String),
     #[error("no kind \"{kind}\" is registered for version \"{api_version}\"")]
     UnknownKind { api_version: String, kind: String },
+    /// Messages nested deeper than [`crate::limits::MAX_PROTOBUF_DEPTH`], or a decoded object
+    /// deeper than [`crate::limits::MAX_DEPTH`].
+    #[error("malformed protobuf message: nested more than {0} levels deep")]
+    TooDeep(usize),
 }
 
 /// True when a `Content-Type` header is the Kubernetes protobuf media type.
@@ -52,7 +56,21 @@ pub fn is_protobuf_content_type(content_type: &str) -> bool {
 }
 
 /// Decodes a whole protobuf body into a JSON object with `apiVersion` and `kind` set.
+///
+/// Bounded: nothing is allocated from a length prefix (length-delimited fields are slices of the
+/// body, checked against its end), messages nest at most [`crate::limits::MAX_PROTOBUF_DEPTH`]
+/// deep and the result at most [`crate::limits::MAX_DEPTH`].
 pub fn decode_object(body: &[u8]) -> Result<Value, ProtobufError> {
+    let v = decode_object_at(body, 0)?;
+    if crate::limits::check_depth(&v, crate::limits::MAX_DEPTH).is_err() {
+        crate::limits::drop_flat(v);
+        return Err(ProtobufError::TooDeep(crate::limits::MAX_DEPTH));
+    }
+    Ok(v)
+}
+
+/// [`decode_object`] of an envelope nested in `depth` messages (a RawExtension's).
+fn decode_object_at(body: &[u8], depth: usize) -> Result<Value, ProtobufError> {
     let rest = body
         .strip_prefix(MAGIC)
         .ok_or(ProtobufError::MissingMagic)?;
@@ -86,7 +104,7 @@ pub fn decode_object(body: &[u8]) -> Result<Value, ProtobufError> {
                 api_version: api_version.clone(),
                 kind: kind.clone(),
             })?;
-    let body = decode::message(schema, name, raw)?;
+    let body = decode::message(schema, name, raw, depth)?;
     let mut out = Map::new();
     out.insert("apiVersion".into(), Value::String(api_version));
     out.insert("kind".into(), Value::String(kind));

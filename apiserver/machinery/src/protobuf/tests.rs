@@ -261,3 +261,91 @@ fn errors() {
     ));
     assert!(!is_protobuf_content_type("application/json"));
 }
+
+/// `levels` envelopes of a core/v1 List whose one item is a RawExtension holding the next
+/// envelope (as protobuf), built in O(n) from the innermost length outwards.
+pub(super) fn nested_list_body(levels: usize) -> Vec<u8> {
+    fn vlen(mut v: usize) -> usize {
+        let mut n = 1;
+        while v >= 0x80 {
+            v >>= 7;
+            n += 1;
+        }
+        n
+    }
+    let type_meta = Enc::new().str(1, "v1").str(2, "List");
+    let tm = Enc::new().msg(1, type_meta).0;
+    let innermost = {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&tm);
+        out
+    };
+    // Sizes of (raw extension content, list content, envelope) per level, innermost first.
+    let mut sizes = Vec::with_capacity(levels);
+    let mut c = innermost.len();
+    for _ in 0..levels {
+        let r = 1 + vlen(c) + c;
+        let l = 1 + vlen(r) + r;
+        sizes.push((c, r, l));
+        c = MAGIC.len() + tm.len() + 1 + vlen(l) + l;
+    }
+    let mut out = Vec::with_capacity(c);
+    for &(c, r, l) in sizes.iter().rev() {
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&tm);
+        out.push(0x12);
+        varint(&mut out, l as u64);
+        out.push(0x12);
+        varint(&mut out, r as u64);
+        out.push(0x0a);
+        varint(&mut out, c as u64);
+    }
+    out.extend_from_slice(&innermost);
+    out
+}
+
+#[test]
+fn nested_lists_decode_up_to_the_depth_limit() {
+    let got = decode_object(&nested_list_body(3)).unwrap();
+    assert_eq!(
+        got,
+        json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "List", "items": [
+                {"apiVersion": "v1", "kind": "List", "items": [
+                    {"apiVersion": "v1", "kind": "List"}]}]}]})
+    );
+}
+
+#[test]
+fn protobuf_nested_100k_deep_is_an_error_not_a_stack_overflow() {
+    let body = nested_list_body(100_000);
+    assert!(body.len() < 3 * 1024 * 1024, "{}", body.len());
+    // Run on a small stack (like a tokio worker's 2 MiB) to prove the bound holds there.
+    let r = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || decode_object(&body))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(
+        r,
+        Err(ProtobufError::TooDeep(crate::limits::MAX_PROTOBUF_DEPTH))
+    );
+    assert_eq!(
+        ProtobufError::TooDeep(100).to_string(),
+        "malformed protobuf message: nested more than 100 levels deep"
+    );
+}
+
+#[test]
+fn length_prefixes_past_the_end_are_refused_without_allocating() {
+    // Unknown{typeMeta: <len 2^62>}: the prefix is checked against the body before any slice.
+    let mut body = MAGIC.to_vec();
+    body.push(0x0a);
+    varint(&mut body, 1 << 62);
+    assert_eq!(decode_object(&body), Err(ProtobufError::Truncated));
+    let mut body = MAGIC.to_vec();
+    body.push(0x12);
+    varint(&mut body, u64::MAX);
+    assert_eq!(decode_object(&body), Err(ProtobufError::Truncated));
+}

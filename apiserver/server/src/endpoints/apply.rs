@@ -50,11 +50,8 @@ fn invalid_options(err: FieldError) -> ApiError {
 }
 
 fn parse_config(bytes: &[u8]) -> ApiResult<Value> {
-    let v: Value = match serde_json::from_slice(bytes) {
-        Ok(v) => v,
-        Err(_) => serde_yaml::from_slice(bytes)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
-    };
+    let v = ferrokube_machinery::decode::parse_json_or_yaml(bytes)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !v.is_object() {
         return Err(ApiError::bad_request(
             "couldn't get version/kind; json parse error: the applied configuration is not an object",

@@ -82,6 +82,9 @@ fn patch_error(e: PatchError) -> ApiError {
         PatchError::Malformed(m) | PatchError::StrategicBadRequest(m) => ApiError::bad_request(m),
         PatchError::StrategicUnprocessable(m) => Status::failure(422, "Invalid", m).into(),
         PatchError::Strategic(m) => Status::failure(500, "", m).into(),
+        e @ PatchError::TooManyOperations { .. } => {
+            Status::request_entity_too_large(&e.to_string()).into()
+        }
         other => Status::failure(422, "Invalid", other.to_string()).into(),
     }
 }
@@ -112,8 +115,7 @@ fn apply(
 }
 
 fn parse_patch(bytes: &[u8]) -> ApiResult<Value> {
-    serde_json::from_slice(bytes)
-        .or_else(|_| serde_yaml::from_slice::<Value>(bytes).map_err(|e| e.to_string()))
+    ferrokube_machinery::decode::parse_json_or_yaml(bytes)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
 }
 
