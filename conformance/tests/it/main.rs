@@ -11,7 +11,9 @@
 //! directives, client-side apply three-way merges, `kubectl edit`), `validation` (invalid
 //! manifests rejected with upstream's field paths, immutable fields), `versions` (HPA and Event
 //! served at two versions over one storage version), `ssa` (server-side apply, conflicts,
-//! managedFields), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create` chart).
+//! managedFields), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create` chart),
+//! `nodes` (simulated nodes: registration, leases, pod lifecycle as the kubelet reports it),
+//! `scheduler` (placement, Unschedulable messages, cordon, binding, preemption).
 
 mod defaults;
 mod deletion;
@@ -21,7 +23,9 @@ mod helm;
 mod kube_rs;
 mod kubectl_crud;
 mod kubectl_list;
+mod nodes;
 mod patch;
+mod scheduler;
 mod ssa;
 mod util;
 mod validation;

@@ -16,6 +16,7 @@ use super::ResourceHandle;
 use super::codec;
 use crate::error::{ApiError, ApiResult};
 
+mod assign;
 mod deletion;
 pub use deletion::{Deleted, FINALIZER_FOREGROUND, FINALIZER_ORPHAN, Propagation};
 
