@@ -310,6 +310,8 @@ impl Worker {
             &mut self.containers[i]
         };
         if let Some(old) = slot.id.take() {
+            // A restart: the count moves when the new container starts, as the kubelet's does.
+            slot.line.restart_count += 1;
             let _ = self.node.runtime.remove_container(&old).await;
         }
         slot.line.image_id = image_id;
@@ -382,7 +384,6 @@ impl Worker {
             (delay * 2).min(BACKOFF_MAX)
         };
         slot.line.last_state = Some(slot.line.state.clone());
-        slot.line.restart_count += 1;
         slot.line.ready = false;
         if delay.is_zero() {
             slot.backoff_until = None;

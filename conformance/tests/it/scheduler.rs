@@ -92,9 +92,9 @@ fn too_big_pod_is_unschedulable_with_upstream_message_until_a_bigger_node_joins(
     assert!(events.contains("FailedScheduling"), "{events}");
     assert!(events.contains("0/3 nodes are available"), "{events}");
     // A bigger node joins as its own process with its own certificate.
-    let _agent = NodeAgent::start(&server, "big-node", &["--node-cpu=32", "--node-memory=64Gi"]);
+    let agent = NodeAgent::start(&server, "big-node", &["--node-cpu=32", "--node-memory=64Gi"]);
     must_have_ready_nodes(&server, &["big-node"]);
-    assert_eq!(node_of(&server, "big"), "big-node");
+    assert_eq!(node_of(&server, "big"), "big-node", "agent log:\n{}", agent.log_tail());
     must_reach_phase(&server, "big", "Running");
     let events = server.must_kubectl([
         "get",
@@ -276,4 +276,68 @@ fn killed_node_agent_stops_renewing_its_lease() {
     let before = read();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(read(), before, "the lease was renewed after the agent died");
+}
+
+#[test]
+fn drain_respects_a_pod_disruption_budget() {
+    let server = TestServer::start_with_args(&["--nodes=2", "--runtime=simulated"]);
+    must_have_ready_nodes(&server, &["node-0", "node-1"]);
+    let pod = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: guarded, labels: {app: g}}
+spec:
+  nodeSelector: {kubernetes.io/hostname: node-0}
+  containers: [{name: c, image: nginx}]
+"#;
+    server.must_kubectl_stdin(["apply", "-f", "-"], pod);
+    must_reach_phase(&server, "guarded", "Running");
+    let pdb = r#"
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: keep-one}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: g}}
+"#;
+    server.must_kubectl_stdin(["apply", "-f", "-"], pdb);
+    // What the disruption controller computes for one healthy pod and minAvailable 1 (written
+    // here too, so the test does not depend on that controller's timing).
+    let status = |generation: i64, desired: i64, allowed: i64| {
+        format!(
+            r#"{{"status":{{"observedGeneration":{generation},"currentHealthy":1,"desiredHealthy":{desired},"expectedPods":1,"disruptionsAllowed":{allowed}}}}}"#
+        )
+    };
+    server.must_kubectl([
+        "patch", "pdb", "keep-one", "--subresource=status", "--type=merge", "-p",
+        &status(1, 1, 0),
+    ]);
+    let out = server.kubectl(["drain", "node-0", "--force", "--timeout=6s"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "drain succeeded despite the budget: {text}");
+    assert!(
+        text.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{text}"
+    );
+    assert_eq!(pod_json(&server, "guarded")["metadata"]["deletionTimestamp"], serde_json::Value::Null);
+    let table = Table::parse(&server.must_kubectl(["get", "nodes"]));
+    assert_eq!(table.cell("node-0", "STATUS"), "Ready,SchedulingDisabled");
+    // Once the budget allows a disruption, the drain evicts the pod.
+    server.must_kubectl([
+        "patch", "pdb", "keep-one", "--type=merge", "-p", r#"{"spec":{"minAvailable":0}}"#,
+    ]);
+    server.must_kubectl([
+        "patch", "pdb", "keep-one", "--subresource=status", "--type=merge", "-p",
+        &status(2, 0, 1),
+    ]);
+    let drained = server.must_kubectl(["drain", "node-0", "--force", "--timeout=30s"]);
+    assert!(drained.contains("evicting pod default/guarded"), "{drained}");
+    assert!(drained.contains("node/node-0 drained"), "{drained}");
+    let out = server.kubectl(["get", "pod", "guarded"]);
+    assert!(!out.status.success(), "the evicted pod still exists");
+    server.must_kubectl(["uncordon", "node-0"]);
 }

@@ -48,6 +48,13 @@ pub struct Queue {
     seq: u64,
 }
 
+/// Upstream `isPodUpdated`: a change beyond status and bookkeeping metadata.
+fn spec_or_labels_changed(old: &Pod, new: &Pod) -> bool {
+    old.spec != new.spec
+        || old.metadata.labels != new.metadata.labels
+        || old.metadata.annotations != new.metadata.annotations
+}
+
 fn priority(p: &Pod) -> i32 {
     p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
@@ -61,9 +68,11 @@ impl Queue {
         match self.entries.get_mut(&key) {
             Some(e) => {
                 let old_prio = priority(&e.pod);
+                let changed = spec_or_labels_changed(&e.pod, &pod);
                 e.pod = pod;
                 match e.state {
-                    QueueState::Unschedulable(_) => {
+                    // Our own status writes (PodScheduled=False) do not make a pod schedulable.
+                    QueueState::Unschedulable(_) if changed => {
                         e.state = QueueState::Active;
                         self.active
                             .insert((Reverse(priority(&e.pod)), e.seq, key.clone()));
