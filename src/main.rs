@@ -245,16 +245,21 @@ fn main() -> std::process::ExitCode {
             .and_then(|rt| {
                 let (nodes, node_opts) = (args.nodes, args.node);
                 if nodes > 0 && node_opts.runtime.is_none() {
-                    anyhow::bail!("--nodes needs a runtime for its nodes: pass --runtime=simulated");
+                    anyhow::bail!(
+                        "--nodes needs a runtime for its nodes: pass --runtime=simulated"
+                    );
                 }
-                let r = rt.block_on(ferrokube_apiserver::run_with_hook(args.server, move |info| {
-                    let copy = ferrokube_apiserver::ListeningInfo {
-                        opts: info.opts.clone(),
-                        data_dir: info.data_dir.clone(),
-                    };
-                    start_scheduler_and_nodes(copy, nodes, node_opts);
-                    start_controllers(info);
-                }));
+                let r = rt.block_on(ferrokube_apiserver::run_with_hook(
+                    args.server,
+                    move |info| {
+                        let copy = ferrokube_apiserver::ListeningInfo {
+                            opts: info.opts.clone(),
+                            data_dir: info.data_dir.clone(),
+                        };
+                        start_scheduler_and_nodes(copy, nodes, node_opts);
+                        start_controllers(info);
+                    },
+                ));
                 // In-process controllers may still be retrying: do not wait for them.
                 rt.shutdown_timeout(std::time::Duration::from_millis(500));
                 r
@@ -274,7 +279,11 @@ fn main() -> std::process::ExitCode {
                 "user-{}",
                 args.client_name
                     .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+                    .map(|c| if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '-'
+                    })
                     .collect::<String>()
             );
             ferrokube_apiserver::certs::user_kubeconfig(

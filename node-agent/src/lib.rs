@@ -96,7 +96,12 @@ impl NodeOptions {
     ) -> anyhow::Result<NodeConfig> {
         let taints = node::parse_taints(&self.register_with_taints).map_err(anyhow::Error::msg)?;
         let mut labels = BTreeMap::new();
-        for kv in self.node_labels.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for kv in self
+            .node_labels
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
             labels.insert(k.to_string(), v.to_string());
         }
@@ -145,12 +150,19 @@ pub fn embedded_pod_cidr(i: usize) -> Ipv4Addr {
 /// The InternalIP of embedded node `i`: 172.18.0.2, 172.18.0.3, …
 pub fn embedded_node_ip(i: usize) -> String {
     let i = i % 65_000;
-    Ipv4Addr::new(172, 18 + (i / 250 / 256) as u8, ((i / 250) % 256) as u8, (i % 250 + 2) as u8)
-        .to_string()
+    Ipv4Addr::new(
+        172,
+        18 + (i / 250 / 256) as u8,
+        ((i / 250) % 256) as u8,
+        (i % 250 + 2) as u8,
+    )
+    .to_string()
 }
 
 fn default_pod_cidr(name: &str) -> Ipv4Addr {
-    let h = name.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let h = name
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     Ipv4Addr::new(10, 128 + (h % 64) as u8, ((h / 64) % 256) as u8, 0)
 }
 

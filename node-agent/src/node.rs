@@ -10,8 +10,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use crate::runtime::Runtime;
@@ -61,7 +61,9 @@ pub fn parse_taints(s: &str) -> Result<Vec<Value>, String> {
             .rsplit_once(':')
             .ok_or_else(|| format!("invalid taint spec: {t}"))?;
         if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-            return Err(format!("invalid taint effect: {effect}, unsupported taint effect"));
+            return Err(format!(
+                "invalid taint effect: {effect}, unsupported taint effect"
+            ));
         }
         let (key, value) = match kv.split_once('=') {
             Some((k, v)) => (k, Some(v)),
@@ -114,7 +116,10 @@ impl NodeCtx {
 
     /// The lowest free pod IP of the node's CIDR.
     pub fn allocate_ip(&self) -> Option<String> {
-        let mut used = self.ips.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut used = self
+            .ips
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let host = (2u8..=254).find(|h| !used.contains(h))?;
         used.insert(host);
         let o = self.config.pod_cidr.octets();
@@ -224,7 +229,8 @@ impl NodeCtx {
     pub async fn register(&self) -> Result<String, kube::Error> {
         let api: Api<Node> = Api::all(self.client.clone());
         let name = &self.config.name;
-        let node: Node = serde_json::from_value(self.initial_node()).map_err(kube::Error::SerdeError)?;
+        let node: Node =
+            serde_json::from_value(self.initial_node()).map_err(kube::Error::SerdeError)?;
         match api.create(&PostParams::default(), &node).await {
             Ok(_) => tracing::info!(node = %name, "node registered"),
             Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -261,7 +267,11 @@ impl NodeCtx {
                 tokio::time::sleep(self.config.status_report).await;
                 let body = json!({"status": self.node_status(&transition)});
                 if let Err(e) = api
-                    .patch_status(&self.config.name, &PatchParams::default(), &Patch::Merge(&body))
+                    .patch_status(
+                        &self.config.name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&body),
+                    )
                     .await
                 {
                     tracing::warn!(node = %self.config.name, error = %e, "node status report");
@@ -349,7 +359,10 @@ mod tests {
     fn taints() {
         let t = parse_taints("a=b:NoSchedule,c:NoExecute").unwrap_or_default();
         assert_eq!(t.len(), 2);
-        assert_eq!(t[0], json!({"key": "a", "value": "b", "effect": "NoSchedule"}));
+        assert_eq!(
+            t[0],
+            json!({"key": "a", "value": "b", "effect": "NoSchedule"})
+        );
         assert_eq!(t[1], json!({"key": "c", "effect": "NoExecute"}));
         assert!(parse_taints("a=b:Sometimes").is_err());
         assert!(parse_taints("novalue").is_err());

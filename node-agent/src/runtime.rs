@@ -185,7 +185,7 @@ pub fn behaviour(config: &ContainerConfig) -> Behaviour {
 fn parse_seconds(s: &str) -> Option<Duration> {
     let s = s.trim().trim_end_matches('s');
     let v = s.parse::<f64>().ok()?;
-    (v.is_finite() && v >= 0.0 && v < 1e9).then(|| Duration::from_secs_f64(v))
+    (v.is_finite() && (0.0..1e9).contains(&v)).then(|| Duration::from_secs_f64(v))
 }
 
 /// `sleep N` anywhere in the argv (also inside `sh -c "sleep N"`), else `None`; `sleep infinity`
@@ -446,7 +446,9 @@ mod tests {
     fn image_ids() {
         assert!(image_id("nginx").starts_with("docker.io/library/nginx@sha256:"));
         assert!(image_id("nginx:1.27").starts_with("docker.io/library/nginx@sha256:"));
-        assert!(image_id("registry.k8s.io/pause:3.10").starts_with("registry.k8s.io/pause@sha256:"));
+        assert!(
+            image_id("registry.k8s.io/pause:3.10").starts_with("registry.k8s.io/pause@sha256:")
+        );
         assert!(image_id("bitnami/redis").starts_with("docker.io/bitnami/redis@sha256:"));
     }
 

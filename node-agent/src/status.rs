@@ -145,7 +145,13 @@ pub struct PodView<'a> {
     pub containers: &'a [ContainerLine],
 }
 
-fn condition(pod: &Pod, type_: &str, ok: bool, reason: Option<&str>, message: Option<String>) -> Value {
+fn condition(
+    pod: &Pod,
+    type_: &str,
+    ok: bool,
+    reason: Option<&str>,
+    message: Option<String>,
+) -> Value {
     let status = if ok { "True" } else { "False" };
     // Keep lastTransitionTime when the status did not change.
     let prev = pod
@@ -219,7 +225,13 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
     let pod = v.pod;
     let completed = v.phase == "Succeeded";
     let mut conds = Vec::new();
-    conds.push(condition(pod, "PodReadyToStartContainers", v.sandbox_ready, None, None));
+    conds.push(condition(
+        pod,
+        "PodReadyToStartContainers",
+        v.sandbox_ready,
+        None,
+        None,
+    ));
     let pending_init: Vec<String> = v
         .init
         .iter()
@@ -236,7 +248,10 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
             "Initialized",
             false,
             Some("ContainersNotInitialized"),
-            Some(format!("containers with incomplete status: [{}]", pending_init.join(" "))),
+            Some(format!(
+                "containers with incomplete status: [{}]",
+                pending_init.join(" ")
+            )),
         )
     });
     let unready = unready_names(v.containers);
@@ -246,7 +261,10 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
         (
             false,
             Some("ContainersNotInitialized"),
-            Some(format!("containers with incomplete status: [{}]", pending_init.join(" "))),
+            Some(format!(
+                "containers with incomplete status: [{}]",
+                pending_init.join(" ")
+            )),
         )
     } else if unready.is_empty() {
         (true, None, None)
@@ -254,14 +272,22 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
         (
             false,
             Some("ContainersNotReady"),
-            Some(format!("containers with unready status: [{}]", unready.join(" "))),
+            Some(format!(
+                "containers with unready status: [{}]",
+                unready.join(" ")
+            )),
         )
     };
     conds.push(condition(pod, "Ready", ready, reason, message.clone()));
     conds.push(condition(pod, "ContainersReady", ready, reason, message));
     // Conditions others own (PodScheduled from the scheduler, DisruptionTarget, readiness gates'
     // types) are kept as they are; PodScheduled is added when a pod came pre-bound.
-    let owned = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady"];
+    let owned = [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+    ];
     let mut has_scheduled = false;
     for c in pod
         .status
@@ -309,10 +335,20 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
         .as_ref()
         .and_then(|s| s.qos_class.clone())
         .unwrap_or_else(|| {
-            qos_class(pod.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or(&[])).into()
+            qos_class(
+                pod.spec
+                    .as_ref()
+                    .map(|s| s.containers.as_slice())
+                    .unwrap_or(&[]),
+            )
+            .into()
         });
     s.insert("qosClass".into(), json!(qos));
-    if let Some(n) = pod.status.as_ref().and_then(|s| s.nominated_node_name.as_ref()) {
+    if let Some(n) = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_ref())
+    {
         s.insert("nominatedNodeName".into(), json!(n));
     }
     Value::Object(s)

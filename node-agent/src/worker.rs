@@ -292,7 +292,11 @@ impl Worker {
 
     /// Starts the container of `slot` (pull, create, start) unless it waits for a back-off.
     async fn start(&mut self, init: bool, i: usize) -> Result<(), RuntimeError> {
-        let slot = if init { &self.init[i] } else { &self.containers[i] };
+        let slot = if init {
+            &self.init[i]
+        } else {
+            &self.containers[i]
+        };
         if let Some(until) = slot.backoff_until
             && Instant::now() < until
         {
@@ -330,7 +334,11 @@ impl Worker {
             .as_ref()
             .and_then(|a| a.get(crate::runtime::ANN_SIMULATE))
             .is_some_and(|v| v == "never-ready");
-        let slot = if init { &self.init[i] } else { &self.containers[i] };
+        let slot = if init {
+            &self.init[i]
+        } else {
+            &self.containers[i]
+        };
         let Some(id) = slot.id.clone() else {
             return Ok(());
         };
@@ -486,7 +494,11 @@ impl Worker {
                 self.containers.len()
             };
             for i in 0..n {
-                let slot = if init { &self.init[i] } else { &self.containers[i] };
+                let slot = if init {
+                    &self.init[i]
+                } else {
+                    &self.containers[i]
+                };
                 let Some(id) = slot.id.clone() else {
                     continue;
                 };
@@ -523,10 +535,9 @@ impl Worker {
             }
             State::Pending | State::Initializing { .. } => "Pending",
             State::Running => {
-                let never_started = self
-                    .containers
-                    .iter()
-                    .any(|s| s.line.restart_count == 0 && matches!(s.line.state, CState::Waiting { .. }));
+                let never_started = self.containers.iter().any(|s| {
+                    s.line.restart_count == 0 && matches!(s.line.state, CState::Waiting { .. })
+                });
                 if never_started { "Pending" } else { "Running" }
             }
         }

@@ -129,10 +129,15 @@ pub fn must_renew_lease(server: &TestServer, node: &str) {
         let t = lease_renew_time(server, node);
         if t != first { Ok(t) } else { Err(t) }
     });
-    must_wait_for(server, "second lease renewal", Duration::from_secs(15), || {
-        let t = lease_renew_time(server, node);
-        if t != second { Ok(()) } else { Err(t) }
-    });
+    must_wait_for(
+        server,
+        "second lease renewal",
+        Duration::from_secs(15),
+        || {
+            let t = lease_renew_time(server, node);
+            if t != second { Ok(()) } else { Err(t) }
+        },
+    );
 }
 
 /// A `ferrokube node-agent` process with its own certificate and kubeconfig; killed on drop.
@@ -213,7 +218,8 @@ fn three_nodes_register_ready_with_simulated_runtime_and_renewing_leases() {
         assert_eq!(wide.cell(n, "ROLES"), "<none>");
         assert_eq!(wide.cell(n, "VERSION"), "v1.35.0");
         assert!(
-            wide.cell(n, "CONTAINER-RUNTIME").starts_with("simulated://"),
+            wide.cell(n, "CONTAINER-RUNTIME")
+                .starts_with("simulated://"),
             "{wide:?}"
         );
     }
@@ -222,7 +228,10 @@ fn three_nodes_register_ready_with_simulated_runtime_and_renewing_leases() {
     assert_eq!(labels["kubernetes.io/hostname"], "node-1");
     assert_eq!(labels["kubernetes.io/os"], "linux");
     assert!(labels["kubernetes.io/arch"].is_string());
-    assert_eq!(labels["node.kubernetes.io/instance-type"], "ferrokube-simulated");
+    assert_eq!(
+        labels["node.kubernetes.io/instance-type"],
+        "ferrokube-simulated"
+    );
     let status = &node["status"];
     assert_eq!(status["capacity"]["pods"], "110");
     assert_eq!(status["allocatable"]["cpu"], "4");
@@ -232,12 +241,21 @@ fn three_nodes_register_ready_with_simulated_runtime_and_renewing_leases() {
         .flatten()
         .filter_map(|c| c["type"].as_str())
         .collect();
-    assert_eq!(types, ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]);
+    assert_eq!(
+        types,
+        ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
+    );
     assert_eq!(status["addresses"][0]["type"], "InternalIP");
     assert_eq!(node["spec"]["podCIDR"], "10.64.1.0/24");
     // The lease is owned by the node and renewed.
     let lease = json(&server.must_kubectl([
-        "get", "lease", "-n", "kube-node-lease", "node-1", "-o", "json",
+        "get",
+        "lease",
+        "-n",
+        "kube-node-lease",
+        "node-1",
+        "-o",
+        "json",
     ]));
     assert_eq!(lease["spec"]["holderIdentity"], "node-1");
     assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
@@ -273,8 +291,18 @@ fn bare_pod_runs_with_kubelet_status() {
         "{cs}"
     );
     assert!(cs["state"]["running"]["startedAt"].is_string(), "{cs}");
-    assert!(st["podIP"].as_str().is_some_and(|ip| ip.starts_with("10.64.")), "{st}");
-    assert!(st["hostIP"].as_str().is_some_and(|ip| ip.starts_with("172.18.")), "{st}");
+    assert!(
+        st["podIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("10.64.")),
+        "{st}"
+    );
+    assert!(
+        st["hostIP"]
+            .as_str()
+            .is_some_and(|ip| ip.starts_with("172.18.")),
+        "{st}"
+    );
     assert!(st["startTime"].is_string());
     assert_eq!(st["qosClass"], "BestEffort");
     let conds: Vec<(String, String)> = st["conditions"]

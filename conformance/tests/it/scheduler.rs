@@ -53,13 +53,18 @@ fn scheduled_message(server: &TestServer, name: &str) -> String {
 }
 
 fn node_of(server: &TestServer, name: &str) -> String {
-    must_wait_for(server, &format!("{name} bound"), Duration::from_secs(30), || {
-        let p = pod_json(server, name);
-        match p["spec"]["nodeName"].as_str() {
-            Some(n) if !n.is_empty() => Ok(n.to_string()),
-            _ => Err(p["status"].to_string()),
-        }
-    })
+    must_wait_for(
+        server,
+        &format!("{name} bound"),
+        Duration::from_secs(30),
+        || {
+            let p = pod_json(server, name);
+            match p["spec"]["nodeName"].as_str() {
+                Some(n) if !n.is_empty() => Ok(n.to_string()),
+                _ => Err(p["status"].to_string()),
+            }
+        },
+    )
 }
 
 #[test]
@@ -92,9 +97,18 @@ fn too_big_pod_is_unschedulable_with_upstream_message_until_a_bigger_node_joins(
     assert!(events.contains("FailedScheduling"), "{events}");
     assert!(events.contains("0/3 nodes are available"), "{events}");
     // A bigger node joins as its own process with its own certificate.
-    let agent = NodeAgent::start(&server, "big-node", &["--node-cpu=32", "--node-memory=64Gi"]);
+    let agent = NodeAgent::start(
+        &server,
+        "big-node",
+        &["--node-cpu=32", "--node-memory=64Gi"],
+    );
     must_have_ready_nodes(&server, &["big-node"]);
-    assert_eq!(node_of(&server, "big"), "big-node", "agent log:\n{}", agent.log_tail());
+    assert_eq!(
+        node_of(&server, "big"),
+        "big-node",
+        "agent log:\n{}",
+        agent.log_tail()
+    );
     must_reach_phase(&server, "big", "Running");
     let events = server.must_kubectl([
         "get",
@@ -124,7 +138,11 @@ fn node_selector_and_taints_are_honoured() {
     assert_eq!(node_of(&server, "infra"), "node-0");
     server.must_kubectl_stdin(
         ["apply", "-f", "-"],
-        &pod_with("intolerant", "  nodeSelector: {kubernetes.io/hostname: node-0}", "100m"),
+        &pod_with(
+            "intolerant",
+            "  nodeSelector: {kubernetes.io/hostname: node-0}",
+            "100m",
+        ),
     );
     assert_eq!(
         scheduled_message(&server, "intolerant"),
@@ -173,7 +191,11 @@ fn pods_spread_over_nodes_by_least_allocated() {
         server.must_kubectl_stdin(["apply", "-f", "-"], &pod_with(&name, "", "500m"));
         *per_node.entry(node_of(&server, &name)).or_default() += 1;
     }
-    assert_eq!(per_node.values().copied().collect::<Vec<_>>(), [2, 2, 2], "{per_node:?}");
+    assert_eq!(
+        per_node.values().copied().collect::<Vec<_>>(),
+        [2, 2, 2],
+        "{per_node:?}"
+    );
 }
 
 #[test]
@@ -230,11 +252,7 @@ fn binding_an_already_bound_pod_conflicts() {
 
 #[test]
 fn higher_priority_pod_preempts_a_lower_one() {
-    let server = TestServer::start_with_args(&[
-        "--nodes=1",
-        "--runtime=simulated",
-        "--node-cpu=2",
-    ]);
+    let server = TestServer::start_with_args(&["--nodes=1", "--runtime=simulated", "--node-cpu=2"]);
     must_have_ready_nodes(&server, &["node-0"]);
     server.must_kubectl_stdin(
         ["apply", "-f", "-"],
@@ -309,7 +327,12 @@ spec:
         )
     };
     server.must_kubectl([
-        "patch", "pdb", "keep-one", "--subresource=status", "--type=merge", "-p",
+        "patch",
+        "pdb",
+        "keep-one",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
         &status(1, 1, 0),
     ]);
     let out = server.kubectl(["drain", "node-0", "--force", "--timeout=6s"]);
@@ -318,24 +341,43 @@ spec:
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!out.status.success(), "drain succeeded despite the budget: {text}");
+    assert!(
+        !out.status.success(),
+        "drain succeeded despite the budget: {text}"
+    );
     assert!(
         text.contains("Cannot evict pod as it would violate the pod's disruption budget."),
         "{text}"
     );
-    assert_eq!(pod_json(&server, "guarded")["metadata"]["deletionTimestamp"], serde_json::Value::Null);
+    assert_eq!(
+        pod_json(&server, "guarded")["metadata"]["deletionTimestamp"],
+        serde_json::Value::Null
+    );
     let table = Table::parse(&server.must_kubectl(["get", "nodes"]));
     assert_eq!(table.cell("node-0", "STATUS"), "Ready,SchedulingDisabled");
     // Once the budget allows a disruption, the drain evicts the pod.
     server.must_kubectl([
-        "patch", "pdb", "keep-one", "--type=merge", "-p", r#"{"spec":{"minAvailable":0}}"#,
+        "patch",
+        "pdb",
+        "keep-one",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"minAvailable":0}}"#,
     ]);
     server.must_kubectl([
-        "patch", "pdb", "keep-one", "--subresource=status", "--type=merge", "-p",
+        "patch",
+        "pdb",
+        "keep-one",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
         &status(2, 0, 1),
     ]);
     let drained = server.must_kubectl(["drain", "node-0", "--force", "--timeout=30s"]);
-    assert!(drained.contains("evicting pod default/guarded"), "{drained}");
+    assert!(
+        drained.contains("evicting pod default/guarded"),
+        "{drained}"
+    );
     assert!(drained.contains("node/node-0 drained"), "{drained}");
     let out = server.kubectl(["get", "pod", "guarded"]);
     assert!(!out.status.success(), "the evicted pod still exists");

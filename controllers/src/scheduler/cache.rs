@@ -53,7 +53,11 @@ pub fn parse_milli(q: &str) -> Option<i128> {
     let int = int.trim_start_matches(['+', '-']);
     let int_v: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
     let frac = &frac[..frac.len().min(12)];
-    let frac_v: i128 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+    let frac_v: i128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
     let frac_scale = 10i128.pow(frac.len() as u32);
     // value = (int + frac/scale) * mul_num / mul_den, rounded up like resource.Quantity.MilliValue.
     let total_num = (int_v * frac_scale + frac_v).checked_mul(mul_num)?;
@@ -79,7 +83,9 @@ pub struct Resources {
 
 impl Resources {
     /// From a `requests`/`allocatable` map.
-    pub fn from_map(m: &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Self {
+    pub fn from_map(
+        m: &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    ) -> Self {
         let mut r = Resources::default();
         for (k, q) in m {
             let Some(milli) = parse_milli(&q.0) else {
@@ -222,7 +228,10 @@ impl PodInfo {
             .affinity
             .as_ref()
             .and_then(|a| a.pod_anti_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.clone())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .clone()
+            })
             .unwrap_or_default();
         let owner = pod
             .metadata

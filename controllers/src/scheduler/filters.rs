@@ -69,13 +69,20 @@ pub fn fit_error_message(num_all: usize, statuses: &[&NodeStatus], post_filter: 
 pub fn preemption_message(num_all: usize, not_helpful: usize, no_victims: usize) -> String {
     let mut parts = Vec::new();
     if no_victims > 0 {
-        parts.push(format!("{no_victims} No preemption victims found for incoming pod"));
+        parts.push(format!(
+            "{no_victims} No preemption victims found for incoming pod"
+        ));
     }
     if not_helpful > 0 {
-        parts.push(format!("{not_helpful} Preemption is not helpful for scheduling"));
+        parts.push(format!(
+            "{not_helpful} Preemption is not helpful for scheduling"
+        ));
     }
     parts.sort();
-    format!("preemption: 0/{num_all} nodes are available: {}.", parts.join(", "))
+    format!(
+        "preemption: 0/{num_all} nodes are available: {}.",
+        parts.join(", ")
+    )
 }
 
 /// Whether a toleration tolerates a taint (upstream `Toleration.ToleratesTaint`).
@@ -141,7 +148,11 @@ fn node_requirement(r: &NodeSelectorRequirement, value: Option<&String>) -> bool
             ) else {
                 return false;
             };
-            if r.operator == "Gt" { v > bound } else { v < bound }
+            if r.operator == "Gt" {
+                v > bound
+            } else {
+                v < bound
+            }
         }
         _ => false,
     }
@@ -162,10 +173,12 @@ pub fn term_matches(term: &NodeSelectorTerm, ni: &NodeInfo) -> bool {
         .as_ref()
         .and_then(|n| n.metadata.name.clone())
         .unwrap_or_default();
-    exprs.iter().all(|r| node_requirement(r, labels.get(&r.key)))
-        && fields.iter().all(|r| {
-            r.key == "metadata.name" && node_requirement(r, Some(&name))
-        })
+    exprs
+        .iter()
+        .all(|r| node_requirement(r, labels.get(&r.key)))
+        && fields
+            .iter()
+            .all(|r| r.key == "metadata.name" && node_requirement(r, Some(&name)))
 }
 
 /// `nodeSelector` and required node affinity (upstream `NodeAffinity` Filter).
@@ -184,7 +197,10 @@ pub fn matches_node_affinity(pod: &Pod, ni: &NodeInfo) -> bool {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
     match required {
         Some(r) => r.node_selector_terms.iter().any(|t| term_matches(t, ni)),
         None => true,
@@ -194,13 +210,13 @@ pub fn matches_node_affinity(pod: &Pod, ni: &NodeInfo) -> bool {
 /// Whether an affinity term selects a pod (namespaces: the listed ones, the owner's when none;
 /// `namespaceSelector: {}` means all namespaces).
 pub fn term_selects(term: &PodAffinityTerm, owner_ns: &str, other: &PodInfo) -> bool {
-    let all_ns = term
-        .namespace_selector
-        .as_ref()
-        .is_some_and(|s| s.match_labels.as_ref().is_none_or(|m| m.is_empty()) && s.match_expressions.as_ref().is_none_or(|m| m.is_empty()));
+    let all_ns = term.namespace_selector.as_ref().is_some_and(|s| {
+        s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+            && s.match_expressions.as_ref().is_none_or(|m| m.is_empty())
+    });
     let ns_ok = all_ns
         || match term.namespaces.as_deref() {
-            Some(list) if !list.is_empty() => list.iter().any(|n| *n == other.namespace),
+            Some(list) if !list.is_empty() => list.contains(&other.namespace),
             _ => other.namespace == owner_ns,
         };
     ns_ok
@@ -261,7 +277,8 @@ impl CycleState {
                 }
                 if c.node_taints_policy.as_deref() == Some("Honor")
                     && ni.taints().iter().any(|t| {
-                        matches!(t.effect.as_str(), "NoSchedule" | "NoExecute") && !tolerated(pod, t)
+                        matches!(t.effect.as_str(), "NoSchedule" | "NoExecute")
+                            && !tolerated(pod, t)
                     })
                 {
                     continue;
@@ -284,7 +301,10 @@ impl CycleState {
         let aff = spec.and_then(|s| s.affinity.as_ref());
         let req_aff = aff
             .and_then(|a| a.pod_affinity.as_ref())
-            .and_then(|a| a.required_during_scheduling_ignored_during_execution.clone())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .clone()
+            })
             .unwrap_or_default();
         let req_anti = pi.required_anti_affinity.clone();
         let mut any_match_all = req_aff.is_empty();
@@ -415,13 +435,18 @@ pub fn filter(pi: &PodInfo, st: &CycleState, ni: &NodeInfo) -> Option<NodeStatus
             ..Default::default()
         };
         if !tolerated(pod, &taint) {
-            return Some(NodeStatus::one(Code::Unresolvable, "node(s) were unschedulable"));
+            return Some(NodeStatus::one(
+                Code::Unresolvable,
+                "node(s) were unschedulable",
+            ));
         }
     }
     // TaintToleration
-    if let Some(t) = ni.taints().iter().find(|t| {
-        matches!(t.effect.as_str(), "NoSchedule" | "NoExecute") && !tolerated(pod, t)
-    }) {
+    if let Some(t) = ni
+        .taints()
+        .iter()
+        .find(|t| matches!(t.effect.as_str(), "NoSchedule" | "NoExecute") && !tolerated(pod, t))
+    {
         return Some(NodeStatus::one(
             Code::Unresolvable,
             format!(
@@ -488,15 +513,15 @@ pub fn filter(pi: &PodInfo, st: &CycleState, ni: &NodeInfo) -> Option<NodeStatus
         }
     }
     if !st.affinity.is_empty() {
-        let ok = st.affinity.iter().all(|(t, m)| {
-            topo_value(ni, &t.topology_key).is_some_and(|v| m.contains_key(v))
-        });
+        let ok = st
+            .affinity
+            .iter()
+            .all(|(t, m)| topo_value(ni, &t.topology_key).is_some_and(|v| m.contains_key(v)));
         // The first pod of a group that selects itself may go anywhere with the topology key.
         let self_ok = !st.affinity_any_match
-            && st
-                .affinity
-                .iter()
-                .all(|(t, _)| term_selects(t, &pi.namespace, pi) && topo_value(ni, &t.topology_key).is_some());
+            && st.affinity.iter().all(|(t, _)| {
+                term_selects(t, &pi.namespace, pi) && topo_value(ni, &t.topology_key).is_some()
+            });
         if !ok && !self_ok {
             return Some(NodeStatus::one(
                 Code::Unresolvable,

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::Client;
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -54,8 +54,14 @@ pub enum Phase {
 /// The outcome of a binding, reported back to the loop.
 #[derive(Debug)]
 enum BindResult {
-    Bound { key: String },
-    Failed { key: String, uid: String, conflict: bool },
+    Bound {
+        key: String,
+    },
+    Failed {
+        key: String,
+        uid: String,
+        conflict: bool,
+    },
 }
 
 /// The scheduler's state, owned by one task.
@@ -162,7 +168,9 @@ impl Scheduler {
             }
             let now = Instant::now();
             let next = self.queue.flush(now);
-            next_flush = next.unwrap_or(now + Duration::from_secs(1)).min(now + Duration::from_secs(1));
+            next_flush = next
+                .unwrap_or(now + Duration::from_secs(1))
+                .min(now + Duration::from_secs(1));
         }
     }
 
@@ -181,7 +189,9 @@ impl Scheduler {
                     .cache
                     .pod_node
                     .keys()
-                    .filter(|u| !self.pods_seen.contains(*u) && !self.cache.assumed.contains_key(*u))
+                    .filter(|u| {
+                        !self.pods_seen.contains(*u) && !self.cache.assumed.contains_key(*u)
+                    })
                     .cloned()
                     .collect();
                 for uid in stale {
@@ -218,7 +228,8 @@ impl Scheduler {
                         self.queue.move_all_unschedulable(Instant::now());
                     }
                 } else {
-                    self.cache.add_pod(&node, Arc::new(PodInfo::new(Arc::new(p))));
+                    self.cache
+                        .add_pod(&node, Arc::new(PodInfo::new(Arc::new(p))));
                 }
             }
             None if p.metadata.deletion_timestamp.is_none() && ours(&p) && !is_terminal(&p) => {
@@ -297,7 +308,12 @@ impl Scheduler {
         let num_all = self.cache.node_count();
         if num_all == 0 {
             self.queue.requeue(&key, true, Instant::now());
-            self.record_failure(&pod, "SchedulerError", "no nodes available to schedule pods".into(), None);
+            self.record_failure(
+                &pod,
+                "SchedulerError",
+                "no nodes available to schedule pods".into(),
+                None,
+            );
             return true;
         }
         let st = CycleState::new(&pi, &self.cache);
@@ -372,10 +388,20 @@ impl Scheduler {
                 Ok(_) => {
                     let _ = tx.send(BindResult::Bound { key });
                     let note = format!("Successfully assigned {ns}/{name} to {node}");
-                    record_event(&client, &instance, &pod, "Normal", "Scheduled", "Binding", &note).await;
+                    record_event(
+                        &client,
+                        &instance,
+                        &pod,
+                        "Normal",
+                        "Scheduled",
+                        "Binding",
+                        &note,
+                    )
+                    .await;
                 }
                 Err(e) => {
-                    let conflict = matches!(&e, kube::Error::Api(s) if s.code == 409 || s.code == 404);
+                    let conflict =
+                        matches!(&e, kube::Error::Api(s) if s.code == 409 || s.code == 404);
                     tracing::debug!(pod = %key, error = %e, "binding failed");
                     let _ = tx.send(BindResult::Failed { key, uid, conflict });
                 }
@@ -410,7 +436,16 @@ impl Scheduler {
                 if let Err(e) = api.delete(&name, &DeleteParams::default()).await {
                     tracing::debug!(pod = %name, error = %e, "preemption delete");
                 }
-                record_event(&client, &instance, &victim, "Normal", "Preempted", "Preempting", &note).await;
+                record_event(
+                    &client,
+                    &instance,
+                    &victim,
+                    "Normal",
+                    "Preempted",
+                    "Preempting",
+                    &note,
+                )
+                .await;
             });
         }
     }
@@ -435,8 +470,8 @@ impl Scheduler {
                     && c.reason.as_deref() == Some(reason.as_str())
                     && c.message.as_deref() == Some(msg.as_str())
             });
-            let nominated_same = nominate.is_none()
-                || status.nominated_node_name.as_deref() == nominate.as_deref();
+            let nominated_same =
+                nominate.is_none() || status.nominated_node_name.as_deref() == nominate.as_deref();
             if !same || !nominated_same {
                 let ltt = match prev {
                     Some(c) if c.status == "False" => c
@@ -461,7 +496,16 @@ impl Scheduler {
                     tracing::debug!(pod = %name, error = %e, "pod condition update");
                 }
             }
-            record_event(&client, &instance, &pod, "Warning", "FailedScheduling", "Scheduling", &msg).await;
+            record_event(
+                &client,
+                &instance,
+                &pod,
+                "Warning",
+                "FailedScheduling",
+                "Scheduling",
+                &msg,
+            )
+            .await;
         });
     }
 }

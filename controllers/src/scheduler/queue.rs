@@ -86,7 +86,8 @@ impl Queue {
                 }
             }
             None => {
-                self.active.insert((Reverse(priority(&pod)), seq, key.clone()));
+                self.active
+                    .insert((Reverse(priority(&pod)), seq, key.clone()));
                 self.entries.insert(
                     key,
                     Entry {
@@ -209,12 +210,13 @@ mod tests {
     use super::*;
 
     fn pod(prio: i32) -> Arc<Pod> {
-        let mut p = Pod::default();
-        p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
-            priority: Some(prio),
+        Arc::new(Pod {
+            spec: Some(k8s_openapi::api::core::v1::PodSpec {
+                priority: Some(prio),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
-        Arc::new(p)
+        })
     }
 
     #[test]

@@ -65,7 +65,10 @@ fn raw_scores(pi: &PodInfo, ni: &NodeInfo) -> (i64, i64, i64, i64) {
     let node_pref: i64 = spec
         .and_then(|s| s.affinity.as_ref())
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|a| {
+            a.preferred_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .map(|terms| {
             terms
                 .iter()
@@ -79,13 +82,18 @@ fn raw_scores(pi: &PodInfo, ni: &NodeInfo) -> (i64, i64, i64, i64) {
     let mut pod_pref = 0i64;
     for (terms, sign) in [
         (
-            aff.and_then(|a| a.pod_affinity.as_ref())
-                .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+            aff.and_then(|a| a.pod_affinity.as_ref()).and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
             1,
         ),
         (
             aff.and_then(|a| a.pod_anti_affinity.as_ref())
-                .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
+                .and_then(|a| {
+                    a.preferred_during_scheduling_ignored_during_execution
+                        .as_ref()
+                }),
             -1,
         ),
     ] {
@@ -116,12 +124,12 @@ fn normalize(raw: &[i64], reverse: bool) -> Vec<i64> {
     let min = raw.iter().copied().min().unwrap_or(0);
     raw.iter()
         .map(|&v| {
-            let s = if max == min {
-                if reverse || max == 0 { MAX_NODE_SCORE } else { MAX_NODE_SCORE }
-            } else {
-                (v - min) * MAX_NODE_SCORE / (max - min)
-            };
-            if reverse && max != min { MAX_NODE_SCORE - s } else { s }
+            if max == min {
+                // Every node is the same for this plugin.
+                return MAX_NODE_SCORE;
+            }
+            let s = (v - min) * MAX_NODE_SCORE / (max - min);
+            if reverse { MAX_NODE_SCORE - s } else { s }
         })
         .collect()
 }

@@ -104,9 +104,7 @@ fn assign(
     if !annotations.is_empty()
         && let Some(m) = pod.get_mut("metadata").and_then(Value::as_object_mut)
     {
-        let anns = m
-            .entry("annotations")
-            .or_insert_with(|| json!({}));
+        let anns = m.entry("annotations").or_insert_with(|| json!({}));
         if let Some(anns) = anns.as_object_mut() {
             for (k, v) in annotations {
                 anns.insert(k.clone(), v.clone());
@@ -119,9 +117,7 @@ fn assign(
         .as_object_mut()
         .map(|o| o.entry("status").or_insert_with(|| json!({})));
     if let Some(Value::Object(status)) = status {
-        let conds = status
-            .entry("conditions")
-            .or_insert_with(|| json!([]));
+        let conds = status.entry("conditions").or_insert_with(|| json!([]));
         if let Value::Array(conds) = conds {
             let mut cond = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null,
                                    "lastTransitionTime": now_rfc3339()});
@@ -195,7 +191,10 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
             .await?;
         let current = kv.mod_revision.to_string();
         if current != want_rv {
-            return Err(conflict(name, AssignError::ResourceVersion(want_rv, current)));
+            return Err(conflict(
+                name,
+                AssignError::ResourceVersion(want_rv, current),
+            ));
         }
     }
     let mut refused: Option<AssignError> = None;

@@ -155,7 +155,11 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let st = |k: &str| pdb.pointer(&format!("/status/{k}")).and_then(Value::as_i64).unwrap_or(0);
+        let st = |k: &str| {
+            pdb.pointer(&format!("/status/{k}"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+        };
         let generation = pdb
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -200,7 +204,14 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
         }
         updated["status"]["disruptedPods"][name.as_str()] = json!(now_rfc3339());
         match store
-            .update(&pdb_h, ns, &pdb_name, updated, UpdateTarget::Status, opts.dry_run)
+            .update(
+                &pdb_h,
+                ns,
+                &pdb_name,
+                updated,
+                UpdateTarget::Status,
+                opts.dry_run,
+            )
             .await
         {
             Ok(_) => return delete(scope, &opts).await,
