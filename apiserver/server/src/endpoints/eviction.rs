@@ -14,7 +14,9 @@ use super::{Scope, json_response, read_body};
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate;
 use crate::registry::codec;
-use crate::registry::store::{DeleteOptions, ListOptions, Propagation, UpdateTarget, now_rfc3339};
+use crate::registry::store::{
+    DeleteOptions, ListOptions, Propagation, UpdateTarget, WriteOptions, now_rfc3339,
+};
 
 /// Upstream's message when a budget forbids the eviction.
 const VIOLATES_PDB: &str = "Cannot evict pod as it would violate the pod's disruption budget.";
@@ -160,10 +162,6 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
                 .and_then(Value::as_i64)
                 .unwrap_or(0)
         };
-        let generation = pdb
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
         // Unready pods may go while the budget is healthy (unhealthyPodEvictionPolicy).
         let policy = pdb
             .pointer("/spec/unhealthyPodEvictionPolicy")
@@ -175,45 +173,36 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
         {
             return delete(scope, &opts).await;
         }
-        if st("observedGeneration") < generation {
-            return Err(too_many(format!(
-                "The disruption budget {pdb_name} is still being processed by the server."
-            )));
-        }
-        let allowed = st("disruptionsAllowed");
-        if allowed < 0 {
-            return Err(Status::forbidden(
-                "policy",
-                "poddisruptionbudget",
-                &pdb_name,
-                "pdb disruptions allowed is negative",
-            )
-            .into());
-        }
-        if allowed == 0 {
-            return Err(too_many(format!(
-                "The disruption budget {pdb_name} needs {} healthy pods and has {} currently",
-                st("desiredHealthy"),
-                st("currentHealthy")
-            )));
-        }
-        let mut updated = pdb.clone();
-        updated["status"]["disruptionsAllowed"] = json!(allowed - 1);
-        if updated["status"]["disruptedPods"].as_object().is_none() {
-            updated["status"]["disruptedPods"] = json!({});
-        }
-        updated["status"]["disruptedPods"][name.as_str()] = json!(now_rfc3339());
-        match store
+        // The budget is checked and decremented inside one guaranteed update of its status,
+        // so concurrent evictions cannot both take the last allowed disruption.
+        let opts_w = WriteOptions {
+            dry_run: opts.dry_run,
+            subresource: UpdateTarget::Status,
+            user: scope.user.clone(),
+            ..WriteOptions::default()
+        };
+        let pod_name = name.clone();
+        let pdb_for_msg = pdb_name.clone();
+        let r = store
             .update(
                 &pdb_h,
                 ns,
                 &pdb_name,
-                updated,
-                UpdateTarget::Status,
-                opts.dry_run,
+                |cur: Option<&Value>| {
+                    let Some(cur) = cur else {
+                        return Err(Status::not_found(
+                            "policy",
+                            "poddisruptionbudgets",
+                            &pdb_for_msg,
+                        )
+                        .into());
+                    };
+                    take_disruption(cur, &pdb_for_msg, &pod_name)
+                },
+                &opts_w,
             )
-            .await
-        {
+            .await;
+        match r {
             Ok(_) => return delete(scope, &opts).await,
             Err(e) if e.to_status().is_conflict() => continue,
             Err(e) => return Err(e),
@@ -224,6 +213,49 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
         1,
     )
     .into())
+}
+
+/// Upstream `checkAndDecrement`: the budget's status with one disruption taken for `pod`, or
+/// the error that forbids it.
+fn take_disruption(pdb: &Value, pdb_name: &str, pod: &str) -> ApiResult<Value> {
+    let st = |k: &str| {
+        pdb.pointer(&format!("/status/{k}"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    let generation = pdb
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if st("observedGeneration") < generation {
+        return Err(too_many(format!(
+            "The disruption budget {pdb_name} is still being processed by the server."
+        )));
+    }
+    let allowed = st("disruptionsAllowed");
+    if allowed < 0 {
+        return Err(Status::forbidden(
+            "policy",
+            "poddisruptionbudget",
+            pdb_name,
+            "pdb disruptions allowed is negative",
+        )
+        .into());
+    }
+    if allowed == 0 {
+        return Err(too_many(format!(
+            "The disruption budget {pdb_name} needs {} healthy pods and has {} currently",
+            st("desiredHealthy"),
+            st("currentHealthy")
+        )));
+    }
+    let mut updated = pdb.clone();
+    updated["status"]["disruptionsAllowed"] = json!(allowed - 1);
+    if updated["status"]["disruptedPods"].as_object().is_none() {
+        updated["status"]["disruptedPods"] = json!({});
+    }
+    updated["status"]["disruptedPods"][pod] = json!(now_rfc3339());
+    Ok(updated)
 }
 
 async fn delete(scope: &Scope, opts: &DeleteOptions) -> ApiResult<Response> {
