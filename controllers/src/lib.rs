@@ -8,6 +8,7 @@
 pub mod discovery;
 pub mod gc;
 pub mod namespace;
+pub mod scheduler;
 
 use std::path::PathBuf;
 
@@ -36,8 +37,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             None => kube::Config::infer().await?,
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // The standalone process also runs the scheduler (with the same identity); `ferrokube
+        // server` starts it separately as system:kube-scheduler.
+        let sched_client = kube::Client::try_from(config.clone())?;
         tokio::select! {
             r = run_with_config(config) => r,
+            r = scheduler::run(sched_client) => r.context("scheduler"),
             _ = term.recv() => Ok(()),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
@@ -49,6 +54,14 @@ pub async fn run_with_kubeconfig(yaml: &str) -> anyhow::Result<()> {
     let kc = Kubeconfig::from_yaml(yaml).context("parsing the controller kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     run_with_config(config).await
+}
+
+/// Runs the scheduler in the caller's runtime from a kubeconfig document (in-process start as
+/// system:kube-scheduler).
+pub async fn run_scheduler_with_kubeconfig(yaml: &str) -> anyhow::Result<()> {
+    let kc = Kubeconfig::from_yaml(yaml).context("parsing the scheduler kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    scheduler::run(kube::Client::try_from(config)?).await
 }
 
 /// Runs every controller with one client; returns when one of them fails for good.

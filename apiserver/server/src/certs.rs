@@ -290,6 +290,18 @@ pub fn component_kubeconfig(
     file: &str,
     cn: &str,
 ) -> Result<String, CertError> {
+    user_kubeconfig(opts, dir, file, cn, None)
+}
+
+/// [`component_kubeconfig`] with an organization (group), e.g. CN=`system:node:<name>`,
+/// O=`system:nodes` for node agents (upstream `kubeadm kubeconfig user --org`).
+pub fn user_kubeconfig(
+    opts: &ServerOptions,
+    dir: &Path,
+    file: &str,
+    cn: &str,
+    org: Option<&str>,
+) -> Result<String, CertError> {
     let pki_dir = dir.join("pki");
     if let Some(f) = &opts.client_ca_file {
         return Err(CertError::Empty(f.clone()));
@@ -297,7 +309,7 @@ pub fn component_kubeconfig(
     let ca_cert_pem = read(&pki_dir.join("ca.crt"))?;
     let ca_key = KeyPair::from_pem(&read(&pki_dir.join("ca.key"))?)?;
     let issuer = Issuer::new(ca_params(), ca_key);
-    let (cert_pem, key_pem) = client_cert(&pki_dir, file, cn, None, &issuer)?;
+    let (cert_pem, key_pem) = client_cert(&pki_dir, file, cn, org, &issuer)?;
     let server_ca_pem = match &opts.tls_cert_file {
         Some(f) => last_pem_block(&read(f)?).unwrap_or_else(|| ca_cert_pem.clone()),
         None => ca_cert_pem,

@@ -15,7 +15,9 @@
 //! patches refused, apply field validation, concurrent patches, generateName), `abuse_parsers`
 //! (hostile bodies and query parameters: patch/YAML/protobuf bombs, huge selectors; the server
 //! stays up and small), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create`
-//! chart).
+//! chart), `nodes` (simulated nodes: registration, leases, pod lifecycle as the
+//! kubelet reports it), `scheduler` (placement, Unschedulable messages, cordon, binding,
+//! preemption, drain).
 
 mod abuse_parsers;
 mod defaults;
@@ -27,8 +29,10 @@ mod helm;
 mod kube_rs;
 mod kubectl_crud;
 mod kubectl_list;
+mod nodes;
 mod patch;
 mod snapshot;
+mod scheduler;
 mod ssa;
 mod util;
 mod validation;

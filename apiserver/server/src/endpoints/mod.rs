@@ -2,8 +2,10 @@
 //! linear pipeline: negotiate → read and decode the body → generic store → encode the response.
 
 mod apply;
+mod binding;
 mod create;
 mod delete;
+mod eviction;
 mod field_validation;
 mod get;
 mod list;
@@ -382,6 +384,8 @@ async fn dispatch(scope: Scope, body: Body, sub: &str, verb: &str) -> ApiResult<
         ("", "delete") => delete::delete(&scope, body).await,
         ("", "deletecollection") => delete::delete_collection(&scope, body).await,
         ("finalize", "update") => delete::finalize(&scope, body).await,
+        ("binding", "create") => binding::create(&scope, body).await,
+        ("eviction", "create") => eviction::create(&scope, body).await,
         _ => Err(ApiError::from(Status::method_not_supported(
             handle.info.group,
             &format!("{}/{sub}", handle.info.plural),
