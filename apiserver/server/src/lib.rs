@@ -9,6 +9,7 @@
 //! This crate must not reach storage except through the registry (DESIGN invariant 3), and it
 //! maps every error to a `Status` in one place ([`error`]).
 
+pub mod auth;
 pub mod certs;
 pub mod discovery;
 pub mod endpoints;
@@ -36,18 +37,21 @@ use serde_json::json;
 use crate::registry::Registry;
 use crate::registry::store::GenericStore;
 
-/// The identity a request authenticated as.
-#[derive(Clone, Debug, Default)]
+/// The identity a request authenticated as (upstream `user.Info`).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct UserInfo {
     pub username: String,
     pub uid: String,
     pub groups: Vec<String>,
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Shared state of a running API server.
 pub struct AppState {
     pub registry: Registry,
     pub store: GenericStore,
+    /// Authenticators, authorizers and the RBAC index.
+    pub auth: auth::Auth,
     /// The embedded backend, for its metrics.
     pub embedded: Arc<EmbeddedStore>,
     pub metrics: metrics::Metrics,
@@ -121,9 +125,11 @@ pub async fn run_with_hook(
     .context("starting the watch cache")?;
 
     let builtins = resources::builtin_resources();
+    let auth = auth::Auth::new(&opts, &dir, &pki.client_ca_pem).context("configuring authentication and authorization")?;
     let state = Arc::new(AppState {
         registry: Registry::new(builtins),
         store: GenericStore { storage, cache },
+        auth,
         embedded,
         metrics: metrics::Metrics::default(),
         discovery: discovery::DiscoveryDocs::new(builtins),
@@ -133,6 +139,7 @@ pub async fn run_with_hook(
         started,
     });
     ensure_default_namespaces(&state).await?;
+    auth::start(&state).await?;
     state.ready.store(true, Ordering::Release);
     openapi::build_in_background(state.clone());
     // The schema table unknown-field detection walks (built once, off the request path).

@@ -141,6 +141,7 @@ pub async fn apply(scope: &Scope, body: Body) -> ApiResult<Response> {
             .is_some_and(|s| !s.is_empty());
         let mut new = managedfields::apply(live.as_ref(), config.clone(), &t, &req)
             .map_err(|c| ApiError::from(c.to_status()))?;
+        crate::auth::escalation::check(scope, &new).await?;
         if live.is_none() {
             if pinned {
                 return Err(Status::not_found(info.group, info.plural, name).into());

@@ -13,9 +13,10 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
     let (obj, warnings) =
         super::field_validation::read_object(scope, body, "CreateOptions").await?;
     if scope.handle.info.virtual_only {
-        let out = crate::registry::reviews::review(&scope.handle, obj, &scope.user)?;
+        let out = crate::registry::reviews::review(scope, obj).await?;
         return scope.object_response(StatusCode::CREATED, &out);
     }
+    crate::auth::escalation::check(scope, &obj).await?;
     let created = scope
         .state
         .store

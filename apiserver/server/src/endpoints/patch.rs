@@ -155,6 +155,7 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
             .unwrap_or("")
             .to_string();
         let pinned_by_client = patched_rv != current.mod_revision.to_string();
+        crate::auth::escalation::check(scope, &doc).await?;
         match scope
             .state
             .store

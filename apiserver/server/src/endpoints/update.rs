@@ -16,6 +16,7 @@ pub async fn update(scope: &Scope, body: Body) -> ApiResult<Response> {
     let (obj, warnings) =
         super::field_validation::read_object(scope, body, "UpdateOptions").await?;
     check_name(scope, &obj)?;
+    crate::auth::escalation::check(scope, &obj).await?;
     let target = if scope.info.subresource == "status" {
         UpdateTarget::Status
     } else {
