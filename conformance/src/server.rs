@@ -75,6 +75,8 @@ pub struct TestServer {
     data_dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// Extra `server` flags (e.g. `--authorization-mode=ABAC`).
+    extra_args: Vec<String>,
 }
 
 impl TestServer {
@@ -89,6 +91,19 @@ impl TestServer {
 
     /// Starts a server on a fresh data directory and waits until it is ready.
     pub fn try_start() -> Result<TestServer, HarnessError> {
+        Self::try_start_with(&[])
+    }
+
+    /// Starts a server with extra `server` flags; panics with the server log on failure.
+    pub fn start_with(args: &[&str]) -> TestServer {
+        match Self::try_start_with(args) {
+            Ok(server) => server,
+            Err(e) => panic!("TestServer::start_with({args:?}) failed: {e}"),
+        }
+    }
+
+    /// Starts a server with extra `server` flags and waits until it is ready.
+    pub fn try_start_with(args: &[&str]) -> Result<TestServer, HarnessError> {
         ensure_kubectl_version();
         let bin = crate::ferrokube_bin();
         if !bin.is_file() {
@@ -103,6 +118,7 @@ impl TestServer {
                 data_dir,
                 port: free_port(),
                 child: None,
+                extra_args: args.iter().map(|a| a.to_string()).collect(),
             };
             match server.spawn_and_wait() {
                 Ok(()) => return Ok(server),
@@ -348,6 +364,7 @@ impl TestServer {
             .arg(self.port.to_string())
             .arg("--bind-address")
             .arg("127.0.0.1")
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);

@@ -11,8 +11,12 @@
 //! directives, client-side apply three-way merges, `kubectl edit`), `validation` (invalid
 //! manifests rejected with upstream's field paths, immutable fields), `versions` (HPA and Event
 //! served at two versions over one storage version), `ssa` (server-side apply, conflicts,
-//! managedFields), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create` chart).
+//! managedFields), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create` chart),
+//! `auth` and `auth_webhook` (authentication, impersonation, RBAC/ABAC/webhook authorization,
+//! CSR signing, service-account tokens, component identities).
 
+mod auth;
+mod auth_webhook;
 mod defaults;
 mod deletion;
 mod discovery;

@@ -7,6 +7,7 @@
 //! in count and time and talks to loopback only. `--patch` runs only the update-vs-strategic-merge
 //! patch comparison (`patch_bench.rs`).
 
+mod auth_bench;
 mod patch_bench;
 
 use std::path::{Path, PathBuf};
@@ -277,6 +278,11 @@ async fn main() -> Result<()> {
         let result = patch_bench::run(&tmp, scale).await;
         let _ = std::fs::remove_dir_all(&tmp);
         return result;
+    }
+    if args.iter().any(|a| a == "--auth") {
+        let r = auth_bench::run(&tmp, opts.quick).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
     }
     if args.iter().any(|a| a == "--ssa") {
         let r = ssa::run(&tmp, opts.quick).await;

@@ -75,6 +75,28 @@ impl CaSigner {
     }
 }
 
+/// On create, a CSR records who asked (upstream `csrStrategy.PrepareForCreate`: spec.username,
+/// uid, groups and extra come from the requester, never from the body). Other resources pass.
+pub fn prepare_create(scope: &Scope, obj: &mut Value) {
+    let info = &scope.handle.info;
+    if info.group != "certificates.k8s.io" || info.plural != "certificatesigningrequests" {
+        return;
+    }
+    let u = &scope.user;
+    if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("username".into(), json!(u.username));
+        spec.insert("groups".into(), json!(u.groups));
+        match u.uid.as_str() {
+            "" => spec.remove("uid"),
+            uid => spec.insert("uid".into(), json!(uid)),
+        };
+        match u.extra.is_empty() {
+            true => spec.remove("extra"),
+            false => spec.insert("extra".into(), json!(u.extra)),
+        };
+    }
+}
+
 fn conditions(obj: &Value) -> impl Iterator<Item = &Value> {
     obj.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten()
 }

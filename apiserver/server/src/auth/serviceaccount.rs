@@ -152,21 +152,7 @@ impl ServiceAccountAuth {
         if legacy {
             return self.legacy(state, token, &claims).await.map(Some);
         }
-        let exp = claims.get("exp").and_then(Value::as_i64).ok_or(bad("no exp claim"))?;
-        if now >= exp {
-            return Err(bad("token has expired"));
-        }
-        if claims.get("nbf").and_then(Value::as_i64).is_some_and(|nbf| now < nbf) {
-            return Err(bad("token not valid yet"));
-        }
-        let auds: Vec<&str> = match claims.get("aud") {
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        };
-        if !auds.iter().any(|a| self.audiences.iter().any(|x| x == a)) {
-            return Err(bad("token audiences are invalid for the target audiences"));
-        }
+        check_time_and_audience(&claims, now, &self.audiences)?;
         let k = claims.get("kubernetes.io").ok_or(bad("no kubernetes.io claim"))?;
         let s = |p: &str| k.pointer(p).and_then(Value::as_str).unwrap_or("");
         let (ns, sa_name, sa_uid) = (s("/namespace"), s("/serviceaccount/name"), s("/serviceaccount/uid"));
@@ -242,6 +228,27 @@ impl ServiceAccountAuth {
         }
         Ok(sa_user(ns, name, uid))
     }
+}
+
+/// `exp`, `nbf` and `aud` of a bound token at `now` (unix seconds).
+pub fn check_time_and_audience(claims: &Value, now: i64, audiences: &[String]) -> Result<(), SaTokenError> {
+    let bad = |m: &str| SaTokenError::Claims(m.to_string());
+    let exp = claims.get("exp").and_then(Value::as_i64).ok_or(bad("no exp claim"))?;
+    if now >= exp {
+        return Err(bad("token has expired"));
+    }
+    if claims.get("nbf").and_then(Value::as_i64).is_some_and(|nbf| now < nbf) {
+        return Err(bad("token not valid yet"));
+    }
+    let auds: Vec<&str> = match claims.get("aud") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if !auds.iter().any(|a| audiences.iter().any(|x| x == a)) {
+        return Err(bad("token audiences are invalid for the target audiences"));
+    }
+    Ok(())
 }
 
 /// The user of a service account (upstream `serviceaccount.UserInfo`).
@@ -380,6 +387,18 @@ pub async fn token_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bound_tokens_expire_and_need_an_api_audience() {
+        let auds = vec!["https://kubernetes.default.svc.cluster.local".to_string()];
+        let c = json!({"exp": 1600, "iat": 1000, "nbf": 1000, "aud": auds});
+        assert!(check_time_and_audience(&c, 1000, &auds).is_ok());
+        assert!(check_time_and_audience(&c, 1599, &auds).is_ok());
+        assert!(check_time_and_audience(&c, 1600, &auds).is_err(), "expired at exp");
+        assert!(check_time_and_audience(&c, 999, &auds).is_err(), "not before nbf");
+        assert!(check_time_and_audience(&c, 1000, &["other".to_string()]).is_err());
+        assert!(check_time_and_audience(&json!({"aud": auds}), 1000, &auds).is_err(), "no exp");
+    }
 
     #[test]
     fn oidc_documents() {

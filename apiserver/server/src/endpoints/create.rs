@@ -10,12 +10,13 @@ use crate::error::ApiResult;
 /// Handles create.
 pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
     let dry_run = scope.query.dry_run()?;
-    let (obj, warnings) =
+    let (mut obj, warnings) =
         super::field_validation::read_object(scope, body, "CreateOptions").await?;
     if scope.handle.info.virtual_only {
         let out = crate::registry::reviews::review(scope, obj).await?;
         return scope.object_response(StatusCode::CREATED, &out);
     }
+    crate::auth::csr::prepare_create(scope, &mut obj);
     crate::auth::escalation::check(scope, &obj).await?;
     let created = scope
         .state
