@@ -134,7 +134,9 @@ async fn call(ep: &Endpoint, body: &Value) -> anyhow::Result<Value> {
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
         tokio::spawn(conn);
-        let mut req = http::Request::post(ep.url.clone())
+        // HTTP/1.1 origin-form: the path, not the absolute URL.
+        let path = ep.url.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let mut req = http::Request::post(path)
             .header(http::header::HOST, format!("{host}:{port}"))
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json");
