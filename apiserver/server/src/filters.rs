@@ -90,7 +90,11 @@ async fn request_info(mut req: Request, next: Next) -> Response {
 
 /// Authentication: the union of authenticators (`auth::authn`). Credentials that fail give
 /// 401; no credentials at all give `system:anonymous` when `--anonymous-auth` allows it.
-async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let peer = req
         .extensions()
         .get::<PeerIdentity>()
@@ -135,7 +139,9 @@ async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next)
         req.extensions().get::<UserInfo>(),
         req.extensions().get::<RequestInfo>(),
     ) else {
-        return status_response(&Status::internal_error("request is missing user or request info"));
+        return status_response(&Status::internal_error(
+            "request is missing user or request info",
+        ));
     };
     let attrs = Attributes::from_request(user, info);
     let verdict = state.auth.authz.authorize(&attrs).await;

@@ -125,7 +125,8 @@ pub async fn run_with_hook(
     .context("starting the watch cache")?;
 
     let builtins = resources::builtin_resources();
-    let auth = auth::Auth::new(&opts, &dir, &pki.client_ca_pem).context("configuring authentication and authorization")?;
+    let auth = auth::Auth::new(&opts, &dir, &pki.client_ca_pem)
+        .context("configuring authentication and authorization")?;
     let state = Arc::new(AppState {
         registry: Registry::new(builtins),
         store: GenericStore { storage, cache },

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use ferrokube_conformance::{TestServer, workspace_root};
 
-use crate::auth::{assert_bob_reads_lfs158_only, kc, must_run, scratch, seed_lfs158, token_kubeconfig};
+use crate::auth::{
+    assert_bob_reads_lfs158_only, kc, must_run, scratch, seed_lfs158, token_kubeconfig,
+};
 use crate::util::json;
 
 /// The Python webhook process, killed on drop.
@@ -29,10 +31,67 @@ impl Drop for Webhook {
 /// A CA and a serving certificate for 127.0.0.1 (webpki wants a CA-signed leaf).
 fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let p = |n: &str| dir.join(n).to_str().expect("path").to_string();
-    must_run("openssl", &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &p("ca.key"), "-out", &p("ca.crt"), "-days", "1", "-subj", "/CN=webhook-ca"]);
-    must_run("openssl", &["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", &p("srv.key"), "-out", &p("srv.csr"), "-subj", "/CN=127.0.0.1"]);
-    std::fs::write(dir.join("srv.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").expect("ext");
-    must_run("openssl", &["x509", "-req", "-in", &p("srv.csr"), "-CA", &p("ca.crt"), "-CAkey", &p("ca.key"), "-CAcreateserial", "-CAserial", &p("ca.srl"), "-days", "1", "-extfile", &p("srv.ext"), "-out", &p("srv.crt")]);
+    must_run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.crt"),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=webhook-ca",
+        ],
+    );
+    must_run(
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &p("srv.key"),
+            "-out",
+            &p("srv.csr"),
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("srv.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    must_run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &p("srv.csr"),
+            "-CA",
+            &p("ca.crt"),
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-CAserial",
+            &p("ca.srl"),
+            "-days",
+            "1",
+            "-extfile",
+            &p("srv.ext"),
+            "-out",
+            &p("srv.crt"),
+        ],
+    );
     (dir.join("ca.crt"), dir.join("srv.crt"), dir.join("srv.key"))
 }
 
@@ -40,21 +99,27 @@ fn start_webhook(dir: &Path, mode: &str) -> Webhook {
     let (ca, crt, key) = tls_files(dir);
     let port_file = dir.join(format!("port-{mode}"));
     let script = workspace_root().join("conformance/fixtures/auth_webhook.py");
-    let child = Command::new("python3")
-        .arg(script)
-        .arg(&crt)
-        .arg(&key)
-        .arg(&port_file)
-        .arg(mode)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the webhook");
+    // Wrapped in `Webhook` at once, so it is killed and reaped on drop (also on panic).
+    let mut w = Webhook {
+        child: Command::new("python3")
+            .arg(script)
+            .arg(&crt)
+            .arg(&key)
+            .arg(&port_file)
+            .arg(mode)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the webhook"),
+        port: 0,
+        ca,
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(p) = std::fs::read_to_string(&port_file) {
-            return Webhook { child, port: p.trim().parse().expect("port"), ca };
+            w.port = p.trim().parse().expect("port");
+            return w;
         }
         assert!(Instant::now() < deadline, "webhook did not start");
         std::thread::sleep(Duration::from_millis(50));
@@ -101,15 +166,23 @@ fn webhook_authorizer_pod_reader_scenario_and_token_webhook() {
     let sar = log
         .lines()
         .map(json)
-        .find(|r| r["kind"] == "SubjectAccessReview" && r["spec"]["resourceAttributes"]["namespace"] == "lfs158")
+        .find(|r| {
+            r["kind"] == "SubjectAccessReview"
+                && r["spec"]["resourceAttributes"]["namespace"] == "lfs158"
+        })
         .expect("a SubjectAccessReview for lfs158");
     assert_eq!(sar["apiVersion"], "authorization.k8s.io/v1");
     assert_eq!(sar["spec"]["user"], "bob");
     // carol exists only for the token webhook.
     let carol = token_kubeconfig(&server, &dir, "carol", "carol-token");
-    let who = json(&String::from_utf8_lossy(&kc(&server, &carol, &["auth", "whoami", "-o", "json"]).stdout));
+    let who = json(&String::from_utf8_lossy(
+        &kc(&server, &carol, &["auth", "whoami", "-o", "json"]).stdout,
+    ));
     assert_eq!(who["status"]["userInfo"]["username"], "carol");
-    assert_eq!(who["status"]["userInfo"]["groups"], serde_json::json!(["webhook-users", "system:authenticated"]));
+    assert_eq!(
+        who["status"]["userInfo"]["groups"],
+        serde_json::json!(["webhook-users", "system:authenticated"])
+    );
     let nobody = token_kubeconfig(&server, &dir, "nobody", "unknown-token");
     let out = kc(&server, &nobody, &["get", "pods"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"));
@@ -123,16 +196,30 @@ fn webhook_garbage_and_timeouts_fail_closed() {
         let server = server_with_webhook(&dir, &w);
         let bob = token_kubeconfig(&server, &dir, "bob", "bob-secret-token");
         let started = Instant::now();
-        let out = kc(&server, &bob, &["get", "--raw", "/api/v1/namespaces/lfs158/pods"]);
+        let out = kc(
+            &server,
+            &bob,
+            &["get", "--raw", "/api/v1/namespaces/lfs158/pods"],
+        );
         let err = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(!out.status.success(), "{mode}: allowed");
-        assert!(err.contains("InternalError") || err.contains("Internal error"), "{mode}: {err}");
-        assert!(started.elapsed() < Duration::from_secs(25), "{mode}: took {:?}", started.elapsed());
+        assert!(
+            err.contains("InternalError") || err.contains("Internal error"),
+            "{mode}: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "{mode}: took {:?}",
+            started.elapsed()
+        );
         // The server is still serving, and the admin (system:masters) is unaffected.
         server.must_kubectl(["get", "namespaces"]);
         // A token the webhook cannot judge does not authenticate.
         let carol = token_kubeconfig(&server, &dir, "carol", "carol-token");
         let out = kc(&server, &carol, &["get", "--raw", "/version"]);
-        assert!(String::from_utf8_lossy(&out.stderr).contains("Unauthorized"), "{mode}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Unauthorized"),
+            "{mode}"
+        );
     }
 }

@@ -49,7 +49,8 @@ async fn gets(client: Client, n: usize, clients: usize) -> Result<(f64, Vec<std:
 async fn rbac_objects(admin: &Client, extra: usize) -> Result<()> {
     use kube::api::DynamicObject;
     use kube::discovery::ApiResource;
-    let gvk = |kind: &str| kube::api::GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind);
+    let gvk =
+        |kind: &str| kube::api::GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", kind);
     let roles = ApiResource::from_gvk(&gvk("Role"));
     let bindings = ApiResource::from_gvk(&gvk("RoleBinding"));
     let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
@@ -106,10 +107,12 @@ pub async fn run(tmp: &Path, quick: bool) -> Result<()> {
     let dir_rbac = tmp.join("rbac");
     let dir_allow = tmp.join("allow");
     let (_a, admin, _) = start_ferrokube(&dir_rbac, &["--token-auth-file", tf]).await?;
-    let (_b, admin_allow, _) =
-        start_ferrokube(&dir_allow, &["--token-auth-file", tf, "--authorization-mode=AlwaysAllow"]).await?;
+    let (_b, _admin_allow, _) = start_ferrokube(
+        &dir_allow,
+        &["--token-auth-file", tf, "--authorization-mode=AlwaysAllow"],
+    )
+    .await?;
     rbac_objects(&admin, extra).await?;
-    admin_allow.clone();
     let bench_rbac = client_with_token(&dir_rbac, "bench-token").await?;
     let bench_allow = client_with_token(&dir_allow, "bench-token").await?;
     // Warm both, then alternate the measurements so drift hits both alike.
@@ -120,8 +123,16 @@ pub async fn run(tmp: &Path, quick: bool) -> Result<()> {
     for _ in 0..3 {
         let (r, lat_r) = gets(bench_rbac.clone(), n, 32).await?;
         let (a, lat_a) = gets(bench_allow.clone(), n, 32).await?;
-        report("GET as RBAC token user (1,000 roles+bindings), 32 clients", r, &lat_r);
-        report("GET as the same token user, AlwaysAllow, 32 clients", a, &lat_a);
+        report(
+            "GET as RBAC token user (1,000 roles+bindings), 32 clients",
+            r,
+            &lat_r,
+        );
+        report(
+            "GET as the same token user, AlwaysAllow, 32 clients",
+            a,
+            &lat_a,
+        );
         rbac_rates.push(r);
         allow_rates.push(a);
     }
@@ -137,7 +148,8 @@ pub async fn run(tmp: &Path, quick: bool) -> Result<()> {
 
     // Authentication cost on the RBAC server, single client (latency shows the per-request cost).
     let sa_token = {
-        let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(admin.clone(), "default");
+        let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(admin.clone(), "default");
         let sa: k8s_openapi::api::core::v1::ServiceAccount =
             serde_json::from_value(json!({"metadata": {"name": "bench-sa"}}))?;
         sas.create(&PostParams::default(), &sa).await.ok();
@@ -165,7 +177,10 @@ pub async fn run(tmp: &Path, quick: bool) -> Result<()> {
     let sa = client_with_token(&dir_rbac, &sa_token).await?;
     let m = n / 5;
     for (label, c) in [
-        ("GET, client certificate (system:masters), 1 client", admin.clone()),
+        (
+            "GET, client certificate (system:masters), 1 client",
+            admin.clone(),
+        ),
         ("GET, static token (system:masters), 1 client", root),
         ("GET, service-account JWT (cluster-admin), 1 client", sa),
     ] {

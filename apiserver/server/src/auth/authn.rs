@@ -99,7 +99,12 @@ impl PeerCerts {
 pub fn user_of_cert(der: &[u8]) -> Option<(UserInfo, i64)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let username = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let username = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     if username.is_empty() {
         return None;
     }
@@ -153,7 +158,10 @@ pub fn parse_token_file(text: &str) -> Result<HashMap<String, UserInfo>, String>
             extra: BTreeMap::new(),
         };
         if out.insert(fields[0].clone(), user).is_some() {
-            tracing::warn!(line = i + 1, "duplicate token in the token file; the last wins");
+            tracing::warn!(
+                line = i + 1,
+                "duplicate token in the token file; the last wins"
+            );
         }
     }
     Ok(out)
@@ -219,20 +227,25 @@ pub fn with_authenticated_group(mut u: UserInfo) -> UserInfo {
     u
 }
 
+/// A bearer header that can only fail authentication.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid bearer token")]
+pub struct InvalidBearer;
+
 /// The bearer token of a request: `Authorization: Bearer <token>` (upstream `bearertoken`).
-/// `Err` for a bearer header whose token is empty or too long.
-pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, ()> {
+/// `Err` for a bearer header whose token is empty, not text, or too long.
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, InvalidBearer> {
     let Some(v) = headers.get(http::header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let v = v.to_str().map_err(|_| ())?.trim();
+    let v = v.to_str().map_err(|_| InvalidBearer)?.trim();
     let (scheme, token) = v.split_once(' ').unwrap_or((v, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Ok(None);
     }
     let token = token.trim();
     if token.is_empty() || token.len() > jwt::MAX_TOKEN_BYTES {
-        return Err(());
+        return Err(InvalidBearer);
     }
     Ok(Some(token))
 }
@@ -261,7 +274,7 @@ impl Authenticator {
                 None => failed = true,
             },
             Ok(None) => {}
-            Err(()) => failed = true,
+            Err(InvalidBearer) => failed = true,
         }
         if failed || !self.anonymous {
             return Authenticated::Refused;
@@ -402,9 +415,9 @@ mod tests {
         h.insert("authorization", "Bearer abc".parse().expect("hv"));
         assert_eq!(bearer_token(&h), Ok(Some("abc")));
         h.insert("authorization", "Bearer  ".parse().expect("hv"));
-        assert_eq!(bearer_token(&h), Err(()));
+        assert_eq!(bearer_token(&h), Err(InvalidBearer));
         let long = format!("Bearer {}", "a".repeat(jwt::MAX_TOKEN_BYTES + 1));
         h.insert("authorization", long.parse().expect("hv"));
-        assert_eq!(bearer_token(&h), Err(()));
+        assert_eq!(bearer_token(&h), Err(InvalidBearer));
     }
 }

@@ -49,7 +49,12 @@ impl Authorizer {
     ) -> anyhow::Result<Authorizer> {
         let mut modes = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for m in opts.authorization_mode.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        for m in opts
+            .authorization_mode
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+        {
             if !seen.insert(m.to_string()) {
                 anyhow::bail!("authorization-mode {m:?} has mode specified more than once");
             }
@@ -184,21 +189,31 @@ pub fn parse_abac(text: &str) -> Result<Vec<AbacPolicy>, String> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| format!("policy file line {}: {e}", i + 1))?;
+        let v: Value =
+            serde_json::from_str(line).map_err(|e| format!("policy file line {}: {e}", i + 1))?;
         let api = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-        if api != "abac.authorization.kubernetes.io/v1beta1" || v.get("kind").and_then(Value::as_str) != Some("Policy") {
+        if api != "abac.authorization.kubernetes.io/v1beta1"
+            || v.get("kind").and_then(Value::as_str) != Some("Policy")
+        {
             return Err(format!(
                 "policy file line {}: want apiVersion abac.authorization.kubernetes.io/v1beta1, kind Policy",
                 i + 1
             ));
         }
         let spec = v.get("spec").cloned().unwrap_or_default();
-        let s = |k: &str| spec.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let s = |k: &str| {
+            spec.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         out.push(AbacPolicy {
             user: s("user"),
             group: s("group"),
-            readonly: spec.get("readonly").and_then(Value::as_bool).unwrap_or(false),
+            readonly: spec
+                .get("readonly")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             api_group: s("apiGroup"),
             resource: s("resource"),
             namespace: s("namespace"),
@@ -212,22 +227,16 @@ impl AbacPolicy {
     fn subject_matches(&self, a: &Attributes<'_>) -> bool {
         let mut matched = false;
         if !self.user.is_empty() {
-            if self.user == "*" {
-                matched = true;
-            } else if self.user == a.user.username {
-                matched = true;
-            } else {
+            if self.user != "*" && self.user != a.user.username {
                 return false;
             }
+            matched = true;
         }
         if !self.group.is_empty() {
-            if self.group == "*" {
-                matched = true;
-            } else if a.user.groups.iter().any(|g| *g == self.group) {
-                matched = true;
-            } else {
+            if self.group != "*" && !a.user.groups.contains(&self.group) {
                 return false;
             }
+            matched = true;
         }
         matched
     }
@@ -249,7 +258,8 @@ impl AbacPolicy {
             self.non_resource_path == "*"
                 || self.non_resource_path == a.path
                 || (self.non_resource_path.ends_with('*')
-                    && a.path.starts_with(self.non_resource_path.trim_end_matches('*')))
+                    && a.path
+                        .starts_with(self.non_resource_path.trim_end_matches('*')))
         }
     }
 }
@@ -265,7 +275,10 @@ mod tests {
             r#"{"apiVersion": "abac.authorization.kubernetes.io/v1beta1", "kind": "Policy", "spec": {"user": "bob", "namespace": "lfs158", "resource": "pods", "readonly": true}}"#,
         )
         .expect("parse");
-        let bob = UserInfo { username: "bob".into(), ..Default::default() };
+        let bob = UserInfo {
+            username: "bob".into(),
+            ..Default::default()
+        };
         let mut a = Attributes::non_resource(&bob, "list", "");
         a.resource_request = true;
         a.namespace = "lfs158";

@@ -20,7 +20,13 @@ fn split_list(s: &str) -> Vec<String> {
     s.split(',')
         .map(|x| x.trim())
         .filter(|x| !x.is_empty())
-        .map(|x| if x == "\"\"" { String::new() } else { x.to_string() })
+        .map(|x| {
+            if x == "\"\"" {
+                String::new()
+            } else {
+                x.to_string()
+            }
+        })
         .collect()
 }
 
@@ -44,7 +50,9 @@ pub fn policy() -> Result<(Vec<Value>, Vec<Value>), String> {
         match word {
             "clusterrole" => {
                 let mut parts = rest.split_whitespace();
-                let name = parts.next().ok_or_else(|| err("clusterrole needs a name"))?;
+                let name = parts
+                    .next()
+                    .ok_or_else(|| err("clusterrole needs a name"))?;
                 let mut labels = Map::new();
                 for l in parts {
                     let (k, v) = l.split_once('=').ok_or_else(|| err("label must be k=v"))?;
@@ -58,18 +66,30 @@ pub fn policy() -> Result<(Vec<Value>, Vec<Value>), String> {
                 }));
             }
             "aggregate" => {
-                let role = roles.last_mut().ok_or_else(|| err("aggregate before clusterrole"))?;
-                let (k, v) = rest.trim().split_once('=').ok_or_else(|| err("aggregate k=v"))?;
-                role["aggregationRule"] = json!({"clusterRoleSelectors": [{"matchLabels": {k: v}}]});
+                let role = roles
+                    .last_mut()
+                    .ok_or_else(|| err("aggregate before clusterrole"))?;
+                let (k, v) = rest
+                    .trim()
+                    .split_once('=')
+                    .ok_or_else(|| err("aggregate k=v"))?;
+                role["aggregationRule"] =
+                    json!({"clusterRoleSelectors": [{"matchLabels": {k: v}}]});
             }
             "rule" | "url" => {
-                let role = roles.last_mut().ok_or_else(|| err("rule before clusterrole"))?;
+                let role = roles
+                    .last_mut()
+                    .ok_or_else(|| err("rule before clusterrole"))?;
                 let cols: Vec<&str> = rest.split('|').collect();
                 let rule = if word == "url" {
                     if cols.len() != 2 {
                         return Err(err("url VERBS | URLS"));
                     }
-                    Rule { verbs: split_list(cols[0]), non_resource_urls: split_list(cols[1]), ..Default::default() }
+                    Rule {
+                        verbs: split_list(cols[0]),
+                        non_resource_urls: split_list(cols[1]),
+                        ..Default::default()
+                    }
                 } else {
                     if !(3..=4).contains(&cols.len()) {
                         return Err(err("rule VERBS | GROUPS | RESOURCES [| NAMES]"));
@@ -129,7 +149,10 @@ pub fn policy() -> Result<(Vec<Value>, Vec<Value>), String> {
 fn reconcile_into(have: &mut Value, want: &Value, aggregated: bool) -> bool {
     let mut changed = false;
     for field in ["labels", "annotations"] {
-        if let Some(w) = want.pointer(&format!("/metadata/{field}")).and_then(Value::as_object) {
+        if let Some(w) = want
+            .pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_object)
+        {
             let meta = &mut have["metadata"];
             if !meta[field].is_object() {
                 meta[field] = json!({});
@@ -169,12 +192,26 @@ fn reconcile_into(have: &mut Value, want: &Value, aggregated: bool) -> bool {
     } else {
         if have.get("roleRef") != want.get("roleRef") {
             // roleRef is immutable; upstream recreates the binding. Leave it and warn.
-            let name = want.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-            tracing::warn!(binding = name, "bootstrap binding has another roleRef; left alone");
+            let name = want
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            tracing::warn!(
+                binding = name,
+                "bootstrap binding has another roleRef; left alone"
+            );
             return false;
         }
-        for s in want.get("subjects").and_then(Value::as_array).into_iter().flatten() {
-            let present = have.get("subjects").and_then(Value::as_array).is_some_and(|a| a.contains(s));
+        for s in want
+            .get("subjects")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let present = have
+                .get("subjects")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.contains(s));
             if !present {
                 if !have["subjects"].is_array() {
                     have["subjects"] = json!([]);
@@ -201,30 +238,43 @@ pub async fn reconcile(state: &Arc<AppState>) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("no {plural} resource"))?;
         let (mut created, mut updated) = (0, 0);
         for want in objs {
-            let name = want.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+            let name = want
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             match state.store.storage.get(&h.key("", &name)).await? {
-                None => {
-                    match state.store.create(&h, "", want, false).await {
-                        Ok(_) => created += 1,
-                        Err(e) if e.to_status().code == 409 => {}
-                        Err(e) => anyhow::bail!("creating {plural} {name}: {e}"),
-                    }
-                }
+                None => match state.store.create(&h, "", want, false).await {
+                    Ok(_) => created += 1,
+                    Err(e) if e.to_status().code == 409 => {}
+                    Err(e) => anyhow::bail!("creating {plural} {name}: {e}"),
+                },
                 Some(kv) => {
                     let mut have: Value = serde_json::from_slice(&kv.value)?;
                     let auto = have
-                        .pointer(&format!("/metadata/annotations/{}", AUTOUPDATE.replace('/', "~1")))
+                        .pointer(&format!(
+                            "/metadata/annotations/{}",
+                            AUTOUPDATE.replace('/', "~1")
+                        ))
                         .and_then(Value::as_str)
                         != Some("false");
                     let aggregated = want.get("aggregationRule").is_some();
                     if auto && reconcile_into(&mut have, &want, aggregated) {
-                        state.store.update(&h, "", &name, have, UpdateTarget::Main, false).await?;
+                        state
+                            .store
+                            .update(&h, "", &name, have, UpdateTarget::Main, false)
+                            .await?;
                         updated += 1;
                     }
                 }
             }
         }
-        tracing::info!(resource = plural, created, updated, "RBAC bootstrap policy reconciled");
+        tracing::info!(
+            resource = plural,
+            created,
+            updated,
+            "RBAC bootstrap policy reconciled"
+        );
     }
     Ok(())
 }
@@ -236,20 +286,45 @@ mod tests {
     #[test]
     fn policy_parses_and_has_the_upstream_roles() {
         let (roles, bindings) = policy().expect("policy");
-        let names: Vec<&str> = roles.iter().filter_map(|r| r.pointer("/metadata/name")?.as_str()).collect();
-        for n in ["cluster-admin", "admin", "edit", "view", "system:basic-user", "system:discovery", "system:public-info-viewer", "system:node", "system:kube-controller-manager", "system:kube-scheduler", "system:controller:generic-garbage-collector"] {
+        let names: Vec<&str> = roles
+            .iter()
+            .filter_map(|r| r.pointer("/metadata/name")?.as_str())
+            .collect();
+        for n in [
+            "cluster-admin",
+            "admin",
+            "edit",
+            "view",
+            "system:basic-user",
+            "system:discovery",
+            "system:public-info-viewer",
+            "system:node",
+            "system:kube-controller-manager",
+            "system:kube-scheduler",
+            "system:controller:generic-garbage-collector",
+        ] {
             assert!(names.contains(&n), "{n}");
         }
-        let masters = bindings.iter().find(|b| b["metadata"]["name"] == "cluster-admin").expect("binding");
+        let masters = bindings
+            .iter()
+            .find(|b| b["metadata"]["name"] == "cluster-admin")
+            .expect("binding");
         assert_eq!(masters["subjects"][0]["name"], "system:masters");
-        let view = roles.iter().find(|r| r["metadata"]["name"] == "system:aggregate-to-view").expect("view");
+        let view = roles
+            .iter()
+            .find(|r| r["metadata"]["name"] == "system:aggregate-to-view")
+            .expect("view");
         assert_eq!(view["rules"][0]["apiGroups"], json!([""]));
     }
 
     #[test]
     fn reconcile_adds_missing_rules_only() {
         let (roles, _) = policy().expect("policy");
-        let want = roles.iter().find(|r| r["metadata"]["name"] == "system:basic-user").expect("role").clone();
+        let want = roles
+            .iter()
+            .find(|r| r["metadata"]["name"] == "system:basic-user")
+            .expect("role")
+            .clone();
         let mut have = want.clone();
         have["rules"] = json!([{"apiGroups": ["x"], "resources": ["y"], "verbs": ["get"]}]);
         assert!(reconcile_into(&mut have, &want, false));

@@ -9,7 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine;
-use rcgen::{CertificateSigningRequestParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    CertificateSigningRequestParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 use serde_json::{Value, json};
 
 use super::rbac_feed::{Sink, feed};
@@ -44,11 +47,19 @@ impl CaSigner {
             .ok_or_else(|| anyhow::anyhow!("no CA certificate"))??;
         let (_, parsed) = x509_parser::parse_x509_certificate(der.as_ref())?;
         let ca_not_after = parsed.validity().not_after.timestamp();
-        Ok(CaSigner { issuer: Issuer::from_ca_cert_pem(&cert, key)?, ca_not_after })
+        Ok(CaSigner {
+            issuer: Issuer::from_ca_cert_pem(&cert, key)?,
+            ca_not_after,
+        })
     }
 
     /// Signs a PEM CSR for a client signer; `Err` is the reason for a `Failed` condition.
-    pub fn sign(&self, signer: &str, csr_pem: &str, expiration: Option<i64>) -> Result<String, String> {
+    pub fn sign(
+        &self,
+        signer: &str,
+        csr_pem: &str,
+        expiration: Option<i64>,
+    ) -> Result<String, String> {
         let mut req = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| format!("invalid certificate request: {e}"))?;
         let dn = &req.params.distinguished_name;
@@ -61,17 +72,28 @@ impl CaSigner {
             return Err("subject common name does not begin with system:node:".into());
         }
         let now = jiff::Timestamp::now().as_second();
-        let secs = expiration.filter(|e| *e >= 600).unwrap_or(DEFAULT_DURATION_SECS);
+        let secs = expiration
+            .filter(|e| *e >= 600)
+            .unwrap_or(DEFAULT_DURATION_SECS);
         let not_after = (now + secs).min(self.ca_not_after);
         let p = &mut req.params;
         p.is_ca = IsCa::NoCa;
         p.subject_alt_names.clear();
-        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        p.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        p.not_before = time::OffsetDateTime::from_unix_timestamp(now - 300).map_err(|e| e.to_string())?;
-        p.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).map_err(|e| e.to_string())?;
-        p.serial_number = Some(rcgen::SerialNumber::from_slice(&uuid::Uuid::new_v4().into_bytes()[..16]));
-        req.signed_by(&self.issuer).map(|c| c.pem()).map_err(|e| format!("signing: {e}"))
+        p.not_before =
+            time::OffsetDateTime::from_unix_timestamp(now - 300).map_err(|e| e.to_string())?;
+        p.not_after =
+            time::OffsetDateTime::from_unix_timestamp(not_after).map_err(|e| e.to_string())?;
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(
+            &uuid::Uuid::new_v4().into_bytes()[..16],
+        ));
+        req.signed_by(&self.issuer)
+            .map(|c| c.pem())
+            .map_err(|e| format!("signing: {e}"))
     }
 }
 
@@ -98,11 +120,17 @@ pub fn prepare_create(scope: &Scope, obj: &mut Value) {
 }
 
 fn conditions(obj: &Value) -> impl Iterator<Item = &Value> {
-    obj.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten()
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
 }
 
 fn has_condition(obj: &Value, t: &str) -> bool {
-    conditions(obj).any(|c| c.get("type").and_then(Value::as_str) == Some(t) && c.get("status").and_then(Value::as_str) != Some("False"))
+    conditions(obj).any(|c| {
+        c.get("type").and_then(Value::as_str) == Some(t)
+            && c.get("status").and_then(Value::as_str) != Some("False")
+    })
 }
 
 /// `PUT certificatesigningrequests/{name}/approval`: only `status.conditions` change.
@@ -111,7 +139,11 @@ pub async fn update_approval(scope: &Scope, mut req: Value) -> ApiResult<Value> 
     let h = &scope.handle;
     let kv = scope.state.store.get(h, "", name).await?;
     let current: Value = serde_json::from_slice(&kv.value).map_err(ApiError::Encoding)?;
-    let signer = current.pointer("/spec/signerName").and_then(Value::as_str).unwrap_or("").to_string();
+    let signer = current
+        .pointer("/spec/signerName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     // CertificateApproval: `approve` on the signer (or its domain wildcard).
     let domain_wildcard = format!("{}/*", signer.split('/').next().unwrap_or(""));
     let mut allowed = false;
@@ -136,14 +168,26 @@ pub async fn update_approval(scope: &Scope, mut req: Value) -> ApiResult<Value> 
         .into());
     }
     let now = now_rfc3339();
-    let mut conds = req.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut conds = req
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut errs = Vec::new();
     for (i, c) in conds.iter_mut().enumerate() {
         let t = c.get("type").and_then(Value::as_str).unwrap_or("");
         if !matches!(t, "Approved" | "Denied" | "Failed") {
-            errs.push(FieldError::not_supported(&format!("status.conditions[{i}].type"), json!(t), &["Approved", "Denied", "Failed"]));
+            errs.push(FieldError::not_supported(
+                format!("status.conditions[{i}].type"),
+                json!(t),
+                &["Approved", "Denied", "Failed"],
+            ));
         }
-        if c.get("status").and_then(Value::as_str).unwrap_or("").is_empty() {
+        if c.get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
             c["status"] = json!("True");
         }
         for f in ["lastUpdateTime", "lastTransitionTime"] {
@@ -154,13 +198,27 @@ pub async fn update_approval(scope: &Scope, mut req: Value) -> ApiResult<Value> 
     }
     let mut probe = json!({"status": {"conditions": conds.clone()}});
     if has_condition(&probe, "Approved") && has_condition(&probe, "Denied") {
-        errs.push(FieldError::invalid("status.conditions", Value::Null, "Approved and Denied conditions are mutually exclusive"));
+        errs.push(FieldError::invalid(
+            "status.conditions",
+            Value::Null,
+            "Approved and Denied conditions are mutually exclusive",
+        ));
     }
-    if has_condition(&current, "Approved") && has_condition(&probe, "Denied") || has_condition(&current, "Denied") && has_condition(&probe, "Approved") {
-        errs.push(FieldError::forbidden("status.conditions", "updates may not change the Approved/Denied condition"));
+    if has_condition(&current, "Approved") && has_condition(&probe, "Denied")
+        || has_condition(&current, "Denied") && has_condition(&probe, "Approved")
+    {
+        errs.push(FieldError::forbidden(
+            "status.conditions",
+            "updates may not change the Approved/Denied condition",
+        ));
     }
     if !errs.is_empty() {
-        return Err(ApiError::invalid("certificates.k8s.io", "CertificateSigningRequest", name, &errs));
+        return Err(ApiError::invalid(
+            "certificates.k8s.io",
+            "CertificateSigningRequest",
+            name,
+            &errs,
+        ));
     }
     let mut new = current.clone();
     new["status"]["conditions"] = probe["status"]["conditions"].take();
@@ -169,7 +227,11 @@ pub async fn update_approval(scope: &Scope, mut req: Value) -> ApiResult<Value> 
     }
     let _ = req.as_object_mut().map(|m| m.remove("status"));
     let dry_run = scope.query.dry_run()?;
-    let (out, _) = scope.state.store.update(h, "", name, new, UpdateTarget::Status, dry_run).await?;
+    let (out, _) = scope
+        .state
+        .store
+        .update(h, "", name, new, UpdateTarget::Status, dry_run)
+        .await?;
     Ok(out)
 }
 
@@ -179,8 +241,14 @@ impl Sink for CsrSink {
     fn reset(&self) {}
     fn apply(&self, _key: &str, obj: Option<&Value>) {
         let Some(o) = obj else { return };
-        let signer = o.pointer("/spec/signerName").and_then(Value::as_str).unwrap_or("");
-        let issued = o.pointer("/status/certificate").and_then(Value::as_str).is_some_and(|c| !c.is_empty());
+        let signer = o
+            .pointer("/spec/signerName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let issued = o
+            .pointer("/status/certificate")
+            .and_then(Value::as_str)
+            .is_some_and(|c| !c.is_empty());
         if (signer == CLIENT_SIGNER || signer == KUBELET_SIGNER)
             && !issued
             && has_condition(o, "Approved")
@@ -203,7 +271,13 @@ pub fn start_signer(state: &Arc<AppState>) {
     let weak = Arc::downgrade(state);
     let cache = state.store.cache.clone();
     tokio::spawn(async move {
-        if let Err(e) = feed(cache, "/registry/certificatesigningrequests/".into(), Arc::new(CsrSink(tx))).await {
+        if let Err(e) = feed(
+            cache,
+            "/registry/certificatesigningrequests/".into(),
+            Arc::new(CsrSink(tx)),
+        )
+        .await
+        {
             tracing::warn!(error = %e, "CSR signer feed failed");
         }
     });
@@ -220,26 +294,39 @@ pub fn start_signer(state: &Arc<AppState>) {
 async fn sign_one(state: &AppState, name: &str) -> ApiResult<()> {
     let (Some(signer), Some(h)) = (
         state.auth.signer.as_ref(),
-        state.registry.get("certificates.k8s.io", "v1", "certificatesigningrequests"),
+        state
+            .registry
+            .get("certificates.k8s.io", "v1", "certificatesigningrequests"),
     ) else {
         return Ok(());
     };
     let kv = state.store.get(h, "", name).await?;
     let mut obj: Value = serde_json::from_slice(&kv.value).map_err(ApiError::Encoding)?;
-    if obj.pointer("/status/certificate").and_then(Value::as_str).is_some_and(|c| !c.is_empty()) {
+    if obj
+        .pointer("/status/certificate")
+        .and_then(Value::as_str)
+        .is_some_and(|c| !c.is_empty())
+    {
         return Ok(());
     }
-    let signer_name = obj.pointer("/spec/signerName").and_then(Value::as_str).unwrap_or("").to_string();
+    let signer_name = obj
+        .pointer("/spec/signerName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let request = obj
         .pointer("/spec/request")
         .and_then(Value::as_str)
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
         .and_then(|b| String::from_utf8(b).ok())
         .unwrap_or_default();
-    let exp = obj.pointer("/spec/expirationSeconds").and_then(Value::as_i64);
+    let exp = obj
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64);
     match signer.sign(&signer_name, &request, exp) {
         Ok(pem) => {
-            obj["status"]["certificate"] = json!(base64::engine::general_purpose::STANDARD.encode(pem));
+            obj["status"]["certificate"] =
+                json!(base64::engine::general_purpose::STANDARD.encode(pem));
             tracing::info!(csr = %name, signer = %signer_name, "issued certificate");
         }
         Err(reason) => {
@@ -249,6 +336,9 @@ async fn sign_one(state: &AppState, name: &str) -> ApiResult<()> {
             obj["status"]["conditions"] = json!(conds);
         }
     }
-    state.store.update(h, "", name, obj, UpdateTarget::Status, false).await?;
+    state
+        .store
+        .update(h, "", name, obj, UpdateTarget::Status, false)
+        .await?;
     Ok(())
 }

@@ -37,7 +37,10 @@ pub async fn check(scope: &Scope, obj: &Value) -> ApiResult<()> {
         return Ok(());
     }
     let ns = scope.info.namespace.as_str();
-    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let wanted: Vec<Rule> = match plural {
         "roles" | "clusterroles" => {
             if allowed(scope, "escalate", plural, ns, name).await {
@@ -46,8 +49,14 @@ pub async fn check(scope: &Scope, obj: &Value) -> ApiResult<()> {
             Rule::list_from(obj)
         }
         "rolebindings" | "clusterrolebindings" => {
-            let kind = obj.pointer("/roleRef/kind").and_then(Value::as_str).unwrap_or("");
-            let role = obj.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("");
+            let kind = obj
+                .pointer("/roleRef/kind")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let role = obj
+                .pointer("/roleRef/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let (role_resource, role_ns) = match kind {
                 "Role" => ("roles", ns),
                 _ => ("clusterroles", ""),

@@ -255,8 +255,13 @@ impl SigningKey {
                 .map_err(|_| JwtError::Key("signing failed".into()))?,
             SigningKey::Rsa(k) => {
                 let mut sig = vec![0; k.public().modulus_len()];
-                k.sign(&signature::RSA_PKCS1_SHA256, &rng, input.as_bytes(), &mut sig)
-                    .map_err(|_| JwtError::Key("signing failed".into()))?;
+                k.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &rng,
+                    input.as_bytes(),
+                    &mut sig,
+                )
+                .map_err(|_| JwtError::Key("signing failed".into()))?;
                 sig
             }
         };

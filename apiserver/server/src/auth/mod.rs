@@ -155,12 +155,10 @@ impl Auth {
                 .add(c.context("parsing the client CA")?)
                 .context("adding the client CA")?;
         }
-        let x509 = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider,
-        )
-        .build()
-        .context("building the x509 authenticator")?;
+        let x509 =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .context("building the x509 authenticator")?;
         let tokens = match &opts.token_auth_file {
             Some(f) => {
                 let text = std::fs::read_to_string(f)
@@ -228,7 +226,9 @@ impl Auth {
 /// Startup work once the store is up: the bootstrap policy, the RBAC index (loaded before the
 /// server reports ready), the aggregation controller, the node graph and the CSR signer.
 pub async fn start(state: &Arc<crate::AppState>) -> anyhow::Result<()> {
-    bootstrap::reconcile(state).await.context("RBAC bootstrap policy")?;
+    bootstrap::reconcile(state)
+        .await
+        .context("RBAC bootstrap policy")?;
     rbac_feed::start(state).await.context("RBAC index")?;
     node::start(state).await.context("node authorizer graph")?;
     csr::start_signer(state);

@@ -30,7 +30,11 @@ struct PodRefs {
 
 fn refs_of(pod: &Value, namespace: &str) -> PodRefs {
     let mut r = PodRefs {
-        node: pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").to_string(),
+        node: pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
         namespace: namespace.to_string(),
         service_account: pod
             .pointer("/spec/serviceAccountName")
@@ -40,25 +44,55 @@ fn refs_of(pod: &Value, namespace: &str) -> PodRefs {
         ..Default::default()
     };
     let name = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(str::to_string);
-    for s in pod.pointer("/spec/imagePullSecrets").and_then(Value::as_array).into_iter().flatten() {
+    for s in pod
+        .pointer("/spec/imagePullSecrets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         r.secrets.extend(name(s, "/name"));
     }
-    for v in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
+    for v in pod
+        .pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         r.secrets.extend(name(v, "/secret/secretName"));
         r.configmaps.extend(name(v, "/configMap/name"));
         r.pvcs.extend(name(v, "/persistentVolumeClaim/claimName"));
-        for src in v.pointer("/projected/sources").and_then(Value::as_array).into_iter().flatten() {
+        for src in v
+            .pointer("/projected/sources")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             r.secrets.extend(name(src, "/secret/name"));
             r.configmaps.extend(name(src, "/configMap/name"));
         }
     }
-    for list in ["/spec/containers", "/spec/initContainers", "/spec/ephemeralContainers"] {
-        for c in pod.pointer(list).and_then(Value::as_array).into_iter().flatten() {
+    for list in [
+        "/spec/containers",
+        "/spec/initContainers",
+        "/spec/ephemeralContainers",
+    ] {
+        for c in pod
+            .pointer(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             for e in c.get("env").and_then(Value::as_array).into_iter().flatten() {
                 r.secrets.extend(name(e, "/valueFrom/secretKeyRef/name"));
-                r.configmaps.extend(name(e, "/valueFrom/configMapKeyRef/name"));
+                r.configmaps
+                    .extend(name(e, "/valueFrom/configMapKeyRef/name"));
             }
-            for e in c.get("envFrom").and_then(Value::as_array).into_iter().flatten() {
+            for e in c
+                .get("envFrom")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 r.secrets.extend(name(e, "/secretRef/name"));
                 r.configmaps.extend(name(e, "/configMapRef/name"));
             }
@@ -66,6 +100,9 @@ fn refs_of(pod: &Value, namespace: &str) -> PodRefs {
     }
     r
 }
+
+/// A test of one pod's references.
+type RefCheck<'a> = Box<dyn Fn(&PodRefs) -> bool + 'a>;
 
 /// Pods by key, and pod keys by node.
 #[derive(Default)]
@@ -81,7 +118,9 @@ struct Graph {
 
 impl NodeGraph {
     fn set(&self, key: &str, pod: Option<PodRefs>) {
-        let Ok(mut g) = self.inner.write() else { return };
+        let Ok(mut g) = self.inner.write() else {
+            return;
+        };
         if let Some(old) = g.pods.remove(key)
             && let Some(set) = g.by_node.get_mut(&old.node)
         {
@@ -91,13 +130,18 @@ impl NodeGraph {
             }
         }
         if let Some(p) = pod.filter(|p| !p.node.is_empty()) {
-            g.by_node.entry(p.node.clone()).or_default().insert(key.to_string());
+            g.by_node
+                .entry(p.node.clone())
+                .or_default()
+                .insert(key.to_string());
             g.pods.insert(key.to_string(), p);
         }
     }
 
     fn related(&self, node: &str, ns: &str, check: impl Fn(&PodRefs) -> bool) -> bool {
-        let Ok(g) = self.inner.read() else { return false };
+        let Ok(g) = self.inner.read() else {
+            return false;
+        };
         g.by_node
             .get(node)
             .into_iter()
@@ -121,11 +165,15 @@ impl NodeGraph {
             )
         };
         if a.resource_request && a.api_group.is_empty() {
-            let kind_check: Option<Box<dyn Fn(&PodRefs) -> bool>> = match (a.resource, a.subresource) {
+            let kind_check: Option<RefCheck<'_>> = match (a.resource, a.subresource) {
                 ("secrets", "") => Some(Box::new(|p: &PodRefs| p.secrets.contains(a.name))),
                 ("configmaps", "") => Some(Box::new(|p: &PodRefs| p.configmaps.contains(a.name))),
-                ("persistentvolumeclaims", "") => Some(Box::new(|p: &PodRefs| p.pvcs.contains(a.name))),
-                ("serviceaccounts", "token") => Some(Box::new(|p: &PodRefs| p.service_account == a.name)),
+                ("persistentvolumeclaims", "") => {
+                    Some(Box::new(|p: &PodRefs| p.pvcs.contains(a.name)))
+                }
+                ("serviceaccounts", "token") => {
+                    Some(Box::new(|p: &PodRefs| p.service_account == a.name))
+                }
                 _ => None,
             };
             if let Some(check) = kind_check {
@@ -137,7 +185,15 @@ impl NodeGraph {
                 if !verb_ok || a.name.is_empty() {
                     return (
                         Decision::NoOpinion,
-                        format!("can only {} {} of pods bound to node '{node}' by name", if a.subresource == "token" { "create tokens for service accounts" } else { "read" }, a.resource),
+                        format!(
+                            "can only {} {} of pods bound to node '{node}' by name",
+                            if a.subresource == "token" {
+                                "create tokens for service accounts"
+                            } else {
+                                "read"
+                            },
+                            a.resource
+                        ),
                     );
                 }
                 return if self.related(node, a.namespace, check) {
@@ -150,7 +206,10 @@ impl NodeGraph {
                 && matches!(a.verb, "update" | "patch" | "delete")
                 && a.name != node
             {
-                return (Decision::NoOpinion, format!("node '{node}' cannot modify node '{}'", a.name));
+                return (
+                    Decision::NoOpinion,
+                    format!("node '{node}' cannot modify node '{}'", a.name),
+                );
             }
         }
         if a.resource_request && a.api_group == "coordination.k8s.io" && a.resource == "leases" {
@@ -208,8 +267,16 @@ mod tests {
         let g = NodeGraph::default();
         let pod = json!({"spec": {"nodeName": "n1", "volumes": [{"name": "v", "secret": {"secretName": "s1"}}], "containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "cm"}}]}]}});
         g.set("/registry/pods/default/p", Some(refs_of(&pod, "default")));
-        let n1 = UserInfo { username: "system:node:n1".into(), groups: vec![NODES_GROUP.into()], ..Default::default() };
-        let n2 = UserInfo { username: "system:node:n2".into(), groups: vec![NODES_GROUP.into()], ..Default::default() };
+        let n1 = UserInfo {
+            username: "system:node:n1".into(),
+            groups: vec![NODES_GROUP.into()],
+            ..Default::default()
+        };
+        let n2 = UserInfo {
+            username: "system:node:n2".into(),
+            groups: vec![NODES_GROUP.into()],
+            ..Default::default()
+        };
         let rbac = RbacIndex::default();
         let mut a = Attributes::non_resource(&n1, "get", "");
         a.resource_request = true;

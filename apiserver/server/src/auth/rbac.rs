@@ -24,7 +24,12 @@ pub struct Rule {
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -103,14 +108,20 @@ fn url_matches(rules: &[String], path: &str) -> bool {
     rules.iter().any(|r| {
         r == "*"
             || r == path
-            || r.strip_suffix('*').is_some_and(|prefix| path.starts_with(prefix))
+            || r.strip_suffix('*')
+                .is_some_and(|prefix| path.starts_with(prefix))
     })
 }
 
 /// A binding's subject as a lookup key: `u:<user>` or `g:<group>`.
 fn subject_keys(binding: &Value, binding_ns: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for s in binding.get("subjects").and_then(Value::as_array).into_iter().flatten() {
+    for s in binding
+        .get("subjects")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let kind = s.get("kind").and_then(Value::as_str).unwrap_or("");
         let name = s.get("name").and_then(Value::as_str).unwrap_or("");
         match kind {
@@ -191,7 +202,10 @@ impl RbacIndex {
         };
         match kind {
             Kind::Role | Kind::ClusterRole => {
-                let key = (if kind == Kind::Role { ns } else { "" }.to_string(), name.to_string());
+                let key = (
+                    if kind == Kind::Role { ns } else { "" }.to_string(),
+                    name.to_string(),
+                );
                 match obj {
                     Some(o) => {
                         idx.roles.insert(key, Arc::new(Rule::list_from(o)));
@@ -222,8 +236,14 @@ impl RbacIndex {
                     }
                 }
                 let Some(o) = obj else { return };
-                let role_kind = o.pointer("/roleRef/kind").and_then(Value::as_str).unwrap_or("");
-                let role_name = o.pointer("/roleRef/name").and_then(Value::as_str).unwrap_or("");
+                let role_kind = o
+                    .pointer("/roleRef/kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let role_name = o
+                    .pointer("/roleRef/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 let role = match (kind, role_kind) {
                     (Kind::RoleBinding, "Role") => (ns.to_string(), role_name.to_string()),
                     (_, "ClusterRole") => (String::new(), role_name.to_string()),
@@ -233,10 +253,20 @@ impl RbacIndex {
                 subjects.sort();
                 subjects.dedup();
                 for s in &subjects {
-                    idx.by_subject.entry(s.clone()).or_default().push(id.clone());
+                    idx.by_subject
+                        .entry(s.clone())
+                        .or_default()
+                        .push(id.clone());
                 }
                 let namespace = (kind == Kind::RoleBinding).then(|| ns.to_string());
-                idx.bindings.insert(id, BindingEntry { namespace, role, subjects });
+                idx.bindings.insert(
+                    id,
+                    BindingEntry {
+                        namespace,
+                        role,
+                        subjects,
+                    },
+                );
             }
         }
     }
@@ -245,8 +275,18 @@ impl RbacIndex {
     pub fn clear(&self, kind: Kind) {
         let keys: Vec<(String, String)> = match self.inner.read() {
             Ok(idx) => match kind {
-                Kind::Role => idx.roles.keys().filter(|k| !k.0.is_empty()).cloned().collect(),
-                Kind::ClusterRole => idx.roles.keys().filter(|k| k.0.is_empty()).cloned().collect(),
+                Kind::Role => idx
+                    .roles
+                    .keys()
+                    .filter(|k| !k.0.is_empty())
+                    .cloned()
+                    .collect(),
+                Kind::ClusterRole => idx
+                    .roles
+                    .keys()
+                    .filter(|k| k.0.is_empty())
+                    .cloned()
+                    .collect(),
                 _ => idx
                     .bindings
                     .keys()
@@ -282,14 +322,18 @@ impl RbacIndex {
                 continue;
             };
             for id in ids {
-                let Some(b) = idx.bindings.get(id) else { continue };
+                let Some(b) = idx.bindings.get(id) else {
+                    continue;
+                };
                 if let Some(ns) = &b.namespace
                     && ns != namespace
                 {
                     continue;
                 }
-                let Some(rules) = idx.roles.get(&b.role) else { continue };
-                if rules.iter().any(|r| visit(r)) {
+                let Some(rules) = idx.roles.get(&b.role) else {
+                    continue;
+                };
+                if rules.iter().any(&mut *visit) {
                     return true;
                 }
             }
@@ -324,7 +368,10 @@ impl RbacIndex {
 
     /// A snapshot of every ClusterRole object.
     pub fn cluster_roles(&self) -> BTreeMap<String, Value> {
-        self.cluster_roles.read().map(|m| m.clone()).unwrap_or_default()
+        self.cluster_roles
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -412,10 +459,16 @@ pub fn compact_string(r: &Rule) -> String {
         parts.push(format!("Resources:{}", go_quoted_list(&r.resources)));
     }
     if !r.non_resource_urls.is_empty() {
-        parts.push(format!("NonResourceURLs:{}", go_quoted_list(&r.non_resource_urls)));
+        parts.push(format!(
+            "NonResourceURLs:{}",
+            go_quoted_list(&r.non_resource_urls)
+        ));
     }
     if !r.resource_names.is_empty() {
-        parts.push(format!("ResourceNames:{}", go_quoted_list(&r.resource_names)));
+        parts.push(format!(
+            "ResourceNames:{}",
+            go_quoted_list(&r.resource_names)
+        ));
     }
     if !r.verbs.is_empty() {
         parts.push(format!("Verbs:{}", go_quoted_list(&r.verbs)));
@@ -425,10 +478,15 @@ pub fn compact_string(r: &Rule) -> String {
 
 /// Merges single-verb rights that differ only in verb (upstream `CompactRules`), sorted.
 pub fn compact_rules(rules: Vec<Rule>) -> Vec<Rule> {
-    let mut merged: BTreeMap<(Vec<String>, Vec<String>, Vec<String>, Vec<String>), Vec<String>> =
-        BTreeMap::new();
+    type Key = (Vec<String>, Vec<String>, Vec<String>, Vec<String>);
+    let mut merged: BTreeMap<Key, Vec<String>> = BTreeMap::new();
     for r in rules {
-        let key = (r.api_groups, r.resources, r.resource_names, r.non_resource_urls);
+        let key = (
+            r.api_groups,
+            r.resources,
+            r.resource_names,
+            r.non_resource_urls,
+        );
         let verbs = merged.entry(key).or_default();
         for v in r.verbs {
             if !verbs.contains(&v) {
@@ -438,13 +496,15 @@ pub fn compact_rules(rules: Vec<Rule>) -> Vec<Rule> {
     }
     merged
         .into_iter()
-        .map(|((api_groups, resources, resource_names, non_resource_urls), verbs)| Rule {
-            verbs,
-            api_groups,
-            resources,
-            resource_names,
-            non_resource_urls,
-        })
+        .map(
+            |((api_groups, resources, resource_names, non_resource_urls), verbs)| Rule {
+                verbs,
+                api_groups,
+                resources,
+                resource_names,
+                non_resource_urls,
+            },
+        )
         .collect()
 }
 
@@ -454,7 +514,13 @@ mod tests {
 
     use super::*;
 
-    fn attrs<'a>(u: &'a UserInfo, verb: &'a str, ns: &'a str, res: &'a str, sub: &'a str) -> Attributes<'a> {
+    fn attrs<'a>(
+        u: &'a UserInfo,
+        verb: &'a str,
+        ns: &'a str,
+        res: &'a str,
+        sub: &'a str,
+    ) -> Attributes<'a> {
         Attributes {
             user: u,
             verb,
@@ -473,7 +539,10 @@ mod tests {
         idx.apply(Kind::Role, Some(&role), "lfs158", "pod-reader");
         let rb = json!({"subjects": [{"kind": "User", "name": "bob"}], "roleRef": {"kind": "Role", "name": "pod-reader"}});
         idx.apply(Kind::RoleBinding, Some(&rb), "lfs158", "pod-read-access");
-        let bob = UserInfo { username: "bob".into(), ..Default::default() };
+        let bob = UserInfo {
+            username: "bob".into(),
+            ..Default::default()
+        };
         assert!(idx.allows(&attrs(&bob, "list", "lfs158", "pods", "")));
         assert!(!idx.allows(&attrs(&bob, "list", "default", "pods", "")));
         assert!(!idx.allows(&attrs(&bob, "delete", "lfs158", "pods", "")));
@@ -484,11 +553,14 @@ mod tests {
 
     #[test]
     fn wildcards_and_urls() {
-        let r = Rule::from_json(&json!({"apiGroups": ["*"], "resources": ["*/scale"], "verbs": ["get"]}));
+        let r = Rule::from_json(
+            &json!({"apiGroups": ["*"], "resources": ["*/scale"], "verbs": ["get"]}),
+        );
         let u = UserInfo::default();
         assert!(r.allows(&attrs(&u, "get", "ns", "deployments", "scale")));
         assert!(!r.allows(&attrs(&u, "get", "ns", "deployments", "")));
-        let url = Rule::from_json(&json!({"nonResourceURLs": ["/apis/*", "/version"], "verbs": ["get"]}));
+        let url =
+            Rule::from_json(&json!({"nonResourceURLs": ["/apis/*", "/version"], "verbs": ["get"]}));
         assert!(url.allows(&Attributes::non_resource(&u, "get", "/apis/apps/v1")));
         assert!(url.allows(&Attributes::non_resource(&u, "get", "/version")));
         assert!(!url.allows(&Attributes::non_resource(&u, "get", "/metrics")));
@@ -496,8 +568,12 @@ mod tests {
 
     #[test]
     fn coverage_and_messages() {
-        let owner = vec![Rule::from_json(&json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}))];
-        let want = Rule::from_json(&json!({"apiGroups": [""], "resources": ["pods", "secrets"], "verbs": ["get", "delete"]}));
+        let owner = vec![Rule::from_json(
+            &json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}),
+        )];
+        let want = Rule::from_json(
+            &json!({"apiGroups": [""], "resources": ["pods", "secrets"], "verbs": ["get", "delete"]}),
+        );
         let missing = compact_rules(uncovered(&owner, &want));
         let text: Vec<String> = missing.iter().map(compact_string).collect();
         assert_eq!(

@@ -98,8 +98,16 @@ impl<S: Sink> Feed<S> {
 }
 
 /// Loads `prefix` into `sink` now, then keeps it current in a background task.
-pub async fn feed<S: Sink>(cache: Arc<WatchCache>, prefix: String, sink: Arc<S>) -> anyhow::Result<()> {
-    let f = Feed { cache, prefix, sink };
+pub async fn feed<S: Sink>(
+    cache: Arc<WatchCache>,
+    prefix: String,
+    sink: Arc<S>,
+) -> anyhow::Result<()> {
+    let f = Feed {
+        cache,
+        prefix,
+        sink,
+    };
     let w = f
         .cache
         .watch_with_initial(&f.prefix, 0, CacheWatchOptions::default())
@@ -134,7 +142,9 @@ impl Sink for RbacSink {
         }
     }
     fn apply(&self, key: &str, obj: Option<&Value>) {
-        let Some(s) = self.state.upgrade() else { return };
+        let Some(s) = self.state.upgrade() else {
+            return;
+        };
         let (ns, name) = ns_name(key, &self.prefix);
         s.auth.rbac.apply(self.kind, obj, ns, name);
         if self.kind == Kind::ClusterRole {
@@ -146,7 +156,12 @@ impl Sink for RbacSink {
 /// Starts the four RBAC feeds (loaded before this returns) and the aggregation controller.
 pub async fn start(state: &Arc<AppState>) -> anyhow::Result<()> {
     let aggregate = Arc::new(Notify::new());
-    for kind in [Kind::ClusterRole, Kind::Role, Kind::ClusterRoleBinding, Kind::RoleBinding] {
+    for kind in [
+        Kind::ClusterRole,
+        Kind::Role,
+        Kind::ClusterRoleBinding,
+        Kind::RoleBinding,
+    ] {
         let prefix = format!("/registry/{}/", kind.segment());
         let sink = Arc::new(RbacSink {
             state: Arc::downgrade(state),
@@ -173,12 +188,17 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<()> {
 /// Whether `labels` satisfy a LabelSelector object (matchLabels and matchExpressions).
 pub fn selector_matches(selector: &Value, labels: &serde_json::Map<String, Value>) -> bool {
     let get = |k: &str| labels.get(k).and_then(Value::as_str);
-    if let Some(m) = selector.get("matchLabels").and_then(Value::as_object) {
-        if m.iter().any(|(k, v)| get(k) != v.as_str()) {
-            return false;
-        }
+    if let Some(m) = selector.get("matchLabels").and_then(Value::as_object)
+        && m.iter().any(|(k, v)| get(k) != v.as_str())
+    {
+        return false;
     }
-    for e in selector.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+    for e in selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let key = e.get("key").and_then(Value::as_str).unwrap_or("");
         let values: Vec<&str> = e
             .get("values")
@@ -201,12 +221,19 @@ pub fn selector_matches(selector: &Value, labels: &serde_json::Map<String, Value
 
 /// One pass of the aggregation controller.
 async fn aggregate_once(state: &Arc<AppState>) {
-    let Some(h) = state.registry.get("rbac.authorization.k8s.io", "v1", "clusterroles").cloned() else {
+    let Some(h) = state
+        .registry
+        .get("rbac.authorization.k8s.io", "v1", "clusterroles")
+        .cloned()
+    else {
         return;
     };
     let roles = state.auth.rbac.cluster_roles();
     for (name, role) in &roles {
-        let Some(selectors) = role.pointer("/aggregationRule/clusterRoleSelectors").and_then(Value::as_array) else {
+        let Some(selectors) = role
+            .pointer("/aggregationRule/clusterRoleSelectors")
+            .and_then(Value::as_array)
+        else {
             continue;
         };
         let mut rules: Vec<Rule> = Vec::new();
@@ -215,8 +242,13 @@ async fn aggregate_once(state: &Arc<AppState>) {
                 continue;
             }
             let empty = serde_json::Map::new();
-            let labels = other.pointer("/metadata/labels").and_then(Value::as_object).unwrap_or(&empty);
-            if selectors.iter().any(|s| !s.as_object().is_some_and(|m| m.is_empty()) && selector_matches(s, labels)) {
+            let labels = other
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
+            if selectors.iter().any(|s| {
+                !s.as_object().is_some_and(|m| m.is_empty()) && selector_matches(s, labels)
+            }) {
                 for r in Rule::list_from(other) {
                     if !rules.contains(&r) {
                         rules.push(r);
@@ -229,12 +261,23 @@ async fn aggregate_once(state: &Arc<AppState>) {
         }
         let mut updated = role.clone();
         updated["rules"] = json!(rules.iter().map(Rule::to_json).collect::<Vec<_>>());
-        if let Some(m) = updated.pointer_mut("/metadata").and_then(Value::as_object_mut) {
+        if let Some(m) = updated
+            .pointer_mut("/metadata")
+            .and_then(Value::as_object_mut)
+        {
             m.remove("resourceVersion");
         }
-        match state.store.update(&h, "", name, updated, UpdateTarget::Main, false).await {
-            Ok(_) => tracing::info!(clusterrole = %name, rules = rules.len(), "aggregated cluster role rules"),
-            Err(e) => tracing::warn!(clusterrole = %name, error = %e, "aggregating cluster role failed"),
+        match state
+            .store
+            .update(&h, "", name, updated, UpdateTarget::Main, false)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(clusterrole = %name, rules = rules.len(), "aggregated cluster role rules")
+            }
+            Err(e) => {
+                tracing::warn!(clusterrole = %name, error = %e, "aggregating cluster role failed")
+            }
         }
     }
 }

@@ -153,9 +153,15 @@ impl ServiceAccountAuth {
             return self.legacy(state, token, &claims).await.map(Some);
         }
         check_time_and_audience(&claims, now, &self.audiences)?;
-        let k = claims.get("kubernetes.io").ok_or(bad("no kubernetes.io claim"))?;
+        let k = claims
+            .get("kubernetes.io")
+            .ok_or(bad("no kubernetes.io claim"))?;
         let s = |p: &str| k.pointer(p).and_then(Value::as_str).unwrap_or("");
-        let (ns, sa_name, sa_uid) = (s("/namespace"), s("/serviceaccount/name"), s("/serviceaccount/uid"));
+        let (ns, sa_name, sa_uid) = (
+            s("/namespace"),
+            s("/serviceaccount/name"),
+            s("/serviceaccount/uid"),
+        );
         if ns.is_empty() || sa_name.is_empty() {
             return Err(bad("token names no service account"));
         }
@@ -169,9 +175,11 @@ impl ServiceAccountAuth {
             return Err(bad("service account no longer exists or was recreated"));
         }
         let mut user = sa_user(ns, sa_name, sa_uid);
-        for (kind, resource, namespaced) in
-            [("pod", "pods", true), ("secret", "secrets", true), ("node", "nodes", false)]
-        {
+        for (kind, resource, namespaced) in [
+            ("pod", "pods", true),
+            ("secret", "secrets", true),
+            ("node", "nodes", false),
+        ] {
             let name = s(&format!("/{kind}/name"));
             if name.is_empty() {
                 continue;
@@ -203,7 +211,12 @@ impl ServiceAccountAuth {
         Ok(Some(user))
     }
 
-    async fn legacy(&self, state: &AppState, token: &str, c: &Value) -> Result<UserInfo, SaTokenError> {
+    async fn legacy(
+        &self,
+        state: &AppState,
+        token: &str,
+        c: &Value,
+    ) -> Result<UserInfo, SaTokenError> {
         let bad = |m: &str| SaTokenError::Claims(m.to_string());
         let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("");
         let ns = s("kubernetes.io/serviceaccount/namespace");
@@ -223,7 +236,11 @@ impl ServiceAccountAuth {
         if stored.as_deref() != Some(token.as_bytes()) {
             return Err(bad("the token's secret holds another token"));
         }
-        if live_uid(state, "serviceaccounts", ns, name).await.as_deref() != Some(uid) {
+        if live_uid(state, "serviceaccounts", ns, name)
+            .await
+            .as_deref()
+            != Some(uid)
+        {
             return Err(bad("service account no longer exists or was recreated"));
         }
         Ok(sa_user(ns, name, uid))
@@ -231,13 +248,24 @@ impl ServiceAccountAuth {
 }
 
 /// `exp`, `nbf` and `aud` of a bound token at `now` (unix seconds).
-pub fn check_time_and_audience(claims: &Value, now: i64, audiences: &[String]) -> Result<(), SaTokenError> {
+pub fn check_time_and_audience(
+    claims: &Value,
+    now: i64,
+    audiences: &[String],
+) -> Result<(), SaTokenError> {
     let bad = |m: &str| SaTokenError::Claims(m.to_string());
-    let exp = claims.get("exp").and_then(Value::as_i64).ok_or(bad("no exp claim"))?;
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or(bad("no exp claim"))?;
     if now >= exp {
         return Err(bad("token has expired"));
     }
-    if claims.get("nbf").and_then(Value::as_i64).is_some_and(|nbf| now < nbf) {
+    if claims
+        .get("nbf")
+        .and_then(Value::as_i64)
+        .is_some_and(|nbf| now < nbf)
+    {
         return Err(bad("token not valid yet"));
     }
     let auds: Vec<&str> = match claims.get("aud") {
@@ -256,7 +284,10 @@ pub fn sa_user(ns: &str, name: &str, uid: &str) -> UserInfo {
     UserInfo {
         username: format!("system:serviceaccount:{ns}:{name}"),
         uid: uid.to_string(),
-        groups: vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}")],
+        groups: vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{ns}"),
+        ],
         ..Default::default()
     }
 }
@@ -264,15 +295,21 @@ pub fn sa_user(ns: &str, name: &str, uid: &str) -> UserInfo {
 fn unverified_claims(token: &str) -> Option<Value> {
     jwt::peek_header(token)?;
     let part = token.split('.').nth(1)?;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).ok()?;
-    serde_json::from_slice::<Value>(&raw).ok().filter(Value::is_object)
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .ok()?;
+    serde_json::from_slice::<Value>(&raw)
+        .ok()
+        .filter(Value::is_object)
 }
 
 async fn live_object(state: &AppState, resource: &str, ns: &str, name: &str) -> Option<Value> {
     let h = state.registry.get("", "v1", resource)?;
     let (kv, _) = state.store.cache.get(&h.key(ns, name), 0).await.ok()?;
     let obj: Value = serde_json::from_slice(&kv?.value).ok()?;
-    obj.pointer("/metadata/deletionTimestamp").is_none().then_some(obj)
+    obj.pointer("/metadata/deletionTimestamp")
+        .is_none()
+        .then_some(obj)
 }
 
 async fn live_uid(state: &AppState, resource: &str, ns: &str, name: &str) -> Option<String> {
@@ -296,9 +333,16 @@ pub async fn token_request(
     };
     let sa = state.store.get(sa_handle, ns, name).await?;
     let sa: Value = serde_json::from_slice(&sa.value).map_err(ApiError::Encoding)?;
-    let sa_uid = sa.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+    let sa_uid = sa
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let spec = req.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let exp_secs = spec.get("expirationSeconds").and_then(Value::as_i64).unwrap_or(DEFAULT_EXPIRATION);
+    let exp_secs = spec
+        .get("expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(DEFAULT_EXPIRATION);
     let invalid = |field: &str, v: Value, msg: &str| -> ApiError {
         ApiError::invalid(
             "authentication.k8s.io",
@@ -308,14 +352,30 @@ pub async fn token_request(
         )
     };
     if exp_secs < 600 {
-        return Err(invalid("spec.expirationSeconds", json!(exp_secs), "may not specify a duration less than 10 minutes"));
+        return Err(invalid(
+            "spec.expirationSeconds",
+            json!(exp_secs),
+            "may not specify a duration less than 10 minutes",
+        ));
     }
     if exp_secs > 1 << 32 {
-        return Err(invalid("spec.expirationSeconds", json!(exp_secs), "may not specify a duration larger than 2^32 seconds"));
+        return Err(invalid(
+            "spec.expirationSeconds",
+            json!(exp_secs),
+            "may not specify a duration larger than 2^32 seconds",
+        ));
     }
-    let exp_secs = if auth.max_expiration > 0 { exp_secs.min(auth.max_expiration) } else { exp_secs };
+    let exp_secs = if auth.max_expiration > 0 {
+        exp_secs.min(auth.max_expiration)
+    } else {
+        exp_secs
+    };
     let audiences: Vec<String> = match spec.get("audiences").and_then(Value::as_array) {
-        Some(a) if !a.is_empty() => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        Some(a) if !a.is_empty() => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
         _ => auth.audiences.clone(),
     };
     let now = jiff::Timestamp::now().as_second();
@@ -331,13 +391,20 @@ pub async fn token_request(
             "Secret" => ("secret", "secrets", ns),
             "Node" => ("node", "nodes", ""),
             other => {
-                return Err(invalid("spec.boundObjectRef.kind", json!(other), "supported values: \"Pod\", \"Secret\", \"Node\""));
+                return Err(invalid(
+                    "spec.boundObjectRef.kind",
+                    json!(other),
+                    "supported values: \"Pod\", \"Secret\", \"Node\"",
+                ));
             }
         };
         let Some(uid) = live_uid(state, resource, obj_ns, ref_name).await else {
             return Err(Status::not_found("", resource, ref_name).into());
         };
-        if let Some(want) = r.get("uid").and_then(Value::as_str).filter(|u| !u.is_empty())
+        if let Some(want) = r
+            .get("uid")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
             && want != uid
         {
             return Err(Status::conflict(
@@ -373,13 +440,16 @@ pub async fn token_request(
         let mut spec = spec;
         spec["audiences"] = json!(audiences);
         spec["expirationSeconds"] = json!(exp_secs);
-        if spec.get("boundObjectRef").is_some_and(Value::is_null) {
-            if let Some(s) = spec.as_object_mut() {
-                s.remove("boundObjectRef");
-            }
+        if spec.get("boundObjectRef").is_some_and(Value::is_null)
+            && let Some(s) = spec.as_object_mut()
+        {
+            s.remove("boundObjectRef");
         }
         m.insert("spec".into(), spec);
-        m.insert("status".into(), json!({"token": token, "expirationTimestamp": expiration}));
+        m.insert(
+            "status".into(),
+            json!({"token": token, "expirationTimestamp": expiration}),
+        );
     }
     Ok(req)
 }
@@ -394,10 +464,19 @@ mod tests {
         let c = json!({"exp": 1600, "iat": 1000, "nbf": 1000, "aud": auds});
         assert!(check_time_and_audience(&c, 1000, &auds).is_ok());
         assert!(check_time_and_audience(&c, 1599, &auds).is_ok());
-        assert!(check_time_and_audience(&c, 1600, &auds).is_err(), "expired at exp");
-        assert!(check_time_and_audience(&c, 999, &auds).is_err(), "not before nbf");
+        assert!(
+            check_time_and_audience(&c, 1600, &auds).is_err(),
+            "expired at exp"
+        );
+        assert!(
+            check_time_and_audience(&c, 999, &auds).is_err(),
+            "not before nbf"
+        );
         assert!(check_time_and_audience(&c, 1000, &["other".to_string()]).is_err());
-        assert!(check_time_and_audience(&json!({"aud": auds}), 1000, &auds).is_err(), "no exp");
+        assert!(
+            check_time_and_audience(&json!({"aud": auds}), 1000, &auds).is_err(),
+            "no exp"
+        );
     }
 
     #[test]
@@ -414,11 +493,15 @@ mod tests {
             "https://127.0.0.1:6443/openid/v1/jwks".into(),
         )
         .expect("load");
-        assert_eq!(a.openid_configuration()["id_token_signing_alg_values_supported"], json!(["ES256"]));
+        assert_eq!(
+            a.openid_configuration()["id_token_signing_alg_values_supported"],
+            json!(["ES256"])
+        );
         assert_eq!(a.jwks()["keys"][0]["kty"], "EC");
         // The generated key is reused on the next start.
-        let b = ServiceAccountAuth::load(None, &[], &dir, vec!["x".into()], vec![], 0, String::new())
-            .expect("reload");
+        let b =
+            ServiceAccountAuth::load(None, &[], &dir, vec!["x".into()], vec![], 0, String::new())
+                .expect("reload");
         assert_eq!(a.keys[0].kid, b.keys[0].kid);
         let _ = std::fs::remove_dir_all(&dir);
     }

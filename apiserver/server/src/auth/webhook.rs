@@ -34,10 +34,16 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
         return Ok(Duration::ZERO);
     }
     while !rest.is_empty() {
-        let n = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let num: f64 = rest[..n].parse().with_context(|| format!("invalid duration {s:?}"))?;
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num: f64 = rest[..n]
+            .parse()
+            .with_context(|| format!("invalid duration {s:?}"))?;
         rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let u = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let mult = match &rest[..u] {
             "h" => 3600.0,
             "m" => 60.0,
@@ -59,13 +65,17 @@ struct Endpoint {
 }
 
 fn load_endpoint(path: &Path) -> anyhow::Result<Endpoint> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let kc: Value = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let kc: Value =
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let pick = |list: &str, name: Option<&str>| -> Option<Value> {
         let items = kc.get(list)?.as_array()?;
         let found = match name {
-            Some(n) => items.iter().find(|i| i.get("name").and_then(Value::as_str) == Some(n)),
+            Some(n) => items
+                .iter()
+                .find(|i| i.get("name").and_then(Value::as_str) == Some(n)),
             None => items.first(),
         };
         found.cloned()
@@ -75,30 +85,49 @@ fn load_endpoint(path: &Path) -> anyhow::Result<Endpoint> {
         .and_then(Value::as_str)
         .and_then(|c| pick("contexts", Some(c)))
         .and_then(|c| c.get("context").cloned());
-    let cluster_name = ctx.as_ref().and_then(|c| c.get("cluster")).and_then(Value::as_str);
-    let user_name = ctx.as_ref().and_then(|c| c.get("user")).and_then(Value::as_str);
+    let cluster_name = ctx
+        .as_ref()
+        .and_then(|c| c.get("cluster"))
+        .and_then(Value::as_str);
+    let user_name = ctx
+        .as_ref()
+        .and_then(|c| c.get("user"))
+        .and_then(Value::as_str);
     let cluster = pick("clusters", cluster_name)
         .and_then(|c| c.get("cluster").cloned())
         .context("the webhook kubeconfig has no cluster")?;
-    let user = pick("users", user_name).and_then(|u| u.get("user").cloned()).unwrap_or_default();
+    let user = pick("users", user_name)
+        .and_then(|u| u.get("user").cloned())
+        .unwrap_or_default();
     let material = |v: &Value, data: &str, file: &str| -> anyhow::Result<Option<Vec<u8>>> {
         if let Some(d) = v.get(data).and_then(Value::as_str) {
-            return Ok(Some(base64::engine::general_purpose::STANDARD.decode(d.trim())?));
+            return Ok(Some(
+                base64::engine::general_purpose::STANDARD.decode(d.trim())?,
+            ));
         }
         if let Some(f) = v.get(file).and_then(Value::as_str) {
             let p = dir.join(f);
-            return Ok(Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?));
+            return Ok(Some(
+                std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+            ));
         }
         Ok(None)
     };
-    let server = cluster.get("server").and_then(Value::as_str).context("cluster.server")?;
+    let server = cluster
+        .get("server")
+        .and_then(Value::as_str)
+        .context("cluster.server")?;
     let url: http::Uri = server.parse().context("cluster.server")?;
     if url.scheme_str() != Some("https") {
         anyhow::bail!("webhook server {server} must be https");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    if let Some(ca) = material(&cluster, "certificate-authority-data", "certificate-authority")? {
+    if let Some(ca) = material(
+        &cluster,
+        "certificate-authority-data",
+        "certificate-authority",
+    )? {
         for c in rustls_pemfile::certs(&mut ca.as_slice()) {
             roots.add(c?)?;
         }
@@ -119,18 +148,28 @@ fn load_endpoint(path: &Path) -> anyhow::Result<Endpoint> {
     Ok(Endpoint {
         url,
         tls: Arc::new(tls),
-        token: user.get("token").and_then(Value::as_str).map(str::to_string),
+        token: user
+            .get("token")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 
 /// POSTs `body` to the endpoint and decodes the JSON answer.
 async fn call(ep: &Endpoint, body: &Value) -> anyhow::Result<Value> {
-    let host = ep.url.host().context("server host")?.trim_matches(['[', ']']).to_string();
+    let host = ep
+        .url
+        .host()
+        .context("server host")?
+        .trim_matches(['[', ']'])
+        .to_string();
     let port = ep.url.port_u16().unwrap_or(443);
     let fut = async {
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
         let name = rustls::pki_types::ServerName::try_from(host.clone())?;
-        let tls = tokio_rustls::TlsConnector::from(ep.tls.clone()).connect(name, tcp).await?;
+        let tls = tokio_rustls::TlsConnector::from(ep.tls.clone())
+            .connect(name, tcp)
+            .await?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
         tokio::spawn(conn);
@@ -169,11 +208,15 @@ struct Cache<T> {
 
 impl<T: Clone> Cache<T> {
     fn new() -> Self {
-        Cache { map: Mutex::new(HashMap::new()) }
+        Cache {
+            map: Mutex::new(HashMap::new()),
+        }
     }
     fn get(&self, k: &[u8; 32]) -> Option<T> {
         let m = self.map.lock().ok()?;
-        m.get(k).filter(|(t, _)| *t > Instant::now()).map(|(_, v)| v.clone())
+        m.get(k)
+            .filter(|(t, _)| *t > Instant::now())
+            .map(|(_, v)| v.clone())
     }
     fn put(&self, k: [u8; 32], v: T, ttl: Duration) {
         if ttl.is_zero() {
@@ -206,7 +249,11 @@ pub struct TokenWebhook {
 impl TokenWebhook {
     /// From the kubeconfig file and `--authentication-token-webhook-cache-ttl`.
     pub fn new(path: &Path, ttl: Duration) -> anyhow::Result<TokenWebhook> {
-        Ok(TokenWebhook { ep: load_endpoint(path)?, ttl, cache: Cache::new() })
+        Ok(TokenWebhook {
+            ep: load_endpoint(path)?,
+            ttl,
+            cache: Cache::new(),
+        })
     }
 
     /// Asks the webhook (or its cache) about a token.
@@ -246,7 +293,12 @@ pub fn user_from_json(u: &Value) -> Option<UserInfo> {
     }
     let list = |v: Option<&Value>| -> Vec<String> {
         v.and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let extra = u
@@ -256,7 +308,11 @@ pub fn user_from_json(u: &Value) -> Option<UserInfo> {
         .unwrap_or_default();
     Some(UserInfo {
         username,
-        uid: u.get("uid").and_then(Value::as_str).unwrap_or("").to_string(),
+        uid: u
+            .get("uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
         groups: list(u.get("groups")),
         extra,
     })
@@ -300,8 +356,17 @@ pub struct AuthzWebhook {
 
 impl AuthzWebhook {
     /// From the kubeconfig file and the two cache TTLs.
-    pub fn new(path: &Path, allowed_ttl: Duration, denied_ttl: Duration) -> anyhow::Result<AuthzWebhook> {
-        Ok(AuthzWebhook { ep: load_endpoint(path)?, allowed_ttl, denied_ttl, cache: Cache::new() })
+    pub fn new(
+        path: &Path,
+        allowed_ttl: Duration,
+        denied_ttl: Duration,
+    ) -> anyhow::Result<AuthzWebhook> {
+        Ok(AuthzWebhook {
+            ep: load_endpoint(path)?,
+            allowed_ttl,
+            denied_ttl,
+            cache: Cache::new(),
+        })
     }
 
     /// Asks the webhook (or its cache). `Err`: it could not be asked or answered garbage.
@@ -321,8 +386,15 @@ impl AuthzWebhook {
             .get("status")
             .filter(|s| s.is_object())
             .context("the webhook's SubjectAccessReview has no status")?;
-        let reason = st.get("reason").and_then(Value::as_str).unwrap_or("").to_string();
-        let allowed = st.get("allowed").and_then(Value::as_bool).context("status.allowed missing")?;
+        let reason = st
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let allowed = st
+            .get("allowed")
+            .and_then(Value::as_bool)
+            .context("status.allowed missing")?;
         let denied = st.get("denied").and_then(Value::as_bool).unwrap_or(false);
         let out = if allowed {
             (Decision::Allow, reason)
@@ -331,7 +403,11 @@ impl AuthzWebhook {
         } else {
             (Decision::NoOpinion, reason)
         };
-        let ttl = if allowed { self.allowed_ttl } else { self.denied_ttl };
+        let ttl = if allowed {
+            self.allowed_ttl
+        } else {
+            self.denied_ttl
+        };
         self.cache.put(key, out.clone(), ttl);
         Ok(out)
     }
@@ -345,8 +421,14 @@ mod tests {
     fn go_durations() {
         assert_eq!(parse_duration("2m").expect("d"), Duration::from_secs(120));
         assert_eq!(parse_duration("5m0s").expect("d"), Duration::from_secs(300));
-        assert_eq!(parse_duration("1h30m").expect("d"), Duration::from_secs(5400));
-        assert_eq!(parse_duration("500ms").expect("d"), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("1h30m").expect("d"),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_duration("500ms").expect("d"),
+            Duration::from_millis(500)
+        );
         assert!(parse_duration("5x").is_err());
     }
 }

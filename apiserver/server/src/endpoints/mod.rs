@@ -358,7 +358,10 @@ async fn subresource_create(scope: &Scope, body: Body, options: &str) -> ApiResu
         (StatusCode::CREATED, out)
     } else {
         update::check_name(scope, &obj)?;
-        (StatusCode::OK, crate::auth::csr::update_approval(scope, obj).await?)
+        (
+            StatusCode::OK,
+            crate::auth::csr::update_approval(scope, obj).await?,
+        )
     };
     let resp = scope.object_response(code, &out)?;
     Ok(field_validation::with_warnings(resp, &warnings))

@@ -39,7 +39,12 @@ fn invalid(scope: &Scope, field: &str, value: Value, msg: &str) -> ApiError {
 fn spec_user(spec: &Value) -> UserInfo {
     let list = |v: Option<&Value>| -> Vec<String> {
         v.and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let extra: BTreeMap<String, Vec<String>> = spec
@@ -48,8 +53,16 @@ fn spec_user(spec: &Value) -> UserInfo {
         .map(|m| m.iter().map(|(k, v)| (k.clone(), list(Some(v)))).collect())
         .unwrap_or_default();
     UserInfo {
-        username: spec.get("user").and_then(Value::as_str).unwrap_or("").to_string(),
-        uid: spec.get("uid").and_then(Value::as_str).unwrap_or("").to_string(),
+        username: spec
+            .get("user")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        uid: spec
+            .get("uid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
         groups: list(spec.get("groups")),
         extra,
     }
@@ -68,7 +81,10 @@ async fn access_review(scope: &Scope, user: &UserInfo, spec: &Value) -> ApiResul
         ));
     }
     let s = |v: Option<&Value>, k: &str| -> String {
-        v.and_then(|o| o.get(k)).and_then(Value::as_str).unwrap_or("").to_string()
+        v.and_then(|o| o.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
     };
     let (verb, path, ns, group, version, resource, sub, name) = match ra {
         Some(_) => (
@@ -81,7 +97,16 @@ async fn access_review(scope: &Scope, user: &UserInfo, spec: &Value) -> ApiResul
             s(ra, "subresource"),
             s(ra, "name"),
         ),
-        None => (s(nra, "verb"), s(nra, "path"), String::new(), String::new(), String::new(), String::new(), String::new(), String::new()),
+        None => (
+            s(nra, "verb"),
+            s(nra, "path"),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ),
     };
     let a = Attributes {
         user,
@@ -128,7 +153,9 @@ pub async fn review(scope: &Scope, mut obj: Value) -> ApiResult<Value> {
             }
             if scope.handle.info.kind == "LocalSubjectAccessReview" {
                 let ns = scope.info.namespace.as_str();
-                let asked = spec.pointer("/resourceAttributes/namespace").and_then(Value::as_str);
+                let asked = spec
+                    .pointer("/resourceAttributes/namespace")
+                    .and_then(Value::as_str);
                 if spec.get("resourceAttributes").is_some() && asked != Some(ns) {
                     return Err(invalid(
                         scope,
@@ -158,12 +185,20 @@ pub async fn review(scope: &Scope, mut obj: Value) -> ApiResult<Value> {
                 .as_ref()
                 .map(|s| s.audiences.clone())
                 .unwrap_or_default();
-            match scope.state.auth.authn.authenticate_token(&scope.state, token).await {
+            match scope
+                .state
+                .auth
+                .authn
+                .authenticate_token(&scope.state, token)
+                .await
+            {
                 Some(u) => {
                     let u = crate::auth::authn::with_authenticated_group(u);
                     json!({"authenticated": true, "user": user_json(&u), "audiences": audiences})
                 }
-                None => json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),
+                None => {
+                    json!({"authenticated": false, "user": {}, "error": "invalid bearer token"})
+                }
             }
         }
         other => {
@@ -190,7 +225,8 @@ fn rules_review(scope: &Scope, user: &UserInfo, ns: &str) -> (Vec<Value>, Vec<Va
     let (mut res, mut non_res) = (Vec::new(), Vec::new());
     for r in scope.state.auth.rbac.rules_for(user, ns) {
         if r.non_resource_urls.is_empty() {
-            let mut v = json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
+            let mut v =
+                json!({"verbs": r.verbs, "apiGroups": r.api_groups, "resources": r.resources});
             if !r.resource_names.is_empty() {
                 v["resourceNames"] = json!(r.resource_names);
             }
