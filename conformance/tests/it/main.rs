@@ -11,7 +11,8 @@
 //! directives, client-side apply three-way merges, `kubectl edit`), `validation` (invalid
 //! manifests rejected with upstream's field paths, immutable fields), `versions` (HPA and Event
 //! served at two versions over one storage version), `ssa` (server-side apply, conflicts,
-//! managedFields), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create` chart),
+//! managedFields), `write_path` (wrongly typed bodies and patches refused, apply field
+//! validation, concurrent patches, generateName), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create` chart),
 //! `auth` and `auth_webhook` (authentication, impersonation, RBAC/ABAC/webhook authorization,
 //! CSR signing, service-account tokens, component identities).
 
@@ -30,3 +31,4 @@ mod ssa;
 mod util;
 mod validation;
 mod versions;
+mod write_path;

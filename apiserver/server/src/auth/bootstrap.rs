@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::rbac::{Rule, uncovered};
 use crate::AppState;
-use crate::registry::store::UpdateTarget;
+use crate::registry::request::WriteOptions;
 
 const POLICY: &str = include_str!("bootstrap_policy.txt");
 const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
@@ -244,7 +244,11 @@ pub async fn reconcile(state: &Arc<AppState>) -> anyhow::Result<()> {
                 .unwrap_or("")
                 .to_string();
             match state.store.storage.get(&h.key("", &name)).await? {
-                None => match state.store.create(&h, "", want, false).await {
+                None => match state
+                    .store
+                    .create(&h, "", want, &WriteOptions::default())
+                    .await
+                {
                     Ok(_) => created += 1,
                     Err(e) if e.to_status().code == 409 => {}
                     Err(e) => anyhow::bail!("creating {plural} {name}: {e}"),
@@ -262,7 +266,13 @@ pub async fn reconcile(state: &Arc<AppState>) -> anyhow::Result<()> {
                     if auto && reconcile_into(&mut have, &want, aggregated) {
                         state
                             .store
-                            .update(&h, "", &name, have, UpdateTarget::Main, false)
+                            .update(
+                                &h,
+                                "",
+                                &name,
+                                |_| Ok(have.clone()),
+                                &WriteOptions::default(),
+                            )
                             .await?;
                         updated += 1;
                     }

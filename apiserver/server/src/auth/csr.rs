@@ -20,7 +20,8 @@ use super::{Attributes, Decision};
 use crate::AppState;
 use crate::endpoints::Scope;
 use crate::error::{ApiError, ApiResult};
-use crate::registry::store::{UpdateTarget, now_rfc3339};
+use crate::registry::request::{UpdateTarget, WriteOptions};
+use crate::registry::store::now_rfc3339;
 use ferrokube_machinery::status::Status;
 use ferrokube_machinery::validation::FieldError;
 
@@ -98,13 +99,29 @@ impl CaSigner {
 }
 
 /// On create, a CSR records who asked (upstream `csrStrategy.PrepareForCreate`: spec.username,
-/// uid, groups and extra come from the requester, never from the body). Other resources pass.
-pub fn prepare_create(scope: &Scope, obj: &mut Value) {
-    let info = &scope.handle.info;
-    if info.group != "certificates.k8s.io" || info.plural != "certificatesigningrequests" {
-        return;
+/// uid, groups and extra come from the requester, never from the body): a mutating admission
+/// plugin. Other resources pass.
+pub struct CsrRequestor;
+
+#[async_trait::async_trait]
+impl crate::admission::AdmissionPlugin for CsrRequestor {
+    fn name(&self) -> &'static str {
+        "CertificateSigningRequestRequestor"
     }
-    let u = &scope.user;
+
+    async fn admit(&self, a: &crate::admission::Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
+        let info = &a.handle.info;
+        if a.operation == crate::admission::Operation::Create
+            && info.group == "certificates.k8s.io"
+            && info.plural == "certificatesigningrequests"
+        {
+            record_requestor(a.user, obj);
+        }
+        Ok(())
+    }
+}
+
+fn record_requestor(u: &crate::UserInfo, obj: &mut Value) {
     if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
         spec.insert("username".into(), json!(u.username));
         spec.insert("groups".into(), json!(u.groups));
@@ -226,11 +243,16 @@ pub async fn update_approval(scope: &Scope, mut req: Value) -> ApiResult<Value> 
         m.remove("resourceVersion");
     }
     let _ = req.as_object_mut().map(|m| m.remove("status"));
-    let dry_run = scope.query.dry_run()?;
+    let opts = WriteOptions {
+        dry_run: scope.query.dry_run()?,
+        subresource: UpdateTarget::Status,
+        user: scope.user.clone(),
+        ..WriteOptions::default()
+    };
     let (out, _) = scope
         .state
         .store
-        .update(h, "", name, new, UpdateTarget::Status, dry_run)
+        .update(h, "", name, |_| Ok(new.clone()), &opts)
         .await?;
     Ok(out)
 }
@@ -336,9 +358,13 @@ async fn sign_one(state: &AppState, name: &str) -> ApiResult<()> {
             obj["status"]["conditions"] = json!(conds);
         }
     }
+    let opts = WriteOptions {
+        subresource: UpdateTarget::Status,
+        ..WriteOptions::default()
+    };
     state
         .store
-        .update(h, "", name, obj, UpdateTarget::Status, false)
+        .update(h, "", name, |_| Ok(obj.clone()), &opts)
         .await?;
     Ok(())
 }

@@ -4,43 +4,95 @@
 //! ClusterRoleBinding only to a role whose rules they hold (or with the `bind` verb on it).
 //! Members of `system:masters` skip the check, as upstream's `EscalationAllowed`.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
-use super::authz::SYSTEM_MASTERS;
-use super::rbac::{Rule, compact_rules, compact_string, go_quoted_list, uncovered};
+use super::authz::{Authorizer, SYSTEM_MASTERS};
+use super::rbac::{RbacIndex, Rule, compact_rules, compact_string, go_quoted_list, uncovered};
 use super::{Attributes, Decision};
-use crate::endpoints::Scope;
+use crate::UserInfo;
+use crate::admission::{self, AdmissionPlugin, Operation};
 use crate::error::ApiResult;
 use ferrokube_machinery::status::Status;
 
 const GROUP: &str = "rbac.authorization.k8s.io";
 
-async fn allowed(scope: &Scope, verb: &str, resource: &str, ns: &str, name: &str) -> bool {
-    let mut a = Attributes::non_resource(&scope.user, verb, "");
+/// The escalation check as a validating admission plugin: it sees the final object of every
+/// create, update, patch and apply of an RBAC object.
+pub struct RbacEscalation {
+    pub authz: Arc<Authorizer>,
+    pub rbac: Arc<RbacIndex>,
+}
+
+#[async_trait::async_trait]
+impl AdmissionPlugin for RbacEscalation {
+    fn name(&self) -> &'static str {
+        "RBACEscalationCheck"
+    }
+
+    async fn validate(
+        &self,
+        a: &admission::Attributes<'_>,
+        obj: &Value,
+        _old: Option<&Value>,
+    ) -> ApiResult<()> {
+        if !matches!(a.operation, Operation::Create | Operation::Update)
+            || !a.subresource.is_empty()
+        {
+            return Ok(());
+        }
+        check(
+            &self.authz,
+            &self.rbac,
+            a.user,
+            a.handle.info.group,
+            a.handle.info.plural,
+            a.namespace,
+            obj,
+        )
+        .await
+    }
+}
+
+struct Ctx<'a> {
+    authz: &'a Authorizer,
+    user: &'a UserInfo,
+}
+
+async fn allowed(scope: &Ctx<'_>, verb: &str, resource: &str, ns: &str, name: &str) -> bool {
+    let mut a = Attributes::non_resource(scope.user, verb, "");
     a.resource_request = true;
     a.api_group = GROUP;
     a.api_version = "v1";
     a.resource = resource;
     a.namespace = ns;
     a.name = name;
-    scope.state.auth.authz.authorize(&a).await.decision == Decision::Allow
+    scope.authz.authorize(&a).await.decision == Decision::Allow
 }
 
-/// Checks a role or binding about to be written by the request's user. Other resources pass.
-pub async fn check(scope: &Scope, obj: &Value) -> ApiResult<()> {
-    let plural = scope.handle.info.plural;
-    if scope.handle.info.group != GROUP || !scope.state.auth.authz.has_rbac() {
+/// Checks a role or binding about to be written by `user`. Other resources pass.
+pub async fn check(
+    authz: &Authorizer,
+    rbac: &RbacIndex,
+    user: &UserInfo,
+    group: &str,
+    plural: &str,
+    ns: &str,
+    obj: &Value,
+) -> ApiResult<()> {
+    if group != GROUP || !authz.has_rbac() {
         return Ok(());
     }
-    let user = &scope.user;
     if user.groups.iter().any(|g| g == SYSTEM_MASTERS) {
         return Ok(());
     }
-    let ns = scope.info.namespace.as_str();
+    let scope = &Ctx { authz, user };
     let name = obj
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
+    let plural: &str = plural;
     let wanted: Vec<Rule> = match plural {
         "roles" | "clusterroles" => {
             if allowed(scope, "escalate", plural, ns, name).await {
@@ -64,7 +116,7 @@ pub async fn check(scope: &Scope, obj: &Value) -> ApiResult<()> {
             if allowed(scope, "bind", role_resource, ns, role).await {
                 return Ok(());
             }
-            match scope.state.auth.rbac.role_rules(role_ns, role) {
+            match rbac.role_rules(role_ns, role) {
                 Some(r) => r.to_vec(),
                 None => {
                     return Err(Status::not_found(GROUP, role_resource, role).into());
@@ -73,7 +125,7 @@ pub async fn check(scope: &Scope, obj: &Value) -> ApiResult<()> {
         }
         _ => return Ok(()),
     };
-    let held = scope.state.auth.rbac.rules_for(user, ns);
+    let held = rbac.rules_for(user, ns);
     let missing: Vec<Rule> = wanted.iter().flat_map(|r| uncovered(&held, r)).collect();
     if missing.is_empty() {
         return Ok(());

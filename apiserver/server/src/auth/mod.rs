@@ -133,7 +133,7 @@ pub fn forbidden_status(a: &Attributes<'_>, reason: &str) -> ferrokube_machinery
 /// The security configuration of a running server.
 pub struct Auth {
     pub authn: authn::Authenticator,
-    pub authz: authz::Authorizer,
+    pub authz: Arc<authz::Authorizer>,
     pub rbac: Arc<rbac::RbacIndex>,
     pub node_graph: Arc<node::NodeGraph>,
     pub service_accounts: Option<Arc<serviceaccount::ServiceAccountAuth>>,
@@ -203,7 +203,11 @@ impl Auth {
         };
         let rbac = Arc::new(rbac::RbacIndex::default());
         let node_graph = Arc::new(node::NodeGraph::default());
-        let authz = authz::Authorizer::new(opts, rbac.clone(), node_graph.clone())?;
+        let authz = Arc::new(authz::Authorizer::new(
+            opts,
+            rbac.clone(),
+            node_graph.clone(),
+        )?);
         let signer = csr::CaSigner::load(&dir.join("pki")).ok();
         Ok(Auth {
             authn: authn::Authenticator {

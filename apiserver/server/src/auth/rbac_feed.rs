@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use super::rbac::{Kind, Rule};
 use crate::AppState;
-use crate::registry::store::UpdateTarget;
+use crate::registry::request::WriteOptions;
 
 /// What a feed does with the objects under its prefix.
 pub trait Sink: Send + Sync + 'static {
@@ -267,9 +267,10 @@ async fn aggregate_once(state: &Arc<AppState>) {
         {
             m.remove("resourceVersion");
         }
+        let write = |_: Option<&Value>| Ok(updated.clone());
         match state
             .store
-            .update(&h, "", name, updated, UpdateTarget::Main, false)
+            .update(&h, "", name, write, &WriteOptions::default())
             .await
         {
             Ok(_) => {
