@@ -17,9 +17,12 @@
 //! stays up and small), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create`
 //! chart), `nodes` (simulated nodes: registration, leases, pod lifecycle as the
 //! kubelet reports it), `scheduler` (placement, Unschedulable messages, cordon, binding,
-//! preemption, drain).
+//! preemption, drain), `auth` and `auth_webhook` (authentication, impersonation,
+//! RBAC/ABAC/webhook authorization, CSR signing, service-account tokens, component identities).
 
 mod abuse_parsers;
+mod auth;
+mod auth_webhook;
 mod defaults;
 mod deletion;
 mod discovery;

@@ -9,6 +9,7 @@
 //! patch comparison (`patch_bench.rs`). `--scheduler` runs only the scheduler / simulated-node
 //! benchmark (`scheduler_bench.rs`: 100 nodes, 1,000 pods; `--quick`: 10 and 100).
 
+mod auth_bench;
 mod backends;
 mod patch_bench;
 mod scheduler_bench;
@@ -281,6 +282,11 @@ async fn main() -> Result<()> {
         let result = patch_bench::run(&tmp, scale).await;
         let _ = std::fs::remove_dir_all(&tmp);
         return result;
+    }
+    if args.iter().any(|a| a == "--auth") {
+        let r = auth_bench::run(&tmp, opts.quick).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
     }
     if args.iter().any(|a| a == "--scheduler") {
         let (nodes, pods) = if opts.quick { (10, 100) } else { (100, 1000) };
