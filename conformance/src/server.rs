@@ -104,6 +104,15 @@ impl TestServer {
         Self::try_start_with(ServerSpec::default())
     }
 
+    /// Starts `ferrokube server` with extra flags (kept across restarts); panics with the server
+    /// log on failure.
+    pub fn start_with_args(args: &[&str]) -> TestServer {
+        TestServer::start_with(ServerSpec {
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
+            ..ServerSpec::default()
+        })
+    }
+
     /// Starts a server as `spec` says; panics with the server log on failure.
     pub fn start_with(spec: ServerSpec) -> TestServer {
         match Self::try_start_with(spec) {

@@ -97,6 +97,7 @@ impl Backend {
                 compaction_interval: Some(Duration::from_secs(
                     opts.etcd_compaction_interval.max(1),
                 )),
+                failpoint: crate::parse_failpoint(opts.debug_failpoint.as_deref())?,
                 ..EmbeddedOptions::default()
             };
             let store = EmbeddedStore::open(&data_dir.join("db"), store_opts)
@@ -129,10 +130,20 @@ impl Backend {
         }
     }
 
-    /// The `/readyz` `etcd` check: always true for the embedded store.
+    /// The name of the storage health check: upstream's `etcd` on etcd, `storage` for the
+    /// embedded store.
+    pub fn check_name(&self) -> &'static str {
+        match self {
+            Backend::Embedded(_) => "storage",
+            Backend::Etcd { .. } => "etcd",
+        }
+    }
+
+    /// The storage health check of `/readyz` and `/livez`: the embedded store's writer thread
+    /// alive and its file open, or etcd answering its probe.
     pub fn healthy(&self) -> bool {
         match self {
-            Backend::Embedded(_) => true,
+            Backend::Embedded(s) => s.health() == ferrokube_storage::embedded::StoreHealth::Ok,
             Backend::Etcd { healthy, .. } => healthy.load(Ordering::Acquire),
         }
     }

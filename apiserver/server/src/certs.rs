@@ -1,6 +1,12 @@
 //! The cluster PKI: on first start a CA, a serving certificate and an admin client certificate
 //! (O=system:masters) are generated into the data dir and `admin.kubeconfig` is written; later
-//! starts reuse them. User-supplied files (`--tls-cert-file`, `--client-ca-file`) take precedence.
+//! starts reuse them, issuing the serving and client certificates again when they expire within
+//! 30 days (the CA is kept). User-supplied files (`--tls-cert-file`, `--client-ca-file`) take
+//! precedence.
+//!
+//! Files on disk: directories 0700; keys and kubeconfigs created 0600 from the first byte;
+//! every file written to a temporary name, fsynced, renamed into place, and the directory
+//! fsynced.
 
 use std::path::{Path, PathBuf};
 
@@ -49,18 +55,93 @@ fn read(path: &Path) -> Result<String, CertError> {
     })
 }
 
+/// Writes `path` atomically and durably: a temporary file created with its final mode (0600
+/// for keys and kubeconfigs, so no byte is ever readable by others), fsync, rename over
+/// `path`, fsync of the directory.
 fn write(path: &Path, contents: &str, private: bool) -> Result<(), CertError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let io = |source| CertError::Io {
         path: path.to_owned(),
         source,
     };
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, contents).map_err(io)?;
-    if private {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    // A stale temporary file may carry another mode: start from nothing.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
     }
-    std::fs::rename(&tmp, path).map_err(io)
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(&tmp)
+        .map_err(io)?;
+    file.write_all(contents.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| CertError::Io {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Creates `dir` (and missing parents) with mode 0700; an existing one is narrowed to 0700.
+pub fn private_dir(dir: &Path) -> Result<(), CertError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let io = |source| CertError::Io {
+        path: dir.to_owned(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io)?;
+    let mode = std::fs::metadata(dir).map_err(io)?.permissions().mode() & 0o777;
+    if mode != 0o700 {
+        tracing::info!(path = %dir.display(), mode = format!("{mode:o}"), "narrowing directory to mode 0700");
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Certificates expiring within this time are issued again on start (the CA is kept).
+const RENEW_BEFORE: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// True when the first certificate in `pem` is still valid for longer than [`RENEW_BEFORE`]
+/// (false when it cannot be parsed: it is then issued again).
+fn valid_long_enough(pem: &str) -> bool {
+    let Some(Ok(der)) = rustls_pemfile::certs(&mut pem.as_bytes()).next() else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+        return false;
+    };
+    let not_after = cert.validity().not_after.timestamp();
+    let horizon = time_now() + RENEW_BEFORE;
+    not_after > horizon.unix_timestamp()
+}
+
+/// Reads a generated certificate and key pair for reuse: None when either is missing or the
+/// certificate expires within 30 days (logged: it is then renewed).
+fn reusable(cert_path: &Path, key_path: &Path) -> Result<Option<(String, String)>, CertError> {
+    if !(cert_path.exists() && key_path.exists()) {
+        return Ok(None);
+    }
+    let cert = read(cert_path)?;
+    if !valid_long_enough(&cert) {
+        tracing::info!(
+            certificate = %cert_path.display(),
+            "certificate expires within 30 days (or is unreadable): issuing a new one"
+        );
+        return Ok(None);
+    }
+    Ok(Some((cert, read(key_path)?)))
 }
 
 /// Writes a private file (mode 0600) atomically.
@@ -103,10 +184,7 @@ fn ca_params() -> CertificateParams {
 /// Loads or creates the cluster PKI in `dir` and writes `admin.kubeconfig`.
 pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
     let pki_dir = dir.join("pki");
-    std::fs::create_dir_all(&pki_dir).map_err(|source| CertError::Io {
-        path: pki_dir.clone(),
-        source,
-    })?;
+    private_dir(&pki_dir)?;
     let ca_cert_path = pki_dir.join("ca.crt");
     let ca_key_path = pki_dir.join("ca.key");
 
@@ -136,12 +214,15 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
                 let key_path = pki_dir.join("serving.key");
                 let sans_path = pki_dir.join("serving.sans");
                 let sans_line = sans.join(",");
-                let reuse = cert_path.exists()
-                    && key_path.exists()
-                    && std::fs::read_to_string(&sans_path).ok().as_deref()
-                        == Some(sans_line.as_str());
-                if reuse {
-                    (read(&cert_path)?, read(&key_path)?)
+                let same_sans =
+                    std::fs::read_to_string(&sans_path).ok().as_deref() == Some(sans_line.as_str());
+                let existing = if same_sans {
+                    reusable(&cert_path, &key_path)?
+                } else {
+                    None
+                };
+                if let Some(pair) = existing {
+                    pair
                 } else {
                     let key = KeyPair::generate()?;
                     let mut params = CertificateParams::default();
@@ -226,8 +307,8 @@ fn client_cert(
 ) -> Result<(String, String), CertError> {
     let cert_path = pki_dir.join(format!("{file}.crt"));
     let key_path = pki_dir.join(format!("{file}.key"));
-    if cert_path.exists() && key_path.exists() {
-        return Ok((read(&cert_path)?, read(&key_path)?));
+    if let Some(pair) = reusable(&cert_path, &key_path)? {
+        return Ok(pair);
     }
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
@@ -328,4 +409,52 @@ pub fn user_kubeconfig(
         &cert_pem,
         &key_pem,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn private_files_are_0600_and_no_temporary_file_is_left() {
+        let dir = std::env::temp_dir().join(format!("ferrokube-certs-{}", uuid::Uuid::new_v4()));
+        private_dir(&dir).expect("dir");
+        assert_eq!(mode(&dir), 0o700);
+        let key = dir.join("k.key");
+        // A stale temporary file with a loose mode is not reused.
+        std::fs::write(key.with_extension("tmp"), "old").expect("stale tmp");
+        write(&key, "secret", true).expect("write");
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(
+            std::fs::read_to_string(&key).ok().as_deref(),
+            Some("secret")
+        );
+        assert!(!key.with_extension("tmp").exists());
+        let crt = dir.join("c.crt");
+        write(&crt, "public", false).expect("write");
+        assert_eq!(mode(&crt), 0o644);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn certificates_close_to_expiry_are_not_reused() {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::default();
+        validity(&mut params, 10);
+        let short = params.self_signed(&key).expect("cert").pem();
+        assert!(!valid_long_enough(&short));
+        let mut params = CertificateParams::default();
+        validity(&mut params, 365);
+        let long = params.self_signed(&key).expect("cert").pem();
+        assert!(valid_long_enough(&long));
+        assert!(!valid_long_enough("not a certificate"));
+    }
 }

@@ -18,8 +18,10 @@ struct Doc {
 }
 
 impl Doc {
+    /// The body ends with a newline, as upstream's serializer writes discovery documents.
     fn new(v: &serde_json::Value) -> Doc {
-        let body = serde_json::to_vec(v).unwrap_or_default();
+        let mut body = serde_json::to_vec(v).unwrap_or_default();
+        body.push(b'\n');
         let etag = discovery::etag(&body);
         Doc { body, etag }
     }

@@ -145,10 +145,13 @@ impl ApiError {
     }
 }
 
-/// Renders a Status as an HTTP response with its code.
+/// Renders a Status as an HTTP response with its code. The body ends with a newline, as
+/// upstream's JSON encoder (`json.Encoder.Encode`) writes it.
 pub fn status_response(status: &Status) -> Response {
     let code = StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (code, status.to_json()).into_response();
+    let mut body = status.to_json();
+    body.push(b'\n');
+    let mut resp = (code, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

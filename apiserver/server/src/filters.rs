@@ -1,8 +1,8 @@
 //! The filter chain, composed in ONE function ([`build_chain`]) in upstream's order
 //! (`DefaultBuildHandlerChain`), outermost first:
 //! panic → 500 Status · request-id/tracing/metrics · RequestInfo · authentication ·
-//! impersonation · authorization (fail closed) · timeout. The security filters delegate to
-//! [`crate::auth`].
+//! authentication · impersonation · max-in-flight (429) · authorization (fail closed) ·
+//! timeout. The security filters delegate to [`crate::auth`].
 //! Each filter is an axum middleware layer; none knows about particular resources.
 
 use std::panic::AssertUnwindSafe;
@@ -16,24 +16,39 @@ use axum::response::Response;
 use ferrokube_machinery::request_info::{RequestInfo, parse_request_info};
 use ferrokube_machinery::status::Status;
 use futures::FutureExt;
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 
 use crate::auth::authn::Authenticated;
 use crate::auth::{Attributes, Decision, forbidden_status, impersonation};
 use crate::error::status_response;
+use crate::metrics::RequestLabels;
 use crate::serve::PeerIdentity;
 use crate::{AppState, UserInfo};
 
-/// Wraps the router in the filter chain.
+/// Wraps the router in the filter chain. The order is upstream's `DefaultBuildHandlerChain`
+/// read from the outside in; a new filter goes where upstream has it.
 pub fn build_chain(router: Router, state: Arc<AppState>) -> Router {
     router.layer(
         ServiceBuilder::new()
+            // Outermost: a panic anywhere below becomes a 500 Status.
             .layer(from_fn(catch_panic))
+            // Request id, tracing span, request metrics (labels from the resource table only).
             .layer(from_fn_with_state(state.clone(), observe))
+            // RequestInfo, parsed once for everything below.
             .layer(from_fn(request_info))
+            // Authentication (union of authenticators): 401 here; before it nothing keyed by
+            // the request is recorded.
             .layer(from_fn_with_state(state.clone(), authenticate))
+            // (audit goes here, as upstream places it)
+            // Impersonation: Impersonate-* headers, each authorized with `impersonate`.
             .layer(from_fn_with_state(state.clone(), impersonate))
+            // Max-in-flight: after authentication (system:masters is exempt), before
+            // authorization, like upstream's WithMaxInFlightLimit.
+            .layer(from_fn_with_state(state.clone(), max_in_flight))
+            // Authorization: the --authorization-mode union, fail closed.
             .layer(from_fn_with_state(state.clone(), authorize))
+            // Innermost: 504 after 60 s for requests that are not long-running.
             .layer(from_fn(timeout)),
     )
 }
@@ -51,32 +66,79 @@ async fn catch_panic(req: Request, next: Next) -> Response {
     }
 }
 
-/// Request id, a tracing span and the request metrics.
+/// Request id, a tracing span and the request metrics. A request that did not authenticate
+/// (or is anonymous) only increments a counter by response code class: nothing it chose
+/// (path, group, resource) ever becomes a label.
 async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let id = uuid::Uuid::new_v4();
     let resp = next.run(req).await;
-    let (verb, group, resource) = resp
-        .extensions()
-        .get::<RequestInfo>()
-        .map(|i| {
-            let res = if i.subresource.is_empty() {
-                i.resource.clone()
-            } else {
-                format!("{}/{}", i.resource, i.subresource)
-            };
-            (i.verb.clone(), i.api_group.clone(), res)
-        })
-        .unwrap_or_else(|| (method.as_str().to_lowercase(), String::new(), String::new()));
     let code = resp.status().as_u16();
     let elapsed = start.elapsed();
-    state
-        .metrics
-        .observe(&verb, &group, &resource, code, elapsed);
+    if resp.extensions().get::<Anonymous>().is_some() {
+        state.metrics.observe_anonymous(code);
+    } else {
+        let labels = resp
+            .extensions()
+            .get::<RequestInfo>()
+            .map(|i| metric_labels(&state, i))
+            .unwrap_or_default();
+        state.metrics.observe(&labels, code, elapsed);
+    }
     tracing::debug!(%id, %method, %path, code, elapsed_us = elapsed.as_micros() as u64, "request");
     resp
+}
+
+/// Subresources that may appear as a metric label; any other becomes `other`.
+const METRIC_SUBRESOURCES: &[&str] = &[
+    "status",
+    "scale",
+    "log",
+    "exec",
+    "attach",
+    "portforward",
+    "proxy",
+    "binding",
+    "eviction",
+    "ephemeralcontainers",
+    "resize",
+    "token",
+    "approval",
+    "finalize",
+];
+
+/// The metric labels of a request: verb from a fixed set, group and resource only when the
+/// resource table knows them (else `other`), non-resource paths with empty group/resource.
+fn metric_labels(state: &AppState, info: &RequestInfo) -> RequestLabels {
+    let verb = crate::metrics::clean_verb(&info.verb);
+    if !info.is_resource_request {
+        return RequestLabels {
+            verb,
+            ..RequestLabels::default()
+        };
+    }
+    let Some(handle) = state
+        .registry
+        .get(&info.api_group, &info.api_version, &info.resource)
+    else {
+        return RequestLabels {
+            verb,
+            group: "other".into(),
+            resource: "other".into(),
+        };
+    };
+    let resource = match info.subresource.as_str() {
+        "" => handle.info.plural.to_string(),
+        sub if METRIC_SUBRESOURCES.contains(&sub) => format!("{}/{sub}", handle.info.plural),
+        _ => format!("{}/other", handle.info.plural),
+    };
+    RequestLabels {
+        verb,
+        group: handle.info.group.to_string(),
+        resource,
+    }
 }
 
 /// Parses the RequestInfo once; handlers and later filters read it from the extensions.
@@ -88,13 +150,26 @@ async fn request_info(mut req: Request, next: Next) -> Response {
     resp
 }
 
+/// Marks a response to a request without an authenticated user (refused with 401, or served
+/// as system:anonymous): [`observe`] records it only in a bounded counter.
+#[derive(Clone, Copy, Debug)]
+struct Anonymous;
+
 /// Authentication: the union of authenticators (`auth::authn`). Credentials that fail give
 /// 401; no credentials at all give `system:anonymous` when `--anonymous-auth` allows it.
-async fn authenticate(
-    State(state): State<Arc<AppState>>,
+async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let (mut resp, anonymous) = authenticate_inner(state, req, next).await;
+    if anonymous {
+        resp.extensions_mut().insert(Anonymous);
+    }
+    resp
+}
+
+async fn authenticate_inner(
+    state: Arc<AppState>,
     mut req: Request,
     next: Next,
-) -> Response {
+) -> (Response, bool) {
     let peer = req
         .extensions()
         .get::<PeerIdentity>()
@@ -104,14 +179,87 @@ async fn authenticate(
         .authn
         .authenticate(&state, req.headers(), peer.as_deref())
         .await;
-    match outcome {
-        Authenticated::User(u) | Authenticated::Anonymous(u) => {
+    let anonymous = match outcome {
+        Authenticated::User(u) => {
             req.headers_mut().remove(http::header::AUTHORIZATION);
             req.extensions_mut().insert(u);
+            false
         }
-        Authenticated::Refused => return status_response(&Status::unauthorized("Unauthorized")),
+        Authenticated::Anonymous(u) => {
+            req.headers_mut().remove(http::header::AUTHORIZATION);
+            req.extensions_mut().insert(u);
+            true
+        }
+        Authenticated::Refused => {
+            return (status_response(&Status::unauthorized("Unauthorized")), true);
+        }
+    };
+    (next.run(req).await, anonymous)
+}
+
+/// Upstream's `user.SystemPrivilegedGroup`: never rate limited.
+const SYSTEM_MASTERS: &str = "system:masters";
+
+/// The in-flight limits of `--max-requests-inflight` and `--max-mutating-requests-inflight`
+/// (None: unlimited, the flag set to 0).
+pub struct InFlightLimits {
+    read_only: Option<Arc<Semaphore>>,
+    mutating: Option<Arc<Semaphore>>,
+}
+
+impl InFlightLimits {
+    /// Limits of `read_only` and `mutating` requests in flight; 0 means unlimited.
+    pub fn new(read_only: usize, mutating: usize) -> Self {
+        let sem =
+            |n: usize| (n > 0).then(|| Arc::new(Semaphore::new(n.min(Semaphore::MAX_PERMITS))));
+        Self {
+            read_only: sem(read_only),
+            mutating: sem(mutating),
+        }
     }
-    next.run(req).await
+}
+
+/// Upstream's `WithMaxInFlightLimit`: `get`, `list` and `watch` count against the read-only
+/// limit, every other verb against the mutating one; long-running requests are not counted.
+/// Beyond a limit the answer is 429 with `Retry-After: 1`, except for system:masters.
+async fn max_in_flight(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(info) = req.extensions().get::<RequestInfo>() else {
+        return next.run(req).await;
+    };
+    if is_long_running(info) {
+        return next.run(req).await;
+    }
+    let mutating = !matches!(info.verb.as_str(), "get" | "list" | "watch");
+    let limits = &state.inflight;
+    let Some(sem) = (if mutating {
+        &limits.mutating
+    } else {
+        &limits.read_only
+    }) else {
+        return next.run(req).await;
+    };
+    match sem.clone().try_acquire_owned() {
+        Ok(permit) => {
+            let _gauge = state.metrics.inflight(mutating);
+            let resp = next.run(req).await;
+            drop(permit);
+            resp
+        }
+        Err(_) => {
+            let privileged = req
+                .extensions()
+                .get::<UserInfo>()
+                .is_some_and(|u| u.groups.iter().any(|g| g == SYSTEM_MASTERS));
+            if privileged {
+                return next.run(req).await;
+            }
+            state.metrics.dropped(mutating);
+            status_response(&Status::too_many_requests(
+                "Too many requests, please try again later.",
+                1,
+            ))
+        }
+    }
 }
 
 /// Impersonation (`Impersonate-*` headers), each value authorized with the `impersonate` verb.
@@ -154,9 +302,10 @@ async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next)
     status_response(&forbidden_status(&attrs, &verdict.reason))
 }
 
-/// Long-running requests (watch, and streaming subresources) are not timed out here.
+/// Long-running requests (watch and proxy verbs, streaming subresources: upstream's
+/// `BasicLongRunningRequestCheck`) are neither timed out nor counted in flight.
 fn is_long_running(info: &RequestInfo) -> bool {
-    info.verb == "watch"
+    matches!(info.verb.as_str(), "watch" | "proxy")
         || matches!(
             info.subresource.as_str(),
             "log" | "exec" | "attach" | "portforward" | "proxy"

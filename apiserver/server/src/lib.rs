@@ -59,6 +59,8 @@ pub struct AppState {
     pub discovery: discovery::DiscoveryDocs,
     pub openapi: openapi::OpenApiState,
     pub max_body_bytes: usize,
+    /// `--max-requests-inflight` / `--max-mutating-requests-inflight`.
+    pub inflight: filters::InFlightLimits,
     /// True once startup work (default namespaces) is done.
     pub ready: AtomicBool,
     pub started: Instant,
@@ -106,7 +108,7 @@ pub async fn run_with_hook(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let dir = opts.data_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    certs::private_dir(&dir).with_context(|| format!("preparing {}", dir.display()))?;
     let pki = certs::ensure_pki(&opts, &dir).context("preparing certificates")?;
 
     let backend = backend::Backend::open(&opts, &dir).await?;
@@ -148,6 +150,10 @@ pub async fn run_with_hook(
         discovery: discovery::DiscoveryDocs::new(builtins),
         openapi: openapi::OpenApiState::default(),
         max_body_bytes: opts.max_request_body_bytes,
+        inflight: filters::InFlightLimits::new(
+            opts.max_requests_inflight,
+            opts.max_mutating_requests_inflight,
+        ),
         ready: AtomicBool::new(false),
         started,
     });
@@ -173,11 +179,35 @@ pub async fn run_with_hook(
         opts: opts.clone(),
         data_dir: dir.clone(),
     });
-    serve::serve(listener, tls, app, shutdown_signal()).await?;
+    let limits = serve::ConnLimits {
+        max_connections: opts.max_connections.max(1),
+        ..serve::ConnLimits::default()
+    };
+    serve::serve(listener, tls, app, limits, shutdown_signal()).await?;
     state.store.cache.shutdown();
     state.backend.close().await;
     tracing::info!("ferrokube API server stopped");
     Ok(())
+}
+
+/// The test-only `--debug-failpoint` value. Compiled in always (a cargo feature would need a
+/// second build of the server for the conformance tests), reachable only through that hidden
+/// flag.
+pub(crate) fn parse_failpoint(
+    spec: Option<&str>,
+) -> anyhow::Result<Option<ferrokube_storage::embedded::Failpoint>> {
+    let Some(spec) = spec else {
+        return Ok(None);
+    };
+    match spec.split_once(':') {
+        Some(("writer-panic-on-key", key)) if !key.is_empty() => {
+            tracing::warn!(failpoint = spec, "TEST ONLY fail point enabled");
+            Ok(Some(
+                ferrokube_storage::embedded::Failpoint::WriterPanicOnKey(key.to_string()),
+            ))
+        }
+        _ => anyhow::bail!("unknown --debug-failpoint {spec:?} (known: writer-panic-on-key:KEY)"),
+    }
 }
 
 async fn shutdown_signal() {

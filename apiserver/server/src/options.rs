@@ -103,6 +103,22 @@ pub struct ServerOptions {
     /// How long denied webhook answers are cached.
     #[arg(long, default_value = "30s")]
     pub authorization_webhook_cache_unauthorized_ttl: String,
+    /// The maximum number of non-mutating requests in flight at a given time; beyond it the
+    /// server answers 429. Zero means no limit (kube-apiserver's flag and default).
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// The maximum number of mutating requests in flight at a given time; beyond it the server
+    /// answers 429. Zero means no limit (kube-apiserver's flag and default).
+    #[arg(long, default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
+    /// Open client connections at most; further connections wait in the kernel's accept
+    /// backlog until one closes.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// TEST ONLY: a fault to inject, e.g. `writer-panic-on-key:SUBSTRING` (the storage writer
+    /// thread panics when a write touches a key containing SUBSTRING). Hidden from --help.
+    #[arg(long, hide = true)]
+    pub debug_failpoint: Option<String>,
 }
 
 impl ServerOptions {

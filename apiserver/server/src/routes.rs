@@ -54,7 +54,9 @@ fn health(state: &AppState, path: &str, query: &Query) -> Option<Response> {
     let checks: Vec<(&str, bool)> = vec![
         ("ping", true),
         ("log", true),
-        ("etcd", state.backend.healthy()),
+        // Real: the store's writer thread alive (embedded, named `storage`) or etcd answering
+        // a linearizable read (named `etcd`, upstream's name).
+        (state.backend.check_name(), state.backend.healthy()),
         ("poststarthook/start-apiserver-informers", ready),
         (
             "poststarthook/bootstrap-namespaces",
@@ -113,7 +115,7 @@ fn version() -> Response {
         "compiler": "rustc",
         "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
     });
-    endpoints::json_response(
+    endpoints::raw_json_response(
         StatusCode::OK,
         serde_json::to_vec_pretty(&v).unwrap_or_default(),
     )

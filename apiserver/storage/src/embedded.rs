@@ -15,6 +15,8 @@
 //! * Opening reads two counters; it never scans keys.
 
 mod codec;
+#[cfg(test)]
+mod failpoint_tests;
 mod read;
 pub mod snapshot;
 mod watch;
@@ -64,6 +66,27 @@ pub struct EmbeddedOptions {
     /// Save redb's allocator state at each commit so reopening after a crash needs no full
     /// repair walk (slower commits, near-instant recovery).
     pub quick_repair: bool,
+    /// TEST ONLY: a fault to inject (None in production).
+    pub failpoint: Option<Failpoint>,
+}
+
+/// A fault the store injects on purpose, for tests of its failure paths (DESIGN §5.11). The
+/// server sets one only from its hidden `--debug-failpoint` flag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failpoint {
+    /// The writer thread panics when a batch holds a write to a key containing this string.
+    WriterPanicOnKey(String),
+}
+
+/// Whether the store can still serve, for the server's `/readyz` and `/livez` checks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// Writer thread running, file open.
+    Ok,
+    /// The store was closed (shutdown).
+    Closed,
+    /// The writer thread died (panicked); writes fail until the process restarts.
+    WriterFailed(String),
 }
 
 impl Default for EmbeddedOptions {
@@ -78,6 +101,7 @@ impl Default for EmbeddedOptions {
             reclaim_free_ratio: 0.5,
             cache_size: None,
             quick_repair: true,
+            failpoint: None,
         }
     }
 }
@@ -140,6 +164,17 @@ pub(crate) struct Shared {
     reclaim_min_file_bytes: u64,
     reclaim_free_ratio: f64,
     quick_repair: bool,
+    failpoint: Option<Failpoint>,
+    /// Set (with the panic message) when the writer thread died.
+    writer_failure: std::sync::Mutex<Option<String>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// The error every write gets once the writer thread died.
+fn writer_failed_error(why: &str) -> StorageError {
+    StorageError::Backend(format!(
+        "the storage writer stopped after a failure ({why}); writes are refused until the server restarts"
+    ))
 }
 
 impl Shared {
@@ -191,13 +226,36 @@ impl EmbeddedStore {
             reclaim_min_file_bytes: opts.reclaim_min_file_bytes,
             reclaim_free_ratio: opts.reclaim_free_ratio.clamp(0.0, 1.0),
             quick_repair: opts.quick_repair,
+            failpoint: opts.failpoint.clone(),
+            writer_failure: std::sync::Mutex::new(None),
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
         let writer_shared = shared.clone();
         let max_batch = opts.max_batch.max(1);
         std::thread::Builder::new()
             .name("ferrokube-store-writer".into())
-            .spawn(move || writer::run(writer_shared, rx, max_batch))
+            .spawn(move || {
+                // A panic must not leave callers waiting or health checks green: record it,
+                // then drop the receiver, so every queued and later write fails at once with
+                // the recorded cause.
+                let mut rx = rx;
+                let run = std::panic::AssertUnwindSafe(|| {
+                    writer::run(writer_shared.clone(), &mut rx, max_batch)
+                });
+                if let Err(panic) = std::panic::catch_unwind(run) {
+                    let why = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".into());
+                    tracing::error!(error = %why, "embedded store: the writer thread panicked; writes will fail");
+                    if let Ok(mut f) = writer_shared.writer_failure.lock() {
+                        *f = Some(why);
+                    }
+                }
+                drop(rx);
+            })
             .map_err(|e| StorageError::Backend(format!("cannot start writer thread: {e}")))?;
         let store = Arc::new(EmbeddedStore {
             shared,
@@ -215,6 +273,7 @@ impl EmbeddedStore {
     /// Flushes queued writes, closes the file and stops the writer. Later calls fail with
     /// `Backend("store is closed")`. Needed before reopening the same directory in-process.
     pub async fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
         let (reply, done) = oneshot::channel();
         if self.tx.send(Op::Close { reply }).await.is_ok() {
             let _ = done.await;
@@ -260,14 +319,43 @@ impl EmbeddedStore {
         self.call(|reply| Op::Reclaim { force, reply }).await
     }
 
+    /// The store's health: the writer thread alive and the file open.
+    pub fn health(&self) -> StoreHealth {
+        if let Some(why) = self.writer_failure() {
+            return StoreHealth::WriterFailed(why);
+        }
+        if self.shared.closed.load(Ordering::Acquire) {
+            return StoreHealth::Closed;
+        }
+        if self.tx.is_closed() {
+            return StoreHealth::WriterFailed("the writer thread ended".into());
+        }
+        StoreHealth::Ok
+    }
+
+    fn writer_failure(&self) -> Option<String> {
+        match self.shared.writer_failure.lock() {
+            Ok(f) => f.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Why an op got no answer: the writer died, or the store was closed.
+    fn gone(&self) -> StorageError {
+        match self.writer_failure() {
+            Some(why) => writer_failed_error(&why),
+            None if self.shared.closed.load(Ordering::Acquire) => {
+                StorageError::Backend("store is closed".into())
+            }
+            // The writer is unwinding and has not recorded why yet.
+            None => writer_failed_error("the writer thread ended unexpectedly"),
+        }
+    }
+
     async fn call<T>(&self, op: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(op(reply))
-            .await
-            .map_err(|_| StorageError::Backend("store is closed".into()))?;
-        rx.await
-            .map_err(|_| StorageError::Backend("store is closed".into()))?
+        self.tx.send(op(reply)).await.map_err(|_| self.gone())?;
+        rx.await.map_err(|_| self.gone())?
     }
 
     async fn write(&self, req: WriteReq) -> Result<KeyValue> {
@@ -348,15 +436,51 @@ impl Drop for EmbeddedStore {
     }
 }
 
+/// Creates `dir` (and missing parents) with mode 0700; an existing `dir` is narrowed to 0700.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Opens the database file, creating it with mode 0600 from the first byte (it holds Secrets).
+/// A file left group- or world-readable by an older version is narrowed to 0600.
+fn open_db_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "narrowing the database file to mode 0600");
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
+}
+
 fn open_db(dir: &Path, opts: &EmbeddedOptions) -> Result<(Database, PathBuf, Revision, Revision)> {
-    std::fs::create_dir_all(dir)
+    private_dir(dir)
         .map_err(|e| StorageError::Backend(format!("cannot create {}: {e}", dir.display())))?;
     let path = dir.join(DB_FILE_NAME);
     let mut builder = Database::builder();
     if let Some(bytes) = opts.cache_size {
         builder.set_cache_size(bytes);
     }
-    let db = builder.create(&path).map_err(backend)?;
+    let file = open_db_file(&path)
+        .map_err(|e| StorageError::Backend(format!("cannot open {}: {e}", path.display())))?;
+    let file = redb::backends::FileBackend::new(file).map_err(backend)?;
+    let db = builder.create_with_backend(file).map_err(backend)?;
     let mut txn = db.begin_write().map_err(backend)?;
     txn.set_quick_repair(opts.quick_repair);
     let (current, compacted) = {
@@ -397,6 +521,9 @@ async fn run_compactor(store: Weak<EmbeddedStore>, interval: Duration) {
         let Some(store) = store.upgrade() else {
             return;
         };
+        if store.writer_failure().is_some() {
+            return;
+        }
         let current = store.shared.current.load(Ordering::Acquire);
         let compacted = store.shared.compacted.load(Ordering::Acquire);
         if let Some(target) = previous

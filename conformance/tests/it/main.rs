@@ -18,8 +18,12 @@
 //! chart), `nodes` (simulated nodes: registration, leases, pod lifecycle as the
 //! kubelet reports it), `scheduler` (placement, Unschedulable messages, cordon, binding,
 //! preemption, drain), `auth` and `auth_webhook` (authentication, impersonation,
-//! RBAC/ABAC/webhook authorization, CSR signing, service-account tokens, component identities).
+//! RBAC/ABAC/webhook authorization, CSR signing, service-account tokens, component identities), `abuse` (hostile clients: slow, unauthenticated, oversized,
+//! max-in-flight, a dying storage writer), `files` (modes of the data files, certificate renewal),
+//! `wire` (trailing newlines, DELETE answers, decode errors); `rawtls` holds their raw TLS/HTTP
+//! helpers.
 
+mod abuse;
 mod abuse_parsers;
 mod auth;
 mod auth_webhook;
@@ -28,16 +32,19 @@ mod deletion;
 mod discovery;
 mod durability;
 mod etcd_ha;
+mod files;
 mod helm;
 mod kube_rs;
 mod kubectl_crud;
 mod kubectl_list;
 mod nodes;
 mod patch;
+mod rawtls;
 mod snapshot;
 mod scheduler;
 mod ssa;
 mod util;
 mod validation;
 mod versions;
+mod wire;
 mod write_path;

@@ -104,16 +104,32 @@ fn invalid_status_lists_causes_with_field_paths() {
     let out = server.kubectl_stdin(["create", "-f", "-", "-v=8"], body);
     assert!(!out.status.success(), "invalid pod created");
     let log = String::from_utf8_lossy(&out.stderr);
-    let line = log
-        .lines()
-        .find(|l| l.contains("\"Response Body\"") && l.contains(r#"\"kind\":\"Status\""#))
+    // klog prints a body ending with a newline (as upstream's, and ours, do) as a block:
+    // `"Response Body" body=<` then the text on the next line, indented by a tab.
+    let lines: Vec<&str> = log.lines().collect();
+    let json = lines
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| {
+            if !l.contains("\"Response Body\"") {
+                return None;
+            }
+            if l.trim_end().ends_with("body=<") {
+                let next = lines.get(i + 1)?.trim_start_matches('\t');
+                return next
+                    .contains(r#""kind":"Status""#)
+                    .then(|| next.to_string());
+            }
+            let quoted = l
+                .split_once("body=\"")
+                .map(|(_, b)| b.trim_end().trim_end_matches('"'))?;
+            quoted
+                .contains(r#"\"kind\":\"Status\""#)
+                .then(|| go_unquote(quoted))
+        })
         .unwrap_or_else(|| panic!("no Status response body in:\n{log}"));
-    let quoted = line
-        .split_once("body=\"")
-        .map(|(_, b)| b.trim_end().trim_end_matches('"'))
-        .unwrap_or_default();
-    let status: serde_json::Value = serde_json::from_str(&go_unquote(quoted))
-        .unwrap_or_else(|e| panic!("bad Status JSON ({e}): {quoted}"));
+    let status: serde_json::Value =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("bad Status JSON ({e}): {json}"));
     assert_eq!(status["code"], 422, "{status:#}");
     assert_eq!(status["reason"], "Invalid", "{status:#}");
     assert_eq!(status["details"]["kind"], "Pod", "{status:#}");

@@ -61,7 +61,8 @@ pub async fn read_object(
         .and_then(|v| v.to_str().ok());
     let format = negotiate::body_format(ct)?;
     let bytes = read_body(body, scope.state.max_body_bytes).await?;
-    let mut obj = negotiate::decode_body(format, &bytes)?;
+    // Upstream's wording for a body that is not JSON or names another kind.
+    let mut obj = scope.decode_object(format, &bytes)?;
     // A wrongly typed body fails decoding before anything else is looked at (upstream's
     // decoder returns the type error, not the strict errors).
     crate::registry::store::type_check(&scope.handle, &mut obj)

@@ -4,6 +4,7 @@
 mod apply;
 mod binding;
 mod create;
+mod decode_error;
 mod delete;
 mod eviction;
 mod field_validation;
@@ -190,9 +191,27 @@ impl Scope {
             .and_then(|v| v.to_str().ok());
         let format = negotiate::body_format(ct)?;
         let bytes = read_body(body, self.state.max_body_bytes).await?;
-        let mut obj = negotiate::decode_body(format, &bytes)?;
+        let mut obj = self.decode_object(format, &bytes)?;
         self.check_type(&mut obj)?;
         Ok(obj)
+    }
+
+    /// Decodes a create/update body, with upstream's messages for a body that is not JSON or
+    /// names another kind than the URL's resource.
+    pub fn decode_object(&self, format: negotiate::BodyFormat, bytes: &[u8]) -> ApiResult<Value> {
+        let info = &self.handle.info;
+        let obj = match negotiate::decode_body(format, bytes) {
+            Err(_) if format == negotiate::BodyFormat::Json => {
+                return Err(decode_error::unrecognized(info, bytes));
+            }
+            r => r?,
+        };
+        let all: Vec<&ferrokube_machinery::resources::ResourceInfo> =
+            self.state.registry.all().iter().map(|h| &h.info).collect();
+        match decode_error::wrong_kind(info, &all, &obj) {
+            Some(e) => Err(e),
+            None => Ok(obj),
+        }
     }
 
     /// Fills in or checks apiVersion, kind and namespace against the request.
@@ -315,7 +334,17 @@ pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
 }
 
 /// A JSON response.
-pub fn json_response(code: StatusCode, body: Vec<u8>) -> Response {
+/// A JSON response. The body ends with a newline, as upstream's serializer writes every
+/// object, list and table (`json.Encoder.Encode`).
+pub fn json_response(code: StatusCode, mut body: Vec<u8>) -> Response {
+    if body.last() != Some(&b'\n') {
+        body.push(b'\n');
+    }
+    raw_json_response(code, body)
+}
+
+/// A JSON response written as is (upstream's `WriteRawJSON`, e.g. `/version`: no newline).
+pub fn raw_json_response(code: StatusCode, body: Vec<u8>) -> Response {
     let mut r = (code, body).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

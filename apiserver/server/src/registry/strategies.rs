@@ -48,6 +48,10 @@ pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
         }),
         ("", "services") => Arc::new(ServiceStrategy),
         ("rbac.authorization.k8s.io", _) => Arc::new(RbacStrategy),
+        // Upstream registers these with `ReturnDeletedObject: true` and no other hook.
+        ("", "serviceaccounts") | ("storage.k8s.io", "storageclasses") => {
+            Arc::new(ReturnDeletedStrategy)
+        }
         ("apps", "deployments") => Arc::new(DeploymentStrategy),
         ("", "persistentvolumes")
         | ("", "persistentvolumeclaims")
@@ -74,6 +78,19 @@ pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
 }
 
 struct PodStrategy;
+
+/// A resource with no special behaviour whose DELETE answers with the deleted object
+/// (upstream `ReturnDeletedObject: true`), and no generation (it has no status).
+struct ReturnDeletedStrategy;
+
+impl Strategy for ReturnDeletedStrategy {
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+    fn return_deleted_object(&self) -> bool {
+        true
+    }
+}
 
 impl Strategy for PodStrategy {
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
@@ -426,6 +443,10 @@ fn service_defaults(obj: &mut Value) {
 impl Strategy for ServiceStrategy {
     fn reservation(&self) -> Option<&dyn Reservation> {
         Some(&ClusterIpAllocator)
+    }
+    /// Upstream's services registry sets `ReturnDeletedObject`.
+    fn return_deleted_object(&self) -> bool {
+        true
     }
     fn name_rule(&self) -> NameRule {
         NameRule::Dns1035Label

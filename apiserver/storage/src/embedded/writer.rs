@@ -40,6 +40,16 @@ pub(crate) enum WriteReq {
     },
 }
 
+impl WriteReq {
+    fn key(&self) -> &str {
+        match self {
+            WriteReq::Create { key, .. }
+            | WriteReq::Update { key, .. }
+            | WriteReq::Delete { key, .. } => key,
+        }
+    }
+}
+
 /// What one compaction chunk removed.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct ChunkOutcome {
@@ -79,7 +89,7 @@ pub(crate) enum Op {
 }
 
 /// Runs the writer loop until `Close` or until every sender is gone.
-pub(crate) fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Op>, max_batch: usize) {
+pub(crate) fn run(shared: Arc<Shared>, rx: &mut mpsc::Receiver<Op>, max_batch: usize) {
     let mut current = shared.current.load(Ordering::Acquire);
     let mut queued: Vec<Op> = Vec::with_capacity(max_batch);
     'outer: while let Some(first) = rx.blocking_recv() {
@@ -128,6 +138,13 @@ fn flush_writes(
         return;
     }
     let batch = std::mem::take(writes);
+    if let Some(super::Failpoint::WriterPanicOnKey(needle)) = &shared.failpoint
+        && batch
+            .iter()
+            .any(|(req, _)| req.key().contains(needle.as_str()))
+    {
+        panic!("fail point writer-panic-on-key:{needle} reached");
+    }
     let ops = batch.len() as u64;
     let (reqs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
     let outcome = with_db(shared, |db| {

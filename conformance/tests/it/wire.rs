@@ -1,0 +1,163 @@
+//! Wire details stock clients notice: JSON bodies end with a newline, DELETE of the resources
+//! upstream registers with `ReturnDeletedObject` answers with the object, and a body of the
+//! wrong kind gets upstream's decode error.
+
+use http_body_util::BodyExt;
+
+use ferrokube_conformance::TestServer;
+
+async fn send(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    accept: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Accept", accept)
+        .header("Content-Type", "application/json")
+        .body(body.to_vec())
+        .map(|r| r.map(Into::into))
+        .expect("request");
+    let resp = match client.send(req).await {
+        Ok(r) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let code = resp.status().as_u16();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    (code, bytes)
+}
+
+/// Objects, lists, tables, Status errors and discovery documents end with `\n` (upstream's
+/// `json.Encoder.Encode`); `/version` is written raw (`WriteRawJSON`) and does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_bodies_end_with_a_newline() {
+    let server = TestServer::start();
+    let client = server.kube_client().await;
+    let json = "application/json";
+    let table = "application/json;as=Table;v=v1;g=meta.k8s.io";
+    let aggregated = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+    let cases = [
+        ("GET", "/api/v1/namespaces/default", json, 200),
+        ("GET", "/api/v1/namespaces", json, 200),
+        ("GET", "/api/v1/namespaces", table, 200),
+        ("GET", "/api/v1/namespaces/absent", json, 404),
+        (
+            "DELETE",
+            "/api/v1/namespaces/default/configmaps/absent",
+            json,
+            404,
+        ),
+        ("GET", "/api", json, 200),
+        ("GET", "/apis", json, 200),
+        ("GET", "/apis/apps/v1", json, 200),
+        ("GET", "/apis", aggregated, 200),
+    ];
+    for (method, path, accept, want) in cases {
+        let (code, body) = send(&client, method, path, accept, b"").await;
+        assert_eq!(code, want, "{method} {path} ({accept})");
+        assert!(
+            body.ends_with(b"}\n"),
+            "{method} {path} ({accept}) must end with a newline: {:?}",
+            String::from_utf8_lossy(&body[body.len().saturating_sub(40)..])
+        );
+    }
+    let (code, body) = send(&client, "GET", "/version", json, b"").await;
+    assert_eq!(code, 200);
+    assert!(body.ends_with(b"}"), "{:?}", String::from_utf8_lossy(&body));
+}
+
+/// DELETE of a Service and of a ServiceAccount answers 200 with the deleted object (upstream
+/// `ReturnDeletedObject: true`); a ConfigMap still answers a Success Status.
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_returns_the_object_where_upstream_does() {
+    let server = TestServer::start();
+    let client = server.kube_client().await;
+    server.must_kubectl(["create", "service", "clusterip", "svc", "--tcp=80:80"]);
+    server.must_kubectl(["create", "serviceaccount", "sa"]);
+    server.must_kubectl(["create", "configmap", "cm"]);
+    for (path, kind) in [
+        ("/api/v1/namespaces/default/services/svc", "Service"),
+        (
+            "/api/v1/namespaces/default/serviceaccounts/sa",
+            "ServiceAccount",
+        ),
+        ("/api/v1/namespaces/default/configmaps/cm", "Status"),
+    ] {
+        let (code, body) = send(&client, "DELETE", path, "application/json", b"").await;
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(code, 200, "{path}: {v}");
+        assert_eq!(v["kind"], kind, "{path}: {v}");
+        if kind != "Status" {
+            assert!(v["metadata"]["uid"].is_string(), "{v}");
+        }
+    }
+    let (code, _) = send(
+        &client,
+        "GET",
+        "/api/v1/namespaces/default/services/svc",
+        "application/json",
+        b"",
+    )
+    .await;
+    assert_eq!(code, 404, "the service is gone");
+}
+
+/// A body of another kind posted to a collection gets upstream's decode error, as upstream's
+/// own `test-cmd` checks it with `kubectl create --raw /api/v1/namespaces`.
+#[test]
+fn wrong_kind_posted_to_a_collection_gets_upstreams_message() {
+    let server = TestServer::start();
+    let pod_json = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","image":"i"}]}}"#;
+    let err = server.kubectl_stdin(
+        ["create", "--raw", "/api/v1/namespaces", "-f", "-"],
+        pod_json,
+    );
+    let stderr = String::from_utf8_lossy(&err.stderr);
+    assert!(!err.status.success());
+    assert!(
+        stderr.contains(
+            r#"Pod in version "v1" cannot be handled as a Namespace: converting (v1.Pod) to (core.Namespace): unknown conversion"#
+        ),
+        "{stderr}"
+    );
+    let unknown = r#"{"apiVersion":"v1","kind":"Nope","metadata":{"name":"p"}}"#;
+    let err = server.kubectl_stdin(
+        ["create", "--raw", "/api/v1/namespaces", "-f", "-"],
+        unknown,
+    );
+    let stderr = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        stderr.contains(
+            r#"Nope in version "v1" cannot be handled as a Namespace: no kind "Nope" is registered for version "v1" in scheme "pkg/api/legacyscheme/scheme.go:30""#
+        ),
+        "{stderr}"
+    );
+    // YAML sent as JSON (kubectl --raw posts the file as is): the kind cannot be read.
+    let yaml = server.data_dir().join("pod.yaml");
+    std::fs::write(&yaml, "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n").expect("write");
+    let err = server.kubectl([
+        "create",
+        "--raw",
+        "/api/v1/namespaces",
+        "-f",
+        yaml.to_str().unwrap_or(""),
+    ]);
+    let stderr = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        stderr.contains(
+            "the object provided is unrecognized (must be of type Namespace): couldn't get version/kind; json parse error: invalid character 'a' looking for beginning of value (61706956657273696f6e3a2076310a6b696e643a20506f640a6d65746164 ...)"
+        ),
+        "{stderr}"
+    );
+    let ns = server.must_kubectl(["get", "namespaces", "-o", "name"]);
+    assert!(!ns.contains("namespace/p"), "{ns}");
+}
