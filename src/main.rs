@@ -38,6 +38,10 @@ struct ControllersArgs {
     /// The kubeconfig to reach the API server with (default: kube-rs inference).
     #[arg(long)]
     kubeconfig: Option<std::path::PathBuf>,
+    /// CA bundle published in every namespace as the `kube-root-ca.crt` ConfigMap (default: the
+    /// kubeconfig's cluster CA).
+    #[arg(long)]
+    root_ca_file: Option<std::path::PathBuf>,
 }
 
 /// `ferrokube server`: once the API server listens, the controllers start in-process and reach
@@ -121,6 +125,7 @@ fn main() -> std::process::ExitCode {
             .and_then(|rt| rt.block_on(ferrokube_apiserver::run(opts))),
         Command::Controllers(args) => ferrokube_controllers::run(ferrokube_controllers::Options {
             kubeconfig: args.kubeconfig,
+            root_ca_file: args.root_ca_file,
         }),
         Command::NodeAgent => ferrokube_node_agent::run(),
     };

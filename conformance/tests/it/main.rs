@@ -26,3 +26,4 @@ mod ssa;
 mod util;
 mod validation;
 mod versions;
+mod workloads;
