@@ -42,6 +42,24 @@ struct ControllersArgs {
     /// kubeconfig's cluster CA).
     #[arg(long)]
     root_ca_file: Option<std::path::PathBuf>,
+    /// Run only while holding the leader lease (several copies can run safely).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// How long a lease not renewed stays valid for other candidates.
+    #[arg(long, default_value = "15s", value_parser = ferrokube_controllers::leader::parse_duration)]
+    leader_elect_lease_duration: std::time::Duration,
+    /// How long the leader keeps trying to renew before it stops acting.
+    #[arg(long, default_value = "10s", value_parser = ferrokube_controllers::leader::parse_duration)]
+    leader_elect_renew_deadline: std::time::Duration,
+    /// How often candidates try to acquire and the leader renews.
+    #[arg(long, default_value = "2s", value_parser = ferrokube_controllers::leader::parse_duration)]
+    leader_elect_retry_period: std::time::Duration,
+    /// The namespace of the leader Lease.
+    #[arg(long, default_value = "kube-system")]
+    leader_elect_resource_namespace: String,
+    /// The name of the leader Lease.
+    #[arg(long, default_value = "kube-controller-manager")]
+    leader_elect_resource_name: String,
 }
 
 /// `ferrokube server`: once the API server listens, the controllers start in-process and reach
@@ -126,6 +144,14 @@ fn main() -> std::process::ExitCode {
         Command::Controllers(args) => ferrokube_controllers::run(ferrokube_controllers::Options {
             kubeconfig: args.kubeconfig,
             root_ca_file: args.root_ca_file,
+            leader_election: args.leader_elect.then(|| ferrokube_controllers::leader::Config {
+                namespace: args.leader_elect_resource_namespace,
+                name: args.leader_elect_resource_name,
+                lease_duration: args.leader_elect_lease_duration,
+                renew_deadline: args.leader_elect_renew_deadline,
+                retry_period: args.leader_elect_retry_period,
+                identity: ferrokube_controllers::leader::default_identity(),
+            }),
         }),
         Command::NodeAgent => ferrokube_node_agent::run(),
     };

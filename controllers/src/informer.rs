@@ -47,6 +47,16 @@ where
 {
     store: Store<K>,
     tx: broadcast::Sender<Change<K>>,
+    /// Aborts the watch task when the last handle is dropped.
+    _task: Arc<AbortOnDrop>,
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl<K> Informer<K>
@@ -65,8 +75,12 @@ where
         let (tx, _) = broadcast::channel(BUFFER);
         let feed = tx.clone();
         let stream = watcher(api, watcher::Config::default().any_semantic()).default_backoff();
-        tokio::spawn(run(stream, writer, store.clone(), feed));
-        Self { store, tx }
+        let task = tokio::spawn(run(stream, writer, store.clone(), feed));
+        Self {
+            store,
+            tx,
+            _task: Arc::new(AbortOnDrop(task.abort_handle())),
+        }
     }
 
     /// The read side of the store (every object the watch has seen, current state).

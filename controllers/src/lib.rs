@@ -13,10 +13,12 @@
 
 pub mod deployment;
 pub mod discovery;
+pub mod disruption;
 pub mod events;
 pub mod expectations;
 pub mod gc;
 pub mod informer;
+pub mod leader;
 pub mod namespace;
 pub mod podutil;
 pub mod replicaset;
@@ -41,6 +43,8 @@ pub struct Options {
     /// `--root-ca-file`: the CA bundle published as `kube-root-ca.crt` (default: the CA of the
     /// kubeconfig's cluster).
     pub root_ca_file: Option<PathBuf>,
+    /// Leader election (`--leader-elect`, on by default); None runs without it.
+    pub leader_election: Option<leader::Config>,
 }
 
 /// Entry point of `ferrokube controllers`: runs every controller until SIGTERM / Ctrl-C.
@@ -68,7 +72,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            r = run_with_config(config, ca) => r,
+            r = run_with_config(config, ca, opts.leader_election.clone()) => r,
             _ = term.recv() => Ok(()),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
@@ -93,7 +97,7 @@ pub async fn run_with_kubeconfig(yaml: &str) -> anyhow::Result<()> {
     let kc = Kubeconfig::from_yaml(yaml).context("parsing the controller kubeconfig")?;
     let ca = kubeconfig_ca(&kc);
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-    run_with_config(config, ca).await
+    run_with_config(config, ca, Some(leader::Config::default())).await
 }
 
 /// A client whose requests carry the user agent `kube-controller-manager/<name>`.
@@ -104,8 +108,26 @@ pub fn client_for(config: &kube::Config, name: &str) -> anyhow::Result<kube::Cli
     Ok(kube::Client::try_from(config)?)
 }
 
-/// Runs every controller; returns when one of them fails for good.
-pub async fn run_with_config(config: kube::Config, root_ca: Option<String>) -> anyhow::Result<()> {
+/// Runs every controller (while holding the leader lease when `leader` is set); returns when
+/// one of them fails for good.
+pub async fn run_with_config(
+    config: kube::Config,
+    root_ca: Option<String>,
+    leader: Option<leader::Config>,
+) -> anyhow::Result<()> {
+    match leader {
+        Some(cfg) => {
+            let client = client_for(&config, "leader-election")?;
+            tracing::info!(lease = %format!("{}/{}", cfg.namespace, cfg.name), identity = %cfg.identity, "attempting to acquire leader lease");
+            leader::run_elected(client, cfg, || run_controllers(config.clone(), root_ca.clone())).await
+        }
+        None => run_controllers(config, root_ca).await,
+    }
+}
+
+/// Runs every controller; returns when one of them fails for good. Dropping the future stops
+/// them all (informer tasks included).
+async fn run_controllers(config: kube::Config, root_ca: Option<String>) -> anyhow::Result<()> {
     tracing::info!("controller-manager starting");
     let informer_client = client_for(&config, "shared-informers")?;
     let pods = Informer::<Pod>::spawn(kube::Api::all(informer_client.clone()));
@@ -129,5 +151,6 @@ pub async fn run_with_config(config: kube::Config, root_ca: Option<String>) -> a
         r = replicaset::run_replicasets(client_for(&config, "replicaset-controller")?, pods.clone(), replicasets.clone()) => r.context("replicaset controller"),
         r = deployment::run(client_for(&config, "deployment-controller")?, pods.clone(), replicasets.clone()) => r.context("deployment controller"),
         r = replicaset::run_replication_controllers(client_for(&config, "replication-controller")?, pods.clone()) => r.context("replication controller"),
+        r = disruption::run(client_for(&config, "disruption-controller")?, pods.clone()) => r.context("disruption controller"),
     }
 }

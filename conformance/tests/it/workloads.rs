@@ -454,21 +454,33 @@ spec:
     };
     server.must_kubectl_stdin(["apply", "-f", "-"], &manifest("postgres:15"));
     roll_to_completion(&server, "db");
+    // Old pods linger while terminating (a finalizer plays the kubelet's grace period).
+    let old_pods: Vec<String> = rs_pods(&server, "app=db").iter().map(name).collect();
+    for p in &old_pods {
+        server.must_kubectl(["patch", "pod", p, "--type=merge", "-p", r#"{"metadata":{"finalizers":["example.com/hold"]}}"#]);
+    }
     server.must_kubectl_stdin(["apply", "-f", "-"], &manifest("postgres:16"));
-    // The old ReplicaSet goes to zero; the new one is not scaled up while old pods exist.
     eventually(&server, "old scaled to 0", || {
         let o = rs_with_image(&server, "db", "postgres:15")?;
         (spec_replicas(&o) == 0).then_some(())
     });
-    if let Some(n) = rs_with_image(&server, "db", "postgres:16") {
-        assert_eq!(spec_replicas(&n), 0, "new pods while old pods still exist");
-    }
-    // Old pods are deleted by the ReplicaSet controller (no kubelet: they go at once).
-    eventually(&server, "old pods gone", || {
-        items(&server, &["get", "pods", "-l", "app=db"])
+    eventually(&server, "old pods terminating", || {
+        old_pods
             .iter()
-            .all(|p| p["spec"]["containers"][0]["image"] == "postgres:16")
+            .all(|p| !get_json(&server, &["get", "pod", p])["metadata"]["deletionTimestamp"].is_null())
             .then_some(())
+    });
+    // No new pod while an old one is still running.
+    std::thread::sleep(Duration::from_secs(1));
+    if let Some(n) = rs_with_image(&server, "db", "postgres:16") {
+        assert_eq!(spec_replicas(&n), 0, "new pods while old pods still run");
+    }
+    for p in &old_pods {
+        server.must_kubectl(["patch", "pod", p, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    }
+    eventually(&server, "the new ReplicaSet scaled up once old pods are gone", || {
+        let n = rs_with_image(&server, "db", "postgres:16")?;
+        (spec_replicas(&n) == 2).then_some(())
     });
     roll_to_completion(&server, "db");
     server.must_kubectl_stdin(["apply", "-f", "-"], &manifest("postgres:17"));
@@ -513,4 +525,124 @@ spec:
     assert!(d["message"].as_str().unwrap_or_default().ends_with("has timed out progressing."), "{d}");
     let err = server.must_kubectl_fail(["rollout", "status", "deployment/stuck", "--timeout=10s"]);
     assert!(err.contains("exceeded its progress deadline"), "{err}");
+}
+
+#[test]
+fn pod_disruption_budget_status_follows_ready_pods() {
+    let server = TestServer::start();
+    server.must_kubectl(["create", "deployment", "api", "--image=nginx", "--replicas=3"]);
+    roll_to_completion(&server, "api");
+    server.must_kubectl(["create", "pdb", "api-min", "--selector=app=api", "--min-available=2"]);
+    server.must_kubectl(["create", "pdb", "api-max", "--selector=app=api", "--max-unavailable=1"]);
+    for pdb in ["api-min", "api-max"] {
+        let st = eventually(&server, &format!("{pdb} status"), || {
+            let p = get_json(&server, &["get", "pdb", pdb]);
+            (p["status"]["observedGeneration"] == 1).then(|| p["status"].clone())
+        });
+        assert_eq!(st["expectedPods"], 3, "{pdb}: {st}");
+        assert_eq!(st["currentHealthy"], 3, "{pdb}: {st}");
+        assert_eq!(st["desiredHealthy"], 2, "{pdb}: {st}");
+        assert_eq!(st["disruptionsAllowed"], 1, "{pdb}: {st}");
+        let cond = &st["conditions"][0];
+        assert_eq!(cond["type"], "DisruptionAllowed");
+        assert_eq!(cond["status"], "True");
+        assert_eq!(cond["reason"], "SufficientPods");
+    }
+    // One pod stops being ready: no disruption allowed any more.
+    let pod = name(&rs_pods(&server, "app=api")[0]);
+    let patch = r#"{"status":{"conditions":[{"type":"Ready","status":"False"}]}}"#;
+    server.must_kubectl(["patch", "pod", &pod, "--subresource=status", "--type=merge", "-p", patch]);
+    eventually(&server, "disruptionsAllowed 0", || {
+        let p = get_json(&server, &["get", "pdb", "api-min"]);
+        (p["status"]["disruptionsAllowed"] == 0
+            && p["status"]["currentHealthy"] == 2
+            && p["status"]["conditions"][0]["reason"] == "InsufficientPods")
+            .then_some(())
+    });
+    let table = server.must_kubectl(["get", "pdb", "api-min"]);
+    assert!(crate::util::squash(&table).contains("api-min 2 N/A 0"), "{table}");
+}
+
+/// A `ferrokube controllers` process with its own log file.
+struct ControllerProcess {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl ControllerProcess {
+    fn start(server: &TestServer, tag: &str) -> Self {
+        let log = server.data_dir().join(format!("controllers-{tag}.log"));
+        let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let err = file.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        let child = std::process::Command::new(ferrokube_conformance::ferrokube_bin())
+            .arg("controllers")
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args([
+                "--leader-elect-resource-name=kcm-test",
+                "--leader-elect-lease-duration=4s",
+                "--leader-elect-renew-deadline=3s",
+                "--leader-elect-retry-period=500ms",
+            ])
+            .env("RUST_LOG", "ferrokube_controllers=info")
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning ferrokube controllers: {e}"));
+        Self { child, log }
+    }
+
+    fn is_leader(&self) -> bool {
+        std::fs::read_to_string(&self.log).unwrap_or_default().contains("became leader")
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_controller_managers_elect_one_leader_and_hand_over() {
+    let server = TestServer::start();
+    let mut procs = [
+        Some(ControllerProcess::start(&server, "a")),
+        Some(ControllerProcess::start(&server, "b")),
+    ];
+    let leader_of = |procs: &[Option<ControllerProcess>; 2]| -> Vec<usize> {
+        (0..2).filter(|&i| procs[i].as_ref().is_some_and(ControllerProcess::is_leader)).collect()
+    };
+    let lease = eventually(&server, "a holder of kube-system/kcm-test", || {
+        let out = server.kubectl(["get", "lease", "kcm-test", "-n", "kube-system", "-o", "json"]);
+        if !out.status.success() {
+            return None;
+        }
+        let l = json(&String::from_utf8_lossy(&out.stdout));
+        let held = l["spec"]["holderIdentity"].as_str().is_some_and(|h| !h.is_empty());
+        (held && !leader_of(&procs).is_empty()).then_some(l)
+    });
+    assert_eq!(lease["spec"]["leaseDurationSeconds"], 4);
+    // Exactly one acts as leader while both run.
+    std::thread::sleep(Duration::from_secs(2));
+    let leaders = leader_of(&procs);
+    assert_eq!(leaders.len(), 1, "exactly one leader expected");
+    let (dead, survivor) = (leaders[0], 1 - leaders[0]);
+    // Kill the leader (SIGKILL: no chance to release the lease).
+    procs[dead] = None;
+    let killed_at = Instant::now();
+    let holder_before = lease["spec"]["holderIdentity"].clone();
+    eventually(&server, "lease handed over to the survivor", || {
+        let l = get_json(&server, &["get", "lease", "kcm-test", "-n", "kube-system"]);
+        let moved = l["spec"]["holderIdentity"] != holder_before;
+        (moved && procs[survivor].as_ref().is_some_and(ControllerProcess::is_leader)).then_some(())
+    });
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(4 + 3),
+        "handover took {:?}, lease duration is 4s",
+        killed_at.elapsed()
+    );
+    let l = get_json(&server, &["get", "lease", "kcm-test", "-n", "kube-system"]);
+    assert_eq!(l["spec"]["leaseTransitions"], 1, "{l}");
 }

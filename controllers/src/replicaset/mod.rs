@@ -172,7 +172,6 @@ pub fn selects(selector: &LabelSelector, labels: Option<&BTreeMap<String, String
 /// Shared state of one controller instance.
 pub struct Ctx {
     pub(crate) client: Client,
-    pub(crate) kind: Kind,
     pub(crate) pods: Store<Pod>,
     /// ReplicaSets (for sibling pods in the deletion ranking); empty for RCs.
     pub(crate) replicasets: Option<Store<ReplicaSet>>,
@@ -252,7 +251,6 @@ pub async fn run_replicasets(
     let rs_store = replicasets.store();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
-        kind,
         pods: pods.store(),
         replicasets: Some(rs_store.clone()),
         expectations: expectations.clone(),
@@ -310,7 +308,6 @@ pub async fn run_replication_controllers(client: Client, pods: Informer<Pod>) ->
     let expectations = Arc::new(Expectations::default());
     let ctx = Arc::new(Ctx {
         client: client.clone(),
-        kind,
         pods: pods.store(),
         replicasets: None,
         expectations: expectations.clone(),
