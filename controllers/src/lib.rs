@@ -18,6 +18,7 @@ pub mod events;
 pub mod expectations;
 pub mod gc;
 pub mod informer;
+pub mod job;
 pub mod leader;
 pub mod namespace;
 pub mod podutil;
@@ -151,6 +152,8 @@ async fn run_controllers(config: kube::Config, root_ca: Option<String>) -> anyho
         r = replicaset::run_replicasets(client_for(&config, "replicaset-controller")?, pods.clone(), replicasets.clone()) => r.context("replicaset controller"),
         r = deployment::run(client_for(&config, "deployment-controller")?, pods.clone(), replicasets.clone()) => r.context("deployment controller"),
         r = replicaset::run_replication_controllers(client_for(&config, "replication-controller")?, pods.clone()) => r.context("replication controller"),
+        r = job::run(client_for(&config, "job-controller")?, pods.clone()) => r.context("job controller"),
+        r = job::ttl::run(client_for(&config, "ttl-after-finished-controller")?) => r.context("ttl-after-finished controller"),
         r = disruption::run(client_for(&config, "disruption-controller")?, pods.clone()) => r.context("disruption controller"),
     }
 }

@@ -26,4 +26,5 @@ mod ssa;
 mod util;
 mod validation;
 mod versions;
+mod jobs;
 mod workloads;

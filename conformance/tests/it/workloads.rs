@@ -15,10 +15,10 @@ use serde_json::Value;
 use crate::util::json;
 
 /// How long a controller may take to react.
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 /// Polls `f` every 100 ms until it returns `Some`, panicking with `what` and the server log.
-fn eventually<T>(server: &TestServer, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(server: &TestServer, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -31,17 +31,17 @@ fn eventually<T>(server: &TestServer, what: &str, mut f: impl FnMut() -> Option<
     }
 }
 
-fn get_json(server: &TestServer, args: &[&str]) -> Value {
+pub(crate) fn get_json(server: &TestServer, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
     json(&server.must_kubectl(all))
 }
 
-fn items(server: &TestServer, args: &[&str]) -> Vec<Value> {
+pub(crate) fn items(server: &TestServer, args: &[&str]) -> Vec<Value> {
     get_json(server, args)["items"].as_array().cloned().unwrap_or_default()
 }
 
-fn name(v: &Value) -> String {
+pub(crate) fn name(v: &Value) -> String {
     v["metadata"]["name"].as_str().unwrap_or_default().to_string()
 }
 
