@@ -14,6 +14,7 @@
 pub mod deployment;
 pub mod discovery;
 pub mod disruption;
+pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod gc;
@@ -154,6 +155,7 @@ async fn run_controllers(config: kube::Config, root_ca: Option<String>) -> anyho
         r = replicaset::run_replication_controllers(client_for(&config, "replication-controller")?, pods.clone()) => r.context("replication controller"),
         r = job::run(client_for(&config, "job-controller")?, pods.clone()) => r.context("job controller"),
         r = job::ttl::run(client_for(&config, "ttl-after-finished-controller")?) => r.context("ttl-after-finished controller"),
+        r = endpointslice::run(client_for(&config, "endpointslice-controller")?, pods.clone()) => r.context("endpointslice controller"),
         r = disruption::run(client_for(&config, "disruption-controller")?, pods.clone()) => r.context("disruption controller"),
     }
 }

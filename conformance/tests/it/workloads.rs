@@ -646,3 +646,100 @@ fn two_controller_managers_elect_one_leader_and_hand_over() {
     let l = get_json(&server, &["get", "lease", "kcm-test", "-n", "kube-system"]);
     assert_eq!(l["spec"]["leaseTransitions"], 1, "{l}");
 }
+
+#[test]
+fn service_gets_endpoint_slices_with_resolved_ports_and_conditions() {
+    let server = TestServer::start();
+    let pod = |name: &str, port: i32| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  labels: {{app: shop}}
+spec:
+  containers:
+  - name: c
+    image: nginx
+    ports:
+    - name: http
+      containerPort: {port}
+"#
+        )
+    };
+    let svc = r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop
+  labels: {team: retail}
+spec:
+  selector: {app: shop}
+  ports:
+  - name: web
+    port: 80
+    targetPort: http
+"#;
+    server.must_kubectl_stdin(["apply", "-f", "-"], svc);
+    // With no pods: one placeholder slice.
+    eventually(&server, "a placeholder slice", || {
+        let s = items(&server, &["get", "endpointslices", "-l", "kubernetes.io/service-name=shop"]);
+        (s.len() == 1 && s[0]["endpoints"].as_array().is_none_or(Vec::is_empty)).then_some(())
+    });
+    for (n, port) in [("shop-a", 8080), ("shop-b", 8080), ("shop-c", 8080), ("shop-d", 9090)] {
+        server.must_kubectl_stdin(["apply", "-f", "-"], &pod(n, port));
+    }
+    for (i, n) in ["shop-a", "shop-b", "shop-c", "shop-d"].iter().enumerate() {
+        let ready = if *n == "shop-c" { "False" } else { "True" };
+        let patch = format!(
+            r#"{{"status":{{"phase":"Running","podIP":"10.244.0.{ip}","podIPs":[{{"ip":"10.244.0.{ip}"}}],"conditions":[{{"type":"Ready","status":"{ready}"}}]}}}}"#,
+            ip = i + 10
+        );
+        server.must_kubectl(["patch", "pod", n, "--subresource=status", "--type=merge", "-p", &patch]);
+    }
+    let slices = eventually(&server, "two slices (8080 and 9090)", || {
+        let s = items(&server, &["get", "endpointslices", "-l", "kubernetes.io/service-name=shop"]);
+        let total: usize = s.iter().map(|x| x["endpoints"].as_array().map_or(0, Vec::len)).sum();
+        (s.len() == 2 && total == 4).then_some(s)
+    });
+    for s in &slices {
+        assert_eq!(s["addressType"], "IPv4");
+        assert_eq!(s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"], "endpointslice-controller.k8s.io");
+        assert_eq!(s["metadata"]["labels"]["team"], "retail");
+        assert_eq!(s["metadata"]["ownerReferences"][0]["kind"], "Service");
+        assert_eq!(s["ports"][0]["name"], "web");
+        let port = s["ports"][0]["port"].as_i64().unwrap_or(0);
+        for e in s["endpoints"].as_array().cloned().unwrap_or_default() {
+            let pod = e["targetRef"]["name"].as_str().unwrap_or_default().to_string();
+            assert_eq!(port, if pod == "shop-d" { 9090 } else { 8080 }, "{s}");
+            let ready = pod != "shop-c";
+            assert_eq!(e["conditions"]["ready"], ready, "{e}");
+            assert_eq!(e["conditions"]["serving"], ready, "{e}");
+            assert_eq!(e["conditions"]["terminating"], false, "{e}");
+        }
+    }
+    // The legacy Endpoints object: ready and not-ready addresses.
+    let ep = eventually(&server, "Endpoints shop", || {
+        let out = server.kubectl(["get", "endpoints", "shop", "-o", "json"]);
+        out.status.success().then(|| json(&String::from_utf8_lossy(&out.stdout)))
+    });
+    let text = ep["subsets"].to_string();
+    assert!(text.contains("10.244.0.10") && text.contains("10.244.0.13"), "{text}");
+    assert!(ep["subsets"].as_array().is_some_and(|s| s.iter().any(|x| x["notReadyAddresses"].to_string().contains("10.244.0.12"))), "{ep}");
+    // A pod being deleted is terminating in the slice; gone afterwards.
+    server.must_kubectl(["patch", "pod", "shop-a", "--type=merge", "-p", r#"{"metadata":{"finalizers":["example.com/hold"]}}"#]);
+    server.must_kubectl(["delete", "pod", "shop-a", "--wait=false"]);
+    eventually(&server, "shop-a terminating in its slice", || {
+        let s = items(&server, &["get", "endpointslices", "-l", "kubernetes.io/service-name=shop"]);
+        s.iter()
+            .flat_map(|x| x["endpoints"].as_array().cloned().unwrap_or_default())
+            .any(|e| e["targetRef"]["name"] == "shop-a" && e["conditions"]["terminating"] == true && e["conditions"]["ready"] == false)
+            .then_some(())
+    });
+    server.must_kubectl(["patch", "pod", "shop-a", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    eventually(&server, "shop-a removed from slices", || {
+        let s = items(&server, &["get", "endpointslices", "-l", "kubernetes.io/service-name=shop"]);
+        (!s.iter().any(|x| x["endpoints"].to_string().contains("shop-a"))).then_some(())
+    });
+}
