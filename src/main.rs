@@ -60,6 +60,15 @@ struct ControllersArgs {
     /// The name of the leader Lease.
     #[arg(long, default_value = "kube-controller-manager")]
     leader_elect_resource_name: String,
+    /// How long a node may go without renewing its lease before it is marked unreachable.
+    #[arg(long, default_value = "40s", value_parser = ferrokube_controllers::leader::parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = ferrokube_controllers::leader::parse_duration)]
+    node_monitor_period: std::time::Duration,
+    /// Terminated pods kept before the oldest are deleted.
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
 }
 
 /// `ferrokube server`: once the API server listens, the controllers start in-process and reach
@@ -144,14 +153,21 @@ fn main() -> std::process::ExitCode {
         Command::Controllers(args) => ferrokube_controllers::run(ferrokube_controllers::Options {
             kubeconfig: args.kubeconfig,
             root_ca_file: args.root_ca_file,
-            leader_election: args.leader_elect.then(|| ferrokube_controllers::leader::Config {
-                namespace: args.leader_elect_resource_namespace,
-                name: args.leader_elect_resource_name,
-                lease_duration: args.leader_elect_lease_duration,
-                renew_deadline: args.leader_elect_renew_deadline,
-                retry_period: args.leader_elect_retry_period,
-                identity: ferrokube_controllers::leader::default_identity(),
-            }),
+            leader_election: args
+                .leader_elect
+                .then(|| ferrokube_controllers::leader::Config {
+                    namespace: args.leader_elect_resource_namespace,
+                    name: args.leader_elect_resource_name,
+                    lease_duration: args.leader_elect_lease_duration,
+                    renew_deadline: args.leader_elect_renew_deadline,
+                    retry_period: args.leader_elect_retry_period,
+                    identity: ferrokube_controllers::leader::default_identity(),
+                }),
+            node_lifecycle: ferrokube_controllers::nodelifecycle::Options {
+                grace_period: args.node_monitor_grace_period,
+                monitor_period: args.node_monitor_period,
+                terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+            },
         }),
         Command::NodeAgent => ferrokube_node_agent::run(),
     };

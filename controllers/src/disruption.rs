@@ -49,7 +49,10 @@ struct Ctx {
 /// Runs the controller.
 pub async fn run(client: Client, pods: Informer<Pod>) -> anyhow::Result<()> {
     let api: Api<PodDisruptionBudget> = Api::all(client.clone());
-    let controller = Controller::new(api, kube::runtime::watcher::Config::default().any_semantic());
+    let controller = Controller::new(
+        api,
+        kube::runtime::watcher::Config::default().any_semantic(),
+    );
     let store = controller.store();
     let pod_refs = pods.subscribe().flat_map(move |change| {
         let pods: Vec<Arc<Pod>> = match change {
@@ -59,14 +62,23 @@ pub async fn run(client: Client, pods: Informer<Pod>) -> anyhow::Result<()> {
         };
         let mut refs: HashSet<ObjectRef<PodDisruptionBudget>> = HashSet::new();
         if pods.is_empty() {
-            refs.extend(store.state().iter().map(|p| ObjectRef::from_obj(p.as_ref())));
+            refs.extend(
+                store
+                    .state()
+                    .iter()
+                    .map(|p| ObjectRef::from_obj(p.as_ref())),
+            );
         }
         for p in pods {
             for pdb in store.state() {
                 if pdb.namespace() != p.namespace() {
                     continue;
                 }
-                let sel = pdb.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+                let sel = pdb
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.selector.clone())
+                    .unwrap_or_default();
                 if selects(&sel, p.metadata.labels.as_ref()).unwrap_or(false) {
                     refs.insert(ObjectRef::from_obj(pdb.as_ref()));
                 }
@@ -102,21 +114,30 @@ fn scaled_up(v: &IntOrString, total: i32) -> i32 {
 
 /// The scale of the workload controlling a pod (upstream `finders`): Deployment (through its
 /// ReplicaSet), ReplicaSet, ReplicationController, StatefulSet. None: not a scalable owner.
-async fn controller_scale(client: &Client, ns: &str, pod: &Pod) -> Result<Option<(String, i32)>, Error> {
+async fn controller_scale(
+    client: &Client,
+    ns: &str,
+    pod: &Pod,
+) -> Result<Option<(String, i32)>, Error> {
     let Some(r) = controller_ref(&pod.metadata) else {
         return Ok(None);
     };
     let group = r.api_version.split('/').next().unwrap_or_default();
     match (group, r.kind.as_str()) {
         ("apps", "ReplicaSet") => {
-            let Some(rs) = Api::<ReplicaSet>::namespaced(client.clone(), ns).get_opt(&r.name).await? else {
+            let Some(rs) = Api::<ReplicaSet>::namespaced(client.clone(), ns)
+                .get_opt(&r.name)
+                .await?
+            else {
                 return Ok(None);
             };
             if rs.metadata.uid.as_deref() != Some(r.uid.as_str()) {
                 return Ok(None);
             }
             if let Some(dr) = controller_ref(&rs.metadata).filter(|d| d.kind == "Deployment")
-                && let Some(d) = Api::<Deployment>::namespaced(client.clone(), ns).get_opt(&dr.name).await?
+                && let Some(d) = Api::<Deployment>::namespaced(client.clone(), ns)
+                    .get_opt(&dr.name)
+                    .await?
                 && d.metadata.uid.as_deref() == Some(dr.uid.as_str())
             {
                 let n = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
@@ -125,22 +146,38 @@ async fn controller_scale(client: &Client, ns: &str, pod: &Pod) -> Result<Option
             let n = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
             Ok(Some((r.uid.clone(), n)))
         }
-        ("v1", "ReplicationController") => Ok(Api::<ReplicationController>::namespaced(client.clone(), ns)
-            .get_opt(&r.name)
-            .await?
-            .filter(|rc| rc.metadata.uid.as_deref() == Some(r.uid.as_str()))
-            .map(|rc| (r.uid.clone(), rc.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)))),
+        ("v1", "ReplicationController") => {
+            Ok(Api::<ReplicationController>::namespaced(client.clone(), ns)
+                .get_opt(&r.name)
+                .await?
+                .filter(|rc| rc.metadata.uid.as_deref() == Some(r.uid.as_str()))
+                .map(|rc| {
+                    (
+                        r.uid.clone(),
+                        rc.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                    )
+                }))
+        }
         ("apps", "StatefulSet") => Ok(Api::<StatefulSet>::namespaced(client.clone(), ns)
             .get_opt(&r.name)
             .await?
             .filter(|s| s.metadata.uid.as_deref() == Some(r.uid.as_str()))
-            .map(|s| (r.uid.clone(), s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)))),
+            .map(|s| {
+                (
+                    r.uid.clone(),
+                    s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                )
+            })),
         _ => Ok(None),
     }
 }
 
 /// upstream `getExpectedPodCount`: (expectedCount, desiredHealthy).
-async fn expected(client: &Client, pdb: &PodDisruptionBudget, pods: &[Arc<Pod>]) -> Result<(i32, i32), Error> {
+async fn expected(
+    client: &Client,
+    pdb: &PodDisruptionBudget,
+    pods: &[Arc<Pod>],
+) -> Result<(i32, i32), Error> {
     let spec = pdb.spec.clone().unwrap_or_default();
     let ns = pdb.namespace().unwrap_or_default();
     if let Some(IntOrString::Int(min)) = &spec.min_available
@@ -213,12 +250,20 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
     }
     let healthy = pods
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none() && !disrupted.contains_key(&p.name_any()) && is_ready(p))
+        .filter(|p| {
+            p.metadata.deletion_timestamp.is_none()
+                && !disrupted.contains_key(&p.name_any())
+                && is_ready(p)
+        })
         .count();
     let healthy = i32::try_from(healthy).unwrap_or(i32::MAX);
     let (mut status, failed) = match expected(&ctx.client, &pdb, &pods).await {
         Ok((expected, desired)) => {
-            let allowed = if expected > 0 { (healthy - desired).max(0) } else { 0 };
+            let allowed = if expected > 0 {
+                (healthy - desired).max(0)
+            } else {
+                0
+            };
             (
                 PodDisruptionBudgetStatus {
                     current_healthy: healthy,
@@ -245,7 +290,10 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
         None if status.disruptions_allowed > 0 => ("True", "SufficientPods", String::new()),
         None => ("False", "InsufficientPods", String::new()),
     };
-    let prev = old.conditions.as_ref().and_then(|cs| cs.iter().find(|c| c.type_ == "DisruptionAllowed"));
+    let prev = old
+        .conditions
+        .as_ref()
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "DisruptionAllowed"));
     let transition = match prev {
         Some(p) if p.status == cstatus => p.last_transition_time.clone(),
         _ => Time(now),
@@ -259,10 +307,14 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Actio
         last_transition_time: transition,
     }]);
     if pdb.status.as_ref() != Some(&status) {
-        let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns.unwrap_or_default());
+        let api: Api<PodDisruptionBudget> =
+            Api::namespaced(ctx.client.clone(), &ns.unwrap_or_default());
         let mut obj = (*pdb).clone();
         obj.status = Some(status);
-        match api.replace_status(&pdb.name_any(), &PostParams::default(), &obj).await {
+        match api
+            .replace_status(&pdb.name_any(), &PostParams::default(), &obj)
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
                 return Ok(Action::requeue(Duration::from_millis(200)));

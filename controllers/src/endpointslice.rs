@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service, ServicePort,
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
+    ServicePort,
 };
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort as SlicePort, EndpointSlice};
+use k8s_openapi::api::discovery::v1::{
+    Endpoint, EndpointConditions, EndpointPort as SlicePort, EndpointSlice,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
@@ -47,7 +50,12 @@ struct Ctx {
 }
 
 fn selects(svc: &Service, pod: &Pod) -> bool {
-    let Some(sel) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()).filter(|s| !s.is_empty()) else {
+    let Some(sel) = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .filter(|s| !s.is_empty())
+    else {
         return false;
     };
     let labels = pod.metadata.labels.clone().unwrap_or_default();
@@ -68,7 +76,12 @@ pub async fn run(client: Client, pods: Informer<Pod>) -> anyhow::Result<()> {
         };
         let mut refs: HashSet<ObjectRef<Service>> = HashSet::new();
         if pods.is_empty() {
-            refs.extend(store.state().iter().map(|s| ObjectRef::from_obj(s.as_ref())));
+            refs.extend(
+                store
+                    .state()
+                    .iter()
+                    .map(|s| ObjectRef::from_obj(s.as_ref())),
+            );
         }
         for p in pods {
             for svc in store.state() {
@@ -109,10 +122,16 @@ pub fn find_port(pod: &Pod, sp: &ServicePort) -> Option<i32> {
         Some(IntOrString::Int(n)) => Some(*n),
         Some(IntOrString::String(name)) => {
             let protocol = sp.protocol.as_deref().unwrap_or("TCP");
-            pod.spec.as_ref()?.containers.iter().flat_map(|c| c.ports.iter().flatten()).find_map(|p| {
-                (p.name.as_deref() == Some(name.as_str()) && p.protocol.as_deref().unwrap_or("TCP") == protocol)
-                    .then_some(p.container_port)
-            })
+            pod.spec
+                .as_ref()?
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .find_map(|p| {
+                    (p.name.as_deref() == Some(name.as_str())
+                        && p.protocol.as_deref().unwrap_or("TCP") == protocol)
+                        .then_some(p.container_port)
+                })
         }
     }
 }
@@ -193,7 +212,11 @@ fn desired_slices(svc: &Service, eps: Vec<PodEndpoint>) -> Vec<(Vec<SlicePort>, 
     let mut groups: BTreeMap<String, (Vec<SlicePort>, Vec<Endpoint>)> = BTreeMap::new();
     for e in eps {
         let key = serde_json::to_string(&e.ports).unwrap_or_default();
-        groups.entry(key).or_insert_with(|| (e.ports.clone(), Vec::new())).1.push(e.endpoint);
+        groups
+            .entry(key)
+            .or_insert_with(|| (e.ports.clone(), Vec::new()))
+            .1
+            .push(e.endpoint);
     }
     let mut out = Vec::new();
     for (_, (ports, mut endpoints)) in groups {
@@ -205,7 +228,13 @@ fn desired_slices(svc: &Service, eps: Vec<PodEndpoint>) -> Vec<(Vec<SlicePort>, 
             out.push((ports.clone(), chunk.to_vec()));
         }
     }
-    if out.is_empty() && svc.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some() {
+    if out.is_empty()
+        && svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .is_some()
+    {
         // upstream keeps one placeholder slice (no endpoints, no ports).
         out.push((Vec::new(), Vec::new()));
     }
@@ -239,7 +268,12 @@ fn owner(svc: &Service) -> OwnerReference {
 }
 
 fn address_type(svc: &Service) -> String {
-    match svc.spec.as_ref().and_then(|s| s.ip_families.as_ref()).and_then(|f| f.first()) {
+    match svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ip_families.as_ref())
+        .and_then(|f| f.first())
+    {
         Some(f) if f == "IPv6" => "IPv6".into(),
         _ => "IPv4".into(),
     }
@@ -247,7 +281,11 @@ fn address_type(svc: &Service) -> String {
 
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let ns = svc.namespace().unwrap_or_default();
-    let has_selector = svc.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(|s| !s.is_empty());
+    let has_selector = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .is_some_and(|s| !s.is_empty());
     if svc.metadata.deletion_timestamp.is_some() || !has_selector {
         return Ok(Action::await_change());
     }
@@ -297,7 +335,11 @@ async fn sync_slices(svc: &Service, ctx: &Ctx, pods: &[Arc<Pod>]) -> Result<(), 
                 slice.labels_mut().extend(labels.clone());
                 if slice.address_type != addr {
                     // addressType is immutable: replace the slice.
-                    ignore_missing(api.delete(&slice.name_any(), &DeleteParams::default()).await.map(|_| ()))?;
+                    ignore_missing(
+                        api.delete(&slice.name_any(), &DeleteParams::default())
+                            .await
+                            .map(|_| ()),
+                    )?;
                     continue;
                 }
                 match api.replace(&slice.name_any(), &pp, &slice).await {
@@ -324,7 +366,11 @@ async fn sync_slices(svc: &Service, ctx: &Ctx, pods: &[Arc<Pod>]) -> Result<(), 
         }
     }
     for s in unused {
-        ignore_missing(api.delete(&s.name_any(), &DeleteParams::default()).await.map(|_| ()))?;
+        ignore_missing(
+            api.delete(&s.name_any(), &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
     }
     Ok(())
 }
@@ -367,12 +413,19 @@ async fn sync_endpoints(svc: &Service, ctx: &Ctx, pods: &[Arc<Pod>]) -> Result<(
             target_ref: e.endpoint.target_ref.clone(),
         };
         let ready = e.endpoint.conditions.as_ref().and_then(|c| c.ready) == Some(true);
-        let list = if ready { &mut subset.addresses } else { &mut subset.not_ready_addresses };
+        let list = if ready {
+            &mut subset.addresses
+        } else {
+            &mut subset.not_ready_addresses
+        };
         list.get_or_insert_with(Vec::new).push(addr);
     }
     let mut subsets: Vec<EndpointSubset> = subsets.into_values().collect();
     for s in &mut subsets {
-        for l in [&mut s.addresses, &mut s.not_ready_addresses].into_iter().flatten() {
+        for l in [&mut s.addresses, &mut s.not_ready_addresses]
+            .into_iter()
+            .flatten()
+        {
             l.sort_by(|a, b| a.ip.cmp(&b.ip));
         }
     }

@@ -24,7 +24,13 @@ impl Recorder {
         }
     }
 
-    async fn publish(&self, type_: EventType, regarding: &ObjectReference, reason: &str, note: String) {
+    async fn publish(
+        &self,
+        type_: EventType,
+        regarding: &ObjectReference,
+        reason: &str,
+        note: String,
+    ) {
         let ev = Event {
             type_,
             reason: reason.to_string(),
@@ -40,12 +46,14 @@ impl Recorder {
 
     /// A `Normal` event.
     pub async fn normal(&self, regarding: &ObjectReference, reason: &str, note: String) {
-        self.publish(EventType::Normal, regarding, reason, note).await;
+        self.publish(EventType::Normal, regarding, reason, note)
+            .await;
     }
 
     /// A `Warning` event.
     pub async fn warning(&self, regarding: &ObjectReference, reason: &str, note: String) {
-        self.publish(EventType::Warning, regarding, reason, note).await;
+        self.publish(EventType::Warning, regarding, reason, note)
+            .await;
     }
 }
 

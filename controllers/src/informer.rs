@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use kube::api::Api;
+use kube::runtime::WatchStreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
 use serde::de::DeserializeOwned;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
@@ -61,13 +61,7 @@ impl Drop for AbortOnDrop {
 
 impl<K> Informer<K>
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     /// Starts watching `api` in the background; the task ends when every handle is dropped.
     pub fn spawn(api: Api<K>) -> Self {
@@ -122,7 +116,10 @@ where
     }
 }
 
-fn watcher<K>(api: Api<K>, cfg: watcher::Config) -> impl Stream<Item = Result<Event<K>, watcher::Error>>
+fn watcher<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+) -> impl Stream<Item = Result<Event<K>, watcher::Error>>
 where
     K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, PostParams};
 use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
 
 /// Leader election settings (kube-controller-manager's `--leader-elect*` flags).
 #[derive(Debug, Clone)]
@@ -128,7 +128,10 @@ impl Elector {
             Some((r, _)) if *r == record => {}
             _ => self.observed = Some((record, Instant::now())),
         }
-        let observed_at = self.observed.as_ref().map_or_else(Instant::now, |(_, t)| *t);
+        let observed_at = self
+            .observed
+            .as_ref()
+            .map_or_else(Instant::now, |(_, t)| *t);
         let held_by_other = !holder.is_empty() && holder != cfg.identity;
         let duration = Duration::from_secs(
             u64::try_from(spec.lease_duration_seconds.unwrap_or(secs)).unwrap_or(15),
@@ -167,7 +170,9 @@ impl Elector {
             (_, true) => State::Leader {
                 last_renew: Instant::now(),
             },
-            (State::Leader { last_renew }, false) if last_renew.elapsed() < cfg.renew_deadline => state,
+            (State::Leader { last_renew }, false) if last_renew.elapsed() < cfg.renew_deadline => {
+                state
+            }
             (State::Leader { .. }, false) => State::Candidate,
             (State::Candidate, false) => State::Candidate,
         }
@@ -243,13 +248,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err("empty duration".into());
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("invalid duration {s:?}"));
         }
-        let value: f64 = rest[..digits].parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        let value: f64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,

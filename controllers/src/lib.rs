@@ -10,7 +10,6 @@
 //!
 //! Start reading at [`run_with_config`].
 
-
 pub mod deployment;
 pub mod discovery;
 pub mod disruption;
@@ -22,6 +21,7 @@ pub mod informer;
 pub mod job;
 pub mod leader;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod podutil;
 pub mod replicaset;
 pub mod rootca;
@@ -47,6 +47,8 @@ pub struct Options {
     pub root_ca_file: Option<PathBuf>,
     /// Leader election (`--leader-elect`, on by default); None runs without it.
     pub leader_election: Option<leader::Config>,
+    /// Node lifecycle and pod GC settings.
+    pub node_lifecycle: nodelifecycle::Options,
 }
 
 /// Entry point of `ferrokube controllers`: runs every controller until SIGTERM / Ctrl-C.
@@ -74,7 +76,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            r = run_with_config(config, ca, opts.leader_election.clone()) => r,
+            r = run_with_config(config, ca, opts.leader_election.clone(), opts.node_lifecycle.clone()) => r,
             _ = term.recv() => Ok(()),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
@@ -84,10 +86,22 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 /// The PEM CA bundle of the kubeconfig's current cluster, if it carries one.
 fn kubeconfig_ca(kc: &Kubeconfig) -> Option<String> {
     let ctx_name = kc.current_context.as_ref()?;
-    let ctx = kc.contexts.iter().find(|c| &c.name == ctx_name)?.context.as_ref()?;
-    let cluster = kc.clusters.iter().find(|c| c.name == ctx.cluster)?.cluster.as_ref()?;
+    let ctx = kc
+        .contexts
+        .iter()
+        .find(|c| &c.name == ctx_name)?
+        .context
+        .as_ref()?;
+    let cluster = kc
+        .clusters
+        .iter()
+        .find(|c| c.name == ctx.cluster)?
+        .cluster
+        .as_ref()?;
     if let Some(data) = &cluster.certificate_authority_data {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(data.trim()).ok()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .ok()?;
         return String::from_utf8(bytes).ok();
     }
     let path = cluster.certificate_authority.as_ref()?;
@@ -99,7 +113,13 @@ pub async fn run_with_kubeconfig(yaml: &str) -> anyhow::Result<()> {
     let kc = Kubeconfig::from_yaml(yaml).context("parsing the controller kubeconfig")?;
     let ca = kubeconfig_ca(&kc);
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-    run_with_config(config, ca, Some(leader::Config::default())).await
+    run_with_config(
+        config,
+        ca,
+        Some(leader::Config::default()),
+        nodelifecycle::Options::default(),
+    )
+    .await
 }
 
 /// A client whose requests carry the user agent `kube-controller-manager/<name>`.
@@ -116,20 +136,28 @@ pub async fn run_with_config(
     config: kube::Config,
     root_ca: Option<String>,
     leader: Option<leader::Config>,
+    nodes: nodelifecycle::Options,
 ) -> anyhow::Result<()> {
     match leader {
         Some(cfg) => {
             let client = client_for(&config, "leader-election")?;
             tracing::info!(lease = %format!("{}/{}", cfg.namespace, cfg.name), identity = %cfg.identity, "attempting to acquire leader lease");
-            leader::run_elected(client, cfg, || run_controllers(config.clone(), root_ca.clone())).await
+            leader::run_elected(client, cfg, || {
+                run_controllers(config.clone(), root_ca.clone(), nodes.clone())
+            })
+            .await
         }
-        None => run_controllers(config, root_ca).await,
+        None => run_controllers(config, root_ca, nodes).await,
     }
 }
 
 /// Runs every controller; returns when one of them fails for good. Dropping the future stops
 /// them all (informer tasks included).
-async fn run_controllers(config: kube::Config, root_ca: Option<String>) -> anyhow::Result<()> {
+async fn run_controllers(
+    config: kube::Config,
+    root_ca: Option<String>,
+    nodes: nodelifecycle::Options,
+) -> anyhow::Result<()> {
     tracing::info!("controller-manager starting");
     let informer_client = client_for(&config, "shared-informers")?;
     let pods = Informer::<Pod>::spawn(kube::Api::all(informer_client.clone()));
@@ -156,6 +184,7 @@ async fn run_controllers(config: kube::Config, root_ca: Option<String>) -> anyho
         r = job::run(client_for(&config, "job-controller")?, pods.clone()) => r.context("job controller"),
         r = job::ttl::run(client_for(&config, "ttl-after-finished-controller")?) => r.context("ttl-after-finished controller"),
         r = endpointslice::run(client_for(&config, "endpointslice-controller")?, pods.clone()) => r.context("endpointslice controller"),
+        r = nodelifecycle::run(client_for(&config, "node-lifecycle-controller")?, pods.clone(), nodes) => r.context("node lifecycle controller"),
         r = disruption::run(client_for(&config, "disruption-controller")?, pods.clone()) => r.context("disruption controller"),
     }
 }

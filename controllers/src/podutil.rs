@@ -75,7 +75,9 @@ pub fn seconds_until_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp
 }
 
 /// The owner reference with `controller: true`, if any.
-pub fn controller_ref(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<&OwnerReference> {
+pub fn controller_ref(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<&OwnerReference> {
     meta.owner_references
         .as_ref()?
         .iter()
@@ -83,7 +85,10 @@ pub fn controller_ref(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Obj
 }
 
 /// Whether `labels` carries every key/value of `want` (a template's labels as a selector).
-pub fn labels_superset(labels: Option<&BTreeMap<String, String>>, want: Option<&BTreeMap<String, String>>) -> bool {
+pub fn labels_superset(
+    labels: Option<&BTreeMap<String, String>>,
+    want: Option<&BTreeMap<String, String>>,
+) -> bool {
     let empty = BTreeMap::new();
     let labels = labels.unwrap_or(&empty);
     want.unwrap_or(&empty)
@@ -143,12 +148,21 @@ pub struct Ranked<'a> {
 /// upstream `ActivePodsWithRanks.Less`: `Less` means "delete first".
 pub fn deletion_order(a: &Ranked<'_>, b: &Ranked<'_>, now: Timestamp) -> Ordering {
     let (pa, pb) = (a.pod, b.pod);
-    let node = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    let node = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default()
+    };
     let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
     let (na, nb) = (node(pa), node(pb));
     // 1. Unassigned < assigned.
     if na != nb && (na.is_empty() || nb.is_empty()) {
-        return if na.is_empty() { Ordering::Less } else { Ordering::Greater };
+        return if na.is_empty() {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        };
     }
     // 2. Pending < Unknown < Running.
     let cmp = phase_ordinal(pa).cmp(&phase_ordinal(pb));
@@ -158,7 +172,11 @@ pub fn deletion_order(a: &Ranked<'_>, b: &Ranked<'_>, now: Timestamp) -> Orderin
     // 3. Not ready < ready.
     let (ra, rb) = (is_ready(pa), is_ready(pb));
     if ra != rb {
-        return if !ra { Ordering::Less } else { Ordering::Greater };
+        return if !ra {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        };
     }
     // 4. Lower pod-deletion-cost < higher.
     let cmp = deletion_cost(pa).cmp(&deletion_cost(pb));
@@ -174,7 +192,11 @@ pub fn deletion_order(a: &Ranked<'_>, b: &Ranked<'_>, now: Timestamp) -> Orderin
         let (ta, tb) = (ready_since(pa), ready_since(pb));
         if ta != tb {
             let d = log_rank_diff(ta, tb, now);
-            return if d == 0 { uid(pa).cmp(&uid(pb)) } else { d.cmp(&0) };
+            return if d == 0 {
+                uid(pa).cmp(&uid(pb))
+            } else {
+                d.cmp(&0)
+            };
         }
     }
     // 7. More container restarts < fewer.
@@ -187,14 +209,23 @@ pub fn deletion_order(a: &Ranked<'_>, b: &Ranked<'_>, now: Timestamp) -> Orderin
     let (ca, cb) = (created(pa), created(pb));
     if ca != cb {
         let d = log_rank_diff(ca, cb, now);
-        return if d == 0 { uid(pa).cmp(&uid(pb)) } else { d.cmp(&0) };
+        return if d == 0 {
+            uid(pa).cmp(&uid(pb))
+        } else {
+            d.cmp(&0)
+        };
     }
     Ordering::Equal
 }
 
 /// upstream `getPodsToDelete`: the `n` pods of `pods` to delete first, ranked by how many
 /// `related` pods (same indirect owner) run on their node.
-pub fn pods_to_delete<'a>(pods: &[&'a Pod], related: &[&Pod], n: usize, now: Timestamp) -> Vec<&'a Pod> {
+pub fn pods_to_delete<'a>(
+    pods: &[&'a Pod],
+    related: &[&Pod],
+    n: usize,
+    now: Timestamp,
+) -> Vec<&'a Pod> {
     if n >= pods.len() {
         return pods.to_vec();
     }
@@ -226,11 +257,19 @@ mod tests {
     use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-    fn pod(name: &str, node: &str, phase: &str, ready_secs_ago: Option<i64>, now: Timestamp) -> Pod {
+    fn pod(
+        name: &str,
+        node: &str,
+        phase: &str,
+        ready_secs_ago: Option<i64>,
+        now: Timestamp,
+    ) -> Pod {
         let mut p = Pod::default();
         p.metadata.name = Some(name.into());
         p.metadata.uid = Some(format!("uid-{name}"));
-        p.metadata.creation_timestamp = Some(Time(now - k8s_openapi::jiff::SignedDuration::from_secs(3600)));
+        p.metadata.creation_timestamp = Some(Time(
+            now - k8s_openapi::jiff::SignedDuration::from_secs(3600),
+        ));
         p.spec = Some(PodSpec {
             node_name: (!node.is_empty()).then(|| node.to_string()),
             ..Default::default()
@@ -239,7 +278,9 @@ mod tests {
             vec![PodCondition {
                 type_: "Ready".into(),
                 status: "True".into(),
-                last_transition_time: Some(Time(now - k8s_openapi::jiff::SignedDuration::from_secs(ago))),
+                last_transition_time: Some(Time(
+                    now - k8s_openapi::jiff::SignedDuration::from_secs(ago),
+                )),
                 ..Default::default()
             }]
         });
@@ -252,7 +293,9 @@ mod tests {
     }
 
     fn names(v: &[&Pod]) -> Vec<String> {
-        v.iter().map(|p| p.metadata.name.clone().unwrap_or_default()).collect()
+        v.iter()
+            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .collect()
     }
 
     #[test]
@@ -264,7 +307,10 @@ mod tests {
         let unscheduled = pod("unscheduled", "", "Pending", None, now);
         let pods = vec![&ready, &not_ready, &pending, &unscheduled];
         assert_eq!(names(&pods_to_delete(&pods, &[], 1, now)), ["unscheduled"]);
-        assert_eq!(names(&pods_to_delete(&pods, &[], 3, now)), ["unscheduled", "pending", "notready"]);
+        assert_eq!(
+            names(&pods_to_delete(&pods, &[], 3, now)),
+            ["unscheduled", "pending", "notready"]
+        );
         assert_eq!(pods_to_delete(&pods, &[], 9, now).len(), 4);
     }
 
@@ -272,7 +318,10 @@ mod tests {
     fn deletion_cost_then_doubled_up_then_recently_ready() {
         let now = Timestamp::now();
         let mut cheap = pod("cheap", "n1", "Running", Some(5000), now);
-        cheap.metadata.annotations = Some(BTreeMap::from([(POD_DELETION_COST.to_string(), "-5".to_string())]));
+        cheap.metadata.annotations = Some(BTreeMap::from([(
+            POD_DELETION_COST.to_string(),
+            "-5".to_string(),
+        )]));
         let a = pod("a", "n1", "Running", Some(5000), now);
         let b = pod("b", "n2", "Running", Some(5000), now);
         let c = pod("c", "n2", "Running", Some(5000), now);
@@ -285,7 +334,10 @@ mod tests {
         // Equal rank: the pod ready for a much shorter time goes first.
         let young = pod("young", "n3", "Running", Some(2), now);
         let old = pod("old", "n4", "Running", Some(100_000), now);
-        assert_eq!(names(&pods_to_delete(&[&old, &young], &[], 1, now)), ["young"]);
+        assert_eq!(
+            names(&pods_to_delete(&[&old, &young], &[], 1, now)),
+            ["young"]
+        );
     }
 
     #[test]

@@ -40,7 +40,8 @@ struct Ctx {
 pub async fn run(client: Client, ca_pem: String) -> anyhow::Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let maps: Api<ConfigMap> = Api::all(client.clone());
-    let only_ours = watcher::Config::default().fields(&format!("metadata.name={ROOT_CA_CONFIGMAP}"));
+    let only_ours =
+        watcher::Config::default().fields(&format!("metadata.name={ROOT_CA_CONFIGMAP}"));
     Controller::new(namespaces, watcher::Config::default())
         .watches(maps, only_ours, |cm| {
             cm.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns))
@@ -99,7 +100,10 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             cm.data = Some(data);
             cm.binary_data = None;
             cm.annotations_mut().extend(annotations);
-            match api.replace(ROOT_CA_CONFIGMAP, &PostParams::default(), &cm).await {
+            match api
+                .replace(ROOT_CA_CONFIGMAP, &PostParams::default(), &cm)
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
                     return Ok(Action::requeue(Duration::from_millis(200)));

@@ -18,14 +18,21 @@ use crate::util::json;
 pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 /// Polls `f` every 100 ms until it returns `Some`, panicking with `what` and the server log.
-pub(crate) fn eventually<T>(server: &TestServer, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(
+    server: &TestServer,
+    what: &str,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
             return v;
         }
         if start.elapsed() > WAIT {
-            panic!("timed out waiting for {what}\nserver log:\n{}", server.log_tail());
+            panic!(
+                "timed out waiting for {what}\nserver log:\n{}",
+                server.log_tail()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -38,30 +45,50 @@ pub(crate) fn get_json(server: &TestServer, args: &[&str]) -> Value {
 }
 
 pub(crate) fn items(server: &TestServer, args: &[&str]) -> Vec<Value> {
-    get_json(server, args)["items"].as_array().cloned().unwrap_or_default()
+    get_json(server, args)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 pub(crate) fn name(v: &Value) -> String {
-    v["metadata"]["name"].as_str().unwrap_or_default().to_string()
+    v["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn is_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    pod["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 /// Plays the kubelet: the pod is Running and Ready.
 fn make_ready(server: &TestServer, ns: &str, pod: &str) {
     let patch = r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"},{"type":"ContainersReady","status":"True"}]}}"#;
-    server.must_kubectl(["patch", "pod", pod, "-n", ns, "--subresource=status", "--type=merge", "-p", patch]);
+    server.must_kubectl([
+        "patch",
+        "pod",
+        pod,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
 }
 
 /// Makes every not-yet-ready, not-deleted pod matching `selector` ready; returns how many.
 fn make_all_ready(server: &TestServer, ns: &str, selector: &str) -> usize {
     let pods = items(server, &["get", "pods", "-n", ns, "-l", selector]);
     let mut n = 0;
-    for p in pods.iter().filter(|p| !is_ready(p) && p["metadata"]["deletionTimestamp"].is_null()) {
+    for p in pods
+        .iter()
+        .filter(|p| !is_ready(p) && p["metadata"]["deletionTimestamp"].is_null())
+    {
         make_ready(server, ns, &name(p));
         n += 1;
     }
@@ -81,12 +108,26 @@ fn new_namespace_gets_default_service_account_and_root_ca() {
     let server = TestServer::start();
     server.must_kubectl(["create", "namespace", "team-a"]);
     let sa = eventually(&server, "ServiceAccount default in team-a", || {
-        let out = server.kubectl(["get", "serviceaccount", "default", "-n", "team-a", "-o", "json"]);
-        out.status.success().then(|| json(&String::from_utf8_lossy(&out.stdout)))
+        let out = server.kubectl([
+            "get",
+            "serviceaccount",
+            "default",
+            "-n",
+            "team-a",
+            "-o",
+            "json",
+        ]);
+        out.status
+            .success()
+            .then(|| json(&String::from_utf8_lossy(&out.stdout)))
     });
     // The default namespace has one too.
     eventually(&server, "ServiceAccount default in default", || {
-        server.kubectl(["get", "sa", "default", "-n", "default"]).status.success().then_some(())
+        server
+            .kubectl(["get", "sa", "default", "-n", "default"])
+            .status
+            .success()
+            .then_some(())
     });
     // Deleted: created again (a new object).
     server.must_kubectl(["delete", "sa", "default", "-n", "team-a"]);
@@ -99,7 +140,13 @@ fn new_namespace_gets_default_service_account_and_root_ca() {
         (again["metadata"]["uid"] != sa["metadata"]["uid"]).then_some(())
     });
     // kube-root-ca.crt holds the cluster CA that the admin kubeconfig trusts.
-    let want = server.must_kubectl(["config", "view", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}"]);
+    let want = server.must_kubectl([
+        "config",
+        "view",
+        "--raw",
+        "-o",
+        "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+    ]);
     let decoded = std::process::Command::new("base64")
         .arg("-d")
         .stdin(std::process::Stdio::piped())
@@ -116,14 +163,36 @@ fn new_namespace_gets_default_service_account_and_root_ca() {
         .unwrap_or_default();
     assert!(decoded.contains("BEGIN CERTIFICATE"), "{decoded}");
     let cm = eventually(&server, "kube-root-ca.crt in team-a", || {
-        let out = server.kubectl(["get", "configmap", "kube-root-ca.crt", "-n", "team-a", "-o", "json"]);
-        out.status.success().then(|| json(&String::from_utf8_lossy(&out.stdout)))
+        let out = server.kubectl([
+            "get",
+            "configmap",
+            "kube-root-ca.crt",
+            "-n",
+            "team-a",
+            "-o",
+            "json",
+        ]);
+        out.status
+            .success()
+            .then(|| json(&String::from_utf8_lossy(&out.stdout)))
     });
     assert_eq!(cm["data"]["ca.crt"].as_str(), Some(decoded.as_str()));
     // Edited: put back.
-    server.must_kubectl(["patch", "configmap", "kube-root-ca.crt", "-n", "team-a", "--type=merge", "-p", r#"{"data":{"ca.crt":"tampered"}}"#]);
+    server.must_kubectl([
+        "patch",
+        "configmap",
+        "kube-root-ca.crt",
+        "-n",
+        "team-a",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"ca.crt":"tampered"}}"#,
+    ]);
     eventually(&server, "kube-root-ca.crt restored", || {
-        let cm = get_json(&server, &["get", "configmap", "kube-root-ca.crt", "-n", "team-a"]);
+        let cm = get_json(
+            &server,
+            &["get", "configmap", "kube-root-ca.crt", "-n", "team-a"],
+        );
         (cm["data"]["ca.crt"].as_str() == Some(decoded.as_str())).then_some(())
     });
 }
@@ -174,7 +243,9 @@ fn replicaset_creates_replaces_adopts_releases_and_scales_down_unready_first() {
     }
     eventually(&server, "status.replicas 3 observedGeneration 1", || {
         let rs = get_json(&server, &["get", "rs", "frontend"]);
-        (rs["status"]["replicas"] == 3 && rs["status"]["fullyLabeledReplicas"] == 3 && rs["status"]["observedGeneration"] == 1)
+        (rs["status"]["replicas"] == 3
+            && rs["status"]["fullyLabeledReplicas"] == 3
+            && rs["status"]["observedGeneration"] == 1)
             .then_some(())
     });
     // No over-creation while the watch settles.
@@ -203,7 +274,10 @@ fn replicaset_creates_replaces_adopts_releases_and_scales_down_unready_first() {
         let p = rs_pods(&server, "app=fe");
         (p.len() == 2).then_some(p)
     });
-    assert!(left.iter().all(|p| name(p) != not_ready), "the unready pod should go first: {left:?}");
+    assert!(
+        left.iter().all(|p| name(p) != not_ready),
+        "the unready pod should go first: {left:?}"
+    );
     eventually(&server, "status after scale-down", || {
         let rs = get_json(&server, &["get", "rs", "frontend"]);
         (rs["status"]["replicas"] == 2 && rs["status"]["observedGeneration"] == 2).then_some(())
@@ -213,7 +287,10 @@ fn replicaset_creates_replaces_adopts_releases_and_scales_down_unready_first() {
     server.must_kubectl(["run", "stray", "--image=nginx", "--labels=app=fe"]);
     eventually(&server, "2 owned pods after adopting the orphan", || {
         let p = rs_pods(&server, "app=fe");
-        (p.len() == 2 && p.iter().all(|x| controller_of(x).is_some_and(|o| o["name"] == "frontend"))).then_some(())
+        (p.len() == 2
+            && p.iter()
+                .all(|x| controller_of(x).is_some_and(|o| o["name"] == "frontend")))
+        .then_some(())
     });
 
     // A pod whose labels stop matching is released and replaced.
@@ -265,11 +342,16 @@ spec:
     make_all_ready(&server, "default", "app=legacy");
     eventually(&server, "RC status", || {
         let rc = get_json(&server, &["get", "rc", "legacy"]);
-        (rc["status"]["replicas"] == 2 && rc["status"]["readyReplicas"] == 2 && rc["status"]["observedGeneration"] == 1)
+        (rc["status"]["replicas"] == 2
+            && rc["status"]["readyReplicas"] == 2
+            && rc["status"]["observedGeneration"] == 1)
             .then_some(())
     });
     let table = server.must_kubectl(["get", "rc", "legacy"]);
-    assert!(crate::util::squash(&table).contains("legacy 2 2 2"), "{table}");
+    assert!(
+        crate::util::squash(&table).contains("legacy 2 2 2"),
+        "{table}"
+    );
 }
 
 /// The ReplicaSets of deployment `d` with their spec/status replicas, by name.
@@ -282,11 +364,16 @@ fn spec_replicas(rs: &Value) -> i64 {
 }
 
 fn image_of(rs: &Value) -> String {
-    rs["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string()
+    rs["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn rs_with_image(server: &TestServer, d: &str, image: &str) -> Option<Value> {
-    replicasets(server, d).into_iter().find(|rs| image_of(rs) == image)
+    replicasets(server, d)
+        .into_iter()
+        .find(|rs| image_of(rs) == image)
 }
 
 /// Plays the kubelet for deployment `d` until `kubectl rollout status` succeeds.
@@ -294,12 +381,21 @@ fn roll_to_completion(server: &TestServer, d: &str) {
     let start = Instant::now();
     loop {
         make_all_ready(server, "default", &format!("app={d}"));
-        let out = server.kubectl(["rollout", "status", &format!("deployment/{d}"), "--watch=false"]);
+        let out = server.kubectl([
+            "rollout",
+            "status",
+            &format!("deployment/{d}"),
+            "--watch=false",
+        ]);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         if out.status.success() && text.contains("successfully rolled out") {
             return;
         }
-        assert!(start.elapsed() < WAIT, "rollout of {d} did not finish: {text}\n{}", server.log_tail());
+        assert!(
+            start.elapsed() < WAIT,
+            "rollout of {d} did not finish: {text}\n{}",
+            server.log_tail()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -307,19 +403,40 @@ fn roll_to_completion(server: &TestServer, d: &str) {
 #[test]
 fn deployment_rolls_out_and_kubectl_rollout_commands_work() {
     let server = TestServer::start();
-    server.must_kubectl(["create", "deployment", "web", "--image=nginx:1.25", "--replicas=3"]);
+    server.must_kubectl([
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.25",
+        "--replicas=3",
+    ]);
     let rs = eventually(&server, "the first ReplicaSet with 3 pods", || {
         let rss = replicasets(&server, "web");
         let pods = rs_pods(&server, "app=web");
         (rss.len() == 1 && pods.len() == 3).then(|| rss[0].clone())
     });
-    let hash = rs["metadata"]["labels"]["pod-template-hash"].as_str().unwrap_or_default().to_string();
+    let hash = rs["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(!hash.is_empty(), "{rs}");
     assert_eq!(name(&rs), format!("web-{hash}"));
-    assert_eq!(rs["spec"]["selector"]["matchLabels"]["pod-template-hash"], hash.as_str());
-    assert_eq!(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
-    assert_eq!(rs["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"], "3");
-    assert_eq!(rs["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"], "4");
+    assert_eq!(
+        rs["spec"]["selector"]["matchLabels"]["pod-template-hash"],
+        hash.as_str()
+    );
+    assert_eq!(
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    assert_eq!(
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/desired-replicas"],
+        "3"
+    );
+    assert_eq!(
+        rs["metadata"]["annotations"]["deployment.kubernetes.io/max-replicas"],
+        "4"
+    );
     let owner = controller_of(&rs).unwrap_or_default();
     assert_eq!(owner["kind"], "Deployment");
     for p in rs_pods(&server, "app=web") {
@@ -331,21 +448,43 @@ fn deployment_rolls_out_and_kubectl_rollout_commands_work() {
         let d = get_json(&server, &["get", "deploy", "web"]);
         d["status"]["conditions"]
             .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Available" && c["status"] == "False" && c["reason"] == "MinimumReplicasUnavailable"))
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["type"] == "Available"
+                        && c["status"] == "False"
+                        && c["reason"] == "MinimumReplicasUnavailable"
+                })
+            })
             .then_some(())
     });
     roll_to_completion(&server, "web");
     server.must_kubectl(["rollout", "status", "deployment/web", "--timeout=30s"]);
-    server.must_kubectl(["wait", "--for=condition=Available", "deployment/web", "--timeout=30s"]);
+    server.must_kubectl([
+        "wait",
+        "--for=condition=Available",
+        "deployment/web",
+        "--timeout=30s",
+    ]);
     let d = get_json(&server, &["get", "deploy", "web"]);
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1");
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "1"
+    );
     let progressing = d["status"]["conditions"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing").cloned())
         .unwrap_or_default();
     assert_eq!(progressing["reason"], "NewReplicaSetAvailable", "{d}");
-    assert_eq!(progressing["message"], format!("ReplicaSet \"web-{hash}\" has successfully progressed."));
-    for (field, want) in [("replicas", 3), ("updatedReplicas", 3), ("readyReplicas", 3), ("availableReplicas", 3)] {
+    assert_eq!(
+        progressing["message"],
+        format!("ReplicaSet \"web-{hash}\" has successfully progressed.")
+    );
+    for (field, want) in [
+        ("replicas", 3),
+        ("updatedReplicas", 3),
+        ("readyReplicas", 3),
+        ("availableReplicas", 3),
+    ] {
         assert_eq!(d["status"][field], want, "{field}: {d}");
     }
 
@@ -357,9 +496,19 @@ fn deployment_rolls_out_and_kubectl_rollout_commands_work() {
     });
     std::thread::sleep(Duration::from_millis(500));
     let old = rs_with_image(&server, "web", "nginx:1.25").unwrap_or_default();
-    assert_eq!(spec_replicas(&old), 3, "old RS must keep 3 until new pods are available");
-    assert_eq!(spec_replicas(&rs_with_image(&server, "web", "nginx:1.27").unwrap_or_default()), 1);
-    assert_eq!(new["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "2");
+    assert_eq!(
+        spec_replicas(&old),
+        3,
+        "old RS must keep 3 until new pods are available"
+    );
+    assert_eq!(
+        spec_replicas(&rs_with_image(&server, "web", "nginx:1.27").unwrap_or_default()),
+        1
+    );
+    assert_eq!(
+        new["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "2"
+    );
     // One new pod becomes ready: old goes to 2, new to 2.
     make_all_ready(&server, "default", "app=web");
     eventually(&server, "old 2 / new 2", || {
@@ -371,7 +520,11 @@ fn deployment_rolls_out_and_kubectl_rollout_commands_work() {
     let old = rs_with_image(&server, "web", "nginx:1.25").unwrap_or_default();
     assert_eq!(spec_replicas(&old), 0);
     let history = server.must_kubectl(["rollout", "history", "deployment/web"]);
-    let revs: Vec<&str> = history.lines().skip(2).filter_map(|l| l.split_whitespace().next()).collect();
+    let revs: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     assert_eq!(revs, ["1", "2"], "{history}");
 
     // undo: back to 1.25, whose ReplicaSet becomes revision 3.
@@ -382,9 +535,17 @@ fn deployment_rolls_out_and_kubectl_rollout_commands_work() {
     });
     roll_to_completion(&server, "web");
     let history = server.must_kubectl(["rollout", "history", "deployment/web"]);
-    let revs: Vec<&str> = history.lines().skip(2).filter_map(|l| l.split_whitespace().next()).collect();
+    let revs: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     assert_eq!(revs, ["2", "3"], "{history}");
-    assert_eq!(replicasets(&server, "web").len(), 2, "no third ReplicaSet for an undo");
+    assert_eq!(
+        replicasets(&server, "web").len(),
+        2,
+        "no third ReplicaSet for an undo"
+    );
 
     // pause: template changes do not roll out until resume.
     server.must_kubectl(["rollout", "pause", "deployment/web"]);
@@ -393,13 +554,24 @@ fn deployment_rolls_out_and_kubectl_rollout_commands_work() {
         let d = get_json(&server, &["get", "deploy", "web"]);
         d["status"]["conditions"]
             .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Progressing" && c["reason"] == "DeploymentPaused" && c["status"] == "Unknown"))
+            .is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["type"] == "Progressing"
+                        && c["reason"] == "DeploymentPaused"
+                        && c["status"] == "Unknown"
+                })
+            })
             .then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
-    assert!(rs_with_image(&server, "web", "nginx:1.28").is_none(), "a paused deployment must not roll out");
+    assert!(
+        rs_with_image(&server, "web", "nginx:1.28").is_none(),
+        "a paused deployment must not roll out"
+    );
     server.must_kubectl(["rollout", "resume", "deployment/web"]);
-    eventually(&server, "a ReplicaSet for 1.28 after resume", || rs_with_image(&server, "web", "nginx:1.28"));
+    eventually(&server, "a ReplicaSet for 1.28 after resume", || {
+        rs_with_image(&server, "web", "nginx:1.28")
+    });
     roll_to_completion(&server, "web");
 
     // scale.
@@ -420,7 +592,10 @@ fn deployment_rolls_out_and_kubectl_rollout_commands_work() {
 
     let describe = server.must_kubectl(["describe", "deployment", "web"]);
     assert!(describe.contains("ScalingReplicaSet"), "{describe}");
-    assert!(describe.contains("Scaled up replica set web-"), "{describe}");
+    assert!(
+        describe.contains("Scaled up replica set web-"),
+        "{describe}"
+    );
     assert!(describe.contains("NewReplicaSetAvailable"), "{describe}");
     let events = server.must_kubectl(["get", "events"]);
     assert!(events.contains("ScalingReplicaSet"), "{events}");
@@ -457,7 +632,14 @@ spec:
     // Old pods linger while terminating (a finalizer plays the kubelet's grace period).
     let old_pods: Vec<String> = rs_pods(&server, "app=db").iter().map(name).collect();
     for p in &old_pods {
-        server.must_kubectl(["patch", "pod", p, "--type=merge", "-p", r#"{"metadata":{"finalizers":["example.com/hold"]}}"#]);
+        server.must_kubectl([
+            "patch",
+            "pod",
+            p,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+        ]);
     }
     server.must_kubectl_stdin(["apply", "-f", "-"], &manifest("postgres:16"));
     eventually(&server, "old scaled to 0", || {
@@ -467,7 +649,9 @@ spec:
     eventually(&server, "old pods terminating", || {
         old_pods
             .iter()
-            .all(|p| !get_json(&server, &["get", "pod", p])["metadata"]["deletionTimestamp"].is_null())
+            .all(|p| {
+                !get_json(&server, &["get", "pod", p])["metadata"]["deletionTimestamp"].is_null()
+            })
             .then_some(())
     });
     // No new pod while an old one is still running.
@@ -476,12 +660,23 @@ spec:
         assert_eq!(spec_replicas(&n), 0, "new pods while old pods still run");
     }
     for p in &old_pods {
-        server.must_kubectl(["patch", "pod", p, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+        server.must_kubectl([
+            "patch",
+            "pod",
+            p,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ]);
     }
-    eventually(&server, "the new ReplicaSet scaled up once old pods are gone", || {
-        let n = rs_with_image(&server, "db", "postgres:16")?;
-        (spec_replicas(&n) == 2).then_some(())
-    });
+    eventually(
+        &server,
+        "the new ReplicaSet scaled up once old pods are gone",
+        || {
+            let n = rs_with_image(&server, "db", "postgres:16")?;
+            (spec_replicas(&n) == 2).then_some(())
+        },
+    );
     roll_to_completion(&server, "db");
     server.must_kubectl_stdin(["apply", "-f", "-"], &manifest("postgres:17"));
     roll_to_completion(&server, "db");
@@ -515,14 +710,26 @@ spec:
 "#;
     server.must_kubectl_stdin(["apply", "-f", "-"], manifest);
     // Nobody makes the pod ready.
-    let d = eventually(&server, "Progressing=False ProgressDeadlineExceeded", || {
-        let d = get_json(&server, &["get", "deploy", "stuck"]);
-        d["status"]["conditions"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing" && c["status"] == "False").cloned())
-    });
+    let d = eventually(
+        &server,
+        "Progressing=False ProgressDeadlineExceeded",
+        || {
+            let d = get_json(&server, &["get", "deploy", "stuck"]);
+            d["status"]["conditions"].as_array().and_then(|cs| {
+                cs.iter()
+                    .find(|c| c["type"] == "Progressing" && c["status"] == "False")
+                    .cloned()
+            })
+        },
+    );
     assert_eq!(d["reason"], "ProgressDeadlineExceeded");
-    assert!(d["message"].as_str().unwrap_or_default().ends_with("has timed out progressing."), "{d}");
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("has timed out progressing."),
+        "{d}"
+    );
     let err = server.must_kubectl_fail(["rollout", "status", "deployment/stuck", "--timeout=10s"]);
     assert!(err.contains("exceeded its progress deadline"), "{err}");
 }
@@ -530,10 +737,28 @@ spec:
 #[test]
 fn pod_disruption_budget_status_follows_ready_pods() {
     let server = TestServer::start();
-    server.must_kubectl(["create", "deployment", "api", "--image=nginx", "--replicas=3"]);
+    server.must_kubectl([
+        "create",
+        "deployment",
+        "api",
+        "--image=nginx",
+        "--replicas=3",
+    ]);
     roll_to_completion(&server, "api");
-    server.must_kubectl(["create", "pdb", "api-min", "--selector=app=api", "--min-available=2"]);
-    server.must_kubectl(["create", "pdb", "api-max", "--selector=app=api", "--max-unavailable=1"]);
+    server.must_kubectl([
+        "create",
+        "pdb",
+        "api-min",
+        "--selector=app=api",
+        "--min-available=2",
+    ]);
+    server.must_kubectl([
+        "create",
+        "pdb",
+        "api-max",
+        "--selector=app=api",
+        "--max-unavailable=1",
+    ]);
     for pdb in ["api-min", "api-max"] {
         let st = eventually(&server, &format!("{pdb} status"), || {
             let p = get_json(&server, &["get", "pdb", pdb]);
@@ -551,7 +776,15 @@ fn pod_disruption_budget_status_follows_ready_pods() {
     // One pod stops being ready: no disruption allowed any more.
     let pod = name(&rs_pods(&server, "app=api")[0]);
     let patch = r#"{"status":{"conditions":[{"type":"Ready","status":"False"}]}}"#;
-    server.must_kubectl(["patch", "pod", &pod, "--subresource=status", "--type=merge", "-p", patch]);
+    server.must_kubectl([
+        "patch",
+        "pod",
+        &pod,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
     eventually(&server, "disruptionsAllowed 0", || {
         let p = get_json(&server, &["get", "pdb", "api-min"]);
         (p["status"]["disruptionsAllowed"] == 0
@@ -560,7 +793,10 @@ fn pod_disruption_budget_status_follows_ready_pods() {
             .then_some(())
     });
     let table = server.must_kubectl(["get", "pdb", "api-min"]);
-    assert!(crate::util::squash(&table).contains("api-min 2 N/A 0"), "{table}");
+    assert!(
+        crate::util::squash(&table).contains("api-min 2 N/A 0"),
+        "{table}"
+    );
 }
 
 /// A `ferrokube controllers` process with its own log file.
@@ -593,7 +829,9 @@ impl ControllerProcess {
     }
 
     fn is_leader(&self) -> bool {
-        std::fs::read_to_string(&self.log).unwrap_or_default().contains("became leader")
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains("became leader")
     }
 }
 
@@ -612,15 +850,27 @@ fn two_controller_managers_elect_one_leader_and_hand_over() {
         Some(ControllerProcess::start(&server, "b")),
     ];
     let leader_of = |procs: &[Option<ControllerProcess>; 2]| -> Vec<usize> {
-        (0..2).filter(|&i| procs[i].as_ref().is_some_and(ControllerProcess::is_leader)).collect()
+        (0..2)
+            .filter(|&i| procs[i].as_ref().is_some_and(ControllerProcess::is_leader))
+            .collect()
     };
     let lease = eventually(&server, "a holder of kube-system/kcm-test", || {
-        let out = server.kubectl(["get", "lease", "kcm-test", "-n", "kube-system", "-o", "json"]);
+        let out = server.kubectl([
+            "get",
+            "lease",
+            "kcm-test",
+            "-n",
+            "kube-system",
+            "-o",
+            "json",
+        ]);
         if !out.status.success() {
             return None;
         }
         let l = json(&String::from_utf8_lossy(&out.stdout));
-        let held = l["spec"]["holderIdentity"].as_str().is_some_and(|h| !h.is_empty());
+        let held = l["spec"]["holderIdentity"]
+            .as_str()
+            .is_some_and(|h| !h.is_empty());
         (held && !leader_of(&procs).is_empty()).then_some(l)
     });
     assert_eq!(lease["spec"]["leaseDurationSeconds"], 4);
@@ -636,7 +886,11 @@ fn two_controller_managers_elect_one_leader_and_hand_over() {
     eventually(&server, "lease handed over to the survivor", || {
         let l = get_json(&server, &["get", "lease", "kcm-test", "-n", "kube-system"]);
         let moved = l["spec"]["holderIdentity"] != holder_before;
-        (moved && procs[survivor].as_ref().is_some_and(ControllerProcess::is_leader)).then_some(())
+        (moved
+            && procs[survivor]
+                .as_ref()
+                .is_some_and(ControllerProcess::is_leader))
+        .then_some(())
     });
     assert!(
         killed_at.elapsed() < Duration::from_secs(4 + 3),
@@ -684,10 +938,23 @@ spec:
     server.must_kubectl_stdin(["apply", "-f", "-"], svc);
     // With no pods: one placeholder slice.
     eventually(&server, "a placeholder slice", || {
-        let s = items(&server, &["get", "endpointslices", "-l", "kubernetes.io/service-name=shop"]);
+        let s = items(
+            &server,
+            &[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=shop",
+            ],
+        );
         (s.len() == 1 && s[0]["endpoints"].as_array().is_none_or(Vec::is_empty)).then_some(())
     });
-    for (n, port) in [("shop-a", 8080), ("shop-b", 8080), ("shop-c", 8080), ("shop-d", 9090)] {
+    for (n, port) in [
+        ("shop-a", 8080),
+        ("shop-b", 8080),
+        ("shop-c", 8080),
+        ("shop-d", 9090),
+    ] {
         server.must_kubectl_stdin(["apply", "-f", "-"], &pod(n, port));
     }
     for (i, n) in ["shop-a", "shop-b", "shop-c", "shop-d"].iter().enumerate() {
@@ -696,22 +963,47 @@ spec:
             r#"{{"status":{{"phase":"Running","podIP":"10.244.0.{ip}","podIPs":[{{"ip":"10.244.0.{ip}"}}],"conditions":[{{"type":"Ready","status":"{ready}"}}]}}}}"#,
             ip = i + 10
         );
-        server.must_kubectl(["patch", "pod", n, "--subresource=status", "--type=merge", "-p", &patch]);
+        server.must_kubectl([
+            "patch",
+            "pod",
+            n,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ]);
     }
     let slices = eventually(&server, "two slices (8080 and 9090)", || {
-        let s = items(&server, &["get", "endpointslices", "-l", "kubernetes.io/service-name=shop"]);
-        let total: usize = s.iter().map(|x| x["endpoints"].as_array().map_or(0, Vec::len)).sum();
+        let s = items(
+            &server,
+            &[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=shop",
+            ],
+        );
+        let total: usize = s
+            .iter()
+            .map(|x| x["endpoints"].as_array().map_or(0, Vec::len))
+            .sum();
         (s.len() == 2 && total == 4).then_some(s)
     });
     for s in &slices {
         assert_eq!(s["addressType"], "IPv4");
-        assert_eq!(s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"], "endpointslice-controller.k8s.io");
+        assert_eq!(
+            s["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+            "endpointslice-controller.k8s.io"
+        );
         assert_eq!(s["metadata"]["labels"]["team"], "retail");
         assert_eq!(s["metadata"]["ownerReferences"][0]["kind"], "Service");
         assert_eq!(s["ports"][0]["name"], "web");
         let port = s["ports"][0]["port"].as_i64().unwrap_or(0);
         for e in s["endpoints"].as_array().cloned().unwrap_or_default() {
-            let pod = e["targetRef"]["name"].as_str().unwrap_or_default().to_string();
+            let pod = e["targetRef"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             assert_eq!(port, if pod == "shop-d" { 9090 } else { 8080 }, "{s}");
             let ready = pod != "shop-c";
             assert_eq!(e["conditions"]["ready"], ready, "{e}");
@@ -722,24 +1014,220 @@ spec:
     // The legacy Endpoints object: ready and not-ready addresses.
     let ep = eventually(&server, "Endpoints shop", || {
         let out = server.kubectl(["get", "endpoints", "shop", "-o", "json"]);
-        out.status.success().then(|| json(&String::from_utf8_lossy(&out.stdout)))
+        out.status
+            .success()
+            .then(|| json(&String::from_utf8_lossy(&out.stdout)))
     });
     let text = ep["subsets"].to_string();
-    assert!(text.contains("10.244.0.10") && text.contains("10.244.0.13"), "{text}");
-    assert!(ep["subsets"].as_array().is_some_and(|s| s.iter().any(|x| x["notReadyAddresses"].to_string().contains("10.244.0.12"))), "{ep}");
+    assert!(
+        text.contains("10.244.0.10") && text.contains("10.244.0.13"),
+        "{text}"
+    );
+    assert!(
+        ep["subsets"].as_array().is_some_and(|s| s
+            .iter()
+            .any(|x| x["notReadyAddresses"].to_string().contains("10.244.0.12"))),
+        "{ep}"
+    );
     // A pod being deleted is terminating in the slice; gone afterwards.
-    server.must_kubectl(["patch", "pod", "shop-a", "--type=merge", "-p", r#"{"metadata":{"finalizers":["example.com/hold"]}}"#]);
+    server.must_kubectl([
+        "patch",
+        "pod",
+        "shop-a",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ]);
     server.must_kubectl(["delete", "pod", "shop-a", "--wait=false"]);
     eventually(&server, "shop-a terminating in its slice", || {
-        let s = items(&server, &["get", "endpointslices", "-l", "kubernetes.io/service-name=shop"]);
+        let s = items(
+            &server,
+            &[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=shop",
+            ],
+        );
         s.iter()
             .flat_map(|x| x["endpoints"].as_array().cloned().unwrap_or_default())
-            .any(|e| e["targetRef"]["name"] == "shop-a" && e["conditions"]["terminating"] == true && e["conditions"]["ready"] == false)
+            .any(|e| {
+                e["targetRef"]["name"] == "shop-a"
+                    && e["conditions"]["terminating"] == true
+                    && e["conditions"]["ready"] == false
+            })
             .then_some(())
     });
-    server.must_kubectl(["patch", "pod", "shop-a", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    server.must_kubectl([
+        "patch",
+        "pod",
+        "shop-a",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ]);
     eventually(&server, "shop-a removed from slices", || {
-        let s = items(&server, &["get", "endpointslices", "-l", "kubernetes.io/service-name=shop"]);
-        (!s.iter().any(|x| x["endpoints"].to_string().contains("shop-a"))).then_some(())
+        let s = items(
+            &server,
+            &[
+                "get",
+                "endpointslices",
+                "-l",
+                "kubernetes.io/service-name=shop",
+            ],
+        );
+        (!s.iter()
+            .any(|x| x["endpoints"].to_string().contains("shop-a")))
+        .then_some(())
+    });
+}
+
+#[test]
+fn node_whose_lease_stops_is_tainted_and_its_pods_evicted() {
+    let server = TestServer::start();
+    // A controller-manager with a short grace period (the in-process one keeps 40 s).
+    let log = server.data_dir().join("controllers-nodes.log");
+    let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("{e}"));
+    let err = file.try_clone().unwrap_or_else(|e| panic!("{e}"));
+    let child = std::process::Command::new(ferrokube_conformance::ferrokube_bin())
+        .arg("controllers")
+        .arg("--kubeconfig")
+        .arg(server.kubeconfig())
+        .args([
+            "--leader-elect-resource-name=kcm-nodes",
+            "--node-monitor-grace-period=3s",
+            "--node-monitor-period=1s",
+        ])
+        .stdout(file)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning ferrokube controllers: {e}"));
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _child = Kill(child);
+    let node = r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: n1
+"#;
+    server.must_kubectl_stdin(["apply", "-f", "-"], node);
+    let ready = r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status"}]}}"#;
+    server.must_kubectl([
+        "patch",
+        "node",
+        "n1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        ready,
+    ]);
+    let lease = r#"
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata:
+  name: n1
+  namespace: kube-node-lease
+spec:
+  holderIdentity: n1
+  leaseDurationSeconds: 40
+"#;
+    server.must_kubectl_stdin(["apply", "-f", "-"], lease);
+    let pod = |name: &str, toleration: &str| {
+        format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  nodeName: n1
+  tolerations:
+  - key: node.kubernetes.io/unreachable
+    operator: Exists
+    effect: NoExecute
+{toleration}
+  containers:
+  - name: c
+    image: nginx
+"#
+        )
+    };
+    server.must_kubectl_stdin(
+        ["apply", "-f", "-"],
+        &pod("short", "    tolerationSeconds: 2"),
+    );
+    server.must_kubectl_stdin(["apply", "-f", "-"], &pod("forever", ""));
+    // Nobody renews the lease: Ready=Unknown, then the unreachable taints.
+    let node = eventually(&server, "n1 Ready=Unknown and tainted", || {
+        let n = get_json(&server, &["get", "node", "n1"]);
+        let unknown = n["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "Unknown")
+        });
+        let taints = n["spec"]["taints"].to_string();
+        (unknown && taints.contains("NoExecute") && taints.contains("NoSchedule")).then_some(n)
+    });
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready").cloned())
+        .unwrap_or_default();
+    assert_eq!(ready["reason"], "NodeStatusUnknown");
+    assert_eq!(ready["message"], "Kubelet stopped posting node status.");
+    assert!(
+        node["spec"]["taints"]
+            .to_string()
+            .contains("node.kubernetes.io/unreachable"),
+        "{node}"
+    );
+    // The pod tolerating the taint for 2 s is evicted; the one tolerating it forever stays.
+    eventually(&server, "pod short evicted", || {
+        let out = server.kubectl(["get", "pod", "short", "-o", "json"]);
+        if !out.status.success() {
+            return Some(());
+        }
+        let p = json(&String::from_utf8_lossy(&out.stdout));
+        (!p["metadata"]["deletionTimestamp"].is_null()).then_some(())
+    });
+    let forever = get_json(&server, &["get", "pod", "forever"]);
+    assert!(
+        forever["metadata"]["deletionTimestamp"].is_null(),
+        "{forever}"
+    );
+    // The kubelet is back: it renews its lease and reports Ready; the taints go.
+    let now = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.000000Z"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let renew = format!(r#"{{"spec":{{"renewTime":"{now}"}}}}"#);
+    server.must_kubectl([
+        "patch",
+        "lease",
+        "n1",
+        "-n",
+        "kube-node-lease",
+        "--type=merge",
+        "-p",
+        &renew,
+    ]);
+    let ready_again = r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status"}]}}"#;
+    server.must_kubectl([
+        "patch",
+        "node",
+        "n1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        ready_again,
+    ]);
+    eventually(&server, "taints removed", || {
+        let n = get_json(&server, &["get", "node", "n1"]);
+        (!n["spec"]["taints"].to_string().contains("unreachable")).then_some(())
     });
 }

@@ -57,9 +57,16 @@ pub struct Ctx {
 }
 
 /// Runs the controller.
-pub async fn run(client: Client, pods: Informer<Pod>, replicasets: Informer<ReplicaSet>) -> anyhow::Result<()> {
+pub async fn run(
+    client: Client,
+    pods: Informer<Pod>,
+    replicasets: Informer<ReplicaSet>,
+) -> anyhow::Result<()> {
     let api: Api<Deployment> = Api::all(client.clone());
-    let controller = Controller::new(api, kube::runtime::watcher::Config::default().any_semantic());
+    let controller = Controller::new(
+        api,
+        kube::runtime::watcher::Config::default().any_semantic(),
+    );
     let store = controller.store();
     let rs_store = replicasets.store();
     // A ReplicaSet change concerns its controlling Deployment, or (orphans) every Deployment
@@ -73,7 +80,12 @@ pub async fn run(client: Client, pods: Informer<Pod>, replicasets: Informer<Repl
         };
         let mut refs = Vec::new();
         if targets.is_empty() {
-            refs.extend(dstore.state().iter().map(|d| ObjectRef::from_obj(d.as_ref())));
+            refs.extend(
+                dstore
+                    .state()
+                    .iter()
+                    .map(|d| ObjectRef::from_obj(d.as_ref())),
+            );
         }
         for rs in targets {
             let ns = rs.namespace().unwrap_or_default();
@@ -109,7 +121,9 @@ pub async fn run(client: Client, pods: Informer<Pod>, replicasets: Informer<Repl
                 .and_then(|rs| {
                     controller_ref(&rs.metadata)
                         .filter(|r| r.kind == "Deployment")
-                        .map(|r| ObjectRef::new(&r.name).within(&rs.namespace().unwrap_or_default()))
+                        .map(|r| {
+                            ObjectRef::new(&r.name).within(&rs.namespace().unwrap_or_default())
+                        })
                 }),
             _ => None,
         };
@@ -154,13 +168,24 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         rss: Vec::new(),
     };
     let selector_empty = d.spec.as_ref().is_none_or(|sp| {
-        sp.selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
-            && sp.selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
+        sp.selector
+            .match_labels
+            .as_ref()
+            .is_none_or(BTreeMap::is_empty)
+            && sp
+                .selector
+                .match_expressions
+                .as_ref()
+                .is_none_or(Vec::is_empty)
     });
     if selector_empty {
         s.ctx
             .recorder
-            .warning(&s.regarding(), "SelectingAll", "This deployment is selecting all pods. A non-empty selector is required.".into())
+            .warning(
+                &s.regarding(),
+                "SelectingAll",
+                "This deployment is selecting all pods. A non-empty selector is required.".into(),
+            )
             .await;
         if d.status.as_ref().and_then(|st| st.observed_generation) < d.metadata.generation {
             let mut st = d.status.clone().unwrap_or_default();
@@ -205,7 +230,11 @@ impl Sync<'_> {
     }
 
     fn selector(&self) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
-        self.d.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default()
+        self.d
+            .spec
+            .as_ref()
+            .map(|s| s.selector.clone())
+            .unwrap_or_default()
     }
 
     /// upstream `getReplicaSetsForDeployment` (`ClaimReplicaSets`): adopt matching orphans,
@@ -239,17 +268,24 @@ impl Sync<'_> {
                         let patch = json!({"metadata": {
                             "ownerReferences": if refs.is_empty() { serde_json::Value::Null } else { json!(refs) },
                             "uid": rs.metadata.uid, "resourceVersion": rs.metadata.resource_version}});
-                        ignore_gone(api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await)?;
+                        ignore_gone(
+                            api.patch(
+                                &rs.name_any(),
+                                &PatchParams::default(),
+                                &Patch::Merge(&patch),
+                            )
+                            .await,
+                        )?;
                     }
                 }
                 Some(_) => {}
                 None if matches && !deleting && rs.metadata.deletion_timestamp.is_none() => {
                     if !fresh_checked {
                         let fresh: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &ns);
-                        let ok = fresh
-                            .get_opt(&self.d.name_any())
-                            .await?
-                            .is_some_and(|f| f.metadata.uid == self.d.metadata.uid && f.metadata.deletion_timestamp.is_none());
+                        let ok = fresh.get_opt(&self.d.name_any()).await?.is_some_and(|f| {
+                            f.metadata.uid == self.d.metadata.uid
+                                && f.metadata.deletion_timestamp.is_none()
+                        });
                         if !ok {
                             return Ok(out);
                         }
@@ -259,9 +295,14 @@ impl Sync<'_> {
                     refs.push(self.controller_ref());
                     let patch = json!({"metadata": {"ownerReferences": refs,
                         "uid": rs.metadata.uid, "resourceVersion": rs.metadata.resource_version}});
-                    if let Some(adopted) =
-                        ignore_gone(api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await)?
-                    {
+                    if let Some(adopted) = ignore_gone(
+                        api.patch(
+                            &rs.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await,
+                    )? {
                         out.push(adopted);
                     }
                 }
@@ -311,10 +352,28 @@ impl Sync<'_> {
         let paused_cond = cond.as_ref().and_then(|c| c.reason.as_deref()) == Some(reason::PAUSED);
         let now = Timestamp::now();
         let changed = if paused && !paused_cond {
-            set_condition(&mut status, condition("Progressing", "Unknown", reason::PAUSED, "Deployment is paused".into(), now));
+            set_condition(
+                &mut status,
+                condition(
+                    "Progressing",
+                    "Unknown",
+                    reason::PAUSED,
+                    "Deployment is paused".into(),
+                    now,
+                ),
+            );
             true
         } else if !paused && paused_cond {
-            set_condition(&mut status, condition("Progressing", "Unknown", reason::RESUMED, "Deployment is resumed".into(), now));
+            set_condition(
+                &mut status,
+                condition(
+                    "Progressing",
+                    "Unknown",
+                    reason::RESUMED,
+                    "Deployment is resumed".into(),
+                    now,
+                ),
+            );
             true
         } else {
             false
@@ -353,7 +412,13 @@ impl Sync<'_> {
             let mut copy = self.rss[i].clone();
             let mut changed = set_new_rs_annotations(&self.d, &mut copy, &new_revision, true);
             let mrs = self.d.spec.as_ref().and_then(|s| s.min_ready_seconds);
-            if copy.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0) != mrs.unwrap_or(0) {
+            if copy
+                .spec
+                .as_ref()
+                .and_then(|s| s.min_ready_seconds)
+                .unwrap_or(0)
+                != mrs.unwrap_or(0)
+            {
                 if let Some(sp) = copy.spec.as_mut() {
                     sp.min_ready_seconds = mrs;
                 }
@@ -361,7 +426,9 @@ impl Sync<'_> {
             }
             if changed {
                 let api: Api<ReplicaSet> = Api::namespaced(self.ctx.client.clone(), &self.ns());
-                self.rss[i] = api.replace(&copy.name_any(), &PostParams::default(), &copy).await?;
+                self.rss[i] = api
+                    .replace(&copy.name_any(), &PostParams::default(), &copy)
+                    .await?;
             }
             let rev = self.rss[i]
                 .metadata
@@ -372,9 +439,20 @@ impl Sync<'_> {
                 .unwrap_or_default();
             self.set_deployment_revision(&rev).await?;
             let mut status = self.d.status.clone().unwrap_or_default();
-            if progress_deadline(&self.d).is_some() && get_condition(&status, "Progressing").is_none() {
+            if progress_deadline(&self.d).is_some()
+                && get_condition(&status, "Progressing").is_none()
+            {
                 let msg = format!("Found new replica set \"{}\"", self.rss[i].name_any());
-                set_condition(&mut status, condition("Progressing", "True", reason::FOUND_NEW_RS, msg, Timestamp::now()));
+                set_condition(
+                    &mut status,
+                    condition(
+                        "Progressing",
+                        "True",
+                        reason::FOUND_NEW_RS,
+                        msg,
+                        Timestamp::now(),
+                    ),
+                );
                 self.write_status(status).await?;
             }
             return Ok(Some(i));
@@ -393,10 +471,16 @@ impl Sync<'_> {
         let hash = compute_hash(&spec.template, collision);
         let mut template = spec.template.clone();
         let tmeta = template.metadata.get_or_insert_with(Default::default);
-        tmeta.labels.get_or_insert_with(BTreeMap::new).insert(POD_TEMPLATE_HASH.into(), hash.clone());
+        tmeta
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(POD_TEMPLATE_HASH.into(), hash.clone());
         let labels = tmeta.labels.clone();
         let mut selector = spec.selector.clone();
-        selector.match_labels.get_or_insert_with(BTreeMap::new).insert(POD_TEMPLATE_HASH.into(), hash.clone());
+        selector
+            .match_labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(POD_TEMPLATE_HASH.into(), hash.clone());
         let name = format!("{}-{}", self.d.name_any(), hash);
         let mut rs = ReplicaSet {
             metadata: ObjectMeta {
@@ -426,7 +510,8 @@ impl Sync<'_> {
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 // Ours already (a stale store)? Otherwise a hash collision: bump the count.
                 if let Some(existing) = api.get_opt(&name).await? {
-                    let ours = controller_ref(&existing.metadata).is_some_and(|r| Some(&r.uid) == self.d.metadata.uid.as_ref());
+                    let ours = controller_ref(&existing.metadata)
+                        .is_some_and(|r| Some(&r.uid) == self.d.metadata.uid.as_ref());
                     let same = existing
                         .spec
                         .as_ref()
@@ -450,7 +535,16 @@ impl Sync<'_> {
                     };
                     let mut status = self.d.status.clone().unwrap_or_default();
                     let msg = format!("Failed to create new replica set \"{name}\": {msg}");
-                    set_condition(&mut status, condition("Progressing", "False", "ReplicaSetCreateError", msg, Timestamp::now()));
+                    set_condition(
+                        &mut status,
+                        condition(
+                            "Progressing",
+                            "False",
+                            "ReplicaSetCreateError",
+                            msg,
+                            Timestamp::now(),
+                        ),
+                    );
                     self.write_status(status).await?;
                 }
                 return Err(e.into());
@@ -459,14 +553,21 @@ impl Sync<'_> {
         if replicas > 0 {
             self.ctx
                 .recorder
-                .normal(&self.regarding(), "ScalingReplicaSet", format!("Scaled up replica set {name} to {replicas}"))
+                .normal(
+                    &self.regarding(),
+                    "ScalingReplicaSet",
+                    format!("Scaled up replica set {name} to {replicas}"),
+                )
                 .await;
         }
         self.set_deployment_revision(new_revision).await?;
         if progress_deadline(&self.d).is_some() {
             let mut status = self.d.status.clone().unwrap_or_default();
             let msg = format!("Created new replica set \"{name}\"");
-            set_condition(&mut status, condition("Progressing", "True", reason::NEW_RS, msg, Timestamp::now()));
+            set_condition(
+                &mut status,
+                condition("Progressing", "True", reason::NEW_RS, msg, Timestamp::now()),
+            );
             self.write_status(status).await?;
         }
         self.rss.push(created);
@@ -475,13 +576,24 @@ impl Sync<'_> {
 
     /// upstream `SetDeploymentRevision`, written as a metadata patch.
     async fn set_deployment_revision(&mut self, rev: &str) -> Result<(), Error> {
-        let current = self.d.metadata.annotations.as_ref().and_then(|a| a.get(REVISION));
+        let current = self
+            .d
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REVISION));
         if current.map(String::as_str) == Some(rev) {
             return Ok(());
         }
         let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &self.ns());
         let patch = json!({"metadata": {"annotations": {REVISION: rev}}});
-        let updated = api.patch(&self.d.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        let updated = api
+            .patch(
+                &self.d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
         self.d.metadata = updated.metadata;
         Ok(())
     }
@@ -526,7 +638,9 @@ impl Sync<'_> {
         ann.insert(DESIRED_REPLICAS.into(), replicas.to_string());
         ann.insert(MAX_REPLICAS.into(), max.to_string());
         let api: Api<ReplicaSet> = Api::namespaced(self.ctx.client.clone(), &self.ns());
-        self.rss[i] = api.replace(&copy.name_any(), &PostParams::default(), &copy).await?;
+        self.rss[i] = api
+            .replace(&copy.name_any(), &PostParams::default(), &copy)
+            .await?;
         if old != new_scale {
             let op = if old < new_scale { "up" } else { "down" };
             let name = self.rss[i].name_any();
@@ -535,14 +649,22 @@ impl Sync<'_> {
             } else {
                 format!("Scaled {op} replica set {name} to {new_scale} from {old}")
             };
-            self.ctx.recorder.normal(&self.regarding(), "ScalingReplicaSet", msg).await;
+            self.ctx
+                .recorder
+                .normal(&self.regarding(), "ScalingReplicaSet", msg)
+                .await;
         }
         Ok(old != new_scale)
     }
 }
 
 /// upstream `SetNewReplicaSetAnnotations`; returns whether anything changed.
-fn set_new_rs_annotations(d: &Deployment, rs: &mut ReplicaSet, new_revision: &str, exists: bool) -> bool {
+fn set_new_rs_annotations(
+    d: &Deployment,
+    rs: &mut ReplicaSet,
+    new_revision: &str,
+    exists: bool,
+) -> bool {
     let ann = rs.metadata.annotations.get_or_insert_with(BTreeMap::new);
     let mut changed = false;
     for (k, v) in copyable_annotations(d) {

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DeploymentStatus, ReplicaSet};
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::controller::Action;
-use kube::ResourceExt;
 
 use super::util::*;
 use super::{Error, Sync};
@@ -15,7 +15,9 @@ use crate::podutil::{controller_ref, is_terminal};
 
 impl Sync<'_> {
     fn old_indices(&self, new_idx: Option<usize>) -> Vec<usize> {
-        (0..self.rss.len()).filter(|&i| Some(i) != new_idx).collect()
+        (0..self.rss.len())
+            .filter(|&i| Some(i) != new_idx)
+            .collect()
     }
 
     fn all_refs(&self) -> Vec<&ReplicaSet> {
@@ -77,7 +79,10 @@ impl Sync<'_> {
         if old.iter().any(|&i| rs_actual(&self.rss[i]) > 0) {
             return true;
         }
-        let uids: Vec<&str> = old.iter().filter_map(|&i| self.rss[i].metadata.uid.as_deref()).collect();
+        let uids: Vec<&str> = old
+            .iter()
+            .filter_map(|&i| self.rss[i].metadata.uid.as_deref())
+            .collect();
         let ns = self.d.namespace();
         self.ctx.pods.state().iter().any(|p| {
             p.namespace() == ns
@@ -109,7 +114,9 @@ impl Sync<'_> {
         }
         let all_count: i32 = self.rss.iter().map(rs_replicas).sum();
         let min_available = d_replicas(&self.d) - max_unavailable(&self.d);
-        let new_unavailable = new_idx.map_or(0, |n| rs_replicas(&self.rss[n]) - rs_available(&self.rss[n]));
+        let new_unavailable = new_idx.map_or(0, |n| {
+            rs_replicas(&self.rss[n]) - rs_available(&self.rss[n])
+        });
         let max_scaled_down = all_count - min_available - new_unavailable;
         if max_scaled_down <= 0 {
             return Ok(false);
@@ -186,7 +193,9 @@ impl Sync<'_> {
     /// upstream `scale`: proportional scaling across active ReplicaSets.
     async fn scale(&mut self, new_idx: Option<usize>) -> Result<(), Error> {
         let replicas = d_replicas(&self.d);
-        let active: Vec<usize> = (0..self.rss.len()).filter(|&i| rs_replicas(&self.rss[i]) > 0).collect();
+        let active: Vec<usize> = (0..self.rss.len())
+            .filter(|&i| rs_replicas(&self.rss[i]) > 0)
+            .collect();
         // `FindActiveOrLatest`: one active ReplicaSet (or none: the newest) takes all replicas.
         let single = match active.len() {
             0 => new_idx.or_else(|| {
@@ -206,7 +215,10 @@ impl Sync<'_> {
         // `IsSaturated`: the new ReplicaSet runs everything: old active ones go to zero.
         if let Some(n) = new_idx {
             let rs = &self.rss[n];
-            if rs_replicas(rs) == replicas && desired_annotation(rs) == Some(replicas) && rs_available(rs) == replicas {
+            if rs_replicas(rs) == replicas
+                && desired_annotation(rs) == Some(replicas)
+                && rs_available(rs) == replicas
+            {
                 for i in active.into_iter().filter(|&i| i != n) {
                     self.scale_rs(i, 0).await?;
                 }
@@ -217,7 +229,11 @@ impl Sync<'_> {
             return Ok(());
         }
         let current: i32 = active.iter().map(|&i| rs_replicas(&self.rss[i])).sum();
-        let allowed = if replicas > 0 { replicas + max_surge(&self.d) } else { 0 };
+        let allowed = if replicas > 0 {
+            replicas + max_surge(&self.d)
+        } else {
+            0
+        };
         let to_add = allowed - current;
         let mut order = active.clone();
         if to_add > 0 {
@@ -263,11 +279,21 @@ impl Sync<'_> {
             return Ok(());
         }
         cleanable.sort_by(|&a, &b| by_revision(&self.rss[a], &self.rss[b]));
-        let api: Api<ReplicaSet> = Api::namespaced(self.ctx.client.clone(), &self.d.namespace().unwrap_or_default());
+        let api: Api<ReplicaSet> = Api::namespaced(
+            self.ctx.client.clone(),
+            &self.d.namespace().unwrap_or_default(),
+        );
         for &i in cleanable.iter().take(usize::try_from(diff).unwrap_or(0)) {
             let rs = &self.rss[i];
-            let observed = rs.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0);
-            if rs_actual(rs) != 0 || rs_replicas(rs) != 0 || rs.metadata.generation.unwrap_or(0) > observed {
+            let observed = rs
+                .status
+                .as_ref()
+                .and_then(|s| s.observed_generation)
+                .unwrap_or(0);
+            if rs_actual(rs) != 0
+                || rs_replicas(rs) != 0
+                || rs.metadata.generation.unwrap_or(0) > observed
+            {
                 continue;
             }
             let dp = DeleteParams {
@@ -302,12 +328,24 @@ impl Sync<'_> {
         if available >= d_replicas(&self.d) - max_unavailable(&self.d) {
             set_condition(
                 &mut status,
-                condition("Available", "True", reason::MIN_AVAILABLE, "Deployment has minimum availability.".into(), now),
+                condition(
+                    "Available",
+                    "True",
+                    reason::MIN_AVAILABLE,
+                    "Deployment has minimum availability.".into(),
+                    now,
+                ),
             );
         } else {
             set_condition(
                 &mut status,
-                condition("Available", "False", reason::MIN_UNAVAILABLE, "Deployment does not have minimum availability.".into(), now),
+                condition(
+                    "Available",
+                    "False",
+                    reason::MIN_UNAVAILABLE,
+                    "Deployment does not have minimum availability.".into(),
+                    now,
+                ),
             );
         }
         status
@@ -329,7 +367,12 @@ impl Sync<'_> {
         if deadline.is_none() {
             remove_condition(&mut status, "Progressing");
         }
-        let cur = self.d.status.as_ref().and_then(|s| get_condition(s, "Progressing")).cloned();
+        let cur = self
+            .d
+            .status
+            .as_ref()
+            .and_then(|s| get_condition(s, "Progressing"))
+            .cloned();
         let complete_before = status.replicas == status.updated_replicas
             && cur.as_ref().and_then(|c| c.reason.as_deref()) == Some(reason::NEW_RS_AVAILABLE);
         let new_name = new_idx.map(|n| self.rss[n].name_any());
@@ -337,9 +380,15 @@ impl Sync<'_> {
             if is_complete(&self.d, &status) {
                 let msg = match &new_name {
                     Some(n) => format!("ReplicaSet \"{n}\" has successfully progressed."),
-                    None => format!("Deployment \"{}\" has successfully progressed.", self.d.name_any()),
+                    None => format!(
+                        "Deployment \"{}\" has successfully progressed.",
+                        self.d.name_any()
+                    ),
                 };
-                set_condition(&mut status, condition("Progressing", "True", reason::NEW_RS_AVAILABLE, msg, now));
+                set_condition(
+                    &mut status,
+                    condition("Progressing", "True", reason::NEW_RS_AVAILABLE, msg, now),
+                );
             } else if is_progressing(&self.d, &status) {
                 let msg = match &new_name {
                     Some(n) => format!("ReplicaSet \"{n}\" is progressing."),
@@ -357,9 +406,15 @@ impl Sync<'_> {
             } else if is_timed_out(&self.d, &status, now) {
                 let msg = match &new_name {
                     Some(n) => format!("ReplicaSet \"{n}\" has timed out progressing."),
-                    None => format!("Deployment \"{}\" has timed out progressing.", self.d.name_any()),
+                    None => format!(
+                        "Deployment \"{}\" has timed out progressing.",
+                        self.d.name_any()
+                    ),
                 };
-                set_condition(&mut status, condition("Progressing", "False", reason::TIMED_OUT, msg, now));
+                set_condition(
+                    &mut status,
+                    condition("Progressing", "False", reason::TIMED_OUT, msg, now),
+                );
             }
         }
         // ReplicaFailure mirrors the ReplicaSets' own condition.
@@ -373,7 +428,13 @@ impl Sync<'_> {
         match failure {
             Some(f) => set_condition(
                 &mut status,
-                condition("ReplicaFailure", &f.status, f.reason.as_deref().unwrap_or_default(), f.message.unwrap_or_default(), now),
+                condition(
+                    "ReplicaFailure",
+                    &f.status,
+                    f.reason.as_deref().unwrap_or_default(),
+                    f.message.unwrap_or_default(),
+                    now,
+                ),
             ),
             None => remove_condition(&mut status, "ReplicaFailure"),
         }
@@ -385,7 +446,9 @@ impl Sync<'_> {
             && let Some(t) = &c.last_update_time
         {
             let left = t.0.as_second() + i64::from(secs) - now.as_second();
-            return Ok(Action::requeue(Duration::from_secs(left.max(0).unsigned_abs() + 1)));
+            return Ok(Action::requeue(Duration::from_secs(
+                left.max(0).unsigned_abs() + 1,
+            )));
         }
         // Pods becoming available after minReadySeconds bring no ReplicaSet event of their own
         // until the ReplicaSet controller writes status; that write triggers us.

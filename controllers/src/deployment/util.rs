@@ -137,12 +137,18 @@ pub fn rs_actual(rs: &ReplicaSet) -> i32 {
 
 /// `status.availableReplicas` of a ReplicaSet.
 pub fn rs_available(rs: &ReplicaSet) -> i32 {
-    rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0)
+    rs.status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0)
 }
 
 /// `status.readyReplicas` of a ReplicaSet.
 pub fn rs_ready(rs: &ReplicaSet) -> i32 {
-    rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0)
+    rs.status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0)
 }
 
 /// Whether the strategy is RollingUpdate (the default).
@@ -169,7 +175,11 @@ pub fn scaled_value(v: Option<&IntOrString>, total: i32, round_up: bool, default
         IntOrString::String(s) => {
             let pct: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
             let x = pct * i64::from(total);
-            let r = if round_up { (x + 99).div_euclid(100) } else { x.div_euclid(100) };
+            let r = if round_up {
+                (x + 99).div_euclid(100)
+            } else {
+                x.div_euclid(100)
+            };
             i32::try_from(r).unwrap_or(i32::MAX)
         }
     }
@@ -183,7 +193,12 @@ pub fn resolve_fenceposts(d: &Deployment, desired: i32) -> (i32, i32) {
         .and_then(|s| s.strategy.as_ref())
         .and_then(|s| s.rolling_update.as_ref());
     let surge = scaled_value(ru.and_then(|r| r.max_surge.as_ref()), desired, true, "25%");
-    let mut unavailable = scaled_value(ru.and_then(|r| r.max_unavailable.as_ref()), desired, false, "25%");
+    let mut unavailable = scaled_value(
+        ru.and_then(|r| r.max_unavailable.as_ref()),
+        desired,
+        false,
+        "25%",
+    );
     if surge == 0 && unavailable == 0 {
         unavailable = 1;
     }
@@ -255,7 +270,11 @@ pub fn rs_proportion(rs: &ReplicaSet, d: &Deployment, to_add: i32, added: i32) -
     }
     let fraction = rs_fraction(rs, d);
     let allowed = to_add - added;
-    if to_add > 0 { fraction.min(allowed) } else { fraction.max(allowed) }
+    if to_add > 0 {
+        fraction.min(allowed)
+    } else {
+        fraction.max(allowed)
+    }
 }
 
 fn created(rs: &ReplicaSet) -> Option<Timestamp> {
@@ -291,7 +310,13 @@ pub fn by_revision(a: &ReplicaSet, b: &ReplicaSet) -> Ordering {
 }
 
 /// A new condition (`NewDeploymentCondition`).
-pub fn condition(type_: &str, status: &str, reason: &str, message: String, now: Timestamp) -> DeploymentCondition {
+pub fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) -> DeploymentCondition {
     DeploymentCondition {
         type_: type_.to_string(),
         status: status.to_string(),
@@ -303,8 +328,15 @@ pub fn condition(type_: &str, status: &str, reason: &str, message: String, now: 
 }
 
 /// The condition of `type_`, if present.
-pub fn get_condition<'a>(status: &'a DeploymentStatus, type_: &str) -> Option<&'a DeploymentCondition> {
-    status.conditions.as_ref()?.iter().find(|c| c.type_ == type_)
+pub fn get_condition<'a>(
+    status: &'a DeploymentStatus,
+    type_: &str,
+) -> Option<&'a DeploymentCondition> {
+    status
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
 }
 
 /// `SetDeploymentCondition`: same status and reason → unchanged; same status → keeps the
@@ -382,7 +414,9 @@ pub fn is_timed_out(d: &Deployment, s: &DeploymentStatus, now: Timestamp) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStrategy, ReplicaSetSpec, RollingUpdateDeployment};
+    use k8s_openapi::api::apps::v1::{
+        DeploymentSpec, DeploymentStrategy, ReplicaSetSpec, RollingUpdateDeployment,
+    };
     use std::collections::BTreeMap;
 
     fn deployment(replicas: i32, surge: IntOrString, unavailable: IntOrString) -> Deployment {
@@ -411,7 +445,8 @@ mod tests {
             ..Default::default()
         };
         if let Some(m) = max_replicas {
-            r.metadata.annotations = Some(BTreeMap::from([(MAX_REPLICAS.to_string(), m.to_string())]));
+            r.metadata.annotations =
+                Some(BTreeMap::from([(MAX_REPLICAS.to_string(), m.to_string())]));
         }
         r
     }
@@ -433,11 +468,19 @@ mod tests {
 
     #[test]
     fn fenceposts_round_surge_up_and_unavailable_down() {
-        let d = deployment(10, IntOrString::String("25%".into()), IntOrString::String("25%".into()));
+        let d = deployment(
+            10,
+            IntOrString::String("25%".into()),
+            IntOrString::String("25%".into()),
+        );
         assert_eq!(resolve_fenceposts(&d, 10), (3, 2));
         let d = deployment(3, IntOrString::Int(0), IntOrString::Int(0));
         assert_eq!(resolve_fenceposts(&d, 3), (0, 1));
-        let d = deployment(1, IntOrString::String("25%".into()), IntOrString::String("25%".into()));
+        let d = deployment(
+            1,
+            IntOrString::String("25%".into()),
+            IntOrString::String("25%".into()),
+        );
         assert_eq!((max_surge(&d), max_unavailable(&d)), (1, 0));
     }
 
@@ -456,7 +499,11 @@ mod tests {
     #[test]
     fn proportional_scaling_follows_the_max_replicas_annotation() {
         // 10 replicas (+3 surge = 13 annotated) split 8/5; scaled to 20 (+5 surge = 25).
-        let d = deployment(20, IntOrString::String("25%".into()), IntOrString::String("25%".into()));
+        let d = deployment(
+            20,
+            IntOrString::String("25%".into()),
+            IntOrString::String("25%".into()),
+        );
         let a = rs(8, Some(13));
         let b = rs(5, Some(13));
         let to_add = 25 - 13;
@@ -470,9 +517,17 @@ mod tests {
         let t0 = Timestamp::from_second(1_000).unwrap_or(Timestamp::UNIX_EPOCH);
         let t1 = Timestamp::from_second(2_000).unwrap_or(Timestamp::UNIX_EPOCH);
         let mut s = DeploymentStatus::default();
-        set_condition(&mut s, condition("Progressing", "True", reason::NEW_RS, "a".into(), t0));
-        set_condition(&mut s, condition("Progressing", "True", reason::RS_UPDATED, "b".into(), t1));
-        let c = get_condition(&s, "Progressing").cloned().unwrap_or_default();
+        set_condition(
+            &mut s,
+            condition("Progressing", "True", reason::NEW_RS, "a".into(), t0),
+        );
+        set_condition(
+            &mut s,
+            condition("Progressing", "True", reason::RS_UPDATED, "b".into(), t1),
+        );
+        let c = get_condition(&s, "Progressing")
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(c.reason.as_deref(), Some(reason::RS_UPDATED));
         assert_eq!(c.last_transition_time, Some(Time(t0)));
         assert_eq!(c.last_update_time, Some(Time(t1)));

@@ -71,7 +71,10 @@ pub fn backoff_delay(failures: u32) -> Duration {
 /// Runs the controller.
 pub async fn run(client: Client, pods: Informer<Pod>) -> anyhow::Result<()> {
     let api: Api<Job> = Api::all(client.clone());
-    let controller = Controller::new(api, kube::runtime::watcher::Config::default().any_semantic());
+    let controller = Controller::new(
+        api,
+        kube::runtime::watcher::Config::default().any_semantic(),
+    );
     let store = controller.store();
     let ctx = Arc::new(Ctx {
         client: client.clone(),
@@ -85,7 +88,12 @@ pub async fn run(client: Client, pods: Informer<Pod>) -> anyhow::Result<()> {
         let owner = |p: &Pod| {
             controller_ref(&p.metadata)
                 .filter(|r| r.kind == "Job" && r.api_version.starts_with("batch/"))
-                .map(|r| (format!("{}/{}", p.namespace().unwrap_or_default(), r.name), ObjectRef::<Job>::new(&r.name).within(&p.namespace().unwrap_or_default())))
+                .map(|r| {
+                    (
+                        format!("{}/{}", p.namespace().unwrap_or_default(), r.name),
+                        ObjectRef::<Job>::new(&r.name).within(&p.namespace().unwrap_or_default()),
+                    )
+                })
         };
         let uid = |p: &Pod| p.metadata.uid.clone().unwrap_or_default();
         let refs: Vec<ObjectRef<Job>> = match change {
@@ -116,7 +124,11 @@ pub async fn run(client: Client, pods: Informer<Pod>) -> anyhow::Result<()> {
                 })
                 .into_iter()
                 .collect(),
-            Change::Resync => store.state().iter().map(|j| ObjectRef::from_obj(j.as_ref())).collect(),
+            Change::Resync => store
+                .state()
+                .iter()
+                .map(|j| ObjectRef::from_obj(j.as_ref()))
+                .collect(),
         };
         futures::stream::iter(refs)
     });
@@ -152,7 +164,11 @@ fn regarding(job: &Job) -> ObjectReference {
 /// The pod for a Job (upstream `getPodFromTemplate` + `addCompletionIndexEnvVariables` and
 /// the tracking finalizer): `index` for Indexed Jobs.
 pub fn pod_for(job: &Job, index: Option<i32>) -> Pod {
-    let template = job.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = job
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     let tmeta = template.metadata.clone().unwrap_or_default();
     let name = job.name_any();
     let mut labels = tmeta.labels.unwrap_or_default();
@@ -176,7 +192,11 @@ pub fn pod_for(job: &Job, index: Option<i32>) -> Pod {
                     ..Default::default()
                 }),
             };
-            for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+            for c in spec
+                .containers
+                .iter_mut()
+                .chain(spec.init_containers.iter_mut().flatten())
+            {
                 let envs = c.env.get_or_insert_with(Vec::new);
                 if !envs.iter().any(|e| e.name == "JOB_COMPLETION_INDEX") {
                     envs.push(env.clone());
@@ -248,7 +268,11 @@ pub fn format_indexes(set: &BTreeSet<i32>) -> String {
             end += 1;
             iter.next();
         }
-        parts.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
     }
     parts.join(",")
 }
@@ -272,7 +296,11 @@ async fn create_pods(job: &Job, ctx: &Ctx, indexes: Vec<Option<i32>>) -> Result<
             Ok(p) => {
                 created += 1;
                 ctx.recorder
-                    .normal(&regarding(job), "SuccessfulCreate", format!("Created pod: {}", p.name_any()))
+                    .normal(
+                        &regarding(job),
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", p.name_any()),
+                    )
                     .await;
             }
             Err(e) => {
@@ -282,7 +310,11 @@ async fn create_pods(job: &Job, ctx: &Ctx, indexes: Vec<Option<i32>>) -> Result<
                     other => other.to_string(),
                 };
                 ctx.recorder
-                    .warning(&regarding(job), "FailedCreate", format!("Error creating: {msg}"))
+                    .warning(
+                        &regarding(job),
+                        "FailedCreate",
+                        format!("Error creating: {msg}"),
+                    )
                     .await;
                 err.get_or_insert(msg);
             }

@@ -4,16 +4,21 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, PodFailurePolicyRule, UncountedTerminatedPods};
+use k8s_openapi::api::batch::v1::{
+    Job, JobCondition, JobStatus, PodFailurePolicyRule, UncountedTerminatedPods,
+};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
-use kube::ResourceExt;
 use serde_json::json;
 
-use super::{Ctx, Error, TRACKING_FINALIZER, backoff_delay, completion_index, create_pods, format_indexes, parse_indexes, regarding};
+use super::{
+    Ctx, Error, TRACKING_FINALIZER, backoff_delay, completion_index, create_pods, format_indexes,
+    parse_indexes, regarding,
+};
 use crate::podutil::{self, controller_ref, is_ready, is_terminal};
 
 const COMPLETIONS_REACHED: &str = "CompletionsReached";
@@ -28,7 +33,14 @@ fn condition(status: &JobStatus, type_: &str) -> Option<JobCondition> {
         .cloned()
 }
 
-fn set_condition(status: &mut JobStatus, type_: &str, cstatus: &str, reason: &str, message: &str, now: Timestamp) {
+fn set_condition(
+    status: &mut JobStatus,
+    type_: &str,
+    cstatus: &str,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) {
     let conds = status.conditions.get_or_insert_with(Vec::new);
     if let Some(c) = conds.iter_mut().find(|c| c.type_ == type_) {
         if c.status != cstatus || c.reason.as_deref() != Some(reason) {
@@ -53,7 +65,10 @@ fn set_condition(status: &mut JobStatus, type_: &str, cstatus: &str, reason: &st
 }
 
 fn has_finalizer(p: &Pod) -> bool {
-    p.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|x| x == TRACKING_FINALIZER))
+    p.metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|x| x == TRACKING_FINALIZER))
 }
 
 /// upstream `matchPodFailurePolicy`: the action of the first matching rule and, for FailJob,
@@ -64,14 +79,22 @@ fn match_failure_policy(rules: &[PodFailurePolicyRule], pod: &Pod) -> Option<(St
     let st = pod.status.as_ref();
     for (i, rule) in rules.iter().enumerate() {
         if let Some(on) = &rule.on_exit_codes {
-            let statuses = st
-                .into_iter()
-                .flat_map(|s| s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten()));
+            let statuses = st.into_iter().flat_map(|s| {
+                s.init_container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.container_statuses.iter().flatten())
+            });
             for cs in statuses {
                 if on.container_name.as_ref().is_some_and(|n| *n != cs.name) {
                     continue;
                 }
-                let Some(code) = cs.state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| t.exit_code) else {
+                let Some(code) = cs
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .map(|t| t.exit_code)
+                else {
                     continue;
                 };
                 if code == 0 {
@@ -93,7 +116,10 @@ fn match_failure_policy(rules: &[PodFailurePolicyRule], pod: &Pod) -> Option<(St
                 .and_then(|s| s.conditions.as_ref())
                 .is_some_and(|cs| cs.iter().any(|c| c.type_ == pat.type_ && c.status == want));
             if found {
-                let msg = format!("Pod {ns}/{name} has condition {} matching {} rule at index {i}", pat.type_, rule.action);
+                let msg = format!(
+                    "Pod {ns}/{name} has condition {} matching {} rule at index {i}",
+                    pat.type_, rule.action
+                );
                 return Some((rule.action.clone(), msg));
             }
         }
@@ -114,7 +140,14 @@ async fn remove_finalizer(api: &Api<Pod>, pod: &Pod) -> Result<bool, Error> {
         "finalizers": if kept.is_empty() { serde_json::Value::Null } else { json!(kept) },
         "resourceVersion": pod.metadata.resource_version,
     }});
-    match api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
@@ -126,7 +159,9 @@ async fn write_status(job: &Job, status: JobStatus, ctx: &Ctx) -> Result<Job, Er
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), &job.namespace().unwrap_or_default());
     let mut obj = job.clone();
     obj.status = Some(status);
-    Ok(api.replace_status(&job.name_any(), &PostParams::default(), &obj).await?)
+    Ok(api
+        .replace_status(&job.name_any(), &PostParams::default(), &obj)
+        .await?)
 }
 
 /// Reconciles one Job.
@@ -145,7 +180,8 @@ pub async fn sync(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let mut job = (*job).clone();
     let spec = job.spec.clone().unwrap_or_default();
     let mut status = job.status.clone().unwrap_or_default();
-    let finished = condition(&status, "Complete").is_some() || condition(&status, "Failed").is_some();
+    let finished =
+        condition(&status, "Complete").is_some() || condition(&status, "Failed").is_some();
     if job.metadata.deletion_timestamp.is_some() || finished {
         // Nothing more to count: let every pod go.
         for p in pods.iter().filter(|p| has_finalizer(p)) {
@@ -159,11 +195,22 @@ pub async fn sync(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let completions = spec.completions;
     let parallelism = spec.parallelism.unwrap_or(1);
     let backoff_limit = spec.backoff_limit.unwrap_or(6);
-    let rules = spec.pod_failure_policy.as_ref().map(|p| p.rules.clone()).unwrap_or_default();
-    let mut completed: BTreeSet<i32> = parse_indexes(status.completed_indexes.as_deref().unwrap_or_default());
+    let rules = spec
+        .pod_failure_policy
+        .as_ref()
+        .map(|p| p.rules.clone())
+        .unwrap_or_default();
+    let mut completed: BTreeSet<i32> =
+        parse_indexes(status.completed_indexes.as_deref().unwrap_or_default());
     let mut unc = status.uncounted_terminated_pods.clone().unwrap_or_default();
-    let mut unc_ok: BTreeSet<String> = unc.succeeded.clone().unwrap_or_default().into_iter().collect();
-    let mut unc_fail: BTreeSet<String> = unc.failed.clone().unwrap_or_default().into_iter().collect();
+    let mut unc_ok: BTreeSet<String> = unc
+        .succeeded
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut unc_fail: BTreeSet<String> =
+        unc.failed.clone().unwrap_or_default().into_iter().collect();
     let failure_target = condition(&status, "FailureTarget");
     let success_met = condition(&status, "SuccessCriteriaMet");
     let mut fail_job: Option<(String, String)> = None;
@@ -204,7 +251,8 @@ pub async fn sync(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             newly = true;
         }
     }
-    let to_vec = |s: &BTreeSet<String>| (!s.is_empty()).then(|| s.iter().cloned().collect::<Vec<_>>());
+    let to_vec =
+        |s: &BTreeSet<String>| (!s.is_empty()).then(|| s.iter().cloned().collect::<Vec<_>>());
     if newly {
         unc.succeeded = to_vec(&unc_ok);
         unc.failed = to_vec(&unc_fail);
@@ -221,10 +269,16 @@ pub async fn sync(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             released.extend(p.metadata.uid.clone());
         }
     }
-    let gone = |u: &String| released.contains(u) || !pods.iter().any(|p| p.metadata.uid.as_ref() == Some(u) && has_finalizer(p));
+    let gone = |u: &String| {
+        released.contains(u)
+            || !pods
+                .iter()
+                .any(|p| p.metadata.uid.as_ref() == Some(u) && has_finalizer(p))
+    };
     let ok_counted: Vec<String> = unc_ok.iter().filter(|u| gone(u)).cloned().collect();
     let fail_counted: Vec<String> = unc_fail.iter().filter(|u| gone(u)).cloned().collect();
-    status.succeeded = Some(status.succeeded.unwrap_or(0) + ok_counted.len() as i32).filter(|&n| n > 0);
+    status.succeeded =
+        Some(status.succeeded.unwrap_or(0) + ok_counted.len() as i32).filter(|&n| n > 0);
     status.failed = Some(status.failed.unwrap_or(0) + fail_counted.len() as i32).filter(|&n| n > 0);
     for u in &ok_counted {
         unc_ok.remove(u);
@@ -248,7 +302,10 @@ pub async fn sync(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     status.uncounted_terminated_pods = Some(UncountedTerminatedPods { ..unc.clone() });
 
     let active: Vec<&Arc<Pod>> = pods.iter().filter(|p| podutil::is_active(p)).collect();
-    let terminating = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_some() && !is_terminal(p)).count() as i32;
+    let terminating = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some() && !is_terminal(p))
+        .count() as i32;
     let succeeded_total = status.succeeded.unwrap_or(0) + unc_ok.len() as i32;
     let failed_total = status.failed.unwrap_or(0) + unc_fail.len() as i32;
 
@@ -264,9 +321,15 @@ pub async fn sync(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         let failure = if let Some(fj) = fail_job {
             Some(fj)
         } else if failed_total > backoff_limit {
-            Some(("BackoffLimitExceeded".to_string(), "Job has reached the specified backoff limit".to_string()))
+            Some((
+                "BackoffLimitExceeded".to_string(),
+                "Job has reached the specified backoff limit".to_string(),
+            ))
         } else if deadline_passed && spec.suspend != Some(true) {
-            Some(("DeadlineExceeded".to_string(), "Job was active longer than specified deadline".to_string()))
+            Some((
+                "DeadlineExceeded".to_string(),
+                "Job was active longer than specified deadline".to_string(),
+            ))
         } else {
             None
         };
@@ -284,7 +347,14 @@ pub async fn sync(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
                 }
             };
             if done {
-                set_condition(&mut status, "SuccessCriteriaMet", "True", COMPLETIONS_REACHED, COMPLETIONS_MSG, now);
+                set_condition(
+                    &mut status,
+                    "SuccessCriteriaMet",
+                    "True",
+                    COMPLETIONS_REACHED,
+                    COMPLETIONS_MSG,
+                    now,
+                );
                 success_met = condition(&status, "SuccessCriteriaMet");
             }
         }
@@ -294,11 +364,23 @@ pub async fn sync(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let mut requeue: Option<Duration> = None;
     if terminal.is_some() || suspended {
         // Terminate what still runs.
-        delete_pods(&job, &ctx, &active.iter().map(|p| p.as_ref()).collect::<Vec<_>>()).await?;
+        delete_pods(
+            &job,
+            &ctx,
+            &active.iter().map(|p| p.as_ref()).collect::<Vec<_>>(),
+        )
+        .await?;
     }
     if let Some(t) = &terminal {
-        let left = pods.iter().any(|p| has_finalizer(p) && !released.contains(p.metadata.uid.as_deref().unwrap_or_default()));
-        if !left && active.is_empty() && terminating == 0 && unc_ok.is_empty() && unc_fail.is_empty() {
+        let left = pods.iter().any(|p| {
+            has_finalizer(p) && !released.contains(p.metadata.uid.as_deref().unwrap_or_default())
+        });
+        if !left
+            && active.is_empty()
+            && terminating == 0
+            && unc_ok.is_empty()
+            && unc_fail.is_empty()
+        {
             let reason = t.reason.clone().unwrap_or_default();
             let msg = t.message.clone().unwrap_or_default();
             if failure_target.is_some() {
@@ -306,27 +388,50 @@ pub async fn sync(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             } else {
                 set_condition(&mut status, "Complete", "True", &reason, &msg, now);
                 status.completion_time = Some(Time(now));
-                ctx.recorder.normal(&regarding(&job), "Completed", "Job completed".into()).await;
+                ctx.recorder
+                    .normal(&regarding(&job), "Completed", "Job completed".into())
+                    .await;
             }
         } else {
             requeue = Some(Duration::from_secs(1));
         }
     } else if suspended {
         if condition(&status, "Suspended").is_none() {
-            set_condition(&mut status, "Suspended", "True", "JobSuspended", "Job suspended", now);
-            ctx.recorder.normal(&regarding(&job), "Suspended", "Job suspended".into()).await;
+            set_condition(
+                &mut status,
+                "Suspended",
+                "True",
+                "JobSuspended",
+                "Job suspended",
+                now,
+            );
+            ctx.recorder
+                .normal(&regarding(&job), "Suspended", "Job suspended".into())
+                .await;
         }
     } else {
         if condition(&status, "Suspended").is_some() {
-            set_condition(&mut status, "Suspended", "False", "JobResumed", "Job resumed", now);
+            set_condition(
+                &mut status,
+                "Suspended",
+                "False",
+                "JobResumed",
+                "Job resumed",
+                now,
+            );
             status.start_time = None;
-            ctx.recorder.normal(&regarding(&job), "Resumed", "Job resumed".into()).await;
+            ctx.recorder
+                .normal(&regarding(&job), "Resumed", "Job resumed".into())
+                .await;
         }
         if status.start_time.is_none() {
             status.start_time = Some(Time(now));
         }
         if let Some(ads) = spec.active_deadline_seconds {
-            let start = status.start_time.as_ref().map_or(now.as_second(), |t| t.0.as_second());
+            let start = status
+                .start_time
+                .as_ref()
+                .map_or(now.as_second(), |t| t.0.as_second());
             let left = (start + ads - now.as_second()).max(0).unsigned_abs();
             requeue = Some(Duration::from_secs(left + 1));
         }
@@ -351,7 +456,9 @@ pub async fn sync(job: Arc<Job>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             } else if active_n < want {
                 let wait = {
                     let backoff = ctx.backoff.lock().unwrap_or_else(|p| p.into_inner());
-                    backoff.get(&uid).and_then(|(n, at)| backoff_delay(*n).checked_sub(at.elapsed()))
+                    backoff
+                        .get(&uid)
+                        .and_then(|(n, at)| backoff_delay(*n).checked_sub(at.elapsed()))
                 };
                 match wait {
                     Some(w) if !w.is_zero() => requeue = Some(requeue.map_or(w, |r| r.min(w))),
@@ -399,7 +506,8 @@ async fn delete_pods(job: &Job, ctx: &Ctx, pods: &[&Pod]) -> Result<(), Error> {
     let ns = job.namespace().unwrap_or_default();
     let key = format!("{ns}/{}", job.name_any());
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    ctx.expectations.expect_deletions(&key, pods.iter().filter_map(|p| p.metadata.uid.clone()));
+    ctx.expectations
+        .expect_deletions(&key, pods.iter().filter_map(|p| p.metadata.uid.clone()));
     for p in pods {
         let dp = DeleteParams {
             preconditions: Some(Preconditions {
@@ -411,14 +519,20 @@ async fn delete_pods(job: &Job, ctx: &Ctx, pods: &[&Pod]) -> Result<(), Error> {
         match api.delete(&p.name_any(), &dp).await {
             Ok(_) => {
                 ctx.recorder
-                    .normal(&regarding(job), "SuccessfulDelete", format!("Deleted pod: {}", p.name_any()))
+                    .normal(
+                        &regarding(job),
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {}", p.name_any()),
+                    )
                     .await;
             }
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
-                ctx.expectations.deletion_observed(&key, p.metadata.uid.as_deref().unwrap_or_default());
+                ctx.expectations
+                    .deletion_observed(&key, p.metadata.uid.as_deref().unwrap_or_default());
             }
             Err(e) => {
-                ctx.expectations.deletion_observed(&key, p.metadata.uid.as_deref().unwrap_or_default());
+                ctx.expectations
+                    .deletion_observed(&key, p.metadata.uid.as_deref().unwrap_or_default());
                 return Err(e.into());
             }
         }

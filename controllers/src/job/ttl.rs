@@ -30,14 +30,17 @@ pub fn finish_time(job: &Job) -> Option<Timestamp> {
 /// Runs the controller.
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let api: Api<Job> = Api::all(client.clone());
-    Controller::new(api, kube::runtime::watcher::Config::default().any_semantic())
-        .run(reconcile, error_policy, Arc::new(Ctx { client }))
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "ttl-after-finished reconcile");
-            }
-        })
-        .await;
+    Controller::new(
+        api,
+        kube::runtime::watcher::Config::default().any_semantic(),
+    )
+    .run(reconcile, error_policy, Arc::new(Ctx { client }))
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "ttl-after-finished reconcile");
+        }
+    })
+    .await;
     Ok(())
 }
 

@@ -18,9 +18,9 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::core::SelectorExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::core::SelectorExt;
 use kube::{Client, ResourceExt};
 
 use crate::events::Recorder;
@@ -63,7 +63,9 @@ impl Kind {
     pub fn owns(self, r: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference) -> bool {
         match self {
             Kind::ReplicaSet => r.kind == "ReplicaSet" && r.api_version.starts_with("apps/"),
-            Kind::ReplicationController => r.kind == "ReplicationController" && r.api_version == "v1",
+            Kind::ReplicationController => {
+                r.kind == "ReplicationController" && r.api_version == "v1"
+            }
         }
     }
 }
@@ -131,13 +133,21 @@ impl View {
     }
     /// `namespace/name`, the expectations key.
     pub fn key(&self) -> String {
-        format!("{}/{}", self.rs.namespace().unwrap_or_default(), self.rs.name_any())
+        format!(
+            "{}/{}",
+            self.rs.namespace().unwrap_or_default(),
+            self.rs.name_any()
+        )
     }
     fn replicas(&self) -> i32 {
         self.rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
     }
     fn min_ready_seconds(&self) -> i32 {
-        self.rs.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+        self.rs
+            .spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
     }
     fn template(&self) -> Option<&PodTemplateSpec> {
         self.rs.spec.as_ref().and_then(|s| s.template.as_ref())
@@ -163,8 +173,12 @@ impl View {
 
 /// Whether `selector` selects `labels` (`metav1.LabelSelectorAsSelector`; an empty selector
 /// selects everything).
-pub fn selects(selector: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> Result<bool, Error> {
-    let sel = kube::core::Selector::try_from(selector.clone()).map_err(|e| Error::Selector(e.to_string()))?;
+pub fn selects(
+    selector: &LabelSelector,
+    labels: Option<&BTreeMap<String, String>>,
+) -> Result<bool, Error> {
+    let sel = kube::core::Selector::try_from(selector.clone())
+        .map_err(|e| Error::Selector(e.to_string()))?;
     let empty = BTreeMap::new();
     Ok(sel.matches(labels.unwrap_or(&empty)))
 }
@@ -260,7 +274,11 @@ pub async fn run_replicasets(
     let exp = expectations.clone();
     let pod_refs = pods.subscribe().flat_map(move |change| {
         let refs: Vec<ObjectRef<ReplicaSet>> = if let Change::Resync = change {
-            store.state().iter().map(|rs| ObjectRef::from_obj(rs.as_ref())).collect()
+            store
+                .state()
+                .iter()
+                .map(|rs| ObjectRef::from_obj(rs.as_ref()))
+                .collect()
         } else {
             let matching = |p: &Pod| -> Vec<(String, String)> {
                 let ns = p.namespace();
@@ -269,9 +287,9 @@ pub async fn run_replicasets(
                     .iter()
                     .filter(|rs| rs.namespace() == ns)
                     .filter(|rs| {
-                        rs.spec
-                            .as_ref()
-                            .is_some_and(|s| selects(&s.selector, p.metadata.labels.as_ref()).unwrap_or(false))
+                        rs.spec.as_ref().is_some_and(|s| {
+                            selects(&s.selector, p.metadata.labels.as_ref()).unwrap_or(false)
+                        })
                     })
                     .map(|rs| (rs.namespace().unwrap_or_default(), rs.name_any()))
                     .collect()
@@ -287,7 +305,10 @@ pub async fn run_replicasets(
         .reconcile_on(pod_refs)
         .run(
             |rs: Arc<ReplicaSet>, ctx: Arc<Ctx>| async move {
-                let view = View { kind: Kind::ReplicaSet, rs: (*rs).clone() };
+                let view = View {
+                    kind: Kind::ReplicaSet,
+                    rs: (*rs).clone(),
+                };
                 sync::sync(view, ctx).await
             },
             error_policy,
@@ -303,7 +324,10 @@ pub async fn run_replicasets(
 }
 
 /// Runs the ReplicationController manager.
-pub async fn run_replication_controllers(client: Client, pods: Informer<Pod>) -> anyhow::Result<()> {
+pub async fn run_replication_controllers(
+    client: Client,
+    pods: Informer<Pod>,
+) -> anyhow::Result<()> {
     let kind = Kind::ReplicationController;
     let expectations = Arc::new(Expectations::default());
     let ctx = Arc::new(Ctx {
@@ -314,12 +338,19 @@ pub async fn run_replication_controllers(client: Client, pods: Informer<Pod>) ->
         recorder: Recorder::new(client.clone(), kind.controller_name()),
     });
     let api: kube::Api<ReplicationController> = kube::Api::all(client);
-    let controller = Controller::new(api, kube::runtime::watcher::Config::default().any_semantic());
+    let controller = Controller::new(
+        api,
+        kube::runtime::watcher::Config::default().any_semantic(),
+    );
     let store = controller.store();
     let exp = expectations.clone();
     let pod_refs = pods.subscribe().flat_map(move |change| {
         let refs: Vec<ObjectRef<ReplicationController>> = if let Change::Resync = change {
-            store.state().iter().map(|rc| ObjectRef::from_obj(rc.as_ref())).collect()
+            store
+                .state()
+                .iter()
+                .map(|rc| ObjectRef::from_obj(rc.as_ref()))
+                .collect()
         } else {
             let matching = |p: &Pod| -> Vec<(String, String)> {
                 let ns = p.namespace();
@@ -329,8 +360,10 @@ pub async fn run_replication_controllers(client: Client, pods: Informer<Pod>) ->
                     .filter(|rc| rc.namespace() == ns)
                     .filter_map(|rc| View::from_rc(rc).ok())
                     .filter(|v| {
-                        v.selector()
-                            .is_some_and(|s| s.match_labels.is_some() && selects(s, p.metadata.labels.as_ref()).unwrap_or(false))
+                        v.selector().is_some_and(|s| {
+                            s.match_labels.is_some()
+                                && selects(s, p.metadata.labels.as_ref()).unwrap_or(false)
+                        })
                     })
                     .map(|v| (v.rs.namespace().unwrap_or_default(), v.rs.name_any()))
                     .collect()

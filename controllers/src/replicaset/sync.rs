@@ -10,9 +10,9 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStat
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
-use kube::ResourceExt;
 use serde_json::json;
 
 use super::{Ctx, Error, Kind, View, pod_from_template, selects};
@@ -57,7 +57,9 @@ pub async fn sync(view: View, ctx: Arc<Ctx>) -> Result<Action, Error> {
             .filter_map(|p| podutil::seconds_until_available(p, mrs, now))
             .min();
         if let Some(secs) = wait {
-            return Ok(Action::requeue(Duration::from_secs(secs.unsigned_abs() + 1)));
+            return Ok(Action::requeue(Duration::from_secs(
+                secs.unsigned_abs() + 1,
+            )));
         }
     }
     Ok(Action::await_change())
@@ -74,7 +76,8 @@ async fn claim_pods(
     let uid = view.rs.metadata.uid.clone().unwrap_or_default();
     let deleting = view.rs.metadata.deletion_timestamp.is_some();
     let mut owned = Vec::new();
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &view.rs.namespace().unwrap_or_default());
+    let api: Api<Pod> =
+        Api::namespaced(ctx.client.clone(), &view.rs.namespace().unwrap_or_default());
     let mut fresh_checked = false;
     for pod in pods {
         let matches = selects(selector, pod.metadata.labels.as_ref())?;
@@ -116,11 +119,13 @@ async fn can_adopt(view: &View, ctx: &Ctx) -> Result<bool, Error> {
             .await?
             .filter(|o| o.metadata.deletion_timestamp.is_none())
             .and_then(|o| o.metadata.uid),
-        Kind::ReplicationController => Api::<ReplicationController>::namespaced(ctx.client.clone(), &ns)
-            .get_opt(&name)
-            .await?
-            .filter(|o| o.metadata.deletion_timestamp.is_none())
-            .and_then(|o| o.metadata.uid),
+        Kind::ReplicationController => {
+            Api::<ReplicationController>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&name)
+                .await?
+                .filter(|o| o.metadata.deletion_timestamp.is_none())
+                .and_then(|o| o.metadata.uid)
+        }
     };
     Ok(fresh_uid.is_some() && fresh_uid == view.rs.metadata.uid)
 }
@@ -143,7 +148,14 @@ async fn adopt(api: &Api<Pod>, pod: &Pod, view: &View) -> Result<Option<Pod>, Er
             "resourceVersion": pod.metadata.resource_version,
         }
     });
-    match api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
         Ok(p) => Ok(Some(p)),
         // Gone or changed meanwhile: the next sync looks again.
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 || s.code == 422 => Ok(None),
@@ -168,7 +180,14 @@ async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) -> Result<(), Error> {
             "resourceVersion": pod.metadata.resource_version,
         }
     });
-    match api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 || s.code == 422 => Ok(()),
         Err(e) => Err(e.into()),
@@ -202,7 +221,11 @@ async fn manage_replicas(view: &View, owned: &[Arc<Pod>], ctx: &Ctx) -> Result<(
                 match r {
                     Ok(p) => {
                         ctx.recorder
-                            .normal(&regarding, "SuccessfulCreate", format!("Created pod: {}", p.name_any()))
+                            .normal(
+                                &regarding,
+                                "SuccessfulCreate",
+                                format!("Created pod: {}", p.name_any()),
+                            )
                             .await;
                     }
                     Err(e) => {
@@ -234,7 +257,10 @@ async fn manage_replicas(view: &View, owned: &[Arc<Pod>], ctx: &Ctx) -> Result<(
         let owned_refs: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).collect();
         let related_refs: Vec<&Pod> = related.iter().map(|p| p.as_ref()).collect();
         let victims = podutil::pods_to_delete(&owned_refs, &related_refs, diff, Timestamp::now());
-        let uids: Vec<String> = victims.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        let uids: Vec<String> = victims
+            .iter()
+            .filter_map(|p| p.metadata.uid.clone())
+            .collect();
         ctx.expectations.expect_deletions(&key, uids);
         let results = join_all(victims.iter().map(|p| {
             let dp = DeleteParams {
@@ -255,10 +281,16 @@ async fn manage_replicas(view: &View, owned: &[Arc<Pod>], ctx: &Ctx) -> Result<(
             match r {
                 Ok(_) => {
                     ctx.recorder
-                        .normal(&regarding, "SuccessfulDelete", format!("Deleted pod: {name}"))
+                        .normal(
+                            &regarding,
+                            "SuccessfulDelete",
+                            format!("Deleted pod: {name}"),
+                        )
                         .await;
                 }
-                Err(kube::Error::Api(s)) if s.code == 404 => ctx.expectations.deletion_observed(&key, &uid),
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    ctx.expectations.deletion_observed(&key, &uid)
+                }
                 Err(e) => {
                     ctx.expectations.deletion_observed(&key, &uid);
                     let msg = api_message(&e);
@@ -291,7 +323,9 @@ fn related_pods(view: &View, ctx: &Ctx) -> Vec<Arc<Pod>> {
     owners.extend(view.rs.metadata.uid.clone());
     if let (Some(store), Some(parent)) = (&ctx.replicasets, controller_ref(&view.rs.metadata)) {
         for rs in store.state() {
-            if rs.namespace() == ns && controller_ref(&rs.metadata).is_some_and(|r| r.uid == parent.uid) {
+            if rs.namespace() == ns
+                && controller_ref(&rs.metadata).is_some_and(|r| r.uid == parent.uid)
+            {
                 owners.extend(rs.metadata.uid.clone());
             }
         }
@@ -305,9 +339,17 @@ fn related_pods(view: &View, ctx: &Ctx) -> Vec<Arc<Pod>> {
 }
 
 /// upstream `calculateStatus`.
-fn calculate_status(view: &View, owned: &[Arc<Pod>], err: Option<&Error>, now: Timestamp) -> ReplicaSetStatus {
+fn calculate_status(
+    view: &View,
+    owned: &[Arc<Pod>],
+    err: Option<&Error>,
+    now: Timestamp,
+) -> ReplicaSetStatus {
     let mut status = view.status();
-    let template_labels = view.template().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.as_ref());
+    let template_labels = view
+        .template()
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref());
     let mrs = view.min_ready_seconds();
     let fully = owned
         .iter()
@@ -320,7 +362,11 @@ fn calculate_status(view: &View, owned: &[Arc<Pod>], err: Option<&Error>, now: T
     match err {
         Some(e) if !has_failure => {
             let diff = owned.len() as i64 - i64::from(view.replicas());
-            let reason = if diff < 0 { "FailedCreate" } else { "FailedDelete" };
+            let reason = if diff < 0 {
+                "FailedCreate"
+            } else {
+                "FailedDelete"
+            };
             conditions.push(ReplicaSetCondition {
                 type_: "ReplicaFailure".into(),
                 status: "True".into(),
@@ -347,7 +393,8 @@ async fn update_status(view: &View, mut status: ReplicaSetStatus, ctx: &Ctx) -> 
     let generation = view.rs.metadata.generation;
     let current = view.status();
     let same = current.replicas == status.replicas
-        && current.fully_labeled_replicas.unwrap_or(0) == status.fully_labeled_replicas.unwrap_or(0)
+        && current.fully_labeled_replicas.unwrap_or(0)
+            == status.fully_labeled_replicas.unwrap_or(0)
         && current.ready_replicas.unwrap_or(0) == status.ready_replicas.unwrap_or(0)
         && current.available_replicas.unwrap_or(0) == status.available_replicas.unwrap_or(0)
         && current.observed_generation == generation
