@@ -52,6 +52,46 @@ impl ApiError {
         Status::invalid(group, kind, name, errs).into()
     }
 
+    /// The HTTP status code the client sees.
+    pub fn code(&self) -> u16 {
+        match self {
+            ApiError::Status(s) => s.code,
+            other => other.to_status().code,
+        }
+    }
+
+    fn reason(&self) -> Option<&str> {
+        match self {
+            ApiError::Status(s) => Some(s.reason.as_str()),
+            _ => None,
+        }
+    }
+
+    /// 409 Conflict (a lost compare-and-swap or a failed precondition; kube-rs `is_conflict`
+    /// also counts AlreadyExists, which has [`Self::is_already_exists`] here).
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            ApiError::Storage(StorageError::Conflict { .. }) => true,
+            _ => self.code() == 409 && self.reason() == Some("Conflict"),
+        }
+    }
+
+    /// 409 AlreadyExists.
+    pub fn is_already_exists(&self) -> bool {
+        match self {
+            ApiError::Storage(StorageError::AlreadyExists { .. }) => true,
+            _ => self.code() == 409 && self.reason() == Some("AlreadyExists"),
+        }
+    }
+
+    /// 404 NotFound.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            ApiError::Storage(StorageError::NotFound { .. }) => true,
+            _ => self.code() == 404,
+        }
+    }
+
     /// Translates a storage error that concerns one named object of a resource.
     pub fn from_storage(e: StorageError, group: &str, resource: &str, name: &str) -> Self {
         match e {

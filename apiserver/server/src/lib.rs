@@ -9,6 +9,7 @@
 //! This crate must not reach storage except through the registry (DESIGN invariant 3), and it
 //! maps every error to a `Status` in one place ([`error`]).
 
+pub mod admission;
 pub mod certs;
 pub mod discovery;
 pub mod endpoints;
@@ -67,13 +68,16 @@ async fn ensure_default_namespaces(state: &AppState) -> anyhow::Result<()> {
         anyhow::bail!("the resource table has no namespaces");
     };
     for name in DEFAULT_NAMESPACES {
-        if state.store.storage.get(&ns.key("", name)).await?.is_some() {
-            continue;
+        match state.store.get(&ns, "", name).await {
+            Ok(_) => continue,
+            Err(e) if e.is_not_found() => {}
+            Err(e) => anyhow::bail!("reading namespace {name}: {e}"),
         }
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        match state.store.create(&ns, "", obj, false).await {
+        let opts = crate::registry::store::WriteOptions::default();
+        match state.store.create(&ns, "", obj, &opts).await {
             Ok(_) => tracing::info!(namespace = name, "created default namespace"),
-            Err(e) if e.to_status().code == 409 => {}
+            Err(e) if e.is_already_exists() => {}
             Err(e) => anyhow::bail!("creating namespace {name}: {e}"),
         }
     }
@@ -121,9 +125,18 @@ pub async fn run_with_hook(
     .context("starting the watch cache")?;
 
     let builtins = resources::builtin_resources();
+    let registry = Registry::new(builtins);
+    let namespaces = registry
+        .namespaces()
+        .cloned()
+        .context("the resource table has no namespaces")?;
+    let admission = admission::AdmissionChain::default_plugins(
+        admission::StoreReader::new(storage.clone()),
+        namespaces,
+    );
     let state = Arc::new(AppState {
-        registry: Registry::new(builtins),
-        store: GenericStore { storage, cache },
+        registry,
+        store: GenericStore::new(storage, cache, admission),
         embedded,
         metrics: metrics::Metrics::default(),
         discovery: discovery::DiscoveryDocs::new(builtins),

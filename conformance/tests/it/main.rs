@@ -11,7 +11,10 @@
 //! directives, client-side apply three-way merges, `kubectl edit`), `validation` (invalid
 //! manifests rejected with upstream's field paths, immutable fields), `versions` (HPA and Event
 //! served at two versions over one storage version), `ssa` (server-side apply, conflicts,
-//! managedFields), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create` chart).
+//! managedFields), `write_path` (wrongly typed bodies and patches refused, apply field
+//! validation, concurrent patches, generateName), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create` chart), `workloads`
+//! (ServiceAccount/root CA, ReplicaSet/RC, Deployment rollouts, PDB status, EndpointSlices,
+//! node lifecycle, leader election), `jobs` (Job and TTL-after-finished controllers).
 
 mod defaults;
 mod deletion;
@@ -28,3 +31,4 @@ mod util;
 mod validation;
 mod versions;
 mod workloads;
+mod write_path;

@@ -91,12 +91,12 @@ impl<'de> Visitor<'de> for NodeVisitor {
 }
 
 /// The built-in kinds' definitions, generated once.
-struct Schemas {
-    definitions: BTreeMap<String, Value>,
-    roots: HashMap<(&'static str, &'static str, &'static str), String>,
+pub(super) struct Schemas {
+    pub(super) definitions: BTreeMap<String, Value>,
+    pub(super) roots: HashMap<(&'static str, &'static str, &'static str), String>,
 }
 
-fn schemas() -> &'static Schemas {
+pub(super) fn schemas() -> &'static Schemas {
     static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
     SCHEMAS.get_or_init(|| {
         let mut generator = schema::generator();

@@ -2,7 +2,9 @@
 //! `handlers/patch.go` `applyPatcher` + `fieldmanager.FieldManager.Apply`). The applied
 //! configuration (YAML or JSON) is merged into the live object by
 //! `machinery::managedfields::apply`, which also computes the new `metadata.managedFields` or
-//! the conflicts (409); a missing object is created through the normal create path.
+//! the conflicts (409). The merge is the mutation of the store's one update path; a missing
+//! object is created there with every create stage. Field validation and pruning are those of
+//! the other verbs.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -14,9 +16,10 @@ use serde_json::Value;
 
 use super::{Scope, read_body};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::codec;
-use crate::registry::managed::{WRITE_CONTEXT, WriteContext};
-use crate::registry::store::{UpdateTarget, now_rfc3339};
+use crate::registry::store::{
+    FieldValidation, ManagedFieldsMode, UpdateTarget, decode_error, now_rfc3339, type_check,
+};
+use ferrokube_machinery::validation::unknown_fields;
 
 /// The apply patch media type.
 pub const APPLY_PATCH: &str = "application/apply-patch+yaml";
@@ -60,9 +63,42 @@ fn parse_config(bytes: &[u8]) -> ApiResult<Value> {
     Ok(v)
 }
 
-/// Handles an apply patch of the object or its status.
+/// Unknown and duplicate fields of the applied configuration, treated by `fieldValidation` as
+/// for the other verbs: Strict refuses them (400, the decoder's strict message), Warn returns
+/// them as warnings; in every mode unknown fields are pruned before the merge, so they are
+/// never stored nor owned.
+fn check_fields(
+    scope: &Scope,
+    validation: FieldValidation,
+    raw: &[u8],
+    config: &mut Value,
+) -> ApiResult<Vec<String>> {
+    let info = &scope.handle.info;
+    let problems = match validation {
+        FieldValidation::Ignore => Vec::new(),
+        _ if serde_json::from_slice::<serde::de::IgnoredAny>(raw).is_ok() => {
+            unknown_fields::check_json(info, raw)
+        }
+        _ => unknown_fields::check_yaml(info, raw),
+    };
+    if validation == FieldValidation::Strict && !problems.is_empty() {
+        let joined: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{v}\" cannot be handled as a {kind}: strict decoding error: {}",
+            joined.join(", "),
+            kind = info.kind,
+            v = info.version,
+        )));
+    }
+    unknown_fields::prune(info, config);
+    Ok(problems.iter().map(ToString::to_string).collect())
+}
+
+/// Handles an apply patch of the object or its status: the merge is the mutation of the
+/// store's one update path, so a lost race re-applies to the new live object, and a missing
+/// object is created with every create stage.
 pub async fn apply(scope: &Scope, body: Body) -> ApiResult<Response> {
-    let dry_run = scope.query.dry_run()?;
+    let validation = super::field_validation::directive(scope, "PatchOptions")?;
     let manager = match scope.query.get("fieldManager") {
         Some(m) if !m.is_empty() => m.to_string(),
         _ => {
@@ -76,7 +112,11 @@ pub async fn apply(scope: &Scope, body: Body) -> ApiResult<Response> {
         return Err(invalid_options(FieldError::too_long("fieldManager", 128)));
     }
     let force = scope.query.flag("force");
-    let mut config = parse_config(&read_body(body, scope.state.max_body_bytes).await?)?;
+    let raw = read_body(body, scope.state.max_body_bytes).await?;
+    let mut opts = scope.write_options(validation, raw.len())?;
+    opts.field_manager = manager.clone();
+    opts.managed_fields = ManagedFieldsMode::Applied;
+    let mut config = parse_config(&raw)?;
     if config
         .pointer("/metadata/managedFields")
         .is_some_and(|v| !v.is_null())
@@ -84,6 +124,9 @@ pub async fn apply(scope: &Scope, body: Body) -> ApiResult<Response> {
         return Err(ApiError::bad_request("metadata.managedFields must be nil"));
     }
     scope.check_type(&mut config)?;
+    let h = &scope.handle;
+    type_check(h, &mut config).map_err(|e| decode_error(h, &e))?;
+    let warnings = check_fields(scope, validation, &raw, &mut config)?;
     let name = &scope.info.name;
     match config.pointer("/metadata/name").and_then(Value::as_str) {
         Some(n) if n == name => {}
@@ -98,81 +141,52 @@ pub async fn apply(scope: &Scope, body: Body) -> ApiResult<Response> {
             )));
         }
     }
-    let (target, subresource) = if scope.info.subresource == "status" {
-        (UpdateTarget::Status, "status")
-    } else {
-        (UpdateTarget::Main, "")
-    };
-    let info = &scope.handle.info;
+    let target = opts.subresource;
+    let info = &h.info;
     let t = managedfields::root_type(info.group, info.version, info.kind);
     let api_version = info.api_version();
-    let ns = &scope.info.namespace;
-    let ctx = WriteContext {
-        manager: manager.clone(),
-        applied: true,
-    };
+    let pinned = config
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
     // What the stored object would look like on create (defaulted list keys).
     let mut defaulted = config.clone();
     ferrokube_machinery::defaults::apply_own(&mut defaulted);
-    scope.handle.strategy.prepare_for_create(&mut defaulted);
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let now = now_rfc3339();
-        let req = ApplyRequest {
-            writer: Writer {
-                manager: &manager,
-                api_version: &api_version,
-                subresource,
-                now: &now,
+    h.strategy.prepare_for_create(&mut defaulted);
+    let (out, created) = scope
+        .state
+        .store
+        .update(
+            h,
+            &scope.info.namespace,
+            name,
+            |live| {
+                if live.is_none() && (pinned || target != UpdateTarget::Main) {
+                    return Err(Status::not_found(info.group, info.plural, name).into());
+                }
+                let now = now_rfc3339();
+                let req = ApplyRequest {
+                    writer: Writer {
+                        manager: &manager,
+                        api_version: &api_version,
+                        subresource: target.subresource(),
+                        now: &now,
+                    },
+                    force,
+                    has_status: h.has_status(),
+                    defaulted: Some(&defaulted),
+                };
+                managedfields::apply(live, config.clone(), &t, &req)
+                    .map_err(|c| ApiError::from(c.to_status()))
             },
-            force,
-            has_status: scope.handle.has_status(),
-            defaulted: Some(&defaulted),
-        };
-        let live = match scope.state.store.get(&scope.handle, ns, name).await {
-            Ok(kv) => Some(codec::decode_served(&scope.handle, &kv)?),
-            Err(ApiError::Status(s)) if s.code == 404 && target == UpdateTarget::Main => None,
-            Err(e) => return Err(e),
-        };
-        let pinned = config
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty());
-        let mut new = managedfields::apply(live.as_ref(), config.clone(), &t, &req)
-            .map_err(|c| ApiError::from(c.to_status()))?;
-        if live.is_none() {
-            if pinned {
-                return Err(Status::not_found(info.group, info.plural, name).into());
-            }
-            if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.remove("resourceVersion");
-            }
-            let created = WRITE_CONTEXT
-                .scope(
-                    ctx.clone(),
-                    scope.state.store.create(&scope.handle, ns, new, dry_run),
-                )
-                .await;
-            match created {
-                Ok(out) => return scope.object_response(StatusCode::CREATED, &out),
-                Err(ApiError::Status(s)) if s.code == 409 && attempts < 5 => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        let updated = WRITE_CONTEXT
-            .scope(
-                ctx.clone(),
-                scope
-                    .state
-                    .store
-                    .update(&scope.handle, ns, name, new, target, dry_run),
-            )
-            .await;
-        match updated {
-            Ok((out, _)) => return scope.object_response(StatusCode::OK, &out),
-            Err(ApiError::Status(s)) if s.code == 409 && !pinned && attempts < 5 => continue,
-            Err(e) => return Err(e),
-        }
-    }
+            &opts,
+        )
+        .await?;
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let resp = scope.object_response(code, &out)?;
+    Ok(super::field_validation::with_warnings(resp, &warnings))
 }

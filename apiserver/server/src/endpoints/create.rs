@@ -1,17 +1,18 @@
-//! POST: create an object (upstream `handlers/create.go`).
+//! POST: create an object (upstream `handlers/create.go`): decode → options → store → encode.
 
 use axum::body::Body;
 use axum::response::Response;
 use http::StatusCode;
 
 use super::Scope;
+use super::field_validation::{directive, read_object, with_warnings};
 use crate::error::ApiResult;
 
 /// Handles create.
 pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
-    let dry_run = scope.query.dry_run()?;
-    let (obj, warnings) =
-        super::field_validation::read_object(scope, body, "CreateOptions").await?;
+    let validation = directive(scope, "CreateOptions")?;
+    let (obj, warnings) = read_object(scope, body, "CreateOptions").await?;
+    let opts = scope.write_options(validation, 0)?;
     if scope.handle.info.virtual_only {
         let out = crate::registry::reviews::review(&scope.handle, obj, &scope.user)?;
         return scope.object_response(StatusCode::CREATED, &out);
@@ -19,8 +20,8 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
     let created = scope
         .state
         .store
-        .create(&scope.handle, &scope.info.namespace, obj, dry_run)
+        .create(&scope.handle, &scope.info.namespace, obj, &opts)
         .await?;
     let resp = scope.object_response(StatusCode::CREATED, &created)?;
-    Ok(super::field_validation::with_warnings(resp, &warnings))
+    Ok(with_warnings(resp, &warnings))
 }

@@ -15,6 +15,7 @@ async fn delete_options(scope: &Scope, body: Body) -> ApiResult<DeleteOptions> {
     let bytes = read_body(body, scope.state.max_body_bytes).await?;
     let mut opts = DeleteOptions {
         dry_run: scope.query.dry_run()?,
+        user: scope.user.clone(),
         ..Default::default()
     };
     if !bytes.iter().all(u8::is_ascii_whitespace) {
@@ -161,7 +162,7 @@ pub async fn delete_collection(scope: &Scope, body: Body) -> ApiResult<Response>
         {
             Ok(Deleted::Now(o) | Deleted::Kept(o)) => items.push(o),
             // Deleted concurrently: nothing left to do for it.
-            Err(ApiError::Status(s)) if s.code == 404 => {}
+            Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
     }
@@ -180,13 +181,17 @@ pub async fn delete_collection(scope: &Scope, body: Body) -> ApiResult<Response>
 
 /// PUT `namespaces/{name}/finalize`: replaces `spec.finalizers` only.
 pub async fn finalize(scope: &Scope, body: Body) -> ApiResult<Response> {
-    let dry_run = scope.query.dry_run()?;
+    let validation = super::field_validation::directive(scope, "UpdateOptions")?;
     let obj = scope.read_object(body).await?;
     super::update::check_name(scope, &obj)?;
-    let out = scope
-        .state
-        .store
-        .finalize(&scope.handle, &scope.info.name, obj, dry_run)
-        .await?;
+    let opts = scope.write_options(validation, 0)?;
+    let out = crate::registry::namespace::finalize(
+        &scope.state.store,
+        &scope.handle,
+        &scope.info.name,
+        &obj,
+        &opts,
+    )
+    .await?;
     scope.object_response(StatusCode::OK, &out)
 }

@@ -17,12 +17,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::negotiate::{self, BodyFormat};
 
 /// The field validation directive of a request.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Directive {
-    Ignore,
-    Warn,
-    Strict,
-}
+pub use crate::registry::store::FieldValidation as Directive;
 
 /// Reads `fieldValidation`; `options_kind` names the options type in the error
 /// (`CreateOptions`, `UpdateOptions`, `PatchOptions`), as upstream's `ValidateFieldValidation`.
@@ -67,6 +62,10 @@ pub async fn read_object(
     let format = negotiate::body_format(ct)?;
     let bytes = read_body(body, scope.state.max_body_bytes).await?;
     let mut obj = negotiate::decode_body(format, &bytes)?;
+    // A wrongly typed body fails decoding before anything else is looked at (upstream's
+    // decoder returns the type error, not the strict errors).
+    crate::registry::store::type_check(&scope.handle, &mut obj)
+        .map_err(|e| crate::registry::store::decode_error(&scope.handle, &e))?;
     scope.check_type(&mut obj)?;
     let info = &scope.handle.info;
     let problems = match (d, format) {

@@ -27,7 +27,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate::{self, IncludeObject, Output};
 use crate::registry::ResourceHandle;
-use crate::registry::store::ListOptions;
+use crate::registry::store::{FieldValidation, ListOptions, UpdateTarget, WriteOptions};
 use crate::table;
 
 /// Everything a resource handler needs about its request, parsed once.
@@ -132,6 +132,47 @@ impl Scope {
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok()),
         )
+    }
+
+    /// The writer of this request: `fieldManager`, else derived from the User-Agent (upstream
+    /// `prefixFromUserAgent`).
+    pub fn field_manager(&self) -> String {
+        match self.query.get("fieldManager") {
+            Some(m) if !m.is_empty() => m.to_string(),
+            _ => ferrokube_machinery::managedfields::manager_from_user_agent(
+                self.headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+            ),
+        }
+    }
+
+    /// The subresource a write targets.
+    pub fn update_target(&self) -> UpdateTarget {
+        match self.info.subresource.as_str() {
+            "status" => UpdateTarget::Status,
+            "scale" => UpdateTarget::Scale,
+            "finalize" => UpdateTarget::Finalize,
+            _ => UpdateTarget::Main,
+        }
+    }
+
+    /// The options every write passes to the store.
+    pub fn write_options(
+        &self,
+        field_validation: FieldValidation,
+        body_bytes: usize,
+    ) -> ApiResult<WriteOptions> {
+        Ok(WriteOptions {
+            dry_run: self.query.dry_run()?,
+            field_manager: self.field_manager(),
+            field_validation,
+            subresource: self.update_target(),
+            user: self.user.clone(),
+            managed_fields: Default::default(),
+            body_bytes,
+        })
     }
 
     /// The group/resource for messages.
@@ -317,24 +358,9 @@ pub async fn serve(scope: Scope, body: Body) -> Response {
         ))
         .into_response();
     }
-    let manager = match scope.query.get("fieldManager") {
-        Some(m) if !m.is_empty() => m.to_string(),
-        _ => ferrokube_machinery::managedfields::manager_from_user_agent(
-            scope
-                .headers
-                .get(header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
-        ),
-    };
-    let writer = crate::registry::managed::WriteContext {
-        manager,
-        applied: false,
-    };
-    let result = crate::registry::managed::WRITE_CONTEXT
-        .scope(writer, dispatch(scope, body, &sub, &verb))
-        .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    dispatch(scope, body, &sub, &verb)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn dispatch(scope: Scope, body: Body, sub: &str, verb: &str) -> ApiResult<Response> {

@@ -1,6 +1,7 @@
-//! PATCH: json, merge and strategic merge patches (upstream `handlers/patch.go`). The patched
-//! object goes through the same update path as a PUT, with the read version as precondition,
-//! and the whole patch is retried when another writer wins the race.
+//! PATCH: json, merge and strategic merge patches (upstream `handlers/patch.go`). A patch is a
+//! mutation function given to the store's one update path (decode → options → store →
+//! encode): the store applies it to the current object and retries it when another writer
+//! wins the race; a resourceVersion in the patch pins the write (409 when stale).
 
 use axum::body::Body;
 use axum::response::Response;
@@ -12,8 +13,8 @@ use serde_json::Value;
 
 use super::{Scope, read_body};
 use crate::error::{ApiError, ApiResult};
-use crate::registry::codec;
-use crate::registry::store::UpdateTarget;
+use crate::registry::store::type_check;
+use ferrokube_machinery::validation::FieldError;
 
 /// The patch types (by Content-Type).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -116,74 +117,125 @@ fn parse_patch(bytes: &[u8]) -> ApiResult<Value> {
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))
 }
 
-/// Handles patch of the object or its status.
-pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
-    let kind = patch_type(scope)?;
-    let definition = check_supported(scope, kind)?;
-    let dry_run = scope.query.dry_run()?;
-    let validation = super::field_validation::directive(scope, "PatchOptions")?;
-    let raw = read_body(body, scope.state.max_body_bytes).await?;
-    let patch = parse_patch(&raw)?;
-    let target = if scope.info.subresource == "status" {
-        UpdateTarget::Status
-    } else {
-        UpdateTarget::Main
-    };
-    let (ns, name) = (&scope.info.namespace, &scope.info.name);
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let current = scope.state.store.get(&scope.handle, ns, name).await?;
-        let mut doc = codec::decode_served(&scope.handle, &current)?;
-        apply(kind, definition, &mut doc, &patch)?;
-        scope.check_type(&mut doc)?;
-        let warnings = super::field_validation::check_patched(
-            scope,
-            validation,
-            &raw,
-            kind == PatchType::Json,
-            &mut doc,
-        )?;
-        if doc.pointer("/metadata/name").and_then(Value::as_str) != Some(&**name) {
-            return Err(ApiError::bad_request(
-                "metadata.name cannot be changed by a patch",
-            ));
+/// `%+v` of a decoded JSON value as Go prints an unstructured map (`map[a:1 b:[x y]]`, keys
+/// sorted): upstream's strategic merge patch errors quote the patch this way.
+fn go_fmt(v: &Value, out: &mut String, depth: usize) {
+    if depth > 64 {
+        out.push_str("...");
+        return;
+    }
+    match v {
+        Value::Null => out.push_str("<nil>"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => out.push_str(s),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                go_fmt(x, out, depth + 1);
+            }
+            out.push(']');
         }
-        let patched_rv = doc
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let pinned_by_client = patched_rv != current.mod_revision.to_string();
-        match scope
-            .state
-            .store
-            .update(&scope.handle, ns, name, doc, target, dry_run)
-            .await
-        {
-            Ok((out, _)) => {
-                let resp = scope.object_response(StatusCode::OK, &out)?;
-                return Ok(super::field_validation::with_warnings(resp, &warnings));
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push_str("map[");
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(k);
+                out.push(':');
+                go_fmt(&m[k], out, depth + 1);
             }
-            Err(ApiError::Status(s)) if s.code == 409 && !pinned_by_client && attempts < 5 => {
-                continue;
-            }
-            Err(e) => return Err(e),
+            out.push(']');
         }
     }
 }
 
-/// PATCH of the scale subresource: patch the Scale view, then write spec.replicas.
+/// A patch whose result is wrongly typed (upstream `patch.go`: the decode of the patched
+/// object fails, answered 422 on the `patch` field with the patched JSON — or, for strategic
+/// merge patches, the patch map — and the decoder's message).
+fn patched_type_error(
+    kind: PatchType,
+    patch: &Value,
+    patched: &Value,
+    e: &ferrokube_machinery::validation::types::TypeError,
+) -> ApiError {
+    let (value, detail) = match kind {
+        PatchType::Strategic => {
+            let mut s = String::new();
+            go_fmt(patch, &mut s, 0);
+            (s, e.unstructured_message())
+        }
+        PatchType::Json | PatchType::Merge => (
+            serde_json::to_string(patched).unwrap_or_default(),
+            e.json_message(),
+        ),
+    };
+    let err = FieldError::invalid("patch", Value::String(value), &detail);
+    Status::invalid("", "", "", &[err]).into()
+}
+
+/// Handles patch of the object or its status: the patch is the mutation of the one update
+/// path (upstream `patchMechanism.applyPatchToCurrentObject`); the store re-runs it on the
+/// current object when another writer wins the race.
+pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
+    let kind = patch_type(scope)?;
+    let definition = check_supported(scope, kind)?;
+    let validation = super::field_validation::directive(scope, "PatchOptions")?;
+    let raw = read_body(body, scope.state.max_body_bytes).await?;
+    let opts = scope.write_options(validation, raw.len())?;
+    let patch = parse_patch(&raw)?;
+    let (ns, name) = (&scope.info.namespace, &scope.info.name);
+    let h = &scope.handle;
+    let mut warnings = Vec::new();
+    let (out, _) = scope
+        .state
+        .store
+        .update(
+            h,
+            ns,
+            name,
+            |current| {
+                let Some(current) = current else {
+                    return Err(Status::not_found(h.info.group, h.info.plural, name).into());
+                };
+                let mut doc = current.clone();
+                apply(kind, definition, &mut doc, &patch)?;
+                scope.check_type(&mut doc)?;
+                type_check(h, &mut doc).map_err(|e| patched_type_error(kind, &patch, &doc, &e))?;
+                warnings = super::field_validation::check_patched(
+                    scope,
+                    validation,
+                    &raw,
+                    kind == PatchType::Json,
+                    &mut doc,
+                )?;
+                if doc.pointer("/metadata/name").and_then(Value::as_str) != Some(&**name) {
+                    return Err(ApiError::bad_request(
+                        "metadata.name cannot be changed by a patch",
+                    ));
+                }
+                Ok(doc)
+            },
+            &opts,
+        )
+        .await?;
+    let resp = scope.object_response(StatusCode::OK, &out)?;
+    Ok(super::field_validation::with_warnings(resp, &warnings))
+}
+
+/// PATCH of the scale subresource: the patch applies to the Scale view of the current object;
+/// its `spec.replicas` (and a pinned resourceVersion) is written into the object.
 pub async fn patch_scale(scope: &Scope, body: Body) -> ApiResult<Response> {
     let kind = patch_type(scope)?;
     let definition = check_supported(scope, kind)?;
-    let patch = parse_patch(&read_body(body, scope.state.max_body_bytes).await?)?;
-    let current = scope
-        .state
-        .store
-        .get(&scope.handle, &scope.info.namespace, &scope.info.name)
-        .await?;
-    let mut scale = super::scale::scale_of(&scope.handle, &codec::decode(&current)?);
-    apply(kind, definition, &mut scale, &patch)?;
-    super::scale::write_scale(scope, scale).await
+    let raw = read_body(body, scope.state.max_body_bytes).await?;
+    let opts = scope.write_options(Default::default(), raw.len())?;
+    let patch = parse_patch(&raw)?;
+    super::scale::write_scale(scope, &opts, |scale| apply(kind, definition, scale, &patch)).await
 }

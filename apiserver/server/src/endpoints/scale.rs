@@ -11,7 +11,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::negotiate;
 use crate::registry::ResourceHandle;
 use crate::registry::codec;
-use crate::registry::store::UpdateTarget;
+use crate::registry::store::WriteOptions;
+use ferrokube_machinery::status::Status;
 
 /// The Scale view of an object.
 pub fn scale_of(_h: &ResourceHandle, obj: &Value) -> Value {
@@ -68,56 +69,70 @@ pub async fn update(scope: &Scope, body: Body) -> ApiResult<Response> {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let format = negotiate::body_format(ct)?;
-    let scale =
-        negotiate::decode_body(format, &read_body(body, scope.state.max_body_bytes).await?)?;
-    write_scale(scope, scale).await
+    let raw = read_body(body, scope.state.max_body_bytes).await?;
+    let scale = negotiate::decode_body(format, &raw)?;
+    let opts = scope.write_options(Default::default(), raw.len())?;
+    write_scale(scope, &opts, |s| {
+        *s = scale.clone();
+        Ok(())
+    })
+    .await
 }
 
-/// Writes a Scale's spec.replicas into the object (honouring its resourceVersion).
-pub async fn write_scale(scope: &Scope, scale: Value) -> ApiResult<Response> {
-    let replicas = scale
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
-    if replicas < 0 {
-        return Err(ApiError::invalid(
-            "autoscaling",
-            "Scale",
-            &scope.info.name,
-            &[ferrokube_machinery::validation::FieldError::invalid(
-                "spec.replicas",
-                json!(replicas),
-                "must be greater than or equal to 0",
-            )],
-        ));
-    }
-    let kv = scope
-        .state
-        .store
-        .get(&scope.handle, &scope.info.namespace, &scope.info.name)
-        .await?;
-    let mut obj = codec::decode(&kv)?;
-    if let Some(rv) = scale
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    {
-        obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
-    }
-    obj["spec"]["replicas"] = json!(replicas);
+/// Writes a Scale into the object through the store's update path: `modify` turns the Scale
+/// view of the current object into the requested one (a PUT body, a patched view); its
+/// `spec.replicas` is written and its resourceVersion, when the client set one, pins the write.
+pub async fn write_scale(
+    scope: &Scope,
+    opts: &WriteOptions,
+    mut modify: impl FnMut(&mut Value) -> ApiResult<()> + Send,
+) -> ApiResult<Response> {
+    let h = &scope.handle;
+    let name = &scope.info.name;
     let (out, _) = scope
         .state
         .store
         .update(
-            &scope.handle,
+            h,
             &scope.info.namespace,
-            &scope.info.name,
-            obj,
-            UpdateTarget::Main,
-            scope.query.dry_run()?,
+            name,
+            |current| {
+                let Some(current) = current else {
+                    return Err(Status::not_found(h.info.group, h.info.plural, name).into());
+                };
+                let mut scale = scale_of(h, current);
+                modify(&mut scale)?;
+                let replicas = scale
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
+                if replicas < 0 {
+                    return Err(ApiError::invalid(
+                        "autoscaling",
+                        "Scale",
+                        name,
+                        &[ferrokube_machinery::validation::FieldError::invalid(
+                            "spec.replicas",
+                            json!(replicas),
+                            "must be greater than or equal to 0",
+                        )],
+                    ));
+                }
+                let mut obj = current.clone();
+                if let Some(rv) = scale
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                {
+                    obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+                }
+                obj["spec"]["replicas"] = json!(replicas);
+                Ok(obj)
+            },
+            opts,
         )
         .await?;
-    let scale = scale_of(&scope.handle, &out);
+    let scale = scale_of(h, &out);
     Ok(json_response(
         StatusCode::OK,
         serde_json::to_vec(&scale).map_err(ApiError::Encoding)?,

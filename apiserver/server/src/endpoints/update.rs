@@ -1,4 +1,5 @@
-//! PUT: replace an object or its status (upstream `handlers/update.go`).
+//! PUT: replace an object or its status (upstream `handlers/update.go`): decode → options →
+//! store (the body is the mutation's result) → encode.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -7,41 +8,42 @@ use http::StatusCode;
 use serde_json::Value;
 
 use super::Scope;
+use super::field_validation::{directive, read_object, with_warnings};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::store::UpdateTarget;
 
 /// Handles update.
 pub async fn update(scope: &Scope, body: Body) -> ApiResult<Response> {
-    let dry_run = scope.query.dry_run()?;
-    let (obj, warnings) =
-        super::field_validation::read_object(scope, body, "UpdateOptions").await?;
+    let validation = directive(scope, "UpdateOptions")?;
+    let (obj, warnings) = read_object(scope, body, "UpdateOptions").await?;
     check_name(scope, &obj)?;
-    let target = if scope.info.subresource == "status" {
-        UpdateTarget::Status
-    } else {
-        UpdateTarget::Main
-    };
+    let opts = scope.write_options(validation, 0)?;
+    let h = &scope.handle;
+    let may_create = opts.subresource == UpdateTarget::Main && h.strategy.allow_create_on_update();
     let (out, created) = scope
         .state
         .store
         .update(
-            &scope.handle,
+            h,
             &scope.info.namespace,
             &scope.info.name,
-            obj,
-            target,
-            dry_run,
+            |current| match current {
+                Some(_) => Ok(obj.clone()),
+                None if may_create => Ok(obj.clone()),
+                None => {
+                    Err(Status::not_found(h.info.group, h.info.plural, &scope.info.name).into())
+                }
+            },
+            &opts,
         )
         .await?;
-    let resp = scope.object_response(
-        if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        &out,
-    )?;
-    Ok(super::field_validation::with_warnings(resp, &warnings))
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let resp = scope.object_response(code, &out)?;
+    Ok(with_warnings(resp, &warnings))
 }
 
 /// The body's name must be the URL's.

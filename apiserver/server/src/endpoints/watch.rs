@@ -9,8 +9,8 @@ use axum::response::Response;
 use bytes::Bytes;
 use ferrokube_machinery::status::Status;
 use ferrokube_machinery::validation::FieldError;
-use ferrokube_storage::watch_cache::{CacheEvent, CacheWatchOptions, CacheWatchStream};
-use ferrokube_storage::{Event, EventKind, KeyValue, Revision, StorageError};
+use ferrokube_storage::watch_cache::CacheEvent;
+use ferrokube_storage::{Event, EventKind, KeyValue, Revision};
 use futures::StreamExt;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::negotiate::Output;
 use crate::registry::ResourceHandle;
 use crate::registry::codec;
-use crate::registry::store::{GenericStore, ListOptions};
+use crate::registry::store::{GenericStore, ListOptions, WatchOptions};
 use crate::table;
 
 /// How often an idle watch that asked for bookmarks gets one.
@@ -143,7 +143,6 @@ pub async fn watch(scope: &Scope) -> ApiResult<Response> {
         _ => None,
     };
     let opts = scope.query.list_options()?;
-    GenericStore::check_field_selector(&scope.handle, &opts.field_selector)?;
     let bookmarks = scope.query.flag("allowWatchBookmarks");
     let send_initial = scope
         .query
@@ -177,11 +176,16 @@ pub async fn watch(scope: &Scope) -> ApiResult<Response> {
         // Upstream: a random duration between min-request-timeout (1800 s) and twice that.
         _ => Duration::from_secs(1800 + u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 7),
     };
-    let prefix = scope.handle.list_prefix(&scope.info.namespace);
-    let cache = scope.state.store.cache.clone();
-    let cache_opts = CacheWatchOptions {
+    let watch_opts = WatchOptions {
+        resource_version: rv.clone(),
+        send_initial_events: send_initial,
         progress_interval: bookmarks.then_some(BOOKMARK_INTERVAL),
     };
+    let started = scope
+        .state
+        .store
+        .watch(&scope.handle, &scope.info.namespace, &opts, &watch_opts)
+        .await?;
     let mut enc = Encoder {
         handle: scope.handle.clone(),
         opts,
@@ -190,47 +194,19 @@ pub async fn watch(scope: &Scope) -> ApiResult<Response> {
         sent_columns: false,
         bookmarks,
     };
-
-    let parse_rv = |rv: &str| -> ApiResult<Revision> {
-        rv.parse()
-            .map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))
-    };
-    // Initial frames (synthetic ADDED events) and the stream of what follows.
+    // Initial frames (synthetic ADDED events), then the stream of what follows.
     let mut initial: Vec<Bytes> = Vec::new();
-    let stream: Result<CacheWatchStream, Status> =
-        if send_initial == Some(false) || (send_initial.is_none() && !rv.is_empty() && rv != "0") {
-            let after = if rv.is_empty() {
-                scope.state.store.storage.current_revision().await?
-            } else {
-                parse_rv(&rv)?
-            };
-            match cache.watch(&prefix, after, cache_opts).await {
-                Ok(s) => Ok(s),
-                Err(StorageError::Compacted {
-                    requested,
-                    compacted,
-                }) => Err(Status::expired(&format!(
-                    "too old resource version: {requested} ({compacted})"
-                ))),
-                Err(e) => return Err(e.into()),
-            }
-        } else {
-            let min = match rv.as_str() {
-                "" => scope.state.store.storage.current_revision().await?,
-                "0" => 0,
-                other => parse_rv(other)?,
-            };
-            let w = cache.watch_with_initial(&prefix, min, cache_opts).await?;
-            for kv in &w.items {
-                if enc.matches(kv)? {
-                    initial.push(enc.frame("ADDED", kv)?);
-                }
-            }
-            if send_initial == Some(true) {
-                initial.push(enc.bookmark(w.revision, true));
-            }
-            Ok(w.stream)
-        };
+    for kv in &started.initial {
+        if enc.matches(kv)? {
+            initial.push(enc.frame("ADDED", kv)?);
+        }
+    }
+    if send_initial == Some(true)
+        && let Some(rev) = started.initial_revision
+    {
+        initial.push(enc.bookmark(rev, true));
+    }
+    let stream = started.stream;
 
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let state = scope.state.clone();
@@ -270,17 +246,9 @@ pub async fn watch(scope: &Scope) -> ApiResult<Response> {
                     }
                     enc.bookmark(rev, false)
                 }
-                Some(Err(StorageError::Compacted {
-                    requested,
-                    compacted,
-                })) => {
-                    let s = Status::expired(&format!(
-                        "too old resource version: {requested} ({compacted})"
-                    ));
-                    let _ = tx.send(Ok(Encoder::error(&s))).await;
-                    return;
-                }
                 Some(Err(e)) => {
+                    // 410 Expired for a compacted revision, as every storage error: mapped in
+                    // `error.rs`.
                     let _ = tx
                         .send(Ok(Encoder::error(&ApiError::from(e).to_status())))
                         .await;

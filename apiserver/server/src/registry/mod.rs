@@ -4,6 +4,8 @@
 
 pub mod codec;
 pub mod managed;
+pub mod namespace;
+pub mod request;
 pub mod reviews;
 pub mod service_ip;
 pub mod store;

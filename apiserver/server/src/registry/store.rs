@@ -5,44 +5,25 @@
 use std::sync::Arc;
 
 use ferrokube_machinery::continue_token;
-use ferrokube_machinery::selectors::{FieldSelector, LabelSelector};
+use ferrokube_machinery::selectors::FieldSelector;
 use ferrokube_machinery::status::Status;
 use ferrokube_machinery::validation::{FieldError, validate_object_meta};
-use ferrokube_storage::watch_cache::WatchCache;
+use ferrokube_storage::watch_cache::{CacheWatchOptions, CacheWatchStream, WatchCache};
 use ferrokube_storage::{KeyValue, ListRequest, Revision, Storage, StorageError};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use super::ResourceHandle;
-use super::codec;
+use crate::admission::AdmissionChain;
 use crate::error::{ApiError, ApiResult};
 
 mod deletion;
-pub use deletion::{Deleted, FINALIZER_FOREGROUND, FINALIZER_ORPHAN, Propagation};
-
-/// Query options of list and watch.
-#[derive(Default, Debug, Clone)]
-pub struct ListOptions {
-    pub label_selector: LabelSelector,
-    pub field_selector: FieldSelector,
-    pub limit: usize,
-    pub continue_token: Option<String>,
-    pub resource_version: Option<String>,
-    pub resource_version_match: Option<String>,
-}
-
-/// Options of delete.
-#[derive(Default, Debug, Clone)]
-pub struct DeleteOptions {
-    pub precondition_uid: Option<String>,
-    pub precondition_rv: Option<String>,
-    pub dry_run: bool,
-    /// `gracePeriodSeconds`.
-    pub grace_period: Option<i64>,
-    /// `propagationPolicy`.
-    pub propagation: Option<Propagation>,
-    /// The deprecated `orphanDependents`.
-    pub orphan_dependents: Option<bool>,
-}
+mod write;
+pub use super::request::{
+    DeleteOptions, FieldValidation, ListOptions, ManagedFieldsMode, Propagation, UpdateTarget,
+    WriteOptions,
+};
+pub use deletion::{Deleted, FINALIZER_FOREGROUND, FINALIZER_ORPHAN};
+pub use write::{HEAVY_BYTES, Mutation, decode_error, type_check};
 
 /// A page of a list: matching items as stored, plus list metadata.
 pub struct ListResult {
@@ -52,17 +33,32 @@ pub struct ListResult {
     pub remaining: Option<u64>,
 }
 
-/// The generic store over one storage backend and its watch cache.
-pub struct GenericStore {
-    pub storage: Arc<dyn Storage>,
-    pub cache: Arc<WatchCache>,
+/// Options of watch.
+#[derive(Default, Debug, Clone)]
+pub struct WatchOptions {
+    /// `resourceVersion` (empty: from now, after the initial state).
+    pub resource_version: String,
+    /// `sendInitialEvents`.
+    pub send_initial_events: Option<bool>,
+    /// `allowWatchBookmarks`: progress notifications on an idle watch, this often.
+    pub progress_interval: Option<std::time::Duration>,
 }
 
-/// What a PUT writes: the main resource, or its status subresource.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum UpdateTarget {
-    Main,
-    Status,
+/// A started watch: the initial state (synthetic ADDED events) and the stream of what
+/// follows, or the Status that ends the watch at once (410 for a compacted revision, sent as
+/// an ERROR event as upstream does).
+pub struct WatchResult {
+    pub initial: Vec<KeyValue>,
+    /// The revision of the initial state (for the initial-events-end bookmark).
+    pub initial_revision: Option<Revision>,
+    pub stream: Result<CacheWatchStream, Status>,
+}
+
+/// The generic store over one storage backend, its watch cache and the admission chain.
+pub struct GenericStore {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) cache: Arc<WatchCache>,
+    pub(crate) admission: AdmissionChain,
 }
 
 fn meta(obj: &Value) -> Option<&Map<String, Value>> {
@@ -90,18 +86,6 @@ fn meta_mut(obj: &mut Value) -> ApiResult<&mut Map<String, Value>> {
         .ok_or_else(|| ApiError::internal("metadata"))
 }
 
-/// `generateName` + five random characters from upstream's alphabet.
-fn generate_name(base: &str) -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let base = if base.len() > 58 { &base[..58] } else { base };
-    let bytes = uuid::Uuid::new_v4().into_bytes();
-    let suffix: String = bytes[..5]
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect();
-    format!("{base}{suffix}")
-}
-
 /// RFC 3339 at second precision, as metav1.Time.
 pub fn now_rfc3339() -> String {
     jiff::Timestamp::now()
@@ -124,30 +108,22 @@ fn spec_part(obj: &Value) -> Vec<(&String, &Value)> {
 }
 
 impl GenericStore {
-    /// Checks that a namespace exists for a namespaced create.
-    async fn ensure_namespace(
-        &self,
-        h: &ResourceHandle,
-        name: &str,
-        namespace: &str,
-    ) -> ApiResult<()> {
-        let key = format!("/registry/namespaces/{namespace}");
-        match self.storage.get(&key).await? {
-            Some(kv) => {
-                let ns = codec::decode(&kv)?;
-                if ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
-                    return Err(Status::forbidden(
-                        h.info.group,
-                        h.info.plural,
-                        name,
-                        &format!("unable to create new content in namespace {namespace} because it is being terminated"),
-                    )
-                    .into());
-                }
-                Ok(())
-            }
-            None => Err(Status::not_found("", "namespaces", namespace).into()),
+    /// The store over a backend and its watch cache, with an admission chain.
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        cache: Arc<WatchCache>,
+        admission: AdmissionChain,
+    ) -> Self {
+        GenericStore {
+            storage,
+            cache,
+            admission,
         }
+    }
+
+    /// The backend's current revision.
+    pub async fn current_revision(&self) -> ApiResult<Revision> {
+        Ok(self.storage.current_revision().await?)
     }
 
     fn validate_meta(h: &ResourceHandle, obj: &Value) -> Vec<FieldError> {
@@ -158,107 +134,6 @@ impl GenericStore {
             h.strategy.name_rule(),
             "metadata",
         )
-    }
-
-    /// Create (POST). `obj` has been decoded and checked against the URL.
-    pub async fn create(
-        &self,
-        h: &ResourceHandle,
-        namespace: &str,
-        mut obj: Value,
-        dry_run: bool,
-    ) -> ApiResult<Value> {
-        let strategy = &h.strategy;
-        codec::to_storage(h, &mut obj)?;
-        {
-            let m = meta_mut(&mut obj)?;
-            if m.get("resourceVersion")
-                .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty())
-            {
-                return Err(ApiError::internal(
-                    "resourceVersion should not be set on objects to be created",
-                ));
-            }
-            let name = m
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            if name.is_empty()
-                && let Some(base) = m
-                    .get("generateName")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-            {
-                m.insert("name".into(), Value::String(generate_name(base)));
-            }
-            m.insert(
-                "uid".into(),
-                Value::String(uuid::Uuid::new_v4().to_string()),
-            );
-            m.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
-            m.remove("deletionTimestamp");
-            m.remove("deletionGracePeriodSeconds");
-            m.remove("selfLink");
-            if strategy.tracks_generation() {
-                m.insert("generation".into(), json!(1));
-            } else {
-                m.remove("generation");
-            }
-        }
-        if h.has_status() {
-            // The status of a new object is the server's to set (strategies may seed it).
-            if let Some(map) = obj.as_object_mut() {
-                map.remove("status");
-            }
-        }
-        // Upstream defaults at decode time, before the strategy and admission see the object.
-        ferrokube_machinery::defaults::apply_own(&mut obj);
-        strategy.prepare_for_create(&mut obj);
-        super::managed::record(h, None, &mut obj, UpdateTarget::Main);
-        let mut errs = Self::validate_meta(h, &obj);
-        errs.extend(strategy.validate(&obj));
-        let name = meta_str(&obj, "name").to_string();
-        if !errs.is_empty() {
-            return Err(ApiError::invalid(h.info.group, h.info.kind, &name, &errs));
-        }
-        if h.info.namespaced() {
-            self.ensure_namespace(h, &name, namespace).await?;
-        }
-        let key = h.key(namespace, &name);
-        if dry_run && self.storage.get(&key).await?.is_some() {
-            return Err(Status::already_exists(h.info.group, h.info.plural, &name).into());
-        }
-        let reserved = match h.strategy.reservation() {
-            Some(r) => {
-                r.reserve(&*self.storage, &mut obj, namespace, &name, dry_run)
-                    .await?
-            }
-            None => false,
-        };
-        let bytes = codec::encode_for_storage(&obj)?;
-        if dry_run {
-            codec::to_served(h, &mut obj)?;
-            return Ok(obj);
-        }
-        let kv = match self.storage.create(&key, bytes).await {
-            Ok(kv) => kv,
-            Err(e) => {
-                if reserved {
-                    self.release_reservation(h, &obj).await;
-                }
-                return Err(ApiError::from_storage(
-                    e,
-                    h.info.group,
-                    h.info.plural,
-                    &name,
-                ));
-            }
-        };
-        codec::set_rv(&mut obj, kv.mod_revision);
-        codec::to_served(h, &mut obj)?;
-        Ok(obj)
     }
 
     /// Releases what a deleted (or never stored) object reserved.
@@ -279,164 +154,6 @@ impl GenericStore {
             Some(kv) => Ok(kv),
             None => Err(Status::not_found(h.info.group, h.info.plural, name).into()),
         }
-    }
-
-    /// Update (PUT) of the main resource or its status.
-    pub async fn update(
-        &self,
-        h: &ResourceHandle,
-        namespace: &str,
-        name: &str,
-        mut obj: Value,
-        target: UpdateTarget,
-        dry_run: bool,
-    ) -> ApiResult<(Value, bool)> {
-        let key = h.key(namespace, name);
-        let requested_rv = meta_str(&obj, "resourceVersion").to_string();
-        codec::to_storage(h, &mut obj)?;
-        loop {
-            let current = self.storage.get(&key).await?;
-            let Some(current) = current else {
-                if target == UpdateTarget::Main && h.strategy.allow_create_on_update() {
-                    if let Ok(m) = meta_mut(&mut obj) {
-                        m.remove("resourceVersion");
-                    }
-                    return self
-                        .create(h, namespace, obj, dry_run)
-                        .await
-                        .map(|o| (o, true));
-                }
-                return Err(Status::not_found(h.info.group, h.info.plural, name).into());
-            };
-            if !requested_rv.is_empty() && requested_rv != current.mod_revision.to_string() {
-                return Err(Status::conflict(
-                    h.info.group,
-                    h.info.plural,
-                    name,
-                    ferrokube_machinery::status::OPTIMISTIC_LOCK_ERROR_MSG,
-                )
-                .into());
-            }
-            let old = codec::decode(&current)?;
-            let mut new = obj.clone();
-            self.prepare_update(h, &mut new, &old, target)?;
-            super::managed::record(h, Some(&old), &mut new, target);
-            let mut errs = Self::validate_meta(h, &new);
-            errs.extend(match target {
-                UpdateTarget::Main => h.strategy.validate_update(&new, &old),
-                UpdateTarget::Status => h.strategy.validate_status_update(&new, &old),
-            });
-            errs.extend(deletion::finalizer_update_errors(&new, &old));
-            if !errs.is_empty() {
-                return Err(ApiError::invalid(h.info.group, h.info.kind, name, &errs));
-            }
-            if deletion::should_delete_during_update(h, &new, &old) {
-                match self
-                    .delete_during_update(h, &key, name, new, current.mod_revision, dry_run)
-                    .await?
-                {
-                    Some(mut out) => {
-                        codec::to_served(h, &mut out)?;
-                        return Ok((out, false));
-                    }
-                    None if requested_rv.is_empty() => continue,
-                    None => {
-                        return Err(Status::conflict(
-                            h.info.group,
-                            h.info.plural,
-                            name,
-                            ferrokube_machinery::status::OPTIMISTIC_LOCK_ERROR_MSG,
-                        )
-                        .into());
-                    }
-                }
-            }
-            let bytes = codec::encode_for_storage(&new)?;
-            if bytes == current.value {
-                // Nothing changed: no write, the resourceVersion stays.
-                let mut old = old;
-                codec::to_served(h, &mut old)?;
-                return Ok((old, false));
-            }
-            if dry_run {
-                // Nothing is written: the answer keeps the current resourceVersion, as upstream's
-                // dry-run storage does (so `kubectl diff` shows no resourceVersion change).
-                codec::set_rv(&mut new, current.mod_revision);
-                codec::to_served(h, &mut new)?;
-                return Ok((new, false));
-            }
-            match self.storage.update(&key, bytes, current.mod_revision).await {
-                Ok(kv) => {
-                    codec::set_rv(&mut new, kv.mod_revision);
-                    codec::to_served(h, &mut new)?;
-                    return Ok((new, false));
-                }
-                Err(StorageError::Conflict { .. }) if requested_rv.is_empty() => continue,
-                Err(e) => return Err(ApiError::from_storage(e, h.info.group, h.info.plural, name)),
-            }
-        }
-    }
-
-    /// `BeforeUpdate`: system metadata from the old object, spec/status split, generation.
-    fn prepare_update(
-        &self,
-        h: &ResourceHandle,
-        new: &mut Value,
-        old: &Value,
-        target: UpdateTarget,
-    ) -> ApiResult<()> {
-        let old_meta = meta(old).cloned().unwrap_or_default();
-        if h.has_status() {
-            let (Some(n), Some(o)) = (new.as_object_mut(), old.as_object()) else {
-                return Err(ApiError::bad_request("the object is not a JSON object"));
-            };
-            match target {
-                UpdateTarget::Main => {
-                    match o.get("status") {
-                        Some(s) => n.insert("status".into(), s.clone()),
-                        None => n.remove("status"),
-                    };
-                }
-                UpdateTarget::Status => {
-                    // Only the status changes through /status.
-                    let status = n.remove("status");
-                    let mut merged = o.clone();
-                    match status {
-                        Some(s) => merged.insert("status".into(), s),
-                        None => merged.remove("status"),
-                    };
-                    *n = merged;
-                }
-            }
-        }
-        ferrokube_machinery::defaults::apply_own(new);
-        if target == UpdateTarget::Main {
-            h.strategy.prepare_for_update(new, old);
-        }
-        let bump = h.strategy.tracks_generation() && spec_part(new) != spec_part(old);
-        let m = meta_mut(new)?;
-        for f in [
-            "uid",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "generation",
-        ] {
-            match old_meta.get(f) {
-                Some(v) => m.insert(f.into(), v.clone()),
-                None => m.remove(f),
-            };
-        }
-        // Namespaced objects keep their namespace; name changes were rejected by the handler.
-        m.remove("resourceVersion");
-        if bump {
-            let g = old_meta
-                .get("generation")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            m.insert("generation".into(), json!(g + 1));
-        }
-        Ok(())
     }
 
     /// Checks a field selector against what the resource supports.
@@ -614,6 +331,61 @@ impl GenericStore {
             }
             start_after = last_key;
         }
+    }
+
+    /// Watch (upstream `Store.Watch` over the cacher): from a resourceVersion, or from now /
+    /// from a list's state with synthetic ADDED events for the initial state. Selectors are
+    /// applied by the caller per event (they see transitions).
+    pub async fn watch(
+        &self,
+        h: &ResourceHandle,
+        namespace: &str,
+        list: &ListOptions,
+        opts: &WatchOptions,
+    ) -> ApiResult<WatchResult> {
+        Self::check_field_selector(h, &list.field_selector)?;
+        let prefix = h.list_prefix(namespace);
+        let cache_opts = CacheWatchOptions {
+            progress_interval: opts.progress_interval,
+        };
+        let parse_rv = |rv: &str| -> ApiResult<Revision> {
+            rv.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version \"{rv}\"")))
+        };
+        let rv = opts.resource_version.as_str();
+        let from_rv = opts.send_initial_events == Some(false)
+            || (opts.send_initial_events.is_none() && !rv.is_empty() && rv != "0");
+        if from_rv {
+            let after = if rv.is_empty() {
+                self.storage.current_revision().await?
+            } else {
+                parse_rv(rv)?
+            };
+            let stream = match self.cache.watch(&prefix, after, cache_opts).await {
+                Ok(s) => Ok(s),
+                Err(e @ StorageError::Compacted { .. }) => Err(ApiError::from(e).to_status()),
+                Err(e) => return Err(e.into()),
+            };
+            return Ok(WatchResult {
+                initial: Vec::new(),
+                initial_revision: None,
+                stream,
+            });
+        }
+        let min = match rv {
+            "" => self.storage.current_revision().await?,
+            "0" => 0,
+            other => parse_rv(other)?,
+        };
+        let w = self
+            .cache
+            .watch_with_initial(&prefix, min, cache_opts)
+            .await?;
+        Ok(WatchResult {
+            initial: w.items,
+            initial_revision: Some(w.revision),
+            stream: Ok(w.stream),
+        })
     }
 
     /// 410 for a continue token whose revision is compacted, with upstream's message and an

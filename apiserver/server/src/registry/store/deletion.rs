@@ -1,15 +1,18 @@
 //! Delete with upstream's semantics (`pkg/registry/generic/registry/store.go` Delete,
 //! `updateForGracefulDeletionAndFinalizers`, `deletionFinalizersForGarbageCollection`;
 //! `pkg/registry/rest/delete.go` BeforeDelete): preconditions, graceful deletion, finalizers,
-//! propagation policy, and the namespace's `/finalize`.
+//! propagation policy. The writes a delete makes (the object kept with a deletionTimestamp, or
+//! removed) go through the one guaranteed-update loop (`write.rs`), as upstream's
+//! `updateForGracefulDeletionAndFinalizers` goes through `GuaranteedUpdate`.
 
 use ferrokube_machinery::status::Status;
 use ferrokube_machinery::validation::FieldError;
-use ferrokube_storage::{KeyValue, Revision, StorageError};
+use ferrokube_storage::KeyValue;
 use serde_json::{Value, json};
 
-use super::{DeleteOptions, GenericStore, meta, meta_mut, meta_str, now_rfc3339};
-use crate::error::{ApiError, ApiResult};
+use super::write::{Change, Done};
+use super::{DeleteOptions, GenericStore, Propagation, meta, meta_mut, meta_str, now_rfc3339};
+use crate::error::ApiResult;
 use crate::registry::ResourceHandle;
 use crate::registry::codec;
 use crate::registry::strategy::GcPolicy;
@@ -19,14 +22,6 @@ pub const FINALIZER_ORPHAN: &str = "orphan";
 /// `metav1.FinalizerDeleteDependents`.
 pub const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
 
-/// `metav1.DeletionPropagation`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Propagation {
-    Orphan,
-    Background,
-    Foreground,
-}
-
 /// The outcome of a delete.
 #[derive(Debug)]
 pub enum Deleted {
@@ -34,6 +29,16 @@ pub enum Deleted {
     Now(Value),
     /// The object stays (graceful deletion, finalizers); this is its new state.
     Kept(Value),
+}
+
+/// What one attempt of a delete does (stored form).
+pub(super) enum DeletePlan {
+    /// Nothing (a graceful deletion is already pending): the object as it is.
+    Keep(Value),
+    /// Keep the object, written with its deletion fields and finalizers.
+    Write(Value),
+    /// Remove the object.
+    Remove(Value),
 }
 
 fn finalizers(obj: &Value) -> Vec<String> {
@@ -176,193 +181,82 @@ impl GenericStore {
         if let Some(msg) = h.strategy.forbid_delete(name) {
             return Err(Status::forbidden(h.info.group, h.info.plural, name, msg).into());
         }
-        let key = h.key(namespace, name);
-        loop {
-            let Some(current) = self.storage.get(&key).await? else {
-                return Err(Status::not_found(h.info.group, h.info.plural, name).into());
-            };
-            let mut old = codec::decode(&current)?;
-            check_preconditions(h, name, &old, &current, opts)?;
-            codec::set_rv(&mut old, current.mod_revision);
-            let mut obj = old.clone();
-            let fins = finalizers(&obj);
-            if let Some(new) = gc_finalizers(h.strategy.default_gc_policy(), &fins, opts) {
-                set_finalizers(&mut obj, &new)?;
-            }
-            let mut graceful = false;
-            let already = meta(&obj).is_some_and(|m| m.contains_key("deletionTimestamp"));
-            if already {
-                let current_grace = meta(&obj)
-                    .and_then(|m| m.get("deletionGracePeriodSeconds"))
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
-                if current_grace > 0 {
-                    match opts.grace_period {
-                        Some(p) if p < current_grace => {
-                            let p = p.max(0);
-                            let m = meta_mut(&mut obj)?;
-                            m.insert("deletionTimestamp".into(), json!(timestamp_plus(p)));
-                            m.insert("deletionGracePeriodSeconds".into(), json!(p));
-                            graceful = p > 0;
-                        }
-                        // Graceful deletion is pending: only a shorter period changes it.
-                        _ => return Ok(Deleted::Kept(old)),
-                    }
-                }
-            } else if let Some(p) = h
-                .strategy
-                .graceful_delete_period(&obj, opts.grace_period)
-                .filter(|p| *p > 0)
-            {
-                let m = meta_mut(&mut obj)?;
-                m.insert("deletionTimestamp".into(), json!(timestamp_plus(p)));
-                m.insert("deletionGracePeriodSeconds".into(), json!(p));
-                if let Some(g) = m.get("generation").and_then(Value::as_i64) {
-                    m.insert("generation".into(), json!(g + 1));
-                }
-                graceful = true;
-            }
-            h.strategy.begin_delete(&mut obj);
-            let held = h.strategy.delete_held(&obj);
-            let pending_finalizers = !finalizers(&obj).is_empty();
-            if graceful || held || pending_finalizers {
-                let m = meta_mut(&mut obj)?;
-                if !m.contains_key("deletionTimestamp") {
-                    m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
-                    if pending_finalizers {
-                        m.insert("deletionGracePeriodSeconds".into(), json!(0));
-                    }
-                }
-                m.remove("resourceVersion");
-                match self.write_kept(h, &key, name, obj, &current, opts).await? {
-                    Some(out) => return Ok(Deleted::Kept(out)),
-                    None => continue,
-                }
-            }
-            if opts.dry_run {
-                return Ok(Deleted::Now(old));
-            }
-            match self.storage.delete(&key, Some(current.mod_revision)).await {
-                Ok(_) => {
-                    self.release_reservation(h, &old).await;
-                    return Ok(Deleted::Now(old));
-                }
-                Err(StorageError::Conflict { .. }) if opts.precondition_rv.is_none() => continue,
-                Err(e) => return Err(ApiError::from_storage(e, h.info.group, h.info.plural, name)),
-            }
-        }
+        let change = Change::Delete { opts };
+        Ok(
+            match self.guaranteed_update(h, namespace, name, change).await? {
+                Done::Removed(o) => Deleted::Now(o),
+                Done::Unchanged(o) | Done::Updated(o) | Done::Created(o) => Deleted::Kept(o),
+            },
+        )
     }
 
-    /// Writes the kept object; `None` on a compare-and-swap conflict (retry).
-    async fn write_kept(
+    /// One attempt of a delete against the current object: preconditions, validating
+    /// admission, then keep (graceful deletion, finalizers) or remove.
+    pub(super) async fn plan_delete(
         &self,
         h: &ResourceHandle,
-        key: &str,
+        namespace: &str,
         name: &str,
-        mut obj: Value,
         current: &KeyValue,
         opts: &DeleteOptions,
-    ) -> ApiResult<Option<Value>> {
-        let bytes = codec::encode_for_storage(&obj)?;
-        if opts.dry_run || bytes == current.value {
-            codec::set_rv(&mut obj, current.mod_revision);
-            return Ok(Some(obj));
+    ) -> ApiResult<DeletePlan> {
+        let mut old = codec::decode(current)?;
+        check_preconditions(h, name, &old, current, opts)?;
+        codec::set_rv(&mut old, current.mod_revision);
+        let mut obj = old.clone();
+        let fins = finalizers(&obj);
+        if let Some(new) = gc_finalizers(h.strategy.default_gc_policy(), &fins, opts) {
+            set_finalizers(&mut obj, &new)?;
         }
-        match self.storage.update(key, bytes, current.mod_revision).await {
-            Ok(kv) => {
-                codec::set_rv(&mut obj, kv.mod_revision);
-                Ok(Some(obj))
-            }
-            Err(StorageError::Conflict { .. }) if opts.precondition_rv.is_none() => Ok(None),
-            Err(e) => Err(ApiError::from_storage(e, h.info.group, h.info.plural, name)),
-        }
-    }
-
-    /// Removes an object an update has finalized (`ShouldDeleteDuringUpdate`); `None` on a
-    /// compare-and-swap conflict.
-    pub(super) async fn delete_during_update(
-        &self,
-        h: &ResourceHandle,
-        key: &str,
-        name: &str,
-        mut new: Value,
-        expected: Revision,
-        dry_run: bool,
-    ) -> ApiResult<Option<Value>> {
-        if !dry_run {
-            match self.storage.delete(key, Some(expected)).await {
-                Ok(_) => self.release_reservation(h, &new).await,
-                Err(StorageError::Conflict { .. }) => return Ok(None),
-                Err(e) => return Err(ApiError::from_storage(e, h.info.group, h.info.plural, name)),
-            }
-        }
-        codec::set_rv(&mut new, expected);
-        Ok(Some(new))
-    }
-
-    /// PUT `namespaces/{name}/finalize`: only `spec.finalizers` changes; a namespace being
-    /// deleted with no finalizers left is removed.
-    pub async fn finalize(
-        &self,
-        h: &ResourceHandle,
-        name: &str,
-        obj: Value,
-        dry_run: bool,
-    ) -> ApiResult<Value> {
-        let key = h.key("", name);
-        let requested_rv = meta_str(&obj, "resourceVersion").to_string();
-        let fins = obj
-            .pointer("/spec/finalizers")
-            .cloned()
-            .unwrap_or_else(|| json!([]));
-        loop {
-            let Some(current) = self.storage.get(&key).await? else {
-                return Err(Status::not_found(h.info.group, h.info.plural, name).into());
-            };
-            if !requested_rv.is_empty() && requested_rv != current.mod_revision.to_string() {
-                return Err(Status::conflict(
-                    h.info.group,
-                    h.info.plural,
-                    name,
-                    ferrokube_machinery::status::OPTIMISTIC_LOCK_ERROR_MSG,
-                )
-                .into());
-            }
-            let old = codec::decode(&current)?;
-            let mut new = old.clone();
-            if let Some(m) = new.as_object_mut() {
-                let spec = m.entry("spec").or_insert_with(|| json!({}));
-                if let Some(s) = spec.as_object_mut() {
-                    if fins.as_array().is_some_and(|a| a.is_empty()) {
-                        s.remove("finalizers");
-                    } else {
-                        s.insert("finalizers".into(), fins.clone());
+        let mut graceful = false;
+        let already = meta(&obj).is_some_and(|m| m.contains_key("deletionTimestamp"));
+        if already {
+            let current_grace = meta(&obj)
+                .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if current_grace > 0 {
+                match opts.grace_period {
+                    Some(p) if p < current_grace => {
+                        let p = p.max(0);
+                        let m = meta_mut(&mut obj)?;
+                        m.insert("deletionTimestamp".into(), json!(timestamp_plus(p)));
+                        m.insert("deletionGracePeriodSeconds".into(), json!(p));
+                        graceful = p > 0;
                     }
+                    // Graceful deletion is pending: only a shorter period changes it.
+                    _ => return Ok(DeletePlan::Keep(old)),
                 }
             }
-            if should_delete_during_update(h, &new, &old) {
-                match self
-                    .delete_during_update(h, &key, name, new, current.mod_revision, dry_run)
-                    .await?
-                {
-                    Some(out) => return Ok(out),
-                    None => continue,
-                }
+        } else if let Some(p) = h
+            .strategy
+            .graceful_delete_period(&obj, opts.grace_period)
+            .filter(|p| *p > 0)
+        {
+            let m = meta_mut(&mut obj)?;
+            m.insert("deletionTimestamp".into(), json!(timestamp_plus(p)));
+            m.insert("deletionGracePeriodSeconds".into(), json!(p));
+            if let Some(g) = m.get("generation").and_then(Value::as_i64) {
+                m.insert("generation".into(), json!(g + 1));
             }
-            let bytes = codec::encode_for_storage(&new)?;
-            if dry_run || bytes == current.value {
-                codec::set_rv(&mut new, current.mod_revision);
-                return Ok(new);
-            }
-            match self.storage.update(&key, bytes, current.mod_revision).await {
-                Ok(kv) => {
-                    codec::set_rv(&mut new, kv.mod_revision);
-                    return Ok(new);
-                }
-                Err(StorageError::Conflict { .. }) if requested_rv.is_empty() => continue,
-                Err(e) => return Err(ApiError::from_storage(e, h.info.group, h.info.plural, name)),
-            }
+            graceful = true;
         }
+        self.admit_delete(h, namespace, name, &old, opts).await?;
+        h.strategy.begin_delete(&mut obj);
+        let held = h.strategy.delete_held(&obj);
+        let pending_finalizers = !finalizers(&obj).is_empty();
+        if graceful || held || pending_finalizers {
+            let m = meta_mut(&mut obj)?;
+            if !m.contains_key("deletionTimestamp") {
+                m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+                if pending_finalizers {
+                    m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                }
+            }
+            m.remove("resourceVersion");
+            return Ok(DeletePlan::Write(obj));
+        }
+        Ok(DeletePlan::Remove(old))
     }
 }
 
