@@ -68,6 +68,7 @@ pub async fn run(client: Client, pods: Informer<Pod>, opts: Options) -> anyhow::
     nodes.wait_until_ready().await;
     leases.wait_until_ready().await;
     let mut health: HashMap<String, Health> = HashMap::new();
+    let mut missing: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(
         opts.monitor_period
             .min(Duration::from_secs(1))
@@ -86,7 +87,7 @@ pub async fn run(client: Client, pods: Informer<Pod>, opts: Options) -> anyhow::
         if let Err(e) = evict_tainted(&client, &node_list, &all_pods).await {
             tracing::debug!(error = %e, "taint eviction");
         }
-        if let Err(e) = pod_gc(&client, &node_list, &all_pods, &opts).await {
+        if let Err(e) = pod_gc(&client, &node_list, &all_pods, &opts, &mut missing).await {
             tracing::debug!(error = %e, "pod gc");
         }
     }
@@ -136,7 +137,8 @@ async fn monitor_node(
         let mut updated = node.clone();
         let st = updated.status.get_or_insert_with(Default::default);
         let conds = st.conditions.get_or_insert_with(Vec::new);
-        if !conds.iter().any(|c| c.type_ == "Ready") {
+        let never = !conds.iter().any(|c| c.type_ == "Ready");
+        if never {
             conds.push(NodeCondition {
                 type_: "Ready".into(),
                 ..Default::default()
@@ -147,8 +149,17 @@ async fn monitor_node(
                 c.last_transition_time = Some(Time(now));
             }
             c.status = "Unknown".into();
-            c.reason = Some("NodeStatusUnknown".into());
-            c.message = Some("Kubelet stopped posting node status.".into());
+            // upstream: "NodeStatusNeverUpdated" for a node that never reported.
+            let (reason, message) = if never {
+                (
+                    "NodeStatusNeverUpdated",
+                    "Kubelet never posted node status.",
+                )
+            } else {
+                ("NodeStatusUnknown", "Kubelet stopped posting node status.")
+            };
+            c.reason = Some(reason.into());
+            c.message = Some(message.into());
         }
         tracing::info!(node = %name, "node stopped posting status: Ready=Unknown");
         match api
@@ -343,18 +354,29 @@ async fn evict_tainted(
     Ok(())
 }
 
+/// upstream `quarantineTime`: a node must be missing this long before its pods are orphans
+/// (the node informer may simply not have seen a new node yet).
+const QUARANTINE: Duration = Duration::from_secs(40);
+
 async fn pod_gc(
     client: &Client,
     nodes: &[Arc<Node>],
     pods: &[Arc<Pod>],
     opts: &Options,
+    missing: &mut HashMap<String, Instant>,
 ) -> Result<(), kube::Error> {
-    // Orphans: bound to a node that does not exist.
+    // Orphans: bound to a node that has been missing for the quarantine time.
+    missing.retain(|n, _| !nodes.iter().any(|x| x.name_any() == *n));
     for pod in pods {
         let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()) else {
             continue;
         };
-        if !nodes.iter().any(|n| n.name_any() == *node) && !nodes.is_empty() {
+        if nodes.iter().any(|n| n.name_any() == *node) || pod.metadata.deletion_timestamp.is_some()
+        {
+            continue;
+        }
+        let since = *missing.entry(node.clone()).or_insert_with(Instant::now);
+        if since.elapsed() >= QUARANTINE {
             tracing::info!(pod = %pod.name_any(), node = %node, "pod gc: node gone");
             mark_disruption_and_delete(
                 client,

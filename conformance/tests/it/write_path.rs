@@ -296,9 +296,16 @@ async fn generate_name_with_multibyte_character_at_the_cut() {
     )
     .await;
     assert_eq!(code, 422, "{body}");
-    assert_eq!(body["details"]["causes"][0]["field"], "metadata.generateName", "{body}");
+    assert_eq!(
+        body["details"]["causes"][0]["field"], "metadata.generateName",
+        "{body}"
+    );
     let name = body["details"]["name"].as_str().unwrap_or_default();
-    assert_eq!(name.len(), 62, "the generated name keeps 57 bytes + 5: {name}");
+    assert_eq!(
+        name.len(),
+        62,
+        "the generated name keeps 57 bytes + 5: {name}"
+    );
 
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"generateName": "b".repeat(70)}});
