@@ -73,6 +73,37 @@ struct ControllersArgs {
     /// The kubeconfig to reach the API server with (default: kube-rs inference).
     #[arg(long)]
     kubeconfig: Option<std::path::PathBuf>,
+    /// CA bundle published in every namespace as the `kube-root-ca.crt` ConfigMap (default: the
+    /// kubeconfig's cluster CA).
+    #[arg(long)]
+    root_ca_file: Option<std::path::PathBuf>,
+    /// Run only while holding the leader lease (several copies can run safely).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// How long a lease not renewed stays valid for other candidates.
+    #[arg(long, default_value = "15s", value_parser = ferrokube_controllers::leader::parse_duration)]
+    leader_elect_lease_duration: std::time::Duration,
+    /// How long the leader keeps trying to renew before it stops acting.
+    #[arg(long, default_value = "10s", value_parser = ferrokube_controllers::leader::parse_duration)]
+    leader_elect_renew_deadline: std::time::Duration,
+    /// How often candidates try to acquire and the leader renews.
+    #[arg(long, default_value = "2s", value_parser = ferrokube_controllers::leader::parse_duration)]
+    leader_elect_retry_period: std::time::Duration,
+    /// The namespace of the leader Lease.
+    #[arg(long, default_value = "kube-system")]
+    leader_elect_resource_namespace: String,
+    /// The name of the leader Lease.
+    #[arg(long, default_value = "kube-controller-manager")]
+    leader_elect_resource_name: String,
+    /// How long a node may go without renewing its lease before it is marked unreachable.
+    #[arg(long, default_value = "40s", value_parser = ferrokube_controllers::leader::parse_duration)]
+    node_monitor_grace_period: std::time::Duration,
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = ferrokube_controllers::leader::parse_duration)]
+    node_monitor_period: std::time::Duration,
+    /// Terminated pods kept before the oldest are deleted.
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
 }
 
 /// Issues a component kubeconfig off the runtime's worker threads.
@@ -278,6 +309,22 @@ fn main() -> std::process::ExitCode {
             .and_then(|rt| rt.block_on(ferrokube_apiserver::run(opts))),
         Command::Controllers(args) => ferrokube_controllers::run(ferrokube_controllers::Options {
             kubeconfig: args.kubeconfig,
+            root_ca_file: args.root_ca_file,
+            leader_election: args
+                .leader_elect
+                .then(|| ferrokube_controllers::leader::Config {
+                    namespace: args.leader_elect_resource_namespace,
+                    name: args.leader_elect_resource_name,
+                    lease_duration: args.leader_elect_lease_duration,
+                    renew_deadline: args.leader_elect_renew_deadline,
+                    retry_period: args.leader_elect_retry_period,
+                    identity: ferrokube_controllers::leader::default_identity(),
+                }),
+            node_lifecycle: ferrokube_controllers::nodelifecycle::Options {
+                grace_period: args.node_monitor_grace_period,
+                monitor_period: args.node_monitor_period,
+                terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+            },
         }),
         Command::NodeAgent(opts) => ferrokube_node_agent::run(opts),
         Command::Kubeconfig(args) => {

@@ -21,7 +21,9 @@
 //! RBAC/ABAC/webhook authorization, CSR signing, service-account tokens, component identities), `abuse` (hostile clients: slow, unauthenticated, oversized,
 //! max-in-flight, a dying storage writer), `files` (modes of the data files, certificate renewal),
 //! `wire` (trailing newlines, DELETE answers, decode errors); `rawtls` holds their raw TLS/HTTP
-//! helpers.
+//! helpers, `workloads` (ServiceAccount/root CA, ReplicaSet/RC, Deployment rollouts, PDB
+//! status, EndpointSlices, node lifecycle, leader election), `jobs` (Job and TTL-after-finished
+//! controllers).
 
 mod abuse;
 mod abuse_parsers;
@@ -34,6 +36,7 @@ mod durability;
 mod etcd_ha;
 mod files;
 mod helm;
+mod jobs;
 mod kube_rs;
 mod kubectl_crud;
 mod kubectl_list;
