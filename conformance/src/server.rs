@@ -121,15 +121,6 @@ impl TestServer {
         }
     }
 
-    /// Starts a server with extra `server` flags (e.g. `--nodes=3 --runtime=simulated`); panics
-    /// with the server log on failure.
-    pub fn start_with_args(args: &[&str]) -> TestServer {
-        Self::start_with(ServerSpec {
-            extra_args: args.iter().map(|a| a.to_string()).collect(),
-            ..ServerSpec::default()
-        })
-    }
-
     /// Starts a server as `spec` says and waits until it is ready.
     pub fn try_start_with(spec: ServerSpec) -> Result<TestServer, HarnessError> {
         ensure_kubectl_version();
