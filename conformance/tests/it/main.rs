@@ -50,4 +50,5 @@ mod util;
 mod validation;
 mod versions;
 mod wire;
+mod workloads;
 mod write_path;
