@@ -54,6 +54,10 @@ struct ServerArgs {
     nodes: usize,
     #[command(flatten)]
     node: ferrokube_node_agent::NodeOptions,
+    /// Controllers to run in-process (kube-controller-manager's --controllers: `*` for all,
+    /// `-name` to turn one off).
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    controllers: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -73,6 +77,9 @@ struct ControllersArgs {
     /// The kubeconfig to reach the API server with (default: kube-rs inference).
     #[arg(long)]
     kubeconfig: Option<std::path::PathBuf>,
+    /// Controllers to run (`*` for all, `-name` to turn one off), as kube-controller-manager.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    controllers: Vec<String>,
     /// CA bundle published in every namespace as the `kube-root-ca.crt` ConfigMap (default: the
     /// kubeconfig's cluster CA).
     #[arg(long)]
@@ -214,7 +221,10 @@ fn start_scheduler_and_nodes(
 
 /// `ferrokube server`: once the API server listens, the controllers start in-process and reach
 /// it over HTTPS with a client certificate issued for system:kube-controller-manager.
-fn start_controllers(info: ferrokube_apiserver::ListeningInfo) {
+fn start_controllers(
+    info: ferrokube_apiserver::ListeningInfo,
+    selection: ferrokube_controllers::Selection,
+) {
     tokio::spawn(async move {
         let issued = tokio::task::spawn_blocking(move || {
             ferrokube_apiserver::certs::component_kubeconfig(
@@ -246,7 +256,7 @@ fn start_controllers(info: ferrokube_apiserver::ListeningInfo) {
                 }
             };
         tokio::select! {
-            r = ferrokube_controllers::run_with_kubeconfig(&yaml) => {
+            r = ferrokube_controllers::run_with_kubeconfig(&yaml, selection) => {
                 if let Err(e) = r {
                     tracing::error!(error = format!("{e:#}"), "controllers stopped");
                 }
@@ -282,6 +292,7 @@ fn main() -> std::process::ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|rt| {
                 let (nodes, node_opts) = (args.nodes, args.node);
+                let selection = ferrokube_controllers::Selection::parse(&args.controllers)?;
                 if nodes > 0 && node_opts.runtime.is_none() {
                     anyhow::bail!(
                         "--nodes needs a runtime for its nodes: pass --runtime=simulated"
@@ -295,7 +306,7 @@ fn main() -> std::process::ExitCode {
                             data_dir: info.data_dir.clone(),
                         };
                         start_scheduler_and_nodes(copy, nodes, node_opts);
-                        start_controllers(info);
+                        start_controllers(info, selection);
                     },
                 ));
                 // In-process controllers may still be retrying: do not wait for them.
@@ -307,7 +318,9 @@ fn main() -> std::process::ExitCode {
             .build()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(ferrokube_apiserver::run(opts))),
-        Command::Controllers(args) => ferrokube_controllers::run(ferrokube_controllers::Options {
+        Command::Controllers(args) => ferrokube_controllers::Selection::parse(&args.controllers)
+            .and_then(|controllers| ferrokube_controllers::run(ferrokube_controllers::Options {
+            controllers,
             kubeconfig: args.kubeconfig,
             root_ca_file: args.root_ca_file,
             leader_election: args
@@ -325,7 +338,7 @@ fn main() -> std::process::ExitCode {
                 monitor_period: args.node_monitor_period,
                 terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
             },
-        }),
+        })),
         Command::NodeAgent(opts) => ferrokube_node_agent::run(opts),
         Command::Kubeconfig(args) => {
             let dir = args.server.data_dir();

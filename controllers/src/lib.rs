@@ -50,6 +50,66 @@ pub struct Options {
     pub leader_election: Option<leader::Config>,
     /// Node lifecycle and pod GC settings.
     pub node_lifecycle: nodelifecycle::Options,
+    /// `--controllers`: which controllers run (kube-controller-manager's syntax).
+    pub controllers: Selection,
+}
+
+/// kube-controller-manager's `--controllers`: a list of controller names, `*` for every
+/// controller, `-name` to turn one off (`*,-job-controller`). The default is `*`.
+#[derive(Clone, Debug)]
+pub struct Selection(Vec<String>);
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection(vec!["*".into()])
+    }
+}
+
+impl Selection {
+    /// The controllers that may be named.
+    pub const KNOWN: &'static [&'static str] = &[
+        "garbage-collector-controller",
+        "namespace-controller",
+        "serviceaccount-controller",
+        "root-ca-certificate-publisher-controller",
+        "replicaset-controller",
+        "deployment-controller",
+        "replicationcontroller-controller",
+        "job-controller",
+        "ttl-after-finished-controller",
+        "endpointslice-controller",
+        "node-lifecycle-controller",
+        "disruption-controller",
+    ];
+
+    /// Parses the flag's values; an unknown name is an error, as upstream.
+    pub fn parse(items: &[String]) -> anyhow::Result<Self> {
+        for i in items {
+            let name = i.strip_prefix('-').unwrap_or(i);
+            if name != "*" && !Self::KNOWN.contains(&name) {
+                anyhow::bail!(
+                    "\"{name}\" is not in the list of known controllers: {}",
+                    Self::KNOWN.join(", ")
+                );
+            }
+        }
+        Ok(Selection(items.to_vec()))
+    }
+
+    /// Whether `name` runs (upstream `IsControllerEnabled`).
+    pub fn enabled(&self, name: &str) -> bool {
+        let mut star = false;
+        for i in &self.0 {
+            if i == name {
+                return true;
+            }
+            if i.strip_prefix('-') == Some(name) {
+                return false;
+            }
+            star |= i == "*";
+        }
+        star
+    }
 }
 
 /// Entry point of `ferrokube controllers`: runs every controller until SIGTERM / Ctrl-C.
@@ -80,7 +140,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         // server` starts it separately as system:kube-scheduler.
         let sched_client = kube::Client::try_from(config.clone())?;
         tokio::select! {
-            r = run_with_config(config, ca, opts.leader_election.clone(), opts.node_lifecycle.clone()) => r,
+            r = run_with_config(config, ca, opts.leader_election.clone(), opts.node_lifecycle.clone(), opts.controllers.clone()) => r,
             r = scheduler::run(sched_client) => r.context("scheduler"),
             _ = term.recv() => Ok(()),
             _ = tokio::signal::ctrl_c() => Ok(()),
@@ -114,7 +174,7 @@ fn kubeconfig_ca(kc: &Kubeconfig) -> Option<String> {
 }
 
 /// Runs the controllers in the caller's runtime from a kubeconfig document (in-process start).
-pub async fn run_with_kubeconfig(yaml: &str) -> anyhow::Result<()> {
+pub async fn run_with_kubeconfig(yaml: &str, selection: Selection) -> anyhow::Result<()> {
     let kc = Kubeconfig::from_yaml(yaml).context("parsing the controller kubeconfig")?;
     let ca = kubeconfig_ca(&kc);
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
@@ -123,6 +183,7 @@ pub async fn run_with_kubeconfig(yaml: &str) -> anyhow::Result<()> {
         ca,
         Some(leader::Config::default()),
         nodelifecycle::Options::default(),
+        selection,
     )
     .await
 }
@@ -150,17 +211,23 @@ pub async fn run_with_config(
     root_ca: Option<String>,
     leader: Option<leader::Config>,
     nodes: nodelifecycle::Options,
+    selection: Selection,
 ) -> anyhow::Result<()> {
     match leader {
         Some(cfg) => {
             let client = client_for(&config, "leader-election")?;
             tracing::info!(lease = %format!("{}/{}", cfg.namespace, cfg.name), identity = %cfg.identity, "attempting to acquire leader lease");
             leader::run_elected(client, cfg, || {
-                run_controllers(config.clone(), root_ca.clone(), nodes.clone())
+                run_controllers(
+                    config.clone(),
+                    root_ca.clone(),
+                    nodes.clone(),
+                    selection.clone(),
+                )
             })
             .await
         }
-        None => run_controllers(config, root_ca, nodes).await,
+        None => run_controllers(config, root_ca, nodes, selection).await,
     }
 }
 
@@ -170,8 +237,10 @@ async fn run_controllers(
     config: kube::Config,
     root_ca: Option<String>,
     nodes: nodelifecycle::Options,
+    selection: Selection,
 ) -> anyhow::Result<()> {
-    tracing::info!("controller-manager starting");
+    tracing::info!(controllers = ?selection, "controller-manager starting");
+    let on = |name: &str| selection.enabled(name);
     let informer_client = client_for(&config, "shared-informers")?;
     let pods = Informer::<Pod>::spawn(kube::Api::all(informer_client.clone()));
     let replicasets = Informer::<ReplicaSet>::spawn(kube::Api::all(informer_client));
@@ -187,17 +256,21 @@ async fn run_controllers(
         }
     };
     tokio::select! {
-        r = gc::run(client_for(&config, "garbage-collector")?) => r.context("garbage collector"),
-        r = namespace::run(client_for(&config, "namespace-controller")?) => r.context("namespace controller"),
-        r = serviceaccount::run(client_for(&config, "service-account-controller")?) => r.context("serviceaccount controller"),
-        r = root_ca_publisher => r.context("root-ca-cert-publisher"),
-        r = replicaset::run_replicasets(client_for(&config, "replicaset-controller")?, pods.clone(), replicasets.clone()) => r.context("replicaset controller"),
-        r = deployment::run(client_for(&config, "deployment-controller")?, pods.clone(), replicasets.clone()) => r.context("deployment controller"),
-        r = replicaset::run_replication_controllers(client_for(&config, "replication-controller")?, pods.clone()) => r.context("replication controller"),
-        r = job::run(client_for(&config, "job-controller")?, pods.clone()) => r.context("job controller"),
-        r = job::ttl::run(client_for(&config, "ttl-after-finished-controller")?) => r.context("ttl-after-finished controller"),
-        r = endpointslice::run(client_for(&config, "endpointslice-controller")?, pods.clone()) => r.context("endpointslice controller"),
-        r = nodelifecycle::run(client_for(&config, "node-lifecycle-controller")?, pods.clone(), nodes) => r.context("node lifecycle controller"),
-        r = disruption::run(client_for(&config, "disruption-controller")?, pods.clone()) => r.context("disruption controller"),
+        r = gc::run(client_for(&config, "garbage-collector")?), if on("garbage-collector-controller") => r.context("garbage collector"),
+        r = namespace::run(client_for(&config, "namespace-controller")?), if on("namespace-controller") => r.context("namespace controller"),
+        r = serviceaccount::run(client_for(&config, "service-account-controller")?), if on("serviceaccount-controller") => r.context("serviceaccount controller"),
+        r = root_ca_publisher, if on("root-ca-certificate-publisher-controller") => r.context("root-ca-cert-publisher"),
+        r = replicaset::run_replicasets(client_for(&config, "replicaset-controller")?, pods.clone(), replicasets.clone()), if on("replicaset-controller") => r.context("replicaset controller"),
+        r = deployment::run(client_for(&config, "deployment-controller")?, pods.clone(), replicasets.clone()), if on("deployment-controller") => r.context("deployment controller"),
+        r = replicaset::run_replication_controllers(client_for(&config, "replication-controller")?, pods.clone()), if on("replicationcontroller-controller") => r.context("replication controller"),
+        r = job::run(client_for(&config, "job-controller")?, pods.clone()), if on("job-controller") => r.context("job controller"),
+        r = job::ttl::run(client_for(&config, "ttl-after-finished-controller")?), if on("ttl-after-finished-controller") => r.context("ttl-after-finished controller"),
+        r = endpointslice::run(client_for(&config, "endpointslice-controller")?, pods.clone()), if on("endpointslice-controller") => r.context("endpointslice controller"),
+        r = nodelifecycle::run(client_for(&config, "node-lifecycle-controller")?, pods.clone(), nodes), if on("node-lifecycle-controller") => r.context("node lifecycle controller"),
+        r = disruption::run(client_for(&config, "disruption-controller")?, pods.clone()), if on("disruption-controller") => r.context("disruption controller"),
+        else => {
+            tracing::info!("no controller enabled");
+            std::future::pending().await
+        }
     }
 }

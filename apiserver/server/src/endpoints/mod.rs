@@ -206,6 +206,11 @@ impl Scope {
             }
             r => r?,
         };
+        // Subresources with a kind of their own (TokenRequest, Binding, Eviction, Scale) are
+        // checked by their handlers.
+        if !matches!(self.info.subresource.as_str(), "" | "status" | "finalize") {
+            return Ok(obj);
+        }
         let all: Vec<&ferrokube_machinery::resources::ResourceInfo> =
             self.state.registry.all().iter().map(|h| &h.info).collect();
         match decode_error::wrong_kind(info, &all, &obj) {
