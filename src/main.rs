@@ -319,26 +319,28 @@ fn main() -> std::process::ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(ferrokube_apiserver::run(opts))),
         Command::Controllers(args) => ferrokube_controllers::Selection::parse(&args.controllers)
-            .and_then(|controllers| ferrokube_controllers::run(ferrokube_controllers::Options {
-            controllers,
-            kubeconfig: args.kubeconfig,
-            root_ca_file: args.root_ca_file,
-            leader_election: args
-                .leader_elect
-                .then(|| ferrokube_controllers::leader::Config {
-                    namespace: args.leader_elect_resource_namespace,
-                    name: args.leader_elect_resource_name,
-                    lease_duration: args.leader_elect_lease_duration,
-                    renew_deadline: args.leader_elect_renew_deadline,
-                    retry_period: args.leader_elect_retry_period,
-                    identity: ferrokube_controllers::leader::default_identity(),
-                }),
-            node_lifecycle: ferrokube_controllers::nodelifecycle::Options {
-                grace_period: args.node_monitor_grace_period,
-                monitor_period: args.node_monitor_period,
-                terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
-            },
-        })),
+            .and_then(|controllers| {
+                ferrokube_controllers::run(ferrokube_controllers::Options {
+                    controllers,
+                    kubeconfig: args.kubeconfig,
+                    root_ca_file: args.root_ca_file,
+                    leader_election: args.leader_elect.then(|| {
+                        ferrokube_controllers::leader::Config {
+                            namespace: args.leader_elect_resource_namespace,
+                            name: args.leader_elect_resource_name,
+                            lease_duration: args.leader_elect_lease_duration,
+                            renew_deadline: args.leader_elect_renew_deadline,
+                            retry_period: args.leader_elect_retry_period,
+                            identity: ferrokube_controllers::leader::default_identity(),
+                        }
+                    }),
+                    node_lifecycle: ferrokube_controllers::nodelifecycle::Options {
+                        grace_period: args.node_monitor_grace_period,
+                        monitor_period: args.node_monitor_period,
+                        terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+                    },
+                })
+            }),
         Command::NodeAgent(opts) => ferrokube_node_agent::run(opts),
         Command::Kubeconfig(args) => {
             let dir = args.server.data_dir();

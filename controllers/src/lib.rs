@@ -21,11 +21,11 @@ pub mod informer;
 pub mod job;
 pub mod leader;
 pub mod namespace;
-pub mod scheduler;
 pub mod nodelifecycle;
 pub mod podutil;
 pub mod replicaset;
 pub mod rootca;
+pub mod scheduler;
 pub mod serviceaccount;
 
 use std::path::PathBuf;

@@ -10,8 +10,8 @@
 //! maps every error to a `Status` in one place ([`error`]).
 
 pub mod admission;
-pub mod backend;
 pub mod auth;
+pub mod backend;
 pub mod certs;
 pub mod discovery;
 pub mod endpoints;

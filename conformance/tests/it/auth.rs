@@ -267,7 +267,8 @@ fn token_file_user_pod_reader_scenario() {
     let dir = scratch("token");
     let tokens = dir.join("tokens.csv");
     std::fs::write(&tokens, "bob-secret-token,bob,1001,\"devs,ops\"\n").expect("tokens");
-    let server = TestServer::start_with_args(&["--token-auth-file", tokens.to_str().expect("path")]);
+    let server =
+        TestServer::start_with_args(&["--token-auth-file", tokens.to_str().expect("path")]);
     seed_lfs158(&server);
     let bob = token_kubeconfig(&server, &dir, "bob", "bob-secret-token");
     let who = stdout(&kc(&server, &bob, &["auth", "whoami", "-o", "json"]));
