@@ -117,6 +117,18 @@ fn assert_matches_upstream(what: &str, fixture_name: &str, got: &str) {
             if let Some(m) = v.as_object_mut() {
                 m.remove("status");
             }
+            // The deployment controller's revision annotation, written at its own pace too.
+            if let Some(a) = v
+                .pointer_mut("/metadata/annotations")
+                .and_then(Value::as_object_mut)
+            {
+                a.remove("deployment.kubernetes.io/revision");
+                if a.is_empty()
+                    && let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut)
+                {
+                    m.remove("annotations");
+                }
+            }
         }
     }
     let mut diffs = Vec::new();
