@@ -3,14 +3,14 @@
 //! (1 and 32 clients) and a list of N configmaps, with the etcd/embedded ratio of each.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 
-use crate::{cm, load, ms, report, start_etcd, start_ferrokube};
+use crate::{cm, load, median_list_time, ms, report, start_etcd, start_ferrokube};
 
 /// (create 1, create 32, get 1, get 32, list) for one server.
 async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(String, f64)>> {
@@ -57,24 +57,15 @@ async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(Stri
     })
     .await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-public");
-    let mut lists = Vec::new();
-    for _ in 0..5 {
-        let t = Instant::now();
-        let l = api.list(&ListParams::default()).await?;
-        lists.push(t.elapsed());
-        if l.items.len() != n {
-            bail!("list returned {} items, want {n}", l.items.len());
-        }
-    }
-    lists.sort();
+    let median = median_list_time(&api, n).await?;
     println!(
         "{:<44} {}",
         format!("{label} list of {n} (median of 5)"),
-        ms(lists[2])
+        ms(median)
     );
     out.push((
         format!("lists of {n} per second"),
-        1.0 / lists[2].as_secs_f64(),
+        1.0 / median.as_secs_f64(),
     ));
     Ok(out)
 }

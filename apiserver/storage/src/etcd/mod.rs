@@ -501,6 +501,21 @@ fn single_range(resp: &etcd_client::TxnResponse) -> Option<etcd_client::KeyValue
     })
 }
 
+/// The error of an update or delete whose compare failed: the `else` branch read the key, so
+/// its absence is NotFound and its presence a Conflict at its current revision.
+fn failed_compare(resp: &etcd_client::TxnResponse, key: &str, expected: Revision) -> StorageError {
+    match single_range(resp) {
+        None => StorageError::NotFound {
+            key: key.to_owned(),
+        },
+        Some(current) => StorageError::Conflict {
+            key: key.to_owned(),
+            expected,
+            current: current.mod_revision(),
+        },
+    }
+}
+
 #[async_trait::async_trait]
 impl Storage for EtcdStore {
     async fn current_revision(&self) -> Result<Revision> {
@@ -631,16 +646,7 @@ impl Storage for EtcdStore {
             .or_else([TxnOp::get(k, Some(GetOptions::new().with_keys_only()))]);
         let resp = self.txn(txn).await?;
         if !resp.succeeded() {
-            return Err(match single_range(&resp) {
-                None => StorageError::NotFound {
-                    key: key.to_owned(),
-                },
-                Some(current) => StorageError::Conflict {
-                    key: key.to_owned(),
-                    expected: expected_mod_revision,
-                    current: current.mod_revision(),
-                },
-            });
+            return Err(failed_compare(&resp, key, expected_mod_revision));
         }
         let rev = header_revision(resp.header())?;
         let create_revision = resp
@@ -674,16 +680,11 @@ impl Storage for EtcdStore {
             .or_else([TxnOp::get(k, Some(GetOptions::new().with_keys_only()))]);
         let resp = self.txn(txn).await?;
         if !resp.succeeded() {
-            return Err(match single_range(&resp) {
-                None => StorageError::NotFound {
-                    key: key.to_owned(),
-                },
-                Some(current) => StorageError::Conflict {
-                    key: key.to_owned(),
-                    expected: expected_mod_revision.unwrap_or(0),
-                    current: current.mod_revision(),
-                },
-            });
+            return Err(failed_compare(
+                &resp,
+                key,
+                expected_mod_revision.unwrap_or(0),
+            ));
         }
         let rev = header_revision(resp.header())?;
         let prev = resp
