@@ -1,24 +1,115 @@
-//! ferrokube controller-manager: the garbage collector and the namespace controller.
+//! ferrokube controller-manager: the garbage collector, the namespace, ServiceAccount,
+//! root-CA publisher, ReplicaSet, ReplicationController and Deployment controllers.
 //!
 //! Controllers talk to the API server only over HTTPS with the `kube` crate (DESIGN invariant 7),
 //! like upstream's kube-controller-manager: `ferrokube controllers --kubeconfig F` runs them as
 //! their own process, and `ferrokube server` starts them in-process with a client certificate it
-//! issues for `system:kube-controller-manager`.
+//! issues for `system:kube-controller-manager`. Each controller has its own `kube::Client` with
+//! the user agent `kube-controller-manager/<controller>`, so identities can be split later.
+//! Kinds several controllers read (pods, ReplicaSets) come from one shared [`informer`].
+//!
+//! Start reading at [`run_with_config`].
 
+pub mod deployment;
 pub mod discovery;
+pub mod disruption;
+pub mod endpointslice;
+pub mod events;
+pub mod expectations;
 pub mod gc;
+pub mod informer;
+pub mod job;
+pub mod leader;
 pub mod namespace;
+pub mod nodelifecycle;
+pub mod podutil;
+pub mod replicaset;
+pub mod rootca;
+pub mod scheduler;
+pub mod serviceaccount;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
+use base64::Engine;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::informer::Informer;
 
 /// Options of `ferrokube controllers`.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// The kubeconfig to reach the API server with (else the usual kube-rs inference).
     pub kubeconfig: Option<PathBuf>,
+    /// `--root-ca-file`: the CA bundle published as `kube-root-ca.crt` (default: the CA of the
+    /// kubeconfig's cluster).
+    pub root_ca_file: Option<PathBuf>,
+    /// Leader election (`--leader-elect`, on by default); None runs without it.
+    pub leader_election: Option<leader::Config>,
+    /// Node lifecycle and pod GC settings.
+    pub node_lifecycle: nodelifecycle::Options,
+    /// `--controllers`: which controllers run (kube-controller-manager's syntax).
+    pub controllers: Selection,
+}
+
+/// kube-controller-manager's `--controllers`: a list of controller names, `*` for every
+/// controller, `-name` to turn one off (`*,-job-controller`). The default is `*`.
+#[derive(Clone, Debug)]
+pub struct Selection(Vec<String>);
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection(vec!["*".into()])
+    }
+}
+
+impl Selection {
+    /// The controllers that may be named.
+    pub const KNOWN: &'static [&'static str] = &[
+        "garbage-collector-controller",
+        "namespace-controller",
+        "serviceaccount-controller",
+        "root-ca-certificate-publisher-controller",
+        "replicaset-controller",
+        "deployment-controller",
+        "replicationcontroller-controller",
+        "job-controller",
+        "ttl-after-finished-controller",
+        "endpointslice-controller",
+        "node-lifecycle-controller",
+        "disruption-controller",
+    ];
+
+    /// Parses the flag's values; an unknown name is an error, as upstream.
+    pub fn parse(items: &[String]) -> anyhow::Result<Self> {
+        for i in items {
+            let name = i.strip_prefix('-').unwrap_or(i);
+            if name != "*" && !Self::KNOWN.contains(&name) {
+                anyhow::bail!(
+                    "\"{name}\" is not in the list of known controllers: {}",
+                    Self::KNOWN.join(", ")
+                );
+            }
+        }
+        Ok(Selection(items.to_vec()))
+    }
+
+    /// Whether `name` runs (upstream `IsControllerEnabled`).
+    pub fn enabled(&self, name: &str) -> bool {
+        let mut star = false;
+        for i in &self.0 {
+            if i == name {
+                return true;
+            }
+            if i.strip_prefix('-') == Some(name) {
+                return false;
+            }
+            star |= i == "*";
+        }
+        star
+    }
 }
 
 /// Entry point of `ferrokube controllers`: runs every controller until SIGTERM / Ctrl-C.
@@ -27,36 +118,159 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let config = match &opts.kubeconfig {
+        let (config, kc_ca) = match &opts.kubeconfig {
             Some(path) => {
                 let kc = Kubeconfig::read_from(path)
                     .with_context(|| format!("reading {}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
+                let ca = kubeconfig_ca(&kc);
+                let config =
+                    kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+                (config, ca)
             }
-            None => kube::Config::infer().await?,
+            None => (kube::Config::infer().await?, None),
+        };
+        let ca = match &opts.root_ca_file {
+            Some(f) => Some(
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+            ),
+            None => kc_ca,
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // The standalone process also runs the scheduler (with the same identity); `ferrokube
+        // server` starts it separately as system:kube-scheduler.
+        let sched_client = kube::Client::try_from(config.clone())?;
         tokio::select! {
-            r = run_with_config(config) => r,
+            r = run_with_config(config, ca, opts.leader_election.clone(), opts.node_lifecycle.clone(), opts.controllers.clone()) => r,
+            r = scheduler::run(sched_client) => r.context("scheduler"),
             _ = term.recv() => Ok(()),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
     })
 }
 
-/// Runs the controllers in the caller's runtime from a kubeconfig document (in-process start).
-pub async fn run_with_kubeconfig(yaml: &str) -> anyhow::Result<()> {
-    let kc = Kubeconfig::from_yaml(yaml).context("parsing the controller kubeconfig")?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-    run_with_config(config).await
+/// The PEM CA bundle of the kubeconfig's current cluster, if it carries one.
+fn kubeconfig_ca(kc: &Kubeconfig) -> Option<String> {
+    let ctx_name = kc.current_context.as_ref()?;
+    let ctx = kc
+        .contexts
+        .iter()
+        .find(|c| &c.name == ctx_name)?
+        .context
+        .as_ref()?;
+    let cluster = kc
+        .clusters
+        .iter()
+        .find(|c| c.name == ctx.cluster)?
+        .cluster
+        .as_ref()?;
+    if let Some(data) = &cluster.certificate_authority_data {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .ok()?;
+        return String::from_utf8(bytes).ok();
+    }
+    let path = cluster.certificate_authority.as_ref()?;
+    std::fs::read_to_string(path).ok()
 }
 
-/// Runs every controller with one client; returns when one of them fails for good.
-pub async fn run_with_config(config: kube::Config) -> anyhow::Result<()> {
-    let client = kube::Client::try_from(config)?;
-    tracing::info!("controller-manager starting: garbagecollector, namespace");
+/// Runs the controllers in the caller's runtime from a kubeconfig document (in-process start).
+pub async fn run_with_kubeconfig(yaml: &str, selection: Selection) -> anyhow::Result<()> {
+    let kc = Kubeconfig::from_yaml(yaml).context("parsing the controller kubeconfig")?;
+    let ca = kubeconfig_ca(&kc);
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    run_with_config(
+        config,
+        ca,
+        Some(leader::Config::default()),
+        nodelifecycle::Options::default(),
+        selection,
+    )
+    .await
+}
+
+/// Runs the scheduler in the caller's runtime from a kubeconfig document (in-process start as
+/// system:kube-scheduler).
+pub async fn run_scheduler_with_kubeconfig(yaml: &str) -> anyhow::Result<()> {
+    let kc = Kubeconfig::from_yaml(yaml).context("parsing the scheduler kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    scheduler::run(kube::Client::try_from(config)?).await
+}
+
+/// A client whose requests carry the user agent `kube-controller-manager/<name>`.
+pub fn client_for(config: &kube::Config, name: &str) -> anyhow::Result<kube::Client> {
+    let mut config = config.clone();
+    let ua = http::HeaderValue::from_str(&format!("kube-controller-manager/{name}"))?;
+    config.headers.push((http::header::USER_AGENT, ua));
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Runs every controller (while holding the leader lease when `leader` is set); returns when
+/// one of them fails for good.
+pub async fn run_with_config(
+    config: kube::Config,
+    root_ca: Option<String>,
+    leader: Option<leader::Config>,
+    nodes: nodelifecycle::Options,
+    selection: Selection,
+) -> anyhow::Result<()> {
+    match leader {
+        Some(cfg) => {
+            let client = client_for(&config, "leader-election")?;
+            tracing::info!(lease = %format!("{}/{}", cfg.namespace, cfg.name), identity = %cfg.identity, "attempting to acquire leader lease");
+            leader::run_elected(client, cfg, || {
+                run_controllers(
+                    config.clone(),
+                    root_ca.clone(),
+                    nodes.clone(),
+                    selection.clone(),
+                )
+            })
+            .await
+        }
+        None => run_controllers(config, root_ca, nodes, selection).await,
+    }
+}
+
+/// Runs every controller; returns when one of them fails for good. Dropping the future stops
+/// them all (informer tasks included).
+async fn run_controllers(
+    config: kube::Config,
+    root_ca: Option<String>,
+    nodes: nodelifecycle::Options,
+    selection: Selection,
+) -> anyhow::Result<()> {
+    tracing::info!(controllers = ?selection, "controller-manager starting");
+    let on = |name: &str| selection.enabled(name);
+    let informer_client = client_for(&config, "shared-informers")?;
+    let pods = Informer::<Pod>::spawn(kube::Api::all(informer_client.clone()));
+    let replicasets = Informer::<ReplicaSet>::spawn(kube::Api::all(informer_client));
+    pods.wait_until_ready().await;
+    replicasets.wait_until_ready().await;
+    let root_ca_publisher = async {
+        match root_ca {
+            Some(ca) => rootca::run(client_for(&config, "root-ca-cert-publisher")?, ca).await,
+            None => {
+                tracing::warn!("no CA bundle known: kube-root-ca.crt is not published");
+                std::future::pending().await
+            }
+        }
+    };
     tokio::select! {
-        r = gc::run(client.clone()) => r.context("garbage collector"),
-        r = namespace::run(client) => r.context("namespace controller"),
+        r = gc::run(client_for(&config, "garbage-collector")?), if on("garbage-collector-controller") => r.context("garbage collector"),
+        r = namespace::run(client_for(&config, "namespace-controller")?), if on("namespace-controller") => r.context("namespace controller"),
+        r = serviceaccount::run(client_for(&config, "service-account-controller")?), if on("serviceaccount-controller") => r.context("serviceaccount controller"),
+        r = root_ca_publisher, if on("root-ca-certificate-publisher-controller") => r.context("root-ca-cert-publisher"),
+        r = replicaset::run_replicasets(client_for(&config, "replicaset-controller")?, pods.clone(), replicasets.clone()), if on("replicaset-controller") => r.context("replicaset controller"),
+        r = deployment::run(client_for(&config, "deployment-controller")?, pods.clone(), replicasets.clone()), if on("deployment-controller") => r.context("deployment controller"),
+        r = replicaset::run_replication_controllers(client_for(&config, "replication-controller")?, pods.clone()), if on("replicationcontroller-controller") => r.context("replication controller"),
+        r = job::run(client_for(&config, "job-controller")?, pods.clone()), if on("job-controller") => r.context("job controller"),
+        r = job::ttl::run(client_for(&config, "ttl-after-finished-controller")?), if on("ttl-after-finished-controller") => r.context("ttl-after-finished controller"),
+        r = endpointslice::run(client_for(&config, "endpointslice-controller")?, pods.clone()), if on("endpointslice-controller") => r.context("endpointslice controller"),
+        r = nodelifecycle::run(client_for(&config, "node-lifecycle-controller")?, pods.clone(), nodes), if on("node-lifecycle-controller") => r.context("node lifecycle controller"),
+        r = disruption::run(client_for(&config, "disruption-controller")?, pods.clone()), if on("disruption-controller") => r.context("disruption controller"),
+        else => {
+            tracing::info!("no controller enabled");
+            std::future::pending().await
+        }
     }
 }

@@ -144,6 +144,11 @@ fn reusable(cert_path: &Path, key_path: &Path) -> Result<Option<(String, String)
     Ok(Some((cert, read(key_path)?)))
 }
 
+/// Writes a private file (mode 0600) atomically.
+pub fn write_private(path: &Path, contents: &str) -> Result<(), CertError> {
+    write(path, contents, true)
+}
+
 fn name(cn: &str, org: Option<&str>) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
@@ -257,8 +262,10 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
         &issuer,
     )?;
 
+    // The generated CA keeps signing the admin and component certificates (and approved
+    // CSRs); a user-supplied --client-ca-file adds trust anchors.
     let client_ca_pem = match &opts.client_ca_file {
-        Some(f) => read(f)?,
+        Some(f) => format!("{ca_cert_pem}\n{}", read(f)?),
         None => ca_cert_pem.clone(),
     };
     // The kubeconfig trusts whatever signs the serving certificate: the generated CA, or the
@@ -363,22 +370,30 @@ fn admin_kubeconfig(server: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -
 
 /// A kubeconfig for an in-process component (e.g. CN=system:kube-controller-manager): a client
 /// certificate signed by the generated CA (issued once, kept in `pki/<file>.crt|key`), trusting
-/// the serving certificate's CA. Fails when client certificates are verified against a
-/// user-supplied CA, which the server cannot sign for.
+/// the serving certificate's CA.
 pub fn component_kubeconfig(
     opts: &ServerOptions,
     dir: &Path,
     file: &str,
     cn: &str,
 ) -> Result<String, CertError> {
+    user_kubeconfig(opts, dir, file, cn, None)
+}
+
+/// [`component_kubeconfig`] with an organization (group), e.g. CN=`system:node:<name>`,
+/// O=`system:nodes` for node agents (upstream `kubeadm kubeconfig user --org`).
+pub fn user_kubeconfig(
+    opts: &ServerOptions,
+    dir: &Path,
+    file: &str,
+    cn: &str,
+    org: Option<&str>,
+) -> Result<String, CertError> {
     let pki_dir = dir.join("pki");
-    if let Some(f) = &opts.client_ca_file {
-        return Err(CertError::Empty(f.clone()));
-    }
     let ca_cert_pem = read(&pki_dir.join("ca.crt"))?;
     let ca_key = KeyPair::from_pem(&read(&pki_dir.join("ca.key"))?)?;
     let issuer = Issuer::new(ca_params(), ca_key);
-    let (cert_pem, key_pem) = client_cert(&pki_dir, file, cn, None, &issuer)?;
+    let (cert_pem, key_pem) = client_cert(&pki_dir, file, cn, org, &issuer)?;
     let server_ca_pem = match &opts.tls_cert_file {
         Some(f) => last_pem_block(&read(f)?).unwrap_or_else(|| ca_cert_pem.clone()),
         None => ca_cert_pem,

@@ -1,7 +1,8 @@
 //! The filter chain, composed in ONE function ([`build_chain`]) in upstream's order
 //! (`DefaultBuildHandlerChain`), outermost first:
 //! panic → 500 Status · request-id/tracing/metrics · RequestInfo · authentication ·
-//! max-in-flight (429) · authorization (fail closed) · timeout.
+//! authentication · impersonation · max-in-flight (429) · authorization (fail closed) ·
+//! timeout. The security filters delegate to [`crate::auth`].
 //! Each filter is an axum middleware layer; none knows about particular resources.
 
 use std::panic::AssertUnwindSafe;
@@ -18,6 +19,8 @@ use futures::FutureExt;
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 
+use crate::auth::authn::Authenticated;
+use crate::auth::{Attributes, Decision, forbidden_status, impersonation};
 use crate::error::status_response;
 use crate::metrics::RequestLabels;
 use crate::serve::PeerIdentity;
@@ -34,14 +37,17 @@ pub fn build_chain(router: Router, state: Arc<AppState>) -> Router {
             .layer(from_fn_with_state(state.clone(), observe))
             // RequestInfo, parsed once for everything below.
             .layer(from_fn(request_info))
-            // Authentication: 401 here, before anything keyed by the request is recorded.
-            .layer(from_fn(authenticate))
-            // (audit and impersonation go here, as upstream places them)
+            // Authentication (union of authenticators): 401 here; before it nothing keyed by
+            // the request is recorded.
+            .layer(from_fn_with_state(state.clone(), authenticate))
+            // (audit goes here, as upstream places it)
+            // Impersonation: Impersonate-* headers, each authorized with `impersonate`.
+            .layer(from_fn_with_state(state.clone(), impersonate))
             // Max-in-flight: after authentication (system:masters is exempt), before
             // authorization, like upstream's WithMaxInFlightLimit.
             .layer(from_fn_with_state(state.clone(), max_in_flight))
-            // Authorization: union of authorizers, fail closed.
-            .layer(from_fn(authorize))
+            // Authorization: the --authorization-mode union, fail closed.
+            .layer(from_fn_with_state(state.clone(), authorize))
             // Innermost: 504 after 60 s for requests that are not long-running.
             .layer(from_fn(timeout)),
     )
@@ -144,57 +150,51 @@ async fn request_info(mut req: Request, next: Next) -> Response {
     resp
 }
 
-/// Paths anyone may read without credentials (upstream's system:public-info-viewer).
-fn is_public(path: &str) -> bool {
-    ["/healthz", "/livez", "/readyz", "/version"]
-        .iter()
-        .any(|p| {
-            path == *p
-                || path
-                    .strip_prefix(p)
-                    .is_some_and(|rest| rest.starts_with('/'))
-        })
-}
-
-/// Marks a response to a request without an authenticated user (refused with 401, or anonymous
-/// on a public path): [`observe`] records it only in a bounded counter.
+/// Marks a response to a request without an authenticated user (refused with 401, or served
+/// as system:anonymous): [`observe`] records it only in a bounded counter.
 #[derive(Clone, Copy, Debug)]
 struct Anonymous;
 
-/// Authentication: the x509 client certificate verified at TLS accept. A request without one
-/// gets 401, except for the public health and version paths.
-async fn authenticate(req: Request, next: Next) -> Response {
-    let anonymous = req
-        .extensions()
-        .get::<PeerIdentity>()
-        .and_then(|p| p.0.as_ref())
-        .is_none();
-    let mut resp = authenticate_inner(req, next).await;
+/// Authentication: the union of authenticators (`auth::authn`). Credentials that fail give
+/// 401; no credentials at all give `system:anonymous` when `--anonymous-auth` allows it.
+async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let (mut resp, anonymous) = authenticate_inner(state, req, next).await;
     if anonymous {
         resp.extensions_mut().insert(Anonymous);
     }
     resp
 }
 
-async fn authenticate_inner(mut req: Request, next: Next) -> Response {
-    let user = req
+async fn authenticate_inner(
+    state: Arc<AppState>,
+    mut req: Request,
+    next: Next,
+) -> (Response, bool) {
+    let peer = req
         .extensions()
         .get::<PeerIdentity>()
         .and_then(|p| p.0.clone());
-    match user {
-        Some(u) => {
+    let outcome = state
+        .auth
+        .authn
+        .authenticate(&state, req.headers(), peer.as_deref())
+        .await;
+    let anonymous = match outcome {
+        Authenticated::User(u) => {
+            req.headers_mut().remove(http::header::AUTHORIZATION);
             req.extensions_mut().insert(u);
+            false
         }
-        None if is_public(req.uri().path()) => {
-            req.extensions_mut().insert(UserInfo {
-                username: "system:anonymous".into(),
-                uid: String::new(),
-                groups: vec!["system:unauthenticated".into()],
-            });
+        Authenticated::Anonymous(u) => {
+            req.headers_mut().remove(http::header::AUTHORIZATION);
+            req.extensions_mut().insert(u);
+            true
         }
-        None => return status_response(&Status::unauthorized("Unauthorized")),
-    }
-    next.run(req).await
+        Authenticated::Refused => {
+            return (status_response(&Status::unauthorized("Unauthorized")), true);
+        }
+    };
+    (next.run(req).await, anonymous)
 }
 
 /// Upstream's `user.SystemPrivilegedGroup`: never rate limited.
@@ -262,62 +262,44 @@ async fn max_in_flight(State(state): State<Arc<AppState>>, req: Request, next: N
     }
 }
 
-/// An authorizer's answer. There is no default: all NoOpinion means deny.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    Allow,
-    Deny,
-    NoOpinion,
-}
-
-/// Until RBAC lands the only authorizer allows every authenticated user.
-fn authorize_authenticated(user: &UserInfo, _info: &RequestInfo) -> Decision {
-    if user.groups.iter().any(|g| g == "system:authenticated") {
-        Decision::Allow
-    } else {
-        Decision::NoOpinion
-    }
-}
-
-/// The union of authorizers, failing closed.
-fn decide(user: &UserInfo, info: &RequestInfo) -> Decision {
-    let authorizers: [fn(&UserInfo, &RequestInfo) -> Decision; 1] = [authorize_authenticated];
-    for a in authorizers {
-        match a(user, info) {
-            Decision::NoOpinion => continue,
-            d => return d,
-        }
-    }
-    Decision::Deny
-}
-
-async fn authorize(req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    let allowed = match (
-        req.extensions().get::<UserInfo>(),
-        req.extensions().get::<RequestInfo>(),
-    ) {
-        (Some(u), Some(i)) => decide(u, i) == Decision::Allow || is_public(&path),
-        _ => false,
-    };
-    if allowed {
+/// Impersonation (`Impersonate-*` headers), each value authorized with the `impersonate` verb.
+async fn impersonate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    if !impersonation::requested(req.headers()) {
         return next.run(req).await;
     }
-    let user = req
-        .extensions()
-        .get::<UserInfo>()
-        .map(|u| u.username.clone())
-        .unwrap_or_default();
-    let mut s = Status::failure(
-        403,
-        "Forbidden",
-        format!(
-            "forbidden: User \"{user}\" cannot {} path \"{path}\"",
-            req.method().as_str().to_lowercase()
-        ),
-    );
-    s.details = None;
-    status_response(&s)
+    let Some(actor) = req.extensions().get::<UserInfo>().cloned() else {
+        return status_response(&Status::unauthorized("Unauthorized"));
+    };
+    match impersonation::impersonate(&state.auth.authz, &actor, req.headers()).await {
+        Ok(user) => {
+            impersonation::strip(req.headers_mut());
+            req.extensions_mut().insert(user);
+            next.run(req).await
+        }
+        Err(s) => status_response(&s),
+    }
+}
+
+/// Authorization: the `--authorization-mode` union, failing closed (403 with upstream's
+/// message; 500 when an authorizer could not evaluate and none allowed).
+async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let (Some(user), Some(info)) = (
+        req.extensions().get::<UserInfo>(),
+        req.extensions().get::<RequestInfo>(),
+    ) else {
+        return status_response(&Status::internal_error(
+            "request is missing user or request info",
+        ));
+    };
+    let attrs = Attributes::from_request(user, info);
+    let verdict = state.auth.authz.authorize(&attrs).await;
+    if verdict.decision == Decision::Allow {
+        return next.run(req).await;
+    }
+    if let Some(e) = verdict.error {
+        return status_response(&Status::internal_error(&e));
+    }
+    status_response(&forbidden_status(&attrs, &verdict.reason))
 }
 
 /// Long-running requests (watch and proxy verbs, streaming subresources: upstream's

@@ -10,6 +10,7 @@
 //! maps every error to a `Status` in one place ([`error`]).
 
 pub mod admission;
+pub mod auth;
 pub mod backend;
 pub mod certs;
 pub mod discovery;
@@ -37,18 +38,21 @@ use serde_json::json;
 use crate::registry::Registry;
 use crate::registry::store::GenericStore;
 
-/// The identity a request authenticated as.
-#[derive(Clone, Debug, Default)]
+/// The identity a request authenticated as (upstream `user.Info`).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct UserInfo {
     pub username: String,
     pub uid: String,
     pub groups: Vec<String>,
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Shared state of a running API server.
 pub struct AppState {
     pub registry: Registry,
     pub store: GenericStore,
+    /// Authenticators, authorizers and the RBAC index.
+    pub auth: auth::Auth,
     /// The storage backend (embedded or etcd), for metrics, the `etcd` check and shutdown.
     pub backend: backend::Backend,
     pub metrics: metrics::Metrics,
@@ -126,13 +130,21 @@ pub async fn run_with_hook(
         .namespaces()
         .cloned()
         .context("the resource table has no namespaces")?;
-    let admission = admission::AdmissionChain::default_plugins(
+    let auth = auth::Auth::new(&opts, &dir, &pki.client_ca_pem)
+        .context("configuring authentication and authorization")?;
+    let mut plugins = admission::AdmissionChain::default_plugins(
         admission::StoreReader::new(storage.clone()),
         namespaces,
     );
+    plugins.push(Arc::new(auth::csr::CsrRequestor));
+    plugins.push(Arc::new(auth::escalation::RbacEscalation {
+        authz: auth.authz.clone(),
+        rbac: auth.rbac.clone(),
+    }));
     let state = Arc::new(AppState {
         registry,
-        store: GenericStore::new(storage, cache, admission),
+        store: GenericStore::new(storage, cache, plugins),
+        auth,
         backend,
         metrics: metrics::Metrics::default(),
         discovery: discovery::DiscoveryDocs::new(builtins),
@@ -146,6 +158,7 @@ pub async fn run_with_hook(
         started,
     });
     ensure_default_namespaces(&state).await?;
+    auth::start(&state).await?;
     state.ready.store(true, Ordering::Release);
     openapi::build_in_background(state.clone());
     // The schema table unknown-field detection walks (built once, off the request path).

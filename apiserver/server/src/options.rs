@@ -25,7 +25,8 @@ pub struct ServerOptions {
     /// The private key (PEM) of --tls-cert-file.
     #[arg(long, requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
-    /// A CA bundle (PEM) that signs accepted client certificates, instead of the generated CA.
+    /// A CA bundle (PEM) whose client certificates authenticate (CN = user, O = groups), in
+    /// addition to the generated cluster CA.
     #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
     /// Largest accepted request body in bytes (upstream: 3 MiB).
@@ -53,6 +54,55 @@ pub struct ServerOptions {
     /// Events kept in the watch cache for watch resumption.
     #[arg(long, default_value_t = 100_000)]
     pub watch_cache_size: usize,
+
+    // --- Authentication (kube-apiserver names) ---
+    /// Enables anonymous requests (user system:anonymous, group system:unauthenticated).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub anonymous_auth: bool,
+    /// Static bearer tokens: CSV lines `token,user,uid,"group1,group2"`.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// Allows bootstrap tokens (kube-system Secrets of type bootstrap.kubernetes.io/token).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_bootstrap_token_auth: bool,
+    /// PEM public keys (or certificates, or private keys) that verify service account tokens.
+    #[arg(long, value_delimiter = ',')]
+    pub service_account_key_file: Vec<PathBuf>,
+    /// PEM private key that signs service account tokens (default: DATA_DIR/pki/sa.key, generated).
+    #[arg(long)]
+    pub service_account_signing_key_file: Option<PathBuf>,
+    /// Issuer of service account tokens (repeatable; the first signs).
+    #[arg(long)]
+    pub service_account_issuer: Vec<String>,
+    /// Audiences tokens must carry one of (default: the issuers).
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+    /// Largest expiration a TokenRequest may ask for (Go duration, e.g. 24h).
+    #[arg(long)]
+    pub service_account_max_token_expiration: Option<String>,
+    /// Kubeconfig of a TokenReview webhook.
+    #[arg(long)]
+    pub authentication_token_webhook_config_file: Option<PathBuf>,
+    /// How long the token webhook's answers are cached.
+    #[arg(long, default_value = "2m")]
+    pub authentication_token_webhook_cache_ttl: String,
+
+    // --- Authorization ---
+    /// Ordered authorizers: AlwaysAllow, AlwaysDeny, ABAC, Webhook, RBAC, Node.
+    #[arg(long, default_value = "Node,RBAC")]
+    pub authorization_mode: String,
+    /// ABAC policy file (one JSON policy per line).
+    #[arg(long)]
+    pub authorization_policy_file: Option<PathBuf>,
+    /// Kubeconfig of a SubjectAccessReview webhook.
+    #[arg(long)]
+    pub authorization_webhook_config_file: Option<PathBuf>,
+    /// How long allowed webhook answers are cached.
+    #[arg(long, default_value = "5m")]
+    pub authorization_webhook_cache_authorized_ttl: String,
+    /// How long denied webhook answers are cached.
+    #[arg(long, default_value = "30s")]
+    pub authorization_webhook_cache_unauthorized_ttl: String,
     /// The maximum number of non-mutating requests in flight at a given time; beyond it the
     /// server answers 429. Zero means no limit (kube-apiserver's flag and default).
     #[arg(long, default_value_t = 400)]

@@ -261,6 +261,23 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
                     .unwrap_or_default();
                 crate::backend::serve_snapshot(&state, &user).await
             }
+            "/.well-known/openid-configuration" | "/openid/v1/jwks" => {
+                let Some(sa) = state.auth.service_accounts.as_ref() else {
+                    return not_found();
+                };
+                let (doc, ct) = if path == "/openid/v1/jwks" {
+                    (sa.jwks(), "application/jwk-set+json")
+                } else {
+                    (sa.openid_configuration(), "application/json")
+                };
+                let mut r = endpoints::json_response(
+                    StatusCode::OK,
+                    serde_json::to_vec(&doc).unwrap_or_default(),
+                );
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+                r
+            }
             p if p.starts_with("/openapi/") => {
                 openapi::serve(&state, p, req.headers(), &query).await
             }

@@ -1,6 +1,7 @@
-//! TLS accept and HTTP/1.1 + HTTP/2 serving (rustls, hyper). The verified client certificate
-//! of a connection becomes a [`PeerIdentity`] in every request's extensions; the
-//! authentication filter reads it.
+//! TLS accept and HTTP/1.1 + HTTP/2 serving (rustls, hyper). A client certificate is requested
+//! but not judged at the handshake (as upstream's `tls.RequestClientCert`): the connection's
+//! chain becomes a [`PeerIdentity`] in every request's extensions and the x509 authenticator
+//! (`auth::authn`) verifies it, so a bad certificate gets a 401 Status, not a TLS alert.
 //!
 //! Hostile clients are bounded here ([`ConnLimits`]): a cap on open connections, a TLS
 //! handshake timeout, a header-read timeout (also the HTTP/1 keep-alive idle timeout), HTTP/2
@@ -20,12 +21,13 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::UserInfo;
+use crate::auth::authn::{AcceptAnyClientCert, PeerCerts};
 use crate::certs::Pki;
 
-/// The identity from a connection's verified client certificate (None: no certificate).
+/// The client certificate chain of a connection (None: no certificate), verified lazily once
+/// per connection by the x509 authenticator.
 #[derive(Clone, Debug, Default)]
-pub struct PeerIdentity(pub Option<UserInfo>);
+pub struct PeerIdentity(pub Option<Arc<PeerCerts>>);
 
 /// The rustls server configuration: serving certificate, optional client certificates verified
 /// against the client CA, ALPN h2 and http/1.1.
@@ -47,6 +49,7 @@ pub fn tls_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         .allow_unauthenticated()
         .build()
         .context("building the client certificate verifier")?;
+    let verifier = Arc::new(AcceptAnyClientCert(verifier));
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
@@ -55,29 +58,6 @@ pub fn tls_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
         .context("serving certificate")?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
-}
-
-/// The user of a verified client certificate: CN is the name, O the groups (as upstream's
-/// x509 authenticator).
-pub fn identity_of(der: &[u8]) -> Option<UserInfo> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let subject = cert.subject();
-    let username = subject
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_string();
-    let mut groups: Vec<String> = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_string))
-        .collect();
-    groups.push("system:authenticated".into());
-    Some(UserInfo {
-        username,
-        uid: String::new(),
-        groups,
-    })
 }
 
 /// Connection limits and timeouts of [`serve`].
@@ -321,8 +301,8 @@ impl Conn {
         let identity = PeerIdentity(
             session
                 .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| identity_of(c.as_ref())),
+                .filter(|c| !c.is_empty())
+                .map(|c| Arc::new(PeerCerts::new(c))),
         );
         let h2 = session.alpn_protocol() == Some(b"h2");
         // HTTP/2 has no header-read or idle timer of its own: the service tracks requests.

@@ -14,6 +14,15 @@ use serde_json::Value;
 
 use crate::util::json;
 
+/// A server whose in-process controllers are only the garbage collector and the namespace
+/// controller: these tests build owner chains by hand, which the workload controllers would
+/// otherwise adopt and reconcile.
+fn start_server() -> TestServer {
+    TestServer::start_with_args(&[
+        "--controllers=garbage-collector-controller,namespace-controller",
+    ])
+}
+
 /// Polls `check` until it holds or `timeout` passes; panics with `what` on timeout.
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -103,7 +112,7 @@ fn pods_left(server: &TestServer, ns: &str) -> usize {
 
 #[test]
 fn background_cascade_deletes_replicaset_and_pods() {
-    let server = TestServer::start();
+    let server = start_server();
     chain(&server, "bg", false);
     assert_eq!(pods_left(&server, "bg"), 2);
     // kubectl's default cascade is background: the owner goes at once, the GC removes the rest.
@@ -121,7 +130,7 @@ fn background_cascade_deletes_replicaset_and_pods() {
 
 #[test]
 fn foreground_cascade_keeps_owner_until_blocking_dependents_are_gone() {
-    let server = TestServer::start();
+    let server = start_server();
     chain(&server, "fg", true);
     server.must_kubectl([
         "-n",
@@ -172,7 +181,7 @@ fn foreground_cascade_keeps_owner_until_blocking_dependents_are_gone() {
 
 #[test]
 fn orphan_cascade_leaves_dependents_without_the_owner_reference() {
-    let server = TestServer::start();
+    let server = start_server();
     chain(&server, "or", false);
     let rs_uid = uid(&server, "or", "replicaset/web-rs");
     server.must_kubectl([
@@ -200,7 +209,7 @@ fn orphan_cascade_leaves_dependents_without_the_owner_reference() {
 
 #[test]
 fn finalizer_holds_object_until_removed() {
-    let server = TestServer::start();
+    let server = start_server();
     server.must_kubectl(["create", "configmap", "held"]);
     server.must_kubectl([
         "patch",
@@ -240,7 +249,7 @@ fn finalizer_holds_object_until_removed() {
 
 #[test]
 fn pods_unbound_deleted_at_once_bound_gracefully() {
-    let server = TestServer::start();
+    let server = start_server();
     server.must_kubectl(["run", "loose", "--image=nginx"]);
     server.must_kubectl(["delete", "pod", "loose", "--wait=false"]);
     assert!(!exists(&server, "default", "pod/loose"));
@@ -275,7 +284,7 @@ fn pods_unbound_deleted_at_once_bound_gracefully() {
 
 #[test]
 fn namespace_deletion_removes_everything_inside() {
-    let server = TestServer::start();
+    let server = start_server();
     chain(&server, "doomed", false);
     server.must_kubectl([
         "-n",
@@ -349,7 +358,7 @@ fn namespace_deletion_removes_everything_inside() {
 
 #[test]
 fn default_namespaces_cannot_be_deleted() {
-    let server = TestServer::start();
+    let server = start_server();
     for ns in ["default", "kube-system", "kube-public"] {
         let err = server.must_kubectl_fail(["delete", "namespace", ns]);
         assert_eq!(
@@ -371,7 +380,7 @@ async fn deletecollection_honours_propagation_and_finalizers() {
     use k8s_openapi::api::core::v1::ConfigMap;
     use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
 
-    let server = TestServer::start();
+    let server = start_server();
     chain(&server, "dc", false);
     let client = server.kube_client().await;
     let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), "dc");

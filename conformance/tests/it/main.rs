@@ -15,12 +15,20 @@
 //! patches refused, apply field validation, concurrent patches, generateName), `abuse_parsers`
 //! (hostile bodies and query parameters: patch/YAML/protobuf bombs, huge selectors; the server
 //! stays up and small), `helm` (helm 4 install/upgrade/rollback/uninstall of the `helm create`
-//! chart), `abuse` (hostile clients: slow, unauthenticated, oversized, max-in-flight, a dying
-//! storage writer), `files` (modes of the data files, certificate renewal), `wire` (trailing
-//! newlines, DELETE answers, decode errors); `rawtls` holds their raw TLS/HTTP helpers.
+//! chart), `nodes` (simulated nodes: registration, leases, pod lifecycle as the
+//! kubelet reports it), `scheduler` (placement, Unschedulable messages, cordon, binding,
+//! preemption, drain), `auth` and `auth_webhook` (authentication, impersonation,
+//! RBAC/ABAC/webhook authorization, CSR signing, service-account tokens, component identities), `abuse` (hostile clients: slow, unauthenticated, oversized,
+//! max-in-flight, a dying storage writer), `files` (modes of the data files, certificate renewal),
+//! `wire` (trailing newlines, DELETE answers, decode errors); `rawtls` holds their raw TLS/HTTP
+//! helpers, `workloads` (ServiceAccount/root CA, ReplicaSet/RC, Deployment rollouts, PDB
+//! status, EndpointSlices, node lifecycle, leader election), `jobs` (Job and TTL-after-finished
+//! controllers).
 
 mod abuse;
 mod abuse_parsers;
+mod auth;
+mod auth_webhook;
 mod defaults;
 mod deletion;
 mod discovery;
@@ -28,15 +36,19 @@ mod durability;
 mod etcd_ha;
 mod files;
 mod helm;
+mod jobs;
 mod kube_rs;
 mod kubectl_crud;
 mod kubectl_list;
+mod nodes;
 mod patch;
 mod rawtls;
+mod scheduler;
 mod snapshot;
 mod ssa;
 mod util;
 mod validation;
 mod versions;
 mod wire;
+mod workloads;
 mod write_path;

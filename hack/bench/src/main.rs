@@ -6,10 +6,13 @@
 //! only the server-side apply vs PUT update comparison, see `ssa.rs`) (needs
 //! `target/release/ferrokube`; etcd from `hack/install-tools.sh --etcd`). Every loop is bounded
 //! in count and time and talks to loopback only. `--patch` runs only the update-vs-strategic-merge
-//! patch comparison (`patch_bench.rs`).
+//! patch comparison (`patch_bench.rs`). `--scheduler` runs only the scheduler / simulated-node
+//! benchmark (`scheduler_bench.rs`: 100 nodes, 1,000 pods; `--quick`: 10 and 100).
 
+mod auth_bench;
 mod backends;
 mod patch_bench;
+mod scheduler_bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -294,6 +297,17 @@ async fn main() -> Result<()> {
         let result = patch_bench::run(&tmp, scale).await;
         let _ = std::fs::remove_dir_all(&tmp);
         return result;
+    }
+    if args.iter().any(|a| a == "--auth") {
+        let r = auth_bench::run(&tmp, opts.quick).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
+    }
+    if args.iter().any(|a| a == "--scheduler") {
+        let (nodes, pods) = if opts.quick { (10, 100) } else { (100, 1000) };
+        let r = scheduler_bench::run(&tmp, nodes, pods).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
     }
     if args.iter().any(|a| a == "--backends") {
         let r = backends::run(&tmp, scale).await;

@@ -83,6 +83,11 @@ impl AdmissionChain {
         AdmissionChain::new(vec![Arc::new(NamespaceLifecycle::new(reader, namespaces))])
     }
 
+    /// Appends a plugin at the end of the chain.
+    pub fn push(&mut self, plugin: Arc<dyn AdmissionPlugin>) {
+        self.plugins.push(plugin);
+    }
+
     /// The plugins' names, in order.
     pub fn names(&self) -> Vec<&'static str> {
         self.plugins.iter().map(|p| p.name()).collect()

@@ -14,7 +14,7 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
     let (obj, warnings) = read_object(scope, body, "CreateOptions").await?;
     let opts = scope.write_options(validation, 0)?;
     if scope.handle.info.virtual_only {
-        let out = crate::registry::reviews::review(&scope.handle, obj, &scope.user)?;
+        let out = crate::registry::reviews::review(scope, obj).await?;
         return scope.object_response(StatusCode::CREATED, &out);
     }
     let created = scope

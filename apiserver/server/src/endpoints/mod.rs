@@ -2,9 +2,11 @@
 //! linear pipeline: negotiate → read and decode the body → generic store → encode the response.
 
 mod apply;
+mod binding;
 mod create;
 mod decode_error;
 mod delete;
+mod eviction;
 mod field_validation;
 mod get;
 mod list;
@@ -204,6 +206,11 @@ impl Scope {
             }
             r => r?,
         };
+        // Subresources with a kind of their own (TokenRequest, Binding, Eviction, Scale) are
+        // checked by their handlers.
+        if !matches!(self.info.subresource.as_str(), "" | "status" | "finalize") {
+            return Ok(obj);
+        }
         let all: Vec<&ferrokube_machinery::resources::ResourceInfo> =
             self.state.registry.all().iter().map(|h| &h.info).collect();
         match decode_error::wrong_kind(info, &all, &obj) {
@@ -392,6 +399,36 @@ pub async fn serve(scope: Scope, body: Body) -> Response {
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// The POST/PUT subresources answered outside the generic store: `serviceaccounts/token`
+/// (TokenRequest) and `certificatesigningrequests/approval`.
+async fn subresource_create(scope: &Scope, body: Body, options: &str) -> ApiResult<Response> {
+    // A TokenRequest is not a ServiceAccount: no ServiceAccount field pruning for it.
+    let (obj, warnings) = if scope.info.subresource == "token" {
+        (scope.read_object(body).await?, Vec::new())
+    } else {
+        field_validation::read_object(scope, body, options).await?
+    };
+    let (code, out) = if scope.info.subresource == "token" {
+        let out = crate::auth::serviceaccount::token_request(
+            &scope.state,
+            &scope.handle,
+            &scope.info.namespace,
+            &scope.info.name,
+            obj,
+        )
+        .await?;
+        (StatusCode::CREATED, out)
+    } else {
+        update::check_name(scope, &obj)?;
+        (
+            StatusCode::OK,
+            crate::auth::csr::update_approval(scope, obj).await?,
+        )
+    };
+    let resp = scope.object_response(code, &out)?;
+    Ok(field_validation::with_warnings(resp, &warnings))
+}
+
 async fn dispatch(scope: Scope, body: Body, sub: &str, verb: &str) -> ApiResult<Response> {
     let handle = scope.handle.clone();
     match (sub, verb) {
@@ -411,6 +448,10 @@ async fn dispatch(scope: Scope, body: Body, sub: &str, verb: &str) -> ApiResult<
         ("", "delete") => delete::delete(&scope, body).await,
         ("", "deletecollection") => delete::delete_collection(&scope, body).await,
         ("finalize", "update") => delete::finalize(&scope, body).await,
+        ("binding", "create") => binding::create(&scope, body).await,
+        ("eviction", "create") => eviction::create(&scope, body).await,
+        ("token", "create") => subresource_create(&scope, body, "TokenRequest").await,
+        ("approval", "update") => subresource_create(&scope, body, "UpdateOptions").await,
         _ => Err(ApiError::from(Status::method_not_supported(
             handle.info.group,
             &format!("{}/{sub}", handle.info.plural),

@@ -16,6 +16,7 @@ use super::ResourceHandle;
 use crate::admission::AdmissionChain;
 use crate::error::{ApiError, ApiResult};
 
+mod assign;
 mod deletion;
 mod write;
 pub use super::request::{

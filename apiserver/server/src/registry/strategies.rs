@@ -47,6 +47,7 @@ pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
             create_on_update: true,
         }),
         ("", "services") => Arc::new(ServiceStrategy),
+        ("rbac.authorization.k8s.io", _) => Arc::new(RbacStrategy),
         // Upstream registers these with `ReturnDeletedObject: true` and no other hook.
         ("", "serviceaccounts") | ("storage.k8s.io", "storageclasses") => {
             Arc::new(ReturnDeletedStrategy)
@@ -211,6 +212,22 @@ fn qos_class(spec: Option<&Value>) -> &'static str {
         (false, _) => "BestEffort",
         (true, true) => "Guaranteed",
         (true, false) => "Burstable",
+    }
+}
+
+/// Roles, ClusterRoles and their bindings: path-segment names (`system:...`), no generation,
+/// create on update (upstream `pkg/registry/rbac/*/strategy.go`).
+struct RbacStrategy;
+
+impl Strategy for RbacStrategy {
+    fn name_rule(&self) -> NameRule {
+        NameRule::PathSegment
+    }
+    fn tracks_generation(&self) -> bool {
+        false
+    }
+    fn allow_create_on_update(&self) -> bool {
+        true
     }
 }
 

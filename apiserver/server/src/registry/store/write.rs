@@ -45,6 +45,12 @@ pub(super) enum Change<'a, 'm> {
     Delete {
         opts: &'a DeleteOptions,
     },
+    /// A narrow change a subresource owns (binding): `mutate` gets the stored object and
+    /// returns it changed; no strategy stage runs (see `assign.rs`).
+    Assign {
+        mutate: &'a mut (dyn FnMut(Value) -> ApiResult<Value> + Send + 'm),
+        dry_run: bool,
+    },
 }
 
 /// The outcome of one attempt's computation.
@@ -168,6 +174,7 @@ impl GenericStore {
         let dry_run = match &change {
             Change::Update { opts, .. } => opts.dry_run,
             Change::Delete { opts } => opts.dry_run,
+            Change::Assign { dry_run, .. } => *dry_run,
         };
         for _ in 0..MAX_ATTEMPTS {
             let current = self.storage.get(&key).await?;
@@ -176,6 +183,14 @@ impl GenericStore {
                     self.plan_update(h, namespace, name, current.as_ref(), &mut **mutate, opts)
                         .await?
                 }
+                Change::Assign { mutate, .. } => match current.as_ref() {
+                    None => return Err(Status::not_found(h.info.group, h.info.plural, name).into()),
+                    Some(kv) => {
+                        let mut new = mutate(codec::decode(kv)?)?;
+                        meta_mut(&mut new)?.remove("resourceVersion");
+                        Plan::Write(new, kv.mod_revision)
+                    }
+                },
                 Change::Delete { opts } => match current.as_ref() {
                     None => return Err(Status::not_found(h.info.group, h.info.plural, name).into()),
                     Some(kv) => match self.plan_delete(h, namespace, name, kv, opts).await? {

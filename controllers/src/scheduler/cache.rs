@@ -1,0 +1,400 @@
+//! The scheduler's cache (upstream `pkg/scheduler/backend/cache`): one [`NodeInfo`] per node
+//! with the pods bound or assumed there and the resources they request, fed by the node and pod
+//! informers, so a scheduling cycle never calls the API server.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, Taint};
+
+/// Parses a resource quantity into milli-units (`1` → 1000, `100m` → 100, `1Ki` → 1,024,000);
+/// `None` when it is not a quantity.
+pub fn parse_milli(q: &str) -> Option<i128> {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    if num.is_empty() || num.len() > 40 {
+        return None;
+    }
+    let (mul_num, mul_den): (i128, i128) = match suffix {
+        "" => (1000, 1),
+        "m" => (1, 1),
+        "u" => (1, 1000),
+        "n" => (1, 1_000_000),
+        "k" => (1_000_000, 1),
+        "M" => (1_000_000_000, 1),
+        "G" => (1_000_000_000_000, 1),
+        "T" => (1_000_000_000_000_000, 1),
+        "P" => (1_000_000_000_000_000_000, 1),
+        "E" => (1_000_000_000_000_000_000_000, 1),
+        "Ki" => (1024 * 1000, 1),
+        "Mi" => (1024 * 1024 * 1000, 1),
+        "Gi" => (1024i128.pow(3) * 1000, 1),
+        "Ti" => (1024i128.pow(4) * 1000, 1),
+        "Pi" => (1024i128.pow(5) * 1000, 1),
+        "Ei" => (1024i128.pow(6) * 1000, 1),
+        s if s.starts_with(['e', 'E']) => {
+            let exp: i32 = s[1..].parse().ok()?;
+            if !(-9..=18).contains(&exp) {
+                return None;
+            }
+            if exp >= 0 {
+                (1000 * 10i128.pow(exp as u32), 1)
+            } else {
+                (1000, 10i128.pow((-exp) as u32))
+            }
+        }
+        _ => return None,
+    };
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    let neg = int.starts_with('-');
+    let int = int.trim_start_matches(['+', '-']);
+    let int_v: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let frac = &frac[..frac.len().min(12)];
+    let frac_v: i128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
+    let frac_scale = 10i128.pow(frac.len() as u32);
+    // value = (int + frac/scale) * mul_num / mul_den, rounded up like resource.Quantity.MilliValue.
+    let total_num = (int_v * frac_scale + frac_v).checked_mul(mul_num)?;
+    let den = frac_scale * mul_den;
+    let v = (total_num + den - 1) / den;
+    Some(if neg { -v } else { v })
+}
+
+/// Amounts of resources: cpu in millicores, everything else in whole units (bytes, pods).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    /// Millicores.
+    pub milli_cpu: i64,
+    /// Bytes.
+    pub memory: i64,
+    /// Bytes.
+    pub ephemeral_storage: i64,
+    /// Pod slots (allocatable only).
+    pub pods: i64,
+    /// Extended resources by name.
+    pub scalar: BTreeMap<String, i64>,
+}
+
+impl Resources {
+    /// From a `requests`/`allocatable` map.
+    pub fn from_map(
+        m: &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    ) -> Self {
+        let mut r = Resources::default();
+        for (k, q) in m {
+            let Some(milli) = parse_milli(&q.0) else {
+                continue;
+            };
+            let whole = ((milli + 999) / 1000).clamp(0, i64::MAX as i128) as i64;
+            match k.as_str() {
+                "cpu" => r.milli_cpu = milli.clamp(0, i64::MAX as i128) as i64,
+                "memory" => r.memory = whole,
+                "ephemeral-storage" => r.ephemeral_storage = whole,
+                "pods" => r.pods = whole,
+                k if k.starts_with("hugepages-") || k.contains('/') => {
+                    r.scalar.insert(k.to_string(), whole);
+                }
+                _ => {}
+            }
+        }
+        r
+    }
+
+    /// Adds another amount.
+    pub fn add(&mut self, o: &Resources) {
+        self.milli_cpu += o.milli_cpu;
+        self.memory += o.memory;
+        self.ephemeral_storage += o.ephemeral_storage;
+        for (k, v) in &o.scalar {
+            *self.scalar.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    /// Subtracts another amount.
+    pub fn sub(&mut self, o: &Resources) {
+        self.milli_cpu -= o.milli_cpu;
+        self.memory -= o.memory;
+        self.ephemeral_storage -= o.ephemeral_storage;
+        for (k, v) in &o.scalar {
+            *self.scalar.entry(k.clone()).or_default() -= v;
+        }
+    }
+
+    /// Component-wise maximum.
+    pub fn max(&mut self, o: &Resources) {
+        self.milli_cpu = self.milli_cpu.max(o.milli_cpu);
+        self.memory = self.memory.max(o.memory);
+        self.ephemeral_storage = self.ephemeral_storage.max(o.ephemeral_storage);
+        for (k, v) in &o.scalar {
+            let e = self.scalar.entry(k.clone()).or_default();
+            *e = (*e).max(*v);
+        }
+    }
+}
+
+/// Default requests used for scoring pods that request nothing (upstream
+/// `DefaultMilliCPURequest` / `DefaultMemoryRequest`).
+pub const NON_ZERO_CPU: i64 = 100;
+/// 200 MiB.
+pub const NON_ZERO_MEMORY: i64 = 200 * 1024 * 1024;
+
+/// What the scheduler keeps of a pod.
+#[derive(Debug, Clone)]
+pub struct PodInfo {
+    /// The pod.
+    pub pod: Arc<Pod>,
+    /// Uid.
+    pub uid: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// `spec.priority` (0 when unset).
+    pub priority: i32,
+    /// Effective requests (upstream `ComputePodResourceRequest`).
+    pub requests: Resources,
+    /// Requests with non-zero defaults for cpu/memory (scoring).
+    pub non_zero: Resources,
+    /// `(protocol, hostIP, hostPort)` of host ports.
+    pub host_ports: Vec<(String, String, i32)>,
+    /// Required anti-affinity terms (existing pods' terms are checked against incoming pods).
+    pub required_anti_affinity: Vec<PodAffinityTerm>,
+    /// Uid of the controlling owner (spreading).
+    pub owner: Option<String>,
+}
+
+fn sum_requests(containers: &[k8s_openapi::api::core::v1::Container]) -> Resources {
+    let mut r = Resources::default();
+    for c in containers {
+        if let Some(req) = c.resources.as_ref().and_then(|r| r.requests.as_ref()) {
+            r.add(&Resources::from_map(req));
+        }
+    }
+    r
+}
+
+impl PodInfo {
+    /// Builds the scheduler's view of a pod.
+    pub fn new(pod: Arc<Pod>) -> PodInfo {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mut requests = sum_requests(&spec.containers);
+        // Sidecars (restartable init containers) add up; other init containers take the max.
+        let mut sidecars = Resources::default();
+        for ic in spec.init_containers.iter().flatten() {
+            let one = sum_requests(std::slice::from_ref(ic));
+            if ic.restart_policy.as_deref() == Some("Always") {
+                sidecars.add(&one);
+                requests.add(&one);
+            } else {
+                let mut with_sidecars = one.clone();
+                with_sidecars.add(&sidecars);
+                requests.max(&with_sidecars);
+            }
+        }
+        if let Some(o) = &spec.overhead {
+            requests.add(&Resources::from_map(o));
+        }
+        let mut non_zero = requests.clone();
+        if non_zero.milli_cpu == 0 {
+            non_zero.milli_cpu = NON_ZERO_CPU;
+        }
+        if non_zero.memory == 0 {
+            non_zero.memory = NON_ZERO_MEMORY;
+        }
+        let host_ports = spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(|p| {
+                let hp = p.host_port.filter(|hp| *hp > 0)?;
+                Some((
+                    p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    p.host_ip
+                        .clone()
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "0.0.0.0".into()),
+                    hp,
+                ))
+            })
+            .collect();
+        let required_anti_affinity = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .clone()
+            })
+            .unwrap_or_default();
+        let owner = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .map(|o| o.uid.clone());
+        PodInfo {
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            priority: spec.priority.unwrap_or(0),
+            requests,
+            non_zero,
+            host_ports,
+            required_anti_affinity,
+            owner,
+            pod,
+        }
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.namespace,
+            self.pod.metadata.name.as_deref().unwrap_or("")
+        )
+    }
+}
+
+/// One node and what is bound to it.
+#[derive(Debug, Clone, Default)]
+pub struct NodeInfo {
+    /// The node (None while only pods referring to it are known).
+    pub node: Option<Arc<Node>>,
+    /// Allocatable resources.
+    pub allocatable: Resources,
+    /// Sum of the requests of its pods.
+    pub requested: Resources,
+    /// Same with non-zero defaults (scoring).
+    pub non_zero_requested: Resources,
+    /// Pods by uid.
+    pub pods: HashMap<String, Arc<PodInfo>>,
+}
+
+impl NodeInfo {
+    /// The node's labels.
+    pub fn labels(&self) -> Option<&BTreeMap<String, String>> {
+        self.node.as_ref().and_then(|n| n.metadata.labels.as_ref())
+    }
+
+    /// The node's taints.
+    pub fn taints(&self) -> &[Taint] {
+        self.node
+            .as_ref()
+            .and_then(|n| n.spec.as_ref())
+            .and_then(|s| s.taints.as_deref())
+            .unwrap_or(&[])
+    }
+
+    /// Adds a pod's requests.
+    pub fn add_pod(&mut self, p: Arc<PodInfo>) {
+        if let Some(old) = self.pods.remove(&p.uid) {
+            self.requested.sub(&old.requests);
+            self.non_zero_requested.sub(&old.non_zero);
+        }
+        self.requested.add(&p.requests);
+        self.non_zero_requested.add(&p.non_zero);
+        self.pods.insert(p.uid.clone(), p);
+    }
+
+    /// Removes a pod.
+    pub fn remove_pod(&mut self, uid: &str) -> Option<Arc<PodInfo>> {
+        let old = self.pods.remove(uid)?;
+        self.requested.sub(&old.requests);
+        self.non_zero_requested.sub(&old.non_zero);
+        Some(old)
+    }
+}
+
+/// All nodes, plus where each pod is.
+#[derive(Debug, Default)]
+pub struct Cache {
+    /// Nodes by name.
+    pub nodes: BTreeMap<String, NodeInfo>,
+    /// Pod uid → node name (bound or assumed).
+    pub pod_node: HashMap<String, String>,
+    /// Pods assumed by this scheduler whose binding has not been observed yet.
+    pub assumed: HashMap<String, String>,
+}
+
+impl Cache {
+    /// A node was added or changed.
+    pub fn upsert_node(&mut self, node: Node) {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let alloc = node
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()))
+            .map(Resources::from_map)
+            .unwrap_or_default();
+        let ni = self.nodes.entry(name).or_default();
+        ni.allocatable = alloc;
+        ni.node = Some(Arc::new(node));
+    }
+
+    /// A node was deleted (its pods stay accounted until they are deleted too).
+    pub fn remove_node(&mut self, name: &str) {
+        if let Some(ni) = self.nodes.get_mut(name) {
+            ni.node = None;
+            if ni.pods.is_empty() {
+                self.nodes.remove(name);
+            }
+        }
+    }
+
+    /// Number of nodes that exist.
+    pub fn node_count(&self) -> usize {
+        self.nodes.values().filter(|n| n.node.is_some()).count()
+    }
+
+    /// Accounts a pod on a node (bound, or assumed by us).
+    pub fn add_pod(&mut self, node: &str, p: Arc<PodInfo>) {
+        let uid = p.uid.clone();
+        if let Some(prev) = self.pod_node.get(&uid).cloned()
+            && prev != node
+            && let Some(ni) = self.nodes.get_mut(&prev)
+        {
+            ni.remove_pod(&uid);
+        }
+        self.nodes.entry(node.to_string()).or_default().add_pod(p);
+        self.pod_node.insert(uid, node.to_string());
+    }
+
+    /// Forgets a pod (deleted, terminal, or its binding failed).
+    pub fn remove_pod(&mut self, uid: &str) -> Option<Arc<PodInfo>> {
+        self.assumed.remove(uid);
+        let node = self.pod_node.remove(uid)?;
+        let ni = self.nodes.get_mut(&node)?;
+        let p = ni.remove_pod(uid);
+        if ni.node.is_none() && ni.pods.is_empty() {
+            self.nodes.remove(&node);
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_milli("1"), Some(1000));
+        assert_eq!(parse_milli("100m"), Some(100));
+        assert_eq!(parse_milli("0.5"), Some(500));
+        assert_eq!(parse_milli("1Ki"), Some(1024 * 1000));
+        assert_eq!(parse_milli("8Gi"), Some(8 * 1024i128.pow(3) * 1000));
+        assert_eq!(parse_milli("1e3"), Some(1_000_000));
+        assert_eq!(parse_milli("1.5G"), Some(1_500_000_000_000));
+        assert_eq!(parse_milli("abc"), None);
+        assert_eq!(parse_milli("1Zi"), None);
+    }
+}
