@@ -47,7 +47,11 @@ pub async fn ensure_service_cidr(state: &AppState, cfg: &ControlPlaneConfig) -> 
         "metadata": {"name": NAME},
         "spec": {"cidrs": cidrs},
     });
-    match state.store.create(&h, "", obj, &WriteOptions::default()).await {
+    match state
+        .store
+        .create(&h, "", obj, &WriteOptions::default())
+        .await
+    {
         Ok(_) => tracing::info!(?cidrs, "created the kubernetes ServiceCIDR"),
         Err(e) if e.is_already_exists() => {
             let stored = state.store.get(&h, "", NAME).await?;
@@ -64,11 +68,16 @@ pub async fn ensure_service_cidr(state: &AppState, cfg: &ControlPlaneConfig) -> 
         Err(e) => return Err(anyhow::anyhow!("creating the kubernetes ServiceCIDR: {e}")),
     }
     let ready = |cur: Option<&Value>| -> Result<Value, ApiError> {
-        let mut o = cur.cloned().ok_or_else(|| ApiError::internal("the kubernetes ServiceCIDR is gone"))?;
+        let mut o = cur
+            .cloned()
+            .ok_or_else(|| ApiError::internal("the kubernetes ServiceCIDR is gone"))?;
         let is_ready = o
             .pointer("/status/conditions")
             .and_then(Value::as_array)
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
         if !is_ready && let Some(m) = o.as_object_mut() {
             m.insert(
                 "status".into(),
@@ -97,7 +106,12 @@ async fn ensure_service(state: &AppState, cfg: &ControlPlaneConfig) -> Result<()
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e),
     }
-    let ip = cfg.networks.kubernetes_service_ips().into_iter().next().unwrap_or_default();
+    let ip = cfg
+        .networks
+        .kubernetes_service_ips()
+        .into_iter()
+        .next()
+        .unwrap_or_default();
     let svc = json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -111,7 +125,11 @@ async fn ensure_service(state: &AppState, cfg: &ControlPlaneConfig) -> Result<()
             "type": "ClusterIP",
         },
     });
-    match state.store.create(&h, NAMESPACE, svc, &WriteOptions::default()).await {
+    match state
+        .store
+        .create(&h, NAMESPACE, svc, &WriteOptions::default())
+        .await
+    {
         Ok(_) => {
             tracing::info!(cluster_ip = %ip, "created the kubernetes Service");
             Ok(())
@@ -169,7 +187,10 @@ async fn list_leases(state: &AppState) -> Result<Vec<String>, StorageError> {
             }
             continue;
         }
-        if let Some(ip) = rec.pointer("/subsets/0/addresses/0/ip").and_then(Value::as_str) {
+        if let Some(ip) = rec
+            .pointer("/subsets/0/addresses/0/ip")
+            .and_then(Value::as_str)
+        {
             ips.push(ip.to_string());
         }
     }
@@ -179,7 +200,11 @@ async fn list_leases(state: &AppState) -> Result<Vec<String>, StorageError> {
 }
 
 /// Sets the `kubernetes` Endpoints and EndpointSlice to `ips` (upstream `EndpointsAdapter.Sync`).
-async fn sync_endpoints(state: &AppState, cfg: &ControlPlaneConfig, ips: &[String]) -> Result<(), ApiError> {
+async fn sync_endpoints(
+    state: &AppState,
+    cfg: &ControlPlaneConfig,
+    ips: &[String],
+) -> Result<(), ApiError> {
     let port = i64::from(cfg.secure_port);
     if let Some(h) = handle(state, "", "v1", "endpoints") {
         let want_subsets = json!([{
@@ -193,15 +218,23 @@ async fn sync_endpoints(state: &AppState, cfg: &ControlPlaneConfig, ips: &[Strin
             if let Some(m) = o.as_object_mut() {
                 m.insert("subsets".into(), want_subsets.clone());
                 if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-                    meta.insert("labels".into(), json!({"endpointslice.kubernetes.io/skip-mirror": "true"}));
+                    meta.insert(
+                        "labels".into(),
+                        json!({"endpointslice.kubernetes.io/skip-mirror": "true"}),
+                    );
                 }
             }
             Ok(o)
         };
-        state.store.update(&h, NAMESPACE, NAME, mutate, &WriteOptions::default()).await?;
+        state
+            .store
+            .update(&h, NAMESPACE, NAME, mutate, &WriteOptions::default())
+            .await?;
     }
     if let Some(h) = handle(state, "discovery.k8s.io", "v1", "endpointslices") {
-        let family = if cfg.networks.default_family() == super::super::registry::service_alloc::net::Family::V6 {
+        let family = if cfg.networks.default_family()
+            == super::super::registry::service_alloc::net::Family::V6
+        {
             "IPv6"
         } else {
             "IPv4"
@@ -219,14 +252,20 @@ async fn sync_endpoints(state: &AppState, cfg: &ControlPlaneConfig, ips: &[Strin
             if let Some(m) = o.as_object_mut() {
                 m.insert("addressType".into(), json!(family));
                 m.insert("endpoints".into(), json!(endpoints));
-                m.insert("ports".into(), json!([{"name": PORT_NAME, "port": port, "protocol": "TCP"}]));
+                m.insert(
+                    "ports".into(),
+                    json!([{"name": PORT_NAME, "port": port, "protocol": "TCP"}]),
+                );
                 if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
                     meta.insert("labels".into(), json!({"kubernetes.io/service-name": NAME}));
                 }
             }
             Ok(o)
         };
-        state.store.update(&h, NAMESPACE, NAME, mutate, &WriteOptions::default()).await?;
+        state
+            .store
+            .update(&h, NAMESPACE, NAME, mutate, &WriteOptions::default())
+            .await?;
     }
     Ok(())
 }
@@ -242,7 +281,9 @@ async fn reconcile(state: &AppState, cfg: &ControlPlaneConfig) -> anyhow::Result
     // We just renewed our own lease: none listed means storage trouble, not an empty cluster
     // (upstream refuses to erase all endpoints in that case).
     if ips.is_empty() {
-        anyhow::bail!("no master IPs were listed in storage, refusing to erase all endpoints for the kubernetes service");
+        anyhow::bail!(
+            "no master IPs were listed in storage, refusing to erase all endpoints for the kubernetes service"
+        );
     }
     sync_endpoints(state, cfg, &ips).await?;
     Ok(())
@@ -253,7 +294,10 @@ pub async fn run(state: std::sync::Arc<AppState>, cfg: ControlPlaneConfig) {
     let interval = (cfg.lease_ttl * 2 / 3).max(Duration::from_millis(300));
     loop {
         if let Err(e) = reconcile(&state, &cfg).await {
-            tracing::warn!(error = format!("{e:#}"), "unable to sync the kubernetes service");
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "unable to sync the kubernetes service"
+            );
         }
         tokio::time::sleep(interval).await;
     }

@@ -131,17 +131,34 @@ impl ControlPlane {
 }
 
 /// A handle of the served resource table (group, version, plural).
-fn handle(state: &AppState, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceHandle>> {
+fn handle(
+    state: &AppState,
+    group: &str,
+    version: &str,
+    plural: &str,
+) -> Option<Arc<ResourceHandle>> {
     state.registry.get(group, version, plural).cloned()
 }
 
 /// Records a Warning Event about an object (upstream's repair controllers' event recorder).
 /// Cluster-scoped objects get their events in `default`, as upstream.
-async fn record_event(state: &AppState, component: &str, involved: &Value, reason: &str, message: &str) {
+async fn record_event(
+    state: &AppState,
+    component: &str,
+    involved: &Value,
+    reason: &str,
+    message: &str,
+) {
     let Some(h) = handle(state, "", "v1", "events") else {
         return;
     };
-    let s = |p: &str| involved.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |p: &str| {
+        involved
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let ns = match s("/metadata/namespace") {
         n if n.is_empty() => "default".to_string(),
         n => n,
@@ -173,7 +190,11 @@ async fn record_event(state: &AppState, component: &str, involved: &Value, reaso
         "lastTimestamp": now,
         "count": 1,
     });
-    if let Err(e) = state.store.create(&h, &ns, ev, &WriteOptions::default()).await {
+    if let Err(e) = state
+        .store
+        .create(&h, &ns, ev, &WriteOptions::default())
+        .await
+    {
         tracing::warn!(reason, error = %e, "recording an event");
     }
 }

@@ -67,7 +67,12 @@ fn cluster_ips(svc: &Value) -> Vec<String> {
     let mut ips: Vec<String> = svc
         .pointer("/spec/clusterIPs")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     if ips.is_empty() && !s(svc, "/spec/clusterIP").is_empty() {
         ips.push(s(svc, "/spec/clusterIP").to_string());
@@ -114,28 +119,52 @@ async fn services(state: &AppState) -> Result<Vec<Value>, StorageError> {
 }
 
 /// One ClusterIP repair run.
-async fn repair_ips(state: &AppState, cfg: &ControlPlaneConfig, grace: Duration) -> Result<(), StorageError> {
+async fn repair_ips(
+    state: &AppState,
+    cfg: &ControlPlaneConfig,
+    grace: Duration,
+) -> Result<(), StorageError> {
     let storage = &*state.store.storage;
     let svcs = services(state).await?;
     let mut addresses: BTreeMap<String, (Value, KeyValue)> = BTreeMap::new();
     for kv in list_all(storage, ip::PREFIX).await? {
         if let Ok(v) = codec::decode(&kv) {
-            addresses.insert(kv.key[ip::PREFIX.len()..].to_string(), (with_kind(v, "networking.k8s.io/v1", "IPAddress"), kv));
+            addresses.insert(
+                kv.key[ip::PREFIX.len()..].to_string(),
+                (with_kind(v, "networking.k8s.io/v1", "IPAddress"), kv),
+            );
         }
     }
-    let owner = |v: &Value| (s(v, "/spec/parentRef/namespace").to_string(), s(v, "/spec/parentRef/name").to_string());
+    let owner = |v: &Value| {
+        (
+            s(v, "/spec/parentRef/namespace").to_string(),
+            s(v, "/spec/parentRef/name").to_string(),
+        )
+    };
     let by_name: HashMap<(String, String), &Value> = svcs
         .iter()
-        .map(|v| ((s(v, "/metadata/namespace").to_string(), s(v, "/metadata/name").to_string()), v))
+        .map(|v| {
+            (
+                (
+                    s(v, "/metadata/namespace").to_string(),
+                    s(v, "/metadata/name").to_string(),
+                ),
+                v,
+            )
+        })
         .collect();
     for svc in &svcs {
         let (ns, name) = (s(svc, "/metadata/namespace"), s(svc, "/metadata/name"));
         for addr in cluster_ips(svc) {
             let family = if addr.contains(':') { "IPv6" } else { "IPv4" };
             let parsed = addr.parse::<IpAddr>();
-            let in_range = parsed.as_ref().is_ok_and(|a| cfg.networks.cidrs.iter().any(|c| c.contains(a)));
+            let in_range = parsed
+                .as_ref()
+                .is_ok_and(|a| cfg.networks.cidrs.iter().any(|c| c.contains(a)));
             if !in_range {
-                let msg = format!("Cluster IP [{family}]: {addr} is not within any configured Service CIDR; please recreate service");
+                let msg = format!(
+                    "Cluster IP [{family}]: {addr} is not within any configured Service CIDR; please recreate service"
+                );
                 record_event(state, IP_COMPONENT, svc, "ClusterIPOutOfRange", &msg).await;
                 continue;
             }
@@ -153,10 +182,15 @@ async fn repair_ips(state: &AppState, cfg: &ControlPlaneConfig, grace: Duration)
                 }
                 Some((ipa, _)) if owner(ipa) != (ns.to_string(), name.to_string()) => {
                     let other = owner(ipa);
-                    let holder = by_name.get(&other).filter(|o| cluster_ips(o).contains(&addr));
+                    let holder = by_name
+                        .get(&other)
+                        .filter(|o| cluster_ips(o).contains(&addr));
                     if holder.is_some() {
-                        let msg = format!("Cluster IP [{family}]:{addr} was assigned to multiple services; please recreate service");
-                        record_event(state, IP_COMPONENT, svc, "ClusterIPAlreadyAllocated", &msg).await;
+                        let msg = format!(
+                            "Cluster IP [{family}]:{addr} was assigned to multiple services; please recreate service"
+                        );
+                        record_event(state, IP_COMPONENT, svc, "ClusterIPAlreadyAllocated", &msg)
+                            .await;
                     }
                     // A wrong reference (the named Service is gone or moved on) is fixed by
                     // the IPAddress pass below, after the grace period.
@@ -166,7 +200,11 @@ async fn repair_ips(state: &AppState, cfg: &ControlPlaneConfig, grace: Duration)
         }
     }
     for (addr, (ipa, kv)) in &addresses {
-        if ipa.pointer("/metadata/labels/ipaddress.kubernetes.io~1managed-by").and_then(Value::as_str) != Some(MANAGED_BY) {
+        if ipa
+            .pointer("/metadata/labels/ipaddress.kubernetes.io~1managed-by")
+            .and_then(Value::as_str)
+            != Some(MANAGED_BY)
+        {
             continue;
         }
         let (ns, name) = owner(ipa);
@@ -175,13 +213,23 @@ async fn repair_ips(state: &AppState, cfg: &ControlPlaneConfig, grace: Duration)
                 if age(ipa) <= grace {
                     continue;
                 }
-                ("IPAddressNotAllocated", format!("IPAddress: {addr} for Service {ns}/{name} appears to have leaked: cleaning up"))
+                (
+                    "IPAddressNotAllocated",
+                    format!(
+                        "IPAddress: {addr} for Service {ns}/{name} appears to have leaked: cleaning up"
+                    ),
+                )
             }
             Some(svc) if !cluster_ips(svc).contains(addr) => {
                 if age(ipa) <= grace {
                     continue;
                 }
-                ("IPAddressWrongReference", format!("IPAddress: {addr} for Service {ns}/{name} has a wrong reference; cleaning up"))
+                (
+                    "IPAddressWrongReference",
+                    format!(
+                        "IPAddress: {addr} for Service {ns}/{name} has a wrong reference; cleaning up"
+                    ),
+                )
             }
             Some(_) => continue,
         };
@@ -196,7 +244,11 @@ async fn repair_ips(state: &AppState, cfg: &ControlPlaneConfig, grace: Duration)
 }
 
 /// One NodePort repair run.
-async fn repair_ports(state: &AppState, cfg: &ControlPlaneConfig, leaks: &mut PortLeaks) -> Result<(), StorageError> {
+async fn repair_ports(
+    state: &AppState,
+    cfg: &ControlPlaneConfig,
+    leaks: &mut PortLeaks,
+) -> Result<(), StorageError> {
     let storage = &*state.store.storage;
     let range = &cfg.networks.node_ports;
     let snapshot = storage.get(ports::KEY).await?;
@@ -207,21 +259,35 @@ async fn repair_ports(state: &AppState, cfg: &ControlPlaneConfig, leaks: &mut Po
         let mut mine: Vec<i64> = svc
             .pointer("/spec/ports")
             .and_then(Value::as_array)
-            .map(|ps| ps.iter().filter_map(|p| p.get("nodePort").and_then(Value::as_i64)).filter(|n| *n != 0).collect())
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+                    .filter(|n| *n != 0)
+                    .collect()
+            })
             .unwrap_or_default();
-        if let Some(hc) = svc.pointer("/spec/healthCheckNodePort").and_then(Value::as_i64).filter(|n| *n != 0) {
+        if let Some(hc) = svc
+            .pointer("/spec/healthCheckNodePort")
+            .and_then(Value::as_i64)
+            .filter(|n| *n != 0)
+        {
             mine.push(hc);
         }
         mine.sort_unstable();
         mine.dedup();
         for port in mine {
             if !range.contains(port) {
-                let msg = format!("Port {port} is not within the port range {}; please recreate service", range.spec());
+                let msg = format!(
+                    "Port {port} is not within the port range {}; please recreate service",
+                    range.spec()
+                );
                 record_event(state, PORT_COMPONENT, svc, "PortOutOfRange", &msg).await;
                 continue;
             }
             if rebuilt.has(port) {
-                let msg = format!("Port {port} was assigned to multiple services; please recreate service");
+                let msg = format!(
+                    "Port {port} was assigned to multiple services; please recreate service"
+                );
                 record_event(state, PORT_COMPONENT, svc, "PortAlreadyAllocated", &msg).await;
                 continue;
             }

@@ -201,7 +201,9 @@ pub async fn release(storage: &dyn Storage, ip: &str, namespace: &str, name: &st
         return;
     };
     let owned = codec::decode(&kv).is_ok_and(|o| {
-        o.pointer("/spec/parentRef/namespace").and_then(Value::as_str) == Some(namespace)
+        o.pointer("/spec/parentRef/namespace")
+            .and_then(Value::as_str)
+            == Some(namespace)
             && o.pointer("/spec/parentRef/name").and_then(Value::as_str) == Some(name)
     });
     if owned && let Err(e) = storage.delete(&key(ip), Some(kv.mod_revision)).await {

@@ -121,7 +121,8 @@ pub fn patch_allocated_values(new: &mut Value, old: &Value) {
                 _ => false,
             };
             if missing
-                && let (Some(v), Some(spec)) = (old.pointer(&format!("/spec/{f}")).cloned(), spec_mut(new))
+                && let (Some(v), Some(spec)) =
+                    (old.pointer(&format!("/spec/{f}")).cloned(), spec_mut(new))
             {
                 spec.insert(f.into(), v);
             }
@@ -160,8 +161,15 @@ pub fn patch_allocated_values(new: &mut Value, old: &Value) {
     }
     if needs_health_check(old)
         && needs_health_check(new)
-        && new.pointer("/spec/healthCheckNodePort").and_then(Value::as_i64).unwrap_or(0) == 0
-        && let (Some(v), Some(spec)) = (old.pointer("/spec/healthCheckNodePort").cloned(), spec_mut(new))
+        && new
+            .pointer("/spec/healthCheckNodePort")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0
+        && let (Some(v), Some(spec)) = (
+            old.pointer("/spec/healthCheckNodePort").cloned(),
+            spec_mut(new),
+        )
     {
         spec.insert("healthCheckNodePort".into(), v);
     }
@@ -214,7 +222,11 @@ impl ServiceAllocator {
 
     /// Upstream `initIPFamilyFields`: ipFamilyPolicy and ipFamilies from the request, the old
     /// object and the cluster's configured families.
-    fn init_ip_families(&self, svc: &mut Value, old: Option<&Value>) -> Result<(), Vec<FieldError>> {
+    fn init_ip_families(
+        &self,
+        svc: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<(), Vec<FieldError>> {
         if !needs_cluster_ip(svc) {
             return Ok(());
         }
@@ -287,14 +299,22 @@ impl ServiceAllocator {
                 families.push(default.name().into());
             }
             if families.len() < 2 && policy != "SingleStack" {
-                let other = if families[0] == "IPv4" { "IPv6" } else { "IPv4" };
+                let other = if families[0] == "IPv4" {
+                    "IPv6"
+                } else {
+                    "IPv4"
+                };
                 families.push(other.into());
             }
             write(svc, &policy, ips, families);
             return Ok(());
         }
         if policy == "RequireDualStack" && !self.networks.dual_stack() {
-            errs.push(FieldError::invalid("spec.ipFamilyPolicy", policy.as_str(), "this cluster is not configured for dual-stack services"));
+            errs.push(FieldError::invalid(
+                "spec.ipFamilyPolicy",
+                policy.as_str(),
+                "this cluster is not configured for dual-stack services",
+            ));
         }
         for (i, f) in families.iter().enumerate() {
             let configured = match f.as_str() {
@@ -303,7 +323,11 @@ impl ServiceAllocator {
                 _ => true, // validation reports unknown families
             };
             if !configured {
-                errs.push(FieldError::invalid(format!("spec.ipFamilies[{i}]"), f.as_str(), "not configured on this cluster"));
+                errs.push(FieldError::invalid(
+                    format!("spec.ipFamilies[{i}]"),
+                    f.as_str(),
+                    "not configured on this cluster",
+                ));
             }
         }
         if !errs.is_empty() {
@@ -313,7 +337,11 @@ impl ServiceAllocator {
             families.push(default.name().into());
         }
         if policy != "SingleStack" && families.len() == 1 && self.networks.dual_stack() {
-            let other = if families[0] == "IPv4" { Family::V6 } else { Family::V4 };
+            let other = if families[0] == "IPv4" {
+                Family::V6
+            } else {
+                Family::V4
+            };
             families.push(other.name().into());
         }
         write(svc, &policy, ips, families);
@@ -330,7 +358,10 @@ impl ServiceAllocator {
         dry_run: bool,
         held: &mut Held,
     ) -> ApiResult<()> {
-        let (ns, name) = (s(svc, "/metadata/namespace").to_string(), s(svc, "/metadata/name").to_string());
+        let (ns, name) = (
+            s(svc, "/metadata/namespace").to_string(),
+            s(svc, "/metadata/name").to_string(),
+        );
         let families = strings(svc, "/spec/ipFamilies");
         let mut ips = strings(svc, "/spec/clusterIPs");
         if ips.is_empty() && !s(svc, "/spec/clusterIP").is_empty() {
@@ -340,8 +371,14 @@ impl ServiceAllocator {
             return Ok(());
         }
         for (i, fam) in families.iter().enumerate().skip(from) {
-            let fam = if fam == "IPv6" { Family::V6 } else { Family::V4 };
-            let Some(cidr) = self.networks.cidr(fam) else { continue };
+            let fam = if fam == "IPv6" {
+                Family::V6
+            } else {
+                Family::V4
+            };
+            let Some(cidr) = self.networks.cidr(fam) else {
+                continue;
+            };
             let requested = ips.get(i).filter(|s| !s.is_empty()).cloned();
             let result = match &requested {
                 Some(ip) => ip::allocate(storage, &self.networks.cidrs, ip, &ns, &name, dry_run)
@@ -360,13 +397,22 @@ impl ServiceAllocator {
                         ips.push(ip);
                     }
                 }
-                Err(IpError::Storage(e)) => return Err(ApiError::from_storage(e, "", "services", &name)),
+                Err(IpError::Storage(e)) => {
+                    return Err(ApiError::from_storage(e, "", "services", &name));
+                }
                 Err(IpError::Full) => {
-                    return Err(Status::internal_error("failed to allocate a serviceIP: range is full").into());
+                    return Err(Status::internal_error(
+                        "failed to allocate a serviceIP: range is full",
+                    )
+                    .into());
                 }
                 Err(e) => {
                     let ip = requested.unwrap_or_default();
-                    let err = FieldError::invalid("spec.clusterIPs", json!(ips), &format!("failed to allocate IP {ip}: {e}"));
+                    let err = FieldError::invalid(
+                        "spec.clusterIPs",
+                        json!(ips),
+                        &format!("failed to allocate IP {ip}: {e}"),
+                    );
                     return Err(invalid(&name, vec![err]));
                 }
             }
@@ -399,7 +445,11 @@ impl ServiceAllocator {
         // Ports sharing a `port` number (TCP and UDP) share a node port.
         let mut by_port: Vec<(i64, Option<usize>)> = Vec::new();
         if needs_node_ports(svc) {
-            let ports = svc.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+            let ports = svc
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             for (i, p) in ports.iter().enumerate() {
                 let np = p.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
                 let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
@@ -407,7 +457,9 @@ impl ServiceAllocator {
                     continue;
                 }
                 if np != 0 {
-                    let dup_in_request = requests.iter().any(|(_, r)| *r == PortRequest::Specific(np));
+                    let dup_in_request = requests
+                        .iter()
+                        .any(|(_, r)| *r == PortRequest::Specific(np));
                     if !old_ports.contains(&np) && !dup_in_request {
                         requests.push((Some(i), PortRequest::Specific(np)));
                     }
@@ -423,7 +475,10 @@ impl ServiceAllocator {
             }
         }
         if needs_health_check(svc) {
-            let hc = svc.pointer("/spec/healthCheckNodePort").and_then(Value::as_i64).unwrap_or(0);
+            let hc = svc
+                .pointer("/spec/healthCheckNodePort")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             if hc == 0 {
                 requests.push((None, PortRequest::Next));
             } else if !old_ports.contains(&hc) {
@@ -431,22 +486,42 @@ impl ServiceAllocator {
             }
         }
         let wanted: Vec<PortRequest> = requests.iter().map(|(_, r)| *r).collect();
-        let got = match ports::allocate(storage, &self.networks.node_ports, &wanted, dry_run).await {
+        let got = match ports::allocate(storage, &self.networks.node_ports, &wanted, dry_run).await
+        {
             Ok(got) => got,
             Err((_, PortError::Storage(e))) => {
                 return Err(ApiError::from_storage(e, "", "services", &name));
             }
             Err((i, PortError::Full)) => {
-                let what = if requests[i].0.is_none() { "a HealthCheck NodePort" } else { "a nodePort" };
-                return Err(Status::internal_error(&format!("failed to allocate {what}: range is full")).into());
+                let what = if requests[i].0.is_none() {
+                    "a HealthCheck NodePort"
+                } else {
+                    "a nodePort"
+                };
+                return Err(Status::internal_error(&format!(
+                    "failed to allocate {what}: range is full"
+                ))
+                .into());
             }
             Err((i, e)) => {
                 let err = match requests[i] {
-                    (Some(pi), PortRequest::Specific(np)) => FieldError::invalid(format!("spec.ports[{pi}].nodePort"), np, &e.to_string()),
+                    (Some(pi), PortRequest::Specific(np)) => FieldError::invalid(
+                        format!("spec.ports[{pi}].nodePort"),
+                        np,
+                        &e.to_string(),
+                    ),
                     (_, PortRequest::Specific(np)) => {
-                        return Err(Status::internal_error(&format!("failed to allocate requested HealthCheck NodePort {np}: {e}")).into());
+                        return Err(Status::internal_error(&format!(
+                            "failed to allocate requested HealthCheck NodePort {np}: {e}"
+                        ))
+                        .into());
                     }
-                    _ => return Err(Status::internal_error(&format!("failed to allocate a nodePort: {e}")).into()),
+                    _ => {
+                        return Err(Status::internal_error(&format!(
+                            "failed to allocate a nodePort: {e}"
+                        ))
+                        .into());
+                    }
                 };
                 return Err(invalid(&name, vec![err]));
             }
@@ -461,10 +536,19 @@ impl ServiceAllocator {
             }
             match idx {
                 Some(i) => {
-                    let number = svc.pointer(&format!("/spec/ports/{i}/port")).and_then(Value::as_i64).unwrap_or(0);
-                    let sharing: Vec<usize> = by_port.iter().filter(|(pn, _)| *pn == number).filter_map(|(_, j)| *j).collect();
+                    let number = svc
+                        .pointer(&format!("/spec/ports/{i}/port"))
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0);
+                    let sharing: Vec<usize> = by_port
+                        .iter()
+                        .filter(|(pn, _)| *pn == number)
+                        .filter_map(|(_, j)| *j)
+                        .collect();
                     for j in sharing {
-                        if let Some(p) = svc.pointer_mut(&format!("/spec/ports/{j}")).and_then(Value::as_object_mut)
+                        if let Some(p) = svc
+                            .pointer_mut(&format!("/spec/ports/{j}"))
+                            .and_then(Value::as_object_mut)
                             && p.get("nodePort").and_then(Value::as_i64).unwrap_or(0) == 0
                         {
                             p.insert("nodePort".into(), json!(port));
@@ -479,7 +563,12 @@ impl ServiceAllocator {
             }
         }
         let now = node_port_numbers(svc);
-        held.freed.extend(old_ports.iter().filter(|p| !now.contains(p)).map(|p| format!("port/{p}")));
+        held.freed.extend(
+            old_ports
+                .iter()
+                .filter(|p| !now.contains(p))
+                .map(|p| format!("port/{p}")),
+        );
         Ok(())
     }
 
@@ -507,9 +596,12 @@ impl Reservation for ServiceAllocator {
         dry_run: bool,
     ) -> ApiResult<Held> {
         let name = s(svc, "/metadata/name").to_string();
-        self.init_ip_families(svc, old).map_err(|e| invalid(&name, e))?;
+        self.init_ip_families(svc, old)
+            .map_err(|e| invalid(&name, e))?;
         let mut held = Held::default();
-        let result = self.reserve_all(storage, svc, old, dry_run, &mut held).await;
+        let result = self
+            .reserve_all(storage, svc, old, dry_run, &mut held)
+            .await;
         if let Err(e) = result {
             self.free(storage, svc, &held.taken).await;
             return Err(e);
@@ -527,11 +619,19 @@ impl Reservation for ServiceAllocator {
 
     async fn release(&self, storage: &dyn Storage, svc: &Value) {
         let mut tokens: Vec<String> = if needs_cluster_ip(svc) {
-            strings(svc, "/spec/clusterIPs").into_iter().filter(|ip| ip != "None").map(|ip| format!("ip/{ip}")).collect()
+            strings(svc, "/spec/clusterIPs")
+                .into_iter()
+                .filter(|ip| ip != "None")
+                .map(|ip| format!("ip/{ip}"))
+                .collect()
         } else {
             Vec::new()
         };
-        tokens.extend(node_port_numbers(svc).into_iter().map(|p| format!("port/{p}")));
+        tokens.extend(
+            node_port_numbers(svc)
+                .into_iter()
+                .map(|p| format!("port/{p}")),
+        );
         self.free(storage, svc, &tokens).await;
     }
 }
@@ -548,7 +648,8 @@ impl ServiceAllocator {
         match old {
             None => {
                 if needs_cluster_ip(svc) {
-                    self.alloc_cluster_ips(storage, svc, 0, dry_run, held).await?;
+                    self.alloc_cluster_ips(storage, svc, 0, dry_run, held)
+                        .await?;
                 }
             }
             Some(old) => {
@@ -556,15 +657,22 @@ impl ServiceAllocator {
                 let headless = old_ips.first().is_some_and(|ip| ip == "None");
                 if !needs_cluster_ip(old) && needs_cluster_ip(svc) {
                     // ExternalName → a type with cluster IPs.
-                    self.alloc_cluster_ips(storage, svc, 0, dry_run, held).await?;
+                    self.alloc_cluster_ips(storage, svc, 0, dry_run, held)
+                        .await?;
                 } else if needs_cluster_ip(old) && !needs_cluster_ip(svc) {
-                    held.freed.extend(old_ips.iter().filter(|ip| *ip != "None").map(|ip| format!("ip/{ip}")));
+                    held.freed.extend(
+                        old_ips
+                            .iter()
+                            .filter(|ip| *ip != "None")
+                            .map(|ip| format!("ip/{ip}")),
+                    );
                 } else if !headless && needs_cluster_ip(svc) {
                     let fams = strings(svc, "/spec/ipFamilies").len();
                     let old_fams = strings(old, "/spec/ipFamilies").len();
                     if old_fams == 1 && fams == 2 {
                         // Upgrade to dual stack: the secondary family.
-                        self.alloc_cluster_ips(storage, svc, 1, dry_run, held).await?;
+                        self.alloc_cluster_ips(storage, svc, 1, dry_run, held)
+                            .await?;
                     } else if old_fams == 2 && fams == 1 {
                         // Downgrade: the secondary address goes.
                         if let Some(ip) = old_ips.get(1) {
@@ -578,6 +686,7 @@ impl ServiceAllocator {
                 }
             }
         }
-        self.alloc_node_ports(storage, svc, old, dry_run, held).await
+        self.alloc_node_ports(storage, svc, old, dry_run, held)
+            .await
     }
 }

@@ -52,7 +52,9 @@ impl Cidr {
             .trim()
             .split_once('/')
             .ok_or_else(|| format!("invalid CIDR address: {s}"))?;
-        let ip: IpAddr = ip.parse().map_err(|_| format!("invalid CIDR address: {s}"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("invalid CIDR address: {s}"))?;
         let prefix: u8 = bits
             .parse()
             .map_err(|_| format!("invalid CIDR address: {s}"))?;
@@ -185,19 +187,13 @@ impl PortRange {
         let bad = || format!("invalid port range {s:?}");
         let s = s.trim();
         let (base, size) = if let Some((a, b)) = s.split_once('-') {
-            let (a, b): (u16, u16) = (
-                a.parse().map_err(|_| bad())?,
-                b.parse().map_err(|_| bad())?,
-            );
+            let (a, b): (u16, u16) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
             if b < a {
                 return Err(bad());
             }
             (a, b - a + 1)
         } else if let Some((a, n)) = s.split_once('+') {
-            let (a, n): (u16, u16) = (
-                a.parse().map_err(|_| bad())?,
-                n.parse().map_err(|_| bad())?,
-            );
+            let (a, n): (u16, u16) = (a.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
             if u32::from(a) + u32::from(n) > 65536 {
                 return Err(bad());
             }
@@ -243,9 +239,7 @@ impl ServiceNetworks {
             .collect::<Result<_, _>>()
             .map_err(|e| format!("--service-cluster-ip-range: {e}"))?;
         if cidrs.len() > 2 {
-            return Err(
-                "--service-cluster-ip-range: may not contain more than two CIDRs".into(),
-            );
+            return Err("--service-cluster-ip-range: may not contain more than two CIDRs".into());
         }
         if cidrs.len() == 2 && cidrs[0].family == cidrs[1].family {
             return Err("--service-cluster-ip-range[0] and --service-cluster-ip-range[1] must be of different IP family".into());
@@ -330,6 +324,9 @@ mod tests {
             Ok("30000-32767".to_string())
         );
         assert!(PortRange::parse("32767-30000").is_err());
-        assert_eq!(ServiceNetworks::default(), ServiceNetworks::parse("10.0.0.0/24", "30000-32767").unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(
+            ServiceNetworks::default(),
+            ServiceNetworks::parse("10.0.0.0/24", "30000-32767").unwrap_or_else(|e| panic!("{e}"))
+        );
     }
 }

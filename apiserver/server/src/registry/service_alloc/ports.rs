@@ -121,7 +121,11 @@ impl Bitmap {
     /// requested ports, `calculateRangeOffset`), then anywhere.
     fn next_free(&self) -> Option<i64> {
         let size = i64::from(self.range.size);
-        let offset = if size < 16 { 0 } else { (size / 32).clamp(16, 128) };
+        let offset = if size < 16 {
+            0
+        } else {
+            (size / 32).clamp(16, 128)
+        };
         let random = i64::from(u16::from_be_bytes({
             let b = uuid::Uuid::new_v4().into_bytes();
             [b[0], b[1]]
@@ -148,40 +152,39 @@ pub async fn allocate(
         return Ok(Vec::new());
     }
     let mut outcome: Vec<i64> = Vec::new();
-    let plan = |current: Option<&KeyValue>, out: &mut Vec<i64>| -> Result<Bitmap, (usize, PortError)> {
-        let mut map = Bitmap::decode(current, range);
-        out.clear();
-        for (i, r) in requests.iter().enumerate() {
-            let port = match r {
-                PortRequest::Specific(p) => {
-                    if !range.contains(*p) {
-                        return Err((i, PortError::NotInRange(range.spec())));
+    let plan =
+        |current: Option<&KeyValue>, out: &mut Vec<i64>| -> Result<Bitmap, (usize, PortError)> {
+            let mut map = Bitmap::decode(current, range);
+            out.clear();
+            for (i, r) in requests.iter().enumerate() {
+                let port = match r {
+                    PortRequest::Specific(p) => {
+                        if !range.contains(*p) {
+                            return Err((i, PortError::NotInRange(range.spec())));
+                        }
+                        if map.has(*p) {
+                            return Err((i, PortError::Allocated));
+                        }
+                        *p
                     }
-                    if map.has(*p) {
-                        return Err((i, PortError::Allocated));
-                    }
-                    *p
-                }
-                PortRequest::Next => map.next_free().ok_or((i, PortError::Full))?,
-            };
-            map.set(port, true);
-            out.push(port);
-        }
-        Ok(map)
-    };
+                    PortRequest::Next => map.next_free().ok_or((i, PortError::Full))?,
+                };
+                map.set(port, true);
+                out.push(port);
+            }
+            Ok(map)
+        };
     if dry_run {
         let current = storage.get(KEY).await.map_err(|e| (0, e.into()))?;
         plan(current.as_ref(), &mut outcome)?;
         return Ok(outcome);
     }
     let mut failure = None;
-    let result = guaranteed_update(storage, KEY, |current| {
-        match plan(current, &mut outcome) {
-            Ok(map) => Ok(map.encode().into()),
-            Err(e) => {
-                failure = Some(e);
-                Err(StorageError::Backend("node port allocation refused".into()))
-            }
+    let result = guaranteed_update(storage, KEY, |current| match plan(current, &mut outcome) {
+        Ok(map) => Ok(map.encode().into()),
+        Err(e) => {
+            failure = Some(e);
+            Err(StorageError::Backend("node port allocation refused".into()))
         }
     })
     .await;
@@ -231,7 +234,7 @@ mod tests {
         assert_eq!(back.ports(), vec![30000, 32767]);
         for _ in 0..50 {
             let p = back.next_free().unwrap_or_else(|| panic!("full"));
-            assert!(p >= 30000 + 86 && p <= 32767 && !back.has(p), "{p}");
+            assert!((30000 + 86..=32767).contains(&p) && !back.has(p), "{p}");
         }
         let tiny = PortRange::parse("30000-30001").unwrap_or_else(|e| panic!("{e}"));
         let mut t = Bitmap::empty(&tiny);

@@ -214,7 +214,11 @@ impl GenericStore {
                     let held = match (h.strategy.reservation(), current.as_ref()) {
                         (Some(r), Some(kv)) => {
                             let old = codec::decode(kv)?;
-                            Some((r, r.reserve(&*self.storage, &mut o, Some(&old), dry_run).await?))
+                            Some((
+                                r,
+                                r.reserve(&*self.storage, &mut o, Some(&old), dry_run)
+                                    .await?,
+                            ))
                         }
                         _ => None,
                     };
