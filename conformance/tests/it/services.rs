@@ -513,3 +513,76 @@ fn endpoint_leases_list_live_apiservers_only() {
         "dropped before its lease could expire: {took:?}"
     );
 }
+
+#[test]
+fn dual_stack_ranges_give_each_family_an_address() {
+    let server =
+        TestServer::start_with_args(&["--service-cluster-ip-range=10.44.0.0/24,fd00:44::/112"]);
+    let k = eventually(&server, "the kubernetes Service", || {
+        exists(&server, &["get", "svc", "kubernetes"])
+            .then(|| get_json(&server, &["get", "svc", "kubernetes"]))
+    });
+    // The kubernetes Service is single-stack on the primary family.
+    assert_eq!(
+        k["spec"]["clusterIPs"],
+        serde_json::json!(["10.44.0.1"]),
+        "{k:#}"
+    );
+    let cidr = get_json(&server, &["get", "servicecidrs", "kubernetes"]);
+    assert_eq!(
+        cidr["spec"]["cidrs"],
+        serde_json::json!(["10.44.0.0/24", "fd00:44::/112"])
+    );
+
+    server.must_kubectl_stdin(
+        ["create", "-f", "-"],
+        &svc_yaml("both", "  ipFamilyPolicy: PreferDualStack\n"),
+    );
+    let s = get_json(&server, &["get", "svc", "both"]);
+    assert_eq!(
+        s["spec"]["ipFamilies"],
+        serde_json::json!(["IPv4", "IPv6"]),
+        "{s:#}"
+    );
+    let ips: Vec<&str> = s["spec"]["clusterIPs"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        ips.len() == 2 && ips[0].starts_with("10.44.0.") && ips[1].starts_with("fd00:44::"),
+        "{ips:?}"
+    );
+    assert_eq!(s["spec"]["clusterIP"], ips[0]);
+    for ip in &ips {
+        assert!(exists(&server, &["get", "ipaddresses", ip]), "{ip}");
+    }
+    server.must_kubectl_stdin(
+        ["create", "-f", "-"],
+        &svc_yaml("six", "  ipFamilies: [IPv6]\n"),
+    );
+    let six = cluster_ip(&server, "six");
+    assert!(six.starts_with("fd00:44::"), "{six}");
+    server.must_kubectl_stdin(["create", "-f", "-"], &svc_yaml("four", ""));
+    assert_eq!(
+        get_json(&server, &["get", "svc", "four"])["spec"]["ipFamilies"],
+        serde_json::json!(["IPv4"])
+    );
+    // Downgrade to single stack frees the secondary address.
+    server.must_kubectl([
+        "patch",
+        "svc",
+        "both",
+        "-p",
+        r#"{"spec":{"ipFamilyPolicy":"SingleStack"}}"#,
+    ]);
+    let after = get_json(&server, &["get", "svc", "both"]);
+    assert_eq!(
+        after["spec"]["clusterIPs"],
+        serde_json::json!([ips[0]]),
+        "{after:#}"
+    );
+    assert!(!exists(&server, &["get", "ipaddresses", ips[1]]));
+    server.must_kubectl(["delete", "svc", "both", "six"]);
+    assert!(!exists(&server, &["get", "ipaddresses", ips[0]]));
+    assert!(!exists(&server, &["get", "ipaddresses", &six]));
+}
