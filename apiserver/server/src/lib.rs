@@ -13,6 +13,7 @@ pub mod admission;
 pub mod auth;
 pub mod backend;
 pub mod certs;
+pub mod controlplane;
 pub mod discovery;
 pub mod endpoints;
 pub mod error;
@@ -125,7 +126,13 @@ pub async fn run_with_hook(
     .context("starting the watch cache")?;
 
     let builtins = resources::builtin_resources();
-    let registry = Registry::new(builtins);
+    let cp_config = controlplane::ControlPlaneConfig::from_options(&opts)?;
+    let registry = Registry::with_services(
+        builtins,
+        Arc::new(registry::service_alloc::ServiceAllocator::new(
+            cp_config.networks.clone(),
+        )),
+    );
     let namespaces = registry
         .namespaces()
         .cloned()
@@ -159,6 +166,9 @@ pub async fn run_with_hook(
     });
     ensure_default_namespaces(&state).await?;
     auth::start(&state).await?;
+    let control_plane = controlplane::ControlPlane::start(state.clone(), cp_config)
+        .await
+        .context("starting the kubernetes service and repair loops")?;
     state.ready.store(true, Ordering::Release);
     openapi::build_in_background(state.clone());
     // The schema table unknown-field detection walks (built once, off the request path).
@@ -184,6 +194,7 @@ pub async fn run_with_hook(
         ..serve::ConnLimits::default()
     };
     serve::serve(listener, tls, app, limits, shutdown_signal()).await?;
+    control_plane.stop().await;
     state.store.cache.shutdown();
     state.backend.close().await;
     tracing::info!("ferrokube API server stopped");

@@ -55,6 +55,33 @@ pub struct ServerOptions {
     #[arg(long, default_value_t = 100_000)]
     pub watch_cache_size: usize,
 
+    // --- Services (kube-apiserver names) ---
+    /// CIDR range(s) Service cluster IPs come from: one CIDR, or two of different families
+    /// (`10.0.0.0/24,fd00::/108`) for dual stack. The first address of the first range is the
+    /// `kubernetes` Service's.
+    #[arg(long, default_value = "10.0.0.0/24")]
+    pub service_cluster_ip_range: String,
+    /// The port range NodePort and LoadBalancer services get node ports from (`30000-32767`,
+    /// or `30000+2768`).
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// The address this server advertises to the cluster (the `kubernetes` Service's
+    /// endpoint); default: --bind-address, or 127.0.0.1 when that is unspecified.
+    #[arg(long)]
+    pub advertise_address: Option<std::net::IpAddr>,
+    /// How the `kubernetes` Service's endpoints are kept: `lease` (every live API server
+    /// renews a lease; expired ones drop out) or `none`.
+    #[arg(long, default_value = "lease")]
+    pub endpoint_reconciler_type: String,
+    /// TEST ONLY: how long an API server's endpoint lease lives (upstream: 15s); it is renewed
+    /// every two thirds of it. Hidden from --help.
+    #[arg(long, hide = true, default_value = "15s", value_parser = parse_go_duration)]
+    pub debug_endpoint_lease_ttl: std::time::Duration,
+    /// TEST ONLY: how often the ClusterIP and NodePort repair loops run (upstream: 3m).
+    /// Hidden from --help.
+    #[arg(long, hide = true, default_value = "3m", value_parser = parse_go_duration)]
+    pub debug_service_repair_interval: std::time::Duration,
+
     // --- Authentication (kube-apiserver names) ---
     /// Enables anonymous requests (user system:anonymous, group system:unauthenticated).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
@@ -132,4 +159,20 @@ impl ServerOptions {
             .unwrap_or_else(|| PathBuf::from("."));
         home.join(".ferrokube")
     }
+}
+
+/// A duration as `90s`, `3m`, `1h` or `500ms`.
+pub fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("invalid duration {s:?} (use ms, s, m or h)")),
+    };
+    Ok(std::time::Duration::from_millis(ms))
 }

@@ -23,7 +23,11 @@ use ferrokube_conformance::{EtcdCluster, ServerSpec, TestServer};
 fn apiserver_on(etcd: &EtcdCluster) -> TestServer {
     TestServer::start_with(ServerSpec {
         apiserver_only: true,
-        extra_args: vec![format!("--etcd-servers={}", etcd.endpoints())],
+        // kube-apiserver's default range (10.0.0.0/24) is too small for the 1,000 services.
+        extra_args: vec![
+            format!("--etcd-servers={}", etcd.endpoints()),
+            "--service-cluster-ip-range=10.96.0.0/12".into(),
+        ],
         data_dir: None,
     })
 }

@@ -23,7 +23,8 @@
 //! `wire` (trailing newlines, DELETE answers, decode errors); `rawtls` holds their raw TLS/HTTP
 //! helpers, `workloads` (ServiceAccount/root CA, ReplicaSet/RC, Deployment rollouts, PDB
 //! status, EndpointSlices, node lifecycle, leader election), `jobs` (Job and TTL-after-finished
-//! controllers).
+//! controllers), `services` (cluster IP and node port allocation, the `kubernetes` Service and
+//! its lease-reconciled endpoints, the repair loops).
 
 mod abuse;
 mod abuse_parsers;
@@ -44,6 +45,7 @@ mod nodes;
 mod patch;
 mod rawtls;
 mod scheduler;
+mod services;
 mod snapshot;
 mod ssa;
 mod util;

@@ -7,7 +7,7 @@ pub mod managed;
 pub mod namespace;
 pub mod request;
 pub mod reviews;
-pub mod service_ip;
+pub mod service_alloc;
 pub mod store;
 pub mod strategies;
 pub mod strategy;
@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use ferrokube_machinery::resources::ResourceInfo;
 
+use service_alloc::ServiceAllocator;
 use strategy::Strategy;
 
 /// A served resource: its table entry, its strategy and its storage prefix.
@@ -33,10 +34,10 @@ pub struct ResourceHandle {
 }
 
 impl ResourceHandle {
-    /// Builds the handle of a table entry.
-    pub fn new(info: ResourceInfo) -> Self {
+    /// Builds the handle of a table entry (services allocate with `services`).
+    pub fn new(info: ResourceInfo, services: &Arc<ServiceAllocator>) -> Self {
         let prefix = format!("/registry/{}/", strategies::storage_segment(&info));
-        let strategy = strategies::strategy_for(&info);
+        let strategy = strategies::strategy_for(&info, services);
         ResourceHandle {
             info,
             strategy,
@@ -76,12 +77,18 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Builds the registry from resource table entries.
+    /// Builds the registry from resource table entries, with kube-apiserver's default service
+    /// networks.
     pub fn new(resources: &[ResourceInfo]) -> Self {
+        Self::with_services(resources, Arc::new(ServiceAllocator::default()))
+    }
+
+    /// Builds the registry; services allocate with `services` (the server's flags).
+    pub fn with_services(resources: &[ResourceInfo], services: Arc<ServiceAllocator>) -> Self {
         let mut by_gvr = HashMap::new();
         let mut all = Vec::new();
         for info in resources {
-            let mut h = ResourceHandle::new(info.clone());
+            let mut h = ResourceHandle::new(info.clone(), &services);
             if let Some(storage) = info.storage {
                 let shared = resources
                     .iter()

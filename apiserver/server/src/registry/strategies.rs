@@ -7,7 +7,7 @@ use ferrokube_machinery::resources::ResourceInfo;
 use ferrokube_machinery::validation::NameRule;
 use serde_json::{Value, json};
 
-use super::service_ip::ClusterIpAllocator;
+use super::service_alloc::{self, ServiceAllocator};
 use super::strategy::{
     DefaultStrategy, FieldSet, GcPolicy, Reservation, Strategy, default_at, str_at,
 };
@@ -30,7 +30,7 @@ pub fn storage_segment(info: &ResourceInfo) -> String {
 }
 
 /// The strategy for a resource.
-pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
+pub fn strategy_for(info: &ResourceInfo, services: &Arc<ServiceAllocator>) -> Arc<dyn Strategy> {
     let has_status = info.subresource("status").is_some();
     match (info.group, info.plural) {
         ("", "pods") => Arc::new(PodStrategy),
@@ -46,7 +46,7 @@ pub fn strategy_for(info: &ResourceInfo) -> Arc<dyn Strategy> {
             generation: false,
             create_on_update: true,
         }),
-        ("", "services") => Arc::new(ServiceStrategy),
+        ("", "services") => Arc::new(ServiceStrategy(services.clone())),
         ("rbac.authorization.k8s.io", _) => Arc::new(RbacStrategy),
         // Upstream registers these with `ReturnDeletedObject: true` and no other hook.
         ("", "serviceaccounts") | ("storage.k8s.io", "storageclasses") => {
@@ -428,21 +428,13 @@ impl Strategy for JobStrategy {
     }
 }
 
-struct ServiceStrategy;
-
-/// The IP family fields the service registry sets (the `SetDefaults_Service` ones are in
-/// machinery `defaults::core`).
-fn service_defaults(obj: &mut Value) {
-    let ty = str_at(obj, &["spec", "type"]);
-    if ty != "ExternalName" {
-        default_at(obj, &["spec", "ipFamilies"], json!(["IPv4"]));
-        default_at(obj, &["spec", "ipFamilyPolicy"], json!("SingleStack"));
-    }
-}
+/// Services: allocation of cluster IPs and node ports by the API server's
+/// [`ServiceAllocator`] (the generic store's reservation hook).
+struct ServiceStrategy(Arc<ServiceAllocator>);
 
 impl Strategy for ServiceStrategy {
     fn reservation(&self) -> Option<&dyn Reservation> {
-        Some(&ClusterIpAllocator)
+        Some(&*self.0)
     }
     /// Upstream's services registry sets `ReturnDeletedObject`.
     fn return_deleted_object(&self) -> bool {
@@ -455,9 +447,8 @@ impl Strategy for ServiceStrategy {
         false
     }
     fn prepare_for_create(&self, obj: &mut Value) {
-        service_defaults(obj);
         // A requested cluster IP is mirrored into clusterIPs; the generic store reserves it (or
-        // a free one) as an IPAddress after validation (`reservation`).
+        // a free one), the IP families and node ports after validation (`reservation`).
         let ip = str_at(obj, &["spec", "clusterIP"]);
         if !ip.is_empty() {
             default_at(obj, &["spec", "clusterIPs"], json!([ip]));
@@ -467,18 +458,10 @@ impl Strategy for ServiceStrategy {
         }
     }
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
-        service_defaults(new);
-        // The allocated cluster IP stays unless the client sets one (validation rejects a change).
-        for f in ["clusterIP", "clusterIPs"] {
-            if new.pointer(&format!("/spec/{f}")).is_none()
-                && let (Some(v), Some(spec)) = (
-                    old.pointer(&format!("/spec/{f}")).cloned(),
-                    new.get_mut("spec").and_then(Value::as_object_mut),
-                )
-            {
-                spec.insert(f.into(), v);
-            }
-        }
+        // What the server allocated stays unless the client changes it (validation rejects a
+        // cluster IP change); fields of an abandoned type go.
+        service_alloc::patch_allocated_values(new, old);
+        service_alloc::drop_type_dependent_fields(new, old);
     }
     // Validation (cluster IP immutability included): the trait's default.
 }

@@ -117,24 +117,48 @@ pub trait Strategy: Send + Sync {
     }
 }
 
-/// Something a new object holds outside its own key (upstream's service REST storage allocating
-/// cluster IPs): reserved before the object is stored, released after it is deleted. Unlike the
-/// other hooks it does IO, through the same `Storage` as the generic store that calls it.
+/// Something an object holds outside its own key (upstream's service REST storage allocating
+/// cluster IPs and node ports): reserved before the object is written, released after it is
+/// deleted. Unlike the other hooks it does IO, through the same `Storage` as the generic store
+/// that calls it. A write is a small transaction (upstream `metaTransaction`): what
+/// [`Reservation::reserve`] took is given back by [`Reservation::revert`] when the object
+/// cannot be stored, and what it frees is freed by [`Reservation::commit`] once it is.
 #[async_trait::async_trait]
 pub trait Reservation: Send + Sync {
-    /// Reserves for a new object and records the result in it; `Ok(true)` when something was
-    /// written (to release if the object itself cannot be stored). Writes nothing on `dry_run`.
+    /// Reserves for a new (`old: None`) or updated object and records the result in it.
+    /// Writes nothing on `dry_run` (but refuses what a real write would refuse).
     async fn reserve(
         &self,
         storage: &dyn Storage,
         obj: &mut Value,
-        namespace: &str,
-        name: &str,
+        old: Option<&Value>,
         dry_run: bool,
-    ) -> ApiResult<bool>;
+    ) -> ApiResult<Held>;
 
-    /// Releases what `obj` holds (best effort: failures are logged).
+    /// The object was stored: frees what the write gave up.
+    async fn commit(&self, storage: &dyn Storage, obj: &Value, held: Held);
+
+    /// The object was not stored: gives back what the write took.
+    async fn revert(&self, storage: &dyn Storage, obj: &Value, held: Held);
+
+    /// Releases what a deleted `obj` held (best effort: failures are logged).
     async fn release(&self, storage: &dyn Storage, obj: &Value);
+}
+
+/// What one write reserved and what it gives up, as tokens the [`Reservation`] understands.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// Taken by this write (given back if the write fails).
+    pub taken: Vec<String>,
+    /// Held before and no longer needed (freed once the write succeeds).
+    pub freed: Vec<String>,
+}
+
+impl Held {
+    /// Whether the write neither took nor freed anything.
+    pub fn is_empty(&self) -> bool {
+        self.taken.is_empty() && self.freed.is_empty()
+    }
 }
 
 /// The strategy of resources with no special behaviour.

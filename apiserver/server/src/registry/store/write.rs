@@ -209,6 +209,19 @@ impl GenericStore {
                     Err(e) => return Err(e),
                 },
                 Plan::Write(mut o, rev) => {
+                    // What the change takes or frees beyond the object's key (node ports of
+                    // a changed service type), after validation as upstream's `BeginUpdate`.
+                    let held = match (h.strategy.reservation(), current.as_ref()) {
+                        (Some(r), Some(kv)) => {
+                            let old = codec::decode(kv)?;
+                            Some((
+                                r,
+                                r.reserve(&*self.storage, &mut o, Some(&old), dry_run)
+                                    .await?,
+                            ))
+                        }
+                        _ => None,
+                    };
                     let bytes = codec::encode_for_storage(&o)?;
                     if current.as_ref().is_some_and(|kv| kv.value == bytes) {
                         // Nothing changed: no write, the resourceVersion stays.
@@ -221,7 +234,14 @@ impl GenericStore {
                         codec::set_rv(&mut o, rev);
                         return Ok(Done::Updated(o));
                     }
-                    match self.storage.update(&key, bytes, rev).await {
+                    let result = self.storage.update(&key, bytes, rev).await;
+                    if let Some((r, held)) = held {
+                        match &result {
+                            Ok(_) => r.commit(&*self.storage, &o, held).await,
+                            Err(_) => r.revert(&*self.storage, &o, held).await,
+                        }
+                    }
+                    match result {
                         Ok(kv) => {
                             codec::set_rv(&mut o, kv.mod_revision);
                             return Ok(Done::Updated(o));
@@ -403,28 +423,28 @@ impl GenericStore {
         if dry_run && self.storage.get(&key).await?.is_some() {
             return Err(Status::already_exists(h.info.group, h.info.plural, name).into());
         }
-        let reserved = match h.strategy.reservation() {
-            Some(r) => {
-                r.reserve(&*self.storage, &mut obj, namespace, name, dry_run)
-                    .await?
-            }
-            None => false,
+        let reservation = h.strategy.reservation();
+        let held = match reservation {
+            Some(r) => Some(r.reserve(&*self.storage, &mut obj, None, dry_run).await?),
+            None => None,
         };
         let bytes = codec::encode_for_storage(&obj)?;
         if dry_run {
             return Ok(obj);
         }
-        match self.storage.create(&key, bytes).await {
+        let result = self.storage.create(&key, bytes).await;
+        if let (Some(r), Some(held)) = (reservation, held) {
+            match &result {
+                Ok(_) => r.commit(&*self.storage, &obj, held).await,
+                Err(_) => r.revert(&*self.storage, &obj, held).await,
+            }
+        }
+        match result {
             Ok(kv) => {
                 codec::set_rv(&mut obj, kv.mod_revision);
                 Ok(obj)
             }
-            Err(e) => {
-                if reserved {
-                    self.release_reservation(h, &obj).await;
-                }
-                Err(ApiError::from_storage(e, h.info.group, h.info.plural, name))
-            }
+            Err(e) => Err(ApiError::from_storage(e, h.info.group, h.info.plural, name)),
         }
     }
 
