@@ -80,8 +80,7 @@ impl CompiledSchema {
     /// `spec.versions[0].schema.openAPIV3Schema`; errors carry paths below it with upstream's
     /// messages.
     pub fn compile(schema: &Value, path: &str) -> Result<Self, Vec<FieldError>> {
-        let root = structural::check_and_build(schema, path)?;
-        let estimated_cost = rules::compile_all(&root, path)?;
+        let (root, estimated_cost) = structural::check_and_build(schema, path)?;
         Ok(CompiledSchema {
             root,
             raw: schema.clone(),
@@ -169,4 +168,10 @@ pub fn set_json_path(obj: &mut Value, path: &str, value: Value) -> bool {
             .or_insert_with(|| Value::Object(Default::default()));
     }
     false
+}
+
+/// Whether `s` is a valid value of the OpenAPI string `format` (unknown formats pass), as
+/// custom resource validation checks it.
+pub fn check_string_format(format: &str, s: &str) -> bool {
+    formats::check_format(format, s)
 }
