@@ -569,13 +569,11 @@ pub(super) fn compile_pattern(p: &str) -> Result<regex::Regex, String> {
             regex::Error::CompiledTooBig(n) => {
                 format!("compiled regex exceeds size limit of {n} bytes")
             }
-            other => other
-                .to_string()
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
+            other => {
+                let text = other.to_string();
+                let last = text.lines().last().unwrap_or_default().trim();
+                last.strip_prefix("error: ").unwrap_or(last).to_string()
+            }
         })
 }
 
