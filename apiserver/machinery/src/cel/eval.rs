@@ -224,11 +224,10 @@ impl<'a> Eval<'a> {
                 self.charge(1)?;
                 let want = func == "_||_"; // the value that decides the result
                 let l = self.eval(&args[0]);
-                if let Ok(Value::Bool(b)) = l {
-                    if b == want {
+                if let Ok(Value::Bool(b)) = l
+                    && b == want {
                         return Ok(Value::Bool(b));
                     }
-                }
                 let r = self.eval(&args[1]);
                 match (l, r) {
                     (_, Err(EvalError::CostLimitExceeded)) => Err(EvalError::CostLimitExceeded),
@@ -249,12 +248,11 @@ impl<'a> Eval<'a> {
             }
             _ => {
                 // `format.dns1123Label()` style named formats.
-                if let Some(Expr::Ident(ns)) = target {
-                    if &**ns == "format" && self.lookup("format").is_none() {
+                if let Some(Expr::Ident(ns)) = target
+                    && &**ns == "format" && self.lookup("format").is_none() {
                         self.charge(1)?;
                         return super::k8s::named_format(func);
                     }
-                }
                 self.charge(1)?;
                 let recv = match target {
                     Some(t) => Some(self.eval(t)?),

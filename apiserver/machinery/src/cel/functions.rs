@@ -260,7 +260,7 @@ pub(super) fn call(
             String(s) => match &**s {
                 "true" | "True" | "TRUE" | "t" | "1" => Ok(Bool(true)),
                 "false" | "False" | "FALSE" | "f" | "0" => Ok(Bool(false)),
-                _ => rt(format!("type conversion error from 'string' to 'bool'")),
+                _ => rt("type conversion error from 'string' to 'bool'".to_string()),
             },
             other => no_overload(f, &[other]),
         },

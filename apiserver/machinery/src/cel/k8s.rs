@@ -35,11 +35,10 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
         return None;
     }
     let ip: IpAddr = s.parse().ok()?;
-    if let IpAddr::V6(v6) = ip {
-        if v6.to_ipv4_mapped().is_some() && s.contains('.') {
+    if let IpAddr::V6(v6) = ip
+        && v6.to_ipv4_mapped().is_some() && s.contains('.') {
             return None;
         }
-    }
     Some(ip)
 }
 

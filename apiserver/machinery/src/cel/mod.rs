@@ -221,11 +221,10 @@ fn check(e: &Expr, declared: &mut Vec<String>) -> Result<(), String> {
             r
         }
         Expr::Call { func, target, args } => {
-            if let Some(Expr::Ident(ns)) = target.as_deref() {
-                if &**ns == "format" && !declared.iter().any(|d| d == "format") {
+            if let Some(Expr::Ident(ns)) = target.as_deref()
+                && &**ns == "format" && !declared.iter().any(|d| d == "format") {
                     return args.iter().try_for_each(|a| check(a, declared));
                 }
-            }
             if !KNOWN_FUNCTIONS.contains(&&**func) {
                 return Err(format!(
                     "undeclared reference to '{func}' (in container '')"
@@ -248,12 +247,11 @@ fn collect_regexes(e: &Expr, out: &mut eval::RegexCache) -> Result<(), String> {
                 } else {
                     args.get(1)
                 };
-                if let Some(Expr::Lit(Value::String(p))) = lit {
-                    if !out.contains_key(&**p) {
+                if let Some(Expr::Lit(Value::String(p))) = lit
+                    && !out.contains_key(&**p) {
                         let re = k8s::compile_regex(p)?;
                         out.insert(p.to_string(), re);
                     }
-                }
             }
             if let Some(t) = target {
                 collect_regexes(t, out)?;

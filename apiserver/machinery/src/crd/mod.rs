@@ -10,6 +10,7 @@
 //! No IO, no server types: errors are [`FieldError`]s the server maps into a 422 `Status`.
 //! Where to start reading: [`schema`] (the compiled tree), then [`validate`].
 
+mod checks;
 mod defaults;
 mod formats;
 mod listtype;
@@ -23,6 +24,8 @@ mod validate;
 mod tests;
 #[cfg(test)]
 mod tests_cel;
+#[cfg(test)]
+mod tests_large;
 #[cfg(test)]
 mod tests_structural;
 
@@ -133,7 +136,7 @@ impl CompiledSchema {
     /// does (`specReplicasPath` must point to an integer under `.spec`, ...). `fld` is the CRD
     /// field path of the `scale` block.
     pub fn check_scale_paths(&self, scale: &ScalePaths, fld: &str) -> Vec<FieldError> {
-        structural::check_scale_paths(&self.root, scale, fld)
+        checks::check_scale_paths(&self.root, scale, fld)
     }
 }
 

@@ -5,13 +5,14 @@
 
 use serde_json::{Map, Value};
 
+use super::FieldError;
+use super::checks::{check_defaults, list_map_checks};
 use super::limits::{
     MAX_PATTERN_LEN, MAX_REGEX_SIZE, MAX_SCHEMA_DEPTH, MAX_SCHEMA_NODES,
     STATIC_ESTIMATED_CRD_COST_LIMIT,
 };
 use super::rules::{self, cost_error_message};
 use super::schema::{ListType, MapType, Pattern, SchemaNode, SchemaType, ValueValidation};
-use super::{FieldError, ScalePaths};
 use crate::validation::Path;
 
 const OPENAPI_V3_TYPES: &[&str] = &["array", "boolean", "integer", "number", "object", "string"];
@@ -67,7 +68,7 @@ pub(super) fn check_and_build(
     };
     let root = build(schema, &Path::new(path), &scope, &mut cx);
     if cx.total_cost > STATIC_ESTIMATED_CRD_COST_LIMIT && cx.errs.is_empty() {
-        cx.expensive.sort_by(|a, b| b.1.cmp(&a.1));
+        cx.expensive.sort_by_key(|e| std::cmp::Reverse(e.1));
         for (p, _) in cx.expensive.iter().take(4) {
             cx.errs.push(FieldError::forbidden(
                 p,
@@ -182,8 +183,8 @@ fn build(v: &Value, path: &Path, sc: &Scope, cx: &mut Ctx) -> SchemaNode {
         }
     };
     node.type_ = ty;
-    if m.contains_key("default") {
-        if let Some(reason) = &sc.defaults_forbidden {
+    if m.contains_key("default")
+        && let Some(reason) = &sc.defaults_forbidden {
             let detail = if reason.is_empty() {
                 "must not be set".to_string()
             } else {
@@ -192,7 +193,6 @@ fn build(v: &Value, path: &Path, sc: &Scope, cx: &mut Ctx) -> SchemaNode {
             cx.errs
                 .push(FieldError::forbidden(path.child("default"), &detail));
         }
-    }
     for (key, msg) in [
         ("id", "id is not supported"),
         ("additionalItems", "additionalItems is not supported"),
@@ -485,15 +485,14 @@ fn value_validation(
             .unwrap_or_default(),
         ..Default::default()
     };
-    if let Some(mo) = vv.multiple_of {
-        if mo <= 0.0 {
+    if let Some(mo) = vv.multiple_of
+        && mo <= 0.0 {
             cx.errs.push(FieldError::invalid(
                 path.child("multipleOf"),
                 mo,
                 "must be positive",
             ));
         }
-    }
     if let Some(p) = str_of(m, "pattern").filter(|p| !p.is_empty()) {
         match compile_pattern(p) {
             Ok(re) => {
@@ -691,27 +690,25 @@ fn structural_invariants(
         };
         cx.errs.push(FieldError::required(path.child("type"), msg));
     }
-    if sc.level == Level::Root {
-        if let Some(t) = ty.filter(|t| *t != SchemaType::Object) {
+    if sc.level == Level::Root
+        && let Some(t) = ty.filter(|t| *t != SchemaType::Object) {
             cx.errs.push(FieldError::invalid(
                 path.child("type"),
                 t.name(),
                 "must be object at the root",
             ));
         }
-    }
     let check_meta = sc.level == Level::Root || node.embedded_resource;
     if check_meta {
         for k in ["kind", "apiVersion"] {
-            if let Some(p) = node.properties.get(k) {
-                if p.type_ != Some(SchemaType::String) {
+            if let Some(p) = node.properties.get(k)
+                && p.type_ != Some(SchemaType::String) {
                     cx.errs.push(FieldError::invalid(
                         path.child("properties").key(k).child("type"),
                         p.ty().name(),
                         "must be string",
                     ));
                 }
-            }
         }
     }
     if let Some(meta) = node.properties.get("metadata") {
@@ -723,8 +720,8 @@ fn structural_invariants(
                 "must be object",
             ));
         }
-        if sc.level == Level::Root {
-            if let Some(raw) = m
+        if sc.level == Level::Root
+            && let Some(raw) = m
                 .get("properties")
                 .and_then(|p| p.get("metadata"))
                 .and_then(Value::as_object)
@@ -743,7 +740,6 @@ fn structural_invariants(
                     ));
                 }
             }
-        }
     }
     if node.embedded_resource && !node.preserve_unknown_fields && node.properties.is_empty() {
         cx.errs.push(FieldError::required(
@@ -754,229 +750,4 @@ fn structural_invariants(
     if node.int_or_string && ty.is_none() {
         node.type_ = None;
     }
-}
-
-/// Upstream list-type checks (`ValidateCustomResourceDefinitionOpenAPISchema`,
-/// `validateMapListKeysMapSet`).
-fn list_map_checks(node: &SchemaNode, m: &Map<String, Value>, path: &Path, cx: &mut Ctx) {
-    let keys = &node.list_map_keys;
-    if !keys.is_empty() {
-        match node.list_type {
-            None => cx.errs.push(FieldError::required(
-                path.child("x-kubernetes-list-type"),
-                "must be map if x-kubernetes-list-map-keys is non-empty",
-            )),
-            Some(ListType::Map) => {}
-            Some(other) => cx.errs.push(FieldError::invalid(
-                path.child("x-kubernetes-list-type"),
-                if other == ListType::Set {
-                    "set"
-                } else {
-                    "atomic"
-                },
-                "must be map if x-kubernetes-list-map-keys is non-empty",
-            )),
-        }
-    }
-    let Some(lt) = node.list_type else { return };
-    let items = node.items.as_deref();
-    let raw_items = m.get("items").and_then(Value::as_object);
-    if lt == ListType::Map {
-        if keys.is_empty() {
-            cx.errs.push(FieldError::required(
-                path.child("x-kubernetes-list-map-keys"),
-                "must not be empty if x-kubernetes-list-type is map",
-            ));
-        }
-        match items {
-            None => cx.errs.push(FieldError::required(
-                path.child("items"),
-                "must have a schema if x-kubernetes-list-type is map",
-            )),
-            Some(is) if is.type_ != Some(SchemaType::Object) => cx.errs.push(FieldError::invalid(
-                path.child("items").child("type"),
-                is.ty().name(),
-                "must be object if parent array's x-kubernetes-list-type is map",
-            )),
-            Some(is) => {
-                let mut seen: Vec<&str> = Vec::new();
-                for k in keys {
-                    match is.properties.get(k) {
-                        Some(p) => {
-                            if matches!(p.type_, Some(SchemaType::Array | SchemaType::Object)) {
-                                cx.errs.push(FieldError::invalid(
-                                    path.child("items").child("properties").key(k).child("type"),
-                                    "object",
-                                    "must be a scalar type if parent array's x-kubernetes-list-type is map",
-                                ));
-                            }
-                            let required = is.validation.required.iter().any(|r| r == k);
-                            if !required && p.default.is_none() {
-                                cx.errs.push(FieldError::required(
-                                    path.child("items").child("properties").key(k).child("default"),
-                                    "this property is in x-kubernetes-list-map-keys, so it must have a default or be a required property",
-                                ));
-                            }
-                            if p.nullable {
-                                cx.errs.push(FieldError::forbidden(
-                                    path.child("items").child("properties").key(k).child("nullable"),
-                                    "this property is in x-kubernetes-list-map-keys, so it cannot be nullable",
-                                ));
-                            }
-                        }
-                        None => cx.errs.push(FieldError::invalid(
-                            path.child("x-kubernetes-list-map-keys"),
-                            Value::from(keys.clone()),
-                            "entries must all be names of item properties",
-                        )),
-                    }
-                    if seen.contains(&k.as_str()) {
-                        cx.errs.push(FieldError::invalid(
-                            path.child("x-kubernetes-list-map-keys"),
-                            Value::from(keys.clone()),
-                            "must not contain duplicate entries",
-                        ));
-                    }
-                    seen.push(k);
-                }
-            }
-        }
-    }
-    if lt != ListType::Atomic {
-        if let Some(is) = items {
-            if is.nullable {
-                let name = if lt == ListType::Set { "set" } else { "map" };
-                cx.errs.push(FieldError::forbidden(
-                    path.child("items").child("nullable"),
-                    &format!("cannot be nullable when x-kubernetes-list-type is {name}"),
-                ));
-            }
-        }
-    }
-    if lt == ListType::Set {
-        if let (Some(is), Some(raw)) = (items, raw_items) {
-            match is.type_ {
-                Some(SchemaType::Array) if is.list_type.is_some_and(|t| t != ListType::Atomic) => {
-                    cx.errs.push(FieldError::invalid(
-                        path.child("items").child("x-kubernetes-list-type"),
-                        raw.get("x-kubernetes-list-type")
-                            .cloned()
-                            .unwrap_or(Value::Null),
-                        "must be atomic as item of a list with x-kubernetes-list-type=set",
-                    ))
-                }
-                Some(SchemaType::Object) if is.map_type != Some(MapType::Atomic) => {
-                    cx.errs.push(FieldError::invalid(
-                        path.child("items").child("x-kubernetes-map-type"),
-                        Value::Null,
-                        "must be atomic as item of a list with x-kubernetes-list-type=set",
-                    ))
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-/// Defaults must validate against their own schema (upstream `validateStructuralDefaults`).
-fn check_defaults(node: &SchemaNode, path: &Path, errs: &mut Vec<FieldError>, depth: usize) {
-    if depth > MAX_SCHEMA_DEPTH {
-        return;
-    }
-    if let Some(d) = &node.default {
-        let mut pruned = d.clone();
-        let unknown = super::prune::prune_at(node, &mut pruned, false);
-        let dp = path.child("default");
-        for u in unknown {
-            errs.push(FieldError::invalid(
-                dp.child(&u),
-                Value::Null,
-                "must not have unknown fields",
-            ));
-        }
-        for e in super::validate::validate_value(node, d, &dp.to_string()) {
-            errs.push(e);
-        }
-    }
-    for (k, p) in &node.properties {
-        check_defaults(p, &path.child("properties").key(k), errs, depth + 1);
-    }
-    if let Some(ap) = &node.additional_properties {
-        check_defaults(ap, &path.child("additionalProperties"), errs, depth + 1);
-    }
-    if let Some(is) = &node.items {
-        check_defaults(is, &path.child("items"), errs, depth + 1);
-    }
-}
-
-/// Upstream's `scale` subresource path checks (syntax; the path must lie under `.spec` /
-/// `.status`, and where the schema declares it, be an integer / string).
-pub(super) fn check_scale_paths(
-    root: &SchemaNode,
-    scale: &ScalePaths,
-    fld: &str,
-) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    let base = Path::new(fld);
-    let mut one = |p: &str, name: &str, prefixes: &[&str], under: &str, want: SchemaType| {
-        let fp = base.child(name);
-        if p.is_empty() {
-            errs.push(FieldError::required(&fp, ""));
-            return;
-        }
-        if !p.starts_with('.') {
-            errs.push(FieldError::invalid(
-                &fp,
-                p,
-                "must be a simple json path starting with .",
-            ));
-            return;
-        }
-        if !prefixes.iter().any(|pre| p.starts_with(pre)) {
-            errs.push(FieldError::invalid(
-                &fp,
-                p,
-                &format!("should be a json path under {under}"),
-            ));
-            return;
-        }
-        let segs: Vec<&str> = p[1..].split('.').collect();
-        if let Some(node) = root.lookup(&segs) {
-            if node.type_.is_some_and(|t| t != want) && !node.preserve_unknown_fields {
-                errs.push(FieldError::invalid(
-                    &fp,
-                    p,
-                    &format!("should point to a field of type {}", want.name()),
-                ));
-            }
-        }
-    };
-    one(
-        &scale.spec_replicas_path,
-        "specReplicasPath",
-        &[".spec."],
-        ".spec",
-        SchemaType::Integer,
-    );
-    one(
-        &scale.status_replicas_path,
-        "statusReplicasPath",
-        &[".status."],
-        ".status",
-        SchemaType::Integer,
-    );
-    if let Some(l) = scale
-        .label_selector_path
-        .as_deref()
-        .filter(|l| !l.is_empty())
-    {
-        one(
-            l,
-            "labelSelectorPath",
-            &[".spec.", ".status."],
-            "either .spec or .status",
-            SchemaType::String,
-        );
-    }
-    errs
 }

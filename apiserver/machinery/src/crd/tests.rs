@@ -9,7 +9,10 @@ const P: &str = "spec.versions[0].schema.openAPIV3Schema";
 pub(super) fn must_compile(schema: Value) -> CompiledSchema {
     match CompiledSchema::compile(&schema, P) {
         Ok(s) => s,
-        Err(errs) => panic!("schema refused: {}", crate::validation::aggregate_message(&errs).unwrap_or_default()),
+        Err(errs) => panic!(
+            "schema refused: {}",
+            crate::validation::aggregate_message(&errs).unwrap_or_default()
+        ),
     }
 }
 
@@ -58,10 +61,12 @@ fn cr(spec: Value) -> Value {
 #[test]
 fn valid_object_passes() {
     let s = widget();
-    let obj = cr(json!({"size": "small", "replicas": 3, "name": "abc", "ratio": 1.5, "port": "http",
+    let obj = cr(
+        json!({"size": "small", "replicas": 3, "name": "abc", "ratio": 1.5, "port": "http",
         "when": "2024-05-01T10:00:00Z", "id": "123e4567-e89b-12d3-a456-426614174000", "tags": ["a", "b"],
         "ports": [{"name": "a", "port": 1}, {"name": "b", "port": 1}], "labels": {"x": "y"}, "nullableThing": null,
-        "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}, "free": {"any": [1]}}));
+        "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}}, "free": {"any": [1]}}),
+    );
     assert_eq!(messages(&s.validate(&obj, None)), Vec::<String>::new());
 }
 
@@ -69,34 +74,94 @@ fn valid_object_passes() {
 fn upstream_messages() {
     let s = widget();
     let cases: Vec<(Value, &str)> = vec![
-        (json!({"size": "small", "replicas": "string"}),
-            "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\""),
+        (
+            json!({"size": "small", "replicas": "string"}),
+            "spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\"",
+        ),
         (json!({}), "spec.size: Required value"),
-        (json!({"size": "x"}), "spec.size: Unsupported value: \"x\": supported values: \"small\", \"large\""),
-        (json!({"size": "small", "replicas": 0}), "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"),
-        (json!({"size": "small", "replicas": 11}), "spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10"),
-        (json!({"size": "small", "name": "abcdef"}), "spec.name: Too long: may not be more than 5 bytes"),
-        (json!({"size": "small", "name": "a"}), "spec.name: Invalid value: \"a\": spec.name in body should be at least 2 chars long"),
-        (json!({"size": "small", "name": "AB"}), "spec.name: Invalid value: \"AB\": spec.name in body should match '^[a-z]+$'"),
-        (json!({"size": "small", "ratio": 1.2}), "spec.ratio: Invalid value: 1.2: spec.ratio in body should be a multiple of 0.5"),
-        (json!({"size": "small", "ratio": 5}), "spec.ratio: Invalid value: 5: spec.ratio in body should be less than 5"),
-        (json!({"size": "small", "port": true}),
-            "spec.port: Invalid value: \"boolean\": spec.port in body must be of type integer,string: \"boolean\""),
-        (json!({"size": "small", "when": "yesterday"}),
-            "spec.when: Invalid value: \"yesterday\": spec.when in body must be of type date-time: \"yesterday\""),
-        (json!({"size": "small", "id": "nope"}), "spec.id: Invalid value: \"nope\": spec.id in body must be of type uuid: \"nope\""),
-        (json!({"size": "small", "tags": ["a", "b", "c"]}), "spec.tags: Too many: 3: must have at most 2 items"),
-        (json!({"size": "small", "tags": ["a", "a"]}), "spec.tags[1]: Duplicate value: \"a\""),
-        (json!({"size": "small", "ports": [{"name": "a"}, {"name": "a"}]}), "spec.ports[1]: Duplicate value: map[string]string{\"name\":\"a\"}"),
-        (json!({"size": "small", "ports": [{"port": 1}]}), "spec.ports[0].name: Required value"),
-        (json!({"size": "small", "labels": {"a": "1", "b": "2", "c": "3"}}), "spec.labels: Too many: 3: must have at most 2 items"),
-        (json!({"size": "small", "labels": {"a": 1}}), "spec.labels.a: Invalid value: \"integer\": spec.labels.a in body must be of type string: \"integer\""),
-        (json!({"size": "small", "name": null}), "spec.name: Invalid value: \"null\": spec.name in body must be of type string: \"null\""),
-        (json!({"size": "small", "template": {"metadata": {}}}), "spec.template.apiVersion: Required value: must not be empty"),
+        (
+            json!({"size": "x"}),
+            "spec.size: Unsupported value: \"x\": supported values: \"small\", \"large\"",
+        ),
+        (
+            json!({"size": "small", "replicas": 0}),
+            "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1",
+        ),
+        (
+            json!({"size": "small", "replicas": 11}),
+            "spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10",
+        ),
+        (
+            json!({"size": "small", "name": "abcdef"}),
+            "spec.name: Too long: may not be more than 5 bytes",
+        ),
+        (
+            json!({"size": "small", "name": "a"}),
+            "spec.name: Invalid value: \"a\": spec.name in body should be at least 2 chars long",
+        ),
+        (
+            json!({"size": "small", "name": "AB"}),
+            "spec.name: Invalid value: \"AB\": spec.name in body should match '^[a-z]+$'",
+        ),
+        (
+            json!({"size": "small", "ratio": 1.2}),
+            "spec.ratio: Invalid value: 1.2: spec.ratio in body should be a multiple of 0.5",
+        ),
+        (
+            json!({"size": "small", "ratio": 5}),
+            "spec.ratio: Invalid value: 5: spec.ratio in body should be less than 5",
+        ),
+        (
+            json!({"size": "small", "port": true}),
+            "spec.port: Invalid value: \"boolean\": spec.port in body must be of type integer,string: \"boolean\"",
+        ),
+        (
+            json!({"size": "small", "when": "yesterday"}),
+            "spec.when: Invalid value: \"yesterday\": spec.when in body must be of type date-time: \"yesterday\"",
+        ),
+        (
+            json!({"size": "small", "id": "nope"}),
+            "spec.id: Invalid value: \"nope\": spec.id in body must be of type uuid: \"nope\"",
+        ),
+        (
+            json!({"size": "small", "tags": ["a", "b", "c"]}),
+            "spec.tags: Too many: 3: must have at most 2 items",
+        ),
+        (
+            json!({"size": "small", "tags": ["a", "a"]}),
+            "spec.tags[1]: Duplicate value: \"a\"",
+        ),
+        (
+            json!({"size": "small", "ports": [{"name": "a"}, {"name": "a"}]}),
+            "spec.ports[1]: Duplicate value: map[string]string{\"name\":\"a\"}",
+        ),
+        (
+            json!({"size": "small", "ports": [{"port": 1}]}),
+            "spec.ports[0].name: Required value",
+        ),
+        (
+            json!({"size": "small", "labels": {"a": "1", "b": "2", "c": "3"}}),
+            "spec.labels: Too many: 3: must have at most 2 items",
+        ),
+        (
+            json!({"size": "small", "labels": {"a": 1}}),
+            "spec.labels.a: Invalid value: \"integer\": spec.labels.a in body must be of type string: \"integer\"",
+        ),
+        (
+            json!({"size": "small", "name": null}),
+            "spec.name: Invalid value: \"null\": spec.name in body must be of type string: \"null\"",
+        ),
+        (
+            json!({"size": "small", "template": {"metadata": {}}}),
+            "spec.template.apiVersion: Required value: must not be empty",
+        ),
     ];
     for (spec, want) in cases {
         let got = messages(&s.validate(&cr(spec.clone()), None));
-        assert!(got.iter().any(|g| g == want), "spec {spec}: want {want:?}, got {got:?}");
+        assert!(
+            got.iter().any(|g| g == want),
+            "spec {spec}: want {want:?}, got {got:?}"
+        );
     }
 }
 
@@ -117,8 +182,10 @@ fn ratcheting_keeps_unchanged_invalid_values() {
 #[test]
 fn pruning_reports_unknown_fields_in_order() {
     let s = widget();
-    let mut obj = cr(json!({"size": "small", "bogus": 1, "ports": [{"name": "a", "extra": true}],
-        "free": {"kept": 1}, "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "junk": 1}, "kept": 2}}));
+    let mut obj = cr(
+        json!({"size": "small", "bogus": 1, "ports": [{"name": "a", "extra": true}],
+        "free": {"kept": 1}, "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "junk": 1}, "kept": 2}}),
+    );
     obj["status"] = json!({"ready": true, "other": 1});
     obj["metadata"]["unknownMeta"] = json!(1);
     obj["topLevel"] = json!(1);
@@ -142,31 +209,49 @@ fn pruning_reports_unknown_fields_in_order() {
 
 #[test]
 fn defaults_fill_missing_and_replace_null() {
-    let s = must_compile(json!({"type": "object", "properties": {"spec": {"type": "object", "default": {},
+    let s = must_compile(
+        json!({"type": "object", "properties": {"spec": {"type": "object", "default": {},
         "properties": {
             "replicas": {"type": "integer", "default": 1},
             "mode": {"type": "string", "default": "auto"},
             "n": {"type": "string", "nullable": true, "default": "x"},
             "items": {"type": "array", "items": {"type": "object", "properties": {"p": {"type": "integer", "default": 80}}}}
-        }}}}));
+        }}}}),
+    );
     let mut obj = json!({"apiVersion": "a/v1", "kind": "K", "metadata": {}});
     s.apply_defaults(&mut obj);
-    assert_eq!(obj["spec"], json!({"replicas": 1, "mode": "auto", "n": "x"}));
-    let mut obj = json!({"spec": {"replicas": 3, "mode": null, "n": null, "items": [{}, {"p": 1}]}});
+    assert_eq!(
+        obj["spec"],
+        json!({"replicas": 1, "mode": "auto", "n": "x"})
+    );
+    let mut obj =
+        json!({"spec": {"replicas": 3, "mode": null, "n": null, "items": [{}, {"p": 1}]}});
     s.apply_defaults(&mut obj);
-    assert_eq!(obj["spec"], json!({"replicas": 3, "mode": "auto", "n": null, "items": [{"p": 80}, {"p": 1}]}));
+    assert_eq!(
+        obj["spec"],
+        json!({"replicas": 3, "mode": "auto", "n": null, "items": [{"p": 80}, {"p": 1}]})
+    );
 }
 
 #[test]
 fn junctors_and_not() {
-    let s = must_compile(json!({"type": "object", "properties": {"spec": {"type": "object",
+    let s = must_compile(
+        json!({"type": "object", "properties": {"spec": {"type": "object",
         "properties": {"a": {"type": "string"}, "b": {"type": "string"}, "n": {"type": "integer", "not": {"enum": [13]}}},
-        "oneOf": [{"required": ["a"]}, {"required": ["b"]}]}}}));
+        "oneOf": [{"required": ["a"]}, {"required": ["b"]}]}}}),
+    );
     assert!(s.validate(&json!({"spec": {"a": "x"}}), None).is_empty());
     let both = messages(&s.validate(&json!({"spec": {"a": "x", "b": "y"}}), None));
-    assert!(both.iter().any(|m| m.ends_with("spec in body must validate one and only one schema (oneOf)")), "{both:?}");
+    assert!(
+        both.iter()
+            .any(|m| m.ends_with("spec in body must validate one and only one schema (oneOf)")),
+        "{both:?}"
+    );
     let n = messages(&s.validate(&json!({"spec": {"a": "x", "n": 13}}), None));
-    assert_eq!(n, vec!["spec.n: Invalid value: 13: spec.n in body must not validate the schema (not)"]);
+    assert_eq!(
+        n,
+        vec!["spec.n: Invalid value: 13: spec.n in body must not validate the schema (not)"]
+    );
 }
 
 #[test]
@@ -177,7 +262,10 @@ fn scale_paths_checked() {
         status_replicas_path: ".status.replicas".into(),
         label_selector_path: Some(".status.selector".into()),
     };
-    assert!(s.check_scale_paths(&ok, "spec.versions[0].subresources.scale").is_empty());
+    assert!(
+        s.check_scale_paths(&ok, "spec.versions[0].subresources.scale")
+            .is_empty()
+    );
     let bad = ScalePaths {
         spec_replicas_path: ".status.replicas".into(),
         status_replicas_path: "status.replicas".into(),
@@ -209,7 +297,9 @@ fn hostile_values_are_bounded() {
     assert!(s.prune(&mut obj).is_empty());
     // A large set is checked in linear time.
     let many: Vec<String> = (0..50_000).map(|i| i.to_string()).collect();
-    let big = must_compile(json!({"type": "object", "properties": {"l": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}}}));
+    let big = must_compile(
+        json!({"type": "object", "properties": {"l": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}}}),
+    );
     let t = std::time::Instant::now();
     assert!(big.validate(&json!({"l": many}), None).is_empty());
     assert!(t.elapsed() < std::time::Duration::from_secs(2));

@@ -64,13 +64,18 @@ fn base() -> Value {
 #[test]
 fn rules_pass_and_fail_with_upstream_shapes() {
     let s = gateway_like();
-    assert_eq!(messages(&s.validate(&gw(base()), None)), Vec::<String>::new());
+    assert_eq!(
+        messages(&s.validate(&gw(base()), None)),
+        Vec::<String>::new()
+    );
 
     let mut spec = base();
     spec["minReplicas"] = json!(5);
     assert_eq!(
         messages(&s.validate(&gw(spec), None)),
-        vec!["spec.minReplicas: Invalid value: \"object\": minReplicas must not exceed maxReplicas"]
+        vec![
+            "spec.minReplicas: Invalid value: \"object\": minReplicas must not exceed maxReplicas"
+        ]
     );
 
     let mut spec = base();
@@ -84,7 +89,9 @@ fn rules_pass_and_fail_with_upstream_shapes() {
     spec["listeners"][0]["hostname"] = json!("Bad_Host");
     assert_eq!(
         messages(&s.validate(&gw(spec), None)),
-        vec!["spec.listeners[0].hostname: Invalid value: \"string\": failed rule: self.matches('^[a-z0-9.-]+$')"]
+        vec![
+            "spec.listeners[0].hostname: Invalid value: \"string\": failed rule: self.matches('^[a-z0-9.-]+$')"
+        ]
     );
 
     let mut spec = base();
@@ -96,7 +103,10 @@ fn rules_pass_and_fail_with_upstream_shapes() {
 
     let mut obj = gw(base());
     obj["metadata"]["name"] = json!("a-very-long-name-over-twenty");
-    assert_eq!(messages(&s.validate(&obj, None)), vec!["<nil>: Invalid value: \"object\": name too long"]);
+    assert_eq!(
+        messages(&s.validate(&obj, None)),
+        vec!["<nil>: Invalid value: \"object\": name too long"]
+    );
 }
 
 #[test]
@@ -118,7 +128,10 @@ fn transition_rules_run_only_on_update() {
     old_spec["maxReplicas"] = json!(100);
     let mut new_spec = old_spec.clone();
     new_spec["minReplicas"] = json!(0);
-    assert!(s.validate(&gw(new_spec.clone()), Some(&gw(old_spec.clone()))).is_empty());
+    assert!(
+        s.validate(&gw(new_spec.clone()), Some(&gw(old_spec.clone())))
+            .is_empty()
+    );
     old_spec["minReplicas"] = json!(50);
     assert_eq!(
         messages(&s.validate(&gw(new_spec), Some(&gw(old_spec)))),
@@ -134,7 +147,8 @@ fn ratcheting_skips_unchanged_invalid_subtrees() {
     bad["minReplicas"] = json!(1);
     let old = gw(bad.clone());
     let mut new = bad.clone();
-    new["listeners"] = json!([{"name": "a", "protocol": "HTTP", "hostname": "Bad_Host"}, {"name": "b"}]);
+    new["listeners"] =
+        json!([{"name": "a", "protocol": "HTTP", "hostname": "Bad_Host"}, {"name": "b"}]);
     // listeners[0] is unchanged (correlated by key), so its invalid hostname is not re-rejected.
     assert!(s.validate(&gw(new), Some(&old)).is_empty());
 }
@@ -151,16 +165,39 @@ fn compile_time_rule_errors() {
         }
     };
     let r = bad(json!([{"rule": ""}]));
-    assert_eq!(r, vec![format!("{P}.properties[spec].x-kubernetes-validations[0].rule: Required value: rule is not specified")]);
+    assert_eq!(
+        r,
+        vec![format!(
+            "{P}.properties[spec].x-kubernetes-validations[0].rule: Required value: rule is not specified"
+        )]
+    );
     let r = bad(json!([{"rule": "self.a ==", "message": "m"}]));
-    assert!(r[0].starts_with(&format!("{P}.properties[spec].x-kubernetes-validations[0].rule: Invalid value: ")), "{r:?}");
-    assert!(r[0].contains("compilation failed: ERROR: <input>:1:1: Syntax error"), "{r:?}");
+    assert!(
+        r[0].starts_with(&format!(
+            "{P}.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "
+        )),
+        "{r:?}"
+    );
+    assert!(
+        r[0].contains("compilation failed: ERROR: <input>:1:1: Syntax error"),
+        "{r:?}"
+    );
     let r = bad(json!([{"rule": "true", "reason": "Nope"}]));
     assert!(r[0].ends_with("supported values: \"FieldValueDuplicate\", \"FieldValueForbidden\", \"FieldValueInvalid\", \"FieldValueRequired\""), "{r:?}");
     let r = bad(json!([{"rule": "true", "fieldPath": ".nope"}]));
-    assert_eq!(r, vec![format!("{P}.properties[spec].x-kubernetes-validations[0].fieldPath: Invalid value: \".nope\": fieldPath must be a valid path")]);
+    assert_eq!(
+        r,
+        vec![format!(
+            "{P}.properties[spec].x-kubernetes-validations[0].fieldPath: Invalid value: \".nope\": fieldPath must be a valid path"
+        )]
+    );
     let r = bad(json!([{"rule": "true", "optionalOldSelf": true}]));
-    assert_eq!(r, vec![format!("{P}.properties[spec].x-kubernetes-validations[0].optionalOldSelf: Invalid value: true: may not be set if oldSelf is not used in rule")]);
+    assert_eq!(
+        r,
+        vec![format!(
+            "{P}.properties[spec].x-kubernetes-validations[0].optionalOldSelf: Invalid value: true: may not be set if oldSelf is not used in rule"
+        )]
+    );
 }
 
 #[test]
@@ -215,6 +252,8 @@ fn runtime_cost_limit_stops_rules() {
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(
         r,
-        vec!["spec: Invalid value: \"object\": 'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: self.n.all(a, self.n.all(b, a + b >= 0))"]
+        vec![
+            "spec: Invalid value: \"object\": 'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: self.n.all(a, self.n.all(b, a + b >= 0))"
+        ]
     );
 }

@@ -252,31 +252,28 @@ fn value_checks(
     match v {
         Value::String(s) => {
             let chars = || s.chars().count() as u64;
-            if let Some(max) = vv.max_length {
-                if s.len() as u64 > max && chars() > max {
+            if let Some(max) = vv.max_length
+                && s.len() as u64 > max && chars() > max {
                     errs.push(FieldError::too_long(path, max as usize));
                 }
-            }
-            if let Some(min) = vv.min_length {
-                if chars() < min {
+            if let Some(min) = vv.min_length
+                && chars() < min {
                     errs.push(FieldError::invalid(
                         path,
                         s.as_str(),
                         &format!("{name} in body should be at least {min} chars long"),
                     ));
                 }
-            }
-            if let Some(p) = &vv.pattern {
-                if !p.regex.is_match(s) {
+            if let Some(p) = &vv.pattern
+                && !p.regex.is_match(s) {
                     errs.push(FieldError::invalid(
                         path,
                         s.as_str(),
                         &format!("{name} in body should match '{}'", p.source),
                     ));
                 }
-            }
-            if let Some(f) = &vv.format {
-                if !check_format(f, s) {
+            if let Some(f) = &vv.format
+                && !check_format(f, s) {
                     errs.push(FieldError::type_invalid(
                         path,
                         s.as_str(),
@@ -286,12 +283,11 @@ fn value_checks(
                         ),
                     ));
                 }
-            }
         }
         Value::Number(n) => {
             let f = n.as_f64().unwrap_or(0.0);
-            if let Some(max) = vv.maximum {
-                if (vv.exclusive_maximum && f >= max) || f > max {
+            if let Some(max) = vv.maximum
+                && ((vv.exclusive_maximum && f >= max) || f > max) {
                     let what = if vv.exclusive_maximum {
                         "less than"
                     } else {
@@ -303,9 +299,8 @@ fn value_checks(
                         &num_msg(path, what, max),
                     ));
                 }
-            }
-            if let Some(min) = vv.minimum {
-                if (vv.exclusive_minimum && f <= min) || f < min {
+            if let Some(min) = vv.minimum
+                && ((vv.exclusive_minimum && f <= min) || f < min) {
                     let what = if vv.exclusive_minimum {
                         "greater than"
                     } else {
@@ -317,7 +312,6 @@ fn value_checks(
                         &num_msg(path, what, min),
                     ));
                 }
-            }
             if let Some(m) = vv.multiple_of.filter(|m| *m > 0.0) {
                 let q = f / m;
                 if (q - q.round()).abs() > 1e-9 * q.abs().max(1.0) {
@@ -331,50 +325,46 @@ fn value_checks(
         }
         Value::Array(items) => {
             let n = items.len() as u64;
-            if let Some(max) = vv.max_items {
-                if n > max {
+            if let Some(max) = vv.max_items
+                && n > max {
                     errs.push(FieldError::too_many(
                         path,
                         Some(n as usize),
                         Some(max as usize),
                     ));
                 }
-            }
-            if let Some(min) = vv.min_items {
-                if n < min {
+            if let Some(min) = vv.min_items
+                && n < min {
                     errs.push(FieldError::invalid(
                         path,
                         n,
                         &format!("{name} in body should have at least {min} items"),
                     ));
                 }
-            }
         }
         Value::Object(m) => {
             let n = m.len() as u64;
-            if let Some(max) = vv.max_properties {
-                if n > max {
+            if let Some(max) = vv.max_properties
+                && n > max {
                     errs.push(FieldError::too_many(
                         path,
                         Some(n as usize),
                         Some(max as usize),
                     ));
                 }
-            }
-            if let Some(min) = vv.min_properties {
-                if n < min {
+            if let Some(min) = vv.min_properties
+                && n < min {
                     errs.push(FieldError::invalid(
                         path,
                         n,
                         &format!("{name} in body should have at least {min} properties"),
                     ));
                 }
-            }
         }
         _ => {}
     }
-    if let Some(values) = &vv.enum_values {
-        if !values.iter().any(|e| json_eq(e, v)) {
+    if let Some(values) = &vv.enum_values
+        && !values.iter().any(|e| json_eq(e, v)) {
             let shown: Vec<String> = values
                 .iter()
                 .map(|e| match e {
@@ -385,7 +375,6 @@ fn value_checks(
             let refs: Vec<&str> = shown.iter().map(String::as_str).collect();
             errs.push(FieldError::not_supported(path, v.clone(), &refs));
         }
-    }
     junctors(node, v, path, errs, depth);
 }
 
@@ -508,13 +497,12 @@ fn junctors(node: &SchemaNode, v: &Value, path: &str, errs: &mut Vec<FieldError>
             ));
         }
     }
-    if let Some(not) = &vv.not {
-        if branch_errors(not, v, path, depth).is_empty() {
+    if let Some(not) = &vv.not
+        && branch_errors(not, v, path, depth).is_empty() {
             errs.push(FieldError::invalid(
                 path,
                 v.clone(),
                 &format!("{name} in body must not validate the schema (not)"),
             ));
         }
-    }
 }
