@@ -23,7 +23,7 @@ pub struct Eval<'a> {
 }
 
 /// Deepest recursion of evaluation (the parser bounds nesting well below this).
-const MAX_EVAL_DEPTH: usize = 400;
+const MAX_EVAL_DEPTH: usize = 1200;
 
 pub(super) fn rt<T>(msg: impl Into<String>) -> Result<T, EvalError> {
     Err(EvalError::Runtime(msg.into()))
@@ -225,9 +225,10 @@ impl<'a> Eval<'a> {
                 let want = func == "_||_"; // the value that decides the result
                 let l = self.eval(&args[0]);
                 if let Ok(Value::Bool(b)) = l
-                    && b == want {
-                        return Ok(Value::Bool(b));
-                    }
+                    && b == want
+                {
+                    return Ok(Value::Bool(b));
+                }
                 let r = self.eval(&args[1]);
                 match (l, r) {
                     (_, Err(EvalError::CostLimitExceeded)) => Err(EvalError::CostLimitExceeded),
@@ -249,10 +250,12 @@ impl<'a> Eval<'a> {
             _ => {
                 // `format.dns1123Label()` style named formats.
                 if let Some(Expr::Ident(ns)) = target
-                    && &**ns == "format" && self.lookup("format").is_none() {
-                        self.charge(1)?;
-                        return super::k8s::named_format(func);
-                    }
+                    && &**ns == "format"
+                    && self.lookup("format").is_none()
+                {
+                    self.charge(1)?;
+                    return super::k8s::named_format(func);
+                }
                 self.charge(1)?;
                 let recv = match target {
                     Some(t) => Some(self.eval(t)?),

@@ -36,9 +36,11 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
     }
     let ip: IpAddr = s.parse().ok()?;
     if let IpAddr::V6(v6) = ip
-        && v6.to_ipv4_mapped().is_some() && s.contains('.') {
-            return None;
-        }
+        && v6.to_ipv4_mapped().is_some()
+        && s.contains('.')
+    {
+        return None;
+    }
     Some(ip)
 }
 

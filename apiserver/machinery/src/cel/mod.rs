@@ -222,9 +222,11 @@ fn check(e: &Expr, declared: &mut Vec<String>) -> Result<(), String> {
         }
         Expr::Call { func, target, args } => {
             if let Some(Expr::Ident(ns)) = target.as_deref()
-                && &**ns == "format" && !declared.iter().any(|d| d == "format") {
-                    return args.iter().try_for_each(|a| check(a, declared));
-                }
+                && &**ns == "format"
+                && !declared.iter().any(|d| d == "format")
+            {
+                return args.iter().try_for_each(|a| check(a, declared));
+            }
             if !KNOWN_FUNCTIONS.contains(&&**func) {
                 return Err(format!(
                     "undeclared reference to '{func}' (in container '')"
@@ -248,10 +250,11 @@ fn collect_regexes(e: &Expr, out: &mut eval::RegexCache) -> Result<(), String> {
                     args.get(1)
                 };
                 if let Some(Expr::Lit(Value::String(p))) = lit
-                    && !out.contains_key(&**p) {
-                        let re = k8s::compile_regex(p)?;
-                        out.insert(p.to_string(), re);
-                    }
+                    && !out.contains_key(&**p)
+                {
+                    let re = k8s::compile_regex(p)?;
+                    out.insert(p.to_string(), re);
+                }
             }
             if let Some(t) = target {
                 collect_regexes(t, out)?;

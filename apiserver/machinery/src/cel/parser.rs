@@ -12,6 +12,9 @@ pub const MAX_EXPRESSION_LEN: usize = 100 * 1024;
 pub const MAX_NESTING: usize = 250;
 /// Most nodes in one expression.
 pub const MAX_NODES: usize = 100_000;
+/// Deepest parse tree accepted (long `a + b + c ...` chains nest without parser recursion,
+/// so the tree depth is checked on its own; every later walk relies on this bound).
+pub const MAX_AST_DEPTH: usize = 500;
 
 /// The comprehension macros.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -333,7 +336,49 @@ pub fn parse(src: &str) -> Result<Expr, String> {
     if p.tok != Tok::Eof {
         return err(format!("Syntax error: mismatched input {:?}", p.tok_text()));
     }
+    if ast_depth(&e) > MAX_AST_DEPTH {
+        return err(format!("expression nesting exceeds limit {MAX_AST_DEPTH}"));
+    }
     Ok(e)
+}
+
+/// The depth of a parse tree, computed without recursion.
+fn ast_depth(root: &Expr) -> usize {
+    let mut max = 0;
+    let mut stack: Vec<(&Expr, usize)> = vec![(root, 1)];
+    while let Some((e, d)) = stack.pop() {
+        max = max.max(d);
+        match e {
+            Expr::Lit(_) | Expr::Ident(_) => {}
+            Expr::Select { operand, .. } => stack.push((operand, d + 1)),
+            Expr::Call { target, args, .. } => {
+                if let Some(t) = target {
+                    stack.push((t, d + 1));
+                }
+                stack.extend(args.iter().map(|a| (a, d + 1)));
+            }
+            Expr::List(items) => stack.extend(items.iter().map(|a| (a, d + 1))),
+            Expr::Map(entries) => {
+                for (k, v) in entries {
+                    stack.push((k, d + 1));
+                    stack.push((v, d + 1));
+                }
+            }
+            Expr::Comprehension {
+                range,
+                body,
+                filter,
+                ..
+            } => {
+                stack.push((range, d + 1));
+                stack.push((body, d + 1));
+                if let Some(f) = filter {
+                    stack.push((f, d + 1));
+                }
+            }
+        }
+    }
+    max
 }
 
 struct Parser<'a> {

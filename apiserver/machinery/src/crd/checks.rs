@@ -103,35 +103,37 @@ pub(super) fn list_map_checks(
     }
     if lt != ListType::Atomic
         && let Some(is) = items
-            && is.nullable {
-                let name = if lt == ListType::Set { "set" } else { "map" };
-                cx.errs.push(FieldError::forbidden(
-                    path.child("items").child("nullable"),
-                    &format!("cannot be nullable when x-kubernetes-list-type is {name}"),
-                ));
-            }
+        && is.nullable
+    {
+        let name = if lt == ListType::Set { "set" } else { "map" };
+        cx.errs.push(FieldError::forbidden(
+            path.child("items").child("nullable"),
+            &format!("cannot be nullable when x-kubernetes-list-type is {name}"),
+        ));
+    }
     if lt == ListType::Set
-        && let (Some(is), Some(raw)) = (items, raw_items) {
-            match is.type_ {
-                Some(SchemaType::Array) if is.list_type.is_some_and(|t| t != ListType::Atomic) => {
-                    cx.errs.push(FieldError::invalid(
-                        path.child("items").child("x-kubernetes-list-type"),
-                        raw.get("x-kubernetes-list-type")
-                            .cloned()
-                            .unwrap_or(Value::Null),
-                        "must be atomic as item of a list with x-kubernetes-list-type=set",
-                    ))
-                }
-                Some(SchemaType::Object) if is.map_type != Some(MapType::Atomic) => {
-                    cx.errs.push(FieldError::invalid(
-                        path.child("items").child("x-kubernetes-map-type"),
-                        Value::Null,
-                        "must be atomic as item of a list with x-kubernetes-list-type=set",
-                    ))
-                }
-                _ => {}
+        && let (Some(is), Some(raw)) = (items, raw_items)
+    {
+        match is.type_ {
+            Some(SchemaType::Array) if is.list_type.is_some_and(|t| t != ListType::Atomic) => {
+                cx.errs.push(FieldError::invalid(
+                    path.child("items").child("x-kubernetes-list-type"),
+                    raw.get("x-kubernetes-list-type")
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                    "must be atomic as item of a list with x-kubernetes-list-type=set",
+                ))
             }
+            Some(SchemaType::Object) if is.map_type != Some(MapType::Atomic) => {
+                cx.errs.push(FieldError::invalid(
+                    path.child("items").child("x-kubernetes-map-type"),
+                    Value::Null,
+                    "must be atomic as item of a list with x-kubernetes-list-type=set",
+                ))
+            }
+            _ => {}
         }
+    }
 }
 
 /// Defaults must validate against their own schema (upstream `validateStructuralDefaults`).
@@ -203,13 +205,15 @@ pub(super) fn check_scale_paths(
         }
         let segs: Vec<&str> = p[1..].split('.').collect();
         if let Some(node) = root.lookup(&segs)
-            && node.type_.is_some_and(|t| t != want) && !node.preserve_unknown_fields {
-                errs.push(FieldError::invalid(
-                    &fp,
-                    p,
-                    &format!("should point to a field of type {}", want.name()),
-                ));
-            }
+            && node.type_.is_some_and(|t| t != want)
+            && !node.preserve_unknown_fields
+        {
+            errs.push(FieldError::invalid(
+                &fp,
+                p,
+                &format!("should point to a field of type {}", want.name()),
+            ));
+        }
     };
     one(
         &scale.spec_replicas_path,

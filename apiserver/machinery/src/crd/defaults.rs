@@ -44,21 +44,24 @@ fn walk(node: &SchemaNode, v: &mut Value, depth: usize) {
             }
             if let Some(ap) = &node.additional_properties
                 && !ap.nullable
-                    && let Some(d) = &ap.default {
-                        for cv in m.values_mut() {
-                            if cv.is_null() {
-                                *cv = d.clone();
-                            }
-                        }
+                && let Some(d) = &ap.default
+            {
+                for cv in m.values_mut() {
+                    if cv.is_null() {
+                        *cv = d.clone();
                     }
+                }
+            }
         }
         Value::Array(items) => {
             if let Some(is) = &node.items {
                 for it in items.iter_mut() {
-                    if it.is_null() && !is.nullable
-                        && let Some(d) = &is.default {
-                            *it = d.clone();
-                        }
+                    if it.is_null()
+                        && !is.nullable
+                        && let Some(d) = &is.default
+                    {
+                        *it = d.clone();
+                    }
                     walk(is, it, depth + 1);
                 }
             }

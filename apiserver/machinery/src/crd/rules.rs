@@ -195,13 +195,14 @@ pub(super) fn compile_rules(
         }
         let reason = rule_str(rm, "reason");
         if let Some(reason) = reason
-            && !SUPPORTED_REASONS.contains(&reason) {
-                cx.errs.push(FieldError::not_supported(
-                    rp.child("reason"),
-                    reason,
-                    SUPPORTED_REASONS,
-                ));
-            }
+            && !SUPPORTED_REASONS.contains(&reason)
+        {
+            cx.errs.push(FieldError::not_supported(
+                rp.child("reason"),
+                reason,
+                SUPPORTED_REASONS,
+            ));
+        }
         let field_path = rule_str(rm, "fieldPath").filter(|f| !f.is_empty());
         if let Some(fp) = field_path {
             if fp.trim().is_empty() {
@@ -449,9 +450,10 @@ fn walk(
 fn root_self(node: &SchemaNode, v: &Value) -> cel::Value {
     let mut reduced = v.clone();
     if let Some(m) = reduced.as_object_mut()
-        && let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.retain(|k, _| k == "name" || k == "generateName");
-        }
+        && let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        meta.retain(|k, _| k == "name" || k == "generateName");
+    }
     cel::Value::from_json_with(&reduced, node)
 }
 

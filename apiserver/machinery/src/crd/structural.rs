@@ -184,15 +184,16 @@ fn build(v: &Value, path: &Path, sc: &Scope, cx: &mut Ctx) -> SchemaNode {
     };
     node.type_ = ty;
     if m.contains_key("default")
-        && let Some(reason) = &sc.defaults_forbidden {
-            let detail = if reason.is_empty() {
-                "must not be set".to_string()
-            } else {
-                format!("must not be set {reason}")
-            };
-            cx.errs
-                .push(FieldError::forbidden(path.child("default"), &detail));
-        }
+        && let Some(reason) = &sc.defaults_forbidden
+    {
+        let detail = if reason.is_empty() {
+            "must not be set".to_string()
+        } else {
+            format!("must not be set {reason}")
+        };
+        cx.errs
+            .push(FieldError::forbidden(path.child("default"), &detail));
+    }
     for (key, msg) in [
         ("id", "id is not supported"),
         ("additionalItems", "additionalItems is not supported"),
@@ -486,13 +487,14 @@ fn value_validation(
         ..Default::default()
     };
     if let Some(mo) = vv.multiple_of
-        && mo <= 0.0 {
-            cx.errs.push(FieldError::invalid(
-                path.child("multipleOf"),
-                mo,
-                "must be positive",
-            ));
-        }
+        && mo <= 0.0
+    {
+        cx.errs.push(FieldError::invalid(
+            path.child("multipleOf"),
+            mo,
+            "must be positive",
+        ));
+    }
     if let Some(p) = str_of(m, "pattern").filter(|p| !p.is_empty()) {
         match compile_pattern(p) {
             Ok(re) => {
@@ -691,24 +693,26 @@ fn structural_invariants(
         cx.errs.push(FieldError::required(path.child("type"), msg));
     }
     if sc.level == Level::Root
-        && let Some(t) = ty.filter(|t| *t != SchemaType::Object) {
-            cx.errs.push(FieldError::invalid(
-                path.child("type"),
-                t.name(),
-                "must be object at the root",
-            ));
-        }
+        && let Some(t) = ty.filter(|t| *t != SchemaType::Object)
+    {
+        cx.errs.push(FieldError::invalid(
+            path.child("type"),
+            t.name(),
+            "must be object at the root",
+        ));
+    }
     let check_meta = sc.level == Level::Root || node.embedded_resource;
     if check_meta {
         for k in ["kind", "apiVersion"] {
             if let Some(p) = node.properties.get(k)
-                && p.type_ != Some(SchemaType::String) {
-                    cx.errs.push(FieldError::invalid(
-                        path.child("properties").key(k).child("type"),
-                        p.ty().name(),
-                        "must be string",
-                    ));
-                }
+                && p.type_ != Some(SchemaType::String)
+            {
+                cx.errs.push(FieldError::invalid(
+                    path.child("properties").key(k).child("type"),
+                    p.ty().name(),
+                    "must be string",
+                ));
+            }
         }
     }
     if let Some(meta) = node.properties.get("metadata") {
@@ -725,21 +729,21 @@ fn structural_invariants(
                 .get("properties")
                 .and_then(|p| p.get("metadata"))
                 .and_then(Value::as_object)
-            {
-                let allowed = raw.iter().all(|(k, v)| match k.as_str() {
-                    "type" | "default" => true,
-                    "properties" => v
-                        .as_object()
-                        .is_some_and(|p| p.keys().all(|k| k == "name" || k == "generateName")),
-                    _ => false,
-                });
-                if !allowed {
-                    cx.errs.push(FieldError::forbidden(
+        {
+            let allowed = raw.iter().all(|(k, v)| match k.as_str() {
+                "type" | "default" => true,
+                "properties" => v
+                    .as_object()
+                    .is_some_and(|p| p.keys().all(|k| k == "name" || k == "generateName")),
+                _ => false,
+            });
+            if !allowed {
+                cx.errs.push(FieldError::forbidden(
                         mp,
                         "must not specify anything other than name and generateName, but metadata is implicitly specified",
                     ));
-                }
             }
+        }
     }
     if node.embedded_resource && !node.preserve_unknown_fields && node.properties.is_empty() {
         cx.errs.push(FieldError::required(

@@ -253,65 +253,72 @@ fn value_checks(
         Value::String(s) => {
             let chars = || s.chars().count() as u64;
             if let Some(max) = vv.max_length
-                && s.len() as u64 > max && chars() > max {
-                    errs.push(FieldError::too_long(path, max as usize));
-                }
+                && s.len() as u64 > max
+                && chars() > max
+            {
+                errs.push(FieldError::too_long(path, max as usize));
+            }
             if let Some(min) = vv.min_length
-                && chars() < min {
-                    errs.push(FieldError::invalid(
-                        path,
-                        s.as_str(),
-                        &format!("{name} in body should be at least {min} chars long"),
-                    ));
-                }
+                && chars() < min
+            {
+                errs.push(FieldError::invalid(
+                    path,
+                    s.as_str(),
+                    &format!("{name} in body should be at least {min} chars long"),
+                ));
+            }
             if let Some(p) = &vv.pattern
-                && !p.regex.is_match(s) {
-                    errs.push(FieldError::invalid(
-                        path,
-                        s.as_str(),
-                        &format!("{name} in body should match '{}'", p.source),
-                    ));
-                }
+                && !p.regex.is_match(s)
+            {
+                errs.push(FieldError::invalid(
+                    path,
+                    s.as_str(),
+                    &format!("{name} in body should match '{}'", p.source),
+                ));
+            }
             if let Some(f) = &vv.format
-                && !check_format(f, s) {
-                    errs.push(FieldError::type_invalid(
-                        path,
-                        s.as_str(),
-                        &format!(
-                            "{name} in body must be of type {f}: {}",
-                            crate::validation::go_quote(s)
-                        ),
-                    ));
-                }
+                && !check_format(f, s)
+            {
+                errs.push(FieldError::type_invalid(
+                    path,
+                    s.as_str(),
+                    &format!(
+                        "{name} in body must be of type {f}: {}",
+                        crate::validation::go_quote(s)
+                    ),
+                ));
+            }
         }
         Value::Number(n) => {
             let f = n.as_f64().unwrap_or(0.0);
             if let Some(max) = vv.maximum
-                && ((vv.exclusive_maximum && f >= max) || f > max) {
-                    let what = if vv.exclusive_maximum {
-                        "less than"
-                    } else {
-                        "less than or equal to"
-                    };
-                    errs.push(FieldError::invalid(
-                        path,
-                        v.clone(),
-                        &num_msg(path, what, max),
-                    ));
-                }
+                && ((vv.exclusive_maximum && f >= max) || f > max)
+            {
+                let what = if vv.exclusive_maximum {
+                    "less than"
+                } else {
+                    "less than or equal to"
+                };
+                errs.push(FieldError::invalid(
+                    path,
+                    v.clone(),
+                    &num_msg(path, what, max),
+                ));
+            }
             if let Some(min) = vv.minimum
-                && ((vv.exclusive_minimum && f <= min) || f < min) {
-                    let what = if vv.exclusive_minimum {
-                        "greater than"
-                    } else {
-                        "greater than or equal to"
-                    };
-                    errs.push(FieldError::invalid(
-                        path,
-                        v.clone(),
-                        &num_msg(path, what, min),
-                    ));
-                }
+                && ((vv.exclusive_minimum && f <= min) || f < min)
+            {
+                let what = if vv.exclusive_minimum {
+                    "greater than"
+                } else {
+                    "greater than or equal to"
+                };
+                errs.push(FieldError::invalid(
+                    path,
+                    v.clone(),
+                    &num_msg(path, what, min),
+                ));
+            }
             if let Some(m) = vv.multiple_of.filter(|m| *m > 0.0) {
                 let q = f / m;
                 if (q - q.round()).abs() > 1e-9 * q.abs().max(1.0) {
@@ -326,55 +333,60 @@ fn value_checks(
         Value::Array(items) => {
             let n = items.len() as u64;
             if let Some(max) = vv.max_items
-                && n > max {
-                    errs.push(FieldError::too_many(
-                        path,
-                        Some(n as usize),
-                        Some(max as usize),
-                    ));
-                }
+                && n > max
+            {
+                errs.push(FieldError::too_many(
+                    path,
+                    Some(n as usize),
+                    Some(max as usize),
+                ));
+            }
             if let Some(min) = vv.min_items
-                && n < min {
-                    errs.push(FieldError::invalid(
-                        path,
-                        n,
-                        &format!("{name} in body should have at least {min} items"),
-                    ));
-                }
+                && n < min
+            {
+                errs.push(FieldError::invalid(
+                    path,
+                    n,
+                    &format!("{name} in body should have at least {min} items"),
+                ));
+            }
         }
         Value::Object(m) => {
             let n = m.len() as u64;
             if let Some(max) = vv.max_properties
-                && n > max {
-                    errs.push(FieldError::too_many(
-                        path,
-                        Some(n as usize),
-                        Some(max as usize),
-                    ));
-                }
+                && n > max
+            {
+                errs.push(FieldError::too_many(
+                    path,
+                    Some(n as usize),
+                    Some(max as usize),
+                ));
+            }
             if let Some(min) = vv.min_properties
-                && n < min {
-                    errs.push(FieldError::invalid(
-                        path,
-                        n,
-                        &format!("{name} in body should have at least {min} properties"),
-                    ));
-                }
+                && n < min
+            {
+                errs.push(FieldError::invalid(
+                    path,
+                    n,
+                    &format!("{name} in body should have at least {min} properties"),
+                ));
+            }
         }
         _ => {}
     }
     if let Some(values) = &vv.enum_values
-        && !values.iter().any(|e| json_eq(e, v)) {
-            let shown: Vec<String> = values
-                .iter()
-                .map(|e| match e {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect();
-            let refs: Vec<&str> = shown.iter().map(String::as_str).collect();
-            errs.push(FieldError::not_supported(path, v.clone(), &refs));
-        }
+        && !values.iter().any(|e| json_eq(e, v))
+    {
+        let shown: Vec<String> = values
+            .iter()
+            .map(|e| match e {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        let refs: Vec<&str> = shown.iter().map(String::as_str).collect();
+        errs.push(FieldError::not_supported(path, v.clone(), &refs));
+    }
     junctors(node, v, path, errs, depth);
 }
 
@@ -498,11 +510,12 @@ fn junctors(node: &SchemaNode, v: &Value, path: &str, errs: &mut Vec<FieldError>
         }
     }
     if let Some(not) = &vv.not
-        && branch_errors(not, v, path, depth).is_empty() {
-            errs.push(FieldError::invalid(
-                path,
-                v.clone(),
-                &format!("{name} in body must not validate the schema (not)"),
-            ));
-        }
+        && branch_errors(not, v, path, depth).is_empty()
+    {
+        errs.push(FieldError::invalid(
+            path,
+            v.clone(),
+            &format!("{name} in body must not validate the schema (not)"),
+        ));
+    }
 }
