@@ -309,6 +309,49 @@ impl Program {
         self.estimated_cost
     }
 
+    /// False when the expression certainly does not produce a `bool` (a literal, arithmetic,
+    /// a list or map, a conversion): a rule must evaluate to a bool.
+    pub fn may_be_bool(&self) -> bool {
+        match &self.expr {
+            Expr::Lit(v) => matches!(v, Value::Bool(_)),
+            Expr::List(_) | Expr::Map(_) => false,
+            Expr::Comprehension { kind, .. } => {
+                !matches!(kind, parser::Macro::Map | parser::Macro::Filter)
+            }
+            Expr::Call { func, .. } => !matches!(
+                &**func,
+                "_+_"
+                    | "_-_"
+                    | "_*_"
+                    | "_/_"
+                    | "_%_"
+                    | "-_"
+                    | "size"
+                    | "int"
+                    | "uint"
+                    | "double"
+                    | "string"
+                    | "bytes"
+                    | "duration"
+                    | "timestamp"
+                    | "quantity"
+                    | "ip"
+                    | "cidr"
+                    | "url"
+                    | "split"
+                    | "lowerAscii"
+                    | "upperAscii"
+                    | "trim"
+                    | "replace"
+                    | "substring"
+                    | "join"
+                    | "find"
+                    | "findAll"
+            ),
+            _ => true,
+        }
+    }
+
     /// Whether the expression refers to variable `name`.
     pub fn references(&self, name: &str) -> bool {
         self.expr.references(name)

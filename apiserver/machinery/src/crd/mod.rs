@@ -178,3 +178,10 @@ pub fn set_json_path(obj: &mut Value, path: &str, value: Value) -> bool {
 pub fn check_string_format(format: &str, s: &str) -> bool {
     formats::check_format(format, s)
 }
+
+// A compiled schema is shared across request tasks.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<CompiledSchema>();
+    assert_send_sync::<crate::cel::Program>();
+};

@@ -239,6 +239,14 @@ pub(super) fn compile_rules(
                 continue;
             }
         };
+        if !program.may_be_bool() {
+            cx.errs.push(FieldError::invalid(
+                rp.child("rule"),
+                r.clone(),
+                "cel expression must evaluate to a bool",
+            ));
+            continue;
+        }
         let cost = program.estimated_cost().saturating_mul(cardinality);
         if cost > STATIC_ESTIMATED_COST_LIMIT {
             cx.errs.push(FieldError::forbidden(

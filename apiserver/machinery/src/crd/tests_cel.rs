@@ -182,6 +182,11 @@ fn compile_time_rule_errors() {
         r[0].contains("compilation failed: ERROR: <input>:1:1: Syntax error"),
         "{r:?}"
     );
+    let r = bad(json!([{"rule": "size(self.l) + 1"}]));
+    assert!(
+        r[0].ends_with(": cel expression must evaluate to a bool"),
+        "{r:?}"
+    );
     let r = bad(json!([{"rule": "true", "reason": "Nope"}]));
     assert!(r[0].ends_with("supported values: \"FieldValueDuplicate\", \"FieldValueForbidden\", \"FieldValueInvalid\", \"FieldValueRequired\""), "{r:?}");
     let r = bad(json!([{"rule": "true", "fieldPath": ".nope"}]));
