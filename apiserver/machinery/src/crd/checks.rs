@@ -69,7 +69,7 @@ pub(super) fn list_map_checks(
                                     "must be a scalar type if parent array's x-kubernetes-list-type is map",
                                 ));
                             }
-                            let required = is.validation.required.iter().any(|r| r == k);
+                            let required = is.vv().required.iter().any(|r| r == k);
                             if !required && p.default.is_none() {
                                 cx.errs.push(FieldError::required(
                                     path.child("items").child("properties").key(k).child("default"),

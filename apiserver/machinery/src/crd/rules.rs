@@ -52,7 +52,7 @@ impl JsonHint for SchemaNode {
         self.type_ == Some(SchemaType::Number)
     }
     fn format(&self) -> Option<&str> {
-        self.validation.format.as_deref()
+        self.vv().format.as_deref()
     }
 }
 
@@ -64,7 +64,7 @@ fn type_desc(node: &SchemaNode, root: bool, depth: usize) -> TypeDesc {
     match node.ty() {
         SchemaType::String => TypeDesc::String {
             max_len: node
-                .validation
+                .vv()
                 .max_length
                 .map(|m| m.saturating_mul(4))
                 .unwrap_or(cel::MAX_SIZE),
@@ -78,10 +78,7 @@ fn type_desc(node: &SchemaNode, root: bool, depth: usize) -> TypeDesc {
             let min = node.items.as_deref().map(min_json_size).unwrap_or(1);
             TypeDesc::List {
                 elem: Arc::new(elem),
-                max_items: node
-                    .validation
-                    .max_items
-                    .unwrap_or(cel::MAX_SIZE / (min + 1)),
+                max_items: node.vv().max_items.unwrap_or(cel::MAX_SIZE / (min + 1)),
             }
         }
         SchemaType::Object => {
@@ -89,7 +86,7 @@ fn type_desc(node: &SchemaNode, root: bool, depth: usize) -> TypeDesc {
                 return TypeDesc::Map {
                     value: Arc::new(type_desc(ap, false, depth + 1)),
                     max_props: node
-                        .validation
+                        .vv()
                         .max_properties
                         .unwrap_or(cel::MAX_SIZE / (min_json_size(ap) + 4)),
                 };

@@ -185,13 +185,64 @@ pub struct SchemaNode {
     pub list_map_keys: Vec<String>,
     /// `x-kubernetes-map-type`.
     pub map_type: Option<MapType>,
-    /// Value validations.
-    pub validation: ValueValidation,
+    /// Value validations (`None` when the node has none: most nodes, and the memory of a
+    /// compiled schema is dominated by nodes). Read through [`SchemaNode::vv`].
+    pub validation: Option<Box<ValueValidation>>,
     /// `x-kubernetes-validations`, compiled.
     pub rules: Vec<Rule>,
 }
 
+static NO_VALIDATION: ValueValidation = ValueValidation {
+    format: None,
+    maximum: None,
+    exclusive_maximum: false,
+    minimum: None,
+    exclusive_minimum: false,
+    max_length: None,
+    min_length: None,
+    pattern: None,
+    max_items: None,
+    min_items: None,
+    multiple_of: None,
+    enum_values: None,
+    max_properties: None,
+    min_properties: None,
+    required: Vec::new(),
+    all_of: Vec::new(),
+    one_of: Vec::new(),
+    any_of: Vec::new(),
+    not: None,
+};
+
+impl ValueValidation {
+    /// Whether nothing is constrained.
+    pub fn is_trivial(&self) -> bool {
+        self.format.is_none()
+            && self.maximum.is_none()
+            && self.minimum.is_none()
+            && self.max_length.is_none()
+            && self.min_length.is_none()
+            && self.pattern.is_none()
+            && self.max_items.is_none()
+            && self.min_items.is_none()
+            && self.multiple_of.is_none()
+            && self.enum_values.is_none()
+            && self.max_properties.is_none()
+            && self.min_properties.is_none()
+            && self.required.is_empty()
+            && self.all_of.is_empty()
+            && self.one_of.is_empty()
+            && self.any_of.is_empty()
+            && self.not.is_none()
+    }
+}
+
 impl SchemaNode {
+    /// The node's value validations (empty ones when it has none).
+    pub fn vv(&self) -> &ValueValidation {
+        self.validation.as_deref().unwrap_or(&NO_VALIDATION)
+    }
+
     /// The schema of property `name`, if declared.
     pub fn property(&self, name: &str) -> Option<&SchemaNode> {
         self.properties.get(name)

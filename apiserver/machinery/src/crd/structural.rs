@@ -262,7 +262,10 @@ fn build(v: &Value, path: &Path, sc: &Scope, cx: &mut Ctx) -> SchemaNode {
     }
 
     // value validations
-    node.validation = value_validation(m, path, sc, cx);
+    let vv = value_validation(m, path, sc, cx);
+    if !vv.is_trivial() {
+        node.validation = Some(Box::new(vv));
+    }
 
     // x-kubernetes-map-type / list-type / list-map-keys
     if let Some(mt) = m.get("x-kubernetes-map-type") {
@@ -369,7 +372,7 @@ fn build(v: &Value, path: &Path, sc: &Scope, cx: &mut Ctx) -> SchemaNode {
                 ));
             }
             let max = node
-                .validation
+                .vv()
                 .max_properties
                 .unwrap_or_else(|| unbounded_cardinality(raw_min_json_size(ap) + 3));
             let mut sub = Scope {
@@ -390,7 +393,7 @@ fn build(v: &Value, path: &Path, sc: &Scope, cx: &mut Ctx) -> SchemaNode {
     }
     if let Some(items @ Value::Object(_)) = m.get("items") {
         let max = node
-            .validation
+            .vv()
             .max_items
             .unwrap_or_else(|| unbounded_cardinality(raw_min_json_size(items)));
         let mut sub = Scope {

@@ -144,7 +144,7 @@ fn walk(
     match v {
         Value::Object(m) => {
             let old_m = old.and_then(Value::as_object);
-            for req in &node.validation.required {
+            for req in &node.vv().required {
                 if !m.contains_key(req) {
                     errs.push(FieldError::required(join(path, req), ""));
                 }
@@ -247,7 +247,7 @@ fn value_checks(
     errs: &mut Vec<FieldError>,
     depth: usize,
 ) {
-    let vv = &node.validation;
+    let vv = node.vv();
     let name = msg_name(path);
     match v {
         Value::String(s) => {
@@ -431,7 +431,7 @@ fn walk_nested(node: &SchemaNode, v: &Value, path: &str, errs: &mut Vec<FieldErr
     value_checks(node, v, path, errs, depth);
     match v {
         Value::Object(m) => {
-            for req in &node.validation.required {
+            for req in &node.vv().required {
                 if !m.contains_key(req) {
                     errs.push(FieldError::required(join(path, req), ""));
                 }
@@ -454,7 +454,7 @@ fn walk_nested(node: &SchemaNode, v: &Value, path: &str, errs: &mut Vec<FieldErr
 }
 
 fn junctors(node: &SchemaNode, v: &Value, path: &str, errs: &mut Vec<FieldError>, depth: usize) {
-    let vv = &node.validation;
+    let vv = node.vv();
     let name = msg_name(path);
     // x-kubernetes-int-or-string's own anyOf [integer, string] carries no value checks.
     let int_or_string_any_of = node.int_or_string;
