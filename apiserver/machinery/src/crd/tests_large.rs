@@ -205,8 +205,30 @@ fn prometheus_sized_schema_compiles_and_validates() {
         );
     }
     let per_validation = t.elapsed() / 100;
+    fn count(n: &super::SchemaNode) -> (usize, usize) {
+        let mut nodes = 1;
+        let mut with_vv = usize::from(n.validation.is_some());
+        let children = n
+            .properties
+            .values()
+            .chain(n.items.as_deref())
+            .chain(n.additional_properties.as_deref());
+        for c in children
+            .chain(n.vv().all_of.iter())
+            .chain(n.vv().any_of.iter())
+        {
+            let (a, b) = count(c);
+            nodes += a;
+            with_vv += b;
+        }
+        (nodes, with_vv)
+    }
+    let (nodes, with_vv) = count(s.root());
+    let approx = nodes * std::mem::size_of::<super::SchemaNode>()
+        + with_vv * std::mem::size_of::<super::schema::ValueValidation>();
     eprintln!(
-        "prometheus-like schema: {size} bytes, compile {compile:?}, validate {per_validation:?}"
+        "prometheus-like schema: {size} bytes, {nodes} nodes ({with_vv} with value validations, ~{} KiB compiled), compile {compile:?}, validate {per_validation:?}",
+        approx / 1024
     );
     assert!(
         compile < std::time::Duration::from_secs(5),
