@@ -8,6 +8,17 @@
 //! `x-kubernetes-validations` rules, ratcheting against the old object on update.
 //!
 //! No IO, no server types: errors are [`FieldError`]s the server maps into a 422 `Status`.
+//!
+//! How the CRD strategy uses it (upstream `customresource/strategy.go` order):
+//! - CRD create/update: [`CompiledSchema::compile`] each version's `openAPIV3Schema` with path
+//!   `spec.versions[i].schema.openAPIV3Schema` (errors go into the CRD's 422), and
+//!   [`CompiledSchema::check_scale_paths`] with `spec.versions[i].subresources.scale`; keep the
+//!   result in an `Arc` per served version.
+//! - CR create/update: [`CompiledSchema::prune`] (its paths are the `unknown field "..."`
+//!   warnings or the Strict 400), then [`CompiledSchema::apply_defaults`], then
+//!   [`CompiledSchema::validate`] with `None` (create) or `Some(old)` (update, ratcheting and
+//!   transition rules).
+//! - CR read (from storage): [`CompiledSchema::apply_defaults`].
 //! Where to start reading: [`schema`] (the compiled tree), then [`validate`].
 
 mod checks;
