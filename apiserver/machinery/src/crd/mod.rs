@@ -19,6 +19,7 @@
 //!   [`CompiledSchema::validate`] with `None` (create) or `Some(old)` (update, ratcheting and
 //!   transition rules).
 //! - CR read (from storage): [`CompiledSchema::apply_defaults`].
+//!
 //! Where to start reading: [`schema`] (the compiled tree), then [`validate`].
 
 mod checks;
