@@ -9,6 +9,7 @@
 
 pub mod continue_token;
 pub mod conversion;
+pub mod customresource;
 pub mod decode;
 pub mod defaults;
 pub mod discovery;
