@@ -7,8 +7,10 @@
 //! routes, discovery and OpenAPI), [`request_info`] (a request path parsed once), [`status`]
 //! (every error a client sees), [`selectors`] (label and field selectors).
 
+pub mod cel;
 pub mod continue_token;
 pub mod conversion;
+pub mod crd;
 pub mod customresource;
 pub mod decode;
 pub mod defaults;

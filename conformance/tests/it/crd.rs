@@ -340,3 +340,101 @@ fn helm_chart_with_a_crd_installs_and_uninstalls() {
     let err = server.must_kubectl_fail(["get", "widget", "from-helm"]);
     assert!(err.contains("NotFound") || err.contains("not found"), "{err}");
 }
+
+const GAUGES: &str = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gauges.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gauges, kind: Gauge}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "self.level <= 5 || self.mode == 'manual'"
+              message: high levels need manual mode
+            properties:
+              level: {type: integer, minimum: 0, maximum: 10}
+              mode: {type: string, default: auto, enum: [auto, manual]}
+"#;
+
+fn gauge(name: &str, spec: &str) -> String {
+    format!("apiVersion: example.com/v1\nkind: Gauge\nmetadata:\n  name: {name}\nspec:\n{spec}")
+}
+
+#[test]
+fn custom_resources_are_pruned_defaulted_and_validated_by_their_schema() {
+    let server = TestServer::start();
+    server.must_kubectl_stdin(["apply", "-f", "-"], GAUGES);
+    server.must_kubectl(["wait", "--for=condition=Established", "crd/gauges.example.com"]);
+
+    server.must_kubectl_stdin(["apply", "-f", "-"], &gauge("g1", "  level: 3\n"));
+    let g = json(&server.must_kubectl(["get", "gauge", "g1", "-o", "json"]));
+    assert_eq!(g["spec"]["mode"], "auto", "default applied: {g:#}");
+
+    let out = server.kubectl_stdin(["apply", "-f", "-"], &gauge("g2", "  level: 7\n"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a CEL rule refuses it");
+    assert!(
+        err.contains("Gauge.example.com \"g2\" is invalid") && err.contains("spec: Invalid value")
+            && err.contains("high levels need manual mode"),
+        "{err}"
+    );
+    let out = server.kubectl_stdin(["apply", "-f", "-"], &gauge("g3", "  level: 11\n  mode: manual\n"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec.level: Invalid value: 11: spec.level in body should be less than or equal to 10"),
+        "{err}"
+    );
+
+    let out = server.kubectl_stdin(
+        ["apply", "--validate=strict", "-f", "-"],
+        &gauge("g4", "  level: 1\n  extra: 1\n"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("unknown field \"spec.extra\""), "{err}");
+    server.must_kubectl_stdin(
+        ["apply", "--validate=false", "-f", "-"],
+        &gauge("g4", "  level: 1\n  extra: 1\n"),
+    );
+    let g = json(&server.must_kubectl(["get", "gauge", "g4", "-o", "json"]));
+    assert!(g["spec"].get("extra").is_none(), "unknown field pruned: {g:#}");
+}
+
+/// A CRD of the size of the big real-world ones (~0.5 MB of schema, deep nesting,
+/// int-or-string, preserve-unknown-fields islands) applies server-side and serves.
+#[test]
+fn big_crd_applies_server_side() {
+    let server = TestServer::start();
+    let mut props = String::new();
+    for i in 0..600 {
+        props.push_str(&format!(
+            "                field{i}:\n                  type: object\n                  description: {desc}\n                  properties:\n                    port: {{x-kubernetes-int-or-string: true, anyOf: [{{type: integer}}, {{type: string}}]}}\n                    extra: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n                    nested: {{type: object, properties: {{a: {{type: object, properties: {{b: {{type: object, properties: {{c: {{type: string}}}}}}}}}}}}}}\n",
+            desc = "x".repeat(500)
+        ));
+    }
+    let crd = format!(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: bigs.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {{plural: bigs, kind: Big}}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              all:\n                type: object\n                properties:\n{props}"
+    );
+    assert!(crd.len() > 500_000, "{}", crd.len());
+    server.must_kubectl_stdin(["apply", "--server-side", "-f", "-"], &crd);
+    server.must_kubectl(["wait", "--for=condition=Established", "crd/bigs.example.com"]);
+    let cr = "apiVersion: example.com/v1\nkind: Big\nmetadata:\n  name: b1\nspec:\n  all:\n    field7:\n      port: http\n      extra: {anything: [1, 2]}\n      nested: {a: {b: {c: deep}}}\n";
+    server.must_kubectl_stdin(["apply", "--server-side", "-f", "-"], cr);
+    let b = json(&server.must_kubectl(["get", "big", "b1", "-o", "json"]));
+    assert_eq!(b["spec"]["all"]["field7"]["nested"]["a"]["b"]["c"], "deep");
+    assert_eq!(b["spec"]["all"]["field7"]["extra"]["anything"][1], 2);
+    let bad = cr.replace("port: http", "port: {no: map}");
+    let out = server.kubectl_stdin(["apply", "--server-side", "-f", "-"], &bad);
+    assert!(!out.status.success(), "int-or-string refuses an object");
+}

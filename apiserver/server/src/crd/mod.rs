@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ferrokube_machinery::crd::CompiledSchema;
 use ferrokube_machinery::customresource::{self, Crd, CrdVersion, ScaleSpec, columns, jsonpath};
 use ferrokube_machinery::resources::{self, ResourceInfo};
 use serde_json::Value;
@@ -55,6 +56,8 @@ pub struct CustomVersion {
     pub field_labels: &'static [&'static str],
     /// The CRD is being deleted: no new objects.
     pub terminating: bool,
+    /// The version's `openAPIV3Schema`, compiled once (pruning, defaulting, validation, CEL).
+    pub schema: Option<Arc<CompiledSchema>>,
 }
 
 impl CustomVersion {
@@ -78,6 +81,18 @@ impl CustomVersion {
             })
             .collect();
         let labels: Vec<String> = selectable.iter().map(|(l, _)| l.to_string()).collect();
+        let schema = v.schema.as_ref().and_then(|s| {
+            match CompiledSchema::compile(s, "openAPIV3Schema") {
+                Ok(c) => Some(Arc::new(c)),
+                Err(errs) => {
+                    // The CRD strategy refuses such schemas; one stored before is served
+                    // without validation rather than not at all.
+                    tracing::warn!(crd = %crd.name, version = %v.name, errors = errs.len(),
+                        "CRD schema does not compile");
+                    None
+                }
+            }
+        });
         CustomVersion {
             crd_name: crd.name.clone(),
             version: v.clone(),
@@ -86,6 +101,7 @@ impl CustomVersion {
             field_labels: customresource::intern_list(&labels),
             selectable,
             terminating: crd.deleting,
+            schema,
         }
     }
 }

@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use ferrokube_machinery::crd::{CompiledSchema, ScalePaths};
 use ferrokube_machinery::customresource::{CLEANUP_FINALIZER, jsonpath};
 use ferrokube_machinery::validation::FieldError;
 use serde_json::{Value, json};
@@ -41,12 +42,43 @@ fn field_value(p: &jsonpath::Path, obj: &Value) -> String {
 }
 
 impl Strategy for CustomResourceStrategy {
-    fn validate(&self, _obj: &Value) -> Vec<FieldError> {
-        Vec::new()
+    /// Prune, then default (upstream does both when decoding the request).
+    fn prepare_for_create(&self, obj: &mut Value) {
+        if let Some(s) = &self.version.schema {
+            s.prune(obj);
+            s.apply_defaults(obj);
+        }
     }
 
-    fn validate_update(&self, _new: &Value, _old: &Value) -> Vec<FieldError> {
-        Vec::new()
+    fn prepare_for_update(&self, new: &mut Value, _old: &Value) {
+        self.prepare_for_create(new);
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        match &self.version.schema {
+            Some(s) => s.validate(obj, None),
+            None => Vec::new(),
+        }
+    }
+
+    /// With the old object: transition rules and ratcheting.
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        match &self.version.schema {
+            Some(s) => s.validate(new, Some(old)),
+            None => Vec::new(),
+        }
+    }
+
+    /// Upstream's status strategy validates the whole object against the schema too.
+    fn validate_status_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        self.validate_update(new, old)
+    }
+
+    fn prune(&self, obj: &mut Value) -> Vec<String> {
+        match &self.version.schema {
+            Some(s) => s.prune(obj),
+            None => Vec::new(),
+        }
     }
 
     fn field_set(&self, obj: &Value) -> FieldSet {
@@ -159,6 +191,32 @@ fn validate_crd(obj: &Value) -> Vec<FieldError> {
             Value::Array(versions.clone()),
             "must have exactly one version marked as storage version",
         ));
+    }
+    for (i, v) in versions.iter().enumerate() {
+        let Some(schema) = v.pointer("/schema/openAPIV3Schema") else {
+            continue;
+        };
+        let path = format!("spec.versions[{i}].schema.openAPIV3Schema");
+        match CompiledSchema::compile(schema, &path) {
+            Ok(compiled) => {
+                if let Some(scale) = v.pointer("/subresources/scale") {
+                    let s = |k: &str| scale.get(k).and_then(Value::as_str).unwrap_or("");
+                    let paths = ScalePaths {
+                        spec_replicas_path: s("specReplicasPath").to_string(),
+                        status_replicas_path: s("statusReplicasPath").to_string(),
+                        label_selector_path: scale
+                            .get("labelSelectorPath")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                    };
+                    errs.extend(compiled.check_scale_paths(
+                        &paths,
+                        &format!("spec.versions[{i}].subresources.scale"),
+                    ));
+                }
+            }
+            Err(e) => errs.extend(e),
+        }
     }
     if !versions
         .iter()
