@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use axum::response::{IntoResponse, Response};
@@ -89,8 +88,8 @@ struct Custom {
     /// The v3 documents of the custom group-versions and groups.
     v3: BTreeMap<String, (Doc, String)>,
     v3_index: Bytes,
-    /// Built-ins plus custom resources, for `/openapi/v2` (rendered on first request).
-    spec: Spec,
+    /// The custom resources, for `/openapi/v2` (rendered on first request).
+    handles: Vec<Arc<ResourceHandle>>,
     v2: OnceLock<Arc<(Doc, Doc)>>,
 }
 
@@ -100,9 +99,10 @@ pub struct OpenApiState {
     docs: tokio::sync::OnceCell<Arc<Base>>,
     /// `None` while no custom resource is served.
     custom: RwLock<Option<Arc<Custom>>>,
-    /// Bumped by every [`OpenApiState::set_custom`]; a slower earlier build never overwrites
-    /// a later one.
-    generation: AtomicU64,
+    /// The latest custom resource set not yet rendered, and whether a builder runs: one
+    /// build at a time, always of the latest set (a burst of CRD changes costs one or two
+    /// builds, not one each).
+    pending: std::sync::Mutex<(Option<Vec<Arc<ResourceHandle>>>, bool)>,
 }
 
 impl OpenApiState {
@@ -136,34 +136,49 @@ impl OpenApiState {
     /// Publishes the custom resources served now (replacing the previous set); the documents
     /// are rendered in the background.
     pub fn set_custom(self: &Arc<Self>, handles: Vec<Arc<ResourceHandle>>) {
-        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.0 = Some(handles);
+            if p.1 {
+                return;
+            }
+            p.1 = true;
+        }
         let this = self.clone();
         tokio::spawn(async move {
-            let custom = if handles.is_empty() {
-                None
-            } else {
-                let Some(base) = this.get().await else {
-                    return;
-                };
-                match tokio::task::spawn_blocking(move || build_custom(&base, &handles)).await {
-                    Ok(c) => Some(Arc::new(c)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "building custom resource OpenAPI failed");
-                        return;
+            loop {
+                let handles = {
+                    let mut p = this.pending.lock().unwrap_or_else(|e| e.into_inner());
+                    match p.0.take() {
+                        Some(h) => h,
+                        None => {
+                            p.1 = false;
+                            return;
+                        }
                     }
-                }
-            };
-            let mut slot = this.custom.write().unwrap_or_else(|e| e.into_inner());
-            if this.generation.load(Ordering::Acquire) == generation {
-                *slot = custom;
+                };
+                let custom = if handles.is_empty() {
+                    None
+                } else {
+                    let Some(base) = this.get().await else {
+                        continue;
+                    };
+                    match tokio::task::spawn_blocking(move || build_custom(&base, handles)).await {
+                        Ok(c) => Some(Arc::new(c)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "building custom resource OpenAPI failed");
+                            continue;
+                        }
+                    }
+                };
+                *this.custom.write().unwrap_or_else(|e| e.into_inner()) = custom;
             }
         });
     }
 }
 
-/// Renders the documents of the custom resources on top of the built-in spec.
-fn build_custom(base: &Base, handles: &[Arc<ResourceHandle>]) -> Custom {
-    let start = std::time::Instant::now();
+/// The built-in spec with the custom resources' definitions and paths added.
+fn spec_with(base: &Base, handles: &[Arc<ResourceHandle>]) -> (Spec, BTreeSet<String>) {
     let mut spec = base.spec.clone();
     let mut keys = BTreeSet::new();
     for h in handles {
@@ -175,6 +190,13 @@ fn build_custom(base: &Base, handles: &[Arc<ResourceHandle>]) -> Custom {
         keys.insert(openapi::gv_key(h.info.group, h.info.version));
         keys.insert(format!("apis/{}", h.info.group));
     }
+    (spec, keys)
+}
+
+/// Renders the documents of the custom resources on top of the built-in spec.
+fn build_custom(base: &Base, handles: Vec<Arc<ResourceHandle>>) -> Custom {
+    let start = std::time::Instant::now();
+    let (spec, keys) = spec_with(base, &handles);
     let mut v3 = BTreeMap::new();
     for key in keys {
         if let Some(doc) = spec.v3(&key) {
@@ -199,19 +221,20 @@ fn build_custom(base: &Base, handles: &[Arc<ResourceHandle>]) -> Custom {
     Custom {
         v3,
         v3_index,
-        spec,
+        handles,
         v2: OnceLock::new(),
     }
 }
 
 /// `/openapi/v2` with the custom resources, rendered once per set of CRDs.
-async fn custom_v2(custom: &Arc<Custom>) -> Option<Arc<(Doc, Doc)>> {
+async fn custom_v2(base: &Arc<Base>, custom: &Arc<Custom>) -> Option<Arc<(Doc, Doc)>> {
     if let Some(d) = custom.v2.get() {
         return Some(d.clone());
     }
     let c = custom.clone();
+    let base = base.clone();
     let docs = tokio::task::spawn_blocking(move || {
-        let v2 = c.spec.v2();
+        let v2 = spec_with(&base, &c.handles).0.v2();
         let json = serde_json::to_vec(&v2).unwrap_or_default();
         let proto = openapi::proto::encode_document(&v2);
         Arc::new((
@@ -340,10 +363,11 @@ pub async fn serve(state: &AppState, path: &str, headers: &HeaderMap, query: &Qu
         ));
     };
     let custom = state.openapi.custom();
+    let base = docs.clone();
     let docs = &docs.served;
     if path == "/openapi/v2" {
         let v2 = match &custom {
-            Some(c) => custom_v2(c).await,
+            Some(c) => custom_v2(&base, c).await,
             None => None,
         };
         let (json, proto) = match &v2 {

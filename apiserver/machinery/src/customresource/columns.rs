@@ -148,7 +148,16 @@ mod tests {
             "spec": {"replicas": 2.0}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
         let now: Timestamp = "2025-06-01T12:00:00Z".parse().unwrap();
         let c = cells(&cols, &obj, now);
-        assert_eq!(c, vec![json!("a"), json!(2), json!("True"), json!("60m"), Value::Null]);
+        assert_eq!(
+            c,
+            vec![
+                json!("a"),
+                json!(2),
+                json!("True"),
+                json!("60m"),
+                Value::Null
+            ]
+        );
         let defs = definitions(&cols);
         assert_eq!(defs.len(), 5);
         assert_eq!(defs[4]["priority"], json!(1));

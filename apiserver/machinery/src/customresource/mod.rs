@@ -68,7 +68,11 @@ pub fn intern_list(items: &[String]) -> &'static [&'static str] {
     leaked
 }
 
-fn intern_subresources(kind: &'static str, status: bool, scale: bool) -> &'static [SubresourceInfo] {
+fn intern_subresources(
+    kind: &'static str,
+    status: bool,
+    scale: bool,
+) -> &'static [SubresourceInfo] {
     static LISTS: OnceLock<Mutex<Vec<((&'static str, bool, bool), &'static [SubresourceInfo])>>> =
         OnceLock::new();
     let lists = LISTS.get_or_init(Default::default);
@@ -236,7 +240,10 @@ pub fn condition<'a>(crd: &'a Value, type_: &str) -> Option<&'a Value> {
 }
 
 fn condition_true(crd: &Value, type_: &str) -> bool {
-    condition(crd, type_).and_then(|c| c.get("status")).and_then(Value::as_str) == Some("True")
+    condition(crd, type_)
+        .and_then(|c| c.get("status"))
+        .and_then(Value::as_str)
+        == Some("True")
 }
 
 impl Crd {
@@ -262,12 +269,21 @@ impl Crd {
         }
         let accepted = v
             .pointer("/status/acceptedNames")
-            .filter(|a| a.get("plural").and_then(Value::as_str).is_some_and(|p| !p.is_empty()))
+            .filter(|a| {
+                a.get("plural")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| !p.is_empty())
+            })
             .map(|a| Names::parse(Some(a)));
         let finalizers = v
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         Some(Crd {
             name: str_at(v, "/metadata/name").to_string(),
@@ -381,7 +397,10 @@ fn parse_version(v: &Value) -> Option<CrdVersion> {
         scale,
         columns: cols,
         selectable_fields,
-        deprecated: v.get("deprecated").and_then(Value::as_bool).unwrap_or(false),
+        deprecated: v
+            .get("deprecated")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         deprecation_warning: v
             .get("deprecationWarning")
             .and_then(Value::as_str)

@@ -21,9 +21,7 @@ pub fn definitions(info: &ResourceInfo, schema: Option<&Value>) -> [(String, Val
         .cloned()
         .unwrap_or_default();
     def.entry("type").or_insert_with(|| json!("object"));
-    let props = def
-        .entry("properties")
-        .or_insert_with(|| json!({}));
+    let props = def.entry("properties").or_insert_with(|| json!({}));
     if let Some(p) = props.as_object_mut() {
         p.insert(
             "apiVersion".into(),
@@ -71,8 +69,14 @@ mod tests {
         assert_eq!(name, "com.example.v1.Widget");
         assert_eq!(list_name, "com.example.v1.WidgetList");
         assert_eq!(def["description"], "A widget.");
-        assert_eq!(def["properties"]["metadata"]["$ref"], format!("{V2_PREFIX}{OBJECT_META}"));
+        assert_eq!(
+            def["properties"]["metadata"]["$ref"],
+            format!("{V2_PREFIX}{OBJECT_META}")
+        );
         assert_eq!(def["x-kubernetes-group-version-kind"][0]["kind"], "Widget");
-        assert_eq!(list["properties"]["items"]["items"]["$ref"], format!("{V2_PREFIX}{name}"));
+        assert_eq!(
+            list["properties"]["items"]["items"]["$ref"],
+            format!("{V2_PREFIX}{name}")
+        );
     }
 }

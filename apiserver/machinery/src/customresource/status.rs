@@ -103,8 +103,9 @@ pub fn accepted_names(crd: &Crd, others: &[&Crd]) -> (Names, Condition) {
         Err(e) => fail("ListKindConflict", e),
     }
     new.categories = requested.categories.clone();
-    let cond = cond
-        .unwrap_or_else(|| Condition::new("NamesAccepted", "True", "NoConflicts", "no conflicts found"));
+    let cond = cond.unwrap_or_else(|| {
+        Condition::new("NamesAccepted", "True", "NoConflicts", "no conflicts found")
+    });
     (new, cond)
 }
 
@@ -115,7 +116,10 @@ pub fn desired(crd: &Crd, others: &[&Crd], now: &str) -> Option<Value> {
     let mut conditions: Vec<Condition> = Vec::new();
     let names_settled = crd.accepted.as_ref() == Some(&crd.names);
     let (names, named) = if names_settled {
-        (crd.names.clone(), Condition::new("NamesAccepted", "True", "NoConflicts", "no conflicts found"))
+        (
+            crd.names.clone(),
+            Condition::new("NamesAccepted", "True", "NoConflicts", "no conflicts found"),
+        )
     } else {
         accepted_names(crd, others)
     };
@@ -138,7 +142,12 @@ pub fn desired(crd: &Crd, others: &[&Crd], now: &str) -> Option<Value> {
             ),
         }
     } else {
-        Condition::new("Established", "False", "NotAccepted", "not all names are accepted")
+        Condition::new(
+            "Established",
+            "False",
+            "NotAccepted",
+            "not all names are accepted",
+        )
     };
     conditions.push(established);
     if crd.deleting {
@@ -159,12 +168,20 @@ pub fn desired(crd: &Crd, others: &[&Crd], now: &str) -> Option<Value> {
         conditions.push(c);
     }
     let mut out = stored.as_object().cloned().unwrap_or_default();
-    out.insert("conditions".into(), merge_conditions(&stored, &conditions, now));
+    out.insert(
+        "conditions".into(),
+        merge_conditions(&stored, &conditions, now),
+    );
     out.insert("acceptedNames".into(), names.to_json());
     let mut stored_versions: Vec<String> = stored
         .get("storedVersions")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let sv = crd.storage_version().to_string();
     if !stored_versions.contains(&sv) {

@@ -24,7 +24,10 @@ fn served_versions_become_table_entries() {
     let infos = c.resource_infos();
     assert_eq!(infos.len(), 2, "v0 is not served");
     let (v1, _) = &infos[0];
-    assert_eq!((v1.group, v1.version, v1.plural), ("example.com", "v1", "widgets"));
+    assert_eq!(
+        (v1.group, v1.version, v1.plural),
+        ("example.com", "v1", "widgets")
+    );
     assert_eq!((v1.singular, v1.list_kind), ("widget", "WidgetList"));
     assert_eq!(v1.short_names, &["wd"]);
     assert_eq!(v1.categories, &["all"]);
@@ -33,7 +36,10 @@ fn served_versions_become_table_entries() {
     assert!(infos[1].0.subresources.is_empty());
     assert_eq!(c.storage_api_version(), "example.com/v1");
     assert_eq!(v1.schema_name, "com.example.v1.Widget");
-    assert!(std::ptr::eq(intern("example.com"), v1.group), "interned once");
+    assert!(
+        std::ptr::eq(intern("example.com"), v1.group),
+        "interned once"
+    );
 }
 
 #[test]
@@ -43,10 +49,15 @@ fn conflicting_names_are_refused_as_upstream() {
     let other = Crd::parse(&crd("gadgets.example.com", "gadgets", "Widget", &["wd"])).unwrap();
     let (names, cond) = accepted_names(&other, &[&held]);
     assert_eq!(cond.status, "False");
-    assert_eq!(cond.reason, "KindConflict");
-    assert_eq!(cond.message, "\"Widget\" is already in use");
+    // Kind and list kind both conflict; upstream reports the last check's.
+    assert_eq!(cond.reason, "ListKindConflict");
+    assert_eq!(cond.message, "\"WidgetList\" is already in use");
+    assert!(names.kind.is_empty(), "the kind is not accepted");
     assert_eq!(names.plural, "gadgets");
-    assert!(names.short_names.is_empty(), "conflicting short names are not accepted");
+    assert!(
+        names.short_names.is_empty(),
+        "conflicting short names are not accepted"
+    );
     let free = Crd::parse(&crd("gizmos.example.com", "gizmos", "Gizmo", &[])).unwrap();
     let (_, cond) = accepted_names(&free, &[&held]);
     assert_eq!((cond.status, cond.reason.as_str()), ("True", "NoConflicts"));
@@ -67,5 +78,9 @@ fn desired_status_establishes_and_settles() {
     raw["status"] = s;
     let settled = Crd::parse(&raw).unwrap();
     assert!(settled.established);
-    assert_eq!(desired(&settled, &[], "2030-01-01T00:00:00Z"), None, "no rewrite loop");
+    assert_eq!(
+        desired(&settled, &[], "2030-01-01T00:00:00Z"),
+        None,
+        "no rewrite loop"
+    );
 }

@@ -221,7 +221,12 @@ async fn sync(state: &Arc<AppState>, set: &CrdSet, ctl: &mut Controller) {
         if let Some(status) = customresource::status::desired(crd, &refs, &now) {
             write_status(state, &crd_handle, &crd.name, status).await;
         }
-        if crd.deleting && crd.finalizers.iter().any(|f| f == customresource::CLEANUP_FINALIZER) {
+        if crd.deleting
+            && crd
+                .finalizers
+                .iter()
+                .any(|f| f == customresource::CLEANUP_FINALIZER)
+        {
             start_cleanup(state, ctl, crd);
         }
     }
@@ -323,7 +328,11 @@ async fn cleanup_once(state: &Arc<AppState>, crd: &Crd) -> crate::error::ApiResu
                         .pointer("/metadata/name")
                         .and_then(Value::as_str)
                         .unwrap_or("");
-                    match state.store.delete(&h, ns, name, &DeleteOptions::default()).await {
+                    match state
+                        .store
+                        .delete(&h, ns, name, &DeleteOptions::default())
+                        .await
+                    {
                         Ok(_) => {}
                         Err(e) if e.is_not_found() => {}
                         Err(e) => return Err(e),

@@ -72,7 +72,9 @@ fn set_replicas(h: &ResourceHandle, obj: &mut Value, replicas: i64) -> ApiResult
             m.insert(last.to_string(), json!(replicas));
             Ok(())
         }
-        None => Err(ApiError::bad_request(format!("{last} has no object parent"))),
+        None => Err(ApiError::bad_request(format!(
+            "{last} has no object parent"
+        ))),
     }
 }
 
