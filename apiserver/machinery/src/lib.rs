@@ -11,6 +11,7 @@ pub mod cel;
 pub mod continue_token;
 pub mod conversion;
 pub mod crd;
+pub mod customresource;
 pub mod decode;
 pub mod defaults;
 pub mod discovery;

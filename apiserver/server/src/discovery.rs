@@ -1,9 +1,11 @@
 //! Discovery endpoints: legacy documents (`/api`, `/apis`, `/apis/{g}`, `/api/v1`,
 //! `/apis/{g}/{v}`) and aggregated discovery v2/v2beta1 on `/api` and `/apis` when the client
 //! asks for it in `Accept`, with ETag / If-None-Match. Documents are built once from the
-//! resource table and served as bytes.
+//! resource table and served as bytes, and built again (with the custom resources of the
+//! established CRDs) whenever CRDs change, which changes their ETags.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use axum::response::{IntoResponse, Response};
 use ferrokube_machinery::discovery::{self, AggregatedVersion};
@@ -27,8 +29,12 @@ impl Doc {
     }
 }
 
-/// Every discovery document, pre-encoded.
+/// Every discovery document, pre-encoded; swapped as a whole when the resource table changes.
 pub struct DiscoveryDocs {
+    docs: RwLock<Arc<Docs>>,
+}
+
+struct Docs {
     legacy: HashMap<String, Doc>,
     aggregated: HashMap<(bool, AggregatedVersion), Doc>,
 }
@@ -36,6 +42,24 @@ pub struct DiscoveryDocs {
 impl DiscoveryDocs {
     /// Builds the documents for a resource table.
     pub fn new(resources: &[ResourceInfo]) -> DiscoveryDocs {
+        DiscoveryDocs {
+            docs: RwLock::new(Arc::new(Docs::new(resources))),
+        }
+    }
+
+    /// Replaces the documents with those of a new resource table.
+    pub fn rebuild(&self, resources: &[ResourceInfo]) {
+        let docs = Arc::new(Docs::new(resources));
+        *self.docs.write().unwrap_or_else(|e| e.into_inner()) = docs;
+    }
+
+    fn current(&self) -> Arc<Docs> {
+        self.docs.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Docs {
+    fn new(resources: &[ResourceInfo]) -> Docs {
         let mut legacy = HashMap::new();
         legacy.insert("/api".to_string(), Doc::new(&discovery::api_versions("")));
         legacy.insert(
@@ -70,7 +94,7 @@ impl DiscoveryDocs {
                 );
             }
         }
-        DiscoveryDocs { legacy, aggregated }
+        Docs { legacy, aggregated }
     }
 }
 
@@ -115,6 +139,7 @@ fn respond(doc: &Doc, content_type: &'static str, headers: &HeaderMap) -> Respon
 
 /// Serves a discovery path, or None when the path is not a discovery document.
 pub fn serve(docs: &DiscoveryDocs, path: &str, headers: &HeaderMap) -> Option<Response> {
+    let docs = docs.current();
     if (path == "/api" || path == "/apis")
         && let Some(v) = wants_aggregated(headers)
     {

@@ -121,7 +121,7 @@ fn metric_labels(state: &AppState, info: &RequestInfo) -> RequestLabels {
     }
     let Some(handle) = state
         .registry
-        .get(&info.api_group, &info.api_version, &info.resource)
+        .lookup(&info.api_group, &info.api_version, &info.resource)
     else {
         return RequestLabels {
             verb,

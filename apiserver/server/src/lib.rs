@@ -14,6 +14,7 @@ pub mod auth;
 pub mod backend;
 pub mod certs;
 pub mod controlplane;
+pub mod crd;
 pub mod discovery;
 pub mod endpoints;
 pub mod error;
@@ -58,7 +59,7 @@ pub struct AppState {
     pub backend: backend::Backend,
     pub metrics: metrics::Metrics,
     pub discovery: discovery::DiscoveryDocs,
-    pub openapi: openapi::OpenApiState,
+    pub openapi: Arc<openapi::OpenApiState>,
     pub max_body_bytes: usize,
     /// `--max-requests-inflight` / `--max-mutating-requests-inflight`.
     pub inflight: filters::InFlightLimits,
@@ -155,7 +156,7 @@ pub async fn run_with_hook(
         backend,
         metrics: metrics::Metrics::default(),
         discovery: discovery::DiscoveryDocs::new(builtins),
-        openapi: openapi::OpenApiState::default(),
+        openapi: Arc::default(),
         max_body_bytes: opts.max_request_body_bytes,
         inflight: filters::InFlightLimits::new(
             opts.max_requests_inflight,
@@ -169,6 +170,9 @@ pub async fn run_with_hook(
     let control_plane = controlplane::ControlPlane::start(state.clone(), cp_config)
         .await
         .context("starting the kubernetes service and repair loops")?;
+    crd::start(&state)
+        .await
+        .context("loading CustomResourceDefinitions")?;
     state.ready.store(true, Ordering::Release);
     openapi::build_in_background(state.clone());
     // The schema table unknown-field detection walks (built once, off the request path).

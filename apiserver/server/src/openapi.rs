@@ -1,14 +1,17 @@
 //! `/openapi/v2` (JSON, or gnostic protobuf when asked) and `/openapi/v3` (index and per
 //! group-version documents, hash-addressed and immutably cacheable). The documents are built
-//! once, off the startup path, from the same resource table as everything else.
+//! once, off the startup path, from the same resource table as everything else. Custom
+//! resources are added on top: when CRDs change, their group-versions' v3 documents and the
+//! index are rendered again at once (new hashes), `/openapi/v2` on its next request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use ferrokube_machinery::openapi::{self, OpenApiDocs};
+use ferrokube_machinery::customresource;
+use ferrokube_machinery::openapi::{self, OpenApiDocs, Spec};
 use ferrokube_machinery::resources;
 use ferrokube_machinery::status::Status;
 use flate2::Compression;
@@ -19,6 +22,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use crate::AppState;
 use crate::endpoints::Query;
 use crate::error::status_response;
+use crate::registry::ResourceHandle;
 
 const V2_PROTO: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 const V2_PROTO_ALT: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
@@ -73,24 +77,47 @@ impl Served {
     }
 }
 
+/// The built-in documents and the spec they were rendered from.
+struct Base {
+    spec: Spec,
+    served: Served,
+}
+
+/// The documents with custom resources added.
+struct Custom {
+    /// The v3 documents of the custom group-versions and groups.
+    v3: BTreeMap<String, (Doc, String)>,
+    v3_index: Bytes,
+    /// The custom resources, for `/openapi/v2` (rendered on first request).
+    handles: Vec<Arc<ResourceHandle>>,
+    v2: OnceLock<Arc<(Doc, Doc)>>,
+}
+
 /// The lazily built documents.
 #[derive(Default)]
 pub struct OpenApiState {
-    docs: tokio::sync::OnceCell<Arc<Served>>,
+    docs: tokio::sync::OnceCell<Arc<Base>>,
+    /// `None` while no custom resource is served.
+    custom: RwLock<Option<Arc<Custom>>>,
+    /// The latest custom resource set not yet rendered, and whether a builder runs: one
+    /// build at a time, always of the latest set (a burst of CRD changes costs one or two
+    /// builds, not one each).
+    pending: std::sync::Mutex<(Option<Vec<Arc<ResourceHandle>>>, bool)>,
 }
 
 impl OpenApiState {
-    async fn get(&self) -> Option<Arc<Served>> {
+    async fn get(&self) -> Option<Arc<Base>> {
         self.docs
             .get_or_try_init(|| async {
                 tokio::task::spawn_blocking(|| {
                     let start = std::time::Instant::now();
-                    let served = Served::from_docs(openapi::build(resources::builtin_resources()));
+                    let spec = Spec::from_resources(resources::builtin_resources());
+                    let served = Served::from_docs(spec.docs());
                     tracing::info!(
                         elapsed_ms = start.elapsed().as_millis() as u64,
                         "built OpenAPI documents"
                     );
-                    Arc::new(served)
+                    Arc::new(Base { spec, served })
                 })
                 .await
             })
@@ -98,6 +125,126 @@ impl OpenApiState {
             .ok()
             .cloned()
     }
+
+    fn custom(&self) -> Option<Arc<Custom>> {
+        self.custom
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Publishes the custom resources served now (replacing the previous set); the documents
+    /// are rendered in the background.
+    pub fn set_custom(self: &Arc<Self>, handles: Vec<Arc<ResourceHandle>>) {
+        {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            p.0 = Some(handles);
+            if p.1 {
+                return;
+            }
+            p.1 = true;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let handles = {
+                    let mut p = this.pending.lock().unwrap_or_else(|e| e.into_inner());
+                    match p.0.take() {
+                        Some(h) => h,
+                        None => {
+                            p.1 = false;
+                            return;
+                        }
+                    }
+                };
+                let custom = if handles.is_empty() {
+                    None
+                } else {
+                    let Some(base) = this.get().await else {
+                        continue;
+                    };
+                    match tokio::task::spawn_blocking(move || build_custom(&base, handles)).await {
+                        Ok(c) => Some(Arc::new(c)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "building custom resource OpenAPI failed");
+                            continue;
+                        }
+                    }
+                };
+                *this.custom.write().unwrap_or_else(|e| e.into_inner()) = custom;
+            }
+        });
+    }
+}
+
+/// The built-in spec with the custom resources' definitions and paths added.
+fn spec_with(base: &Base, handles: &[Arc<ResourceHandle>]) -> (Spec, BTreeSet<String>) {
+    let mut spec = base.spec.clone();
+    let mut keys = BTreeSet::new();
+    for h in handles {
+        let schema = h.custom.as_ref().and_then(|c| c.version.schema.as_ref());
+        let [(item, item_def), (list, list_def)] =
+            customresource::openapi::definitions(&h.info, schema);
+        spec.add_definitions([(item.clone(), item_def), (list.clone(), list_def)]);
+        spec.add_resource_paths(&h.info, &item, &list);
+        keys.insert(openapi::gv_key(h.info.group, h.info.version));
+        keys.insert(format!("apis/{}", h.info.group));
+    }
+    (spec, keys)
+}
+
+/// Renders the documents of the custom resources on top of the built-in spec.
+fn build_custom(base: &Base, handles: Vec<Arc<ResourceHandle>>) -> Custom {
+    let start = std::time::Instant::now();
+    let (spec, keys) = spec_with(base, &handles);
+    let mut v3 = BTreeMap::new();
+    for key in keys {
+        if let Some(doc) = spec.v3(&key) {
+            let json = serde_json::to_vec(&doc).unwrap_or_default();
+            let hash = openapi::v3_hash(&json);
+            v3.insert(key, (Doc::new(&json, &hash), hash));
+        }
+    }
+    let mut hashes: BTreeMap<&str, &str> = base
+        .served
+        .v3
+        .iter()
+        .map(|(k, (_, h))| (k.as_str(), h.as_str()))
+        .collect();
+    hashes.extend(v3.iter().map(|(k, (_, h))| (k.as_str(), h.as_str())));
+    let v3_index = Bytes::from(openapi::v3_index(hashes));
+    tracing::debug!(
+        elapsed_ms = start.elapsed().as_millis() as u64,
+        resources = handles.len(),
+        "built custom resource OpenAPI documents"
+    );
+    Custom {
+        v3,
+        v3_index,
+        handles,
+        v2: OnceLock::new(),
+    }
+}
+
+/// `/openapi/v2` with the custom resources, rendered once per set of CRDs.
+async fn custom_v2(base: &Arc<Base>, custom: &Arc<Custom>) -> Option<Arc<(Doc, Doc)>> {
+    if let Some(d) = custom.v2.get() {
+        return Some(d.clone());
+    }
+    let c = custom.clone();
+    let base = base.clone();
+    let docs = tokio::task::spawn_blocking(move || {
+        let v2 = spec_with(&base, &c.handles).0.v2();
+        let json = serde_json::to_vec(&v2).unwrap_or_default();
+        let proto = openapi::proto::encode_document(&v2);
+        Arc::new((
+            Doc::new(&json, &openapi::v3_hash(&json)),
+            Doc::new(&proto, &openapi::v3_hash(&proto)),
+        ))
+    })
+    .await
+    .ok()?;
+    Some(custom.v2.get_or_init(|| docs).clone())
 }
 
 /// Starts building the documents so the first client does not wait.
@@ -215,20 +362,35 @@ pub async fn serve(state: &AppState, path: &str, headers: &HeaderMap, query: &Qu
             "the OpenAPI documents are not built yet",
         ));
     };
+    let custom = state.openapi.custom();
+    let base = docs.clone();
+    let docs = &docs.served;
     if path == "/openapi/v2" {
+        let v2 = match &custom {
+            Some(c) => custom_v2(&base, c).await,
+            None => None,
+        };
+        let (json, proto) = match &v2 {
+            Some(d) => (&d.0, &d.1),
+            None => (&docs.v2_json, &docs.v2_proto),
+        };
         if accepts(headers, &[V2_PROTO, V2_PROTO_ALT]) {
-            return doc_response(&docs.v2_proto, V2_PROTO, headers, false);
+            return doc_response(proto, V2_PROTO, headers, false);
         }
         if !accepts_json(headers) {
             return not_acceptable();
         }
-        return doc_response(&docs.v2_json, "application/json", headers, false);
+        return doc_response(json, "application/json", headers, false);
     }
     if path == "/openapi/v3" {
         if !accepts_json(headers) {
             return not_acceptable();
         }
-        let mut r = (StatusCode::OK, docs.v3_index.clone()).into_response();
+        let index = match &custom {
+            Some(c) => c.v3_index.clone(),
+            None => docs.v3_index.clone(),
+        };
+        let mut r = (StatusCode::OK, index).into_response();
         let h = r.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
@@ -241,7 +403,11 @@ pub async fn serve(state: &AppState, path: &str, headers: &HeaderMap, query: &Qu
         return r;
     }
     if let Some(key) = path.strip_prefix("/openapi/v3/") {
-        let Some((doc, hash)) = docs.v3.get(key) else {
+        let found = custom
+            .as_ref()
+            .and_then(|c| c.v3.get(key))
+            .or_else(|| docs.v3.get(key));
+        let Some((doc, hash)) = found else {
             let mut s = Status::not_found("", "", "");
             s.message = "the server could not find the requested resource".into();
             s.details = None;

@@ -286,8 +286,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
     }
     let Some(handle) = state
         .registry
-        .get(&info.api_group, &info.api_version, &info.resource)
-        .cloned()
+        .lookup(&info.api_group, &info.api_version, &info.resource)
     else {
         return not_found();
     };

@@ -1,6 +1,7 @@
 //! Object and list responses as meta.k8s.io Tables (`kubectl get`) and PartialObjectMetadata,
 //! from the printers in the machinery crate.
 
+use ferrokube_machinery::customresource::columns;
 use ferrokube_machinery::printers;
 use serde_json::{Map, Value, json};
 
@@ -35,6 +36,34 @@ pub fn to_table(
     with_columns: bool,
 ) -> Value {
     let now = jiff::Timestamp::now();
+    if let Some(custom) = &h.custom {
+        let columns = if with_columns {
+            columns::definitions(&custom.columns)
+        } else {
+            Vec::new()
+        };
+        let rows: Vec<Value> = objects
+            .iter()
+            .map(|o| {
+                let mut row = Map::new();
+                row.insert(
+                    "cells".into(),
+                    Value::Array(columns::cells(&custom.columns, o, now)),
+                );
+                if let Some(obj) = row_object(o, include) {
+                    row.insert("object".into(), obj);
+                }
+                Value::Object(row)
+            })
+            .collect();
+        return json!({
+            "kind": "Table",
+            "apiVersion": format!("meta.k8s.io/{meta_version}"),
+            "metadata": list_meta,
+            "columnDefinitions": columns,
+            "rows": rows,
+        });
+    }
     let columns: Vec<Value> = if with_columns {
         printers::columns(h.info.group, h.info.plural)
             .iter()

@@ -30,6 +30,7 @@ mod abuse;
 mod abuse_parsers;
 mod auth;
 mod auth_webhook;
+mod crd;
 mod defaults;
 mod deletion;
 mod discovery;

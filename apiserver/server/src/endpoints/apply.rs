@@ -71,13 +71,18 @@ fn check_fields(
     config: &mut Value,
 ) -> ApiResult<Vec<String>> {
     let info = &scope.handle.info;
-    let problems = match validation {
+    let mut problems = match validation {
         FieldValidation::Ignore => Vec::new(),
         _ if serde_json::from_slice::<serde::de::IgnoredAny>(raw).is_ok() => {
             unknown_fields::check_json(info, raw)
         }
         _ => unknown_fields::check_yaml(info, raw),
     };
+    // Fields a custom resource's schema does not know.
+    let pruned = scope.handle.strategy.prune(config);
+    if validation != FieldValidation::Ignore {
+        problems.extend(pruned.into_iter().map(unknown_fields::Problem::Unknown));
+    }
     if validation == FieldValidation::Strict && !problems.is_empty() {
         let joined: Vec<String> = problems.iter().map(ToString::to_string).collect();
         return Err(ApiError::bad_request(format!(

@@ -69,11 +69,16 @@ pub async fn read_object(
         .map_err(|e| crate::registry::store::decode_error(&scope.handle, &e))?;
     scope.check_type(&mut obj)?;
     let info = &scope.handle.info;
-    let problems = match (d, format) {
+    let mut problems = match (d, format) {
         (Directive::Ignore, _) | (_, BodyFormat::Protobuf) => Vec::new(),
         (_, BodyFormat::Json) => unknown_fields::check_json(info, &bytes),
         (_, BodyFormat::Yaml) => unknown_fields::check_yaml(info, &bytes),
     };
+    // Fields a custom resource's schema does not know.
+    let pruned = scope.handle.strategy.prune(&mut obj);
+    if d != Directive::Ignore {
+        problems.extend(pruned.into_iter().map(Problem::Unknown));
+    }
     if d == Directive::Strict && !problems.is_empty() {
         // transformDecodeError: `<Kind> in version "<v>" cannot be handled as a <Kind>: ...`.
         return Err(ApiError::bad_request(format!(
@@ -111,6 +116,10 @@ pub fn check_patched(
                 .iter()
                 .map(ToString::to_string),
         );
+    }
+    let pruned = scope.handle.strategy.prune(patched);
+    if d != Directive::Ignore {
+        problems.extend(pruned.into_iter().map(|p| Problem::Unknown(p).to_string()));
     }
     if d == Directive::Strict && !problems.is_empty() {
         let value = serde_json::to_string(patched).map_err(ApiError::Encoding)?;

@@ -14,8 +14,75 @@ use crate::registry::codec;
 use crate::registry::store::WriteOptions;
 use ferrokube_machinery::status::Status;
 
+/// The Scale view of a custom resource, from its CRD's scale paths (upstream
+/// `customresource.scaleFromCustomResource`: missing replicas read as 0).
+fn custom_scale_of(paths: &crate::crd::ScalePaths, obj: &Value) -> Value {
+    let int = |p: &ferrokube_machinery::customresource::jsonpath::Path| {
+        p.first(obj).and_then(Value::as_i64).unwrap_or(0)
+    };
+    let meta = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let pick = |k: &str| meta.get(k).cloned().unwrap_or(Value::Null);
+    let mut status = json!({"replicas": int(&paths.status_replicas)});
+    if let Some(sel) = paths
+        .label_selector
+        .as_ref()
+        .and_then(|p| p.first(obj))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        status["selector"] = Value::String(sel.to_string());
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": pick("name"),
+            "namespace": pick("namespace"),
+            "uid": pick("uid"),
+            "resourceVersion": pick("resourceVersion"),
+            "creationTimestamp": pick("creationTimestamp"),
+        },
+        "spec": {"replicas": int(&paths.spec_replicas)},
+        "status": status,
+    })
+}
+
+/// Writes `replicas` where the object keeps its desired replicas.
+fn set_replicas(h: &ResourceHandle, obj: &mut Value, replicas: i64) -> ApiResult<()> {
+    let Some(paths) = h.custom.as_ref().and_then(|c| c.scale.as_ref()) else {
+        obj["spec"]["replicas"] = json!(replicas);
+        return Ok(());
+    };
+    let fields = paths
+        .spec_replicas
+        .fields()
+        .ok_or_else(|| ApiError::internal("specReplicasPath is not a field path"))?;
+    let Some((last, parents)) = fields.split_last() else {
+        return Err(ApiError::internal("empty specReplicasPath"));
+    };
+    let mut cur = obj;
+    for p in parents {
+        let Some(m) = cur.as_object_mut() else {
+            return Err(ApiError::bad_request(format!("{p} is not an object")));
+        };
+        cur = m.entry(p.to_string()).or_insert_with(|| json!({}));
+    }
+    match cur.as_object_mut() {
+        Some(m) => {
+            m.insert(last.to_string(), json!(replicas));
+            Ok(())
+        }
+        None => Err(ApiError::bad_request(format!(
+            "{last} has no object parent"
+        ))),
+    }
+}
+
 /// The Scale view of an object.
-pub fn scale_of(_h: &ResourceHandle, obj: &Value) -> Value {
+pub fn scale_of(h: &ResourceHandle, obj: &Value) -> Value {
+    if let Some(paths) = h.custom.as_ref().and_then(|c| c.scale.as_ref()) {
+        return custom_scale_of(paths, obj);
+    }
     let selector = obj
         .pointer("/spec/selector")
         .map(|s| match s {
@@ -126,7 +193,7 @@ pub async fn write_scale(
                 {
                     obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
                 }
-                obj["spec"]["replicas"] = json!(replicas);
+                set_replicas(h, &mut obj, replicas)?;
                 Ok(obj)
             },
             opts,

@@ -80,6 +80,10 @@ pub fn to_served(h: &ResourceHandle, obj: &mut Value) -> ApiResult<()> {
     if h.storage_api_version.is_none() {
         return Ok(());
     }
+    if h.custom.is_some() {
+        set_api_version(obj, &h.info.api_version());
+        return Ok(());
+    }
     conversion::convert(obj, &h.info.api_version()).map_err(ApiError::internal)
 }
 
@@ -87,7 +91,19 @@ pub fn to_served(h: &ResourceHandle, obj: &mut Value) -> ApiResult<()> {
 pub fn to_storage(h: &ResourceHandle, obj: &mut Value) -> ApiResult<()> {
     match &h.storage_api_version {
         None => Ok(()),
+        Some(v) if h.custom.is_some() => {
+            set_api_version(obj, v);
+            Ok(())
+        }
         Some(v) => conversion::convert(obj, v).map_err(ApiError::internal),
+    }
+}
+
+/// `conversion: None` of custom resources: only `apiVersion` changes (upstream
+/// `nopConverter`).
+fn set_api_version(obj: &mut Value, api_version: &str) {
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("apiVersion".into(), Value::String(api_version.to_string()));
     }
 }
 

@@ -13,7 +13,7 @@ pub mod strategies;
 pub mod strategy;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use ferrokube_machinery::resources::ResourceInfo;
 
@@ -31,6 +31,9 @@ pub struct ResourceHandle {
     /// converted on the way in and out ([`codec::to_storage`], [`codec::to_served`]); `None`
     /// for everything else, which is stored as served and spliced out without decoding.
     pub storage_api_version: Option<String>,
+    /// For a custom resource: what its CRD version declares (schema, printer columns, scale
+    /// paths, selectable fields); `None` for built-ins.
+    pub custom: Option<Arc<crate::crd::CustomVersion>>,
 }
 
 impl ResourceHandle {
@@ -43,6 +46,7 @@ impl ResourceHandle {
             strategy,
             prefix,
             storage_api_version: None,
+            custom: None,
         }
     }
 
@@ -70,10 +74,15 @@ impl ResourceHandle {
     }
 }
 
-/// Every served resource, by group, version and plural.
+/// The key of a handle: group, version, plural.
+type Gvr = (String, String, String);
+
+/// Every served resource, by group, version and plural: the built-ins, fixed at startup, and
+/// the custom resources of established CRDs, replaced as a whole when CRDs change.
 pub struct Registry {
-    by_gvr: HashMap<(String, String, String), Arc<ResourceHandle>>,
+    by_gvr: HashMap<Gvr, Arc<ResourceHandle>>,
     all: Vec<Arc<ResourceHandle>>,
+    custom: RwLock<Arc<HashMap<Gvr, Arc<ResourceHandle>>>>,
 }
 
 impl Registry {
@@ -113,10 +122,49 @@ impl Registry {
             );
             all.push(h);
         }
-        Registry { by_gvr, all }
+        Registry {
+            by_gvr,
+            all,
+            custom: RwLock::default(),
+        }
     }
 
-    /// The handle at a group, version and plural.
+    /// The handle at a group, version and plural, built-in or custom (what requests are
+    /// served by).
+    pub fn lookup(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceHandle>> {
+        if let Some(h) = self.get(group, version, plural) {
+            return Some(h.clone());
+        }
+        let key = (group.to_string(), version.to_string(), plural.to_string());
+        self.custom_handles().get(&key).cloned()
+    }
+
+    /// The custom resources served now.
+    pub fn custom_handles(&self) -> Arc<HashMap<Gvr, Arc<ResourceHandle>>> {
+        self.custom
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the served custom resources. Built-in group-version-resources are never
+    /// shadowed.
+    pub fn set_custom(&self, handles: Vec<Arc<ResourceHandle>>) {
+        let mut map = HashMap::new();
+        for h in handles {
+            let key = (
+                h.info.group.to_string(),
+                h.info.version.to_string(),
+                h.info.plural.to_string(),
+            );
+            if !self.by_gvr.contains_key(&key) {
+                map.insert(key, h);
+            }
+        }
+        *self.custom.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+    }
+
+    /// The handle of a built-in resource at a group, version and plural.
     pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<&Arc<ResourceHandle>> {
         self.by_gvr
             .get(&(group.to_string(), version.to_string(), plural.to_string()))

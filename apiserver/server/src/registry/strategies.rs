@@ -48,6 +48,9 @@ pub fn strategy_for(info: &ResourceInfo, services: &Arc<ServiceAllocator>) -> Ar
         }),
         ("", "services") => Arc::new(ServiceStrategy(services.clone())),
         ("rbac.authorization.k8s.io", _) => Arc::new(RbacStrategy),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            Arc::new(crate::crd::strategy::CrdStrategy)
+        }
         // Upstream registers these with `ReturnDeletedObject: true` and no other hook.
         ("", "serviceaccounts") | ("storage.k8s.io", "storageclasses") => {
             Arc::new(ReturnDeletedStrategy)

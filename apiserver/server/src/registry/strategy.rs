@@ -70,6 +70,13 @@ pub trait Strategy: Send + Sync {
         Vec::new()
     }
 
+    /// Removes the fields the resource's schema does not know and returns their paths
+    /// (`spec.foo`) for field validation. Built-ins are pruned by the handlers' typed-schema
+    /// walk; custom resources by their CRD version's schema.
+    fn prune(&self, _obj: &mut Value) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Field-selector attributes beyond `metadata.name` / `metadata.namespace`.
     fn field_set(&self, _obj: &Value) -> FieldSet {
         Vec::new()

@@ -1,0 +1,412 @@
+//! Custom resources as the API server serves them from `CustomResourceDefinition`s: the parsed
+//! definition ([`Crd`]), the resource-table entries of its served versions
+//! ([`Crd::resource_infos`]), upstream's naming and establishing conditions ([`status`]),
+//! `additionalPrinterColumns` tables ([`columns`]) and the JSONPath subset they use
+//! ([`jsonpath`]). Pure: no IO.
+//!
+//! The resource table holds `&'static str`s; the strings of a CRD are interned
+//! ([`intern`]): each distinct string is allocated once for the life of the process, so
+//! re-creating the same CRD costs nothing, and only ever-new names grow memory.
+
+pub mod columns;
+pub mod jsonpath;
+pub mod openapi;
+pub mod status;
+
+use std::collections::HashSet;
+use std::sync::{Mutex, OnceLock};
+
+use serde_json::Value;
+
+use crate::resources::{GroupVersion, ResourceInfo, Scope, SubresourceInfo};
+
+/// The finalizer that makes deleting a CRD delete its custom resources first.
+pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+
+/// The verbs of a custom resource (upstream's CRD handler serves all of them).
+pub const VERBS: &[&str] = &[
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "create",
+    "update",
+    "watch",
+];
+
+const SUB_VERBS: &[&str] = &["get", "patch", "update"];
+
+/// Interns a string for the resource table (allocated once per distinct value).
+pub fn intern(s: &str) -> &'static str {
+    static SET: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let set = SET.get_or_init(Default::default);
+    let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(v) = set.get(s) {
+        return v;
+    }
+    // One allocation per distinct string for the process lifetime (see the module docs).
+    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+/// Interns a list of strings.
+pub fn intern_list(items: &[String]) -> &'static [&'static str] {
+    static SET: OnceLock<Mutex<HashSet<&'static [&'static str]>>> = OnceLock::new();
+    if items.is_empty() {
+        return &[];
+    }
+    let v: Vec<&'static str> = items.iter().map(|s| intern(s)).collect();
+    let set = SET.get_or_init(Default::default);
+    let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(x) = set.get(v.as_slice()) {
+        return x;
+    }
+    let leaked: &'static [&'static str] = Box::leak(v.into_boxed_slice());
+    set.insert(leaked);
+    leaked
+}
+
+fn intern_subresources(
+    kind: &'static str,
+    status: bool,
+    scale: bool,
+) -> &'static [SubresourceInfo] {
+    static LISTS: OnceLock<Mutex<Vec<((&'static str, bool, bool), &'static [SubresourceInfo])>>> =
+        OnceLock::new();
+    let lists = LISTS.get_or_init(Default::default);
+    let mut lists = lists.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, l)) = lists.iter().find(|(k, _)| *k == (kind, status, scale)) {
+        return l;
+    }
+    let mut v = Vec::new();
+    if scale {
+        v.push(SubresourceInfo {
+            name: "scale",
+            kind: "Scale",
+            group: "autoscaling",
+            version: "v1",
+            verbs: SUB_VERBS,
+        });
+    }
+    if status {
+        v.push(SubresourceInfo {
+            name: "status",
+            kind,
+            group: "",
+            version: "",
+            verbs: SUB_VERBS,
+        });
+    }
+    let leaked: &'static [SubresourceInfo] = Box::leak(v.into_boxed_slice());
+    lists.push(((kind, status, scale), leaked));
+    leaked
+}
+
+/// `spec.names` / `status.acceptedNames`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Names {
+    pub plural: String,
+    pub singular: String,
+    pub kind: String,
+    pub list_kind: String,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+}
+
+impl Names {
+    fn parse(v: Option<&Value>) -> Names {
+        let s = |k: &str| {
+            v.and_then(|v| v.get(k))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let list = |k: &str| -> Vec<String> {
+            v.and_then(|v| v.get(k))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Names {
+            plural: s("plural"),
+            singular: s("singular"),
+            kind: s("kind"),
+            list_kind: s("listKind"),
+            short_names: list("shortNames"),
+            categories: list("categories"),
+        }
+    }
+
+    /// The names with upstream's defaults (singular = lower-case kind, listKind = kind+List).
+    pub fn defaulted(mut self) -> Names {
+        if self.singular.is_empty() {
+            self.singular = self.kind.to_ascii_lowercase();
+        }
+        if self.list_kind.is_empty() && !self.kind.is_empty() {
+            self.list_kind = format!("{}List", self.kind);
+        }
+        self
+    }
+
+    /// The JSON form (`acceptedNames`), empty fields left out as upstream's omitempty.
+    pub fn to_json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        m.insert("plural".into(), Value::String(self.plural.clone()));
+        if !self.singular.is_empty() {
+            m.insert("singular".into(), Value::String(self.singular.clone()));
+        }
+        if !self.short_names.is_empty() {
+            m.insert("shortNames".into(), serde_json::json!(self.short_names));
+        }
+        m.insert("kind".into(), Value::String(self.kind.clone()));
+        if !self.list_kind.is_empty() {
+            m.insert("listKind".into(), Value::String(self.list_kind.clone()));
+        }
+        if !self.categories.is_empty() {
+            m.insert("categories".into(), serde_json::json!(self.categories));
+        }
+        Value::Object(m)
+    }
+}
+
+/// `subresources.scale` of a version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScaleSpec {
+    /// `.spec.replicas`-style JSON path.
+    pub spec_replicas_path: String,
+    pub status_replicas_path: String,
+    pub label_selector_path: Option<String>,
+}
+
+/// One entry of `spec.versions`.
+#[derive(Clone, Debug)]
+pub struct CrdVersion {
+    pub name: String,
+    pub served: bool,
+    pub storage: bool,
+    /// `schema.openAPIV3Schema`.
+    pub schema: Option<Value>,
+    pub status: bool,
+    pub scale: Option<ScaleSpec>,
+    pub columns: Vec<columns::PrinterColumn>,
+    /// `selectableFields[].jsonPath`.
+    pub selectable_fields: Vec<String>,
+    pub deprecated: bool,
+    pub deprecation_warning: Option<String>,
+}
+
+/// A parsed CustomResourceDefinition (what serving needs).
+#[derive(Clone, Debug)]
+pub struct Crd {
+    /// `metadata.name` (`<plural>.<group>`).
+    pub name: String,
+    pub uid: String,
+    pub creation_timestamp: String,
+    pub group: String,
+    pub scope: Scope,
+    /// `spec.names` with defaults.
+    pub names: Names,
+    /// `status.acceptedNames`, if any.
+    pub accepted: Option<Names>,
+    pub versions: Vec<CrdVersion>,
+    /// `spec.conversion.strategy: Webhook`.
+    pub webhook_conversion: bool,
+    /// `Established` is True in the stored status.
+    pub established: bool,
+    /// `deletionTimestamp` is set.
+    pub deleting: bool,
+    pub finalizers: Vec<String>,
+    /// The stored object.
+    pub raw: Value,
+}
+
+fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+/// The condition of `type` in a CRD's status.
+pub fn condition<'a>(crd: &'a Value, type_: &str) -> Option<&'a Value> {
+    crd.pointer("/status/conditions")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
+}
+
+fn condition_true(crd: &Value, type_: &str) -> bool {
+    condition(crd, type_)
+        .and_then(|c| c.get("status"))
+        .and_then(Value::as_str)
+        == Some("True")
+}
+
+impl Crd {
+    /// Parses a stored CRD; `None` when it is not usable (no group, names or versions).
+    pub fn parse(v: &Value) -> Option<Crd> {
+        let group = str_at(v, "/spec/group").to_string();
+        let names = Names::parse(v.pointer("/spec/names")).defaulted();
+        if group.is_empty() || names.plural.is_empty() || names.kind.is_empty() {
+            return None;
+        }
+        let scope = match str_at(v, "/spec/scope") {
+            "Cluster" => Scope::Cluster,
+            _ => Scope::Namespaced,
+        };
+        let versions: Vec<CrdVersion> = v
+            .pointer("/spec/versions")
+            .and_then(Value::as_array)?
+            .iter()
+            .filter_map(parse_version)
+            .collect();
+        if versions.is_empty() {
+            return None;
+        }
+        let accepted = v
+            .pointer("/status/acceptedNames")
+            .filter(|a| {
+                a.get("plural")
+                    .and_then(Value::as_str)
+                    .is_some_and(|p| !p.is_empty())
+            })
+            .map(|a| Names::parse(Some(a)));
+        let finalizers = v
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Crd {
+            name: str_at(v, "/metadata/name").to_string(),
+            uid: str_at(v, "/metadata/uid").to_string(),
+            creation_timestamp: str_at(v, "/metadata/creationTimestamp").to_string(),
+            group,
+            scope,
+            names,
+            accepted,
+            versions,
+            webhook_conversion: str_at(v, "/spec/conversion/strategy") == "Webhook",
+            established: condition_true(v, "Established"),
+            deleting: v.pointer("/metadata/deletionTimestamp").is_some(),
+            finalizers,
+            raw: v.clone(),
+        })
+    }
+
+    /// The storage version's name.
+    pub fn storage_version(&self) -> &str {
+        self.versions
+            .iter()
+            .find(|v| v.storage)
+            .or(self.versions.first())
+            .map_or("", |v| v.name.as_str())
+    }
+
+    /// The `apiVersion` objects are stored as.
+    pub fn storage_api_version(&self) -> String {
+        format!("{}/{}", self.group, self.storage_version())
+    }
+
+    /// The resource-table entries of the served versions, under the accepted names.
+    pub fn resource_infos(&self) -> Vec<(ResourceInfo, &CrdVersion)> {
+        let names = self.accepted.clone().unwrap_or_else(|| self.names.clone());
+        let group = intern(&self.group);
+        let kind = intern(&names.kind);
+        let storage = GroupVersion {
+            group,
+            version: intern(self.storage_version()),
+        };
+        self.versions
+            .iter()
+            .filter(|v| v.served)
+            .map(|v| {
+                let version = intern(&v.name);
+                let info = ResourceInfo {
+                    group,
+                    version,
+                    kind,
+                    list_kind: intern(&names.list_kind),
+                    plural: intern(&names.plural),
+                    singular: intern(&names.singular),
+                    scope: self.scope,
+                    verbs: VERBS,
+                    short_names: intern_list(&names.short_names),
+                    categories: intern_list(&names.categories),
+                    subresources: intern_subresources(kind, v.status, v.scale.is_some()),
+                    virtual_only: false,
+                    schema_name: intern(&schema_name(&self.group, &v.name, &names.kind)),
+                    schema: None,
+                    storage: Some(storage),
+                };
+                (info, v)
+            })
+            .collect()
+    }
+}
+
+/// Upstream's OpenAPI definition name of a custom kind: the group reversed, then version and
+/// kind (`com.example.stable.v1.CronTab` for `stable.example.com`).
+pub fn schema_name(group: &str, version: &str, kind: &str) -> String {
+    let mut parts: Vec<&str> = group.split('.').collect();
+    parts.reverse();
+    format!("{}.{version}.{kind}", parts.join("."))
+}
+
+fn parse_version(v: &Value) -> Option<CrdVersion> {
+    let name = v.get("name").and_then(Value::as_str)?.to_string();
+    let subs = v.get("subresources");
+    let scale = subs.and_then(|s| s.get("scale")).map(|s| ScaleSpec {
+        spec_replicas_path: str_at(s, "/specReplicasPath").to_string(),
+        status_replicas_path: str_at(s, "/statusReplicasPath").to_string(),
+        label_selector_path: s
+            .get("labelSelectorPath")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
+    });
+    let cols = v
+        .get("additionalPrinterColumns")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(columns::PrinterColumn::parse).collect())
+        .unwrap_or_default();
+    let selectable_fields = v
+        .get("selectableFields")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.get("jsonPath").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    Some(CrdVersion {
+        name,
+        served: v.get("served").and_then(Value::as_bool).unwrap_or(false),
+        storage: v.get("storage").and_then(Value::as_bool).unwrap_or(false),
+        schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+        status: subs.and_then(|s| s.get("status")).is_some(),
+        scale,
+        columns: cols,
+        selectable_fields,
+        deprecated: v
+            .get("deprecated")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        deprecation_warning: v
+            .get("deprecationWarning")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+#[cfg(test)]
+mod tests;

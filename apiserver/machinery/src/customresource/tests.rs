@@ -1,0 +1,86 @@
+use serde_json::{Value, json};
+
+use super::status::{accepted_names, desired};
+use super::*;
+
+fn crd(name: &str, plural: &str, kind: &str, short: &[&str]) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": name, "uid": "u"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": plural, "kind": kind, "shortNames": short, "categories": ["all"]},
+            "versions": [
+                {"name": "v1", "served": true, "storage": true,
+                 "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.replicas",
+                     "statusReplicasPath": ".status.replicas"}}},
+                {"name": "v1beta1", "served": true, "storage": false},
+                {"name": "v0", "served": false, "storage": false}]},
+    })
+}
+
+#[test]
+fn served_versions_become_table_entries() {
+    let c = Crd::parse(&crd("widgets.example.com", "widgets", "Widget", &["wd"])).unwrap();
+    let infos = c.resource_infos();
+    assert_eq!(infos.len(), 2, "v0 is not served");
+    let (v1, _) = &infos[0];
+    assert_eq!(
+        (v1.group, v1.version, v1.plural),
+        ("example.com", "v1", "widgets")
+    );
+    assert_eq!((v1.singular, v1.list_kind), ("widget", "WidgetList"));
+    assert_eq!(v1.short_names, &["wd"]);
+    assert_eq!(v1.categories, &["all"]);
+    let subs: Vec<&str> = v1.subresources.iter().map(|s| s.name).collect();
+    assert_eq!(subs, ["scale", "status"]);
+    assert!(infos[1].0.subresources.is_empty());
+    assert_eq!(c.storage_api_version(), "example.com/v1");
+    assert_eq!(v1.schema_name, "com.example.v1.Widget");
+    assert!(
+        std::ptr::eq(intern("example.com"), v1.group),
+        "interned once"
+    );
+}
+
+#[test]
+fn conflicting_names_are_refused_as_upstream() {
+    let mut held = Crd::parse(&crd("widgets.example.com", "widgets", "Widget", &["wd"])).unwrap();
+    held.accepted = Some(held.names.clone());
+    let other = Crd::parse(&crd("gadgets.example.com", "gadgets", "Widget", &["wd"])).unwrap();
+    let (names, cond) = accepted_names(&other, &[&held]);
+    assert_eq!(cond.status, "False");
+    // Kind and list kind both conflict; upstream reports the last check's.
+    assert_eq!(cond.reason, "ListKindConflict");
+    assert_eq!(cond.message, "\"WidgetList\" is already in use");
+    assert!(names.kind.is_empty(), "the kind is not accepted");
+    assert_eq!(names.plural, "gadgets");
+    assert!(
+        names.short_names.is_empty(),
+        "conflicting short names are not accepted"
+    );
+    let free = Crd::parse(&crd("gizmos.example.com", "gizmos", "Gizmo", &[])).unwrap();
+    let (_, cond) = accepted_names(&free, &[&held]);
+    assert_eq!((cond.status, cond.reason.as_str()), ("True", "NoConflicts"));
+}
+
+#[test]
+fn desired_status_establishes_and_settles() {
+    let c = Crd::parse(&crd("widgets.example.com", "widgets", "Widget", &[])).unwrap();
+    let s = desired(&c, &[], "2025-01-01T00:00:00Z").expect("a new CRD needs a status");
+    let conds = s["conditions"].as_array().unwrap();
+    assert_eq!(conds[0]["type"], "NamesAccepted");
+    assert_eq!(conds[1]["type"], "Established");
+    assert_eq!(conds[1]["status"], "True");
+    assert_eq!(conds[1]["reason"], "InitialNamesAccepted");
+    assert_eq!(s["acceptedNames"]["listKind"], "WidgetList");
+    assert_eq!(s["storedVersions"], json!(["v1"]));
+    let mut raw = c.raw.clone();
+    raw["status"] = s;
+    let settled = Crd::parse(&raw).unwrap();
+    assert!(settled.established);
+    assert_eq!(
+        desired(&settled, &[], "2030-01-01T00:00:00Z"),
+        None,
+        "no rewrite loop"
+    );
+}

@@ -1,0 +1,381 @@
+//! Serving CustomResourceDefinitions (upstream's apiextensions-apiserver controllers and CRD
+//! handler, in one place):
+//!
+//! - a feed of every stored CRD from the watch cache (so API servers sharing one etcd all see
+//!   new CRDs, and the serving state is rebuilt from storage at startup);
+//! - [`sync`]: the custom resources of every established CRD become registry handles (one
+//!   per served version, with the schema-driven [`strategy::CustomResourceStrategy`]), the
+//!   discovery and OpenAPI documents are rebuilt (new ETags), and each CRD's status
+//!   (`acceptedNames`, `NamesAccepted`, `Established`, `Terminating`, `storedVersions`) is
+//!   written through `/status` when it differs from what upstream's controllers would set;
+//! - the `customresourcecleanup.apiextensions.k8s.io` finalizer: a CRD being deleted has its
+//!   custom resources deleted through the one write path, then loses the finalizer and goes.
+//!
+//! Everything a custom resource write does runs in `registry/store/write.rs` like any
+//! built-in; this module only decides what is served.
+
+pub mod strategy;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ferrokube_machinery::crd::CompiledSchema;
+use ferrokube_machinery::customresource::{self, Crd, CrdVersion, ScaleSpec, columns, jsonpath};
+use ferrokube_machinery::resources::{self, ResourceInfo};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::AppState;
+use crate::auth::rbac_feed::{self, Sink};
+use crate::registry::request::{DeleteOptions, ListOptions, UpdateTarget, WriteOptions};
+use crate::registry::store::now_rfc3339;
+use crate::registry::{ResourceHandle, codec};
+
+/// The CRD resource's storage prefix.
+const PREFIX: &str = "/registry/apiextensions.k8s.io/customresourcedefinitions/";
+
+/// The scale paths of a version, parsed.
+pub struct ScalePaths {
+    pub spec_replicas: jsonpath::Path,
+    pub status_replicas: jsonpath::Path,
+    pub label_selector: Option<jsonpath::Path>,
+}
+
+/// What a served custom resource version carries beyond its table entry.
+pub struct CustomVersion {
+    /// The CRD's name (`<plural>.<group>`).
+    pub crd_name: String,
+    pub version: CrdVersion,
+    /// `additionalPrinterColumns`, or `Age`.
+    pub columns: Vec<columns::PrinterColumn>,
+    pub scale: Option<ScalePaths>,
+    /// `selectableFields`: the field label (`spec.color`) and its path.
+    pub selectable: Vec<(&'static str, jsonpath::Path)>,
+    /// The field labels, interned for `Strategy::field_labels`.
+    pub field_labels: &'static [&'static str],
+    /// The CRD is being deleted: no new objects.
+    pub terminating: bool,
+    /// The version's `openAPIV3Schema`, compiled once (pruning, defaulting, validation, CEL).
+    pub schema: Option<Arc<CompiledSchema>>,
+}
+
+impl CustomVersion {
+    fn new(crd: &Crd, v: &CrdVersion) -> CustomVersion {
+        let scale = v.scale.as_ref().and_then(|s: &ScaleSpec| {
+            Some(ScalePaths {
+                spec_replicas: jsonpath::Path::parse(&s.spec_replicas_path).ok()?,
+                status_replicas: jsonpath::Path::parse(&s.status_replicas_path).ok()?,
+                label_selector: s
+                    .label_selector_path
+                    .as_deref()
+                    .and_then(|p| jsonpath::Path::parse(p).ok()),
+            })
+        });
+        let selectable: Vec<(&'static str, jsonpath::Path)> = v
+            .selectable_fields
+            .iter()
+            .filter_map(|f| {
+                let p = jsonpath::Path::parse(f).ok()?;
+                Some((customresource::intern(f.trim_start_matches('.')), p))
+            })
+            .collect();
+        let labels: Vec<String> = selectable.iter().map(|(l, _)| l.to_string()).collect();
+        let schema = v.schema.as_ref().and_then(|s| {
+            match CompiledSchema::compile(s, "openAPIV3Schema") {
+                Ok(c) => Some(Arc::new(c)),
+                Err(errs) => {
+                    // The CRD strategy refuses such schemas; one stored before is served
+                    // without validation rather than not at all.
+                    tracing::warn!(crd = %crd.name, version = %v.name, errors = errs.len(),
+                        "CRD schema does not compile");
+                    None
+                }
+            }
+        });
+        CustomVersion {
+            crd_name: crd.name.clone(),
+            version: v.clone(),
+            columns: columns::effective(&v.columns),
+            scale,
+            field_labels: customresource::intern_list(&labels),
+            selectable,
+            terminating: crd.deleting,
+            schema,
+        }
+    }
+}
+
+/// The stored CRDs, by name, as the feed last saw them.
+#[derive(Default)]
+pub struct CrdSet {
+    crds: Mutex<BTreeMap<String, Value>>,
+    changed: Notify,
+}
+
+impl Sink for CrdSet {
+    fn reset(&self) {
+        self.crds.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.changed.notify_one();
+    }
+
+    fn apply(&self, key: &str, obj: Option<&Value>) {
+        let name = key.strip_prefix(PREFIX).unwrap_or(key).to_string();
+        {
+            let mut crds = self.crds.lock().unwrap_or_else(|e| e.into_inner());
+            match obj {
+                Some(v) => crds.insert(name, v.clone()),
+                None => crds.remove(&name),
+            };
+        }
+        self.changed.notify_one();
+    }
+}
+
+impl CrdSet {
+    fn snapshot(&self) -> Vec<Crd> {
+        self.crds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(Crd::parse)
+            .collect()
+    }
+}
+
+/// The controller's memory between passes.
+#[derive(Default)]
+struct Controller {
+    /// Handles reused while a CRD does not change (keyed by the CRD's stored JSON).
+    handles: HashMap<String, (Value, Vec<Arc<ResourceHandle>>)>,
+    /// CRDs whose cleanup runs now.
+    cleaning: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Loads the stored CRDs, serves the established ones, then keeps serving in step with
+/// storage in a background task.
+pub async fn start(state: &Arc<AppState>) -> anyhow::Result<()> {
+    let set = Arc::new(CrdSet::default());
+    rbac_feed::feed(state.store.cache.clone(), PREFIX.to_string(), set.clone()).await?;
+    let mut ctl = Controller::default();
+    sync(state, &set, &mut ctl).await;
+    let state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            set.changed.notified().await;
+            sync(&state, &set, &mut ctl).await;
+        }
+    });
+    Ok(())
+}
+
+/// The handles of one CRD's served versions.
+fn handles_of(crd: &Crd) -> Vec<Arc<ResourceHandle>> {
+    let infos = crd.resource_infos();
+    let multi = crd.versions.len() > 1;
+    infos
+        .into_iter()
+        .map(|(info, v)| {
+            let custom = Arc::new(CustomVersion::new(crd, v));
+            let mut h = ResourceHandle::new(info);
+            h.strategy = Arc::new(strategy::CustomResourceStrategy::new(custom.clone()));
+            if multi {
+                h.storage_api_version = Some(crd.storage_api_version());
+            }
+            h.custom = Some(custom);
+            Arc::new(h)
+        })
+        .collect()
+}
+
+/// One pass: serve what is established, fix statuses, run cleanups.
+async fn sync(state: &Arc<AppState>, set: &CrdSet, ctl: &mut Controller) {
+    let crds = set.snapshot();
+    let mut served: Vec<Arc<ResourceHandle>> = Vec::new();
+    let mut next = HashMap::new();
+    for crd in crds.iter().filter(|c| c.established) {
+        let handles = match ctl.handles.remove(&crd.name) {
+            Some((raw, h)) if raw == crd.raw => h,
+            _ => handles_of(crd),
+        };
+        served.extend(handles.iter().cloned());
+        next.insert(crd.name.clone(), (crd.raw.clone(), handles));
+    }
+    ctl.handles = next;
+    state.registry.set_custom(served.clone());
+    let mut table: Vec<ResourceInfo> = resources::builtin_resources().to_vec();
+    table.extend(served.iter().map(|h| h.info.clone()));
+    state.discovery.rebuild(&table);
+    state.openapi.set_custom(served);
+
+    let Some(crd_handle) = state
+        .registry
+        .get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .cloned()
+    else {
+        return;
+    };
+    let refs: Vec<&Crd> = crds.iter().collect();
+    let now = now_rfc3339();
+    for crd in &crds {
+        if let Some(status) = customresource::status::desired(crd, &refs, &now) {
+            write_status(state, &crd_handle, &crd.name, status).await;
+        }
+        if crd.deleting
+            && crd
+                .finalizers
+                .iter()
+                .any(|f| f == customresource::CLEANUP_FINALIZER)
+        {
+            start_cleanup(state, ctl, crd);
+        }
+    }
+}
+
+async fn write_status(state: &AppState, h: &ResourceHandle, name: &str, status: Value) {
+    let opts = WriteOptions {
+        subresource: UpdateTarget::Status,
+        field_manager: "kube-apiserver".into(),
+        ..WriteOptions::default()
+    };
+    let r = state
+        .store
+        .update(
+            h,
+            "",
+            name,
+            |current| {
+                let Some(current) = current else {
+                    return Err(ferrokube_machinery::status::Status::not_found(
+                        "apiextensions.k8s.io",
+                        "customresourcedefinitions",
+                        name,
+                    )
+                    .into());
+                };
+                let mut obj = current.clone();
+                obj["status"] = status.clone();
+                Ok(obj)
+            },
+            &opts,
+        )
+        .await;
+    match r {
+        Ok(_) => tracing::debug!(crd = name, "CRD status written"),
+        Err(e) if e.is_not_found() || e.is_conflict() => {}
+        Err(e) => tracing::warn!(crd = name, error = %e, "writing CRD status failed"),
+    }
+}
+
+/// Starts deleting a CRD's custom resources (once per CRD at a time).
+fn start_cleanup(state: &Arc<AppState>, ctl: &Controller, crd: &Crd) {
+    {
+        let mut cleaning = ctl.cleaning.lock().unwrap_or_else(|e| e.into_inner());
+        if !cleaning.insert(crd.name.clone()) {
+            return;
+        }
+    }
+    let state = state.clone();
+    let cleaning = ctl.cleaning.clone();
+    let crd = crd.clone();
+    tokio::spawn(async move {
+        loop {
+            match cleanup_once(&state, &crd).await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(crd = %crd.name, error = %e, "CRD cleanup"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        cleaning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&crd.name);
+    });
+}
+
+/// One round of the cleanup: deletes every custom resource; once none is left, removes the
+/// finalizer. `Ok(true)` when done.
+async fn cleanup_once(state: &Arc<AppState>, crd: &Crd) -> crate::error::ApiResult<bool> {
+    let Some(crd_handle) = state
+        .registry
+        .get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .cloned()
+    else {
+        return Ok(true);
+    };
+    // The objects, read under the storage version (also when it is not served).
+    let storage = crd
+        .versions
+        .iter()
+        .find(|v| v.storage)
+        .or(crd.versions.first());
+    if let Some(v) = storage {
+        let mut copy = crd.clone();
+        for x in &mut copy.versions {
+            x.served = x.name == v.name;
+        }
+        if let Some(h) = handles_of(&copy).into_iter().next() {
+            let list = state.store.list(&h, "", &ListOptions::default()).await?;
+            if !list.items.is_empty() {
+                for kv in &list.items {
+                    let obj = codec::decode(kv)?;
+                    let ns = obj
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    let name = obj
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    match state
+                        .store
+                        .delete(&h, ns, name, &DeleteOptions::default())
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                return Ok(false);
+            }
+        }
+    }
+    let name = crd.name.clone();
+    let r = state
+        .store
+        .update(
+            &crd_handle,
+            "",
+            &name,
+            |current| {
+                let Some(current) = current else {
+                    return Err(ferrokube_machinery::status::Status::not_found(
+                        "apiextensions.k8s.io",
+                        "customresourcedefinitions",
+                        &name,
+                    )
+                    .into());
+                };
+                let mut obj = current.clone();
+                if let Some(f) = obj
+                    .pointer_mut("/metadata/finalizers")
+                    .and_then(Value::as_array_mut)
+                {
+                    f.retain(|x| x.as_str() != Some(customresource::CLEANUP_FINALIZER));
+                }
+                Ok(obj)
+            },
+            &WriteOptions::default(),
+        )
+        .await;
+    match r {
+        Ok(_) => {
+            tracing::info!(crd = %crd.name, "custom resources deleted; CRD finalized");
+            Ok(true)
+        }
+        Err(e) if e.is_not_found() => Ok(true),
+        Err(e) => Err(e),
+    }
+}
