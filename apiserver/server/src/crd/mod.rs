@@ -177,8 +177,10 @@ fn handles_of(crd: &Crd) -> Vec<Arc<ResourceHandle>> {
         .into_iter()
         .map(|(info, v)| {
             let custom = Arc::new(CustomVersion::new(crd, v));
-            let mut h = ResourceHandle::new(info);
-            h.strategy = Arc::new(strategy::CustomResourceStrategy::new(custom.clone()));
+            let mut h = ResourceHandle::with_strategy(
+                info,
+                Arc::new(strategy::CustomResourceStrategy::new(custom.clone())),
+            );
             if multi {
                 h.storage_api_version = Some(crd.storage_api_version());
             }

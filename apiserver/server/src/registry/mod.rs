@@ -50,6 +50,18 @@ impl ResourceHandle {
         }
     }
 
+    /// A handle with its own strategy (custom resources).
+    pub fn with_strategy(info: ResourceInfo, strategy: Arc<dyn Strategy>) -> Self {
+        let prefix = format!("/registry/{}/", strategies::storage_segment(&info));
+        ResourceHandle {
+            info,
+            strategy,
+            prefix,
+            storage_api_version: None,
+            custom: None,
+        }
+    }
+
     /// The storage key of one object.
     pub fn key(&self, namespace: &str, name: &str) -> String {
         if self.info.namespaced() {
