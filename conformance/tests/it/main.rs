@@ -23,12 +23,15 @@
 //! `wire` (trailing newlines, DELETE answers, decode errors); `rawtls` holds their raw TLS/HTTP
 //! helpers, `workloads` (ServiceAccount/root CA, ReplicaSet/RC, Deployment rollouts, PDB
 //! status, EndpointSlices, node lifecycle, leader election), `jobs` (Job and TTL-after-finished
-//! controllers).
+//! controllers), `statefulset`, `daemonset`, `cronjob` (the StatefulSet, DaemonSet and CronJob
+//! controllers with simulated nodes).
 
 mod abuse;
 mod abuse_parsers;
 mod auth;
 mod auth_webhook;
+mod cronjob;
+mod daemonset;
 mod defaults;
 mod deletion;
 mod discovery;
@@ -46,6 +49,7 @@ mod rawtls;
 mod scheduler;
 mod snapshot;
 mod ssa;
+mod statefulset;
 mod util;
 mod validation;
 mod versions;
