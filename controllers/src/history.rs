@@ -104,7 +104,10 @@ pub fn new_revision(
 
 /// The revisions controlled by the owner (upstream `ListControllerRevisions` + claim), oldest
 /// revision number first.
-pub fn owned_revisions(store: &Store<ControllerRevision>, owner: &Owner<'_>) -> Vec<Arc<ControllerRevision>> {
+pub fn owned_revisions(
+    store: &Store<ControllerRevision>,
+    owner: &Owner<'_>,
+) -> Vec<Arc<ControllerRevision>> {
     let ns = owner.meta.namespace.as_deref();
     let uid = owner.meta.uid.as_deref().unwrap_or_default();
     let mut out: Vec<Arc<ControllerRevision>> = store
@@ -117,7 +120,11 @@ pub fn owned_revisions(store: &Store<ControllerRevision>, owner: &Owner<'_>) -> 
     out.sort_by(|a, b| {
         a.revision
             .cmp(&b.revision)
-            .then_with(|| a.metadata.creation_timestamp.cmp(&b.metadata.creation_timestamp))
+            .then_with(|| {
+                a.metadata
+                    .creation_timestamp
+                    .cmp(&b.metadata.creation_timestamp)
+            })
             .then_with(|| a.name_any().cmp(&b.name_any()))
     });
     out
@@ -235,7 +242,10 @@ mod tests {
         .unwrap_or_default();
         let p = template_patch(&t);
         assert_eq!(p["spec"]["template"]["$patch"], "replace");
-        assert_eq!(p["spec"]["template"]["spec"]["containers"][0]["image"], "nginx");
+        assert_eq!(
+            p["spec"]["template"]["spec"]["containers"][0]["image"],
+            "nginx"
+        );
         let h = hash_revision(&p, None);
         assert_eq!(h, hash_revision(&p, None));
         assert_ne!(h, hash_revision(&p, Some(1)));

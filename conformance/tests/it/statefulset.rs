@@ -64,9 +64,10 @@ spec:
 }
 
 fn is_ready(p: &Value) -> bool {
-    p["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    p["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 /// Live (not terminating) pods of the set, by name.
@@ -80,7 +81,10 @@ fn set_pods(server: &TestServer, app: &str) -> Vec<Value> {
 }
 
 fn image(p: &Value) -> String {
-    p["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string()
+    p["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn rollout_status(server: &TestServer, target: &str) -> String {
@@ -98,19 +102,38 @@ fn statefulset_comes_up_in_order_with_claims_rolls_a_partition_and_scales_down_i
         let names: Vec<String> = pods.iter().map(name).collect();
         for (i, p) in pods.iter().enumerate().skip(1) {
             let prev = &pods[i - 1];
-            assert_eq!(name(prev), format!("web-{}", i - 1), "gap in ordinals: {names:?}");
-            assert!(is_ready(prev) || !is_ready(p), "{} ready before {}", name(p), name(prev));
+            assert_eq!(
+                name(prev),
+                format!("web-{}", i - 1),
+                "gap in ordinals: {names:?}"
+            );
+            assert!(
+                is_ready(prev) || !is_ready(p),
+                "{} ready before {}",
+                name(p),
+                name(prev)
+            );
         }
         let ready = pods.iter().filter(|p| is_ready(p)).count();
-        if ready == 3 { Ok(()) } else { Err(format!("{names:?}, {ready} ready")) }
+        if ready == 3 {
+            Ok(())
+        } else {
+            Err(format!("{names:?}, {ready} ready"))
+        }
     });
     let pods = set_pods(&server, "web");
     for (i, p) in pods.iter().enumerate() {
         let n = format!("web-{i}");
         assert_eq!(p["spec"]["hostname"], n.as_str());
         assert_eq!(p["spec"]["subdomain"], "web");
-        assert_eq!(p["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"], n.as_str());
-        assert_eq!(p["metadata"]["labels"]["apps.kubernetes.io/pod-index"], i.to_string());
+        assert_eq!(
+            p["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"],
+            n.as_str()
+        );
+        assert_eq!(
+            p["metadata"]["labels"]["apps.kubernetes.io/pod-index"],
+            i.to_string()
+        );
         assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "StatefulSet");
         let claim = p["spec"]["volumes"]
             .as_array()
@@ -122,9 +145,16 @@ fn statefulset_comes_up_in_order_with_claims_rolls_a_partition_and_scales_down_i
             let ready_at = pods[i - 1]["status"]["conditions"]
                 .as_array()
                 .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-                .map(|c| c["lastTransitionTime"].as_str().unwrap_or_default().to_string())
+                .map(|c| {
+                    c["lastTransitionTime"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
                 .unwrap_or_default();
-            let created = p["metadata"]["creationTimestamp"].as_str().unwrap_or_default();
+            let created = p["metadata"]["creationTimestamp"]
+                .as_str()
+                .unwrap_or_default();
             assert!(ready_at.as_str() <= created, "{ready_at} > {created}");
         }
     }
@@ -134,40 +164,66 @@ fn statefulset_comes_up_in_order_with_claims_rolls_a_partition_and_scales_down_i
     assert_eq!(claim_names, ["data-web-0", "data-web-1", "data-web-2"]);
     let out = rollout_status(&server, "sts/web");
     // apps/v1 defaults `rollingUpdate.partition: 0`, so kubectl reports a partitioned roll out.
-    assert!(out.contains("partitioned roll out complete: 3 new pods have been updated"), "{out}");
+    assert!(
+        out.contains("partitioned roll out complete: 3 new pods have been updated"),
+        "{out}"
+    );
     let sts = get_json(&server, &["get", "sts", "web"]);
     let st = &sts["status"];
-    assert_eq!((st["replicas"].clone(), st["readyReplicas"].clone()), (3.into(), 3.into()), "{sts}");
+    assert_eq!(
+        (st["replicas"].clone(), st["readyReplicas"].clone()),
+        (3.into(), 3.into()),
+        "{sts}"
+    );
     assert_eq!(st["availableReplicas"], 3);
     assert_eq!(st["currentReplicas"], 3);
     assert_eq!(st["updatedReplicas"], 3);
     assert_eq!(st["observedGeneration"], sts["metadata"]["generation"]);
     assert_eq!(st["currentRevision"], st["updateRevision"]);
-    let rev1 = st["currentRevision"].as_str().unwrap_or_default().to_string();
+    let rev1 = st["currentRevision"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let revs = items(&server, &["get", "controllerrevisions", "-l", "app=web"]);
     assert_eq!(revs.len(), 1, "{revs:?}");
     assert_eq!(name(&revs[0]), rev1);
     assert_eq!(revs[0]["revision"], 1);
-    assert_eq!(pods[0]["metadata"]["labels"]["controller-revision-hash"], rev1.as_str());
+    assert_eq!(
+        pods[0]["metadata"]["labels"]["controller-revision-hash"],
+        rev1.as_str()
+    );
 
     // A partitioned update touches only ordinals >= partition, highest first.
     server.must_kubectl([
-        "patch", "sts", "web", "--type=merge", "-p",
+        "patch",
+        "sts",
+        "web",
+        "--type=merge",
+        "-p",
         r#"{"spec":{"updateStrategy":{"type":"RollingUpdate","rollingUpdate":{"partition":2}}}}"#,
     ]);
     server.must_kubectl(["set", "image", "sts/web", "c=nginx:2.0"]);
     let out = rollout_status(&server, "sts/web");
-    assert!(out.contains("partitioned roll out complete: 1 new pods have been updated"), "{out}");
+    assert!(
+        out.contains("partitioned roll out complete: 1 new pods have been updated"),
+        "{out}"
+    );
     must_wait_for(&server, "web-2 updated and ready", WAIT, || {
         let pods = set_pods(&server, "web");
-        let images: Vec<(String, String, bool)> =
-            pods.iter().map(|p| (name(p), image(p), is_ready(p))).collect();
+        let images: Vec<(String, String, bool)> = pods
+            .iter()
+            .map(|p| (name(p), image(p), is_ready(p)))
+            .collect();
         let want = vec![
             ("web-0".to_string(), "nginx:1.0".to_string(), true),
             ("web-1".to_string(), "nginx:1.0".to_string(), true),
             ("web-2".to_string(), "nginx:2.0".to_string(), true),
         ];
-        if images == want { Ok(()) } else { Err(format!("{images:?}")) }
+        if images == want {
+            Ok(())
+        } else {
+            Err(format!("{images:?}"))
+        }
     });
     let st = get_json(&server, &["get", "sts", "web"])["status"].clone();
     assert_eq!(st["updatedReplicas"], 1, "{st}");
@@ -175,15 +231,26 @@ fn statefulset_comes_up_in_order_with_claims_rolls_a_partition_and_scales_down_i
     assert_ne!(st["updateRevision"], rev1.as_str());
     // Partition 0 finishes the roll; the update revision becomes current.
     server.must_kubectl([
-        "patch", "sts", "web", "--type=merge", "-p",
+        "patch",
+        "sts",
+        "web",
+        "--type=merge",
+        "-p",
         r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#,
     ]);
     let out = rollout_status(&server, "sts/web");
-    assert!(out.contains("partitioned roll out complete: 3 new pods have been updated"), "{out}");
+    assert!(
+        out.contains("partitioned roll out complete: 3 new pods have been updated"),
+        "{out}"
+    );
     must_wait_for(&server, "all pods at nginx:2.0", WAIT, || {
         let pods = set_pods(&server, "web");
         let ok = pods.len() == 3 && pods.iter().all(|p| image(p) == "nginx:2.0" && is_ready(p));
-        if ok { Ok(()) } else { Err(format!("{:?}", pods.iter().map(image).collect::<Vec<_>>())) }
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{:?}", pods.iter().map(image).collect::<Vec<_>>()))
+        }
     });
     let history = server.must_kubectl(["rollout", "history", "sts/web"]);
     assert!(history.contains('1') && history.contains('2'), "{history}");
@@ -200,7 +267,11 @@ fn statefulset_comes_up_in_order_with_claims_rolls_a_partition_and_scales_down_i
         if ok { Ok(()) } else { Err(format!("{st}")) }
     });
     let revs = items(&server, &["get", "controllerrevisions", "-l", "app=web"]);
-    let r1 = revs.iter().find(|r| name(r) == rev1).cloned().unwrap_or_default();
+    let r1 = revs
+        .iter()
+        .find(|r| name(r) == rev1)
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(r1["revision"], 3, "{revs:?}");
 
     // Scale down: web-2 goes before web-1; claims stay (Retain).
@@ -211,13 +282,31 @@ fn statefulset_comes_up_in_order_with_claims_rolls_a_partition_and_scales_down_i
             !(names.contains(&"web-2".to_string()) && !names.contains(&"web-1".to_string())),
             "web-1 went before web-2: {names:?}"
         );
-        if names == ["web-0"] { Ok(()) } else { Err(format!("{names:?}")) }
+        if names == ["web-0"] {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
     });
     assert_eq!(items(&server, &["get", "pvc", "-l", "app=web"]).len(), 3);
-    let events = server.must_kubectl(["get", "events", "--field-selector", "involvedObject.name=web"]);
-    assert!(events.contains("create Pod web-0 in StatefulSet web successful"), "{events}");
-    assert!(events.contains("create Claim data-web-0 Pod web-0 in StatefulSet web success"), "{events}");
-    assert!(events.contains("delete Pod web-2 in StatefulSet web successful"), "{events}");
+    let events = server.must_kubectl([
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web",
+    ]);
+    assert!(
+        events.contains("create Pod web-0 in StatefulSet web successful"),
+        "{events}"
+    );
+    assert!(
+        events.contains("create Claim data-web-0 Pod web-0 in StatefulSet web success"),
+        "{events}"
+    );
+    assert!(
+        events.contains("delete Pod web-2 in StatefulSet web successful"),
+        "{events}"
+    );
 }
 
 #[test]
@@ -227,10 +316,17 @@ fn ordered_ready_waits_for_each_pod_while_parallel_starts_all_from_ordinals_star
     let never = r#""ferrokube.io/simulate": "never-ready""#;
     server.must_kubectl_stdin(["apply", "-f", "-"], &sts_manifest("slow", 3, "", never));
     let parallel = "  podManagementPolicy: Parallel\n  ordinals:\n    start: 5\n  persistentVolumeClaimRetentionPolicy:\n    whenScaled: Delete\n    whenDeleted: Retain";
-    server.must_kubectl_stdin(["apply", "-f", "-"], &sts_manifest("fast", 3, parallel, never));
+    server.must_kubectl_stdin(
+        ["apply", "-f", "-"],
+        &sts_manifest("fast", 3, parallel, never),
+    );
     must_wait_for(&server, "fast-5..7 created together", WAIT, || {
         let names: Vec<String> = set_pods(&server, "fast").iter().map(name).collect();
-        if names == ["fast-5", "fast-6", "fast-7"] { Ok(()) } else { Err(format!("{names:?}")) }
+        if names == ["fast-5", "fast-6", "fast-7"] {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
     });
     must_wait_for(&server, "slow-0 running", WAIT, || {
         let pods = set_pods(&server, "slow");
@@ -245,23 +341,31 @@ fn ordered_ready_waits_for_each_pod_while_parallel_starts_all_from_ordinals_star
     assert_eq!(names, ["slow-0"]);
     let out = server.must_kubectl(["rollout", "status", "sts/slow", "--watch=false"]);
     assert!(out.contains("Waiting for 3 pods to be ready"), "{out}");
-    let claims: Vec<String> = items(&server, &["get", "pvc", "-l", "app=fast"]).iter().map(name).collect();
+    let claims: Vec<String> = items(&server, &["get", "pvc", "-l", "app=fast"])
+        .iter()
+        .map(name)
+        .collect();
     assert_eq!(claims.len(), 3, "{claims:?}");
     // whenScaled: Delete — the condemned pod's claim goes with it.
     server.must_kubectl(["scale", "sts", "fast", "--replicas=1"]);
-    must_wait_for(&server, "fast scaled to fast-5 with its claim only", WAIT, || {
-        let names: Vec<String> = set_pods(&server, "fast").iter().map(name).collect();
-        let claims: Vec<String> = items(&server, &["get", "pvc", "-l", "app=fast"])
-            .iter()
-            .filter(|c| c["metadata"]["deletionTimestamp"].is_null())
-            .map(name)
-            .collect();
-        if names == ["fast-5"] && claims == ["data-fast-5"] {
-            Ok(())
-        } else {
-            Err(format!("{names:?} {claims:?}"))
-        }
-    });
+    must_wait_for(
+        &server,
+        "fast scaled to fast-5 with its claim only",
+        WAIT,
+        || {
+            let names: Vec<String> = set_pods(&server, "fast").iter().map(name).collect();
+            let claims: Vec<String> = items(&server, &["get", "pvc", "-l", "app=fast"])
+                .iter()
+                .filter(|c| c["metadata"]["deletionTimestamp"].is_null())
+                .map(name)
+                .collect();
+            if names == ["fast-5"] && claims == ["data-fast-5"] {
+                Ok(())
+            } else {
+                Err(format!("{names:?} {claims:?}"))
+            }
+        },
+    );
     let sts = get_json(&server, &["get", "sts", "fast"]);
     assert_eq!(sts["status"]["replicas"], 1, "{sts}");
     assert!(sts["status"]["readyReplicas"].is_null(), "{sts}");

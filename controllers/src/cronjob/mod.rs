@@ -203,7 +203,10 @@ async fn sync(cj: Arc<CronJob>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             Api::namespaced(ctx.client.clone(), &cj.namespace().unwrap_or_default());
         let mut obj = (*cj).clone();
         obj.status = Some(status);
-        match api.replace_status(&cj.name_any(), &PostParams::default(), &obj).await {
+        match api
+            .replace_status(&cj.name_any(), &PostParams::default(), &obj)
+            .await
+        {
             Ok(_) => {}
             // Changed meanwhile: the watch brings the new version and another sync.
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {}
@@ -235,7 +238,7 @@ fn earliest_time(cj: &CronJob, now_for_deadline: Option<Timestamp>) -> Timestamp
     if let (Some(now), Some(sds)) = (
         now_for_deadline,
         cj.spec.as_ref().and_then(|s| s.starting_deadline_seconds),
-    ) && let Some(deadline) = now.checked_sub(jiff::SignedDuration::from_secs(sds)).ok()
+    ) && let Ok(deadline) = now.checked_sub(jiff::SignedDuration::from_secs(sds))
         && deadline > earliest
     {
         earliest = deadline;
@@ -257,14 +260,19 @@ async fn sync_cron_job(
     let children: HashSet<String> = jobs.iter().filter_map(|j| j.metadata.uid.clone()).collect();
     for j in jobs {
         let juid = j.metadata.uid.clone().unwrap_or_default();
-        let found = active.iter().any(|r| r.uid.as_deref() == Some(juid.as_str()));
+        let found = active
+            .iter()
+            .any(|r| r.uid.as_deref() == Some(juid.as_str()));
         let fin = finished(j);
         if !found && fin.is_none() {
             ctx.recorder
                 .warning(
                     &reg,
                     "UnexpectedJob",
-                    format!("Saw a job that the controller did not create or forgot: {}", j.name_any()),
+                    format!(
+                        "Saw a job that the controller did not create or forgot: {}",
+                        j.name_any()
+                    ),
                 )
                 .await;
         } else if found && let Some(cond) = fin {
@@ -280,7 +288,10 @@ async fn sync_cron_job(
         }
         if fin == Some("Complete")
             && let Some(done) = j.status.as_ref().and_then(|s| s.completion_time.clone())
-            && status.last_successful_time.as_ref().is_none_or(|t| t.0 < done.0)
+            && status
+                .last_successful_time
+                .as_ref()
+                .is_none_or(|t| t.0 < done.0)
         {
             status.last_successful_time = Some(done);
             changed = true;
@@ -297,9 +308,17 @@ async fn sync_cron_job(
             r.namespace.as_deref().unwrap_or_default(),
         );
         let name = r.name.clone().unwrap_or_default();
-        if api.get_opt(&name).await?.is_none_or(|j| j.metadata.uid != r.uid) {
+        if api
+            .get_opt(&name)
+            .await?
+            .is_none_or(|j| j.metadata.uid != r.uid)
+        {
             ctx.recorder
-                .normal(&reg, "MissingJob", format!("Active job went missing: {name}"))
+                .normal(
+                    &reg,
+                    "MissingJob",
+                    format!("Active job went missing: {name}"),
+                )
                 .await;
             missing.push(r.uid.clone());
         }
@@ -318,7 +337,11 @@ async fn sync_cron_job(
         Err(e) => {
             let name = spec.time_zone.clone().unwrap_or_default();
             ctx.recorder
-                .warning(&reg, "UnknownTimeZone", format!("invalid timeZone: {name:?}: {e}"))
+                .warning(
+                    &reg,
+                    "UnknownTimeZone",
+                    format!("invalid timeZone: {name:?}: {e}"),
+                )
                 .await;
             return Ok((None, changed));
         }
@@ -375,8 +398,13 @@ async fn sync_cron_job(
     }
     let name = job_name(&cj.name_any(), scheduled);
     let active = status.active.clone().unwrap_or_default();
-    if active.iter().any(|r| r.name.as_deref() == Some(name.as_str()))
-        || status.last_schedule_time.as_ref().is_some_and(|t| t.0 == scheduled)
+    if active
+        .iter()
+        .any(|r| r.name.as_deref() == Some(name.as_str()))
+        || status
+            .last_schedule_time
+            .as_ref()
+            .is_some_and(|t| t.0 == scheduled)
     {
         return Ok((wake, changed));
     }
@@ -408,13 +436,18 @@ async fn sync_cron_job(
     let created = match api.create(&PostParams::default(), &job).await {
         Ok(j) => {
             ctx.recorder
-                .normal(&reg, "SuccessfulCreate", format!("Created job {}", j.name_any()))
+                .normal(
+                    &reg,
+                    "SuccessfulCreate",
+                    format!("Created job {}", j.name_any()),
+                )
                 .await;
             j
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let existing = api.get(&name).await?;
-            let ours = controller_ref(&existing.metadata).is_some_and(|r| r.uid == cj.metadata.uid.clone().unwrap_or_default());
+            let ours = controller_ref(&existing.metadata)
+                .is_some_and(|r| r.uid == cj.metadata.uid.clone().unwrap_or_default());
             let listed = status
                 .active
                 .iter()
@@ -436,7 +469,10 @@ async fn sync_cron_job(
             return Err(e.into());
         }
     };
-    status.active.get_or_insert_with(Vec::new).push(job_ref(&created));
+    status
+        .active
+        .get_or_insert_with(Vec::new)
+        .push(job_ref(&created));
     status.last_schedule_time = Some(Time(scheduled));
     view.status = Some(status.clone());
     Ok((next_wakeup(&view, &sched, now, &tz), true))
@@ -450,7 +486,11 @@ async fn delete_job(cj: &CronJob, api: &Api<Job>, name: &str, ctx: &Ctx) -> Resu
     match api.delete(name, &dp).await {
         Ok(_) => {
             ctx.recorder
-                .normal(&regarding(cj), "SuccessfulDelete", format!("Deleted job {name}"))
+                .normal(
+                    &regarding(cj),
+                    "SuccessfulDelete",
+                    format!("Deleted job {name}"),
+                )
                 .await;
             Ok(())
         }
@@ -461,7 +501,11 @@ async fn delete_job(cj: &CronJob, api: &Api<Job>, name: &str, ctx: &Ctx) -> Resu
                 other => other.to_string(),
             };
             ctx.recorder
-                .warning(&regarding(cj), "FailedDelete", format!("Deleted job: {msg}"))
+                .warning(
+                    &regarding(cj),
+                    "FailedDelete",
+                    format!("Deleted job: {msg}"),
+                )
                 .await;
             Err(e.into())
         }
@@ -491,13 +535,20 @@ async fn cleanup_finished(
             .iter()
             .filter(|j| finished(j) == Some(kind) && j.metadata.deletion_timestamp.is_none())
             .collect();
-        let excess = done.len().saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));
+        let excess = done
+            .len()
+            .saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));
         if excess == 0 {
             continue;
         }
         // upstream `byJobStartTime`: no start time last, then by name.
         done.sort_by(|a, b| {
-            let start = |j: &Job| j.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0);
+            let start = |j: &Job| {
+                j.status
+                    .as_ref()
+                    .and_then(|s| s.start_time.as_ref())
+                    .map(|t| t.0)
+            };
             match (start(a), start(b)) {
                 (Some(x), Some(y)) if x != y => x.cmp(&y),
                 (Some(_), None) => std::cmp::Ordering::Less,
@@ -531,14 +582,19 @@ mod tests {
                         "containers": [{"name": "c", "image": "busybox"}]}}}}}
         }))
         .unwrap_or_default();
-        let t: Timestamp = "2026-01-10T09:00:00Z".parse().unwrap_or(Timestamp::UNIX_EPOCH);
+        let t: Timestamp = "2026-01-10T09:00:00Z"
+            .parse()
+            .unwrap_or(Timestamp::UNIX_EPOCH);
         let j = job_for(&cj, t, &TimeZone::UTC);
-        assert_eq!(j.metadata.name.as_deref(), Some("report-29466780"));
+        assert_eq!(j.metadata.name.as_deref(), Some("report-29467260"));
         let a = j.metadata.annotations.clone().unwrap_or_default();
         assert_eq!(a[SCHEDULED_TIMESTAMP], "2026-01-10T09:00:00Z");
         assert_eq!(j.metadata.labels.clone().unwrap_or_default()["team"], "a");
         let owner = &j.metadata.owner_references.clone().unwrap_or_default()[0];
-        assert_eq!((owner.kind.as_str(), owner.controller), ("CronJob", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("CronJob", Some(true))
+        );
         if let Ok(tokyo) = TimeZone::get("Asia/Tokyo") {
             let j = job_for(&cj, t, &tokyo);
             let a = j.metadata.annotations.unwrap_or_default();

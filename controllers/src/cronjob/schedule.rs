@@ -44,11 +44,18 @@ fn value(s: &str, names: &[&str], one_based: bool) -> Result<u32, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("failed to parse int from {s}"));
     }
-    s.parse().map_err(|_| format!("failed to parse int from {s}"))
+    s.parse()
+        .map_err(|_| format!("failed to parse int from {s}"))
 }
 
 /// One field: returns its bits and whether it started with `*`/`?` (robfig's star bit).
-fn field(expr: &str, min: u32, max: u32, names: &[&str], one_based: bool) -> Result<(u64, bool), String> {
+fn field(
+    expr: &str,
+    min: u32,
+    max: u32,
+    names: &[&str],
+    one_based: bool,
+) -> Result<(u64, bool), String> {
     let mut bits = 0u64;
     let mut star = false;
     for part in expr.split(',') {
@@ -59,7 +66,11 @@ fn field(expr: &str, min: u32, max: u32, names: &[&str], one_based: bool) -> Res
         let (mut lo, mut hi, is_star) = if range == "*" || range == "?" {
             (min, max, true)
         } else if let Some((a, b)) = range.split_once('-') {
-            (value(a, names, one_based)?, value(b, names, one_based)?, false)
+            (
+                value(a, names, one_based)?,
+                value(b, names, one_based)?,
+                false,
+            )
         } else {
             let v = value(range, names, one_based)?;
             (v, v, false)
@@ -153,15 +164,25 @@ impl Schedule {
                 let whole = t.as_second().checked_add(i64::try_from(*secs).ok()?)?;
                 return Timestamp::from_second(whole).ok();
             }
-            Schedule::Spec { minute, hour, dom, month, dow, dom_star, dow_star } => {
-                (*minute, *hour, *dom, *month, *dow, *dom_star, *dow_star)
-            }
+            Schedule::Spec {
+                minute,
+                hour,
+                dom,
+                month,
+                dow,
+                dom_star,
+                dow_star,
+            } => (*minute, *hour, *dom, *month, *dow, *dom_star, *dow_star),
         };
         let has = |bits: u64, v: i8| bits & (1u64 << u32::try_from(v).unwrap_or(63)) != 0;
         let day_matches = |d: Date| {
             let dm = has(dom, d.day());
             let wm = has(dow, d.weekday().to_sunday_zero_offset());
-            if dom_star || dow_star { dm && wm } else { dm || wm }
+            if dom_star || dow_star {
+                dm && wm
+            } else {
+                dm || wm
+            }
         };
         // Start at the next whole minute.
         let local = t.to_zoned(tz.clone()).datetime();
@@ -180,15 +201,30 @@ impl Schedule {
                 return None;
             }
             if !has(month, dt.month()) {
-                dt = dt.date().first_of_month().checked_add(1.month()).ok()?.to_datetime(jiff::civil::time(0, 0, 0, 0));
+                dt = dt
+                    .date()
+                    .first_of_month()
+                    .checked_add(1.month())
+                    .ok()?
+                    .to_datetime(jiff::civil::time(0, 0, 0, 0));
                 continue;
             }
             if !day_matches(dt.date()) {
-                dt = dt.date().checked_add(1.day()).ok()?.to_datetime(jiff::civil::time(0, 0, 0, 0));
+                dt = dt
+                    .date()
+                    .checked_add(1.day())
+                    .ok()?
+                    .to_datetime(jiff::civil::time(0, 0, 0, 0));
                 continue;
             }
             if !has(hour, dt.hour()) {
-                dt = dt.with().minute(0).build().ok()?.checked_add(1.hour()).ok()?;
+                dt = dt
+                    .with()
+                    .minute(0)
+                    .build()
+                    .ok()?
+                    .checked_add(1.hour())
+                    .ok()?;
                 continue;
             }
             if !has(minute, dt.minute()) {
@@ -270,17 +306,35 @@ mod tests {
     fn standard_fields_and_descriptors() {
         let utc = TimeZone::UTC;
         let every_min = Schedule::parse("* * * * *").unwrap_or(Schedule::Every(1));
-        assert_eq!(every_min.next(ts("2026-01-01T10:00:30Z"), &utc), Some(ts("2026-01-01T10:01:00Z")));
-        assert_eq!(every_min.next(ts("2026-01-01T10:01:00Z"), &utc), Some(ts("2026-01-01T10:02:00Z")));
+        assert_eq!(
+            every_min.next(ts("2026-01-01T10:00:30Z"), &utc),
+            Some(ts("2026-01-01T10:01:00Z"))
+        );
+        assert_eq!(
+            every_min.next(ts("2026-01-01T10:01:00Z"), &utc),
+            Some(ts("2026-01-01T10:02:00Z"))
+        );
         let hourly = Schedule::parse("@hourly").unwrap_or(Schedule::Every(1));
-        assert_eq!(hourly.next(ts("2026-01-01T10:00:00Z"), &utc), Some(ts("2026-01-01T11:00:00Z")));
+        assert_eq!(
+            hourly.next(ts("2026-01-01T10:00:00Z"), &utc),
+            Some(ts("2026-01-01T11:00:00Z"))
+        );
         let step = Schedule::parse("*/15 9-17 * * mon-fri").unwrap_or(Schedule::Every(1));
         // 2026-01-03 is a Saturday: the next run is Monday 09:00.
-        assert_eq!(step.next(ts("2026-01-02T17:50:00Z"), &utc), Some(ts("2026-01-05T09:00:00Z")));
-        assert_eq!(step.next(ts("2026-01-05T09:00:00Z"), &utc), Some(ts("2026-01-05T09:15:00Z")));
+        assert_eq!(
+            step.next(ts("2026-01-02T17:50:00Z"), &utc),
+            Some(ts("2026-01-05T09:00:00Z"))
+        );
+        assert_eq!(
+            step.next(ts("2026-01-05T09:00:00Z"), &utc),
+            Some(ts("2026-01-05T09:15:00Z"))
+        );
         // Day-of-month OR day-of-week when neither is `*`: the 13th, or any Friday.
         let either = Schedule::parse("0 0 13 * 5").unwrap_or(Schedule::Every(1));
-        assert_eq!(either.next(ts("2026-02-01T00:00:00Z"), &utc), Some(ts("2026-02-06T00:00:00Z")));
+        assert_eq!(
+            either.next(ts("2026-02-01T00:00:00Z"), &utc),
+            Some(ts("2026-02-06T00:00:00Z"))
+        );
         let never = Schedule::parse("0 0 30 2 *").unwrap_or(Schedule::Every(1));
         assert_eq!(never.next(ts("2026-01-01T00:00:00Z"), &utc), None);
         assert!(Schedule::parse("61 * * * *").is_err());
@@ -295,28 +349,62 @@ mod tests {
         };
         let daily = Schedule::parse("0 9 * * *").unwrap_or(Schedule::Every(1));
         // 09:00 in Berlin is 08:00 UTC in winter, 07:00 UTC in summer.
-        assert_eq!(daily.next(ts("2026-01-10T00:00:00Z"), &berlin), Some(ts("2026-01-10T08:00:00Z")));
-        assert_eq!(daily.next(ts("2026-07-10T00:00:00Z"), &berlin), Some(ts("2026-07-10T07:00:00Z")));
+        assert_eq!(
+            daily.next(ts("2026-01-10T00:00:00Z"), &berlin),
+            Some(ts("2026-01-10T08:00:00Z"))
+        );
+        assert_eq!(
+            daily.next(ts("2026-07-10T00:00:00Z"), &berlin),
+            Some(ts("2026-07-10T07:00:00Z"))
+        );
         // 02:30 does not exist on 2026-03-29 in Berlin: it moves to 03:30 local.
         let gap = Schedule::parse("30 2 * * *").unwrap_or(Schedule::Every(1));
-        assert_eq!(gap.next(ts("2026-03-29T00:00:00Z"), &berlin), Some(ts("2026-03-29T01:30:00Z")));
+        assert_eq!(
+            gap.next(ts("2026-03-29T00:00:00Z"), &berlin),
+            Some(ts("2026-03-29T01:30:00Z"))
+        );
     }
 
     #[test]
     fn most_recent_finds_the_last_missed_activation() {
         let utc = TimeZone::UTC;
         let s = Schedule::parse("*/5 * * * *").unwrap_or(Schedule::Every(1));
-        let (t, m) = most_recent(&s, ts("2026-01-01T10:00:00Z"), ts("2026-01-01T10:03:00Z"), &utc);
+        let (t, m) = most_recent(
+            &s,
+            ts("2026-01-01T10:00:00Z"),
+            ts("2026-01-01T10:03:00Z"),
+            &utc,
+        );
         assert_eq!((t, m), (None, 0));
-        let (t, m) = most_recent(&s, ts("2026-01-01T10:00:00Z"), ts("2026-01-01T10:07:00Z"), &utc);
+        let (t, m) = most_recent(
+            &s,
+            ts("2026-01-01T10:00:00Z"),
+            ts("2026-01-01T10:07:00Z"),
+            &utc,
+        );
         assert_eq!((t, m), (Some(ts("2026-01-01T10:05:00Z")), 1));
-        let (t, m) = most_recent(&s, ts("2026-01-01T10:00:00Z"), ts("2026-01-01T11:02:00Z"), &utc);
+        let (t, m) = most_recent(
+            &s,
+            ts("2026-01-01T10:00:00Z"),
+            ts("2026-01-01T11:02:00Z"),
+            &utc,
+        );
         assert_eq!((t, m), (Some(ts("2026-01-01T11:00:00Z")), 12));
-        let (t, m) = most_recent(&s, ts("2026-01-01T00:00:00Z"), ts("2026-01-03T00:01:00Z"), &utc);
+        let (t, m) = most_recent(
+            &s,
+            ts("2026-01-01T00:00:00Z"),
+            ts("2026-01-03T00:01:00Z"),
+            &utc,
+        );
         assert_eq!((t, m), (Some(ts("2026-01-03T00:00:00Z")), 576));
         // Irregular: weekdays at 09:00, asked on Monday 08:00 after a weekend.
         let w = Schedule::parse("0 9 * * 1-5").unwrap_or(Schedule::Every(1));
-        let (t, _) = most_recent(&w, ts("2026-01-01T00:00:00Z"), ts("2026-01-05T08:00:00Z"), &utc);
+        let (t, _) = most_recent(
+            &w,
+            ts("2026-01-01T00:00:00Z"),
+            ts("2026-01-05T08:00:00Z"),
+            &utc,
+        );
         assert_eq!(t, Some(ts("2026-01-02T09:00:00Z")));
     }
 }

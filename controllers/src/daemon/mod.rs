@@ -198,11 +198,7 @@ fn placement_changed(old: &Node, new: &Node) -> bool {
             .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
             .map(|c| c.status.clone())
     };
-    let spec = |n: &Node| {
-        n.spec
-            .as_ref()
-            .map(|s| (s.taints.clone(), s.unschedulable))
-    };
+    let spec = |n: &Node| n.spec.as_ref().map(|s| (s.taints.clone(), s.unschedulable));
     old.metadata.labels != new.metadata.labels || spec(old) != spec(new) || ready(old) != ready(new)
 }
 

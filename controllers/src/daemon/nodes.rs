@@ -60,7 +60,9 @@ pub fn pin_to_node(affinity: Option<Affinity>, node: &str) -> Affinity {
         values: Some(vec![node.to_string()]),
     };
     let mut affinity = affinity.unwrap_or_default();
-    let na = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+    let na = affinity
+        .node_affinity
+        .get_or_insert_with(NodeAffinity::default);
     let sel = na
         .required_during_scheduling_ignored_during_execution
         .get_or_insert_with(NodeSelector::default);
@@ -220,7 +222,10 @@ mod tests {
     #[test]
     fn taints_node_selector_and_default_tolerations_decide() {
         let plain = ds(json!({}));
-        assert_eq!(should_run(&node("n1", json!({}), json!([])), &plain), (true, true));
+        assert_eq!(
+            should_run(&node("n1", json!({}), json!([])), &plain),
+            (true, true)
+        );
         // The default tolerations cover not-ready and unschedulable nodes.
         let cordoned = node(
             "n2",
@@ -230,15 +235,29 @@ mod tests {
         );
         assert_eq!(should_run(&cordoned, &plain), (true, true));
         // A NoSchedule taint keeps running pods; NoExecute evicts them.
-        let dedicated = node("n3", json!({}), json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]));
+        let dedicated = node(
+            "n3",
+            json!({}),
+            json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]),
+        );
         assert_eq!(should_run(&dedicated, &plain), (false, true));
-        let evicting = node("n4", json!({}), json!([{"key": "dedicated", "value": "db", "effect": "NoExecute"}]));
+        let evicting = node(
+            "n4",
+            json!({}),
+            json!([{"key": "dedicated", "value": "db", "effect": "NoExecute"}]),
+        );
         assert_eq!(should_run(&evicting, &plain), (false, false));
         let tolerant = ds(json!({"tolerations": [{"key": "dedicated", "operator": "Exists"}]}));
         assert_eq!(should_run(&evicting, &tolerant), (true, true));
         let selective = ds(json!({"nodeSelector": {"disk": "ssd"}}));
-        assert_eq!(should_run(&node("n5", json!({}), json!([])), &selective), (false, false));
-        assert_eq!(should_run(&node("n6", json!({"disk": "ssd"}), json!([])), &selective), (true, true));
+        assert_eq!(
+            should_run(&node("n5", json!({}), json!([])), &selective),
+            (false, false)
+        );
+        assert_eq!(
+            should_run(&node("n6", json!({"disk": "ssd"}), json!([])), &selective),
+            (true, true)
+        );
     }
 
     #[test]

@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
-use kube::ResourceExt;
 use serde_json::json;
 
 use super::nodes::{self, HASH_LABEL};
@@ -91,8 +91,12 @@ async fn construct_history(ds: &DaemonSet, ctx: &Ctx) -> Result<String, Error> {
                 let api: Api<DaemonSet> =
                     Api::namespaced(ctx.client.clone(), &ds.namespace().unwrap_or_default());
                 let patch = json!({"status": {"collisionCount": collision.unwrap_or(0) + 1}});
-                api.patch_status(&ds.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                    .await?;
+                api.patch_status(
+                    &ds.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
                 Err(Error::Collision(ds.name_any()))
             }
         },
@@ -165,7 +169,11 @@ async fn claim_pods(ds: &DaemonSet, ctx: &Ctx) -> Result<BTreeMap<String, Vec<Ar
                 let patch = json!({"metadata": {"ownerReferences": refs,
                     "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version}});
                 match api
-                    .patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .patch(
+                        &pod.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
                     .await
                 {
                     Ok(p) => Arc::new(p),
@@ -205,7 +213,12 @@ fn surge_allowed(ds: &DaemonSet) -> bool {
 }
 
 fn is_new(pod: &Pod, hash: &str) -> bool {
-    pod.metadata.labels.as_ref().and_then(|l| l.get(HASH_LABEL)).map(String::as_str) == Some(hash)
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(HASH_LABEL))
+        .map(String::as_str)
+        == Some(hash)
 }
 
 /// Upstream `manage` + `podsShouldBeOnNode`.
@@ -231,7 +244,8 @@ async fn manage(
                 for p in pods {
                     match phase(p) {
                         "Failed" => {
-                            let bkey = format!("{}/{name}", ds.metadata.uid.clone().unwrap_or_default());
+                            let bkey =
+                                format!("{}/{name}", ds.metadata.uid.clone().unwrap_or_default());
                             if let Some(wait) = in_backoff(ctx, &bkey) {
                                 *requeue = Some(requeue.map_or(wait, |r| r.min(wait)));
                                 continue;
@@ -270,7 +284,11 @@ async fn manage(
                             .chain(old.iter().filter(|_| keep_old || new.is_none()))
                             .map(|p| p.name_any())
                             .collect();
-                        delete.extend(running.into_iter().filter(|p| !kept.contains(&p.name_any())));
+                        delete.extend(
+                            running
+                                .into_iter()
+                                .filter(|p| !kept.contains(&p.name_any())),
+                        );
                     }
                 }
             }
@@ -444,7 +462,11 @@ async fn sync_nodes(
             match r {
                 Ok(p) => {
                     ctx.recorder
-                        .normal(&reg, "SuccessfulCreate", format!("Created pod: {}", p.name_any()))
+                        .normal(
+                            &reg,
+                            "SuccessfulCreate",
+                            format!("Created pod: {}", p.name_any()),
+                        )
                         .await;
                 }
                 Err(e) => {
@@ -480,7 +502,11 @@ async fn sync_nodes(
         match r {
             Ok(_) => {
                 ctx.recorder
-                    .normal(&reg, "SuccessfulDelete", format!("Deleted pod: {}", p.name_any()))
+                    .normal(
+                        &reg,
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {}", p.name_any()),
+                    )
                     .await;
             }
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
@@ -518,7 +544,11 @@ async fn update_status(
     ctx: &Ctx,
 ) -> Result<Option<Duration>, Error> {
     let now = Timestamp::now();
-    let min_ready = ds.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0);
+    let min_ready = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0);
     let (mut desired, mut current, mut mis, mut ready, mut available, mut updated) =
         (0, 0, 0, 0, 0, 0);
     let mut wait: Option<Duration> = None;
@@ -573,10 +603,14 @@ async fn update_status(
     if norm(&old) == status {
         return Ok(wait);
     }
-    let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ds.namespace().unwrap_or_default());
+    let api: Api<DaemonSet> =
+        Api::namespaced(ctx.client.clone(), &ds.namespace().unwrap_or_default());
     let mut obj = ds.clone();
     obj.status = Some(status);
-    match api.replace_status(&ds.name_any(), &PostParams::default(), &obj).await {
+    match api
+        .replace_status(&ds.name_any(), &PostParams::default(), &obj)
+        .await
+    {
         Ok(_) => Ok(wait),
         Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(wait),
         Err(e) => Err(e.into()),

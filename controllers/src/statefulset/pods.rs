@@ -74,12 +74,7 @@ fn set_owner_ref(set: &StatefulSet) -> OwnerReference {
 
 /// Upstream `newStatefulSetPod` + `updateIdentity` + `updateStorage`: the pod of `ordinal`
 /// from `template`, labelled with `revision`.
-pub fn new_pod(
-    set: &StatefulSet,
-    template: &PodTemplateSpec,
-    ordinal: i32,
-    revision: &str,
-) -> Pod {
+pub fn new_pod(set: &StatefulSet, template: &PodTemplateSpec, ordinal: i32, revision: &str) -> Pod {
     let name = pod_name(&set.name_any(), ordinal);
     let tmeta = template.metadata.clone().unwrap_or_default();
     let mut labels = tmeta.labels.unwrap_or_default();
@@ -196,7 +191,11 @@ pub fn claim_owner_refs(
         .into_iter()
         .filter(|r| r.uid != set_uid && Some(&r.uid) != pod_uid.as_ref())
         // References to earlier pods of this ordinal are stale.
-        .filter(|r| !(r.kind == "Pod" && r.api_version == "v1" && pod.is_some_and(|p| p.name_any() == r.name)))
+        .filter(|r| {
+            !(r.kind == "Pod"
+                && r.api_version == "v1"
+                && pod.is_some_and(|p| p.name_any() == r.name))
+        })
         .collect();
     if when_deleted == "Delete" {
         let mut r = set_owner_ref(set);
@@ -271,14 +270,24 @@ mod tests {
         assert_eq!(spec.hostname.as_deref(), Some("web-4"));
         assert_eq!(spec.subdomain.as_deref(), Some("nginx"));
         let vols = spec.volumes.unwrap_or_default();
-        assert_eq!(vols.len(), 1, "the template volume is replaced by the claim");
         assert_eq!(
-            vols[0].persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()),
+            vols.len(),
+            1,
+            "the template volume is replaced by the claim"
+        );
+        assert_eq!(
+            vols[0]
+                .persistent_volume_claim
+                .as_ref()
+                .map(|c| c.claim_name.as_str()),
             Some("data-web-4")
         );
         let c = claims_for(&s, 4);
         assert_eq!(c[0].metadata.name.as_deref(), Some("data-web-4"));
-        assert_eq!(c[0].metadata.labels.clone().unwrap_or_default()["app"], "web");
+        assert_eq!(
+            c[0].metadata.labels.clone().unwrap_or_default()["app"],
+            "web"
+        );
     }
 
     #[test]
@@ -293,7 +302,11 @@ mod tests {
         assert_eq!(kept[0].uid, "set-uid");
         let condemned = claim_owner_refs(&s, &claim, Some(&pod), true);
         assert_eq!(condemned.len(), 2);
-        assert!(condemned.iter().any(|r| r.kind == "Pod" && r.uid == "pod-uid"));
+        assert!(
+            condemned
+                .iter()
+                .any(|r| r.kind == "Pod" && r.uid == "pod-uid")
+        );
         let retain = set(json!({}));
         assert!(claim_owner_refs(&retain, &claim, Some(&pod), true).is_empty());
     }

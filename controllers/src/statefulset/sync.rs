@@ -16,9 +16,7 @@ use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use super::pods::{
-    claim_owner_refs, claims_for, new_pod, pod_revision, replicas, start_ordinal,
-};
+use super::pods::{claim_owner_refs, claims_for, new_pod, pod_revision, replicas, start_ordinal};
 use super::{Ctx, Error, api_message, get_ordinal, regarding};
 use crate::deployment::util::scaled_value;
 use crate::history::{self, Created, Owner, REVISION_HASH_LABEL};
@@ -85,7 +83,11 @@ async fn revisions(
     let owner = owner_of(set);
     let status = set.status.clone().unwrap_or_default();
     let collision = status.collision_count.unwrap_or(0);
-    let template = set.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+    let template = set
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
     let data = history::template_patch(&template);
     let hash = history::hash_revision(&data, Some(collision));
     let next = history::next_revision(existing);
@@ -118,8 +120,12 @@ async fn bump_collision(set: &StatefulSet, client: &Client, count: i32) -> Resul
     let api: Api<StatefulSet> =
         Api::namespaced(client.clone(), &set.namespace().unwrap_or_default());
     let patch = json!({"status": {"collisionCount": count}});
-    api.patch_status(&set.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    api.patch_status(
+        &set.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     Ok(())
 }
 
@@ -127,7 +133,11 @@ async fn bump_collision(set: &StatefulSet, client: &Client, count: i32) -> Resul
 async fn claim_pods(set: &StatefulSet, ctx: &Ctx) -> Result<Vec<Arc<Pod>>, Error> {
     let ns = set.namespace();
     let uid = set.metadata.uid.clone().unwrap_or_default();
-    let selector = set.spec.as_ref().map(|s| &s.selector).unwrap_or(&EMPTY_SELECTOR);
+    let selector = set
+        .spec
+        .as_ref()
+        .map(|s| &s.selector)
+        .unwrap_or(&EMPTY_SELECTOR);
     let name = set.name_any();
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns.as_deref().unwrap_or_default());
     let mut owned = Vec::new();
@@ -189,7 +199,11 @@ async fn patch_owner_refs(
         "resourceVersion": pod.metadata.resource_version,
     }});
     match api
-        .patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await
     {
         Ok(p) => Ok(Some(p)),
@@ -250,7 +264,11 @@ fn complete_rolling_update(set: &StatefulSet, status: &mut StatefulSetStatus) {
     }
 }
 
-async fn write_status(set: &StatefulSet, status: StatefulSetStatus, ctx: &Ctx) -> Result<(), Error> {
+async fn write_status(
+    set: &StatefulSet,
+    status: StatefulSetStatus,
+    ctx: &Ctx,
+) -> Result<(), Error> {
     let norm = |s: &StatefulSetStatus| {
         let z = |v: Option<i32>| v.filter(|n| *n != 0);
         StatefulSetStatus {
@@ -270,7 +288,10 @@ async fn write_status(set: &StatefulSet, status: StatefulSetStatus, ctx: &Ctx) -
         Api::namespaced(ctx.client.clone(), &set.namespace().unwrap_or_default());
     let mut obj = set.clone();
     obj.status = Some(status);
-    match api.replace_status(&set.name_any(), &PostParams::default(), &obj).await {
+    match api
+        .replace_status(&set.name_any(), &PostParams::default(), &obj)
+        .await
+    {
         Ok(_) => Ok(()),
         // Changed meanwhile: its watch event brings another sync.
         Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(()),
@@ -355,7 +376,9 @@ async fn update_pods(
             let left = crate::podutil::seconds_until_available(p, plan.min_ready, now).unwrap_or(1);
             requeue = Some(requeue.map_or(left.unsigned_abs(), |r| r.min(left.unsigned_abs())));
             if plan.monotonic {
-                return Ok(Action::requeue(Duration::from_secs(left.unsigned_abs() + 1)));
+                return Ok(Action::requeue(Duration::from_secs(
+                    left.unsigned_abs() + 1,
+                )));
             }
         }
         if stop && plan.monotonic {
@@ -423,7 +446,9 @@ async fn update_pods(
             None => true,
         })
         .count();
-    let mut budget = usize::try_from(max_unavailable).unwrap_or(1).saturating_sub(unavailable);
+    let mut budget = usize::try_from(max_unavailable)
+        .unwrap_or(1)
+        .saturating_sub(unavailable);
     for target in (partition..n).rev() {
         let Some(p) = slots[target].as_ref() else {
             continue;
@@ -453,7 +478,12 @@ fn requeue_after(secs: Option<u64>) -> Action {
 }
 
 /// The status counters of the pods (upstream, in `updateStatefulSet`'s first loop).
-fn count_status(pods: &[Arc<Pod>], plan: &Plan<'_>, status: &mut StatefulSetStatus, now: Timestamp) {
+fn count_status(
+    pods: &[Arc<Pod>],
+    plan: &Plan<'_>,
+    status: &mut StatefulSetStatus,
+    now: Timestamp,
+) {
     let (cur, upd) = (plan.current.name_any(), plan.update.name_any());
     let mut s = (0, 0, 0, 0, 0);
     for p in pods {
@@ -601,7 +631,12 @@ async fn create_claims(plan: &Plan<'_>, pod: &Pod, ord: i32) -> Result<(), Error
 }
 
 /// Keeps the claims' owner references in step with the retention policy.
-async fn sync_claim_refs(plan: &Plan<'_>, pod: &Pod, ord: i32, condemned: bool) -> Result<(), Error> {
+async fn sync_claim_refs(
+    plan: &Plan<'_>,
+    pod: &Pod,
+    ord: i32,
+    condemned: bool,
+) -> Result<(), Error> {
     let ns = plan.set.namespace().unwrap_or_default();
     let api: Api<PersistentVolumeClaim> = Api::namespaced(plan.ctx.client.clone(), &ns);
     for claim in claims_for(plan.set, ord) {
@@ -619,7 +654,11 @@ async fn sync_claim_refs(plan: &Plan<'_>, pod: &Pod, ord: i32, condemned: bool) 
             "resourceVersion": live.metadata.resource_version,
         }});
         match api
-            .patch(&live.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(
+                &live.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             Ok(_) => {}
@@ -631,8 +670,10 @@ async fn sync_claim_refs(plan: &Plan<'_>, pod: &Pod, ord: i32, condemned: bool) 
 }
 
 async fn create_pod(plan: &Plan<'_>, pod: &Pod) -> Result<Option<Pod>, Error> {
-    let api: Api<Pod> =
-        Api::namespaced(plan.ctx.client.clone(), &plan.set.namespace().unwrap_or_default());
+    let api: Api<Pod> = Api::namespaced(
+        plan.ctx.client.clone(),
+        &plan.set.namespace().unwrap_or_default(),
+    );
     let (set, name) = (plan.set.name_any(), pod.name_any());
     match api.create(&PostParams::default(), pod).await {
         Ok(p) => {
@@ -664,8 +705,10 @@ async fn create_pod(plan: &Plan<'_>, pod: &Pod) -> Result<Option<Pod>, Error> {
 }
 
 async fn delete_pod(plan: &Plan<'_>, pod: &Pod) -> Result<(), Error> {
-    let api: Api<Pod> =
-        Api::namespaced(plan.ctx.client.clone(), &plan.set.namespace().unwrap_or_default());
+    let api: Api<Pod> = Api::namespaced(
+        plan.ctx.client.clone(),
+        &plan.set.namespace().unwrap_or_default(),
+    );
     let (set, name) = (plan.set.name_any(), pod.name_any());
     let dp = DeleteParams {
         preconditions: Some(Preconditions {
