@@ -308,7 +308,7 @@ async fn sync_slices(svc: &Service, ctx: &Ctx, pods: &[Arc<Pod>]) -> Result<(), 
         svc.name_any()
     ));
     let mut existing = api.list(&lp).await?.items;
-    existing.sort_by(|a, b| a.name_any().cmp(&b.name_any()));
+    existing.sort_by_key(|a| a.name_any());
     let desired = desired_slices(svc, endpoints_for(svc, pods));
     let labels = slice_labels(svc);
     let addr = address_type(svc);

@@ -154,7 +154,7 @@ pub fn equal_revision(a: &ControllerRevision, b: &ControllerRevision) -> bool {
 /// What creating a revision can end in.
 pub enum Created {
     /// The revision exists now (created, or an equal one was there).
-    Ok(ControllerRevision),
+    Ok(Box<ControllerRevision>),
     /// Another object holds the name: the collision count must grow.
     Collision,
 }
@@ -168,13 +168,13 @@ pub async fn create_revision(
     let ns = rev.metadata.namespace.clone().unwrap_or_default();
     let api: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
     match api.create(&PostParams::default(), rev).await {
-        Ok(r) => Ok(Created::Ok(r)),
+        Ok(r) => Ok(Created::Ok(Box::new(r))),
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let existing = api.get(&rev.name_any()).await?;
             let same_owner = controller_ref(&existing.metadata).map(|r| &r.uid)
                 == controller_ref(&rev.metadata).map(|r| &r.uid);
             if same_owner && equal_revision(&existing, rev) {
-                Ok(Created::Ok(existing))
+                Ok(Created::Ok(Box::new(existing)))
             } else {
                 Ok(Created::Collision)
             }

@@ -197,7 +197,7 @@ async fn monitor_node(
                     key: key.into(),
                     effect: effect.into(),
                     value: None,
-                    time_added: (effect == "NoExecute").then(|| Time(now)),
+                    time_added: (effect == "NoExecute").then_some(Time(now)),
                 });
             }
         }

@@ -325,6 +325,9 @@ fn in_backoff(ctx: &Ctx, key: &str) -> Option<Duration> {
     }
 }
 
+/// The new and the old pod on a node.
+type NewAndOld = (Option<Arc<Pod>>, Option<Arc<Pod>>);
+
 /// Upstream `rollingUpdate`.
 async fn rolling_update(
     ds: &DaemonSet,
@@ -349,7 +352,7 @@ async fn rolling_update(
     }
     let avail = |p: &Pod| is_available(p, min_ready, now);
     // upstream `findUpdatedPodsOnNode`: at most one new and one old pod, else None.
-    let split = |pods: &[Arc<Pod>]| -> Option<(Option<Arc<Pod>>, Option<Arc<Pod>>)> {
+    let split = |pods: &[Arc<Pod>]| -> Option<NewAndOld> {
         let (mut new, mut old) = (None, None);
         for p in pods {
             let slot = if is_new(p, hash) { &mut new } else { &mut old };

@@ -225,10 +225,10 @@ fn pod_change_keys(
         Change::Updated(old, new) => {
             let mut out = Vec::new();
             let (oo, no) = (owner(old), owner(new));
-            if new.metadata.deletion_timestamp.is_some() {
-                if let Some(o) = &no {
-                    expectations.deletion_observed(&key(o), &uid(new));
-                }
+            if new.metadata.deletion_timestamp.is_some()
+                && let Some(o) = &no
+            {
+                expectations.deletion_observed(&key(o), &uid(new));
             }
             if oo != no {
                 out.extend(oo.clone());

@@ -100,7 +100,7 @@ async fn revisions(
         Some(r) if r.revision == next - 1 => (***r).clone(),
         Some(r) => history::bump_revision(client, r, next).await?,
         None => match history::create_revision(client, &candidate).await? {
-            Created::Ok(r) => r,
+            Created::Ok(r) => *r,
             Created::Collision => {
                 bump_collision(set, client, collision + 1).await?;
                 return Err(Error::Collision(set.name_any()));
