@@ -1,5 +1,6 @@
 //! ferrokube controller-manager: the garbage collector, the namespace, ServiceAccount,
-//! root-CA publisher, ReplicaSet, ReplicationController and Deployment controllers.
+//! root-CA publisher, ReplicaSet, ReplicationController, Deployment, StatefulSet, DaemonSet,
+//! Job and CronJob controllers (and the others listed in [`Selection::KNOWN`]).
 //!
 //! Controllers talk to the API server only over HTTPS with the `kube` crate (DESIGN invariant 7),
 //! like upstream's kube-controller-manager: `ferrokube controllers --kubeconfig F` runs them as
@@ -10,6 +11,8 @@
 //!
 //! Start reading at [`run_with_config`].
 
+pub mod cronjob;
+pub mod daemon;
 pub mod deployment;
 pub mod discovery;
 pub mod disruption;
@@ -17,6 +20,7 @@ pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod gc;
+pub mod history;
 pub mod informer;
 pub mod job;
 pub mod leader;
@@ -27,6 +31,7 @@ pub mod replicaset;
 pub mod rootca;
 pub mod scheduler;
 pub mod serviceaccount;
+pub mod statefulset;
 
 use std::path::PathBuf;
 
@@ -80,6 +85,9 @@ impl Selection {
         "endpointslice-controller",
         "node-lifecycle-controller",
         "disruption-controller",
+        "statefulset-controller",
+        "daemonset-controller",
+        "cronjob-controller",
     ];
 
     /// Parses the flag's values; an unknown name is an error, as upstream.
@@ -268,6 +276,9 @@ async fn run_controllers(
         r = endpointslice::run(client_for(&config, "endpointslice-controller")?, pods.clone()), if on("endpointslice-controller") => r.context("endpointslice controller"),
         r = nodelifecycle::run(client_for(&config, "node-lifecycle-controller")?, pods.clone(), nodes), if on("node-lifecycle-controller") => r.context("node lifecycle controller"),
         r = disruption::run(client_for(&config, "disruption-controller")?, pods.clone()), if on("disruption-controller") => r.context("disruption controller"),
+        r = statefulset::run(client_for(&config, "statefulset-controller")?, pods.clone()), if on("statefulset-controller") => r.context("statefulset controller"),
+        r = daemon::run(client_for(&config, "daemon-set-controller")?, pods.clone()), if on("daemonset-controller") => r.context("daemonset controller"),
+        r = cronjob::run(client_for(&config, "cronjob-controller")?), if on("cronjob-controller") => r.context("cronjob controller"),
         else => {
             tracing::info!("no controller enabled");
             std::future::pending().await

@@ -24,13 +24,16 @@
 //! helpers, `workloads` (ServiceAccount/root CA, ReplicaSet/RC, Deployment rollouts, PDB
 //! status, EndpointSlices, node lifecycle, leader election), `jobs` (Job and TTL-after-finished
 //! controllers), `services` (cluster IP and node port allocation, the `kubernetes` Service and
-//! its lease-reconciled endpoints, the repair loops).
+//! its lease-reconciled endpoints, the repair loops), `statefulset`, `daemonset`, `cronjob` (the
+//! StatefulSet, DaemonSet and CronJob controllers with simulated nodes), `crd` (CustomResourceDefinitions).
 
 mod abuse;
 mod abuse_parsers;
 mod auth;
 mod auth_webhook;
 mod crd;
+mod cronjob;
+mod daemonset;
 mod defaults;
 mod deletion;
 mod discovery;
@@ -49,6 +52,7 @@ mod scheduler;
 mod services;
 mod snapshot;
 mod ssa;
+mod statefulset;
 mod util;
 mod validation;
 mod versions;

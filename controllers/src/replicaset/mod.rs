@@ -226,9 +226,10 @@ fn pod_change_keys(
             let mut out = Vec::new();
             let (oo, no) = (owner(old), owner(new));
             if new.metadata.deletion_timestamp.is_some()
-                && let Some(o) = &no {
-                    expectations.deletion_observed(&key(o), &uid(new));
-                }
+                && let Some(o) = &no
+            {
+                expectations.deletion_observed(&key(o), &uid(new));
+            }
             if oo != no {
                 out.extend(oo.clone());
             }

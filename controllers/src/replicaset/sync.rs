@@ -38,10 +38,12 @@ pub async fn sync(view: View, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let active: Vec<Arc<Pod>> = all.into_iter().filter(|p| is_active(p)).collect();
     let owned = claim_pods(&view, &selector, active, &ctx).await?;
     let mut manage_err = None;
-    if needs_sync && view.rs.metadata.deletion_timestamp.is_none()
-        && let Err(e) = manage_replicas(&view, &owned, &ctx).await {
-            manage_err = Some(e);
-        }
+    if needs_sync
+        && view.rs.metadata.deletion_timestamp.is_none()
+        && let Err(e) = manage_replicas(&view, &owned, &ctx).await
+    {
+        manage_err = Some(e);
+    }
     let now = Timestamp::now();
     let status = calculate_status(&view, &owned, manage_err.as_ref(), now);
     update_status(&view, status, &ctx).await?;
