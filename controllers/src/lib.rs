@@ -24,9 +24,11 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod podutil;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootca;
 pub mod scheduler;
 pub mod serviceaccount;
+pub mod storageprotection;
 
 use std::path::PathBuf;
 
@@ -80,6 +82,9 @@ impl Selection {
         "endpointslice-controller",
         "node-lifecycle-controller",
         "disruption-controller",
+        "resourcequota-controller",
+        "persistentvolumeclaim-protection-controller",
+        "persistentvolume-protection-controller",
     ];
 
     /// Parses the flag's values; an unknown name is an error, as upstream.
@@ -268,6 +273,9 @@ async fn run_controllers(
         r = endpointslice::run(client_for(&config, "endpointslice-controller")?, pods.clone()), if on("endpointslice-controller") => r.context("endpointslice controller"),
         r = nodelifecycle::run(client_for(&config, "node-lifecycle-controller")?, pods.clone(), nodes), if on("node-lifecycle-controller") => r.context("node lifecycle controller"),
         r = disruption::run(client_for(&config, "disruption-controller")?, pods.clone()), if on("disruption-controller") => r.context("disruption controller"),
+        r = resourcequota::run(client_for(&config, "resourcequota-controller")?), if on("resourcequota-controller") => r.context("resourcequota controller"),
+        r = storageprotection::run_pvc(client_for(&config, "pvc-protection-controller")?), if on("persistentvolumeclaim-protection-controller") => r.context("pvc protection controller"),
+        r = storageprotection::run_pv(client_for(&config, "pv-protection-controller")?), if on("persistentvolume-protection-controller") => r.context("pv protection controller"),
         else => {
             tracing::info!("no controller enabled");
             std::future::pending().await

@@ -23,10 +23,12 @@
 //! `wire` (trailing newlines, DELETE answers, decode errors); `rawtls` holds their raw TLS/HTTP
 //! helpers, `workloads` (ServiceAccount/root CA, ReplicaSet/RC, Deployment rollouts, PDB
 //! status, EndpointSlices, node lifecycle, leader election), `jobs` (Job and TTL-after-finished
-//! controllers).
+//! controllers), `admission_builtin` (PodSecurity, LimitRanger, ServiceAccount, Priority,
+//! DefaultTolerationSeconds, ResourceQuota, NodeRestriction and the admission plugin flags).
 
 mod abuse;
 mod abuse_parsers;
+mod admission_builtin;
 mod auth;
 mod auth_webhook;
 mod defaults;

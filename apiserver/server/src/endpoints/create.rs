@@ -23,5 +23,6 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
         .create(&scope.handle, &scope.info.namespace, obj, &opts)
         .await?;
     let resp = scope.object_response(StatusCode::CREATED, &created)?;
+    let warnings = [warnings, opts.warnings.take()].concat();
     Ok(with_warnings(resp, &warnings))
 }

@@ -19,6 +19,7 @@ use crate::error::{ApiError, ApiResult};
 mod assign;
 mod deletion;
 mod write;
+pub(crate) use write::generate_name;
 pub use super::request::{
     DeleteOptions, FieldValidation, ListOptions, ManagedFieldsMode, Propagation, UpdateTarget,
     WriteOptions,
