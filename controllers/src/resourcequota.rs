@@ -64,8 +64,12 @@ fn source_of(resource: &str) -> Option<(&'static str, &'static str, &'static str
             "services" => ("", "v1", "services", "Service"),
             "configmaps" => ("", "v1", "configmaps", "ConfigMap"),
             "secrets" => ("", "v1", "secrets", "Secret"),
-            "persistentvolumeclaims" => ("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
-            "replicationcontrollers" => ("", "v1", "replicationcontrollers", "ReplicationController"),
+            "persistentvolumeclaims" => {
+                ("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
+            }
+            "replicationcontrollers" => {
+                ("", "v1", "replicationcontrollers", "ReplicationController")
+            }
             "resourcequotas" => ("", "v1", "resourcequotas", "ResourceQuota"),
             "deployments.apps" => ("apps", "v1", "deployments", "Deployment"),
             "replicasets.apps" => ("apps", "v1", "replicasets", "ReplicaSet"),
@@ -143,7 +147,10 @@ async fn reconcile(q: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, Error
     let value = serde_json::to_value(&current)?;
     let hard = quota::hard_of(&value, "/spec/hard");
     let used = compute_used(&ctx.client, &ns, &value, &hard).await?;
-    let want_hard = value.pointer("/spec/hard").cloned().unwrap_or_else(|| json!({}));
+    let want_hard = value
+        .pointer("/spec/hard")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
     let want = json!({"hard": want_hard, "used": used});
     let have = value.get("status").cloned().unwrap_or(Value::Null);
     let same = |a: &Value, b: &Value| {
@@ -238,9 +245,18 @@ mod tests {
     #[test]
     fn quota_resources_map_to_their_kinds() {
         assert_eq!(source_of("requests.cpu").map(|s| s.2), Some("pods"));
-        assert_eq!(source_of("requests.storage").map(|s| s.2), Some("persistentvolumeclaims"));
-        assert_eq!(source_of("count/deployments.apps").map(|s| s.2), Some("deployments"));
-        assert_eq!(source_of("services.nodeports").map(|s| s.2), Some("services"));
+        assert_eq!(
+            source_of("requests.storage").map(|s| s.2),
+            Some("persistentvolumeclaims")
+        );
+        assert_eq!(
+            source_of("count/deployments.apps").map(|s| s.2),
+            Some("deployments")
+        );
+        assert_eq!(
+            source_of("services.nodeports").map(|s| s.2),
+            Some("services")
+        );
         assert_eq!(source_of("count/widgets.example.com"), None);
     }
 }

@@ -53,19 +53,31 @@ fn uses_claim(pod: &Pod, claim: &str) -> bool {
 }
 
 async fn reconcile_pvc(pvc: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    if pvc.metadata.deletion_timestamp.is_none() || !pvc.finalizers().iter().any(|f| f == PVC_PROTECTION) {
+    if pvc.metadata.deletion_timestamp.is_none()
+        || !pvc.finalizers().iter().any(|f| f == PVC_PROTECTION)
+    {
         return Ok(Action::await_change());
     }
     let ns = pvc.namespace().unwrap_or_default();
     let name = pvc.name_any();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    if pods.list(&ListParams::default()).await?.items.iter().any(|p| uses_claim(p, &name)) {
+    if pods
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .any(|p| uses_claim(p, &name))
+    {
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
     let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
     let mut next = (*pvc).clone();
     next.metadata.finalizers = Some(
-        pvc.finalizers().iter().filter(|f| *f != PVC_PROTECTION).cloned().collect(),
+        pvc.finalizers()
+            .iter()
+            .filter(|f| *f != PVC_PROTECTION)
+            .cloned()
+            .collect(),
     );
     match api.replace(&name, &PostParams::default(), &next).await {
         Ok(_) => tracing::info!(namespace = %ns, claim = %name, "removed pvc-protection finalizer"),
@@ -77,7 +89,9 @@ async fn reconcile_pvc(pvc: Arc<PersistentVolumeClaim>, ctx: Arc<Ctx>) -> Result
 }
 
 async fn reconcile_pv(pv: Arc<PersistentVolume>, ctx: Arc<Ctx>) -> Result<Action, Error> {
-    if pv.metadata.deletion_timestamp.is_none() || !pv.finalizers().iter().any(|f| f == PV_PROTECTION) {
+    if pv.metadata.deletion_timestamp.is_none()
+        || !pv.finalizers().iter().any(|f| f == PV_PROTECTION)
+    {
         return Ok(Action::await_change());
     }
     if pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") {
@@ -86,9 +100,16 @@ async fn reconcile_pv(pv: Arc<PersistentVolume>, ctx: Arc<Ctx>) -> Result<Action
     let api: Api<PersistentVolume> = Api::all(ctx.client.clone());
     let mut next = (*pv).clone();
     next.metadata.finalizers = Some(
-        pv.finalizers().iter().filter(|f| *f != PV_PROTECTION).cloned().collect(),
+        pv.finalizers()
+            .iter()
+            .filter(|f| *f != PV_PROTECTION)
+            .cloned()
+            .collect(),
     );
-    match api.replace(&pv.name_any(), &PostParams::default(), &next).await {
+    match api
+        .replace(&pv.name_any(), &PostParams::default(), &next)
+        .await
+    {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Action::requeue(Duration::ZERO)),

@@ -239,7 +239,9 @@ pub fn usage(group: &str, plural: &str, obj: &Value) -> Usage {
                 .and_then(milli_of)
             {
                 add(&mut u, "requests.storage", s);
-                if let Some(class) = obj.pointer("/spec/storageClassName").and_then(Value::as_str)
+                if let Some(class) = obj
+                    .pointer("/spec/storageClassName")
+                    .and_then(Value::as_str)
                 {
                     add(
                         &mut u,
@@ -267,7 +269,10 @@ pub fn hard_of(quota: &Value, at: &str) -> BTreeMap<String, (i128, bool)> {
     let mut out = BTreeMap::new();
     if let Some(m) = quota.pointer(at).and_then(Value::as_object) {
         for (k, v) in m {
-            let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            let text = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
             if let Some(x) = parse_milli(&text) {
                 out.insert(k.clone(), (x, is_binary(&text)));
             }
@@ -295,7 +300,8 @@ pub fn scopes_match(quota: &Value, plural: &str, obj: &Value) -> bool {
     let terminating = obj
         .pointer("/spec/activeDeadlineSeconds")
         .is_some_and(|v| !v.is_null());
-    let best_effort = pod_compute(obj, "requests").is_empty() && pod_compute(obj, "limits").is_empty();
+    let best_effort =
+        pod_compute(obj, "requests").is_empty() && pod_compute(obj, "limits").is_empty();
     scopes.iter().all(|s| match *s {
         "Terminating" => terminating,
         "NotTerminating" => !terminating,

@@ -55,11 +55,7 @@ fn pod_security_enforces_and_warns_with_upstreams_messages() {
         "locked",
         &[("pod-security.kubernetes.io/enforce", "restricted")],
     );
-    let privileged = pod_yaml(
-        "priv",
-        "    securityContext:\n      privileged: true\n",
-        "",
-    );
+    let privileged = pod_yaml("priv", "    securityContext:\n      privileged: true\n", "");
     let out = server.kubectl_stdin(["apply", "-n", "locked", "-f", "-"], &privileged);
     assert!(!out.status.success(), "privileged pod admitted");
     let err = stderr(&out);
@@ -68,7 +64,11 @@ fn pod_security_enforces_and_warns_with_upstreams_messages() {
     );
     assert!(err.contains(&want), "stderr:\n{err}\nwant:\n{want}");
     assert!(
-        server.kubectl(["get", "pod", "priv", "-n", "locked"]).status.code() != Some(0),
+        server
+            .kubectl(["get", "pod", "priv", "-n", "locked"])
+            .status
+            .code()
+            != Some(0),
         "nothing stored"
     );
 
@@ -91,7 +91,8 @@ fn pod_security_enforces_and_warns_with_upstreams_messages() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    let want = format!("Warning: would violate PodSecurity \"restricted:v1.35\": {RESTRICTED_DETAIL}");
+    let want =
+        format!("Warning: would violate PodSecurity \"restricted:v1.35\": {RESTRICTED_DETAIL}");
     assert!(err.contains(&want), "stderr:\n{err}\nwant:\n{want}");
 
     // Workloads in an enforced namespace are admitted with a warning about their pods.
@@ -124,7 +125,10 @@ fn pod_defaults_from_limit_range_service_account_priority_and_tolerations() {
         assert!(classes.contains(c), "{classes}");
     }
     let spec = "  priorityClassName: high\n";
-    server.must_kubectl_stdin(["apply", "-n", "team", "-f", "-"], &pod_yaml("web", "", spec));
+    server.must_kubectl_stdin(
+        ["apply", "-n", "team", "-f", "-"],
+        &pod_yaml("web", "", spec),
+    );
     let pod = get_json(&server, &["get", "pod", "web", "-n", "team"]);
     let c = &pod["spec"]["containers"][0];
     assert_eq!(c["resources"]["requests"]["cpu"], "100m", "{pod}");
@@ -137,7 +141,10 @@ fn pod_defaults_from_limit_range_service_account_priority_and_tolerations() {
     );
     // ServiceAccount: the default account and the projected token volume, as upstream 1.35.
     assert_eq!(pod["spec"]["serviceAccountName"], "default");
-    let vols = pod["spec"]["volumes"].as_array().cloned().unwrap_or_default();
+    let vols = pod["spec"]["volumes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(vols.len(), 1, "{vols:?}");
     let vol_name = vols[0]["name"].as_str().unwrap_or_default().to_string();
     assert!(
@@ -207,10 +214,16 @@ fn pod_defaults_from_limit_range_service_account_priority_and_tolerations() {
     let err = fail_stdin(
         &server,
         ["apply", "-n", "team", "-f", "-"],
-        &pod_yaml("big", "    resources:\n      limits:\n        cpu: \"2\"\n", ""),
+        &pod_yaml(
+            "big",
+            "    resources:\n      limits:\n        cpu: \"2\"\n",
+            "",
+        ),
     );
     assert!(
-        err.contains("pods \"big\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"),
+        err.contains(
+            "pods \"big\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"
+        ),
         "{err}"
     );
 }
@@ -256,16 +269,25 @@ fn resource_quota_refuses_the_pod_beyond_hard_and_describe_shows_usage() {
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert!(rows.contains(&vec!["Resource", "Used", "Hard"]), "{describe}");
+    assert!(
+        rows.contains(&vec!["Resource", "Used", "Hard"]),
+        "{describe}"
+    );
     assert!(rows.contains(&vec!["pods", "2", "2"]), "{describe}");
-    assert!(rows.contains(&vec!["requests.cpu", "200m", "1"]), "{describe}");
+    assert!(
+        rows.contains(&vec!["requests.cpu", "200m", "1"]),
+        "{describe}"
+    );
     // Deleting a pod gives its usage back (the controller recomputes), and a pod fits again.
     server.must_kubectl(["delete", "pod", "p1", "-n", "q", "--wait=false"]);
     eventually(&server, "usage given back", || {
         let q = get_json(&server, &["get", "resourcequota", "pods-quota", "-n", "q"]);
         (q["status"]["used"]["pods"] == "1").then_some(())
     });
-    server.must_kubectl_stdin(["apply", "-n", "q", "-f", "-"], &pod_yaml("p3", with_cpu, ""));
+    server.must_kubectl_stdin(
+        ["apply", "-n", "q", "-f", "-"],
+        &pod_yaml("p3", with_cpu, ""),
+    );
 }
 
 /// A kubeconfig for `system:node:<name>` in `system:nodes`.
@@ -353,7 +375,8 @@ fn admission_plugin_flags_select_the_chain() {
         "{e}"
     );
     // PodSecurity disabled: an enforced namespace admits a privileged pod.
-    let server = TestServer::start_with_args(&["--disable-admission-plugins=PodSecurity,LimitRanger"]);
+    let server =
+        TestServer::start_with_args(&["--disable-admission-plugins=PodSecurity,LimitRanger"]);
     namespace(
         &server,
         "locked",

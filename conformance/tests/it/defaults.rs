@@ -50,7 +50,8 @@ fn strip_meta(mut v: Value) -> Value {
 fn normalize_token_volume(mut v: Value) -> Value {
     fn rename(x: &mut Value) {
         if let Some(n) = x.get_mut("name")
-            && n.as_str().is_some_and(|n| n.starts_with("kube-api-access-"))
+            && n.as_str()
+                .is_some_and(|n| n.starts_with("kube-api-access-"))
         {
             *n = Value::String("kube-api-access-RANDOM".into());
         }
@@ -64,7 +65,12 @@ fn normalize_token_volume(mut v: Value) -> Value {
         rename(v);
     }
     for list in ["/spec/containers", "/spec/initContainers"] {
-        for c in v.pointer_mut(list).and_then(Value::as_array_mut).into_iter().flatten() {
+        for c in v
+            .pointer_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
             for m in c
                 .get_mut("volumeMounts")
                 .and_then(Value::as_array_mut)

@@ -26,7 +26,9 @@ impl AdmissionPlugin for DefaultIngressClass {
         if a.operation != Operation::Create
             || !a.subresource.is_empty()
             || !a.is("networking.k8s.io", "ingresses")
-            || obj.pointer("/spec/ingressClassName").is_some_and(|v| !v.is_null())
+            || obj
+                .pointer("/spec/ingressClassName")
+                .is_some_and(|v| !v.is_null())
             || obj
                 .pointer("/metadata/annotations/kubernetes.io~1ingress.class")
                 .is_some()

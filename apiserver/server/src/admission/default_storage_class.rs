@@ -43,7 +43,9 @@ impl AdmissionPlugin for DefaultStorageClass {
         if a.operation != Operation::Create
             || !a.subresource.is_empty()
             || !a.is("", "persistentvolumeclaims")
-            || obj.pointer("/spec/storageClassName").is_some_and(|v| !v.is_null())
+            || obj
+                .pointer("/spec/storageClassName")
+                .is_some_and(|v| !v.is_null())
         {
             return Ok(());
         }

@@ -38,7 +38,13 @@ async fn items(api: &ApiHandle, ns: &str) -> ApiResult<Vec<Value>> {
 
 /// upstream `mergeContainerResources`: fills missing limits, then requests; returns the
 /// annotation parts.
-fn merge(c: &mut Value, defaults: &Map<String, Value>, requests: &Map<String, Value>, prefix: &str, notes: &mut Vec<String>) {
+fn merge(
+    c: &mut Value,
+    defaults: &Map<String, Value>,
+    requests: &Map<String, Value>,
+    prefix: &str,
+    notes: &mut Vec<String>,
+) {
     let name = s(c, "/name").to_string();
     let Some(cm) = c.as_object_mut() else {
         return;
@@ -79,7 +85,10 @@ fn quantities(v: &Value, at: &str) -> BTreeMap<String, (i128, String)> {
     if let Some(m) = v.pointer(at).and_then(Value::as_object) {
         for (k, q) in m {
             if let Some(x) = milli_of(q) {
-                let text = q.as_str().map(str::to_string).unwrap_or_else(|| q.to_string());
+                let text = q
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| q.to_string());
                 out.insert(k.clone(), (x, text));
             }
         }
@@ -97,7 +106,11 @@ fn check(
     errs: &mut Vec<String>,
 ) {
     let show = |(v, text): &(i128, String)| {
-        if text.is_empty() { format_milli(*v, false) } else { text.clone() }
+        if text.is_empty() {
+            format_milli(*v, false)
+        } else {
+            text.clone()
+        }
     };
     for (res, (min, min_text)) in quantities(item, "/min") {
         match req.get(&res) {
@@ -153,13 +166,23 @@ fn check(
 /// Sums of a resource kind over the pod's containers (max with each init container).
 fn pod_totals(spec: &Value, kind: &str) -> BTreeMap<String, (i128, String)> {
     let mut sum: BTreeMap<String, (i128, bool)> = BTreeMap::new();
-    for c in spec.get("containers").and_then(Value::as_array).into_iter().flatten() {
+    for c in spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         for (k, (v, t)) in quantities(c, &format!("/resources/{kind}")) {
             let e = sum.entry(k).or_insert((0, is_binary(&t)));
             e.0 += v;
         }
     }
-    for c in spec.get("initContainers").and_then(Value::as_array).into_iter().flatten() {
+    for c in spec
+        .get("initContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         for (k, (v, t)) in quantities(c, &format!("/resources/{kind}")) {
             let e = sum.entry(k).or_insert((0, is_binary(&t)));
             e.0 = e.0.max(v);
@@ -218,7 +241,12 @@ impl AdmissionPlugin for LimitRanger {
         Ok(())
     }
 
-    async fn validate(&self, a: &Attributes<'_>, obj: &Value, _old: Option<&Value>) -> ApiResult<()> {
+    async fn validate(
+        &self,
+        a: &Attributes<'_>,
+        obj: &Value,
+        _old: Option<&Value>,
+    ) -> ApiResult<()> {
         if a.operation != Operation::Create || !a.subresource.is_empty() {
             return Ok(());
         }
@@ -238,7 +266,12 @@ impl AdmissionPlugin for LimitRanger {
                 ("Container", false) => {
                     let spec = obj.get("spec").unwrap_or(&Value::Null);
                     for field in ["initContainers", "containers"] {
-                        for c in spec.get(field).and_then(Value::as_array).into_iter().flatten() {
+                        for c in spec
+                            .get(field)
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
                             let req = quantities(c, "/resources/requests");
                             let lim = quantities(c, "/resources/limits");
                             check(it, "Container", &req, &lim, &mut errs);

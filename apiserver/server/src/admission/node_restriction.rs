@@ -110,9 +110,9 @@ impl NodeRestriction {
                         .cloned()
                 };
                 if taints(Some(obj)) != taints(old) {
-                    return Err(a.forbidden(&format!(
-                        "node {node:?} is not allowed to modify taints"
-                    )));
+                    return Err(
+                        a.forbidden(&format!("node {node:?} is not allowed to modify taints"))
+                    );
                 }
             }
             _ => {}
@@ -170,7 +170,12 @@ impl AdmissionPlugin for NodeRestriction {
         "NodeRestriction"
     }
 
-    async fn validate(&self, a: &Attributes<'_>, obj: &Value, _old: Option<&Value>) -> ApiResult<()> {
+    async fn validate(
+        &self,
+        a: &Attributes<'_>,
+        obj: &Value,
+        _old: Option<&Value>,
+    ) -> ApiResult<()> {
         let Some(node) = node_name(a) else {
             return Ok(());
         };

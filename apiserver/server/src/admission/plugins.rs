@@ -155,7 +155,8 @@ impl PluginSelection {
             .iter()
             .copied()
             .filter(|p| {
-                let default = DEFAULT_ON.contains(p) || (*p == "NodeRestriction" && self.node_authorizer);
+                let default =
+                    DEFAULT_ON.contains(p) || (*p == "NodeRestriction" && self.node_authorizer);
                 (default || enable.iter().any(|e| e == p)) && !disable.iter().any(|d| d == p)
             })
             .collect())
@@ -190,10 +191,10 @@ impl AdmissionConfig {
         let Some(path) = path else {
             return Ok(AdmissionConfig::default());
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let file: ConfigFile = serde_yaml::from_str(&text)
-            .with_context(|| format!("parsing {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: ConfigFile =
+            serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let mut out = AdmissionConfig::default();
         for p in file.plugins {
             if p.name != "PodSecurity" {
@@ -210,8 +211,8 @@ impl AdmissionConfig {
                 }
                 (None, None) => continue,
             };
-            let ps: PodSecurityConfiguration = serde_json::from_value(conf)
-                .context("decoding the PodSecurity configuration")?;
+            let ps: PodSecurityConfiguration =
+                serde_json::from_value(conf).context("decoding the PodSecurity configuration")?;
             ps.validate()?;
             out.pod_security = ps;
         }
@@ -256,7 +257,9 @@ pub fn build_chain(
         let api = api.clone();
         let p: Arc<dyn AdmissionPlugin> = match name {
             "AlwaysAdmit" => Arc::new(AlwaysAdmit),
-            "NamespaceLifecycle" => Arc::new(NamespaceLifecycle::new(reader.clone(), namespaces.clone())),
+            "NamespaceLifecycle" => {
+                Arc::new(NamespaceLifecycle::new(reader.clone(), namespaces.clone()))
+            }
             "LimitRanger" => Arc::new(LimitRanger { api }),
             "ServiceAccount" => Arc::new(ServiceAccount { api }),
             "NodeRestriction" => Arc::new(NodeRestriction),
@@ -297,7 +300,15 @@ mod tests {
     #[test]
     fn defaults_follow_upstream_order_and_flags() {
         let on = sel(&[], &[], true).enabled().expect("defaults");
-        assert_eq!(on[..4], ["NamespaceLifecycle", "LimitRanger", "ServiceAccount", "NodeRestriction"]);
+        assert_eq!(
+            on[..4],
+            [
+                "NamespaceLifecycle",
+                "LimitRanger",
+                "ServiceAccount",
+                "NodeRestriction"
+            ]
+        );
         assert_eq!(on.last(), Some(&"ResourceQuota"));
         let off = sel(&["AlwaysDeny"], &["PodSecurity", "ResourceQuota"], false)
             .enabled()
@@ -305,7 +316,10 @@ mod tests {
         assert!(!off.contains(&"PodSecurity") && !off.contains(&"NodeRestriction"));
         assert_eq!(off.last(), Some(&"AlwaysDeny"));
         let e = sel(&["Nope"], &[], true).enabled().expect_err("unknown");
-        assert_eq!(e.to_string(), "enable-admission-plugins plugin \"Nope\" is unknown");
+        assert_eq!(
+            e.to_string(),
+            "enable-admission-plugins plugin \"Nope\" is unknown"
+        );
         assert!(sel(&["Priority"], &["Priority"], true).enabled().is_err());
     }
 }

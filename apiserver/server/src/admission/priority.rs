@@ -41,7 +41,11 @@ pub async fn ensure_system_priority_classes(state: &AppState) -> anyhow::Result<
         }
         let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
             "metadata": {"name": name}, "value": value, "description": description});
-        match state.store.create(&h, "", obj, &WriteOptions::default()).await {
+        match state
+            .store
+            .create(&h, "", obj, &WriteOptions::default())
+            .await
+        {
             Ok(_) => tracing::info!(name, "created PriorityClass"),
             Err(e) if e.is_already_exists() => {}
             Err(e) => anyhow::bail!("creating PriorityClass {name}: {e}"),
@@ -79,7 +83,9 @@ impl Priority {
                 Some(c) => (
                     s(&c, "/metadata/name").to_string(),
                     c.get("value").and_then(Value::as_i64).unwrap_or(0),
-                    c.get("preemptionPolicy").and_then(Value::as_str).map(str::to_string),
+                    c.get("preemptionPolicy")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                 ),
                 None => (String::new(), 0, Some("PreemptLowerPriority".to_string())),
             }
@@ -90,7 +96,9 @@ impl Priority {
             (
                 name.clone(),
                 c.get("value").and_then(Value::as_i64).unwrap_or(0),
-                c.get("preemptionPolicy").and_then(Value::as_str).map(str::to_string),
+                c.get("preemptionPolicy")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
             )
         };
         if !class_name.is_empty() {
@@ -132,7 +140,12 @@ impl AdmissionPlugin for Priority {
     }
 
     /// Only one global default PriorityClass.
-    async fn validate(&self, a: &Attributes<'_>, obj: &Value, _old: Option<&Value>) -> ApiResult<()> {
+    async fn validate(
+        &self,
+        a: &Attributes<'_>,
+        obj: &Value,
+        _old: Option<&Value>,
+    ) -> ApiResult<()> {
         if !matches!(a.operation, Operation::Create | Operation::Update)
             || !a.is("scheduling.k8s.io", "priorityclasses")
             || obj.get("globalDefault").and_then(Value::as_bool) != Some(true)

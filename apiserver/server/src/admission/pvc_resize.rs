@@ -20,7 +20,12 @@ impl AdmissionPlugin for PersistentVolumeClaimResize {
         "PersistentVolumeClaimResize"
     }
 
-    async fn validate(&self, a: &Attributes<'_>, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    async fn validate(
+        &self,
+        a: &Attributes<'_>,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
         if a.operation != Operation::Update
             || !a.subresource.is_empty()
             || !a.is("", "persistentvolumeclaims")
@@ -30,7 +35,10 @@ impl AdmissionPlugin for PersistentVolumeClaimResize {
         let Some(old) = old else {
             return Ok(());
         };
-        let size = |v: &Value| v.pointer("/spec/resources/requests/storage").and_then(milli_of);
+        let size = |v: &Value| {
+            v.pointer("/spec/resources/requests/storage")
+                .and_then(milli_of)
+        };
         let (Some(new), Some(before)) = (size(obj), size(old)) else {
             return Ok(());
         };

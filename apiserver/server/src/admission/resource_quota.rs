@@ -50,7 +50,10 @@ fn missing_requirements(pod: &Value, hard: &BTreeMap<String, (i128, bool)>) -> O
                 .flatten()
             {
                 if c.pointer(&format!("/resources/{kind}/{res}")).is_none() {
-                    missing.entry(r).or_default().push(s(c, "/name").to_string());
+                    missing
+                        .entry(r)
+                        .or_default()
+                        .push(s(c, "/name").to_string());
                 }
             }
         }
@@ -151,11 +154,13 @@ impl ResourceQuota {
                 qname,
                 |cur| {
                     let Some(cur) = cur else {
-                        return Err(ApiError::from(ferrokube_machinery::status::Status::not_found(
-                            "",
-                            "resourcequotas",
-                            qname,
-                        )));
+                        return Err(ApiError::from(
+                            ferrokube_machinery::status::Status::not_found(
+                                "",
+                                "resourcequotas",
+                                qname,
+                            ),
+                        ));
                     };
                     let mut q = cur.clone();
                     if let Some(used) = charge(a, &q, d)? {
@@ -176,7 +181,12 @@ impl AdmissionPlugin for ResourceQuota {
         "ResourceQuota"
     }
 
-    async fn validate(&self, a: &Attributes<'_>, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    async fn validate(
+        &self,
+        a: &Attributes<'_>,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
         let info = &a.handle.info;
         if !a.subresource.is_empty() || !info.namespaced() || a.namespace.is_empty() {
             return Ok(());
@@ -205,10 +215,9 @@ impl AdmissionPlugin for ResourceQuota {
                 && a.operation == Operation::Create
                 && let Some(msg) = missing_requirements(obj, &spec_hard)
             {
-                return Err(a.forbidden(&format!(
-                    "failed quota: {}: {msg}",
-                    s(q, "/metadata/name")
-                )));
+                return Err(
+                    a.forbidden(&format!("failed quota: {}: {msg}", s(q, "/metadata/name")))
+                );
             }
             // Every quota is checked on its cached copy first (a cheap refusal that charges
             // nothing), then charged atomically.

@@ -47,7 +47,10 @@ impl AdmissionPlugin for RuntimeClass {
                 }
             }
         }
-        if let Some(sel) = rc.pointer("/scheduling/nodeSelector").and_then(Value::as_object) {
+        if let Some(sel) = rc
+            .pointer("/scheduling/nodeSelector")
+            .and_then(Value::as_object)
+        {
             let ns = spec.entry("nodeSelector").or_insert_with(|| json!({}));
             if let Some(ns) = ns.as_object_mut() {
                 for (k, v) in sel {
@@ -66,7 +69,10 @@ impl AdmissionPlugin for RuntimeClass {
                 }
             }
         }
-        if let Some(tol) = rc.pointer("/scheduling/tolerations").and_then(Value::as_array) {
+        if let Some(tol) = rc
+            .pointer("/scheduling/tolerations")
+            .and_then(Value::as_array)
+        {
             let list = spec.entry("tolerations").or_insert_with(|| json!([]));
             if let Some(list) = list.as_array_mut() {
                 for t in tol {

@@ -138,7 +138,10 @@ impl AdmissionPlugin for ServiceAccount {
         let automount = spec
             .get("automountServiceAccountToken")
             .and_then(Value::as_bool)
-            .or_else(|| sa.get("automountServiceAccountToken").and_then(Value::as_bool))
+            .or_else(|| {
+                sa.get("automountServiceAccountToken")
+                    .and_then(Value::as_bool)
+            })
             .unwrap_or(true);
         if automount {
             mount_token(spec);
@@ -178,10 +181,22 @@ mod tests {
         assert_eq!(vols.len(), 1);
         let name = vols[0]["name"].as_str().unwrap_or_default().to_string();
         assert!(name.starts_with(VOLUME_PREFIX) && name.len() == VOLUME_PREFIX.len() + 5);
-        assert_eq!(spec["initContainers"][0]["volumeMounts"][0]["name"], json!(name));
+        assert_eq!(
+            spec["initContainers"][0]["volumeMounts"][0]["name"],
+            json!(name)
+        );
         assert_eq!(spec["containers"][0]["volumeMounts"][0]["readOnly"], true);
-        assert_eq!(spec["containers"][1]["volumeMounts"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            spec["containers"][1]["volumeMounts"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
         mount_token(&mut spec);
-        assert_eq!(spec["volumes"].as_array().map(Vec::len), Some(1), "idempotent");
+        assert_eq!(
+            spec["volumes"].as_array().map(Vec::len),
+            Some(1),
+            "idempotent"
+        );
     }
 }

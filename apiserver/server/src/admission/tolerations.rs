@@ -63,8 +63,10 @@ impl AdmissionPlugin for DefaultTolerationSeconds {
             (UNREACHABLE, self.unreachable_seconds),
         ] {
             if !tolerated(list, key) {
-                list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute",
-                    "tolerationSeconds": secs}));
+                list.push(
+                    json!({"key": key, "operator": "Exists", "effect": "NoExecute",
+                    "tolerationSeconds": secs}),
+                );
             }
         }
         if list.is_empty() {

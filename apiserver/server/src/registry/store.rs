@@ -19,12 +19,12 @@ use crate::error::{ApiError, ApiResult};
 mod assign;
 mod deletion;
 mod write;
-pub(crate) use write::generate_name;
 pub use super::request::{
     DeleteOptions, FieldValidation, ListOptions, ManagedFieldsMode, Propagation, UpdateTarget,
     WriteOptions,
 };
 pub use deletion::{Deleted, FINALIZER_FOREGROUND, FINALIZER_ORPHAN};
+pub(crate) use write::generate_name;
 pub use write::{HEAVY_BYTES, Mutation, decode_error, type_check};
 
 /// A page of a list: matching items as stored, plus list metadata.

@@ -63,11 +63,23 @@ const BASELINE: [(&str, Check); 11] = [
 /// Restricted checks by ID and the baseline check each replaces.
 const RESTRICTED: [(&str, Option<&str>, Check); 6] = [
     ("allowPrivilegeEscalation", None, allow_privilege_escalation),
-    ("capabilities_restricted", Some("capabilities_baseline"), capabilities_restricted),
-    ("restrictedVolumes", Some("hostPathVolumes"), restricted_volumes),
+    (
+        "capabilities_restricted",
+        Some("capabilities_baseline"),
+        capabilities_restricted,
+    ),
+    (
+        "restrictedVolumes",
+        Some("hostPathVolumes"),
+        restricted_volumes,
+    ),
     ("runAsNonRoot", None, run_as_non_root),
     ("runAsUser", None, run_as_user),
-    ("seccompProfile_restricted", Some("seccompProfile_baseline"), seccomp_restricted),
+    (
+        "seccompProfile_restricted",
+        Some("seccompProfile_baseline"),
+        seccomp_restricted,
+    ),
 ];
 
 /// Every violation of `level` by a pod (`meta` its metadata, `spec` its spec), in upstream's
@@ -95,19 +107,28 @@ pub fn evaluate(level: Level, meta: &Value, spec: &Value) -> Vec<Violation> {
 /// upstream `ForbiddenDetail`: `reason (detail), reason (detail)`.
 pub fn detail(v: &[Violation]) -> String {
     v.iter()
-        .map(|(r, d)| if d.is_empty() { r.clone() } else { format!("{r} ({d})") })
+        .map(|(r, d)| {
+            if d.is_empty() {
+                r.clone()
+            } else {
+                format!("{r} ({d})")
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 fn containers(spec: &Value) -> impl Iterator<Item = &Value> {
-    CONTAINER_LISTS.iter().flat_map(move |(f, _)| {
-        spec.get(*f).and_then(Value::as_array).into_iter().flatten()
-    })
+    CONTAINER_LISTS
+        .iter()
+        .flat_map(move |(f, _)| spec.get(*f).and_then(Value::as_array).into_iter().flatten())
 }
 
 fn quote_join<S: AsRef<str>>(v: &[S]) -> String {
-    v.iter().map(|x| format!("{:?}", x.as_ref())).collect::<Vec<_>>().join(", ")
+    v.iter()
+        .map(|x| format!("{:?}", x.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn plural<'a>(one: &'a str, many: &'a str, n: usize) -> &'a str {
@@ -116,7 +137,11 @@ fn plural<'a>(one: &'a str, many: &'a str, n: usize) -> &'a str {
 
 /// `container "a"` / `containers "a", "b"`.
 fn names(list: &[String]) -> String {
-    format!("{} {}", plural("container", "containers", list.len()), quote_join(list))
+    format!(
+        "{} {}",
+        plural("container", "containers", list.len()),
+        quote_join(list)
+    )
 }
 
 fn name(c: &Value) -> String {
@@ -132,7 +157,9 @@ fn app_armor(meta: &Value, spec: &Value) -> Option<Violation> {
     let bad_type = |t: &str| !t.is_empty() && t != "RuntimeDefault" && t != "Localhost";
     let t = s(spec, "/securityContext/appArmorProfile/type");
     if bad_type(t) {
-        bad.push(format!("pod must not set securityContext.appArmorProfile.type to {t:?}"));
+        bad.push(format!(
+            "pod must not set securityContext.appArmorProfile.type to {t:?}"
+        ));
     }
     for c in containers(spec) {
         let t = s(c, "/securityContext/appArmorProfile/type");
@@ -156,15 +183,31 @@ fn app_armor(meta: &Value, spec: &Value) -> Option<Violation> {
     }
     (!bad.is_empty()).then(|| {
         (
-            plural("forbidden AppArmor profile", "forbidden AppArmor profiles", bad.len()).into(),
+            plural(
+                "forbidden AppArmor profile",
+                "forbidden AppArmor profiles",
+                bad.len(),
+            )
+            .into(),
             bad.join(", "),
         )
     })
 }
 
 const BASELINE_CAPS: [&str; 13] = [
-    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
-    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
 ];
 
 fn added_caps(c: &Value) -> Vec<String> {
@@ -194,7 +237,11 @@ fn capabilities_baseline(_: &Value, spec: &Value) -> Option<Violation> {
         let caps: Vec<String> = caps.into_iter().collect();
         (
             "non-default capabilities".into(),
-            format!("{} must not include {} in securityContext.capabilities.add", names(&bad), quote_join(&caps)),
+            format!(
+                "{} must not include {} in securityContext.capabilities.add",
+                names(&bad),
+                quote_join(&caps)
+            ),
         )
     })
 }
@@ -209,7 +256,10 @@ fn host_namespaces(_: &Value, spec: &Value) -> Option<Violation> {
 }
 
 fn volumes(spec: &Value) -> impl Iterator<Item = &Value> {
-    spec.get("volumes").and_then(Value::as_array).into_iter().flatten()
+    spec.get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
 }
 
 fn host_path_volumes(_: &Value, spec: &Value) -> Option<Violation> {
@@ -220,7 +270,11 @@ fn host_path_volumes(_: &Value, spec: &Value) -> Option<Violation> {
     (!bad.is_empty()).then(|| {
         (
             "hostPath volumes".into(),
-            format!("{} {}", plural("volume", "volumes", bad.len()), quote_join(&bad)),
+            format!(
+                "{} {}",
+                plural("volume", "volumes", bad.len()),
+                quote_join(&bad)
+            ),
         )
     })
 }
@@ -230,8 +284,17 @@ fn host_ports(_: &Value, spec: &Value) -> Option<Violation> {
     let mut ports = Vec::new();
     for c in containers(spec) {
         let mut found = false;
-        for p in c.get("ports").and_then(Value::as_array).into_iter().flatten() {
-            if let Some(hp) = p.get("hostPort").and_then(Value::as_i64).filter(|h| *h != 0) {
+        for p in c
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(hp) = p
+                .get("hostPort")
+                .and_then(Value::as_i64)
+                .filter(|h| *h != 0)
+            {
                 found = true;
                 ports.push(hp.to_string());
             }
@@ -256,10 +319,18 @@ fn host_ports(_: &Value, spec: &Value) -> Option<Violation> {
 
 fn privileged(_: &Value, spec: &Value) -> Option<Violation> {
     let bad = bad_containers(spec, |c| {
-        c.pointer("/securityContext/privileged").and_then(Value::as_bool) == Some(true)
+        c.pointer("/securityContext/privileged")
+            .and_then(Value::as_bool)
+            == Some(true)
     });
     (!bad.is_empty()).then(|| {
-        ("privileged".into(), format!("{} must not set securityContext.privileged=true", names(&bad)))
+        (
+            "privileged".into(),
+            format!(
+                "{} must not set securityContext.privileged=true",
+                names(&bad)
+            ),
+        )
     })
 }
 
@@ -275,12 +346,25 @@ fn proc_mount(_: &Value, spec: &Value) -> Option<Violation> {
     }
     (!bad.is_empty()).then(|| {
         let kinds: Vec<String> = kinds.into_iter().collect();
-        ("procMount".into(), format!("{} must not set securityContext.procMount to {}", names(&bad), quote_join(&kinds)))
+        (
+            "procMount".into(),
+            format!(
+                "{} must not set securityContext.procMount to {}",
+                names(&bad),
+                quote_join(&kinds)
+            ),
+        )
     })
 }
 
 fn se_linux(_: &Value, spec: &Value) -> Option<Violation> {
-    const TYPES: [&str; 5] = ["", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"];
+    const TYPES: [&str; 5] = [
+        "",
+        "container_t",
+        "container_init_t",
+        "container_kvm_t",
+        "container_engine_t",
+    ];
     let mut found = BTreeSet::new();
     let mut bad = |o: Option<&Value>| {
         let Some(o) = o else { return false };
@@ -331,20 +415,33 @@ fn seccomp_type(v: &Value) -> &str {
 fn seccomp_baseline(_: &Value, spec: &Value) -> Option<Violation> {
     let mut msgs = Vec::new();
     if seccomp_type(spec) == "Unconfined" {
-        msgs.push("pod must not set securityContext.seccompProfile.type to \"Unconfined\"".to_string());
+        msgs.push(
+            "pod must not set securityContext.seccompProfile.type to \"Unconfined\"".to_string(),
+        );
     }
     let bad = bad_containers(spec, |c| seccomp_type(c) == "Unconfined");
     if !bad.is_empty() {
-        msgs.push(format!("{} must not set securityContext.seccompProfile.type to \"Unconfined\"", names(&bad)));
+        msgs.push(format!(
+            "{} must not set securityContext.seccompProfile.type to \"Unconfined\"",
+            names(&bad)
+        ));
     }
     (!msgs.is_empty()).then(|| ("seccompProfile".into(), msgs.join("; ")))
 }
 
 const SAFE_SYSCTLS: [&str; 12] = [
-    "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
-    "net.ipv4.tcp_keepalive_probes", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem",
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
 ];
 
 fn sysctls(_: &Value, spec: &Value) -> Option<Violation> {
@@ -360,7 +457,11 @@ fn sysctls(_: &Value, spec: &Value) -> Option<Violation> {
 }
 
 fn windows_host_process(_: &Value, spec: &Value) -> Option<Violation> {
-    let hp = |v: &Value| v.pointer("/securityContext/windowsOptions/hostProcess").and_then(Value::as_bool) == Some(true);
+    let hp = |v: &Value| {
+        v.pointer("/securityContext/windowsOptions/hostProcess")
+            .and_then(Value::as_bool)
+            == Some(true)
+    };
     let pod = hp(spec);
     let bad = bad_containers(spec, hp);
     if !pod && bad.is_empty() {
@@ -371,7 +472,10 @@ fn windows_host_process(_: &Value, spec: &Value) -> Option<Violation> {
         (true, false) => format!("pod and {}", names(&bad)),
         _ => names(&bad),
     };
-    Some(("hostProcess".into(), format!("{who} must not set securityContext.windowsOptions.hostProcess=true")))
+    Some((
+        "hostProcess".into(),
+        format!("{who} must not set securityContext.windowsOptions.hostProcess=true"),
+    ))
 }
 
 fn windows(spec: &Value) -> bool {
@@ -383,12 +487,17 @@ fn allow_privilege_escalation(_: &Value, spec: &Value) -> Option<Violation> {
         return None;
     }
     let bad = bad_containers(spec, |c| {
-        c.pointer("/securityContext/allowPrivilegeEscalation").and_then(Value::as_bool) != Some(false)
+        c.pointer("/securityContext/allowPrivilegeEscalation")
+            .and_then(Value::as_bool)
+            != Some(false)
     });
     (!bad.is_empty()).then(|| {
         (
             "allowPrivilegeEscalation != false".into(),
-            format!("{} must set securityContext.allowPrivilegeEscalation=false", names(&bad)),
+            format!(
+                "{} must set securityContext.allowPrivilegeEscalation=false",
+                names(&bad)
+            ),
         )
     })
 }
@@ -408,7 +517,10 @@ fn capabilities_restricted(_: &Value, spec: &Value) -> Option<Violation> {
         if !drops_all {
             no_drop.push(name(c));
         }
-        let extra: Vec<String> = added_caps(c).into_iter().filter(|x| x != "NET_BIND_SERVICE").collect();
+        let extra: Vec<String> = added_caps(c)
+            .into_iter()
+            .filter(|x| x != "NET_BIND_SERVICE")
+            .collect();
         if !extra.is_empty() {
             bad_add.push(name(c));
             caps.extend(extra);
@@ -416,18 +528,32 @@ fn capabilities_restricted(_: &Value, spec: &Value) -> Option<Violation> {
     }
     let mut msgs = Vec::new();
     if !no_drop.is_empty() {
-        msgs.push(format!("{} must set securityContext.capabilities.drop=[\"ALL\"]", names(&no_drop)));
+        msgs.push(format!(
+            "{} must set securityContext.capabilities.drop=[\"ALL\"]",
+            names(&no_drop)
+        ));
     }
     if !bad_add.is_empty() {
         let caps: Vec<String> = caps.into_iter().collect();
-        msgs.push(format!("{} must not include {} in securityContext.capabilities.add", names(&bad_add), quote_join(&caps)));
+        msgs.push(format!(
+            "{} must not include {} in securityContext.capabilities.add",
+            names(&bad_add),
+            quote_join(&caps)
+        ));
     }
     (!msgs.is_empty()).then(|| ("unrestricted capabilities".into(), msgs.join("; ")))
 }
 
 const ALLOWED_VOLUMES: [&str; 9] = [
-    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "image", "persistentVolumeClaim",
-    "projected", "secret",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "image",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
 ];
 
 fn restricted_volumes(_: &Value, spec: &Value) -> Option<Violation> {
@@ -435,8 +561,14 @@ fn restricted_volumes(_: &Value, spec: &Value) -> Option<Violation> {
     let mut kinds = BTreeSet::new();
     for v in volumes(spec) {
         let Some(m) = v.as_object() else { continue };
-        let types: Vec<&String> = m.keys().filter(|k| *k != "name" && !m[*k].is_null()).collect();
-        let forbidden: Vec<&String> = types.into_iter().filter(|k| !ALLOWED_VOLUMES.contains(&k.as_str())).collect();
+        let types: Vec<&String> = m
+            .keys()
+            .filter(|k| *k != "name" && !m[*k].is_null())
+            .collect();
+        let forbidden: Vec<&String> = types
+            .into_iter()
+            .filter(|k| !ALLOWED_VOLUMES.contains(&k.as_str()))
+            .collect();
         if !forbidden.is_empty() {
             bad.push(name(v));
             kinds.extend(forbidden.into_iter().cloned());
@@ -451,7 +583,11 @@ fn restricted_volumes(_: &Value, spec: &Value) -> Option<Violation> {
                 plural("volume", "volumes", bad.len()),
                 quote_join(&bad),
                 plural("uses", "use", bad.len()),
-                plural("restricted volume type", "restricted volume types", kinds.len()),
+                plural(
+                    "restricted volume type",
+                    "restricted volume types",
+                    kinds.len()
+                ),
                 quote_join(&kinds)
             ),
         )
@@ -459,8 +595,14 @@ fn restricted_volumes(_: &Value, spec: &Value) -> Option<Violation> {
 }
 
 fn run_as_non_root(_: &Value, spec: &Value) -> Option<Violation> {
-    let non_root = |v: &Value| v.pointer("/securityContext/runAsNonRoot").and_then(Value::as_bool);
-    let user = |v: &Value| v.pointer("/securityContext/runAsUser").and_then(Value::as_i64);
+    let non_root = |v: &Value| {
+        v.pointer("/securityContext/runAsNonRoot")
+            .and_then(Value::as_bool)
+    };
+    let user = |v: &Value| {
+        v.pointer("/securityContext/runAsUser")
+            .and_then(Value::as_i64)
+    };
     let pod_nr = non_root(spec);
     let mut msgs = Vec::new();
     if pod_nr == Some(false) {
@@ -473,16 +615,26 @@ fn run_as_non_root(_: &Value, spec: &Value) -> Option<Violation> {
             && !user(c).or(user(spec)).is_some_and(|u| u > 0)
     });
     if !explicit.is_empty() {
-        msgs.push(format!("{} must not set securityContext.runAsNonRoot=false", names(&explicit)));
+        msgs.push(format!(
+            "{} must not set securityContext.runAsNonRoot=false",
+            names(&explicit)
+        ));
     }
     if !implicit.is_empty() && pod_nr != Some(false) {
-        msgs.push(format!("pod or {} must set securityContext.runAsNonRoot=true", names(&implicit)));
+        msgs.push(format!(
+            "pod or {} must set securityContext.runAsNonRoot=true",
+            names(&implicit)
+        ));
     }
     (!msgs.is_empty()).then(|| ("runAsNonRoot != true".into(), msgs.join("; ")))
 }
 
 fn run_as_user(_: &Value, spec: &Value) -> Option<Violation> {
-    let zero = |v: &Value| v.pointer("/securityContext/runAsUser").and_then(Value::as_i64) == Some(0);
+    let zero = |v: &Value| {
+        v.pointer("/securityContext/runAsUser")
+            .and_then(Value::as_i64)
+            == Some(0)
+    };
     let pod = zero(spec);
     let bad = bad_containers(spec, zero);
     if !pod && bad.is_empty() {
@@ -493,7 +645,10 @@ fn run_as_user(_: &Value, spec: &Value) -> Option<Violation> {
         (true, false) => format!("pod and {}", names(&bad)),
         _ => names(&bad),
     };
-    Some(("runAsUser=0".into(), format!("{who} must not set runAsUser=0")))
+    Some((
+        "runAsUser=0".into(),
+        format!("{who} must not set runAsUser=0"),
+    ))
 }
 
 fn seccomp_restricted(_: &Value, spec: &Value) -> Option<Violation> {
@@ -504,7 +659,9 @@ fn seccomp_restricted(_: &Value, spec: &Value) -> Option<Violation> {
     let pod_t = seccomp_type(spec);
     let mut msgs = Vec::new();
     if !pod_t.is_empty() && !ok(pod_t) {
-        msgs.push(format!("pod must not set securityContext.seccompProfile.type to {pod_t:?}"));
+        msgs.push(format!(
+            "pod must not set securityContext.seccompProfile.type to {pod_t:?}"
+        ));
     }
     let mut explicit = Vec::new();
     let mut types = BTreeSet::new();
@@ -520,7 +677,11 @@ fn seccomp_restricted(_: &Value, spec: &Value) -> Option<Violation> {
     }
     if !explicit.is_empty() {
         let types: Vec<String> = types.into_iter().collect();
-        msgs.push(format!("{} must not set securityContext.seccompProfile.type to {}", names(&explicit), quote_join(&types)));
+        msgs.push(format!(
+            "{} must not set securityContext.seccompProfile.type to {}",
+            names(&explicit),
+            quote_join(&types)
+        ));
     }
     if !implicit.is_empty() && pod_t.is_empty() {
         msgs.push(format!(

@@ -77,7 +77,11 @@ impl PodSecurityConfiguration {
     /// Checks the default levels (upstream validates the configuration at start).
     pub fn validate(&self) -> anyhow::Result<()> {
         let d = &self.defaults;
-        for (mode, v) in [("enforce", &d.enforce), ("audit", &d.audit), ("warn", &d.warn)] {
+        for (mode, v) in [
+            ("enforce", &d.enforce),
+            ("audit", &d.audit),
+            ("warn", &d.warn),
+        ] {
             if let Some(v) = v
                 && Level::parse(v).is_none()
             {
@@ -97,7 +101,10 @@ impl PodSecurityConfiguration {
             _ => (&d.warn, &d.warn_version),
         };
         LevelVersion {
-            level: l.as_deref().and_then(Level::parse).unwrap_or(Level::Privileged),
+            level: l
+                .as_deref()
+                .and_then(Level::parse)
+                .unwrap_or(Level::Privileged),
             version: v.clone().unwrap_or_else(|| "latest".into()),
         }
     }
@@ -148,7 +155,12 @@ impl AdmissionPlugin for PodSecurity {
         "PodSecurity"
     }
 
-    async fn validate(&self, a: &Attributes<'_>, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    async fn validate(
+        &self,
+        a: &Attributes<'_>,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
         if !matches!(a.operation, Operation::Create | Operation::Update) {
             return Ok(());
         }
@@ -181,7 +193,10 @@ impl AdmissionPlugin for PodSecurity {
             ),
             Some(p) => {
                 let t = obj.pointer(p).unwrap_or(&Value::Null);
-                (t.get("metadata").unwrap_or(&Value::Null), t.get("spec").unwrap_or(&Value::Null))
+                (
+                    t.get("metadata").unwrap_or(&Value::Null),
+                    t.get("spec").unwrap_or(&Value::Null),
+                )
             }
         };
         // Only significant updates are evaluated (upstream `isSignificantPodUpdate`).
@@ -255,7 +270,14 @@ unrestricted capabilities (container \"nginx\" must set securityContext.capabili
 runAsNonRoot != true (pod or container \"nginx\" must set securityContext.runAsNonRoot=true), \
 seccompProfile (pod or container \"nginx\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")"
         );
-        assert!(evaluate(Level::Baseline, &json!({}), &json!({"containers": [{"name": "a"}]})).is_empty());
+        assert!(
+            evaluate(
+                Level::Baseline,
+                &json!({}),
+                &json!({"containers": [{"name": "a"}]})
+            )
+            .is_empty()
+        );
         let host = json!({"hostNetwork": true, "containers": [{"name": "a", "ports": [{"containerPort": 80, "hostPort": 80}]}]});
         assert_eq!(
             detail(&evaluate(Level::Baseline, &json!({}), &host)),
