@@ -144,10 +144,12 @@ impl NodeRestriction {
                 }
                 Ok(())
             }
-            ("", op) => Err(a.forbidden(&format!(
-                "unexpected operation {:?}, node {node:?} can only update pod status",
-                format!("{op:?}").to_uppercase()
-            ))),
+            ("", op) => {
+                let op = format!("{op:?}").to_uppercase();
+                Err(a.forbidden(&format!(
+                    "unexpected operation {op:?}, node {node:?} can only update pod status"
+                )))
+            }
             ("status", _) => {
                 if a.old.is_some_and(|p| !bound(p)) {
                     return Err(a.forbidden(&format!(
