@@ -310,19 +310,19 @@ fn node_kubeconfig(server: &TestServer, name: &str) -> String {
 #[test]
 fn node_restriction_keeps_a_node_to_its_own_objects() {
     let server = TestServer::start();
+    // TaintNodesByCondition: a new node starts not-ready for scheduling (seen in the create
+    // response: the node lifecycle controller removes the taint as soon as it looks).
     for n in ["n1", "n2"] {
-        server.must_kubectl_stdin(
-            ["apply", "-f", "-"],
+        let created = crate::util::json(&server.must_kubectl_stdin(
+            ["create", "-o", "json", "-f", "-"],
             &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {n}\n"),
+        ));
+        assert_eq!(
+            created["spec"]["taints"][0],
+            serde_json::json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}),
+            "{created}"
         );
     }
-    // TaintNodesByCondition: a new node starts not-ready for scheduling.
-    let node = get_json(&server, &["get", "node", "n2"]);
-    assert_eq!(
-        node["spec"]["taints"][0],
-        serde_json::json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}),
-        "{node}"
-    );
     let as_n1 = node_kubeconfig(&server, "n1");
     let err = server.must_kubectl_fail([as_n1.as_str(), "label", "node", "n2", "owner=n1"]);
     assert!(
