@@ -28,10 +28,12 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod podutil;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootca;
 pub mod scheduler;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod storageprotection;
 
 use std::path::PathBuf;
 
@@ -88,6 +90,9 @@ impl Selection {
         "statefulset-controller",
         "daemonset-controller",
         "cronjob-controller",
+        "resourcequota-controller",
+        "persistentvolumeclaim-protection-controller",
+        "persistentvolume-protection-controller",
     ];
 
     /// Parses the flag's values; an unknown name is an error, as upstream.
@@ -279,6 +284,9 @@ async fn run_controllers(
         r = statefulset::run(client_for(&config, "statefulset-controller")?, pods.clone()), if on("statefulset-controller") => r.context("statefulset controller"),
         r = daemon::run(client_for(&config, "daemon-set-controller")?, pods.clone()), if on("daemonset-controller") => r.context("daemonset controller"),
         r = cronjob::run(client_for(&config, "cronjob-controller")?), if on("cronjob-controller") => r.context("cronjob controller"),
+        r = resourcequota::run(client_for(&config, "resourcequota-controller")?), if on("resourcequota-controller") => r.context("resourcequota controller"),
+        r = storageprotection::run_pvc(client_for(&config, "pvc-protection-controller")?), if on("persistentvolumeclaim-protection-controller") => r.context("pvc protection controller"),
+        r = storageprotection::run_pv(client_for(&config, "pv-protection-controller")?), if on("persistentvolume-protection-controller") => r.context("pv protection controller"),
         else => {
             tracing::info!("no controller enabled");
             std::future::pending().await

@@ -22,6 +22,7 @@ pub mod openapi;
 pub mod patch;
 pub mod printers;
 pub mod protobuf;
+pub mod quota;
 pub mod request_info;
 pub mod resources;
 pub mod selectors;

@@ -140,10 +140,24 @@ pub async fn run_with_hook(
         .context("the resource table has no namespaces")?;
     let auth = auth::Auth::new(&opts, &dir, &pki.client_ca_pem)
         .context("configuring authentication and authorization")?;
-    let mut plugins = admission::AdmissionChain::default_plugins(
+    let admission_api = admission::ApiHandle::default();
+    let selection = admission::PluginSelection {
+        enable: opts.enable_admission_plugins.clone(),
+        disable: opts.disable_admission_plugins.clone(),
+        config_file: opts.admission_control_config_file.clone(),
+        node_authorizer: opts
+            .authorization_mode
+            .split(',')
+            .any(|m| m.trim() == "Node"),
+    };
+    let mut plugins = admission::build_chain(
+        &selection,
+        &admission_api,
         admission::StoreReader::new(storage.clone()),
         namespaces,
-    );
+    )
+    .context("configuring admission plugins")?;
+    tracing::info!(plugins = ?plugins.names(), "admission plugins");
     plugins.push(Arc::new(auth::csr::CsrRequestor));
     plugins.push(Arc::new(auth::escalation::RbacEscalation {
         authz: auth.authz.clone(),
@@ -165,7 +179,9 @@ pub async fn run_with_hook(
         ready: AtomicBool::new(false),
         started,
     });
+    admission_api.bind(&state);
     ensure_default_namespaces(&state).await?;
+    admission::ensure_system_priority_classes(&state).await?;
     auth::start(&state).await?;
     let control_plane = controlplane::ControlPlane::start(state.clone(), cp_config)
         .await

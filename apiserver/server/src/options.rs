@@ -130,6 +130,17 @@ pub struct ServerOptions {
     /// How long denied webhook answers are cached.
     #[arg(long, default_value = "30s")]
     pub authorization_webhook_cache_unauthorized_ttl: String,
+    // --- Admission ---
+    /// Admission plugins to enable besides the default ones (comma-separated; the chain
+    /// runs them in upstream's order whatever the order given).
+    #[arg(long = "enable-admission-plugins", value_delimiter = ',')]
+    pub enable_admission_plugins: Vec<String>,
+    /// Admission plugins to disable although on by default.
+    #[arg(long = "disable-admission-plugins", value_delimiter = ',')]
+    pub disable_admission_plugins: Vec<String>,
+    /// An AdmissionConfiguration file (PodSecurity defaults and exemptions).
+    #[arg(long)]
+    pub admission_control_config_file: Option<PathBuf>,
     /// The maximum number of non-mutating requests in flight at a given time; beyond it the
     /// server answers 429. Zero means no limit (kube-apiserver's flag and default).
     #[arg(long, default_value_t = 400)]

@@ -554,7 +554,12 @@ fn abac_pod_reader_scenario() {
         "--token-auth-file",
         tokens.to_str().expect("p"),
     ]);
-    seed_lfs158(&server);
+    // ABAC alone grants the in-process controllers nothing, so the ServiceAccount controller
+    // cannot create lfs158's `default` account, which the ServiceAccount admission plugin
+    // requires of a new pod (as upstream): the admin creates it.
+    server.must_kubectl(["create", "namespace", "lfs158"]);
+    server.must_kubectl(["create", "serviceaccount", "default", "-n", "lfs158"]);
+    server.must_kubectl(["run", "web", "-n", "lfs158", "--image=nginx"]);
     let bob = token_kubeconfig(&server, &dir, "bob", "bob-secret-token");
     assert_bob_reads_lfs158_only(&server, &bob);
 }

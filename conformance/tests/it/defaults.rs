@@ -6,10 +6,9 @@
 //! each line's upstream source cited in the fixture). Compared: the whole object, status included
 //! (the test server runs no scheduler or controllers, like a cluster before they act), except
 //! `metadata.uid`, `metadata.creationTimestamp`, `metadata.resourceVersion` and
-//! `metadata.managedFields` (per-object values), and, in the Pod fixture only, the
-//! `kube-api-access-*` projected volume and its volumeMounts that upstream's ServiceAccount
-//! admission plugin adds (ferrokube does not mount service account tokens; documented in
-//! apiserver/machinery/src/defaults/admission.rs).
+//! `metadata.managedFields` (per-object values); the random suffix of the
+//! `kube-api-access-*` projected token volume the ServiceAccount admission plugin adds is
+//! normalized on both sides, the volume itself compared.
 
 use std::path::PathBuf;
 
@@ -46,32 +45,39 @@ fn strip_meta(mut v: Value) -> Value {
     v
 }
 
-/// Drops the ServiceAccount admission plugin's token volume and mounts from upstream's output.
-fn strip_token_volume(mut v: Value) -> Value {
-    let is_token = |x: &Value| {
-        x.get("name")
-            .and_then(Value::as_str)
-            .is_some_and(|n| n.starts_with("kube-api-access-"))
-    };
-    if let Some(vols) = v.pointer_mut("/spec/volumes").and_then(Value::as_array_mut) {
-        vols.retain(|x| !is_token(x));
+/// Gives the ServiceAccount admission plugin's `kube-api-access-<random>` token volume and its
+/// mounts one fixed name, so upstream's and ours compare field by field.
+fn normalize_token_volume(mut v: Value) -> Value {
+    fn rename(x: &mut Value) {
+        if let Some(n) = x.get_mut("name")
+            && n.as_str()
+                .is_some_and(|n| n.starts_with("kube-api-access-"))
+        {
+            *n = Value::String("kube-api-access-RANDOM".into());
+        }
     }
-    if let Some(cs) = v
-        .pointer_mut("/spec/containers")
+    for v in v
+        .pointer_mut("/spec/volumes")
         .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
     {
-        for c in cs {
-            let empty = c
+        rename(v);
+    }
+    for list in ["/spec/containers", "/spec/initContainers"] {
+        for c in v
+            .pointer_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            for m in c
                 .get_mut("volumeMounts")
                 .and_then(Value::as_array_mut)
-                .map(|m| {
-                    m.retain(|x| !is_token(x));
-                    m.is_empty()
-                });
-            if empty == Some(true)
-                && let Some(c) = c.as_object_mut()
+                .into_iter()
+                .flatten()
             {
-                c.remove("volumeMounts");
+                rename(m);
             }
         }
     }
@@ -107,8 +113,8 @@ fn differences(path: &str, want: &Value, got: &Value, out: &mut Vec<String>) {
 
 fn assert_matches_upstream(what: &str, fixture_name: &str, got: &str) {
     let text = std::fs::read_to_string(fixture(fixture_name)).unwrap_or_default();
-    let mut want = strip_token_volume(strip_meta(yaml(&text)));
-    let mut got = strip_meta(yaml(got));
+    let mut want = normalize_token_volume(strip_meta(yaml(&text)));
+    let mut got = normalize_token_volume(strip_meta(yaml(got)));
     // A stored object's status belongs to the controllers and the scheduler, which act on it at
     // their own pace (PodScheduled, Deployment replica counts): only a dry run's status is
     // compared.

@@ -14,12 +14,13 @@ use serde_json::Value;
 
 use crate::util::json;
 
-/// A server whose in-process controllers are only the garbage collector and the namespace
-/// controller: these tests build owner chains by hand, which the workload controllers would
-/// otherwise adopt and reconcile.
+/// A server whose in-process controllers are only the garbage collector, the namespace
+/// controller and the ServiceAccount controller (the ServiceAccount admission plugin needs each
+/// namespace's `default` account): these tests build owner chains by hand, which the workload
+/// controllers would otherwise adopt and reconcile.
 fn start_server() -> TestServer {
     TestServer::start_with_args(&[
-        "--controllers=garbage-collector-controller,namespace-controller",
+        "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller",
     ])
 }
 

@@ -25,10 +25,13 @@
 //! status, EndpointSlices, node lifecycle, leader election), `jobs` (Job and TTL-after-finished
 //! controllers), `services` (cluster IP and node port allocation, the `kubernetes` Service and
 //! its lease-reconciled endpoints, the repair loops), `statefulset`, `daemonset`, `cronjob` (the
-//! StatefulSet, DaemonSet and CronJob controllers with simulated nodes), `crd` (CustomResourceDefinitions).
+//! StatefulSet, DaemonSet and CronJob controllers with simulated nodes), `crd` (CustomResourceDefinitions),
+//! `admission_builtin` (PodSecurity, LimitRanger, ServiceAccount, Priority,
+//! DefaultTolerationSeconds, ResourceQuota, NodeRestriction and the admission plugin flags).
 
 mod abuse;
 mod abuse_parsers;
+mod admission_builtin;
 mod auth;
 mod auth_webhook;
 mod crd;

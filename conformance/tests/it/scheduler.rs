@@ -259,9 +259,14 @@ fn higher_priority_pod_preempts_a_lower_one() {
         &pod_with("low", "  priority: 0", "1500m"),
     );
     must_reach_phase(&server, "low", "Running");
+    // The Priority admission plugin computes a pod's priority from its PriorityClass.
     server.must_kubectl_stdin(
         ["apply", "-f", "-"],
-        &pod_with("high", "  priority: 1000", "1"),
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: high\nvalue: 1000\n",
+    );
+    server.must_kubectl_stdin(
+        ["apply", "-f", "-"],
+        &pod_with("high", "  priorityClassName: high", "1"),
     );
     assert_eq!(node_of(&server, "high"), "node-0");
     let out = server.kubectl(["get", "pod", "low"]);

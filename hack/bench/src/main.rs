@@ -1,7 +1,7 @@
 //! `hack/bench`: end-to-end figures for ferrokube over HTTPS with the kube-rs client, and the
 //! same create/get load against etcd 3.4 (its JSON gateway) in the same run for ratios.
 //!
-//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd] [--patch] [--ssa] [--backends]`
+//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd] [--patch] [--ssa] [--backends] [--admission]`
 //! (`--backends`: the API on the embedded store vs on etcd, see `backends.rs`; `--ssa`:
 //! only the server-side apply vs PUT update comparison, see `ssa.rs`) (needs
 //! `target/release/ferrokube`; etcd from `hack/install-tools.sh --etcd`). Every loop is bounded
@@ -9,6 +9,7 @@
 //! patch comparison (`patch_bench.rs`). `--scheduler` runs only the scheduler / simulated-node
 //! benchmark (`scheduler_bench.rs`: 100 nodes, 1,000 pods; `--quick`: 10 and 100).
 
+mod admission_bench;
 mod auth_bench;
 mod backends;
 mod patch_bench;
@@ -107,9 +108,18 @@ async fn client_for(dir: &Path) -> Result<Client> {
 
 /// Starts ferrokube and returns it with the time from spawn to `/readyz` 200.
 async fn start_ferrokube(dir: &Path, extra: &[&str]) -> Result<(Proc, Client, Duration)> {
+    start_ferrokube_bin(&ferrokube_bin(), dir, extra).await
+}
+
+/// [`start_ferrokube`] with a given binary.
+async fn start_ferrokube_bin(
+    bin: &Path,
+    dir: &Path,
+    extra: &[&str],
+) -> Result<(Proc, Client, Duration)> {
     let port = free_port()?;
     let start = Instant::now();
-    let child = Command::new(ferrokube_bin())
+    let child = Command::new(bin)
         .args(["server", "--data-dir"])
         .arg(dir)
         .args(["--secure-port", &port.to_string()])
@@ -297,6 +307,11 @@ async fn main() -> Result<()> {
         let result = patch_bench::run(&tmp, scale).await;
         let _ = std::fs::remove_dir_all(&tmp);
         return result;
+    }
+    if args.iter().any(|a| a == "--admission") {
+        let r = admission_bench::run(&tmp, opts.quick).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
     }
     if args.iter().any(|a| a == "--auth") {
         let r = auth_bench::run(&tmp, opts.quick).await;

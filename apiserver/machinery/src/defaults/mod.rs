@@ -5,14 +5,13 @@
 //!
 //! One file per API group; everything works on `serde_json::Value` so the server never needs
 //! typed structs. [`apply`] runs on every create and update (the patched object included), like
-//! upstream's decode-time defaulting. What the default admission plugins add to a new pod is in
-//! [`admission`].
+//! upstream's decode-time defaulting. What the default admission plugins add to a new pod
+//! (service account, token volume, priority, tolerations) is done by those plugins in the
+//! server's `admission` module.
 //!
 //! Not done: defaults behind alpha feature gates, quantity canonicalisation
-//! (`SetDefaults_ResourceList`), and the kube-api-access projected token volume the
-//! ServiceAccount admission plugin mounts (it needs the token machinery; see [`admission`]).
+//! (`SetDefaults_ResourceList`).
 
-pub mod admission;
 mod apps;
 pub mod batch;
 pub mod core;

@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use super::{admission, apply};
+use super::apply;
 
 #[test]
 fn pod_gets_upstream_defaults() {
@@ -129,23 +129,6 @@ fn workloads_and_services() {
         hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
         80
     );
-}
-
-#[test]
-fn admission_defaults_of_a_new_pod() {
-    let mut pod = json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists"}]}});
-    admission::pod_create(&mut pod);
-    assert_eq!(pod["spec"]["serviceAccountName"], "default");
-    assert_eq!(pod["spec"]["serviceAccount"], "default");
-    assert_eq!(pod["spec"]["priority"], 0);
-    assert_eq!(pod["spec"]["preemptionPolicy"], "PreemptLowerPriority");
-    let t = pod["spec"]["tolerations"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(t.len(), 2, "{t:?}");
-    assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
-    assert_eq!(t[1]["tolerationSeconds"], 300);
 }
 
 #[test]

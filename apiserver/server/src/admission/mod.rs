@@ -7,9 +7,25 @@
 //!
 //! Plugins read other objects through a [`StoreReader`] (never `Storage` from handlers).
 
+mod api;
+mod default_ingress_class;
+mod default_storage_class;
+mod limit_ranger;
 mod namespace_lifecycle;
+mod node_restriction;
+mod node_taint;
+mod plugins;
+mod pod;
+mod pod_security;
+mod priority;
+mod pvc_resize;
+mod resource_quota;
+mod runtime_class;
+mod service_account;
+mod storage_protection;
+mod tolerations;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -17,8 +33,36 @@ use crate::UserInfo;
 use crate::error::ApiResult;
 use crate::registry::ResourceHandle;
 
+pub use api::ApiHandle;
 pub use namespace_lifecycle::NamespaceLifecycle;
+pub use plugins::{AdmissionConfig, DEFAULT_ON, ORDERED, PluginSelection, build_chain};
+pub use priority::ensure_system_priority_classes;
 pub use reader::StoreReader;
+
+/// Warnings admission adds to the response (upstream `warning.AddWarning`), collected per
+/// request and written as `Warning: 299` headers by the handler. Passed explicitly in
+/// `WriteOptions`, never in a task-local.
+#[derive(Clone, Debug, Default)]
+pub struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl Warnings {
+    /// Adds one warning (duplicates are kept once, as upstream's recorder does).
+    pub fn add(&self, w: String) {
+        if let Ok(mut v) = self.0.lock()
+            && !v.contains(&w)
+        {
+            v.push(w);
+        }
+    }
+
+    /// The warnings so far, emptying the collector.
+    pub fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+}
 
 /// `admission.Operation`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -42,6 +86,22 @@ pub struct Attributes<'a> {
     pub dry_run: bool,
     /// The stored object (updates and deletes).
     pub old: Option<&'a Value>,
+    /// Where plugins put warnings for the client.
+    pub warnings: &'a Warnings,
+}
+
+impl Attributes<'_> {
+    /// Whether this is the main resource `group`/`plural` (no subresource).
+    pub fn is(&self, group: &str, plural: &str) -> bool {
+        self.handle.info.plural == plural && self.handle.info.group == group
+    }
+
+    /// upstream `admission.NewForbidden`: 403 `<resource> "<name>" is forbidden: <msg>`.
+    pub fn forbidden(&self, msg: &str) -> crate::error::ApiError {
+        let info = &self.handle.info;
+        ferrokube_machinery::status::Status::forbidden(info.group, info.plural, self.name, msg)
+            .into()
+    }
 }
 
 /// One admission plugin. Both hooks default to admitting everything.

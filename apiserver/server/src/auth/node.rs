@@ -202,15 +202,8 @@ impl NodeGraph {
                     no_relation()
                 };
             }
-            if a.resource == "nodes"
-                && matches!(a.verb, "update" | "patch" | "delete")
-                && a.name != node
-            {
-                return (
-                    Decision::NoOpinion,
-                    format!("node '{node}' cannot modify node '{}'", a.name),
-                );
-            }
+            // Writes of other Node objects are the NodeRestriction admission plugin's to
+            // refuse (upstream: the Node authorizer defers to the `system:node` rules there).
         }
         if a.resource_request && a.api_group == "coordination.k8s.io" && a.resource == "leases" {
             if a.namespace != "kube-node-lease" || (a.name != node && a.verb != "create") {

@@ -190,5 +190,6 @@ pub async fn apply(scope: &Scope, body: Body) -> ApiResult<Response> {
         StatusCode::OK
     };
     let resp = scope.object_response(code, &out)?;
+    let warnings = [warnings, opts.warnings.take()].concat();
     Ok(super::field_validation::with_warnings(resp, &warnings))
 }

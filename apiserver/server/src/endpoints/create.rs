@@ -1,7 +1,7 @@
 //! POST: create an object (upstream `handlers/create.go`): decode → options → store → encode.
 
 use axum::body::Body;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 
 use super::Scope;
@@ -21,7 +21,12 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
         .state
         .store
         .create(&scope.handle, &scope.info.namespace, obj, &opts)
-        .await?;
-    let resp = scope.object_response(StatusCode::CREATED, &created)?;
+        .await;
+    let warnings = [warnings, opts.warnings.take()].concat();
+    // Admission warnings reach the client with a refusal too (kubectl prints both).
+    let resp = match created {
+        Ok(created) => scope.object_response(StatusCode::CREATED, &created)?,
+        Err(e) => e.into_response(),
+    };
     Ok(with_warnings(resp, &warnings))
 }

@@ -175,6 +175,7 @@ impl Scope {
             user: self.user.clone(),
             managed_fields: Default::default(),
             body_bytes,
+            warnings: Default::default(),
         })
     }
 

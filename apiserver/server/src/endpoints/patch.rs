@@ -228,6 +228,7 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
         )
         .await?;
     let resp = scope.object_response(StatusCode::OK, &out)?;
+    let warnings = [warnings, opts.warnings.take()].concat();
     Ok(super::field_validation::with_warnings(resp, &warnings))
 }
 

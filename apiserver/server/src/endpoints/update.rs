@@ -43,6 +43,7 @@ pub async fn update(scope: &Scope, body: Body) -> ApiResult<Response> {
         StatusCode::OK
     };
     let resp = scope.object_response(code, &out)?;
+    let warnings = [warnings, opts.warnings.take()].concat();
     Ok(with_warnings(resp, &warnings))
 }
 

@@ -41,6 +41,8 @@ pub struct DeleteOptions {
     pub orphan_dependents: Option<bool>,
     /// Who deletes (for admission).
     pub user: UserInfo,
+    /// Warnings admission adds for the response.
+    pub warnings: crate::admission::Warnings,
 }
 
 /// What a write changes: the main resource or one of its subresources. Decides the
@@ -108,6 +110,8 @@ pub struct WriteOptions {
     /// The size of the request body: with the stored object's, it decides whether the
     /// mutation runs off the async workers (`store::HEAVY_BYTES`).
     pub body_bytes: usize,
+    /// Warnings admission adds for the response (`Warning` headers).
+    pub warnings: crate::admission::Warnings,
 }
 
 impl Default for WriteOptions {
@@ -121,6 +125,7 @@ impl Default for WriteOptions {
             user: UserInfo::default(),
             managed_fields: ManagedFieldsMode::default(),
             body_bytes: 0,
+            warnings: crate::admission::Warnings::default(),
         }
     }
 }

@@ -24,6 +24,7 @@ pub use super::request::{
     WriteOptions,
 };
 pub use deletion::{Deleted, FINALIZER_FOREGROUND, FINALIZER_ORPHAN};
+pub(crate) use write::generate_name;
 pub use write::{HEAVY_BYTES, Mutation, decode_error, type_check};
 
 /// A page of a list: matching items as stored, plus list metadata.

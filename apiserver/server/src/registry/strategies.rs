@@ -130,8 +130,6 @@ impl Strategy for PodStrategy {
     }
 
     fn prepare_for_create(&self, obj: &mut Value) {
-        // What the default admission plugins add to a new pod (machinery `defaults::admission`).
-        ferrokube_machinery::defaults::admission::pod_create(obj);
         if let Some(m) = obj.as_object_mut() {
             m.insert(
                 "status".into(),

@@ -112,6 +112,7 @@ impl GenericStore {
             user: &opts.user,
             dry_run: opts.dry_run,
             old,
+            warnings: &opts.warnings,
         }
     }
 
@@ -467,6 +468,7 @@ impl GenericStore {
             user: &opts.user,
             dry_run: opts.dry_run,
             old: Some(old),
+            warnings: &opts.warnings,
         };
         self.admission.validate(&attrs, old).await
     }
@@ -490,7 +492,7 @@ fn run_mutation(
 
 /// `generateName` + five random characters from upstream's alphabet. The base keeps at most
 /// 58 bytes (upstream `maxGeneratedNameLength`), cut on a character boundary.
-pub(super) fn generate_name(base: &str) -> String {
+pub(crate) fn generate_name(base: &str) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     const MAX_BASE: usize = 58;
     let mut end = base.len().min(MAX_BASE);
