@@ -26,6 +26,8 @@
 //! controllers).
 
 mod abuse;
+mod admission_webhooks;
+mod aggregation;
 mod abuse_parsers;
 mod auth;
 mod auth_webhook;
@@ -36,6 +38,7 @@ mod durability;
 mod etcd_ha;
 mod files;
 mod helm;
+mod hookserver;
 mod jobs;
 mod kube_rs;
 mod kubectl_crud;

@@ -8,6 +8,7 @@
 //! Plugins read other objects through a [`StoreReader`] (never `Storage` from handlers).
 
 mod namespace_lifecycle;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use serde_json::Value;
 use crate::UserInfo;
 use crate::error::ApiResult;
 use crate::registry::ResourceHandle;
+use crate::registry::request::Warnings;
 
 pub use namespace_lifecycle::NamespaceLifecycle;
 pub use reader::StoreReader;
@@ -42,6 +44,8 @@ pub struct Attributes<'a> {
     pub dry_run: bool,
     /// The stored object (updates and deletes).
     pub old: Option<&'a Value>,
+    /// Warnings for the client.
+    pub warnings: &'a Warnings,
 }
 
 /// One admission plugin. Both hooks default to admitting everything.
@@ -147,6 +151,31 @@ mod reader {
                 }
                 None => Ok(None),
             }
+        }
+
+        /// The objects of one namespace (all when `namespace` is empty), at most `limit`.
+        pub async fn list(
+            &self,
+            h: &ResourceHandle,
+            namespace: &str,
+            limit: usize,
+        ) -> ApiResult<Vec<Value>> {
+            let resp = self
+                .storage
+                .list(ferrokube_storage::ListRequest {
+                    prefix: h.list_prefix(namespace),
+                    start_after: None,
+                    limit,
+                    revision: 0,
+                })
+                .await?;
+            let mut out = Vec::with_capacity(resp.items.len());
+            for kv in &resp.items {
+                let mut v = codec::decode(kv)?;
+                codec::to_served(h, &mut v)?;
+                out.push(v);
+            }
+            Ok(out)
         }
     }
 }

@@ -112,6 +112,7 @@ impl GenericStore {
             user: &opts.user,
             dry_run: opts.dry_run,
             old,
+            warnings: &opts.warnings,
         }
     }
 
@@ -447,6 +448,7 @@ impl GenericStore {
             user: &opts.user,
             dry_run: opts.dry_run,
             old: Some(old),
+            warnings: &opts.warnings,
         };
         self.admission.validate(&attrs, old).await
     }
