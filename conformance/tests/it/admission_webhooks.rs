@@ -395,7 +395,7 @@ fn hostile_webhooks_huge_and_dripping_answers_fail_closed_without_harming_the_se
         }),
     );
     let ca = hooks.ca_bundle();
-    let hook = |name: &str, path: &str| {
+    let hook = |name: &'static str, path: &str| {
         (
             name,
             json!({"url": hooks.url(path), "caBundle": ca}),

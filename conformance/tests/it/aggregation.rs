@@ -148,6 +148,7 @@ fn apiservice_backed_by_a_test_server_is_discovered_and_proxied() {
         "{get:?}"
     );
     assert!(get.header_all("authorization").is_empty());
+    assert_eq!(get.method, "GET");
 
     // A watch streams through the proxy.
     let watch = server.must_kubectl([

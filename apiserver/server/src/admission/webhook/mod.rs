@@ -52,19 +52,19 @@ pub struct Shared {
     pub client: Arc<WebhookClient>,
     reader: StoreReader,
     namespaces: Option<Arc<ResourceHandle>>,
-    versions: std::collections::HashMap<(String, String), Vec<&'static str>>,
+    versions: std::collections::HashMap<(String, String), Vec<Arc<ResourceHandle>>>,
 }
 
 impl Shared {
     /// Over the registry's resources.
     pub fn new(client: Arc<WebhookClient>, reader: StoreReader, registry: &Registry) -> Shared {
-        let mut versions: std::collections::HashMap<(String, String), Vec<&'static str>> =
+        let mut versions: std::collections::HashMap<(String, String), Vec<Arc<ResourceHandle>>> =
             Default::default();
         for h in registry.all() {
             versions
                 .entry((h.info.group.to_string(), h.info.plural.to_string()))
                 .or_default()
-                .push(h.info.version);
+                .push(h.clone());
         }
         Shared {
             client,
@@ -148,7 +148,7 @@ impl WebhookPlugin {
             .get(&(info.group.to_string(), info.plural.to_string()))
             .map(|v| {
                 v.iter()
-                    .copied()
+                    .map(|h| h.info.version)
                     .filter(|x| *x != info.version)
                     .collect()
             })
@@ -198,19 +198,42 @@ impl WebhookPlugin {
         }
     }
 
-    /// Calls one hook. `Ok(None)`: allowed (or ignored failure); `Ok(Some(patch))`: allowed
-    /// with a JSON patch (mutating only).
+    /// The handle a hook sees the request through: the request's own, or (matchPolicy
+    /// Equivalent) the matched version's.
+    fn view<'h>(&'h self, a: &'h Attributes<'_>, version: &str) -> &'h ResourceHandle {
+        let info = &a.handle.info;
+        if version == info.version {
+            return a.handle;
+        }
+        self.shared
+            .versions
+            .get(&(info.group.to_string(), info.plural.to_string()))
+            .and_then(|v| v.iter().find(|h| h.info.version == version))
+            .map_or(a.handle, |h| &**h)
+    }
+
+    /// Calls one hook with the object (in `view`'s version) and the stored old object.
+    /// `Ok(None)`: allowed (or ignored failure); `Ok(Some(patch))`: allowed with a JSON patch
+    /// (mutating only).
     async fn call(
         &self,
         h: &Hook,
-        version: &str,
+        view: &ResourceHandle,
         a: &Attributes<'_>,
         obj: Option<&Value>,
     ) -> ApiResult<Option<Value>> {
         if a.dry_run && !h.dry_run_safe() {
             return Err(ApiError::webhook_dry_run_unsupported(&h.name));
         }
-        match self.review(h, version, a, obj).await {
+        let old = match a.old {
+            Some(o) => {
+                let mut v = o.clone();
+                codec::to_served(view, &mut v)?;
+                Some(v)
+            }
+            None => None,
+        };
+        match self.review(h, view, a, obj, old.as_ref()).await {
             Ok(Outcome::Allowed(patch)) => Ok(patch),
             Ok(Outcome::Denied(result)) => Err(ApiError::webhook_denied(
                 a.handle.info.group,
@@ -234,9 +257,10 @@ impl WebhookPlugin {
     async fn review(
         &self,
         h: &Hook,
-        version: &str,
+        view: &ResourceHandle,
         a: &Attributes<'_>,
         obj: Option<&Value>,
+        old: Option<&Value>,
     ) -> Result<Outcome, ReviewError> {
         if h.has_match_conditions {
             return Err(ReviewError::Invalid(
@@ -248,7 +272,7 @@ impl WebhookPlugin {
             .as_ref()
             .map_err(|e| ReviewError::Call(CallError::Config(e.clone())))?;
         let uid = uuid::Uuid::new_v4().to_string();
-        let body = review_request(&uid, version, a, obj);
+        let body = review_request(&uid, view, a, obj, old);
         let query = format!("?timeout={}s", h.timeout.as_secs());
         let resp = self
             .shared
@@ -293,8 +317,15 @@ enum Outcome {
 }
 
 /// `AdmissionReview` v1 request.
-fn review_request(uid: &str, version: &str, a: &Attributes<'_>, obj: Option<&Value>) -> Value {
+fn review_request(
+    uid: &str,
+    view: &ResourceHandle,
+    a: &Attributes<'_>,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Value {
     let info = &a.handle.info;
+    let version = view.info.version;
     let op = match a.operation {
         Operation::Create => "CREATE",
         Operation::Update => "UPDATE",
@@ -327,7 +358,7 @@ fn review_request(uid: &str, version: &str, a: &Attributes<'_>, obj: Option<&Val
             "extra": a.user.extra,
         },
         "object": obj.cloned().unwrap_or(Value::Null),
-        "oldObject": a.old.cloned().unwrap_or(Value::Null),
+        "oldObject": old.cloned().unwrap_or(Value::Null),
         "dryRun": a.dry_run,
         "options": if options_kind.is_empty() { Value::Null } else { options },
     });
@@ -442,12 +473,10 @@ impl AdmissionPlugin for WebhookPlugin {
         if hooks.is_empty() {
             return Ok(());
         }
-        // Webhooks see the object in the version served (not the storage version).
-        let mut served = obj.clone();
-        codec::to_served(a.handle, &mut served)?;
+        // `obj` is in the storage form; each hook sees it in its view's served version.
         let mut reinvoke = vec![false; hooks.len()];
         for (i, (h, version)) in hooks.iter().enumerate() {
-            if self.mutate_once(h, version, a, &mut served).await? {
+            if self.mutate_once(h, version, a, obj).await? {
                 for (j, (earlier, _)) in hooks.iter().enumerate().take(i) {
                     reinvoke[j] |= earlier.reinvoke;
                 }
@@ -455,11 +484,9 @@ impl AdmissionPlugin for WebhookPlugin {
         }
         for (i, (h, version)) in hooks.iter().enumerate() {
             if reinvoke[i] {
-                self.mutate_once(h, version, a, &mut served).await?;
+                self.mutate_once(h, version, a, obj).await?;
             }
         }
-        codec::to_storage(a.handle, &mut served)?;
-        *obj = served;
         Ok(())
     }
 
@@ -474,17 +501,22 @@ impl AdmissionPlugin for WebhookPlugin {
             return Ok(());
         }
         let _ = old;
-        let served = match new {
-            Some(o) => {
-                let mut s = o.clone();
-                codec::to_served(a.handle, &mut s)?;
-                Some(s)
-            }
-            None => None,
-        };
-        let calls = hooks
+        let mut views = Vec::with_capacity(hooks.len());
+        for (h, version) in &hooks {
+            let view = self.view(a, version);
+            let served = match new {
+                Some(o) => {
+                    let mut s = o.clone();
+                    codec::to_served(view, &mut s)?;
+                    Some(s)
+                }
+                None => None,
+            };
+            views.push((h, view, served));
+        }
+        let calls = views
             .iter()
-            .map(|(h, version)| self.call(h, version, a, served.as_ref()));
+            .map(|(h, view, served)| self.call(h, view, a, served.as_ref()));
         for r in futures::future::join_all(calls).await {
             r?;
         }
@@ -537,26 +569,32 @@ impl WebhookPlugin {
         h: &Hook,
         version: &str,
         a: &Attributes<'_>,
-        obj: &mut Value,
+        stored: &mut Value,
     ) -> ApiResult<bool> {
-        let Some(patch) = self.call(h, version, a, Some(obj)).await? else {
+        let view = self.view(a, version);
+        let mut served = stored.clone();
+        codec::to_served(view, &mut served)?;
+        let Some(patch) = self.call(h, view, a, Some(&served)).await? else {
             return Ok(false);
         };
-        let mut patched = obj.clone();
+        let mut patched = served.clone();
         ferrokube_machinery::patch::json_patch(&mut patched, &patch)
             .map_err(|e| ApiError::from(Status::internal_error(&e.to_string())))?;
         limits::check_depth(&patched, limits::MAX_DEPTH)
             .map_err(|e| ApiError::from(Status::internal_error(&e.to_string())))?;
-        crate::registry::store::type_check(a.handle, &mut patched).map_err(|e| {
+        crate::registry::store::type_check(view, &mut patched).map_err(|e| {
             ApiError::from(Status::internal_error(&format!(
                 "admission webhook {:?} returned an invalid object: {}",
                 h.name,
                 e.json_message()
             )))
         })?;
-        let changed = patched != *obj;
-        *obj = patched;
-        Ok(changed)
+        if patched == served {
+            return Ok(false);
+        }
+        codec::to_storage(view, &mut patched)?;
+        *stored = patched;
+        Ok(true)
     }
 }
 

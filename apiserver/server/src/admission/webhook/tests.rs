@@ -66,3 +66,63 @@ fn denied_message_is_upstreams() {
         r#"deployments.apps "Unknown" is forbidden: admission webhook "w" denied the request without explanation"#
     );
 }
+
+#[test]
+fn rules_match_operations_resources_subresources_scope_and_equivalent_versions() {
+    use crate::UserInfo;
+    use crate::registry::request::Warnings;
+    let reg = Registry::new(ferrokube_machinery::resources::builtin_resources());
+    let cms = reg.get("", "v1", "configmaps").expect("configmaps").clone();
+    let hpa = reg
+        .get("autoscaling", "v2", "horizontalpodautoscalers")
+        .expect("hpa v2")
+        .clone();
+    let user = UserInfo::default();
+    let w = Warnings::default();
+    let attrs = |h: &'static str, op: Operation, sub: &'static str, ns: &'static str| {
+        let handle = if h == "cm" { &cms } else { &hpa };
+        Attributes {
+            operation: op,
+            handle,
+            subresource: sub,
+            namespace: ns,
+            name: "x",
+            user: &user,
+            dry_run: false,
+            old: None,
+            warnings: &w,
+        }
+    };
+    let hook = |rules: Value, policy: &str| {
+        Hook::compile(
+            "c",
+            &json!({"name": "h", "clientConfig": {"url": "https://h/"}, "rules": rules,
+                    "matchPolicy": policy}),
+        )
+    };
+    let cm_rule = |resources: Value, scope: &str| {
+        json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                "resources": resources, "scope": scope}])
+    };
+    let h = hook(cm_rule(json!(["configmaps"]), "*"), "Exact");
+    assert!(h.matches_rules(&attrs("cm", Operation::Create, "", "default"), &[]).is_some());
+    assert!(h.matches_rules(&attrs("cm", Operation::Update, "", "default"), &[]).is_none());
+    assert!(h.matches_rules(&attrs("cm", Operation::Create, "status", "default"), &[]).is_none());
+    let h = hook(cm_rule(json!(["*/*"]), "*"), "Exact");
+    assert!(h.matches_rules(&attrs("cm", Operation::Create, "status", "default"), &[]).is_some());
+    let h = hook(cm_rule(json!(["configmaps/*"]), "*"), "Exact");
+    assert!(h.matches_rules(&attrs("cm", Operation::Create, "", "default"), &[]).is_some());
+    let h = hook(cm_rule(json!(["*"]), "Cluster"), "Exact");
+    assert!(h.matches_rules(&attrs("cm", Operation::Create, "", "default"), &[]).is_none());
+    let h = hook(cm_rule(json!(["*"]), "Namespaced"), "Exact");
+    assert!(h.matches_rules(&attrs("cm", Operation::Create, "", "default"), &[]).is_some());
+    // matchPolicy: a rule naming autoscaling/v1 matches a v2 request only when Equivalent.
+    let v1_rule = json!([{"operations": ["*"], "apiGroups": ["autoscaling"],
+                          "apiVersions": ["v1"], "resources": ["horizontalpodautoscalers"]}]);
+    let a = attrs("hpa", Operation::Create, "", "default");
+    assert_eq!(
+        hook(v1_rule.clone(), "Equivalent").matches_rules(&a, &["v1"]),
+        Some("v1".to_string())
+    );
+    assert_eq!(hook(v1_rule, "Exact").matches_rules(&a, &["v1"]), None);
+}
