@@ -11,7 +11,7 @@ use futures::stream::FuturesUnordered;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use ferrokube_conformance::TestServer;
+use ferrokube_conformance::{ServerSpec, TestServer};
 
 use crate::rawtls::{
     RawResponse, admin_identity, assert_healthy, connect, mint_identity, random_segment, request,
@@ -367,11 +367,20 @@ async fn patch_labels_to_a_string_is_refused() {
 /// reads (a separate limit) and system:masters are still served; watches are not counted.
 #[tokio::test(flavor = "multi_thread")]
 async fn max_in_flight_answers_429_beyond_the_limit() {
-    let server = TestServer::start_with_args(&[
-        "--max-requests-inflight=1",
-        "--max-mutating-requests-inflight=1",
-        "--authorization-mode=AlwaysAllow",
-    ]);
+    // `apiserver` alone: in `server`, the controllers are ordinary (non-masters) clients whose
+    // lease renewals would legitimately take the one mutating slot.
+    let server = TestServer::start_with(ServerSpec {
+        apiserver_only: true,
+        extra_args: [
+            "--max-requests-inflight=1",
+            "--max-mutating-requests-inflight=1",
+            "--authorization-mode=AlwaysAllow",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect(),
+        ..ServerSpec::default()
+    });
     let alice = mint_identity(&server, "alice", &[], 30);
     // A watch of alice's (long-running: not counted against the read-only limit of 1).
     let mut watch = connect(&server, Some(&alice), &[b"http/1.1"]).await;

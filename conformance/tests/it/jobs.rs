@@ -292,7 +292,7 @@ fn pod_failure_policy_fail_job_and_suspend_and_ttl() {
     // suspend: no pods until resumed.
     server.must_kubectl_stdin(
         ["apply", "-f", "-"],
-        &job_manifest("later", "  suspend: true\n  ttlSecondsAfterFinished: 1"),
+        &job_manifest("later", "  suspend: true\n  ttlSecondsAfterFinished: 5"),
     );
     eventually(&server, "Suspended condition", || {
         let j = get_json(&server, &["get", "job", "later"]);
@@ -317,7 +317,7 @@ fn pod_failure_policy_fail_job_and_suspend_and_ttl() {
         "job/later",
         "--timeout=30s",
     ]);
-    // ttlSecondsAfterFinished: 1 → the Job is deleted.
+    // ttlSecondsAfterFinished: 5 (room for `kubectl wait` on a loaded machine) → the Job is deleted.
     eventually(&server, "the finished Job deleted after its TTL", || {
         (!server.kubectl(["get", "job", "later"]).status.success()).then_some(())
     });

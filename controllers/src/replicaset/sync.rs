@@ -157,8 +157,10 @@ async fn adopt(api: &Api<Pod>, pod: &Pod, view: &View) -> Result<Option<Pod>, Er
         .await
     {
         Ok(p) => Ok(Some(p)),
-        // Gone or changed meanwhile: the next sync looks again.
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 || s.code == 422 => Ok(None),
+        // Gone, or its UID changed: nothing to adopt.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => Ok(None),
+        // Changed meanwhile (409, e.g. bound by the scheduler): the error requeues this sync,
+        // as upstream's failed adoption does; the pod's own event may already have passed.
         Err(e) => Err(e.into()),
     }
 }
@@ -189,7 +191,8 @@ async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) -> Result<(), Error> {
         .await
     {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 || s.code == 422 => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => Ok(()),
+        // A conflict requeues the sync (see `adopt`).
         Err(e) => Err(e.into()),
     }
 }
