@@ -253,7 +253,7 @@ impl WebhookClient {
                     .map_err(|e| transport(&url, e))
             };
             // A pooled connection first; if it was closed under us, one fresh attempt.
-            let resp = match self.pooled(&key) {
+            let resp = match self.pooled(&key).await {
                 Some(mut s) => match s.send_request(build(bytes.clone())?).await {
                     Ok(r) => (r, s),
                     Err(_) => {
@@ -524,15 +524,17 @@ impl WebhookClient {
         Ok(sender)
     }
 
-    fn pooled(&self, key: &PoolKey) -> Option<SendRequest<Body>> {
-        let mut m = self.pool.lock().ok()?;
-        let list = m.get_mut(key)?;
-        while let Some(s) = list.pop() {
-            if !s.is_closed() {
+    /// An idle pooled connection that is ready for a request.
+    async fn pooled(&self, key: &PoolKey) -> Option<SendRequest<Body>> {
+        loop {
+            let mut s = {
+                let mut m = self.pool.lock().ok()?;
+                m.get_mut(key)?.pop()?
+            };
+            if !s.is_closed() && s.ready().await.is_ok() {
                 return Some(s);
             }
         }
-        None
     }
 
     fn give_back(&self, key: PoolKey, s: SendRequest<Body>) {
