@@ -77,9 +77,21 @@ impl ApiError {
                 } else {
                     Vec::new()
                 },
-                group: if s.code == 500 { String::new() } else { group.to_string() },
-                kind: if s.code == 500 { String::new() } else { resource.to_string() },
-                name: if s.code == 500 { String::new() } else { name.to_string() },
+                group: if s.code == 500 {
+                    String::new()
+                } else {
+                    group.to_string()
+                },
+                kind: if s.code == 500 {
+                    String::new()
+                } else {
+                    resource.to_string()
+                },
+                name: if s.code == 500 {
+                    String::new()
+                } else {
+                    name.to_string()
+                },
                 ..Default::default()
             });
         }
@@ -94,7 +106,12 @@ impl ApiError {
             format!("{gr} {name:?} is forbidden: {msg}")
         };
         if s.reason.is_empty() {
-            s.reason = if s.code == 500 { "InternalError" } else { "Forbidden" }.to_string();
+            s.reason = if s.code == 500 {
+                "InternalError"
+            } else {
+                "Forbidden"
+            }
+            .to_string();
         }
         s.into()
     }

@@ -389,7 +389,9 @@ impl WebhookClient {
             .flatten()
             .find(|p| p.get("port").and_then(Value::as_u64) == Some(u64::from(port)))
             .ok_or_else(|| {
-                CallError::Resolve(format!("no service port {port} found for service \"{name}\""))
+                CallError::Resolve(format!(
+                    "no service port {port} found for service \"{name}\""
+                ))
             })?;
         let port_name = svc_port.get("name").and_then(Value::as_str).unwrap_or("");
         if let Some(h) = &self.slices {
@@ -419,7 +421,9 @@ impl WebhookClient {
                     .and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .filter(|e| e.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false))
+                    .filter(|e| {
+                        e.pointer("/conditions/ready").and_then(Value::as_bool) != Some(false)
+                    })
                     .find_map(|e| e.pointer("/addresses/0").and_then(Value::as_str));
                 if let Some(addr) = ready {
                     return Ok((addr.to_string(), p));
@@ -752,6 +756,9 @@ mod tests {
             &serde_json::json!({"service": {"namespace": "n", "name": "s", "path": "/p"}}),
         )
         .expect("service config");
-        assert_eq!(c.display_url("?timeout=10s"), "https://s.n.svc:443/p?timeout=10s");
+        assert_eq!(
+            c.display_url("?timeout=10s"),
+            "https://s.n.svc:443/p?timeout=10s"
+        );
     }
 }

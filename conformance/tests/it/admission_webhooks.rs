@@ -155,7 +155,10 @@ fn validating_webhook_denies_and_mutating_webhook_labels_through_kubectl() {
     eventually("the validating webhook to deny", || {
         probe += 1;
         let name = format!("bad-probe-{probe}");
-        !server.kubectl(["create", "configmap", &name, "-n", "hooked"]).status.success()
+        !server
+            .kubectl(["create", "configmap", &name, "-n", "hooked"])
+            .status
+            .success()
     });
     let err = stderr(&server.kubectl(["create", "configmap", "bad-one", "-n", "hooked"]));
     assert!(
@@ -173,7 +176,10 @@ fn validating_webhook_denies_and_mutating_webhook_labels_through_kubectl() {
         stderr(&o)
     );
     let labels = server.must_kubectl(["get", "configmap", "good", "-n", "hooked", "--show-labels"]);
-    assert!(labels.contains("webhook.example.com/mutated=true"), "{labels}");
+    assert!(
+        labels.contains("webhook.example.com/mutated=true"),
+        "{labels}"
+    );
 
     // The namespace selector: the same name is allowed where the label is absent.
     server.must_kubectl(["create", "configmap", "bad-one", "-n", "plain"]);
@@ -182,7 +188,14 @@ fn validating_webhook_denies_and_mutating_webhook_labels_through_kubectl() {
         ["apply", "-f", "-"],
         &configmap("plain", "skipped", json!({"skip": "yes"})),
     );
-    let skipped = server.must_kubectl(["get", "configmap", "skipped", "-n", "plain", "--show-labels"]);
+    let skipped = server.must_kubectl([
+        "get",
+        "configmap",
+        "skipped",
+        "-n",
+        "plain",
+        "--show-labels",
+    ]);
     assert!(!skipped.contains("mutated"), "{skipped}");
 
     // What the webhooks were sent: AdmissionReview v1 with the user and the object.
@@ -192,7 +205,10 @@ fn validating_webhook_denies_and_mutating_webhook_labels_through_kubectl() {
         .find(|r| r["request"]["name"] == "good" && r["request"]["operation"] == "CREATE")
         .expect("a review of good");
     assert_eq!(create["apiVersion"], "admission.k8s.io/v1");
-    assert_eq!(create["request"]["kind"], json!({"group": "", "version": "v1", "kind": "ConfigMap"}));
+    assert_eq!(
+        create["request"]["kind"],
+        json!({"group": "", "version": "v1", "kind": "ConfigMap"})
+    );
     assert_eq!(create["request"]["namespace"], "hooked");
     assert_eq!(create["request"]["dryRun"], false);
     assert!(
@@ -258,17 +274,39 @@ fn failure_policy_fail_vs_ignore_for_unreachable_slow_and_garbage_webhooks() {
         )
     };
     let cases = [
-        case("unreachable-fail.example.com", format!("https://127.0.0.1:{dead}/"), "Fail", 5),
-        case("unreachable-ignore.example.com", format!("https://127.0.0.1:{dead}/"), "Ignore", 5),
+        case(
+            "unreachable-fail.example.com",
+            format!("https://127.0.0.1:{dead}/"),
+            "Fail",
+            5,
+        ),
+        case(
+            "unreachable-ignore.example.com",
+            format!("https://127.0.0.1:{dead}/"),
+            "Ignore",
+            5,
+        ),
         case("slow-fail.example.com", hooks.url("/slow"), "Fail", 1),
         case("slow-ignore.example.com", hooks.url("/slow"), "Ignore", 1),
         case("garbage-fail.example.com", hooks.url("/garbage"), "Fail", 5),
-        case("garbage-ignore.example.com", hooks.url("/garbage"), "Ignore", 5),
-        case("wronguid-fail.example.com", hooks.url("/wrong-uid"), "Fail", 5),
+        case(
+            "garbage-ignore.example.com",
+            hooks.url("/garbage"),
+            "Ignore",
+            5,
+        ),
+        case(
+            "wronguid-fail.example.com",
+            hooks.url("/wrong-uid"),
+            "Fail",
+            5,
+        ),
         case("error-fail.example.com", hooks.url("/error"), "Fail", 5),
     ];
-    let hooks_cfg: Vec<(&str, Value, Value)> =
-        cases.iter().map(|(n, c, e)| (n.as_str(), c.clone(), e.clone())).collect();
+    let hooks_cfg: Vec<(&str, Value, Value)> = cases
+        .iter()
+        .map(|(n, c, e)| (n.as_str(), c.clone(), e.clone()))
+        .collect();
     server.must_kubectl_stdin(
         ["apply", "-f", "-"],
         &configuration("ValidatingWebhookConfiguration", "policies", &hooks_cfg),
@@ -286,7 +324,11 @@ fn failure_policy_fail_vs_ignore_for_unreachable_slow_and_garbage_webhooks() {
         probe += 1;
         let o = server.kubectl_stdin(
             ["create", "-f", "-"],
-            &configmap("default", &format!("probe-{probe}"), json!({"case": "unreachable-fail"})),
+            &configmap(
+                "default",
+                &format!("probe-{probe}"),
+                json!({"case": "unreachable-fail"}),
+            ),
         );
         !o.status.success()
     });
@@ -303,38 +345,63 @@ fn failure_policy_fail_vs_ignore_for_unreachable_slow_and_garbage_webhooks() {
     let (ok, err, took) = create("slow-fail");
     assert!(!ok);
     assert!(err.contains("context deadline exceeded"), "{err}");
-    assert!(took < Duration::from_secs(4), "the 1 s timeout took {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "the 1 s timeout took {took:?}"
+    );
     let (ok, _, took) = create("slow-ignore");
     assert!(ok);
-    assert!(took < Duration::from_secs(4), "the 1 s timeout took {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "the 1 s timeout took {took:?}"
+    );
 
     let (ok, err, _) = create("garbage-fail");
     assert!(!ok);
-    assert!(err.contains(r#"failed calling webhook "garbage-fail.example.com""#), "{err}");
+    assert!(
+        err.contains(r#"failed calling webhook "garbage-fail.example.com""#),
+        "{err}"
+    );
     assert!(create("garbage-ignore").0);
     let (ok, err, _) = create("wronguid-fail");
     assert!(!ok);
     assert!(err.contains(r#"expected response.uid="#), "{err}");
     let (ok, err, _) = create("error-fail");
     assert!(!ok);
-    assert!(err.contains("the server responded with the status code 500"), "{err}");
+    assert!(
+        err.contains("the server responded with the status code 500"),
+        "{err}"
+    );
 
     // Nothing refused was written.
     let names = server.must_kubectl(["get", "configmaps", "-o", "name"]);
-    for refused in ["unreachable-fail", "slow-fail", "garbage-fail", "wronguid-fail", "error-fail"] {
-        assert!(!names.contains(&format!("cm-{refused}")), "{refused} was written: {names}");
+    for refused in [
+        "unreachable-fail",
+        "slow-fail",
+        "garbage-fail",
+        "wronguid-fail",
+        "error-fail",
+    ] {
+        assert!(
+            !names.contains(&format!("cm-{refused}")),
+            "{refused} was written: {names}"
+        );
     }
     for allowed in ["unreachable-ignore", "slow-ignore", "garbage-ignore"] {
-        assert!(names.contains(&format!("cm-{allowed}")), "{allowed} missing: {names}");
+        assert!(
+            names.contains(&format!("cm-{allowed}")),
+            "{allowed} missing: {names}"
+        );
     }
 }
 
 #[test]
 fn dry_run_meets_side_effects_and_match_conditions_are_refused() {
     let server = apiserver();
-    let hooks = HookServer::start(&[], Arc::new(|req: &Req| {
-        Reply::json(&review(req, true, "", None, &[]))
-    }));
+    let hooks = HookServer::start(
+        &[],
+        Arc::new(|req: &Req| Reply::json(&review(req, true, "", None, &[]))),
+    );
     let cfg = configuration(
         "ValidatingWebhookConfiguration",
         "side-effects",
@@ -365,7 +432,9 @@ fn dry_run_meets_side_effects_and_match_conditions_are_refused() {
     let o = server.kubectl_stdin(["create", "-f", "-"], &with_conditions.to_string());
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("webhooks[0].matchConditions: Forbidden: matchConditions (CEL) are not supported"),
+        stderr(&o).contains(
+            "webhooks[0].matchConditions: Forbidden: matchConditions (CEL) are not supported"
+        ),
         "{}",
         stderr(&o)
     );
@@ -447,10 +516,17 @@ fn hostile_webhooks_huge_and_dripping_answers_fail_closed_without_harming_the_se
         assert!(took < Duration::from_secs(6), "drip took {took:?}");
         let (ok, err, _) = try_create("deep", i);
         assert!(!ok, "{err}");
-        assert!(err.contains(r#"failed calling webhook "deep.example.com""#), "{err}");
+        assert!(
+            err.contains(r#"failed calling webhook "deep.example.com""#),
+            "{err}"
+        );
     }
     // The server is healthy, small, and wrote nothing it refused.
-    assert!(server.must_kubectl(["get", "--raw", "/readyz"]).contains("ok"));
+    assert!(
+        server
+            .must_kubectl(["get", "--raw", "/readyz"])
+            .contains("ok")
+    );
     let rss = rss_mib();
     assert!(rss < 512, "RSS {rss} MiB after hostile webhooks");
     let names = server.must_kubectl(["get", "configmaps", "-o", "name"]);
@@ -486,7 +562,9 @@ async fn create_rate(server: &TestServer, prefix: &str, n: usize, conc: usize) -
                     },
                     ..Default::default()
                 };
-                api.create(&PostParams::default(), &cm).await.expect("create");
+                api.create(&PostParams::default(), &cm)
+                    .await
+                    .expect("create");
                 i += conc;
             }
         }));
@@ -500,7 +578,10 @@ async fn create_rate(server: &TestServer, prefix: &str, n: usize, conc: usize) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_rate_with_one_noop_validating_webhook_vs_none() {
     let server = tokio::task::block_in_place(apiserver);
-    let hooks = HookServer::start(&[], Arc::new(|req: &Req| Reply::json(&review(req, true, "", None, &[]))));
+    let hooks = HookServer::start(
+        &[],
+        Arc::new(|req: &Req| Reply::json(&review(req, true, "", None, &[]))),
+    );
     const N: usize = 400;
     const CONC: usize = 8;
     let mut none = Vec::new();
@@ -513,7 +594,11 @@ async fn create_rate_with_one_noop_validating_webhook_vs_none() {
     let cfg = configuration(
         "ValidatingWebhookConfiguration",
         "noop",
-        &[("noop.example.com", json!({"url": hooks.url("/"), "caBundle": hooks.ca_bundle()}), json!({}))],
+        &[(
+            "noop.example.com",
+            json!({"url": hooks.url("/"), "caBundle": hooks.ca_bundle()}),
+            json!({}),
+        )],
     );
     tokio::task::block_in_place(|| server.must_kubectl_stdin(["apply", "-f", "-"], &cfg));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -521,7 +606,10 @@ async fn create_rate_with_one_noop_validating_webhook_vs_none() {
     for round in 0..3 {
         with.push(create_rate(&server, &format!("with{round}"), N, CONC).await);
     }
-    assert!(hooks.hits() - before >= 3 * N, "the webhook was not called for every create");
+    assert!(
+        hooks.hits() - before >= 3 * N,
+        "the webhook was not called for every create"
+    );
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]

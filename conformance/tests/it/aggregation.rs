@@ -90,7 +90,10 @@ fn wait_available(server: &ferrokube_conformance::TestServer, name: &str, want: 
         {
             return c.clone();
         }
-        assert!(Instant::now() < deadline, "{name} never became Available={want}: {v}");
+        assert!(
+            Instant::now() < deadline,
+            "{name} never became Available={want}: {v}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -123,11 +126,17 @@ fn apiservice_backed_by_a_test_server_is_discovered_and_proxied() {
         "{resources}"
     );
     let groups = server.must_kubectl(["get", "--raw", "/apis"]);
-    assert!(groups.contains("\"wardle.example.com/v1alpha1\""), "{groups}");
+    assert!(
+        groups.contains("\"wardle.example.com/v1alpha1\""),
+        "{groups}"
+    );
     let group = server.must_kubectl(["get", "--raw", "/apis/wardle.example.com"]);
     assert!(group.contains("\"preferredVersion\""), "{group}");
     let versions = server.must_kubectl(["api-versions"]);
-    assert!(versions.contains("wardle.example.com/v1alpha1"), "{versions}");
+    assert!(
+        versions.contains("wardle.example.com/v1alpha1"),
+        "{versions}"
+    );
 
     // kubectl get through the proxy (plural, short name, one object).
     let list = server.must_kubectl(["get", "flunders"]);
@@ -140,11 +149,16 @@ fn apiservice_backed_by_a_test_server_is_discovered_and_proxied() {
     let get = reqs
         .iter()
         .rev()
-        .find(|r| r.path.starts_with(&format!("{GV}/namespaces/default/flunders/f1")))
+        .find(|r| {
+            r.path
+                .starts_with(&format!("{GV}/namespaces/default/flunders/f1"))
+        })
         .expect("the proxied get");
     assert!(!get.header_all("x-remote-user").is_empty(), "{get:?}");
     assert!(
-        get.header_all("x-remote-group").iter().any(|g| g == "system:masters"),
+        get.header_all("x-remote-group")
+            .iter()
+            .any(|g| g == "system:masters"),
         "{get:?}"
     );
     assert!(get.header_all("authorization").is_empty());
@@ -156,7 +170,10 @@ fn apiservice_backed_by_a_test_server_is_discovered_and_proxied() {
         "--raw",
         &format!("{GV}/namespaces/default/flunders?watch=true"),
     ]);
-    assert!(watch.contains("\"f1\"") && watch.contains("\"f2\""), "{watch}");
+    assert!(
+        watch.contains("\"f1\"") && watch.contains("\"f2\""),
+        "{watch}"
+    );
 
     // Impersonated users are proxied as themselves (RBAC first: admin may impersonate).
     server.must_kubectl([
@@ -180,7 +197,13 @@ fn apiservice_availability_follows_its_service_and_backend() {
     // No such service: ServiceNotFound.
     server.must_kubectl_stdin(
         ["apply", "-f", "-"],
-        &apiservice("v1.gone.example.com", "gone.example.com", "v1", "missing", ""),
+        &apiservice(
+            "v1.gone.example.com",
+            "gone.example.com",
+            "v1",
+            "missing",
+            "",
+        ),
     );
     let c = wait_available(&server, "v1.gone.example.com", "False");
     assert_eq!(c["reason"], "ServiceNotFound", "{c}");
@@ -188,7 +211,10 @@ fn apiservice_availability_follows_its_service_and_backend() {
     assert!(table.contains("False (ServiceNotFound)"), "{table}");
     // Requests to it get 503 without harming anything.
     let err = server.must_kubectl_fail(["get", "--raw", "/apis/gone.example.com/v1/things"]);
-    assert!(err.contains("ServiceUnavailable") || err.contains("unable to handle"), "{err}");
+    assert!(
+        err.contains("ServiceUnavailable") || err.contains("unable to handle"),
+        "{err}"
+    );
 
     // A backend that comes up later: the condition turns True.
     let seen: Arc<Mutex<Vec<Req>>> = Arc::default();
@@ -210,7 +236,10 @@ fn apiservice_availability_follows_its_service_and_backend() {
     let c = wait_available(&server, "v1alpha1.wardle.example.com", "False");
     assert_eq!(c["reason"], "FailedDiscoveryCheck", "{c}");
     // A wrong CA: the TLS check fails closed.
-    let other = HookServer::start(&["api.default.svc"], Arc::new(|_: &Req| Reply::json(&json!({}))));
+    let other = HookServer::start(
+        &["api.default.svc"],
+        Arc::new(|_: &Req| Reply::json(&json!({}))),
+    );
     let wrong_ca = HookServer::start(&[], Arc::new(|_: &Req| Reply::json(&json!({}))));
     service_for(&server, "default", "api", other.port);
     server.must_kubectl_stdin(
@@ -225,6 +254,14 @@ fn apiservice_availability_follows_its_service_and_backend() {
     );
     let c = wait_available(&server, "v1alpha1.wardle.example.com", "False");
     assert_eq!(c["reason"], "FailedDiscoveryCheck", "{c}");
-    assert_eq!(other.hits(), 0, "a request reached a server the CA does not vouch for");
-    assert!(server.must_kubectl(["get", "--raw", "/readyz"]).contains("ok"));
+    assert_eq!(
+        other.hits(),
+        0,
+        "a request reached a server the CA does not vouch for"
+    );
+    assert!(
+        server
+            .must_kubectl(["get", "--raw", "/readyz"])
+            .contains("ok")
+    );
 }

@@ -123,7 +123,10 @@ impl HookServer {
         dn.push(DnType::CommonName, "hookserver-ca");
         ca.distinguished_name = dn;
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
         let ca_pem = ca_cert.pem();
         let issuer = Issuer::new(ca, ca_key);
@@ -141,7 +144,8 @@ impl HookServer {
         }
         let cert = params.signed_by(&key, &issuer).expect("leaf");
         let certs = vec![cert.der().clone()];
-        let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
+        let key_der =
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -26,9 +26,9 @@
 //! controllers).
 
 mod abuse;
+mod abuse_parsers;
 mod admission_webhooks;
 mod aggregation;
-mod abuse_parsers;
 mod auth;
 mod auth_webhook;
 mod defaults;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use serde_json::{Value, json};
 
-use super::{ApiService, Aggregator, identity_headers};
+use super::{Aggregator, ApiService, identity_headers};
 use crate::AppState;
 use crate::registry::ResourceHandle;
 use crate::registry::request::{UpdateTarget, WriteOptions};
@@ -153,12 +153,8 @@ async fn write_condition(state: &AppState, h: &ResourceHandle, name: &str, c: Co
                 .find(|x| x.get("type").and_then(Value::as_str) == Some("Available"))
         })
         .cloned();
-    let same = |k: &str, v: &str| {
-        old.as_ref()
-            .and_then(|o| o.get(k))
-            .and_then(Value::as_str)
-            == Some(v)
-    };
+    let same =
+        |k: &str, v: &str| old.as_ref().and_then(|o| o.get(k)).and_then(Value::as_str) == Some(v);
     if same("status", status) && same("reason", c.reason) && same("message", &c.message) {
         return;
     }

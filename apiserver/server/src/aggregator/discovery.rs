@@ -36,7 +36,12 @@ fn by_group(services: &[Arc<ApiService>]) -> Vec<(String, Vec<Arc<ApiService>>)>
                 .then(a.version.cmp(&b.version))
         });
     }
-    let prio = |v: &[Arc<ApiService>]| v.iter().map(|s| s.group_priority_minimum).max().unwrap_or(0);
+    let prio = |v: &[Arc<ApiService>]| {
+        v.iter()
+            .map(|s| s.group_priority_minimum)
+            .max()
+            .unwrap_or(0)
+    };
     groups.sort_by(|a, b| prio(&b.1).cmp(&prio(&a.1)).then(a.0.cmp(&b.0)));
     groups
 }
@@ -90,8 +95,10 @@ pub fn serve_group(agg: &Aggregator, path: &str) -> Option<Response> {
     let mut body = serde_json::to_vec(&Value::Object(doc)).unwrap_or_default();
     body.push(b'\n');
     let mut r = (StatusCode::OK, body).into_response();
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Some(r)
 }
 
@@ -114,7 +121,10 @@ pub fn aggregated_resources(list: &Value) -> Vec<Value> {
                 "responseKind".into(),
                 json!({"group": s(r, "group"), "version": s(r, "version"), "kind": s(r, "kind")}),
             );
-            let namespaced = r.get("namespaced").and_then(Value::as_bool).unwrap_or(false);
+            let namespaced = r
+                .get("namespaced")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             e.insert(
                 "scope".into(),
                 json!(if namespaced { "Namespaced" } else { "Cluster" }),
@@ -122,7 +132,10 @@ pub fn aggregated_resources(list: &Value) -> Vec<Value> {
             e.insert("singularResource".into(), json!(s(r, "singularName")));
             e.insert("verbs".into(), r.get("verbs").cloned().unwrap_or(json!([])));
             for k in ["shortNames", "categories"] {
-                if let Some(v) = r.get(k).filter(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
+                if let Some(v) = r
+                    .get(k)
+                    .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+                {
                     e.insert(k.into(), v.clone());
                 }
             }
@@ -175,9 +188,10 @@ pub fn merge_aggregated(doc: &mut Value, discovered: &[(Arc<ApiService>, Option<
                 Some(json!({"version": s.version, "resources": aggregated_resources(d), "freshness": "Current"}))
             })
             .collect();
-        match items.iter_mut().find(|g| {
-            g.pointer("/metadata/name").and_then(Value::as_str) == Some(group.as_str())
-        }) {
+        match items
+            .iter_mut()
+            .find(|g| g.pointer("/metadata/name").and_then(Value::as_str) == Some(group.as_str()))
+        {
             Some(existing) => {
                 if let Some(vs) = existing.get_mut("versions").and_then(Value::as_array_mut) {
                     for v in versions {
@@ -255,7 +269,10 @@ mod tests {
         let groups = doc["groups"].as_array().expect("groups");
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0]["versions"].as_array().map(Vec::len), Some(2));
-        assert_eq!(groups[1]["preferredVersion"]["groupVersion"], "metrics.k8s.io/v1beta1");
+        assert_eq!(
+            groups[1]["preferredVersion"]["groupVersion"],
+            "metrics.k8s.io/v1beta1"
+        );
     }
 
     #[test]
@@ -274,7 +291,10 @@ mod tests {
         let mut doc = json!({"kind": "APIGroupDiscoveryList", "items": []});
         merge_aggregated(
             &mut doc,
-            &[(svc("w.example.com", "v1", 1), Some(list)), (svc("x.example.com", "v1", 1), None)],
+            &[
+                (svc("w.example.com", "v1", 1), Some(list)),
+                (svc("x.example.com", "v1", 1), None),
+            ],
         );
         assert_eq!(doc["items"].as_array().map(Vec::len), Some(1));
         assert_eq!(doc["items"][0]["versions"][0]["freshness"], "Current");

@@ -48,7 +48,12 @@ pub struct ApiService {
 impl ApiService {
     fn compile(name: &str, v: &Value) -> ApiService {
         let spec = v.get("spec").cloned().unwrap_or(Value::Null);
-        let s = |k: &str| spec.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let s = |k: &str| {
+            spec.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
         let i = |k: &str| spec.get(k).and_then(Value::as_i64).unwrap_or(0);
         let client = spec
             .get("service")
@@ -56,8 +61,7 @@ impl ApiService {
             .map(|svc| ClientConfig {
                 target: service_target(svc),
                 // A caBundle that does not decode trusts nothing (an empty bundle is refused).
-                ca_bundle: decode_ca(spec.get("caBundle"))
-                    .unwrap_or(Some(Vec::new())),
+                ca_bundle: decode_ca(spec.get("caBundle")).unwrap_or(Some(Vec::new())),
                 insecure: spec
                     .get("insecureSkipTLSVerify")
                     .and_then(Value::as_bool)
@@ -151,7 +155,11 @@ impl Aggregator {
 
     /// The discovered `APIResourceList` of every remote APIService, with its service.
     pub fn discovered(&self) -> Vec<(Arc<ApiService>, Option<Value>)> {
-        let d = self.discovered.read().map(|m| m.clone()).unwrap_or_default();
+        let d = self
+            .discovered
+            .read()
+            .map(|m| m.clone())
+            .unwrap_or_default();
         self.remote
             .read()
             .map(|m| {
@@ -240,7 +248,13 @@ fn forwardable(name: &HeaderName) -> bool {
 fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
     )
 }
 
@@ -248,7 +262,24 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 fn escape_extra_key(k: &str) -> String {
     let mut out = String::new();
     for b in k.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'!' | b'#' | b'$' | b'&' | b'\'' | b'*' | b'+' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~') {
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'!'
+                    | b'#'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            )
+        {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -268,12 +299,15 @@ pub fn identity_headers(headers: &mut http::HeaderMap, user: &UserInfo) {
         }
     }
     for (k, vals) in &user.extra {
-        let Ok(name) = HeaderName::from_bytes(format!("x-remote-extra-{}", escape_extra_key(k)).as_bytes())
+        let Ok(name) =
+            HeaderName::from_bytes(format!("x-remote-extra-{}", escape_extra_key(k)).as_bytes())
         else {
             continue;
         };
         for v in vals {
-            if let Ok(v) = HeaderValue::from_str(&percent_encoding::utf8_percent_encode(v, percent_encoding::CONTROLS).to_string()) {
+            if let Ok(v) = HeaderValue::from_str(
+                &percent_encoding::utf8_percent_encode(v, percent_encoding::CONTROLS).to_string(),
+            ) {
                 headers.append(name.clone(), v);
             }
         }
@@ -285,11 +319,19 @@ pub async fn proxy(agg: &Aggregator, svc: &ApiService, req: Request) -> Response
     let Some(cfg) = svc.client.as_ref() else {
         return status_response(&Status::service_unavailable("service unavailable"));
     };
-    let user = req.extensions().get::<UserInfo>().cloned().unwrap_or_default();
+    let user = req
+        .extensions()
+        .get::<UserInfo>()
+        .cloned()
+        .unwrap_or_default();
     let (parts, body) = req.into_parts();
-    let mut out = http::Request::builder()
-        .method(parts.method.clone())
-        .uri(parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut out = http::Request::builder().method(parts.method.clone()).uri(
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/"),
+    );
     if let Some(h) = out.headers_mut() {
         for (k, v) in &parts.headers {
             if forwardable(k) {
@@ -304,7 +346,12 @@ pub async fn proxy(agg: &Aggregator, svc: &ApiService, req: Request) -> Response
     match agg.client.proxy(cfg, out, PROXY_HEAD_TIMEOUT).await {
         Ok(resp) => {
             let (mut p, body) = resp.into_parts();
-            let drop: Vec<HeaderName> = p.headers.keys().filter(|k| hop_by_hop(k)).cloned().collect();
+            let drop: Vec<HeaderName> = p
+                .headers
+                .keys()
+                .filter(|k| hop_by_hop(k))
+                .cloned()
+                .collect();
             for k in drop {
                 p.headers.remove(k);
             }
@@ -342,7 +389,13 @@ mod tests {
 
     #[test]
     fn forged_identity_and_credentials_are_not_forwarded() {
-        for h in ["authorization", "impersonate-user", "x-remote-user", "x-remote-extra-a", "connection"] {
+        for h in [
+            "authorization",
+            "impersonate-user",
+            "x-remote-user",
+            "x-remote-extra-a",
+            "connection",
+        ] {
             assert!(!forwardable(&HeaderName::from_static(h)), "{h}");
         }
         assert!(forwardable(&http::header::ACCEPT));
@@ -372,14 +425,23 @@ mod tests {
         )));
         let svc = serde_json::json!({"spec": {"group": "metrics.k8s.io", "version": "v1beta1",
             "service": {"namespace": "kube-system", "name": "m", "port": 443}}});
-        agg.apply("/registry/apiregistration.k8s.io/apiservices/v1beta1.metrics.k8s.io", Some(&svc));
+        agg.apply(
+            "/registry/apiregistration.k8s.io/apiservices/v1beta1.metrics.k8s.io",
+            Some(&svc),
+        );
         let local = serde_json::json!({"spec": {"group": "apps", "version": "v1"}});
-        agg.apply("/registry/apiregistration.k8s.io/apiservices/v1.apps", Some(&local));
+        agg.apply(
+            "/registry/apiregistration.k8s.io/apiservices/v1.apps",
+            Some(&local),
+        );
         assert!(agg.route("/apis/metrics.k8s.io/v1beta1/nodes").is_some());
         assert!(agg.route("/apis/metrics.k8s.io/v1beta1").is_some());
         assert!(agg.route("/apis/metrics.k8s.io").is_none());
         assert!(agg.route("/apis/apps/v1/deployments").is_none());
-        agg.apply("/registry/apiregistration.k8s.io/apiservices/v1beta1.metrics.k8s.io", None);
+        agg.apply(
+            "/registry/apiregistration.k8s.io/apiservices/v1beta1.metrics.k8s.io",
+            None,
+        );
         assert!(!agg.has_remote());
     }
 }

@@ -326,7 +326,8 @@ mod tests {
     #[test]
     fn hookset_orders_by_configuration_name_and_forgets_deleted() {
         let set = HookSet::default();
-        let cfg = |n: &str| json!({"webhooks": [{"name": n, "clientConfig": {"url": "https://h/"}}]});
+        let cfg =
+            |n: &str| json!({"webhooks": [{"name": n, "clientConfig": {"url": "https://h/"}}]});
         set.apply("/registry/x/zeta", Some(&cfg("z")));
         set.apply("/registry/x/alpha", Some(&cfg("a")));
         let names: Vec<_> = set.snapshot().iter().map(|h| h.name.clone()).collect();

@@ -380,7 +380,11 @@ fn review_request(
 
 /// Upstream's `VerifyAdmissionResponse` for v1: the response, its uid, its kind, and for
 /// mutating webhooks the patch and patchType together.
-fn verify_response<'v>(uid: &str, mutating: bool, review: &'v Value) -> Result<&'v Value, ReviewError> {
+fn verify_response<'v>(
+    uid: &str,
+    mutating: bool,
+    review: &'v Value,
+) -> Result<&'v Value, ReviewError> {
     let Some(r) = review.get("response").filter(|r| r.is_object()) else {
         return Err(ReviewError::Invalid("webhook response was absent".into()));
     };
@@ -391,7 +395,10 @@ fn verify_response<'v>(uid: &str, mutating: bool, review: &'v Value) -> Result<&
             limits::truncate_str(got, 256)
         )));
     }
-    let av = review.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let av = review
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let kind = review.get("kind").and_then(Value::as_str).unwrap_or("");
     if av != "admission.k8s.io/v1" || kind != "AdmissionReview" {
         let (g, v) = av.split_once('/').unwrap_or(("", av));
@@ -402,7 +409,10 @@ fn verify_response<'v>(uid: &str, mutating: bool, review: &'v Value) -> Result<&
             limits::truncate_str(kind, 256)
         )));
     }
-    let has_patch = r.get("patch").and_then(Value::as_str).is_some_and(|p| !p.is_empty());
+    let has_patch = r
+        .get("patch")
+        .and_then(Value::as_str)
+        .is_some_and(|p| !p.is_empty());
     let patch_type = r.get("patchType").and_then(Value::as_str);
     if mutating {
         if has_patch && patch_type.is_none() {
@@ -490,7 +500,12 @@ impl AdmissionPlugin for WebhookPlugin {
         Ok(())
     }
 
-    async fn validate(&self, a: &Attributes<'_>, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    async fn validate(
+        &self,
+        a: &Attributes<'_>,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
         if self.mutating {
             return Ok(());
         }

@@ -105,17 +105,38 @@ fn rules_match_operations_resources_subresources_scope_and_equivalent_versions()
                 "resources": resources, "scope": scope}])
     };
     let h = hook(cm_rule(json!(["configmaps"]), "*"), "Exact");
-    assert!(h.matches_rules(&attrs("cm", Operation::Create, "", "default"), &[]).is_some());
-    assert!(h.matches_rules(&attrs("cm", Operation::Update, "", "default"), &[]).is_none());
-    assert!(h.matches_rules(&attrs("cm", Operation::Create, "status", "default"), &[]).is_none());
+    assert!(
+        h.matches_rules(&attrs("cm", Operation::Create, "", "default"), &[])
+            .is_some()
+    );
+    assert!(
+        h.matches_rules(&attrs("cm", Operation::Update, "", "default"), &[])
+            .is_none()
+    );
+    assert!(
+        h.matches_rules(&attrs("cm", Operation::Create, "status", "default"), &[])
+            .is_none()
+    );
     let h = hook(cm_rule(json!(["*/*"]), "*"), "Exact");
-    assert!(h.matches_rules(&attrs("cm", Operation::Create, "status", "default"), &[]).is_some());
+    assert!(
+        h.matches_rules(&attrs("cm", Operation::Create, "status", "default"), &[])
+            .is_some()
+    );
     let h = hook(cm_rule(json!(["configmaps/*"]), "*"), "Exact");
-    assert!(h.matches_rules(&attrs("cm", Operation::Create, "", "default"), &[]).is_some());
+    assert!(
+        h.matches_rules(&attrs("cm", Operation::Create, "", "default"), &[])
+            .is_some()
+    );
     let h = hook(cm_rule(json!(["*"]), "Cluster"), "Exact");
-    assert!(h.matches_rules(&attrs("cm", Operation::Create, "", "default"), &[]).is_none());
+    assert!(
+        h.matches_rules(&attrs("cm", Operation::Create, "", "default"), &[])
+            .is_none()
+    );
     let h = hook(cm_rule(json!(["*"]), "Namespaced"), "Exact");
-    assert!(h.matches_rules(&attrs("cm", Operation::Create, "", "default"), &[]).is_some());
+    assert!(
+        h.matches_rules(&attrs("cm", Operation::Create, "", "default"), &[])
+            .is_some()
+    );
     // matchPolicy: a rule naming autoscaling/v1 matches a v2 request only when Equivalent.
     let v1_rule = json!([{"operations": ["*"], "apiGroups": ["autoscaling"],
                           "apiVersions": ["v1"], "resources": ["horizontalpodautoscalers"]}]);
