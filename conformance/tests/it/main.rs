@@ -23,7 +23,10 @@
 //! `wire` (trailing newlines, DELETE answers, decode errors); `rawtls` holds their raw TLS/HTTP
 //! helpers, `workloads` (ServiceAccount/root CA, ReplicaSet/RC, Deployment rollouts, PDB
 //! status, EndpointSlices, node lifecycle, leader election), `jobs` (Job and TTL-after-finished
-//! controllers).
+//! controllers), `admission_webhooks` (validating/mutating webhooks against HTTPS test servers
+//! from `hookserver`: denials, labels, selectors, failure policies, hostile huge/dripping/garbage
+//! answers, the create-rate benchmark) and `aggregation` (APIServices proxied to a test server,
+//! discovery, availability).
 
 mod abuse;
 mod abuse_parsers;
