@@ -335,10 +335,18 @@ impl Conn {
             let idle = tokio::time::sleep(idle_timeout);
             tokio::pin!(idle);
             let mut draining = false;
+            // A `select!` precondition is only evaluated when the loop enters it, so the
+            // deadline's branch checks again when it fires: a request that began meanwhile
+            // (and may still be running, e.g. waiting for a webhook) keeps the connection.
+            let mut awaiting_first = true;
             loop {
                 tokio::select! {
                     r = conn.as_mut() => break r,
-                    _ = &mut first_deadline, if !activity.started() => {
+                    _ = &mut first_deadline, if awaiting_first => {
+                        if activity.started() {
+                            awaiting_first = false;
+                            continue;
+                        }
                         tracing::debug!(%peer, "no HTTP/2 request headers in time; closing");
                         return;
                     }
