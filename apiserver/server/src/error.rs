@@ -47,6 +47,90 @@ impl ApiError {
         Status::internal_error(&msg.to_string()).into()
     }
 
+    /// An admission webhook denied the request (upstream `webhookerrors.ToStatusErr`): its
+    /// status (code 403 unless it gave one) with `admission webhook "x" denied the request:`
+    /// and the `<resource> "<name>" is forbidden:` prefix (`Internal error occurred:` for 500).
+    pub fn webhook_denied(
+        group: &str,
+        resource: &str,
+        name: &str,
+        webhook: &str,
+        result: Option<serde_json::Value>,
+    ) -> Self {
+        let mut s = crate::admission::webhook::denial_status(result);
+        let name = if name.is_empty() { "Unknown" } else { name };
+        let denied_by = format!("admission webhook {webhook:?} denied the request");
+        let msg = if !s.message.is_empty() {
+            format!("{denied_by}: {}", s.message)
+        } else if !s.reason.is_empty() {
+            format!("{denied_by}: {}", s.reason)
+        } else {
+            format!("{denied_by} without explanation")
+        };
+        if s.details.is_none() {
+            s.details = Some(ferrokube_machinery::status::StatusDetails {
+                causes: if s.code == 500 {
+                    vec![ferrokube_machinery::status::StatusCause {
+                        message: msg.clone(),
+                        ..Default::default()
+                    }]
+                } else {
+                    Vec::new()
+                },
+                group: if s.code == 500 {
+                    String::new()
+                } else {
+                    group.to_string()
+                },
+                kind: if s.code == 500 {
+                    String::new()
+                } else {
+                    resource.to_string()
+                },
+                name: if s.code == 500 {
+                    String::new()
+                } else {
+                    name.to_string()
+                },
+                ..Default::default()
+            });
+        }
+        let gr = if group.is_empty() {
+            resource.to_string()
+        } else {
+            format!("{resource}.{group}")
+        };
+        s.message = if s.code == 500 {
+            format!("Internal error occurred: {msg}")
+        } else {
+            format!("{gr} {name:?} is forbidden: {msg}")
+        };
+        if s.reason.is_empty() {
+            s.reason = if s.code == 500 {
+                "InternalError"
+            } else {
+                "Forbidden"
+            }
+            .to_string();
+        }
+        s.into()
+    }
+
+    /// A webhook could not be called or answered garbage, under `failurePolicy: Fail`
+    /// (upstream `ErrCallingWebhook` → `NewInternalError`).
+    pub fn webhook_call_failed(webhook: &str, e: &dyn std::fmt::Display) -> Self {
+        Status::internal_error(&format!("failed calling webhook {webhook:?}: {e}")).into()
+    }
+
+    /// A dry-run request met a webhook with side effects (upstream
+    /// `NewDryRunUnsupportedErr`).
+    pub fn webhook_dry_run_unsupported(webhook: &str) -> Self {
+        Status::bad_request(&format!(
+            "admission webhook {webhook:?} does not support dry run"
+        ))
+        .into()
+    }
+
     /// 422 Invalid from field errors.
     pub fn invalid(group: &str, kind: &str, name: &str, errs: &[FieldError]) -> Self {
         Status::invalid(group, kind, name, errs).into()

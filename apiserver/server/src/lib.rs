@@ -10,6 +10,7 @@
 //! maps every error to a `Status` in one place ([`error`]).
 
 pub mod admission;
+pub mod aggregator;
 pub mod auth;
 pub mod backend;
 pub mod certs;
@@ -27,6 +28,7 @@ pub mod registry;
 pub mod routes;
 pub mod serve;
 pub mod table;
+pub mod webhook_client;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +62,8 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     pub discovery: discovery::DiscoveryDocs,
     pub openapi: Arc<openapi::OpenApiState>,
+    /// APIServices: proxying to aggregated API servers, their availability and discovery.
+    pub aggregator: Arc<aggregator::Aggregator>,
     pub max_body_bytes: usize,
     /// `--max-requests-inflight` / `--max-mutating-requests-inflight`.
     pub inflight: filters::InFlightLimits,
@@ -163,6 +167,35 @@ pub async fn run_with_hook(
         authz: auth.authz.clone(),
         rbac: auth.rbac.clone(),
     }));
+    // The webhook plugins come last: upstream runs MutatingAdmissionWebhook and
+    // ValidatingAdmissionWebhook after the built-in plugins of each phase.
+    let reader = admission::StoreReader::new(storage.clone());
+    let proxy_identity = match (&opts.proxy_client_cert_file, &opts.proxy_client_key_file) {
+        (Some(c), Some(k)) => Some((
+            std::fs::read(c).with_context(|| format!("reading {}", c.display()))?,
+            std::fs::read(k).with_context(|| format!("reading {}", k.display()))?,
+        )),
+        _ => None,
+    };
+    let webhook_client = Arc::new(webhook_client::WebhookClient::new(
+        reader.clone(),
+        &registry,
+        proxy_identity,
+    ));
+    let hooks = admission::webhook::start_feeds(&registry, &cache).await?;
+    let shared = Arc::new(admission::webhook::Shared::new(
+        webhook_client.clone(),
+        reader,
+        &registry,
+    ));
+    plugins.push(Arc::new(admission::webhook::WebhookPlugin::mutating(
+        hooks.mutating,
+        shared.clone(),
+    )));
+    plugins.push(Arc::new(admission::webhook::WebhookPlugin::validating(
+        hooks.validating,
+        shared,
+    )));
     let state = Arc::new(AppState {
         registry,
         store: GenericStore::new(storage, cache, plugins),
@@ -171,6 +204,7 @@ pub async fn run_with_hook(
         metrics: metrics::Metrics::default(),
         discovery: discovery::DiscoveryDocs::new(builtins),
         openapi: Arc::default(),
+        aggregator: Arc::new(aggregator::Aggregator::new(webhook_client)),
         max_body_bytes: opts.max_request_body_bytes,
         inflight: filters::InFlightLimits::new(
             opts.max_requests_inflight,
@@ -189,6 +223,7 @@ pub async fn run_with_hook(
     crd::start(&state)
         .await
         .context("loading CustomResourceDefinitions")?;
+    aggregator::start(&state).await?;
     state.ready.store(true, Ordering::Release);
     openapi::build_in_background(state.clone());
     // The schema table unknown-field detection walks (built once, off the request path).

@@ -157,6 +157,13 @@ pub struct ServerOptions {
     /// thread panics when a write touches a key containing SUBSTRING). Hidden from --help.
     #[arg(long, hide = true)]
     pub debug_failpoint: Option<String>,
+    /// Client certificate (PEM) the aggregator presents to aggregated API servers (the
+    /// front-proxy identity; kube-apiserver's flag).
+    #[arg(long, requires = "proxy_client_key_file")]
+    pub proxy_client_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --proxy-client-cert-file.
+    #[arg(long, requires = "proxy_client_cert_file")]
+    pub proxy_client_key_file: Option<PathBuf>,
 }
 
 impl ServerOptions {

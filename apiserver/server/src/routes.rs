@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::endpoints::{self, Query, Scope};
 use crate::error::{ApiError, status_response};
 use crate::metrics::write_metric;
-use crate::{AppState, UserInfo, discovery, filters, openapi};
+use crate::{AppState, UserInfo, aggregator, discovery, filters, openapi};
 
 /// The whole HTTP application: router plus filter chain.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -237,6 +237,12 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         return ApiError::internal("request info missing").into_response();
     };
     let query = Query::parse(req.uri().query());
+    // Group-versions an APIService routes to a backend are proxied whole (discovery too).
+    if req.uri().path().starts_with("/apis/")
+        && let Some(svc) = state.aggregator.route(req.uri().path())
+    {
+        return aggregator::proxy(&state.aggregator, &svc, req).await;
+    }
     if !info.is_resource_request {
         let path = req.uri().path().trim_end_matches('/').to_string();
         let path = if path.is_empty() {
@@ -281,7 +287,14 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
             p if p.starts_with("/openapi/") => {
                 openapi::serve(&state, p, req.headers(), &query).await
             }
-            p => discovery::serve(&state.discovery, p, req.headers()).unwrap_or_else(not_found),
+            "/apis" if state.aggregator.has_remote() => {
+                aggregator::discovery::serve_apis(&state, req.headers())
+                    .await
+                    .unwrap_or_else(not_found)
+            }
+            p => discovery::serve(&state.discovery, p, req.headers())
+                .or_else(|| aggregator::discovery::serve_group(&state.aggregator, p))
+                .unwrap_or_else(not_found),
         };
     }
     let Some(handle) = state
@@ -296,6 +309,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         .cloned()
         .unwrap_or_default();
     let (parts, body) = req.into_parts();
+    let warnings = crate::registry::request::Warnings::default();
     let scope = Scope {
         state: state.clone(),
         handle,
@@ -303,6 +317,8 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         query,
         headers: parts.headers,
         user,
+        warnings: warnings.clone(),
     };
-    endpoints::serve(scope, Body::new(body)).await
+    let resp = endpoints::serve(scope, Body::new(body)).await;
+    endpoints::with_warnings(resp, &warnings.take())
 }

@@ -27,11 +27,17 @@
 //! its lease-reconciled endpoints, the repair loops), `statefulset`, `daemonset`, `cronjob` (the
 //! StatefulSet, DaemonSet and CronJob controllers with simulated nodes), `crd` (CustomResourceDefinitions),
 //! `admission_builtin` (PodSecurity, LimitRanger, ServiceAccount, Priority,
-//! DefaultTolerationSeconds, ResourceQuota, NodeRestriction and the admission plugin flags).
+//! DefaultTolerationSeconds, ResourceQuota, NodeRestriction and the admission plugin flags),
+//! `admission_webhooks` (validating/mutating webhooks against HTTPS test servers
+//! from `hookserver`: denials, labels, selectors, failure policies, hostile huge/dripping/garbage
+//! answers, the create-rate benchmark) and `aggregation` (APIServices proxied to a test server,
+//! discovery, availability).
 
 mod abuse;
 mod abuse_parsers;
 mod admission_builtin;
+mod admission_webhooks;
+mod aggregation;
 mod auth;
 mod auth_webhook;
 mod crd;
@@ -44,6 +50,7 @@ mod durability;
 mod etcd_ha;
 mod files;
 mod helm;
+mod hookserver;
 mod jobs;
 mod kube_rs;
 mod kubectl_crud;

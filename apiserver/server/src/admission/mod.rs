@@ -24,45 +24,22 @@ mod runtime_class;
 mod service_account;
 mod storage_protection;
 mod tolerations;
+pub mod webhook;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::UserInfo;
 use crate::error::ApiResult;
 use crate::registry::ResourceHandle;
+pub use crate::registry::request::Warnings;
 
 pub use api::ApiHandle;
 pub use namespace_lifecycle::NamespaceLifecycle;
 pub use plugins::{AdmissionConfig, DEFAULT_ON, ORDERED, PluginSelection, build_chain};
 pub use priority::ensure_system_priority_classes;
 pub use reader::StoreReader;
-
-/// Warnings admission adds to the response (upstream `warning.AddWarning`), collected per
-/// request and written as `Warning: 299` headers by the handler. Passed explicitly in
-/// `WriteOptions`, never in a task-local.
-#[derive(Clone, Debug, Default)]
-pub struct Warnings(Arc<Mutex<Vec<String>>>);
-
-impl Warnings {
-    /// Adds one warning (duplicates are kept once, as upstream's recorder does).
-    pub fn add(&self, w: String) {
-        if let Ok(mut v) = self.0.lock()
-            && !v.contains(&w)
-        {
-            v.push(w);
-        }
-    }
-
-    /// The warnings so far, emptying the collector.
-    pub fn take(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default()
-    }
-}
 
 /// `admission.Operation`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -207,6 +184,31 @@ mod reader {
                 }
                 None => Ok(None),
             }
+        }
+
+        /// The objects of one namespace (all when `namespace` is empty), at most `limit`.
+        pub async fn list(
+            &self,
+            h: &ResourceHandle,
+            namespace: &str,
+            limit: usize,
+        ) -> ApiResult<Vec<Value>> {
+            let resp = self
+                .storage
+                .list(ferrokube_storage::ListRequest {
+                    prefix: h.list_prefix(namespace),
+                    start_after: None,
+                    limit,
+                    revision: 0,
+                })
+                .await?;
+            let mut out = Vec::with_capacity(resp.items.len());
+            for kv in &resp.items {
+                let mut v = codec::decode(kv)?;
+                codec::to_served(h, &mut v)?;
+                out.push(v);
+            }
+            Ok(out)
         }
     }
 }

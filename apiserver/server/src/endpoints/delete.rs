@@ -16,6 +16,7 @@ async fn delete_options(scope: &Scope, body: Body) -> ApiResult<DeleteOptions> {
     let mut opts = DeleteOptions {
         dry_run: scope.query.dry_run()?,
         user: scope.user.clone(),
+        warnings: scope.warnings.clone(),
         ..Default::default()
     };
     if !bytes.iter().all(u8::is_ascii_whitespace) {

@@ -15,6 +15,8 @@ mod scale;
 mod update;
 pub mod watch;
 
+pub use field_validation::with_warnings;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -41,6 +43,8 @@ pub struct Scope {
     pub query: Query,
     pub headers: HeaderMap,
     pub user: crate::UserInfo,
+    /// Warnings for the response (admission webhooks).
+    pub warnings: crate::registry::request::Warnings,
 }
 
 /// Decoded query parameters.
@@ -175,7 +179,7 @@ impl Scope {
             user: self.user.clone(),
             managed_fields: Default::default(),
             body_bytes,
-            warnings: Default::default(),
+            warnings: self.warnings.clone(),
         })
     }
 

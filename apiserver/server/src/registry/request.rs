@@ -6,7 +6,43 @@
 
 use ferrokube_machinery::selectors::{FieldSelector, LabelSelector};
 
+use std::sync::{Arc, Mutex};
+
 use crate::UserInfo;
+
+/// Total bytes of warnings one request collects (upstream's recorder bounds them too).
+const MAX_WARNING_BYTES: usize = 4096;
+
+/// Warnings a write produced (admission webhooks), sent back as `Warning: 299` headers by the
+/// router (upstream's per-request warning recorder). Shared by clones; bounded.
+#[derive(Clone, Default, Debug)]
+pub struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl Warnings {
+    /// Records one warning (control characters make it invalid, as upstream; beyond the byte
+    /// budget warnings are dropped).
+    pub fn add(&self, w: impl AsRef<str>) {
+        let w = w.as_ref();
+        if w.is_empty() || w.chars().any(|c| c.is_control()) {
+            return;
+        }
+        if let Ok(mut v) = self.0.lock() {
+            let used: usize = v.iter().map(String::len).sum();
+            if v.iter().any(|x| x == w) || used + w.len() > MAX_WARNING_BYTES {
+                return;
+            }
+            v.push(w.to_string());
+        }
+    }
+
+    /// The warnings recorded so far.
+    pub fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+}
 
 /// Query options of list and watch.
 #[derive(Default, Debug, Clone)]
@@ -41,8 +77,8 @@ pub struct DeleteOptions {
     pub orphan_dependents: Option<bool>,
     /// Who deletes (for admission).
     pub user: UserInfo,
-    /// Warnings admission adds for the response.
-    pub warnings: crate::admission::Warnings,
+    /// Where admission puts warnings for the client.
+    pub warnings: Warnings,
 }
 
 /// What a write changes: the main resource or one of its subresources. Decides the
@@ -110,8 +146,8 @@ pub struct WriteOptions {
     /// The size of the request body: with the stored object's, it decides whether the
     /// mutation runs off the async workers (`store::HEAVY_BYTES`).
     pub body_bytes: usize,
-    /// Warnings admission adds for the response (`Warning` headers).
-    pub warnings: crate::admission::Warnings,
+    /// Where admission puts warnings for the client.
+    pub warnings: Warnings,
 }
 
 impl Default for WriteOptions {
@@ -125,7 +161,7 @@ impl Default for WriteOptions {
             user: UserInfo::default(),
             managed_fields: ManagedFieldsMode::default(),
             body_bytes: 0,
-            warnings: crate::admission::Warnings::default(),
+            warnings: Warnings::default(),
         }
     }
 }

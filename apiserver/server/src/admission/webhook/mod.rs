@@ -1,0 +1,617 @@
+//! MutatingAdmissionWebhook and ValidatingAdmissionWebhook (upstream
+//! `pkg/admission/plugin/webhook/{mutating,validating}`): AdmissionReview v1 over HTTPS to the
+//! endpoints that Mutating/ValidatingWebhookConfigurations name, called at the two admission
+//! points of the one write path (the last mutating and the last validating plugin).
+//!
+//! - Matching: rules (operations, groups, versions, resources with subresources and `*`,
+//!   scope) under `matchPolicy`, `namespaceSelector` (the namespace's labels; a Namespace's
+//!   own), `objectSelector` (new or old object). Configuration resources are exempt.
+//! - Mutating webhooks run in order (configurations sorted by name); JSONPatch answers are
+//!   applied and the result type-checked; `reinvocationPolicy: IfNeeded` hooks run once more
+//!   when a later hook changed the object. Validating webhooks run concurrently.
+//! - Failures: a call error (unreachable, timeout, garbage, too large) rejects the request
+//!   with 500 under `failurePolicy: Fail` and is logged and skipped under `Ignore`; a denial
+//!   becomes upstream's `admission webhook "x" denied the request: ...`; dry-run requests
+//!   refuse hooks whose `sideEffects` are not None/NoneOnDryRun; `warnings` go back as
+//!   `Warning` headers. `auditAnnotations` are accepted and ignored.
+
+pub mod config;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use ferrokube_machinery::limits;
+use ferrokube_machinery::status::{Status, StatusDetails};
+use serde_json::{Value, json};
+
+use self::config::{EXEMPT, FailurePolicy, Hook, HookSet, object_selected, selects_everything};
+use super::{AdmissionPlugin, Attributes, Operation, StoreReader};
+use crate::error::{ApiError, ApiResult};
+use crate::registry::{Registry, ResourceHandle, codec};
+use crate::webhook_client::{CallError, WebhookClient};
+
+/// Longest message taken from a webhook's denial.
+const MAX_MESSAGE: usize = 32 * 1024;
+/// Warnings taken from one answer at most.
+const MAX_WARNINGS: usize = 32;
+
+/// Why an answer could not be used (upstream's `ErrCallingWebhook` reasons).
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// The call itself failed.
+    #[error("failed to call webhook: {0}")]
+    Call(#[from] CallError),
+    /// The answer was well-formed JSON but not a usable AdmissionReview.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What both plugins share: the client, the namespaces to read labels from, the served
+/// versions of each resource (for `matchPolicy: Equivalent`).
+pub struct Shared {
+    pub client: Arc<WebhookClient>,
+    reader: StoreReader,
+    namespaces: Option<Arc<ResourceHandle>>,
+    versions: std::collections::HashMap<(String, String), Vec<Arc<ResourceHandle>>>,
+}
+
+impl Shared {
+    /// Over the registry's resources.
+    pub fn new(client: Arc<WebhookClient>, reader: StoreReader, registry: &Registry) -> Shared {
+        let mut versions: std::collections::HashMap<(String, String), Vec<Arc<ResourceHandle>>> =
+            Default::default();
+        for h in registry.all() {
+            versions
+                .entry((h.info.group.to_string(), h.info.plural.to_string()))
+                .or_default()
+                .push(h.clone());
+        }
+        Shared {
+            client,
+            reader,
+            namespaces: registry.namespaces().cloned(),
+            versions,
+        }
+    }
+}
+
+/// The hook sets of both configuration kinds.
+pub struct HookSets {
+    pub mutating: Arc<HookSet>,
+    pub validating: Arc<HookSet>,
+}
+
+/// Loads both configuration kinds from the watch cache and keeps them current.
+pub async fn start_feeds(
+    registry: &Registry,
+    cache: &Arc<ferrokube_storage::watch_cache::WatchCache>,
+) -> anyhow::Result<HookSets> {
+    let sets = HookSets {
+        mutating: Arc::new(HookSet::default()),
+        validating: Arc::new(HookSet::default()),
+    };
+    for (plural, set) in [
+        ("mutatingwebhookconfigurations", &sets.mutating),
+        ("validatingwebhookconfigurations", &sets.validating),
+    ] {
+        let h = registry
+            .get("admissionregistration.k8s.io", "v1", plural)
+            .ok_or_else(|| anyhow::anyhow!("the resource table has no {plural}"))?;
+        crate::auth::rbac_feed::feed(cache.clone(), h.prefix.clone(), set.clone()).await?;
+    }
+    Ok(sets)
+}
+
+/// The two plugins (one per configuration kind) and their hook sets.
+pub struct WebhookPlugin {
+    mutating: bool,
+    hooks: Arc<HookSet>,
+    shared: Arc<Shared>,
+}
+
+impl WebhookPlugin {
+    /// The MutatingAdmissionWebhook plugin over `hooks`.
+    pub fn mutating(hooks: Arc<HookSet>, shared: Arc<Shared>) -> Self {
+        WebhookPlugin {
+            mutating: true,
+            hooks,
+            shared,
+        }
+    }
+
+    /// The ValidatingAdmissionWebhook plugin over `hooks`.
+    pub fn validating(hooks: Arc<HookSet>, shared: Arc<Shared>) -> Self {
+        WebhookPlugin {
+            mutating: false,
+            hooks,
+            shared,
+        }
+    }
+
+    /// The hooks that apply to this request, each with the version its rules matched.
+    async fn relevant(
+        &self,
+        a: &Attributes<'_>,
+        obj: Option<&Value>,
+    ) -> ApiResult<Vec<(Arc<Hook>, String)>> {
+        let info = &a.handle.info;
+        if info.group == "admissionregistration.k8s.io" && EXEMPT.contains(&info.plural) {
+            return Ok(Vec::new());
+        }
+        let hooks = self.hooks.snapshot();
+        if hooks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let others: Vec<&str> = self
+            .shared
+            .versions
+            .get(&(info.group.to_string(), info.plural.to_string()))
+            .map(|v| {
+                v.iter()
+                    .map(|h| h.info.version)
+                    .filter(|x| *x != info.version)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut ns_labels: Option<serde_json::Map<String, Value>> = None;
+        let mut out = Vec::new();
+        for h in hooks.iter() {
+            let Some(version) = h.matches_rules(a, &others) else {
+                continue;
+            };
+            if !object_selected(&h.object_selector, obj, a.old) {
+                continue;
+            }
+            if !selects_everything(&h.namespace_selector) {
+                let is_namespace = info.group.is_empty() && info.plural == "namespaces";
+                let labels = if is_namespace {
+                    config::labels_of(obj.or(a.old))
+                } else if a.namespace.is_empty() {
+                    // Cluster-scoped objects are not namespace-selected out.
+                    out.push((h.clone(), version));
+                    continue;
+                } else {
+                    if ns_labels.is_none() {
+                        ns_labels = Some(self.namespace_labels(a).await?);
+                    }
+                    ns_labels.clone().unwrap_or_default()
+                };
+                if !crate::auth::rbac_feed::selector_matches(&h.namespace_selector, &labels) {
+                    continue;
+                }
+            }
+            out.push((h.clone(), version));
+        }
+        Ok(out)
+    }
+
+    async fn namespace_labels(
+        &self,
+        a: &Attributes<'_>,
+    ) -> ApiResult<serde_json::Map<String, Value>> {
+        let Some(h) = &self.shared.namespaces else {
+            return Ok(Default::default());
+        };
+        match self.shared.reader.get(h, "", a.namespace).await? {
+            Some(ns) => Ok(config::labels_of(Some(&ns))),
+            None => Err(Status::not_found("", "namespaces", a.namespace).into()),
+        }
+    }
+
+    /// The handle a hook sees the request through: the request's own, or (matchPolicy
+    /// Equivalent) the matched version's.
+    fn view<'h>(&'h self, a: &'h Attributes<'_>, version: &str) -> &'h ResourceHandle {
+        let info = &a.handle.info;
+        if version == info.version {
+            return a.handle;
+        }
+        self.shared
+            .versions
+            .get(&(info.group.to_string(), info.plural.to_string()))
+            .and_then(|v| v.iter().find(|h| h.info.version == version))
+            .map_or(a.handle, |h| &**h)
+    }
+
+    /// Calls one hook with the object (in `view`'s version) and the stored old object.
+    /// `Ok(None)`: allowed (or ignored failure); `Ok(Some(patch))`: allowed with a JSON patch
+    /// (mutating only).
+    async fn call(
+        &self,
+        h: &Hook,
+        view: &ResourceHandle,
+        a: &Attributes<'_>,
+        obj: Option<&Value>,
+    ) -> ApiResult<Option<Value>> {
+        if a.dry_run && !h.dry_run_safe() {
+            return Err(ApiError::webhook_dry_run_unsupported(&h.name));
+        }
+        let old = match a.old {
+            Some(o) => {
+                let mut v = o.clone();
+                codec::to_served(view, &mut v)?;
+                Some(v)
+            }
+            None => None,
+        };
+        match self.review(h, view, a, obj, old.as_ref()).await {
+            Ok(Outcome::Allowed(patch)) => Ok(patch),
+            Ok(Outcome::Denied(result)) => Err(ApiError::webhook_denied(
+                a.handle.info.group,
+                a.handle.info.plural,
+                a.name,
+                &h.name,
+                result,
+            )),
+            Err(e) => {
+                if h.failure_policy == FailurePolicy::Ignore {
+                    tracing::warn!(webhook = %h.name, error = %e, "failed calling webhook, failing open");
+                    Ok(None)
+                } else {
+                    tracing::warn!(webhook = %h.name, error = %e, "failed calling webhook, failing closed");
+                    Err(ApiError::webhook_call_failed(&h.name, &e))
+                }
+            }
+        }
+    }
+
+    async fn review(
+        &self,
+        h: &Hook,
+        view: &ResourceHandle,
+        a: &Attributes<'_>,
+        obj: Option<&Value>,
+        old: Option<&Value>,
+    ) -> Result<Outcome, ReviewError> {
+        if h.has_match_conditions {
+            return Err(ReviewError::Invalid(
+                "matchConditions are not supported by this server (no CEL)".into(),
+            ));
+        }
+        let client = h
+            .client
+            .as_ref()
+            .map_err(|e| ReviewError::Call(CallError::Config(e.clone())))?;
+        let uid = uuid::Uuid::new_v4().to_string();
+        let body = review_request(&uid, view, a, obj, old);
+        let query = format!("?timeout={}s", h.timeout.as_secs());
+        let resp = self
+            .shared
+            .client
+            .post_json(client, &query, &body, h.timeout)
+            .await?;
+        let r = verify_response(&uid, self.mutating, &resp)?;
+        for w in r
+            .get("warnings")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .take(MAX_WARNINGS)
+            .filter_map(Value::as_str)
+        {
+            a.warnings.add(limits::truncate_str(w, 1024));
+        }
+        if r.get("allowed").and_then(Value::as_bool) != Some(true) {
+            return Ok(Outcome::Denied(r.get("status").cloned()));
+        }
+        if !self.mutating {
+            return Ok(Outcome::Allowed(None));
+        }
+        let Some(patch) = r.get("patch").and_then(Value::as_str) else {
+            return Ok(Outcome::Allowed(None));
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(patch)
+            .map_err(|e| ReviewError::Invalid(format!("invalid response.patch: {e}")))?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ReviewError::Invalid(format!("invalid response.patch: {e}")))?;
+        Ok(Outcome::Allowed(Some(v)))
+    }
+}
+
+/// A usable answer.
+enum Outcome {
+    /// Allowed, with the decoded JSON patch of a mutating webhook.
+    Allowed(Option<Value>),
+    /// Denied, with the webhook's `status`.
+    Denied(Option<Value>),
+}
+
+/// `AdmissionReview` v1 request.
+fn review_request(
+    uid: &str,
+    view: &ResourceHandle,
+    a: &Attributes<'_>,
+    obj: Option<&Value>,
+    old: Option<&Value>,
+) -> Value {
+    let info = &a.handle.info;
+    let version = view.info.version;
+    let op = match a.operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    };
+    let options_kind = match a.operation {
+        Operation::Create => "CreateOptions",
+        Operation::Update => "UpdateOptions",
+        Operation::Delete => "DeleteOptions",
+        Operation::Connect => "",
+    };
+    let mut options = json!({"kind": options_kind, "apiVersion": "meta.k8s.io/v1"});
+    if a.dry_run {
+        options["dryRun"] = json!(["All"]);
+    }
+    let kind = json!({"group": info.group, "version": version, "kind": info.kind});
+    let resource = json!({"group": info.group, "version": version, "resource": info.plural});
+    let mut req = json!({
+        "uid": uid,
+        "kind": kind,
+        "resource": resource,
+        "requestKind": {"group": info.group, "version": info.version, "kind": info.kind},
+        "requestResource": {"group": info.group, "version": info.version, "resource": info.plural},
+        "operation": op,
+        "userInfo": {
+            "username": a.user.username,
+            "uid": a.user.uid,
+            "groups": a.user.groups,
+            "extra": a.user.extra,
+        },
+        "object": obj.cloned().unwrap_or(Value::Null),
+        "oldObject": old.cloned().unwrap_or(Value::Null),
+        "dryRun": a.dry_run,
+        "options": if options_kind.is_empty() { Value::Null } else { options },
+    });
+    let m = req.as_object_mut();
+    if let Some(m) = m {
+        if !a.subresource.is_empty() {
+            m.insert("subResource".into(), json!(a.subresource));
+            m.insert("requestSubResource".into(), json!(a.subresource));
+        }
+        if !a.name.is_empty() {
+            m.insert("name".into(), json!(a.name));
+        }
+        if !a.namespace.is_empty() {
+            m.insert("namespace".into(), json!(a.namespace));
+        }
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req})
+}
+
+/// Upstream's `VerifyAdmissionResponse` for v1: the response, its uid, its kind, and for
+/// mutating webhooks the patch and patchType together.
+fn verify_response<'v>(
+    uid: &str,
+    mutating: bool,
+    review: &'v Value,
+) -> Result<&'v Value, ReviewError> {
+    let Some(r) = review.get("response").filter(|r| r.is_object()) else {
+        return Err(ReviewError::Invalid("webhook response was absent".into()));
+    };
+    let got = r.get("uid").and_then(Value::as_str).unwrap_or("");
+    if got != uid {
+        return Err(ReviewError::Invalid(format!(
+            "expected response.uid={uid:?}, got {:?}",
+            limits::truncate_str(got, 256)
+        )));
+    }
+    let av = review
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = review.get("kind").and_then(Value::as_str).unwrap_or("");
+    if av != "admission.k8s.io/v1" || kind != "AdmissionReview" {
+        let (g, v) = av.split_once('/').unwrap_or(("", av));
+        return Err(ReviewError::Invalid(format!(
+            "expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got {}/{}, Kind={}",
+            limits::truncate_str(g, 256),
+            limits::truncate_str(v, 256),
+            limits::truncate_str(kind, 256)
+        )));
+    }
+    let has_patch = r
+        .get("patch")
+        .and_then(Value::as_str)
+        .is_some_and(|p| !p.is_empty());
+    let patch_type = r.get("patchType").and_then(Value::as_str);
+    if mutating {
+        if has_patch && patch_type.is_none() {
+            return Err(ReviewError::Invalid(
+                "webhook returned response.patch but not response.patchType".into(),
+            ));
+        }
+        if !has_patch && patch_type.is_some() {
+            return Err(ReviewError::Invalid(
+                "webhook returned response.patchType but not response.patch".into(),
+            ));
+        }
+        if let Some(t) = patch_type
+            && t != "JSONPatch"
+        {
+            return Err(ReviewError::Invalid(format!(
+                "webhook returned invalid response.patchType of {:?}",
+                limits::truncate_str(t, 256)
+            )));
+        }
+    } else if has_patch || patch_type.is_some() {
+        return Err(ReviewError::Invalid(
+            "validating webhooks may not return response.patch or response.patchType".into(),
+        ));
+    }
+    Ok(r)
+}
+
+/// The denial `status` a webhook sent, as a `Status` (bounded, code kept to 4xx/5xx).
+pub fn denial_status(v: Option<Value>) -> Status {
+    let mut s = Status::failure(0, "", "");
+    if let Some(v) = v {
+        let str_of = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
+        s.message = limits::truncate_str(str_of("message"), MAX_MESSAGE).to_string();
+        s.reason = limits::truncate_str(str_of("reason"), 256).to_string();
+        s.code = v
+            .get("code")
+            .and_then(Value::as_u64)
+            .and_then(|c| u16::try_from(c).ok())
+            .unwrap_or(0);
+        if let Some(d) = v.get("details")
+            && let Ok(d) = serde_json::from_value::<StatusDetails>(d.clone())
+        {
+            s.details = Some(d);
+        }
+    }
+    if !(400..=599).contains(&s.code) {
+        s.code = 403;
+    }
+    s
+}
+
+#[async_trait::async_trait]
+impl AdmissionPlugin for WebhookPlugin {
+    fn name(&self) -> &'static str {
+        if self.mutating {
+            "MutatingAdmissionWebhook"
+        } else {
+            "ValidatingAdmissionWebhook"
+        }
+    }
+
+    async fn admit(&self, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
+        if !self.mutating || a.operation == Operation::Delete {
+            return Ok(());
+        }
+        let hooks = self.relevant(a, Some(obj)).await?;
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        // `obj` is in the storage form; each hook sees it in its view's served version.
+        let mut reinvoke = vec![false; hooks.len()];
+        for (i, (h, version)) in hooks.iter().enumerate() {
+            if self.mutate_once(h, version, a, obj).await? {
+                for (j, (earlier, _)) in hooks.iter().enumerate().take(i) {
+                    reinvoke[j] |= earlier.reinvoke;
+                }
+            }
+        }
+        for (i, (h, version)) in hooks.iter().enumerate() {
+            if reinvoke[i] {
+                self.mutate_once(h, version, a, obj).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn validate(
+        &self,
+        a: &Attributes<'_>,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
+        if self.mutating {
+            return Ok(());
+        }
+        refuse_match_conditions(a, obj)?;
+        let new = (a.operation != Operation::Delete).then_some(obj);
+        let hooks = self.relevant(a, new).await?;
+        if hooks.is_empty() {
+            return Ok(());
+        }
+        let _ = old;
+        let mut views = Vec::with_capacity(hooks.len());
+        for (h, version) in &hooks {
+            let view = self.view(a, version);
+            let served = match new {
+                Some(o) => {
+                    let mut s = o.clone();
+                    codec::to_served(view, &mut s)?;
+                    Some(s)
+                }
+                None => None,
+            };
+            views.push((h, view, served));
+        }
+        let calls = views
+            .iter()
+            .map(|(h, view, served)| self.call(h, view, a, served.as_ref()));
+        for r in futures::future::join_all(calls).await {
+            r?;
+        }
+        Ok(())
+    }
+}
+
+/// `matchConditions` need CEL, which this build does not have: configurations using them are
+/// refused when written (rather than stored and silently never matching).
+fn refuse_match_conditions(a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
+    let info = &a.handle.info;
+    if info.group != "admissionregistration.k8s.io"
+        || !matches!(
+            info.plural,
+            "validatingwebhookconfigurations" | "mutatingwebhookconfigurations"
+        )
+        || a.operation == Operation::Delete
+    {
+        return Ok(());
+    }
+    let errs: Vec<_> = obj
+        .get("webhooks")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, w)| {
+            w.get("matchConditions")
+                .and_then(Value::as_array)
+                .is_some_and(|m| !m.is_empty())
+        })
+        .map(|(i, _)| {
+            ferrokube_machinery::validation::FieldError::forbidden(
+                format!("webhooks[{i}].matchConditions"),
+                "matchConditions (CEL) are not supported by this server",
+            )
+        })
+        .collect();
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(info.group, info.kind, a.name, &errs))
+    }
+}
+
+impl WebhookPlugin {
+    /// One mutating call; applies its patch. Returns whether the object changed.
+    async fn mutate_once(
+        &self,
+        h: &Hook,
+        version: &str,
+        a: &Attributes<'_>,
+        stored: &mut Value,
+    ) -> ApiResult<bool> {
+        let view = self.view(a, version);
+        let mut served = stored.clone();
+        codec::to_served(view, &mut served)?;
+        let Some(patch) = self.call(h, view, a, Some(&served)).await? else {
+            return Ok(false);
+        };
+        let mut patched = served.clone();
+        ferrokube_machinery::patch::json_patch(&mut patched, &patch)
+            .map_err(|e| ApiError::from(Status::internal_error(&e.to_string())))?;
+        limits::check_depth(&patched, limits::MAX_DEPTH)
+            .map_err(|e| ApiError::from(Status::internal_error(&e.to_string())))?;
+        crate::registry::store::type_check(view, &mut patched).map_err(|e| {
+            ApiError::from(Status::internal_error(&format!(
+                "admission webhook {:?} returned an invalid object: {}",
+                h.name,
+                e.json_message()
+            )))
+        })?;
+        if patched == served {
+            return Ok(false);
+        }
+        codec::to_storage(view, &mut patched)?;
+        *stored = patched;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests;
