@@ -68,13 +68,15 @@ pub fn intern_list(items: &[String]) -> &'static [&'static str] {
     leaked
 }
 
+/// Interned subresource lists, keyed by (kind, status, scale).
+type SubresourceLists = Vec<((&'static str, bool, bool), &'static [SubresourceInfo])>;
+
 fn intern_subresources(
     kind: &'static str,
     status: bool,
     scale: bool,
 ) -> &'static [SubresourceInfo] {
-    static LISTS: OnceLock<Mutex<Vec<((&'static str, bool, bool), &'static [SubresourceInfo])>>> =
-        OnceLock::new();
+    static LISTS: OnceLock<Mutex<SubresourceLists>> = OnceLock::new();
     let lists = LISTS.get_or_init(Default::default);
     let mut lists = lists.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, l)) = lists.iter().find(|(k, _)| *k == (kind, status, scale)) {

@@ -612,7 +612,7 @@ fn run_as_non_root(_: &Value, spec: &Value) -> Option<Violation> {
     let implicit = bad_containers(spec, |c| {
         non_root(c).is_none()
             && pod_nr != Some(true)
-            && !user(c).or(user(spec)).is_some_and(|u| u > 0)
+            && user(c).or(user(spec)).is_none_or(|u| u <= 0)
     });
     if !explicit.is_empty() {
         msgs.push(format!(

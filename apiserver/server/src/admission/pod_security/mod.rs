@@ -181,8 +181,7 @@ impl AdmissionPlugin for PodSecurity {
             return Ok(());
         }
         let ex = &self.config.exemptions;
-        if ex.namespaces.iter().any(|n| n == a.namespace)
-            || ex.usernames.iter().any(|u| *u == a.user.username)
+        if ex.namespaces.iter().any(|n| n == a.namespace) || ex.usernames.contains(&a.user.username)
         {
             return Ok(());
         }
