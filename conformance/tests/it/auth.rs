@@ -255,6 +255,14 @@ pub fn assert_bob_reads_lfs158_only(server: &TestServer, bob: &Path) {
 /// Creates namespace lfs158 and a pod `web` in it (as admin).
 pub fn seed_lfs158(server: &TestServer) {
     server.must_kubectl(["create", "namespace", "lfs158"]);
+    // The ServiceAccount admission plugin needs lfs158's `default` account before a pod (as
+    // upstream). The ServiceAccount controller creates it at its own pace, and not at all when
+    // the authorizer under test grants the controllers nothing (ABAC, a webhook): the admin
+    // applies it (whoever comes first, the result is the same account).
+    server.must_kubectl_stdin(
+        ["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: lfs158\n",
+    );
     server.must_kubectl(["run", "web", "-n", "lfs158", "--image=nginx"]);
 }
 
