@@ -64,6 +64,15 @@ pub fn must_have_ready_nodes(server: &TestServer, names: &[&str]) {
                     .flatten()
                     .any(|c| c["type"] == "Ready" && c["status"] == "True")
             })
+            // Ready also for the scheduler: the node lifecycle controller has lifted the
+            // `not-ready` taint a new node is registered with (TaintNodesByCondition).
+            .filter(|n| {
+                !n["spec"]["taints"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t["key"] == "node.kubernetes.io/not-ready")
+            })
             .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
             .collect();
         if names.iter().all(|n| ready.iter().any(|r| r == n)) {
