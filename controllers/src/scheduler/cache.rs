@@ -7,64 +7,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, Taint};
 
-/// Parses a resource quantity into milli-units (`1` → 1000, `100m` → 100, `1Ki` → 1,024,000);
-/// `None` when it is not a quantity.
-pub fn parse_milli(q: &str) -> Option<i128> {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    if num.is_empty() || num.len() > 40 {
-        return None;
-    }
-    let (mul_num, mul_den): (i128, i128) = match suffix {
-        "" => (1000, 1),
-        "m" => (1, 1),
-        "u" => (1, 1000),
-        "n" => (1, 1_000_000),
-        "k" => (1_000_000, 1),
-        "M" => (1_000_000_000, 1),
-        "G" => (1_000_000_000_000, 1),
-        "T" => (1_000_000_000_000_000, 1),
-        "P" => (1_000_000_000_000_000_000, 1),
-        "E" => (1_000_000_000_000_000_000_000, 1),
-        "Ki" => (1024 * 1000, 1),
-        "Mi" => (1024 * 1024 * 1000, 1),
-        "Gi" => (1024i128.pow(3) * 1000, 1),
-        "Ti" => (1024i128.pow(4) * 1000, 1),
-        "Pi" => (1024i128.pow(5) * 1000, 1),
-        "Ei" => (1024i128.pow(6) * 1000, 1),
-        s if s.starts_with(['e', 'E']) => {
-            let exp: i32 = s[1..].parse().ok()?;
-            if !(-9..=18).contains(&exp) {
-                return None;
-            }
-            if exp >= 0 {
-                (1000 * 10i128.pow(exp as u32), 1)
-            } else {
-                (1000, 10i128.pow((-exp) as u32))
-            }
-        }
-        _ => return None,
-    };
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    let neg = int.starts_with('-');
-    let int = int.trim_start_matches(['+', '-']);
-    let int_v: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let frac = &frac[..frac.len().min(12)];
-    let frac_v: i128 = if frac.is_empty() {
-        0
-    } else {
-        frac.parse().ok()?
-    };
-    let frac_scale = 10i128.pow(frac.len() as u32);
-    // value = (int + frac/scale) * mul_num / mul_den, rounded up like resource.Quantity.MilliValue.
-    let total_num = (int_v * frac_scale + frac_v).checked_mul(mul_num)?;
-    let den = frac_scale * mul_den;
-    let v = (total_num + den - 1) / den;
-    Some(if neg { -v } else { v })
-}
+/// Resource quantities in milli-units: the one parser, shared with ResourceQuota.
+pub use ferrokube_machinery::quota::parse_milli;
 
 /// Amounts of resources: cpu in millicores, everything else in whole units (bytes, pods).
 #[derive(Debug, Clone, Default, PartialEq)]
