@@ -21,6 +21,7 @@ pub mod events;
 pub mod expectations;
 pub mod gc;
 pub mod history;
+pub mod hpa;
 pub mod informer;
 pub mod job;
 pub mod leader;
@@ -93,6 +94,7 @@ impl Selection {
         "resourcequota-controller",
         "persistentvolumeclaim-protection-controller",
         "persistentvolume-protection-controller",
+        "horizontal-pod-autoscaler-controller",
     ];
 
     /// Parses the flag's values; an unknown name is an error, as upstream.
@@ -314,6 +316,7 @@ async fn run_controllers(
         r = resourcequota::run(client_for(&config, "resourcequota-controller")?), if on("resourcequota-controller") => r.context("resourcequota controller"),
         r = storageprotection::run_pvc(client_for(&config, "pvc-protection-controller")?), if on("persistentvolumeclaim-protection-controller") => r.context("pvc protection controller"),
         r = storageprotection::run_pv(client_for(&config, "pv-protection-controller")?), if on("persistentvolume-protection-controller") => r.context("pv protection controller"),
+        r = hpa::run(client_for(&config, "horizontal-pod-autoscaler")?), if on("horizontal-pod-autoscaler-controller") => r.context("horizontal pod autoscaler controller"),
         else => {
             tracing::info!("no controller enabled");
             std::future::pending().await

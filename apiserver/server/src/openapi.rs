@@ -375,7 +375,7 @@ pub async fn serve(state: &AppState, path: &str, headers: &HeaderMap, query: &Qu
             None => (&docs.v2_json, &docs.v2_proto),
         };
         if accepts(headers, &[V2_PROTO, V2_PROTO_ALT]) {
-            return doc_response(proto, V2_PROTO, headers, false);
+            return doc_response(proto, V2_PROTO_ALT, headers, false);
         }
         if !accepts_json(headers) {
             return not_acceptable();

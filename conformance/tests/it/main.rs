@@ -51,6 +51,7 @@ mod etcd_ha;
 mod files;
 mod helm;
 mod hookserver;
+mod hpa;
 mod jobs;
 mod kube_rs;
 mod kubectl_crud;
