@@ -112,9 +112,10 @@ async fn idle_rss_and_memory_per_object_stay_small() {
     let fill = started.elapsed();
 
     // The JSON size of what the server holds: the list body (every item as served) per item.
-    let req = http::Request::get("/api/v1/namespaces/default/configmaps?labelSelector=app%3Dfootprint")
-        .body(Vec::new())
-        .expect("list request");
+    let req =
+        http::Request::get("/api/v1/namespaces/default/configmaps?labelSelector=app%3Dfootprint")
+            .body(Vec::new())
+            .expect("list request");
     let body = client.request_text(req).await.expect("list configmaps");
     let list: serde_json::Value = serde_json::from_str(&body).expect("list JSON");
     let items = list["items"].as_array().map(Vec::len).unwrap_or(0);

@@ -32,7 +32,11 @@ fn cpu_ticks(pid: u32) -> u64 {
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest[0] is field 3 (state); utime is field 14, stime 15.
-    let get = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let get = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     get(14) + get(15)
 }
 
@@ -118,7 +122,13 @@ async fn get_loop(client: &Client, path: &str, dur: Duration) -> Result<(f64, Ve
 }
 
 /// nginx serving `body` at `path` over TLS with the given certificate, on a free port.
-fn start_nginx(dir: &Path, path: &str, body: &[u8], cert: &Path, key: &Path) -> Result<(Proc, u16)> {
+fn start_nginx(
+    dir: &Path,
+    path: &str,
+    body: &[u8],
+    cert: &Path,
+    key: &Path,
+) -> Result<(Proc, u16)> {
     let port = crate::free_port()?;
     let root = dir.join("root");
     let file = root.join(path.trim_start_matches('/'));
@@ -167,14 +177,18 @@ async fn nginx_client(dir: &Path, port: u16) -> Result<Client> {
 }
 
 fn small_cm(name: &str) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": "bench"}},
-        "data": {"key": "some-value", "other": "a small piece of configuration"}}))
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"app": "bench"}},
+        "data": {"key": "some-value", "other": "a small piece of configuration"}}),
+    )
     .unwrap_or_default()
 }
 
 fn large_cm(name: &str) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": "bench"}},
-        "data": {"blob": "x".repeat(10_000)}}))
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"app": "bench"}},
+        "data": {"blob": "x".repeat(10_000)}}),
+    )
     .unwrap_or_default()
 }
 
@@ -216,7 +230,10 @@ pub async fn run(tmp: &Path, quick: bool, rounds: usize) -> Result<()> {
         empty_starts.push(ready);
     }
     empty_starts.sort();
-    row("start → /readyz 200, empty (median of 3)", ms(empty_starts[1]));
+    row(
+        "start → /readyz 200, empty (median of 3)",
+        ms(empty_starts[1]),
+    );
 
     let dir = tmp.join("main");
     let (server, client, _) = start_ferrokube(&dir, &[]).await?;
@@ -224,15 +241,22 @@ pub async fn run(tmp: &Path, quick: bool, rounds: usize) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_1s = rss_kib(pid);
     let (cpu, fsyncs, bytes) = idle_cost(&client, pid, idle_window).await;
-    row("idle RSS 1 s after ready", format!("{:.1} MiB", rss_1s as f64 / 1024.0));
+    row(
+        "idle RSS 1 s after ready",
+        format!("{:.1} MiB", rss_1s as f64 / 1024.0),
+    );
     row(
         &format!("idle over {} s, no nodes", idle_window.as_secs()),
-        format!("{cpu:.2}% of a core, {fsyncs:.1} fsyncs/min, {:.1} KiB written/min", bytes / 1024.0),
+        format!(
+            "{cpu:.2}% of a core, {fsyncs:.1} fsyncs/min, {:.1} KiB written/min",
+            bytes / 1024.0
+        ),
     );
 
     // Reads: GET one ConfigMap, ours over mTLS, nginx the same bytes over TLS.
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    api.create(&PostParams::default(), &small_cm("read-me")).await?;
+    api.create(&PostParams::default(), &small_cm("read-me"))
+        .await?;
     let path = "/api/v1/namespaces/default/configmaps/read-me";
     let body = client
         .request_text(http::Request::get(path).body(Vec::new())?)
@@ -245,7 +269,9 @@ pub async fn run(tmp: &Path, quick: bool, rounds: usize) -> Result<()> {
                 let c = nginx_client(&dir, port).await?;
                 let deadline = Instant::now() + Duration::from_secs(10);
                 loop {
-                    let r = c.request_text(http::Request::get(path).body(Vec::new())?).await;
+                    let r = c
+                        .request_text(http::Request::get(path).body(Vec::new())?)
+                        .await;
                     match r {
                         Ok(b) if b == body => break Some((p, c)),
                         _ if Instant::now() > deadline => bail!("nginx did not serve {path}"),
@@ -274,7 +300,10 @@ pub async fn run(tmp: &Path, quick: bool, rounds: usize) -> Result<()> {
             let (theirs, nlat) = get_loop(nc, path, get_dur).await?;
             ratios.push(ours / theirs);
             row(
-                &format!("GET 1 configmap ({} B), {CONNS} conns, round {r}", body.len()),
+                &format!(
+                    "GET 1 configmap ({} B), {CONNS} conns, round {r}",
+                    body.len()
+                ),
                 format!(
                     "ferrokube mTLS {line} | nginx TLS {theirs:>8.0}/s p50 {} → {:.2}x",
                     ms(percentile(&nlat, 0.5)),
@@ -330,8 +359,18 @@ pub async fn run(tmp: &Path, quick: bool, rounds: usize) -> Result<()> {
 
     // Memory per object: 100,000 small, then 10,000 large.
     for (ns, count, make, what) in [
-        ("kube-system", 100_000 / scale, small_cm as fn(&str) -> ConfigMap, "small"),
-        ("kube-public", 10_000 / scale, large_cm as fn(&str) -> ConfigMap, "large"),
+        (
+            "kube-system",
+            100_000 / scale,
+            small_cm as fn(&str) -> ConfigMap,
+            "small",
+        ),
+        (
+            "kube-public",
+            10_000 / scale,
+            large_cm as fn(&str) -> ConfigMap,
+            "large",
+        ),
     ] {
         let before = settled_rss_kib(pid, Duration::from_secs(30)).await;
         let rate = fill(&client, ns, count, make).await?;
