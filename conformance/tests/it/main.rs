@@ -31,7 +31,7 @@
 //! `admission_webhooks` (validating/mutating webhooks against HTTPS test servers
 //! from `hookserver`: denials, labels, selectors, failure policies, hostile huge/dripping/garbage
 //! answers, the create-rate benchmark) and `aggregation` (APIServices proxied to a test server,
-//! discovery, availability).
+//! discovery, availability), `footprint` (idle RSS and memory per object guard).
 
 mod abuse;
 mod abuse_parsers;
@@ -49,6 +49,7 @@ mod discovery;
 mod durability;
 mod etcd_ha;
 mod files;
+mod footprint;
 mod helm;
 mod hookserver;
 mod hpa;

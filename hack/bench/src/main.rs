@@ -8,10 +8,13 @@
 //! in count and time and talks to loopback only. `--patch` runs only the update-vs-strategic-merge
 //! patch comparison (`patch_bench.rs`). `--scheduler` runs only the scheduler / simulated-node
 //! benchmark (`scheduler_bench.rs`: 100 nodes, 1,000 pods; `--quick`: 10 and 100).
+//! `--figures [--rounds N]` prints every figure of issue 12 in one run with its reference
+//! (nginx over TLS for reads, etcd for creates; `figures.rs`).
 
 mod admission_bench;
 mod auth_bench;
 mod backends;
+mod figures;
 mod patch_bench;
 mod scheduler_bench;
 
@@ -289,6 +292,79 @@ async fn start_etcd(dir: &Path) -> Result<Etcd> {
     bail!("etcd did not start")
 }
 
+/// `watchers` watches of ConfigMaps in `wns`, then `events` creates 20 ms apart, each carrying
+/// its send time: returns the sorted delivery latencies, how many arrived and how many should.
+async fn watch_fanout(
+    client: &Client,
+    wns: &str,
+    watchers: usize,
+    events: usize,
+) -> Result<(Vec<Duration>, usize, usize)> {
+    let tag = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+    let epoch = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..watchers {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), wns);
+        let tx = tx.clone();
+        let tag = tag.clone();
+        handles.push(tokio::spawn(async move {
+            let mut stream = api
+                .watch(&WatchParams::default().timeout(120), "0")
+                .await?
+                .boxed();
+            let mut seen = 0;
+            while let Some(ev) = stream.try_next().await? {
+                if let WatchEvent::Added(o) = ev {
+                    let Some(d) = o.data.as_ref().filter(|d| d.get("tag") == Some(&tag)) else {
+                        continue;
+                    };
+                    let sent: u64 = d.get("sent").and_then(|s| s.parse().ok()).unwrap_or(0);
+                    let now = epoch.elapsed().as_micros() as u64;
+                    let _ = tx.send(Duration::from_micros(now.saturating_sub(sent)));
+                    seen += 1;
+                    if seen == events {
+                        break;
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    drop(tx);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), wns);
+    for i in 0..events {
+        let sent = epoch.elapsed().as_micros() as u64;
+        let obj: ConfigMap = serde_json::from_value(json!({
+            "metadata": {"name": format!("w{tag}-{i}")},
+            "data": {"sent": sent.to_string(), "tag": tag},
+        }))?;
+        api.create(&PostParams::default(), &obj).await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut lat = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lat.len() < watchers * events && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(d)) => lat.push(d),
+            _ => break,
+        }
+    }
+    for h in handles {
+        h.abort();
+    }
+    lat.sort();
+    let delivered = lat.len();
+    Ok((lat, delivered, watchers * events))
+}
+
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
@@ -326,6 +402,16 @@ async fn main() -> Result<()> {
     }
     if args.iter().any(|a| a == "--backends") {
         let r = backends::run(&tmp, scale).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
+    }
+    if args.iter().any(|a| a == "--figures") {
+        let rounds = args
+            .iter()
+            .position(|a| a == "--rounds")
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .unwrap_or(2);
+        let r = figures::run(&tmp, opts.quick, rounds).await;
         let _ = std::fs::remove_dir_all(&tmp);
         return r;
     }
@@ -423,69 +509,12 @@ async fn main() -> Result<()> {
 
     // Watch delivery latency with 1,000 watchers.
     let watchers = 1000 / scale;
-    let wns = "kube-node-lease";
-    let events = 50usize;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
-    let epoch = Instant::now();
-    let mut handles = Vec::new();
-    for _ in 0..watchers {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), wns);
-        let tx = tx.clone();
-        handles.push(tokio::spawn(async move {
-            let mut stream = api
-                .watch(&WatchParams::default().timeout(120), "0")
-                .await?
-                .boxed();
-            let mut seen = 0;
-            while let Some(ev) = stream.try_next().await? {
-                if let WatchEvent::Added(o) = ev {
-                    let sent: u64 = o
-                        .data
-                        .as_ref()
-                        .and_then(|d| d.get("sent"))
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(0);
-                    let now = epoch.elapsed().as_micros() as u64;
-                    let _ = tx.send(Duration::from_micros(now.saturating_sub(sent)));
-                    seen += 1;
-                    if seen == events {
-                        break;
-                    }
-                }
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    drop(tx);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), wns);
-    for i in 0..events {
-        let sent = epoch.elapsed().as_micros() as u64;
-        let obj: ConfigMap = serde_json::from_value(
-            json!({"metadata": {"name": format!("w{i}")}, "data": {"sent": sent.to_string()}}),
-        )?;
-        api.create(&PostParams::default(), &obj).await?;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut lat = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while lat.len() < watchers * events && Instant::now() < deadline {
-        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-            Ok(Some(d)) => lat.push(d),
-            _ => break,
-        }
-    }
-    for h in handles {
-        h.abort();
-    }
-    lat.sort();
+    let (lat, delivered, want) = watch_fanout(&client, "kube-node-lease", watchers, 50).await?;
     println!(
-        "{:<44} p50 {}   p99 {}   delivered {}/{}",
+        "{:<44} p50 {}   p99 {}   delivered {delivered}/{want}",
         format!("watch delivery, {watchers} watchers"),
         ms(percentile(&lat, 0.5)),
         ms(percentile(&lat, 0.99)),
-        lat.len(),
-        watchers * events
     );
 
     // RSS with 100,000 small objects.
