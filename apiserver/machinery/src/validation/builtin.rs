@@ -10,6 +10,7 @@ use super::core::{
     validate_service_update,
 };
 use super::field::FieldError;
+use crate::admission_policy::validation as policy;
 use super::misc::{
     validate_hpa, validate_ingress, validate_lease, validate_pdb, validate_role,
     validate_role_binding, validate_role_binding_update,
@@ -56,6 +57,16 @@ pub fn validate_builtin(obj: &Value) -> Vec<FieldError> {
         ("rbac.authorization.k8s.io", "RoleBinding") => validate_role_binding(obj, true),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => validate_role_binding(obj, false),
         ("coordination.k8s.io", "Lease") => validate_lease(obj),
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration",
+        ) => policy::validate_webhook_configuration(obj),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            policy::validate_policy(obj)
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            policy::validate_binding(obj)
+        }
         _ => Vec::new(),
     }
 }
