@@ -16,6 +16,7 @@ mod node_restriction;
 mod node_taint;
 mod plugins;
 mod pod;
+pub mod policy;
 mod pod_security;
 mod priority;
 mod pvc_resize;
