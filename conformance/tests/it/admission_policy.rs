@@ -33,6 +33,15 @@ spec:
     )
 }
 
+/// A multi-document YAML stream of JSON documents.
+fn docs(items: &[Value]) -> String {
+    items
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
 /// Retries `f` until it gives `Some` (policies reach the plugin through a watch).
 fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -97,7 +106,7 @@ fn policy_denies_replicas_over_5_as_in_the_kubernetes_docs() {
         err.trim_end(),
         "The deployments \"nginx\" is invalid: : ValidatingAdmissionPolicy 'demo-policy.example.com' with binding 'demo-binding-test.example.com' denied request: failed expression: object.spec.replicas <= 5"
     );
-    server.must_kubectl(["get", "deployment", "nginx", "-n", "test"]);
+    server.must_kubectl_fail(["get", "deployment", "nginx", "-n", "test"]);
     // The raw Status: reason Invalid, 422, the message as the one cause.
     let o = server.kubectl_stdin(["create", "-f", "-", "-o", "json", "-v=8"], &deployment("test", "raw", 6));
     assert!(!o.status.success());
@@ -111,9 +120,19 @@ fn policy_denies_replicas_over_5_as_in_the_kubernetes_docs() {
     // 5 replicas pass; the namespace without the label is not bound; scaling up is an update.
     server.must_kubectl_stdin(["apply", "-f", "-"], &deployment("test", "nginx", 5));
     server.must_kubectl_stdin(["apply", "-f", "-"], &deployment("default", "nginx", 6));
-    let o = server.kubectl(["scale", "deployment", "nginx", "-n", "test", "--replicas=7"]);
+    let o = server.kubectl([
+        "patch",
+        "deployment",
+        "nginx",
+        "-n",
+        "test",
+        "-p",
+        r#"{"spec":{"replicas":7}}"#,
+    ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("failed expression: object.spec.replicas <= 5"), "{}", stderr(&o));
+    // As upstream, the rule names `deployments`, not `deployments/scale`: scaling is not matched.
+    server.must_kubectl(["scale", "deployment", "nginx", "-n", "test", "--replicas=7"]);
     // The status records the generation the policy was checked at.
     eventually("status.observedGeneration", || {
         let s = server.must_kubectl([
@@ -307,16 +326,17 @@ fn runaway_cost_and_hostile_expressions_get_clear_errors_quickly() {
     let runaway = format!(
         "{ten}.all(a, {ten}.all(b, {ten}.all(c, {ten}.all(d, {ten}.all(e, {ten}.all(f, a+b+c+d+e+f > 0))))))"
     );
-    let manifest = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "List", "items": [
-        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+    let manifest = docs(&[
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
          "metadata": {"name": "expensive"},
          "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
                       "operations": ["CREATE"], "resources": ["configmaps"]}]},
-                  "validations": [{"expression": runaway}]}},
-        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+                  "validations": [{"expression": runaway}]}}),
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
          "metadata": {"name": "expensive"},
-         "spec": {"policyName": "expensive", "validationActions": ["Deny"]}}]});
-    server.must_kubectl_stdin(["apply", "-f", "-"], &manifest.to_string());
+         "spec": {"policyName": "expensive", "validationActions": ["Deny"]}}),
+    ]);
+    server.must_kubectl_stdin(["apply", "-f", "-"], &manifest);
     let t = Instant::now();
     let err = eventually("the cost limit", || {
         let o = server.kubectl(["create", "configmap", "c1"]);
@@ -476,17 +496,18 @@ async fn create_rate_with_one_policy_vs_none() {
     for round in 0..3 {
         none.push(create_rate(&server, &format!("none-{round}"), N, 8).await);
     }
-    let manifest = json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+    let manifest = docs(&[
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
          "metadata": {"name": "cm-keys"},
          "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
                       "operations": ["CREATE"], "resources": ["configmaps"]}]},
                   "validations": [{"expression": "!has(object.data) || object.data.all(k, k.size() < 64)"},
-                                  {"expression": "object.metadata.name != 'forbidden'"}]}},
-        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+                                  {"expression": "object.metadata.name != 'forbidden'"}]}}),
+        json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
          "metadata": {"name": "cm-keys"},
-         "spec": {"policyName": "cm-keys", "validationActions": ["Deny"]}}]});
-    tokio::task::block_in_place(|| server.must_kubectl_stdin(["apply", "-f", "-"], &manifest.to_string()));
+         "spec": {"policyName": "cm-keys", "validationActions": ["Deny"]}}),
+    ]);
+    tokio::task::block_in_place(|| server.must_kubectl_stdin(["apply", "-f", "-"], &manifest));
     tokio::task::block_in_place(|| {
         eventually("the policy", || {
             (!server.kubectl(["create", "configmap", "forbidden"]).status.success()).then_some(())
