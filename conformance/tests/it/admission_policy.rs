@@ -98,7 +98,9 @@ fn policy_denies_replicas_over_5_as_in_the_kubernetes_docs() {
     server.must_kubectl(["label", "namespace", "test", "environment=test"]);
     let out = server.must_kubectl_stdin(["apply", "-f", "-"], DOCS_POLICY);
     assert!(
-        out.contains("validatingadmissionpolicy.admissionregistration.k8s.io/demo-policy.example.com created"),
+        out.contains(
+            "validatingadmissionpolicy.admissionregistration.k8s.io/demo-policy.example.com created"
+        ),
         "{out}"
     );
     let err = until_denied(&server, &deployment("test", "nginx", 6));
@@ -108,7 +110,10 @@ fn policy_denies_replicas_over_5_as_in_the_kubernetes_docs() {
     );
     server.must_kubectl_fail(["get", "deployment", "nginx", "-n", "test"]);
     // The raw Status: reason Invalid, 422, the message as the one cause.
-    let o = server.kubectl_stdin(["create", "-f", "-", "-o", "json", "-v=8"], &deployment("test", "raw", 6));
+    let o = server.kubectl_stdin(
+        ["create", "-f", "-", "-o", "json", "-v=8"],
+        &deployment("test", "raw", 6),
+    );
     assert!(!o.status.success());
     let log = stderr(&o);
     assert!(log.contains("422 Unprocessable Entity"), "{log}");
@@ -130,7 +135,11 @@ fn policy_denies_replicas_over_5_as_in_the_kubernetes_docs() {
         r#"{"spec":{"replicas":7}}"#,
     ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("failed expression: object.spec.replicas <= 5"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("failed expression: object.spec.replicas <= 5"),
+        "{}",
+        stderr(&o)
+    );
     // As upstream, the rule names `deployments`, not `deployments/scale`: scaling is not matched.
     server.must_kubectl(["scale", "deployment", "nginx", "-n", "test", "--replicas=7"]);
     // The status records the generation the policy was checked at.
@@ -145,7 +154,11 @@ fn policy_denies_replicas_over_5_as_in_the_kubernetes_docs() {
         (s == "1").then_some(())
     });
     // Deleting the binding lifts the policy.
-    server.must_kubectl(["delete", "validatingadmissionpolicybinding", "demo-binding-test.example.com"]);
+    server.must_kubectl([
+        "delete",
+        "validatingadmissionpolicybinding",
+        "demo-binding-test.example.com",
+    ]);
     eventually("the policy to stop denying", || {
         server
             .kubectl_stdin(["apply", "-f", "-"], &deployment("test", "nginx", 6))
@@ -223,7 +236,12 @@ spec:
             || err.contains("failed to configure binding: no params found for policy binding with `Deny` parameterNotFoundAction"),
         "{err}"
     );
-    server.must_kubectl(["create", "configmap", "replica-limits", "--from-literal=maxReplicas=3"]);
+    server.must_kubectl([
+        "create",
+        "configmap",
+        "replica-limits",
+        "--from-literal=maxReplicas=3",
+    ]);
     let o = server.kubectl_stdin(["apply", "-f", "-"], &deployment("default", "b", 4));
     assert!(!o.status.success());
     assert_eq!(
@@ -232,7 +250,13 @@ spec:
     );
     server.must_kubectl_stdin(["apply", "-f", "-"], &deployment("default", "b", 3));
     // The param is read per request: a new limit applies at once.
-    server.must_kubectl(["patch", "configmap", "replica-limits", "-p", r#"{"data":{"maxReplicas":"10"}}"#]);
+    server.must_kubectl([
+        "patch",
+        "configmap",
+        "replica-limits",
+        "-p",
+        r#"{"data":{"maxReplicas":"10"}}"#,
+    ]);
     server.must_kubectl_stdin(["apply", "-f", "-"], &deployment("default", "c", 9));
     // A selector over several params: every one must pass; Allow without params admits.
     let by_selector = r#"apiVersion: admissionregistration.k8s.io/v1
@@ -255,7 +279,10 @@ spec:
     server.must_kubectl(["create", "configmap", "l2", "--from-literal=maxReplicas=4"]);
     server.must_kubectl(["label", "configmap", "l1", "l2", "limits=yes"]);
     let err = until_denied(&server, &deployment("default", "e", 6));
-    assert!(err.contains("denied request: at most 4 replicas in default"), "{err}");
+    assert!(
+        err.contains("denied request: at most 4 replicas in default"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -271,18 +298,31 @@ fn expressions_that_do_not_compile_are_422_with_upstreams_field_paths() {
     };
     let o = server.kubectl_stdin(
         ["create", "-f", "-"],
-        &policy(json!([{"expression": "object.spec.replicas <="}, {"expression": "1 + 1"},
-                       {"expression": "variables.nope"}])),
+        &policy(
+            json!([{"expression": "object.spec.replicas <="}, {"expression": "1 + 1"},
+                       {"expression": "variables.nope"}]),
+        ),
     );
     assert!(!o.status.success());
     let e = stderr(&o);
-    assert!(e.contains("The ValidatingAdmissionPolicy \"bad\" is invalid:"), "{e}");
+    assert!(
+        e.contains("The ValidatingAdmissionPolicy \"bad\" is invalid:"),
+        "{e}"
+    );
     assert!(
         e.contains("spec.validations[0].expression: Invalid value: \"object.spec.replicas <=\": compilation failed: ERROR: <input>:"),
         "{e}"
     );
-    assert!(e.contains("spec.validations[1].expression: Invalid value: \"1 + 1\": must evaluate to bool"), "{e}");
-    assert!(e.contains("spec.validations[2].expression: Invalid value: \"variables.nope\""), "{e}");
+    assert!(
+        e.contains(
+            "spec.validations[1].expression: Invalid value: \"1 + 1\": must evaluate to bool"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("spec.validations[2].expression: Invalid value: \"variables.nope\""),
+        "{e}"
+    );
     server.must_kubectl_fail(["get", "validatingadmissionpolicy", "bad"]);
     // Bindings: Deny and Warn together, a paramRef without parameterNotFoundAction.
     let o = server.kubectl_stdin(
@@ -293,7 +333,10 @@ fn expressions_that_do_not_compile_are_422_with_upstreams_field_paths() {
         .to_string(),
     );
     let e = stderr(&o);
-    assert!(e.contains("spec.paramRef.parameterNotFoundAction: Required value"), "{e}");
+    assert!(
+        e.contains("spec.paramRef.parameterNotFoundAction: Required value"),
+        "{e}"
+    );
     assert!(e.contains("must not contain both Deny and Warn"), "{e}");
     // Webhook matchConditions: compiled, at most 64, unique names.
     let many: Vec<Value> = (0..65)
@@ -315,8 +358,14 @@ fn expressions_that_do_not_compile_are_422_with_upstreams_field_paths() {
         e.contains("webhooks[0].matchConditions[0].expression: Invalid value: \"object.metadata.name.startsWith(\": compilation failed"),
         "{e}"
     );
-    assert!(e.contains("webhooks[0].matchConditions[1].name: Duplicate value: \"x\""), "{e}");
-    assert!(e.contains("webhooks[1].matchConditions: Too many: 65: must have at most 64 items"), "{e}");
+    assert!(
+        e.contains("webhooks[0].matchConditions[1].name: Duplicate value: \"x\""),
+        "{e}"
+    );
+    assert!(
+        e.contains("webhooks[1].matchConditions: Too many: 65: must have at most 64 items"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -358,7 +407,11 @@ fn runaway_cost_and_hostile_expressions_get_clear_errors_quickly() {
         r#"{"spec":{"failurePolicy":"Ignore"}}"#,
     ]);
     eventually("failurePolicy Ignore", || {
-        server.kubectl(["create", "configmap", "c2"]).status.success().then_some(())
+        server
+            .kubectl(["create", "configmap", "c2"])
+            .status
+            .success()
+            .then_some(())
     });
     // Hostile: too long, too deep, too many nodes — refused at creation, the server stays up.
     let policy = |expr: &str| {
@@ -377,7 +430,11 @@ fn runaway_cost_and_hostile_expressions_get_clear_errors_quickly() {
         let t = Instant::now();
         let o = server.kubectl_stdin(["create", "-f", "-"], &policy(&expr));
         assert!(!o.status.success());
-        assert!(stderr(&o).contains("spec.validations[0].expression: Invalid value"), "{}", &stderr(&o)[..500.min(stderr(&o).len())]);
+        assert!(
+            stderr(&o).contains("spec.validations[0].expression: Invalid value"),
+            "{}",
+            &stderr(&o)[..500.min(stderr(&o).len())]
+        );
         assert!(t.elapsed() < Duration::from_secs(10));
     }
     server.must_kubectl(["get", "--raw", "/readyz"]);
@@ -419,13 +476,20 @@ fn webhook_match_conditions_skip_calls_and_errors_follow_failure_policy() {
     for i in 0..3 {
         server.must_kubectl(["create", "configmap", &format!("skip-{i}")]);
     }
-    assert_eq!(hooks.hits(), before, "matchConditions false must skip the call");
+    assert_eq!(
+        hooks.hits(),
+        before,
+        "matchConditions false must skip the call"
+    );
     server.must_kubectl(["create", "configmap", "call-again"]);
     assert_eq!(hooks.hits(), before + 1);
     // An evaluation error: Fail → 403 with the error; Ignore → the hook is skipped.
     server.must_kubectl_stdin(
         ["apply", "-f", "-"],
-        &cfg("Fail", json!([{"name": "broken", "expression": "object.data.missing == 'x'"}])),
+        &cfg(
+            "Fail",
+            json!([{"name": "broken", "expression": "object.data.missing == 'x'"}]),
+        ),
     );
     let err = eventually("the evaluation error", || {
         let o = server.kubectl(["create", "configmap", "err-1"]);
@@ -437,11 +501,18 @@ fn webhook_match_conditions_skip_calls_and_errors_follow_failure_policy() {
     );
     server.must_kubectl_stdin(
         ["apply", "-f", "-"],
-        &cfg("Ignore", json!([{"name": "broken", "expression": "object.data.missing == 'x'"}])),
+        &cfg(
+            "Ignore",
+            json!([{"name": "broken", "expression": "object.data.missing == 'x'"}]),
+        ),
     );
     let before = hooks.hits();
     eventually("failurePolicy Ignore", || {
-        server.kubectl(["create", "configmap", "err-2"]).status.success().then_some(())
+        server
+            .kubectl(["create", "configmap", "err-2"])
+            .status
+            .success()
+            .then_some(())
     });
     assert_eq!(hooks.hits(), before);
 }
@@ -472,7 +543,9 @@ async fn create_rate(server: &TestServer, prefix: &str, n: usize, conc: usize) -
                     data: Some([("k".to_string(), "v".to_string())].into()),
                     ..Default::default()
                 };
-                api.create(&PostParams::default(), &cm).await.expect("create");
+                api.create(&PostParams::default(), &cm)
+                    .await
+                    .expect("create");
                 i += conc;
             }
         }));
@@ -510,7 +583,11 @@ async fn create_rate_with_one_policy_vs_none() {
     tokio::task::block_in_place(|| server.must_kubectl_stdin(["apply", "-f", "-"], &manifest));
     tokio::task::block_in_place(|| {
         eventually("the policy", || {
-            (!server.kubectl(["create", "configmap", "forbidden"]).status.success()).then_some(())
+            (!server
+                .kubectl(["create", "configmap", "forbidden"])
+                .status
+                .success())
+            .then_some(())
         })
     });
     let mut with = Vec::new();

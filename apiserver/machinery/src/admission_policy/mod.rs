@@ -260,10 +260,9 @@ impl<'p> Run<'p> {
         }
         Ok(match self.eval_program(c, budget)? {
             Outcome::Error(e) => match failed_var {
-                Some(v) => Outcome::Error(format!(
-                    "expression '{}' resulted in error: {v}",
-                    c.source
-                )),
+                Some(v) => {
+                    Outcome::Error(format!("expression '{}' resulted in error: {v}", c.source))
+                }
                 None => Outcome::Error(e),
             },
             ok => ok,
@@ -468,7 +467,11 @@ impl CompiledPolicy {
             };
             let c = Compiled::new(&s(v, "expression"), env, false, &needs);
             if let Err(e) = &c.program {
-                errors.push((format!("spec.variables[{i}].expression"), c.source.clone(), e.clone()));
+                errors.push((
+                    format!("spec.variables[{i}].expression"),
+                    c.source.clone(),
+                    e.clone(),
+                ));
             }
             needs.push(c.needs.clone());
             names.push(s(v, "name"));
@@ -482,13 +485,21 @@ impl CompiledPolicy {
         for (i, v) in items("validations").iter().enumerate() {
             let expr = Compiled::new(&s(v, "expression"), env, true, &needs);
             if let Err(e) = &expr.program {
-                errors.push((format!("spec.validations[{i}].expression"), expr.source.clone(), e.clone()));
+                errors.push((
+                    format!("spec.validations[{i}].expression"),
+                    expr.source.clone(),
+                    e.clone(),
+                ));
             }
             let me = s(v, "messageExpression");
             let message_expression = (!me.trim().is_empty()).then(|| {
                 let c = Compiled::new(&me, env, false, &needs);
                 if let Err(e) = &c.program {
-                    errors.push((format!("spec.validations[{i}].messageExpression"), me.clone(), e.clone()));
+                    errors.push((
+                        format!("spec.validations[{i}].messageExpression"),
+                        me.clone(),
+                        e.clone(),
+                    ));
                 }
                 c
             });
@@ -504,14 +515,22 @@ impl CompiledPolicy {
         for (i, a) in items("auditAnnotations").iter().enumerate() {
             let c = Compiled::new(s(a, "valueExpression").trim(), env, false, &needs);
             if let Err(e) = &c.program {
-                errors.push((format!("spec.auditAnnotations[{i}].valueExpression"), c.source.clone(), e.clone()));
+                errors.push((
+                    format!("spec.auditAnnotations[{i}].valueExpression"),
+                    c.source.clone(),
+                    e.clone(),
+                ));
             }
             audit_annotations.push((s(a, "key"), c));
         }
         let match_conditions = MatchConditions::compile(spec.get("matchConditions"), params);
         for (i, (_, c)) in match_conditions.conditions.iter().enumerate() {
             if let Err(e) = &c.program {
-                errors.push((format!("spec.matchConditions[{i}].expression"), c.source.clone(), e.clone()));
+                errors.push((
+                    format!("spec.matchConditions[{i}].expression"),
+                    c.source.clone(),
+                    e.clone(),
+                ));
             }
         }
         CompiledPolicy {
@@ -522,6 +541,26 @@ impl CompiledPolicy {
             audit_annotations,
             errors,
         }
+    }
+
+    /// Whether any expression refers to `namespaceObject` (the caller may skip reading the
+    /// namespace otherwise).
+    pub fn uses_namespace(&self) -> bool {
+        let uses = |c: &Compiled| {
+            c.program
+                .as_ref()
+                .is_ok_and(|p| p.references("namespaceObject"))
+        };
+        self.match_conditions
+            .conditions
+            .iter()
+            .any(|(_, c)| uses(c))
+            || self.variables.iter().any(|(_, c)| uses(c))
+            || self
+                .validations
+                .iter()
+                .any(|v| uses(&v.expr) || v.message_expression.as_ref().is_some_and(uses))
+            || self.audit_annotations.iter().any(|(_, c)| uses(c))
     }
 
     /// Upstream `validator.Validate` for one binding and param.

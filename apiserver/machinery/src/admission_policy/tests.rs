@@ -13,7 +13,9 @@ fn inputs(obj: Json, params: Option<Json>) -> Inputs {
         Some(&obj),
         None,
         &request(),
-        Some(&json!({"metadata": {"name": "default", "labels": {"env": "test"}, "managedFields": []}})),
+        Some(
+            &json!({"metadata": {"name": "default", "labels": {"env": "test"}, "managedFields": []}}),
+        ),
         params.as_ref(),
     )
 }
@@ -56,11 +58,17 @@ fn message_expression_params_variables_and_namespace() {
     let v = p.validate(&inputs(deployment(4), Some(params.clone())));
     assert_eq!(v.denials[0].message, "at most 3 in test");
     assert_eq!(v.denials[0].reason.as_deref(), Some("Forbidden"));
-    assert!(p.validate(&inputs(deployment(3), Some(params))).denials.is_empty());
+    assert!(
+        p.validate(&inputs(deployment(3), Some(params)))
+            .denials
+            .is_empty()
+    );
     // A variable that fails is reported through the expression using it.
     let v = p.validate(&inputs(deployment(3), Some(json!({"data": {}}))));
     assert!(
-        v.denials[0].message.contains("composited variable \"max\" fails to evaluate"),
+        v.denials[0]
+            .message
+            .contains("composited variable \"max\" fails to evaluate"),
         "{v:?}"
     );
 }
@@ -82,7 +90,9 @@ fn match_conditions_skip_and_errors_follow_failure_policy() {
     let r = bad.evaluate(&inputs(deployment(1), None), FailurePolicy::Fail);
     assert_eq!(
         r,
-        MatchResult::Error("expression 'object.nope == 1' resulted in error: no such key: nope".into())
+        MatchResult::Error(
+            "expression 'object.nope == 1' resulted in error: no such key: nope".into()
+        )
     );
     assert_eq!(
         bad.evaluate(&inputs(deployment(1), None), FailurePolicy::Ignore),
@@ -100,7 +110,9 @@ fn runaway_cost_is_stopped_and_reported() {
     let v = p.validate(&inputs(deployment(1), None));
     assert_eq!(v.denials.len(), 1, "{v:?}");
     assert!(
-        v.denials[0].message.ends_with("resulted in error: operation cancelled: actual cost limit exceeded"),
+        v.denials[0]
+            .message
+            .ends_with("resulted in error: operation cancelled: actual cost limit exceeded"),
         "{v:?}"
     );
     assert_eq!(v.denials[0].reason, None);
@@ -118,19 +130,37 @@ fn policies_and_bindings_are_validated_with_compiled_expressions() {
     let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(
         fields,
-        ["spec.variables[0].expression", "spec.validations[0].expression", "spec.validations[1].expression"],
+        [
+            "spec.variables[0].expression",
+            "spec.validations[0].expression",
+            "spec.validations[1].expression"
+        ],
         "{errs:?}"
     );
     assert!(errs[0].detail.contains("undefined field 'b'"));
-    assert!(errs[1].detail.starts_with("compilation failed: ERROR: <input>:"));
+    assert!(
+        errs[1]
+            .detail
+            .starts_with("compilation failed: ERROR: <input>:")
+    );
     assert_eq!(errs[2].detail, "must evaluate to bool");
 
-    let errs = validate_binding(&json!({"spec": {"policyName": "p", "validationActions": ["Deny", "Warn"],
-        "paramRef": {"name": "x"}}}));
+    let errs = validate_binding(
+        &json!({"spec": {"policyName": "p", "validationActions": ["Deny", "Warn"],
+        "paramRef": {"name": "x"}}}),
+    );
     let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
-    assert_eq!(fields, ["spec.paramRef.parameterNotFoundAction", "spec.validationActions"]);
+    assert_eq!(
+        fields,
+        [
+            "spec.paramRef.parameterNotFoundAction",
+            "spec.validationActions"
+        ]
+    );
 
-    let many: Vec<Json> = (0..65).map(|i| json!({"name": format!("c{i}"), "expression": "true"})).collect();
+    let many: Vec<Json> = (0..65)
+        .map(|i| json!({"name": format!("c{i}"), "expression": "true"}))
+        .collect();
     let errs = validate_webhook_configuration(&json!({"webhooks": [
         {"name": "a", "matchConditions": [{"name": "x", "expression": "true"}, {"name": "x", "expression": "object.("}]},
         {"name": "b", "matchConditions": many}
@@ -138,7 +168,11 @@ fn policies_and_bindings_are_validated_with_compiled_expressions() {
     let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(
         fields,
-        ["webhooks[0].matchConditions[1].expression", "webhooks[0].matchConditions[1].name", "webhooks[1].matchConditions"],
+        [
+            "webhooks[0].matchConditions[1].expression",
+            "webhooks[0].matchConditions[1].name",
+            "webhooks[1].matchConditions"
+        ],
         "{errs:?}"
     );
 }
@@ -149,5 +183,12 @@ fn hostile_expressions_are_refused_not_run() {
     assert!(compile(&deep, Env::default(), true).is_err());
     let huge = "1 == 1 && ".repeat(20_000) + "true";
     assert!(compile(&huge, Env::default(), true).is_err());
-    assert!(compile("authorizer.group('').resource('pods').check('get').allowed()", Env::default(), true).is_err());
+    assert!(
+        compile(
+            "authorizer.group('').resource('pods').check('get').allowed()",
+            Env::default(),
+            true
+        )
+        .is_err()
+    );
 }

@@ -13,8 +13,26 @@ const MAX_AUDIT_ANNOTATIONS: usize = 20;
 /// Upstream `maxAuditAnnotationValueExpressionLength`.
 const MAX_AUDIT_VALUE_EXPRESSION_LEN: usize = 5 * 1024;
 const CEL_RESERVED: &[&str] = &[
-    "true", "false", "null", "in", "as", "break", "const", "continue", "else", "for",
-    "function", "if", "import", "let", "loop", "package", "namespace", "return", "var", "void",
+    "true",
+    "false",
+    "null",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
     "while",
 ];
 
@@ -202,7 +220,10 @@ pub fn validate_policy(obj: &Value) -> Vec<FieldError> {
         let p = sp.child("variables").index(i);
         let name = s(v, "name");
         if name.trim().is_empty() {
-            errs.push(FieldError::required(p.child("name"), "name is not specified"));
+            errs.push(FieldError::required(
+                p.child("name"),
+                "name is not specified",
+            ));
         } else if !is_cel_identifier(name) {
             errs.push(FieldError::invalid(
                 p.child("name"),

@@ -10,7 +10,6 @@ use super::core::{
     validate_service_update,
 };
 use super::field::FieldError;
-use crate::admission_policy::validation as policy;
 use super::misc::{
     validate_hpa, validate_ingress, validate_lease, validate_pdb, validate_role,
     validate_role_binding, validate_role_binding_update,
@@ -21,6 +20,7 @@ use super::workloads::{
     validate_deployment_update, validate_job, validate_job_update, validate_replica_set,
     validate_replica_set_update, validate_stateful_set, validate_stateful_set_update,
 };
+use crate::admission_policy::validation as policy;
 
 fn group_kind(obj: &Value) -> (&str, &str) {
     let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");

@@ -128,7 +128,11 @@ impl ValidatingAdmissionPolicy {
         let info = &a.handle.info;
         self.versions
             .get(&(info.group.to_string(), info.plural.to_string()))
-            .map(|v| v.iter().filter(|h| h.info.version != info.version).collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|h| h.info.version != info.version)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -187,8 +191,7 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
                 ns = Some(self.namespace(a).await?);
             }
             let ns_ref = ns.as_ref().and_then(Option::as_ref);
-            let Some(view) =
-                matching::matches(&p.match_constraints, a, new, ns_ref, &others)
+            let Some(view) = matching::matches(&p.match_constraints, a, new, ns_ref, &others)
             else {
                 continue;
             };
@@ -227,8 +230,24 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
                 }
                 if !configured {
                     configured = true;
-                    if ns.is_none() {
-                        ns = Some(self.namespace(a).await?);
+                    if p.compiled.uses_namespace() {
+                        if ns.is_none() {
+                            ns = Some(self.namespace(a).await?);
+                        }
+                        // Inputs built before the namespace was read get it now.
+                        if let Some(Some(n)) = &ns {
+                            let v = ferrokube_machinery::cel::Value::from_json(
+                                &ferrokube_machinery::admission_policy::namespace_object(n),
+                            );
+                            for (_, i) in inputs_by_version.iter_mut() {
+                                if matches!(
+                                    i.namespace_object,
+                                    ferrokube_machinery::cel::Value::Null
+                                ) {
+                                    i.namespace_object = v.clone();
+                                }
+                            }
+                        }
                     }
                 }
                 let view_handle = view.unwrap_or(a.handle);
@@ -252,8 +271,7 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
                     );
                     inputs_by_version.push((version.clone(), inputs));
                 }
-                let Some((_, base)) = inputs_by_version.iter().find(|(v, _)| *v == version)
-                else {
+                let Some((_, base)) = inputs_by_version.iter().find(|(v, _)| *v == version) else {
                     continue;
                 };
                 for param in &params {

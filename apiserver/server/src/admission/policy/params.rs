@@ -79,7 +79,9 @@ pub(super) async fn collect(
     };
     let params: Vec<Option<Value>> = if !s("name").is_empty() {
         match state.store.get(&h, ns, s("name")).await {
-            Ok(kv) => vec![Some(codec::decode_served(&h, &kv).map_err(|e| e.to_string())?)],
+            Ok(kv) => vec![Some(
+                codec::decode_served(&h, &kv).map_err(|e| e.to_string())?,
+            )],
             Err(e) if e.is_not_found() => Vec::new(),
             Err(e) => return Err(e.to_string()),
         }
@@ -109,7 +111,9 @@ pub(super) async fn collect(
         return Err("one of name or selector must be provided".into());
     };
     if params.is_empty() && s("parameterNotFoundAction") == "Deny" {
-        return Err("no params found for policy binding with `Deny` parameterNotFoundAction".into());
+        return Err(
+            "no params found for policy binding with `Deny` parameterNotFoundAction".into(),
+        );
     }
     Ok(params)
 }

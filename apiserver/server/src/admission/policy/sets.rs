@@ -199,10 +199,18 @@ pub async fn start_feeds(
     };
     let policies = handle("validatingadmissionpolicies")?;
     let bindings = handle("validatingadmissionpolicybindings")?;
-    crate::auth::rbac_feed::feed(cache.clone(), policies.prefix.clone(), feeds.policies.clone())
-        .await?;
-    crate::auth::rbac_feed::feed(cache.clone(), bindings.prefix.clone(), feeds.bindings.clone())
-        .await?;
+    crate::auth::rbac_feed::feed(
+        cache.clone(),
+        policies.prefix.clone(),
+        feeds.policies.clone(),
+    )
+    .await?;
+    crate::auth::rbac_feed::feed(
+        cache.clone(),
+        bindings.prefix.clone(),
+        feeds.bindings.clone(),
+    )
+    .await?;
     let writer = StatusWriter {
         api,
         policies: feeds.policies.clone(),
@@ -286,7 +294,9 @@ impl StatusWriter {
                 )
                 .await;
             match r {
-                Ok(_) => tracing::debug!(policy = %name, "ValidatingAdmissionPolicy status written"),
+                Ok(_) => {
+                    tracing::debug!(policy = %name, "ValidatingAdmissionPolicy status written")
+                }
                 Err(e) if e.is_not_found() || e.is_conflict() => {}
                 Err(e) => {
                     tracing::warn!(policy = %name, error = %e, "writing ValidatingAdmissionPolicy status failed")

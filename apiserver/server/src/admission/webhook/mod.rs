@@ -22,9 +22,7 @@ pub mod config;
 use std::sync::Arc;
 
 use base64::Engine;
-use ferrokube_machinery::admission_policy::{
-    FailurePolicy as PolicyFailure, Inputs, MatchResult,
-};
+use ferrokube_machinery::admission_policy::{FailurePolicy as PolicyFailure, Inputs, MatchResult};
 use ferrokube_machinery::limits;
 use ferrokube_machinery::status::{Status, StatusDetails};
 use serde_json::{Value, json};
