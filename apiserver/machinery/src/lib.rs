@@ -7,6 +7,7 @@
 //! routes, discovery and OpenAPI), [`request_info`] (a request path parsed once), [`status`]
 //! (every error a client sees), [`selectors`] (label and field selectors).
 
+pub mod admission_policy;
 pub mod cel;
 pub mod continue_token;
 pub mod conversion;

@@ -192,6 +192,17 @@ pub async fn run_with_hook(
         hooks.mutating,
         shared.clone(),
     )));
+    // Upstream order: ValidatingAdmissionPolicy between the two webhook plugins.
+    if selection.enabled()?.contains(&"ValidatingAdmissionPolicy") {
+        let feeds =
+            admission::policy::sets::start_feeds(&registry, &cache, admission_api.clone()).await?;
+        plugins.push(Arc::new(admission::policy::ValidatingAdmissionPolicy::new(
+            &feeds,
+            admission_api.clone(),
+            admission::StoreReader::new(storage.clone()),
+            &registry,
+        )));
+    }
     plugins.push(Arc::new(admission::webhook::WebhookPlugin::validating(
         hooks.validating,
         shared,

@@ -28,7 +28,8 @@
 //! StatefulSet, DaemonSet and CronJob controllers with simulated nodes), `crd` (CustomResourceDefinitions),
 //! `admission_builtin` (PodSecurity, LimitRanger, ServiceAccount, Priority,
 //! DefaultTolerationSeconds, ResourceQuota, NodeRestriction and the admission plugin flags),
-//! `admission_webhooks` (validating/mutating webhooks against HTTPS test servers
+//! `admission_policy` (ValidatingAdmissionPolicy, webhook matchConditions, the create rate with
+//! one policy), `admission_webhooks` (validating/mutating webhooks against HTTPS test servers
 //! from `hookserver`: denials, labels, selectors, failure policies, hostile huge/dripping/garbage
 //! answers, the create-rate benchmark) and `aggregation` (APIServices proxied to a test server,
 //! discovery, availability), `footprint` (idle RSS and memory per object guard).
@@ -36,6 +37,7 @@
 mod abuse;
 mod abuse_parsers;
 mod admission_builtin;
+mod admission_policy;
 mod admission_webhooks;
 mod aggregation;
 mod auth;

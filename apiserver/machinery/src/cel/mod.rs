@@ -357,6 +357,13 @@ impl Program {
         self.expr.references(name)
     }
 
+    /// The fields the expression selects directly from variable `var` (`variables.x` → `x`).
+    pub fn selected_fields(&self, var: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.expr.selected_fields(var, &mut out);
+        out
+    }
+
     /// Evaluates with at most `cost_limit` cost units; returns the value and the cost used.
     pub fn eval(&self, act: &Activation, cost_limit: u64) -> Result<(Value, u64), EvalError> {
         let mut ev = eval::Eval::new(act, cost_limit, &self.regexes);

@@ -745,6 +745,51 @@ fn member_call(target: Expr, name: &str, mut args: Vec<Expr>) -> Result<Expr, St
 }
 
 impl Expr {
+    /// The fields selected directly from the variable `var` (`var.f`), in order of appearance
+    /// (duplicates kept out); `var` shadowed by a macro variable is not counted.
+    pub fn selected_fields(&self, var: &str, out: &mut Vec<String>) {
+        match self {
+            Expr::Lit(_) | Expr::Ident(_) => {}
+            Expr::Select { operand, field, .. } => {
+                if let Expr::Ident(i) = &**operand
+                    && &**i == var
+                {
+                    if !out.iter().any(|f| f == &**field) {
+                        out.push(field.to_string());
+                    }
+                } else {
+                    operand.selected_fields(var, out);
+                }
+            }
+            Expr::Call { target, args, .. } => {
+                if let Some(t) = target {
+                    t.selected_fields(var, out);
+                }
+                args.iter().for_each(|a| a.selected_fields(var, out));
+            }
+            Expr::List(items) => items.iter().for_each(|a| a.selected_fields(var, out)),
+            Expr::Map(entries) => entries.iter().for_each(|(k, v)| {
+                k.selected_fields(var, out);
+                v.selected_fields(var, out);
+            }),
+            Expr::Comprehension {
+                var: v,
+                range,
+                body,
+                filter,
+                ..
+            } => {
+                range.selected_fields(var, out);
+                if &**v != var {
+                    body.selected_fields(var, out);
+                    if let Some(f) = filter {
+                        f.selected_fields(var, out);
+                    }
+                }
+            }
+        }
+    }
+
     /// Whether the expression mentions the variable `name` (not shadowed by a macro variable).
     pub fn references(&self, name: &str) -> bool {
         match self {

@@ -67,6 +67,21 @@ pub fn apply(group: &str, version: &str, kind: &str, obj: &mut Value) {
             let mutating = kind == "MutatingWebhookConfiguration";
             each(obj, "webhooks", |w| webhook(w, mutating));
         }
+        ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy") => {
+            if let Some(spec) = obj_at(obj, "spec") {
+                def(spec, "failurePolicy", json!("Fail"));
+                if let Some(m) = get_mut(spec, "matchConstraints") {
+                    match_resources(m);
+                }
+            }
+        }
+        ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding") => {
+            if let Some(spec) = obj_at(obj, "spec")
+                && let Some(m) = get_mut(spec, "matchResources")
+            {
+                match_resources(m);
+            }
+        }
         _ => {}
     }
 }
@@ -151,6 +166,18 @@ fn network_policy(obj: &mut Value) {
 }
 
 /// `SetDefaults_ValidatingWebhook` / `SetDefaults_MutatingWebhook`.
+/// `SetDefaults_MatchResources` (+ `SetDefaults_Rule` on its rules).
+fn match_resources(m: &mut Value) {
+    if !m.is_object() {
+        return;
+    }
+    def(m, "matchPolicy", json!("Equivalent"));
+    obj_at(m, "namespaceSelector");
+    obj_at(m, "objectSelector");
+    each(m, "resourceRules", |r| def(r, "scope", json!("*")));
+    each(m, "excludeResourceRules", |r| def(r, "scope", json!("*")));
+}
+
 fn webhook(w: &mut Value, mutating: bool) {
     def(w, "failurePolicy", json!("Fail"));
     def(w, "matchPolicy", json!("Equivalent"));

@@ -20,6 +20,7 @@ use super::workloads::{
     validate_deployment_update, validate_job, validate_job_update, validate_replica_set,
     validate_replica_set_update, validate_stateful_set, validate_stateful_set_update,
 };
+use crate::admission_policy::validation as policy;
 
 fn group_kind(obj: &Value) -> (&str, &str) {
     let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
@@ -56,6 +57,16 @@ pub fn validate_builtin(obj: &Value) -> Vec<FieldError> {
         ("rbac.authorization.k8s.io", "RoleBinding") => validate_role_binding(obj, true),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => validate_role_binding(obj, false),
         ("coordination.k8s.io", "Lease") => validate_lease(obj),
+        (
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration",
+        ) => policy::validate_webhook_configuration(obj),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            policy::validate_policy(obj)
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            policy::validate_binding(obj)
+        }
         _ => Vec::new(),
     }
 }

@@ -17,6 +17,7 @@ mod node_taint;
 mod plugins;
 mod pod;
 mod pod_security;
+pub mod policy;
 mod priority;
 mod pvc_resize;
 mod resource_quota;

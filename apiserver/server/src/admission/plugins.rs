@@ -87,6 +87,7 @@ pub const DEFAULT_ON: &[&str] = &[
     "PersistentVolumeClaimResize",
     "RuntimeClass",
     "DefaultIngressClass",
+    "ValidatingAdmissionPolicy",
     "ResourceQuota",
 ];
 
@@ -106,6 +107,7 @@ const IMPLEMENTED: &[&str] = &[
     "PersistentVolumeClaimResize",
     "RuntimeClass",
     "DefaultIngressClass",
+    "ValidatingAdmissionPolicy",
     "ResourceQuota",
     "AlwaysDeny",
 ];
@@ -276,6 +278,8 @@ pub fn build_chain(
             "RuntimeClass" => Arc::new(RuntimeClass { api }),
             "DefaultIngressClass" => Arc::new(DefaultIngressClass { api }),
             "ResourceQuota" => Arc::new(ResourceQuota { api }),
+            // Needs the watch cache: added by the server next to the webhook plugins.
+            "ValidatingAdmissionPolicy" => continue,
             "AlwaysDeny" => Arc::new(AlwaysDeny),
             other => anyhow::bail!("admission plugin {other:?} is not implemented"),
         };

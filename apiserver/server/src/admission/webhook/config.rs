@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use ferrokube_machinery::admission_policy::MatchConditions;
 use serde_json::{Map, Value};
 
 use crate::admission::{Attributes, Operation};
@@ -60,9 +61,8 @@ pub struct Hook {
     pub timeout: Duration,
     /// `reinvocationPolicy: IfNeeded`.
     pub reinvoke: bool,
-    /// `matchConditions` present (CEL is not available in this build: such hooks fail per
-    /// their failure policy, and new configurations with them are refused).
-    pub has_match_conditions: bool,
+    /// `matchConditions`, compiled (all must be true for the hook to be called).
+    pub match_conditions: MatchConditions,
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -85,17 +85,7 @@ impl Hook {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .map(|r| Rule {
-                operations: strings(r.get("operations")),
-                groups: strings(r.get("apiGroups")),
-                versions: strings(r.get("apiVersions")),
-                resources: strings(r.get("resources")),
-                scope: r
-                    .get("scope")
-                    .and_then(Value::as_str)
-                    .unwrap_or("*")
-                    .to_string(),
-            })
+            .map(Rule::from_json)
             .collect();
         let timeout = w
             .get("timeoutSeconds")
@@ -119,10 +109,7 @@ impl Hook {
             side_effects: s("sideEffects").to_string(),
             timeout: Duration::from_secs(timeout),
             reinvoke: s("reinvocationPolicy") == "IfNeeded",
-            has_match_conditions: w
-                .get("matchConditions")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty()),
+            match_conditions: MatchConditions::compile(w.get("matchConditions"), false),
         }
     }
 
@@ -162,7 +149,23 @@ fn any_or(list: &[String], v: &str) -> bool {
 }
 
 impl Rule {
-    fn matches(&self, a: &Attributes<'_>, group: &str, version: &str, resource: &str) -> bool {
+    /// A `RuleWithOperations` (scope `*` when absent).
+    pub fn from_json(r: &Value) -> Rule {
+        Rule {
+            operations: strings(r.get("operations")),
+            groups: strings(r.get("apiGroups")),
+            versions: strings(r.get("apiVersions")),
+            resources: strings(r.get("resources")),
+            scope: r
+                .get("scope")
+                .and_then(Value::as_str)
+                .unwrap_or("*")
+                .to_string(),
+        }
+    }
+
+    /// Whether the request (seen as `group/version/resource`) is selected by the rule.
+    pub fn matches(&self, a: &Attributes<'_>, group: &str, version: &str, resource: &str) -> bool {
         let op = match a.operation {
             Operation::Create => "CREATE",
             Operation::Update => "UPDATE",

@@ -5,7 +5,9 @@
 //!
 //! - Matching: rules (operations, groups, versions, resources with subresources and `*`,
 //!   scope) under `matchPolicy`, `namespaceSelector` (the namespace's labels; a Namespace's
-//!   own), `objectSelector` (new or old object). Configuration resources are exempt.
+//!   own), `objectSelector` (new or old object), then `matchConditions` (CEL over `object`,
+//!   `oldObject`, `request`; all true to call the hook, an error follows `failurePolicy`:
+//!   403 under Fail, skipped under Ignore). Configuration resources are exempt.
 //! - Mutating webhooks run in order (configurations sorted by name); JSONPatch answers are
 //!   applied and the result type-checked; `reinvocationPolicy: IfNeeded` hooks run once more
 //!   when a later hook changed the object. Validating webhooks run concurrently.
@@ -20,6 +22,7 @@ pub mod config;
 use std::sync::Arc;
 
 use base64::Engine;
+use ferrokube_machinery::admission_policy::{FailurePolicy as PolicyFailure, Inputs, MatchResult};
 use ferrokube_machinery::limits;
 use ferrokube_machinery::status::{Status, StatusDetails};
 use serde_json::{Value, json};
@@ -180,9 +183,53 @@ impl WebhookPlugin {
                     continue;
                 }
             }
+            if !self.match_conditions_pass(h, &version, a, obj)? {
+                continue;
+            }
             out.push((h.clone(), version));
         }
         Ok(out)
+    }
+
+    /// Upstream `matchconditions.Matcher.Match` for one hook: every condition true (the
+    /// object and the stored object in the hook's version); an evaluation error under
+    /// `failurePolicy: Fail` is upstream's 403, under `Ignore` it skips the hook.
+    fn match_conditions_pass(
+        &self,
+        h: &Hook,
+        version: &str,
+        a: &Attributes<'_>,
+        obj: Option<&Value>,
+    ) -> ApiResult<bool> {
+        if h.match_conditions.is_empty() {
+            return Ok(true);
+        }
+        let view = self.view(a, version);
+        let served = |o: Option<&Value>| -> ApiResult<Option<Value>> {
+            o.map(|o| {
+                let mut v = o.clone();
+                codec::to_served(view, &mut v)?;
+                Ok(v)
+            })
+            .transpose()
+        };
+        let new = served(obj)?;
+        let old = served(a.old)?;
+        let request = crate::admission::policy::admission_request(a, view);
+        let inputs = Inputs::from_json(new.as_ref(), old.as_ref(), &request, None, None);
+        let fp = match h.failure_policy {
+            FailurePolicy::Fail => PolicyFailure::Fail,
+            FailurePolicy::Ignore => PolicyFailure::Ignore,
+        };
+        match h.match_conditions.evaluate(&inputs, fp) {
+            MatchResult::Matches => Ok(true),
+            MatchResult::NoMatch(_) => Ok(false),
+            MatchResult::Error(e) => {
+                tracing::warn!(webhook = %h.name, error = %e, "failed evaluating match conditions, failing closed");
+                let info = &a.handle.info;
+                Err(Status::forbidden(info.group, info.plural, a.name, &e).into())
+            }
+        }
     }
 
     async fn namespace_labels(
@@ -262,11 +309,6 @@ impl WebhookPlugin {
         obj: Option<&Value>,
         old: Option<&Value>,
     ) -> Result<Outcome, ReviewError> {
-        if h.has_match_conditions {
-            return Err(ReviewError::Invalid(
-                "matchConditions are not supported by this server (no CEL)".into(),
-            ));
-        }
         let client = h
             .client
             .as_ref()
@@ -509,7 +551,6 @@ impl AdmissionPlugin for WebhookPlugin {
         if self.mutating {
             return Ok(());
         }
-        refuse_match_conditions(a, obj)?;
         let new = (a.operation != Operation::Delete).then_some(obj);
         let hooks = self.relevant(a, new).await?;
         if hooks.is_empty() {
@@ -536,44 +577,6 @@ impl AdmissionPlugin for WebhookPlugin {
             r?;
         }
         Ok(())
-    }
-}
-
-/// `matchConditions` need CEL, which this build does not have: configurations using them are
-/// refused when written (rather than stored and silently never matching).
-fn refuse_match_conditions(a: &Attributes<'_>, obj: &Value) -> ApiResult<()> {
-    let info = &a.handle.info;
-    if info.group != "admissionregistration.k8s.io"
-        || !matches!(
-            info.plural,
-            "validatingwebhookconfigurations" | "mutatingwebhookconfigurations"
-        )
-        || a.operation == Operation::Delete
-    {
-        return Ok(());
-    }
-    let errs: Vec<_> = obj
-        .get("webhooks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .filter(|(_, w)| {
-            w.get("matchConditions")
-                .and_then(Value::as_array)
-                .is_some_and(|m| !m.is_empty())
-        })
-        .map(|(i, _)| {
-            ferrokube_machinery::validation::FieldError::forbidden(
-                format!("webhooks[{i}].matchConditions"),
-                "matchConditions (CEL) are not supported by this server",
-            )
-        })
-        .collect();
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(info.group, info.kind, a.name, &errs))
     }
 }
 

@@ -1,0 +1,194 @@
+use serde_json::json;
+
+use super::validation::{validate_binding, validate_policy, validate_webhook_configuration};
+use super::*;
+
+fn request() -> Json {
+    json!({"operation": "CREATE", "name": "web", "namespace": "default",
+           "userInfo": {"username": "alice", "groups": ["dev"]}})
+}
+
+fn inputs(obj: Json, params: Option<Json>) -> Inputs {
+    Inputs::from_json(
+        Some(&obj),
+        None,
+        &request(),
+        Some(
+            &json!({"metadata": {"name": "default", "labels": {"env": "test"}, "managedFields": []}}),
+        ),
+        params.as_ref(),
+    )
+}
+
+fn deployment(replicas: i64) -> Json {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+           "spec": {"replicas": replicas}})
+}
+
+#[test]
+fn replicas_rule_denies_with_upstreams_message_and_reason() {
+    let p = CompiledPolicy::compile(&json!({
+        "validations": [{"expression": "object.spec.replicas <= 5"}]
+    }));
+    assert!(p.errors.is_empty(), "{:?}", p.errors);
+    assert_eq!(p.validate(&inputs(deployment(5), None)), Verdict::default());
+    let v = p.validate(&inputs(deployment(6), None));
+    assert_eq!(
+        v.denials,
+        [Denial {
+            message: "failed expression: object.spec.replicas <= 5".into(),
+            reason: Some("Invalid".into()),
+            index: 0
+        }]
+    );
+}
+
+#[test]
+fn message_expression_params_variables_and_namespace() {
+    let p = CompiledPolicy::compile(&json!({
+        "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+        "variables": [{"name": "max", "expression": "int(params.data.maxReplicas)"},
+                      {"name": "over", "expression": "object.spec.replicas > variables.max"}],
+        "validations": [{"expression": "!variables.over",
+                         "messageExpression": "'at most ' + string(variables.max) + ' in ' + namespaceObject.metadata.labels.env",
+                         "reason": "Forbidden"}]
+    }));
+    assert!(p.errors.is_empty(), "{:?}", p.errors);
+    let params = json!({"data": {"maxReplicas": "3"}});
+    let v = p.validate(&inputs(deployment(4), Some(params.clone())));
+    assert_eq!(v.denials[0].message, "at most 3 in test");
+    assert_eq!(v.denials[0].reason.as_deref(), Some("Forbidden"));
+    assert!(
+        p.validate(&inputs(deployment(3), Some(params)))
+            .denials
+            .is_empty()
+    );
+    // A variable that fails is reported through the expression using it.
+    let v = p.validate(&inputs(deployment(3), Some(json!({"data": {}}))));
+    assert!(
+        v.denials[0]
+            .message
+            .contains("composited variable \"max\" fails to evaluate"),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn match_conditions_skip_and_errors_follow_failure_policy() {
+    let mc = MatchConditions::compile(
+        Some(&json!([{"name": "not-alice", "expression": "request.userInfo.username != 'alice'"}])),
+        false,
+    );
+    assert_eq!(
+        mc.evaluate(&inputs(deployment(1), None), FailurePolicy::Fail),
+        MatchResult::NoMatch(Some("not-alice".into()))
+    );
+    let bad = MatchConditions::compile(
+        Some(&json!([{"name": "x", "expression": "object.nope == 1"}])),
+        false,
+    );
+    let r = bad.evaluate(&inputs(deployment(1), None), FailurePolicy::Fail);
+    assert_eq!(
+        r,
+        MatchResult::Error(
+            "expression 'object.nope == 1' resulted in error: no such key: nope".into()
+        )
+    );
+    assert_eq!(
+        bad.evaluate(&inputs(deployment(1), None), FailurePolicy::Ignore),
+        MatchResult::NoMatch(None)
+    );
+}
+
+#[test]
+fn runaway_cost_is_stopped_and_reported() {
+    let p = CompiledPolicy::compile(&json!({
+        "validations": [{"expression":
+            "[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, [1,2,3,4,5,6,7,8,9,10].all(e, [1,2,3,4,5,6,7,8,9,10].all(f, a+b+c+d+e+f > 0))))))"}]
+    }));
+    assert!(p.errors.is_empty(), "{:?}", p.errors);
+    let v = p.validate(&inputs(deployment(1), None));
+    assert_eq!(v.denials.len(), 1, "{v:?}");
+    assert!(
+        v.denials[0]
+            .message
+            .ends_with("resulted in error: operation cancelled: actual cost limit exceeded"),
+        "{v:?}"
+    );
+    assert_eq!(v.denials[0].reason, None);
+}
+
+#[test]
+fn policies_and_bindings_are_validated_with_compiled_expressions() {
+    let errs = validate_policy(&json!({"metadata": {"name": "p"}, "spec": {
+        "failurePolicy": "Fail",
+        "matchConstraints": {"matchPolicy": "Equivalent", "namespaceSelector": {}, "objectSelector": {},
+            "resourceRules": [{"operations": ["CREATE"], "apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments"]}]},
+        "variables": [{"name": "a", "expression": "variables.b"}],
+        "validations": [{"expression": "object.spec.replicas <="}, {"expression": "1 + 1"}]
+    }}));
+    let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.variables[0].expression",
+            "spec.validations[0].expression",
+            "spec.validations[1].expression"
+        ],
+        "{errs:?}"
+    );
+    assert!(errs[0].detail.contains("undefined field 'b'"));
+    assert!(
+        errs[1]
+            .detail
+            .starts_with("compilation failed: ERROR: <input>:")
+    );
+    assert_eq!(errs[2].detail, "must evaluate to bool");
+
+    let errs = validate_binding(
+        &json!({"spec": {"policyName": "p", "validationActions": ["Deny", "Warn"],
+        "paramRef": {"name": "x"}}}),
+    );
+    let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.paramRef.parameterNotFoundAction",
+            "spec.validationActions"
+        ]
+    );
+
+    let many: Vec<Json> = (0..65)
+        .map(|i| json!({"name": format!("c{i}"), "expression": "true"}))
+        .collect();
+    let errs = validate_webhook_configuration(&json!({"webhooks": [
+        {"name": "a", "matchConditions": [{"name": "x", "expression": "true"}, {"name": "x", "expression": "object.("}]},
+        {"name": "b", "matchConditions": many}
+    ]}));
+    let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "webhooks[0].matchConditions[1].expression",
+            "webhooks[0].matchConditions[1].name",
+            "webhooks[1].matchConditions"
+        ],
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn hostile_expressions_are_refused_not_run() {
+    let deep = format!("{}true{}", "(".repeat(5000), ")".repeat(5000));
+    assert!(compile(&deep, Env::default(), true).is_err());
+    let huge = "1 == 1 && ".repeat(20_000) + "true";
+    assert!(compile(&huge, Env::default(), true).is_err());
+    assert!(
+        compile(
+            "authorizer.group('').resource('pods').check('get').allowed()",
+            Env::default(),
+            true
+        )
+        .is_err()
+    );
+}

@@ -1,0 +1,371 @@
+//! The ValidatingAdmissionPolicy plugin (upstream `pkg/admission/plugin/policy/validating` and
+//! `.../policy/generic`): policies and bindings are kept from the watch cache and compiled once
+//! per change ([`sets`]); each write is matched against every policy's `matchConstraints`,
+//! then each of its bindings' `matchResources`, params are collected ([`params`]) and the
+//! compiled policy (`machinery::admission_policy`) is evaluated per (binding, param).
+//!
+//! `validationActions`: `Deny` → the first denial becomes upstream's error
+//! (`<resource> "<name>" is forbidden: ValidatingAdmissionPolicy '<p>' with binding '<b>'
+//! denied request: <message>`, reason and code from the validation's `reason`, `Invalid`/422 by
+//! default); `Warn` → a `Warning` header; `Audit` → the audit annotation
+//! `validation.policy.admission.k8s.io/validation_failure`, logged (this server has no audit
+//! log). Configuration errors (unknown paramKind, missing params with `Deny`) follow the
+//! policy's `failurePolicy`. Status (`observedGeneration`, `typeChecking`) is written by
+//! [`sets::StatusWriter`].
+
+mod matching;
+mod params;
+pub mod sets;
+
+use std::sync::Arc;
+
+use ferrokube_machinery::admission_policy::{Denial, Inputs};
+use ferrokube_machinery::status::{Status, StatusCause};
+use serde_json::{Value, json};
+
+use self::sets::{BindingSet, PolicySet};
+use super::webhook::config::EXEMPT;
+use super::{AdmissionPlugin, ApiHandle, Attributes, Operation, StoreReader};
+use crate::error::ApiResult;
+use crate::registry::{Registry, ResourceHandle, codec};
+
+/// `request` as CEL sees it (upstream `CreateAdmissionRequest`): `kind`/`resource` in the
+/// matched version `view`, the request's own in `requestKind`/`requestResource`.
+pub fn admission_request(a: &Attributes<'_>, view: &ResourceHandle) -> Value {
+    let info = &a.handle.info;
+    let op = match a.operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    };
+    let options_kind = match a.operation {
+        Operation::Create => "CreateOptions",
+        Operation::Update => "UpdateOptions",
+        Operation::Delete => "DeleteOptions",
+        Operation::Connect => "",
+    };
+    let mut options = json!({"kind": options_kind, "apiVersion": "meta.k8s.io/v1"});
+    if a.dry_run {
+        options["dryRun"] = json!(["All"]);
+    }
+    json!({
+        "kind": {"group": info.group, "version": view.info.version, "kind": info.kind},
+        "resource": {"group": info.group, "version": view.info.version, "resource": info.plural},
+        "subResource": a.subresource,
+        "requestKind": {"group": info.group, "version": info.version, "kind": info.kind},
+        "requestResource": {"group": info.group, "version": info.version, "resource": info.plural},
+        "requestSubResource": a.subresource,
+        "name": a.name,
+        "namespace": a.namespace,
+        "operation": op,
+        "userInfo": {
+            "username": a.user.username,
+            "uid": a.user.uid,
+            "groups": a.user.groups,
+            "extra": a.user.extra,
+        },
+        "dryRun": a.dry_run,
+        "options": if options_kind.is_empty() { Value::Null } else { options },
+    })
+}
+
+/// upstream `reasonToCode`.
+fn reason_to_code(reason: &str) -> u16 {
+    match reason {
+        "Forbidden" => 403,
+        "Unauthorized" => 401,
+        "RequestEntityTooLarge" => 413,
+        _ => 422,
+    }
+}
+
+/// A denial with the policy and binding it came from.
+struct Denied {
+    policy: String,
+    binding: Option<String>,
+    denial: Denial,
+}
+
+/// The ValidatingAdmissionPolicy plugin.
+pub struct ValidatingAdmissionPolicy {
+    policies: Arc<PolicySet>,
+    bindings: Arc<BindingSet>,
+    api: ApiHandle,
+    reader: StoreReader,
+    namespaces: Option<Arc<ResourceHandle>>,
+    /// Served versions of each (group, plural), for `matchPolicy: Equivalent`.
+    versions: std::collections::HashMap<(String, String), Vec<Arc<ResourceHandle>>>,
+}
+
+impl ValidatingAdmissionPolicy {
+    /// Over the sets kept by [`sets::start_feeds`].
+    pub fn new(
+        feeds: &sets::PolicyFeeds,
+        api: ApiHandle,
+        reader: StoreReader,
+        registry: &Registry,
+    ) -> Self {
+        let mut versions: std::collections::HashMap<(String, String), Vec<Arc<ResourceHandle>>> =
+            Default::default();
+        for h in registry.all() {
+            versions
+                .entry((h.info.group.to_string(), h.info.plural.to_string()))
+                .or_default()
+                .push(h.clone());
+        }
+        ValidatingAdmissionPolicy {
+            policies: feeds.policies.clone(),
+            bindings: feeds.bindings.clone(),
+            api,
+            reader,
+            namespaces: registry.namespaces().cloned(),
+            versions,
+        }
+    }
+
+    fn other_versions(&self, a: &Attributes<'_>) -> Vec<&Arc<ResourceHandle>> {
+        let info = &a.handle.info;
+        self.versions
+            .get(&(info.group.to_string(), info.plural.to_string()))
+            .map(|v| {
+                v.iter()
+                    .filter(|h| h.info.version != info.version)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The namespace of the request (`None` for cluster-scoped requests and Namespaces).
+    async fn namespace(&self, a: &Attributes<'_>) -> ApiResult<Option<Value>> {
+        let info = &a.handle.info;
+        if a.namespace.is_empty() || (info.group.is_empty() && info.plural == "namespaces") {
+            return Ok(None);
+        }
+        let Some(h) = &self.namespaces else {
+            return Ok(None);
+        };
+        match self.reader.get(h, "", a.namespace).await? {
+            Some(ns) => Ok(Some(ns)),
+            None => Err(Status::not_found("", "namespaces", a.namespace).into()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl AdmissionPlugin for ValidatingAdmissionPolicy {
+    fn name(&self) -> &'static str {
+        "ValidatingAdmissionPolicy"
+    }
+
+    async fn validate(
+        &self,
+        a: &Attributes<'_>,
+        obj: &Value,
+        _old: Option<&Value>,
+    ) -> ApiResult<()> {
+        let info = &a.handle.info;
+        if info.group == "admissionregistration.k8s.io" && EXEMPT.contains(&info.plural) {
+            return Ok(());
+        }
+        let policies = self.policies.snapshot();
+        if policies.is_empty() {
+            return Ok(());
+        }
+        let bindings = self.bindings.snapshot();
+        let new = (a.operation != Operation::Delete).then_some(obj);
+        let others = self.other_versions(a);
+        let mut ns: Option<Option<Value>> = None;
+        // Inputs per matched version (the object converted once).
+        let mut inputs_by_version: Vec<(String, Inputs)> = Vec::new();
+        let mut denied: Vec<Denied> = Vec::new();
+        for p in policies.iter() {
+            let pbs: Vec<&Arc<sets::BindingEntry>> = bindings
+                .iter()
+                .filter(|b| b.policy_name == p.name)
+                .collect();
+            if pbs.is_empty() {
+                continue;
+            }
+            if ns.is_none() && matching::needs_namespace(&p.match_constraints) {
+                ns = Some(self.namespace(a).await?);
+            }
+            let ns_ref = ns.as_ref().and_then(Option::as_ref);
+            let Some(view) = matching::matches(&p.match_constraints, a, new, ns_ref, &others)
+            else {
+                continue;
+            };
+            let mut configured = false;
+            for b in pbs {
+                if let Some(mr) = &b.match_resources {
+                    if ns.is_none() && matching::needs_namespace(mr) {
+                        ns = Some(self.namespace(a).await?);
+                    }
+                    let ns_ref = ns.as_ref().and_then(Option::as_ref);
+                    if matching::matches(mr, a, new, ns_ref, &others).is_none() {
+                        continue;
+                    }
+                }
+                let params = match params::collect(&self.api, p, b, a.namespace).await {
+                    Ok(ps) => ps,
+                    Err(e) => {
+                        if p.compiled.failure_policy
+                            == ferrokube_machinery::admission_policy::FailurePolicy::Fail
+                        {
+                            denied.push(Denied {
+                                policy: p.name.clone(),
+                                binding: Some(b.name.clone()),
+                                denial: Denial {
+                                    message: format!("failed to configure binding: {e}"),
+                                    reason: None,
+                                    index: 0,
+                                },
+                            });
+                        }
+                        continue;
+                    }
+                };
+                if params.is_empty() {
+                    continue;
+                }
+                if !configured {
+                    configured = true;
+                    if p.compiled.uses_namespace() {
+                        if ns.is_none() {
+                            ns = Some(self.namespace(a).await?);
+                        }
+                        // Inputs built before the namespace was read get it now.
+                        if let Some(Some(n)) = &ns {
+                            let v = ferrokube_machinery::cel::Value::from_json(
+                                &ferrokube_machinery::admission_policy::namespace_object(n),
+                            );
+                            for (_, i) in inputs_by_version.iter_mut() {
+                                if matches!(
+                                    i.namespace_object,
+                                    ferrokube_machinery::cel::Value::Null
+                                ) {
+                                    i.namespace_object = v.clone();
+                                }
+                            }
+                        }
+                    }
+                }
+                let view_handle = view.unwrap_or(a.handle);
+                let version = view_handle.info.version.to_string();
+                if !inputs_by_version.iter().any(|(v, _)| *v == version) {
+                    let conv = |o: Option<&Value>| -> ApiResult<Option<Value>> {
+                        o.map(|o| {
+                            let mut v = o.clone();
+                            codec::to_served(view_handle, &mut v)?;
+                            Ok(v)
+                        })
+                        .transpose()
+                    };
+                    let request = admission_request(a, view_handle);
+                    let inputs = Inputs::from_json(
+                        conv(new)?.as_ref(),
+                        conv(a.old)?.as_ref(),
+                        &request,
+                        ns.as_ref().and_then(Option::as_ref),
+                        None,
+                    );
+                    inputs_by_version.push((version.clone(), inputs));
+                }
+                let Some((_, base)) = inputs_by_version.iter().find(|(v, _)| *v == version) else {
+                    continue;
+                };
+                for param in &params {
+                    let mut inputs = base.clone();
+                    if let Some(pv) = param {
+                        inputs.params = ferrokube_machinery::cel::Value::from_json(pv);
+                    }
+                    let verdict = p.compiled.validate(&inputs);
+                    for d in verdict.denials {
+                        self.act(a, p, b, d, &mut denied);
+                    }
+                    for (key, value) in verdict.audit_annotations {
+                        tracing::info!(
+                            target: "audit",
+                            annotation = %format!("{}/{key}", p.name),
+                            value = %value,
+                            "ValidatingAdmissionPolicy audit annotation"
+                        );
+                    }
+                }
+            }
+        }
+        match denied.into_iter().next() {
+            None => Ok(()),
+            Some(d) => Err(denial_error(a, d).into()),
+        }
+    }
+}
+
+impl ValidatingAdmissionPolicy {
+    /// Applies the binding's `validationActions` to one denial.
+    fn act(
+        &self,
+        a: &Attributes<'_>,
+        p: &sets::PolicyEntry,
+        b: &sets::BindingEntry,
+        d: Denial,
+        denied: &mut Vec<Denied>,
+    ) {
+        for action in &b.actions {
+            match action.as_str() {
+                "Deny" => denied.push(Denied {
+                    policy: p.name.clone(),
+                    binding: Some(b.name.clone()),
+                    denial: d.clone(),
+                }),
+                "Warn" => a.warnings.add(format!(
+                    "Validation failed for ValidatingAdmissionPolicy '{}' with binding '{}': {}",
+                    p.name, b.name, d.message
+                )),
+                "Audit" => {
+                    let value = json!([{
+                        "message": d.message,
+                        "policy": p.name,
+                        "binding": b.name,
+                        "expressionIndex": d.index,
+                        "validationActions": b.actions,
+                    }]);
+                    tracing::info!(
+                        target: "audit",
+                        annotation = "validation.policy.admission.k8s.io/validation_failure",
+                        value = %value,
+                        "ValidatingAdmissionPolicy audit annotation"
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Upstream's error for the first denial: `admission.NewForbidden` with the reason and code
+/// of the validation and the message as the one cause.
+fn denial_error(a: &Attributes<'_>, d: Denied) -> Status {
+    let message = match &d.binding {
+        Some(b) => format!(
+            "ValidatingAdmissionPolicy '{}' with binding '{b}' denied request: {}",
+            d.policy, d.denial.message
+        ),
+        None => format!(
+            "ValidatingAdmissionPolicy '{}' denied request: {}",
+            d.policy, d.denial.message
+        ),
+    };
+    let info = &a.handle.info;
+    let mut st = Status::forbidden(info.group, info.plural, a.name, &message);
+    let reason = d.denial.reason.unwrap_or_else(|| "Invalid".into());
+    st.code = reason_to_code(&reason);
+    st.reason = reason;
+    if let Some(details) = st.details.as_mut() {
+        details.causes.push(StatusCause {
+            message,
+            ..Default::default()
+        });
+    }
+    st
+}
