@@ -134,33 +134,40 @@ fn webhook_conversion_renames_a_field_between_versions_on_read_write_list_and_wa
     // Applied in v1 (the storage version): read in v2 through the webhook, with v2's default.
     server.must_kubectl_stdin(["apply", "-f", "-"], &gizmo("v1", "g1", "color", "red"));
     let before = calls.load(Ordering::SeqCst);
-    let v2 = parse(&server.must_kubectl([
-        "get",
-        "gizmos.v2.conv.example.com",
-        "g1",
-        "-o",
-        "json",
-    ]));
-    assert!(calls.load(Ordering::SeqCst) > before, "the webhook was not called");
+    let v2 = parse(&server.must_kubectl(["get", "gizmos.v2.conv.example.com", "g1", "-o", "json"]));
+    assert!(
+        calls.load(Ordering::SeqCst) > before,
+        "the webhook was not called"
+    );
     assert_eq!(v2["apiVersion"], "conv.example.com/v2", "{v2:#}");
     assert_eq!(v2["spec"], json!({"colour": "red", "size": 3}), "{v2:#}");
     assert_eq!(v2["metadata"]["labels"]["app"], "gizmo");
-    assert!(!v2["metadata"]["resourceVersion"].as_str().unwrap_or("").is_empty());
+    assert!(
+        !v2["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty()
+    );
     // The request the webhook saw: ConversionReview v1 (the first listed), one object in v1.
-    let review = seen.lock().expect("lock").last().cloned().unwrap_or_default();
-    assert_eq!(review["apiVersion"], "apiextensions.k8s.io/v1", "{review:#}");
-    assert_eq!(review["request"]["desiredAPIVersion"], "conv.example.com/v2");
+    let review = seen
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        review["apiVersion"], "apiextensions.k8s.io/v1",
+        "{review:#}"
+    );
+    assert_eq!(
+        review["request"]["desiredAPIVersion"],
+        "conv.example.com/v2"
+    );
     assert_eq!(review["request"]["objects"][0]["spec"]["color"], "red");
 
     // Applied in v2: stored in v1 (read back at v1 without `colour`), and read again in v2.
     server.must_kubectl_stdin(["apply", "-f", "-"], &gizmo("v2", "g2", "colour", "blue"));
-    let v1 = parse(&server.must_kubectl([
-        "get",
-        "gizmos.v1.conv.example.com",
-        "g2",
-        "-o",
-        "json",
-    ]));
+    let v1 = parse(&server.must_kubectl(["get", "gizmos.v1.conv.example.com", "g2", "-o", "json"]));
     assert_eq!(v1["apiVersion"], "conv.example.com/v1");
     assert_eq!(v1["spec"], json!({"color": "blue"}), "{v1:#}");
     let v2 = parse(&server.must_kubectl([
@@ -193,13 +200,7 @@ fn webhook_conversion_renames_a_field_between_versions_on_read_write_list_and_wa
         "-p",
         r#"{"spec":{"colour":"green"}}"#,
     ]);
-    let v1 = parse(&server.must_kubectl([
-        "get",
-        "gizmos.v1.conv.example.com",
-        "g1",
-        "-o",
-        "json",
-    ]));
+    let v1 = parse(&server.must_kubectl(["get", "gizmos.v1.conv.example.com", "g1", "-o", "json"]));
     assert_eq!(v1["spec"]["color"], "green", "{v1:#}");
 
     // Watch at v2: the initial events come converted.
@@ -351,7 +352,12 @@ fn creating_a_custom_resource_while_its_crd_terminates_is_refused_with_405() {
         ["apply", "-f", "-"],
         "apiVersion: conv.example.com/v1\nkind: Sprocket\nmetadata: {name: held, namespace: default, finalizers: [example.com/hold]}\nspec: {teeth: 1}\n",
     );
-    server.must_kubectl(["delete", "crd", "sprockets.conv.example.com", "--wait=false"]);
+    server.must_kubectl([
+        "delete",
+        "crd",
+        "sprockets.conv.example.com",
+        "--wait=false",
+    ]);
     eventually("the refusal", || {
         let out = server.kubectl_stdin(
             ["create", "-f", "-", "-o", "json"],
@@ -369,11 +375,20 @@ fn creating_a_custom_resource_while_its_crd_terminates_is_refused_with_405() {
     });
     // The raw Status: 405 MethodNotAllowed.
     let out = server.kubectl_stdin(
-        ["create", "--raw", "/apis/conv.example.com/v1/namespaces/default/sprockets", "-f", "-"],
+        [
+            "create",
+            "--raw",
+            "/apis/conv.example.com/v1/namespaces/default/sprockets",
+            "-f",
+            "-",
+        ],
         r#"{"apiVersion":"conv.example.com/v1","kind":"Sprocket","metadata":{"name":"raw"}}"#,
     );
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(stderr.contains("MethodNotAllowed") || stderr.contains("405"), "{stderr}");
+    assert!(
+        stderr.contains("MethodNotAllowed") || stderr.contains("405"),
+        "{stderr}"
+    );
     // Updates still work: the finalizer goes, the cleanup completes, the CRD goes.
     server.must_kubectl([
         "patch",

@@ -79,14 +79,7 @@ fn must_ssa(server: &TestServer, manager: &str, spec: Value) {
 }
 
 fn get(server: &TestServer) -> Value {
-    parse(&server.must_kubectl([
-        "get",
-        "router",
-        "r1",
-        "-o",
-        "json",
-        "--show-managed-fields",
-    ]))
+    parse(&server.must_kubectl(["get", "router", "r1", "-o", "json", "--show-managed-fields"]))
 }
 
 fn fields_of<'a>(obj: &'a Value, manager: &str) -> &'a Value {

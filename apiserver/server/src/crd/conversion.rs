@@ -81,7 +81,8 @@ impl WebhookConverter {
             return Ok(());
         }
         let gvk = self.gvk(objs[pending[0]]);
-        let failed = |e: String| ApiError::internal(format!("conversion webhook for {gvk} failed: {e}"));
+        let failed =
+            |e: String| ApiError::internal(format!("conversion webhook for {gvk} failed: {e}"));
         let Some(review_version) = self.review_version else {
             return Err(failed("no supported conversion review versions".into()));
         };
@@ -96,9 +97,7 @@ impl WebhookConverter {
         let query = format!("?timeout={}s", self.timeout.as_secs());
         // Boxed: resolving a service reads Endpoints through the codec, which converts.
         let call = Box::pin(self.client.post_json(cfg, &query, &review, self.timeout));
-        let resp = call
-            .await
-            .map_err(|e| failed(e.to_string()))?;
+        let resp = call.await.map_err(|e| failed(e.to_string()))?;
         let converted = converted_objects(&resp, review_version, &uid).map_err(failed)?;
         if converted.len() != pending.len() {
             return Err(ApiError::internal(format!(
@@ -130,7 +129,9 @@ impl WebhookConverter {
             }
             let (ek, gk) = (str_of(original, "kind"), str_of(&out, "kind"));
             if ek != gk {
-                return Err(invalid(format!("invalid kind (expected {ek}, received {gk})")));
+                return Err(invalid(format!(
+                    "invalid kind (expected {ek}, received {gk})"
+                )));
             }
             validate_converted(original, &out).map_err(invalid)?;
             restore_object_meta(original, &mut out).map_err(|e| {
@@ -155,9 +156,8 @@ fn str_of<'a>(v: &'a Value, k: &str) -> &'a str {
 /// Upstream's special case: an object with nothing but `apiVersion` and `kind` converts
 /// without a call.
 fn is_empty_object(v: &Value) -> bool {
-    v.as_object().is_some_and(|m| {
-        m.len() == 2 && m.contains_key("apiVersion") && m.contains_key("kind")
-    })
+    v.as_object()
+        .is_some_and(|m| m.len() == 2 && m.contains_key("apiVersion") && m.contains_key("kind"))
 }
 
 /// Upstream `getConvertedObjectsFromResponse`.

@@ -28,8 +28,8 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::AppState;
-use crate::error::ApiResult;
 use crate::auth::rbac_feed::{self, Sink};
+use crate::error::ApiResult;
 use crate::registry::request::{DeleteOptions, ListOptions, UpdateTarget, WriteOptions};
 use crate::registry::store::now_rfc3339;
 use crate::registry::{ResourceHandle, codec};
