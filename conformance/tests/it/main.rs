@@ -43,6 +43,8 @@ mod aggregation;
 mod auth;
 mod auth_webhook;
 mod crd;
+mod crd_conversion;
+mod crd_ssa;
 mod cronjob;
 mod daemonset;
 mod defaults;

@@ -275,6 +275,17 @@ impl SchemaNode {
         Some(cur)
     }
 
+    /// Whether any node below (or this one) has a `default` (reads then need defaulting).
+    pub fn has_defaults(&self) -> bool {
+        self.default.is_some()
+            || self.properties.values().any(SchemaNode::has_defaults)
+            || self
+                .additional_properties
+                .as_deref()
+                .is_some_and(SchemaNode::has_defaults)
+            || self.items.as_deref().is_some_and(SchemaNode::has_defaults)
+    }
+
     /// Whether any node below (or this one) has `x-kubernetes-validations`.
     pub fn has_rules(&self) -> bool {
         !self.rules.is_empty()

@@ -4,10 +4,78 @@
 //! `x-kubernetes-list-type` wins; otherwise `patchStrategy: merge` with a merge key is an
 //! associative list keyed by it, `merge` without a key is a set, and anything else is atomic.
 
+//!
+//! Custom resources are typed by their CRD version's structural schema instead
+//! ([`NodeType::of_schema`]): `x-kubernetes-list-type` (`atomic` by default),
+//! `x-kubernetes-list-map-keys` and `x-kubernetes-map-type`, with `metadata` typed as
+//! `ObjectMeta` (upstream builds the CR's managed-fields type converter from the same schema).
+
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::fieldpath::{Path, PathElement, Set};
+use crate::crd::CompiledSchema;
+use crate::crd::schema::{ListType as CrdListType, MapType, SchemaNode};
 use crate::openapi::facts::{Facts, FieldRef, ListType, facts};
+
+/// The `ObjectMeta` definition (the `metadata` of a custom resource).
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+
+/// A position in a custom resource's schema: the schema and the steps from its root.
+#[derive(Clone, Debug)]
+pub struct SchemaPos {
+    schema: Arc<CompiledSchema>,
+    steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    Field(String),
+    Item,
+}
+
+impl SchemaPos {
+    fn node(&self) -> Option<&SchemaNode> {
+        let mut cur = self.schema.root();
+        for s in &self.steps {
+            cur = match s {
+                Step::Field(n) => cur.field(n)?,
+                Step::Item => cur.items.as_deref()?,
+            };
+        }
+        Some(cur)
+    }
+
+    fn child(&self, step: Step) -> SchemaPos {
+        let mut steps = self.steps.clone();
+        steps.push(step);
+        SchemaPos {
+            schema: self.schema.clone(),
+            steps,
+        }
+    }
+
+    /// The node type at this position (unknown when the schema does not describe it).
+    fn node_type(self) -> NodeType {
+        let Some(n) = self.node() else {
+            return NodeType::unknown();
+        };
+        let list = match n.list_type() {
+            CrdListType::Atomic => ListKind::Atomic,
+            CrdListType::Set => ListKind::Set,
+            CrdListType::Map => ListKind::Map(n.list_map_keys.clone()),
+        };
+        let atomic = n.map_type == Some(MapType::Atomic);
+        NodeType {
+            def: None,
+            elem_def: None,
+            list,
+            atomic,
+            schema: Some(self),
+        }
+    }
+}
 
 /// How a list merges.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +96,8 @@ pub struct NodeType {
     pub list: ListKind,
     /// The node is replaced as a whole (`x-kubernetes-map-type: atomic`).
     pub atomic: bool,
+    /// For custom resources: where the node is in the CRD version's schema.
+    pub schema: Option<SchemaPos>,
 }
 
 impl NodeType {
@@ -38,7 +108,17 @@ impl NodeType {
             elem_def: None,
             list: ListKind::Atomic,
             atomic: false,
+            schema: None,
         }
+    }
+
+    /// The type of a whole custom resource under its CRD version's schema.
+    pub fn of_schema(schema: Arc<CompiledSchema>) -> Self {
+        SchemaPos {
+            schema,
+            steps: Vec::new(),
+        }
+        .node_type()
     }
 
     /// The type of a whole object of a definition.
@@ -49,11 +129,18 @@ impl NodeType {
             elem_def: None,
             list: ListKind::Atomic,
             atomic: def_atomic(f, def),
+            schema: None,
         }
     }
 
     /// The type of a property of this node (a struct field or a map value).
     pub fn field(&self, name: &str) -> NodeType {
+        if let Some(pos) = &self.schema {
+            if pos.steps.is_empty() && name == "metadata" {
+                return NodeType::of_definition(OBJECT_META);
+            }
+            return pos.child(Step::Field(name.to_string())).node_type();
+        }
         let f = facts();
         let Some(def) = &self.def else {
             return match &self.elem_def {
@@ -92,11 +179,15 @@ impl NodeType {
             elem_def,
             list,
             atomic,
+            schema: None,
         }
     }
 
     /// The type of a list item.
     pub fn item(&self) -> NodeType {
+        if let Some(pos) = &self.schema {
+            return pos.child(Step::Item).node_type();
+        }
         match &self.elem_def {
             Some(d) => NodeType::of_definition(d),
             None => NodeType::unknown(),

@@ -55,7 +55,7 @@ impl ApiHandle {
         let state = self.state()?;
         let h = Self::handle(&state, group, version, plural)?;
         match state.store.get(&h, namespace, name).await {
-            Ok(kv) => Ok(Some(codec::decode_served(&h, &kv)?)),
+            Ok(kv) => Ok(Some(codec::decode_served(&h, &kv).await?)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
@@ -75,10 +75,7 @@ impl ApiHandle {
             ..ListOptions::default()
         };
         let res = state.store.list(&h, namespace, &opts).await?;
-        res.items
-            .iter()
-            .map(|kv| codec::decode_served(&h, kv))
-            .collect()
+        codec::decode_served_many(&h, &res.items).await
     }
 }
 

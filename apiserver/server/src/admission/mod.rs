@@ -180,7 +180,7 @@ mod reader {
             match self.storage.get(&h.key(namespace, name)).await? {
                 Some(kv) => {
                     let mut v = codec::decode(&kv)?;
-                    codec::to_served(h, &mut v)?;
+                    codec::to_served(h, &mut v).await?;
                     Ok(Some(v))
                 }
                 None => Ok(None),
@@ -206,7 +206,7 @@ mod reader {
             let mut out = Vec::with_capacity(resp.items.len());
             for kv in &resp.items {
                 let mut v = codec::decode(kv)?;
-                codec::to_served(h, &mut v)?;
+                codec::to_served(h, &mut v).await?;
                 out.push(v);
             }
             Ok(out)

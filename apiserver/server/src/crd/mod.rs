@@ -14,6 +14,7 @@
 //! Everything a custom resource write does runs in `registry/store/write.rs` like any
 //! built-in; this module only decides what is served.
 
+pub mod conversion;
 pub mod strategy;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -28,6 +29,7 @@ use tokio::sync::Notify;
 
 use crate::AppState;
 use crate::auth::rbac_feed::{self, Sink};
+use crate::error::ApiResult;
 use crate::registry::request::{DeleteOptions, ListOptions, UpdateTarget, WriteOptions};
 use crate::registry::store::now_rfc3339;
 use crate::registry::{ResourceHandle, codec};
@@ -56,12 +58,50 @@ pub struct CustomVersion {
     pub field_labels: &'static [&'static str],
     /// The CRD is being deleted: no new objects.
     pub terminating: bool,
-    /// The version's `openAPIV3Schema`, compiled once (pruning, defaulting, validation, CEL).
+    /// The schema the write stages apply (pruning, defaulting, validation, CEL), compiled once
+    /// per CRD: this version's, or with a conversion webhook the storage version's (the
+    /// stages see objects in the storage version then).
     pub schema: Option<Arc<CompiledSchema>>,
+    /// This version's own schema (request defaulting before a webhook conversion).
+    pub own_schema: Option<Arc<CompiledSchema>>,
+    /// The storage version's schema when it has defaults: stored objects are defaulted when
+    /// read (upstream defaults on decoding from storage).
+    pub read_defaults: Option<Arc<CompiledSchema>>,
+    /// `conversion: Webhook`: the CRD's converter.
+    pub webhook: Option<Arc<conversion::WebhookConverter>>,
+    /// `group/<storage version>`.
+    pub storage_api_version: String,
+}
+
+/// The compiled schemas of a CRD's versions, by version name.
+type Schemas = HashMap<String, Arc<CompiledSchema>>;
+
+fn compile_schemas(crd: &Crd) -> Schemas {
+    let mut out = HashMap::new();
+    for v in &crd.versions {
+        let Some(s) = &v.schema else { continue };
+        match CompiledSchema::compile(s, "openAPIV3Schema") {
+            Ok(c) => {
+                out.insert(v.name.clone(), Arc::new(c));
+            }
+            Err(errs) => {
+                // The CRD strategy refuses such schemas; one stored before is served
+                // without validation rather than not at all.
+                tracing::warn!(crd = %crd.name, version = %v.name, errors = errs.len(),
+                    "CRD schema does not compile");
+            }
+        }
+    }
+    out
 }
 
 impl CustomVersion {
-    fn new(crd: &Crd, v: &CrdVersion) -> CustomVersion {
+    fn new(
+        crd: &Crd,
+        v: &CrdVersion,
+        schemas: &Schemas,
+        webhook: Option<Arc<conversion::WebhookConverter>>,
+    ) -> CustomVersion {
         let scale = v.scale.as_ref().and_then(|s: &ScaleSpec| {
             Some(ScalePaths {
                 spec_replicas: jsonpath::Path::parse(&s.spec_replicas_path).ok()?,
@@ -81,18 +121,14 @@ impl CustomVersion {
             })
             .collect();
         let labels: Vec<String> = selectable.iter().map(|(l, _)| l.to_string()).collect();
-        let schema = v.schema.as_ref().and_then(|s| {
-            match CompiledSchema::compile(s, "openAPIV3Schema") {
-                Ok(c) => Some(Arc::new(c)),
-                Err(errs) => {
-                    // The CRD strategy refuses such schemas; one stored before is served
-                    // without validation rather than not at all.
-                    tracing::warn!(crd = %crd.name, version = %v.name, errors = errs.len(),
-                        "CRD schema does not compile");
-                    None
-                }
-            }
-        });
+        let own_schema = schemas.get(&v.name).cloned();
+        let storage_schema = schemas.get(crd.storage_version()).cloned();
+        let schema = if webhook.is_some() {
+            storage_schema.clone()
+        } else {
+            own_schema.clone()
+        };
+        let read_defaults = storage_schema.filter(|s| s.root().has_defaults());
         CustomVersion {
             crd_name: crd.name.clone(),
             version: v.clone(),
@@ -102,7 +138,68 @@ impl CustomVersion {
             selectable,
             terminating: crd.deleting,
             schema,
+            own_schema,
+            read_defaults,
+            webhook,
+            storage_api_version: crd.storage_api_version(),
         }
+    }
+
+    /// Whether stored bytes already in the served version can be sent as they are.
+    pub fn serves_stored_bytes(&self) -> bool {
+        self.read_defaults.is_none()
+    }
+
+    /// Stored objects to `api_version` (this version): the storage version's defaults, then
+    /// the conversion (`apiVersion` rewritten, or the webhook), then with a webhook this
+    /// version's defaults (upstream defaults after conversion).
+    pub async fn from_storage(&self, objs: &mut [&mut Value], api_version: &str) -> ApiResult<()> {
+        if let Some(d) = &self.read_defaults {
+            for o in objs.iter_mut() {
+                d.apply_defaults(o);
+            }
+        }
+        match &self.webhook {
+            Some(w) => {
+                w.convert(objs, api_version).await?;
+                if let Some(s) = &self.own_schema {
+                    for o in objs.iter_mut() {
+                        s.apply_defaults(o);
+                    }
+                }
+            }
+            None => {
+                for o in objs.iter_mut() {
+                    set_api_version(o, api_version);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An object of this version to the storage version. With a webhook, this version's
+    /// pruning and defaults run first (the request's version, as upstream's decoding does).
+    pub async fn to_storage(&self, obj: &mut Value) -> ApiResult<()> {
+        match &self.webhook {
+            Some(w) => {
+                if let Some(s) = &self.own_schema {
+                    s.prune(obj);
+                    s.apply_defaults(obj);
+                }
+                w.convert(&mut [obj], &self.storage_api_version).await
+            }
+            None => {
+                set_api_version(obj, &self.storage_api_version);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `conversion: None` (upstream `nopConverter`): only `apiVersion` changes.
+fn set_api_version(obj: &mut Value, api_version: &str) {
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("apiVersion".into(), Value::String(api_version.to_string()));
     }
 }
 
@@ -169,14 +266,21 @@ pub async fn start(state: &Arc<AppState>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The handles of one CRD's served versions.
-fn handles_of(crd: &Crd) -> Vec<Arc<ResourceHandle>> {
+/// The handles of one CRD's served versions (each version's schema compiled once).
+fn handles_of(state: &AppState, crd: &Crd) -> Vec<Arc<ResourceHandle>> {
     let infos = crd.resource_infos();
     let multi = crd.versions.len() > 1;
+    let schemas = compile_schemas(crd);
+    let webhook = crd.webhook_conversion.then(|| {
+        Arc::new(conversion::WebhookConverter::new(
+            crd,
+            state.aggregator.client.clone(),
+        ))
+    });
     infos
         .into_iter()
         .map(|(info, v)| {
-            let custom = Arc::new(CustomVersion::new(crd, v));
+            let custom = Arc::new(CustomVersion::new(crd, v, &schemas, webhook.clone()));
             let mut h = ResourceHandle::with_strategy(
                 info,
                 Arc::new(strategy::CustomResourceStrategy::new(custom.clone())),
@@ -198,7 +302,7 @@ async fn sync(state: &Arc<AppState>, set: &CrdSet, ctl: &mut Controller) {
     for crd in crds.iter().filter(|c| c.established) {
         let handles = match ctl.handles.remove(&crd.name) {
             Some((raw, h)) if raw == crd.raw => h,
-            _ => handles_of(crd),
+            _ => handles_of(state, crd),
         };
         served.extend(handles.iter().cloned());
         next.insert(crd.name.clone(), (crd.raw.clone(), handles));
@@ -317,7 +421,7 @@ async fn cleanup_once(state: &Arc<AppState>, crd: &Crd) -> crate::error::ApiResu
         for x in &mut copy.versions {
             x.served = x.name == v.name;
         }
-        if let Some(h) = handles_of(&copy).into_iter().next() {
+        if let Some(h) = handles_of(state, &copy).into_iter().next() {
             let list = state.store.list(&h, "", &ListOptions::default()).await?;
             if !list.items.is_empty() {
                 for kv in &list.items {

@@ -74,8 +74,9 @@ impl Strategy for CustomResourceStrategy {
         self.validate_update(new, old)
     }
 
+    /// Field validation of a request body: in the served version, so under its own schema.
     fn prune(&self, obj: &mut Value) -> Vec<String> {
-        match &self.version.schema {
+        match &self.version.own_schema {
             Some(s) => s.prune(obj),
             None => Vec::new(),
         }

@@ -145,7 +145,7 @@ pub async fn apply(scope: &Scope, body: Body) -> ApiResult<Response> {
     }
     let target = opts.subresource;
     let info = &h.info;
-    let t = managedfields::root_type(info.group, info.version, info.kind);
+    let t = crate::registry::managed::node_type(h, true);
     let api_version = info.api_version();
     let pinned = config
         .pointer("/metadata/resourceVersion")

@@ -130,7 +130,7 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
         let labels = pod.pointer("/metadata/labels");
         let mut matching = Vec::new();
         for kv in &listed.items {
-            let pdb = codec::decode_served(&pdb_h, kv)?;
+            let pdb = codec::decode_served(&pdb_h, kv).await?;
             // A budget with an empty or invalid selector matches nothing (policy/v1).
             let sel = pdb.pointer("/spec/selector");
             let Some(sel) = sel.filter(|s| s.as_object().is_some_and(|o| !o.is_empty())) else {

@@ -18,9 +18,9 @@ pub async fn get(scope: &Scope) -> ApiResult<Response> {
         .await?;
     if output == Output::Json {
         let mut out = Vec::with_capacity(kv.value.len() + 32);
-        codec::write_served(&scope.handle, &mut out, &kv)?;
+        codec::write_served(&scope.handle, &mut out, &kv).await?;
         return Ok(json_response(StatusCode::OK, out));
     }
-    let obj = codec::decode_served(&scope.handle, &kv)?;
+    let obj = codec::decode_served(&scope.handle, &kv).await?;
     scope.object_response(StatusCode::OK, &obj)
 }

@@ -1,6 +1,7 @@
 //! GET of a collection (upstream `handlers/get.go` `ListResource`).
 
 use axum::response::Response;
+use ferrokube_storage::KeyValue;
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
@@ -59,21 +60,30 @@ pub async fn list(scope: &Scope) -> ApiResult<Response> {
                 &serde_json::to_vec(&list_meta(&result)).map_err(ApiError::Encoding)?,
             );
             out.extend_from_slice(b",\"items\":[");
+            // Items that cannot be spliced are converted together (one webhook call).
+            let h = &scope.handle;
+            let pending: Vec<KeyValue> = result
+                .items
+                .iter()
+                .filter(|kv| !codec::splices(h, kv))
+                .cloned()
+                .collect();
+            let mut converted = codec::decode_served_many(h, &pending).await?.into_iter();
             for (i, kv) in result.items.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                codec::write_served(&scope.handle, &mut out, kv)?;
+                if codec::splices(h, kv) {
+                    codec::write_with_rv(&mut out, &kv.value, kv.mod_revision);
+                } else if let Some(v) = converted.next() {
+                    serde_json::to_writer(&mut out, &v).map_err(ApiError::Encoding)?;
+                }
             }
             out.extend_from_slice(b"]}");
             Ok(json_response(StatusCode::OK, out))
         }
         other => {
-            let items = result
-                .items
-                .iter()
-                .map(|kv| codec::decode_served(&scope.handle, kv))
-                .collect::<ApiResult<Vec<_>>>()?;
+            let items = codec::decode_served_many(&scope.handle, &result.items).await?;
             let body = match other {
                 Output::Table(v) => table::to_table(
                     &scope.handle,

@@ -39,15 +39,15 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn frame(&mut self, kind: &str, kv: &KeyValue) -> ApiResult<Bytes> {
+    async fn frame(&mut self, kind: &str, kv: &KeyValue) -> ApiResult<Bytes> {
         let mut out = Vec::with_capacity(kv.value.len() + 64);
         out.extend_from_slice(b"{\"type\":\"");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\",\"object\":");
         match self.table {
-            None => codec::write_served(&self.handle, &mut out, kv)?,
+            None => codec::write_served(&self.handle, &mut out, kv).await?,
             Some(v) => {
-                let obj = codec::decode_served(&self.handle, kv)?;
+                let obj = codec::decode_served(&self.handle, kv).await?;
                 let meta = json!({"resourceVersion": kv.mod_revision.to_string()});
                 let t = table::to_table(
                     &self.handle,
@@ -93,7 +93,7 @@ impl Encoder {
     }
 
     /// The wire event for a storage event, after selector transitions (None: filtered out).
-    fn event(&mut self, ev: &Event) -> ApiResult<Option<Bytes>> {
+    async fn event(&mut self, ev: &Event) -> ApiResult<Option<Bytes>> {
         let cur = self.matches(&ev.kv)?;
         let prev = match &ev.prev {
             Some(p) => self.matches(p)?,
@@ -102,14 +102,14 @@ impl Encoder {
         match ev.kind {
             EventKind::Delete => {
                 if cur {
-                    self.frame("DELETED", &ev.kv).map(Some)
+                    self.frame("DELETED", &ev.kv).await.map(Some)
                 } else {
                     Ok(None)
                 }
             }
             EventKind::Put => match (prev, cur) {
-                (false, true) => self.frame("ADDED", &ev.kv).map(Some),
-                (true, true) => self.frame("MODIFIED", &ev.kv).map(Some),
+                (false, true) => self.frame("ADDED", &ev.kv).await.map(Some),
+                (true, true) => self.frame("MODIFIED", &ev.kv).await.map(Some),
                 (true, false) => {
                     // Left the selection: a DELETED with the previous content at this revision.
                     let p = ev.prev.as_ref().map(|p| KeyValue {
@@ -117,7 +117,7 @@ impl Encoder {
                         ..p.clone()
                     });
                     match p {
-                        Some(p) => self.frame("DELETED", &p).map(Some),
+                        Some(p) => self.frame("DELETED", &p).await.map(Some),
                         None => Ok(None),
                     }
                 }
@@ -198,7 +198,7 @@ pub async fn watch(scope: &Scope) -> ApiResult<Response> {
     let mut initial: Vec<Bytes> = Vec::new();
     for kv in &started.initial {
         if enc.matches(kv)? {
-            initial.push(enc.frame("ADDED", kv)?);
+            initial.push(enc.frame("ADDED", kv).await?);
         }
     }
     if send_initial == Some(true)
@@ -235,7 +235,7 @@ pub async fn watch(scope: &Scope) -> ApiResult<Response> {
             };
             let frame = match item {
                 None => return,
-                Some(Ok(CacheEvent::Event(ev))) => match enc.event(&ev) {
+                Some(Ok(CacheEvent::Event(ev))) => match enc.event(&ev).await {
                     Ok(Some(f)) => f,
                     Ok(None) => continue,
                     Err(e) => Encoder::error(&e.to_status()),

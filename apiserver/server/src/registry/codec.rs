@@ -75,53 +75,70 @@ pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
 }
 
 /// Converts an object to the version `h` serves (a no-op unless the kind has several served
-/// versions over one storage version).
-pub fn to_served(h: &ResourceHandle, obj: &mut Value) -> ApiResult<()> {
-    if h.storage_api_version.is_none() {
-        return Ok(());
+/// versions over one storage version, or is a custom resource whose schema has defaults).
+pub async fn to_served(h: &ResourceHandle, obj: &mut Value) -> ApiResult<()> {
+    if let Some(c) = &h.custom {
+        return c.from_storage(&mut [obj], &h.info.api_version()).await;
     }
-    if h.custom.is_some() {
-        set_api_version(obj, &h.info.api_version());
+    if h.storage_api_version.is_none() {
         return Ok(());
     }
     conversion::convert(obj, &h.info.api_version()).map_err(ApiError::internal)
 }
 
-/// Converts an object of the version `h` serves to the storage version.
-pub fn to_storage(h: &ResourceHandle, obj: &mut Value) -> ApiResult<()> {
-    match &h.storage_api_version {
-        None => Ok(()),
-        Some(v) if h.custom.is_some() => {
-            set_api_version(obj, v);
-            Ok(())
-        }
-        Some(v) => conversion::convert(obj, v).map_err(ApiError::internal),
+/// Converts stored objects to the version `h` serves; a conversion webhook gets them in one
+/// call.
+pub async fn to_served_many(h: &ResourceHandle, objs: &mut [Value]) -> ApiResult<()> {
+    if let Some(c) = &h.custom {
+        let mut refs: Vec<&mut Value> = objs.iter_mut().collect();
+        return c.from_storage(&mut refs, &h.info.api_version()).await;
     }
+    for o in objs {
+        to_served(h, o).await?;
+    }
+    Ok(())
 }
 
-/// `conversion: None` of custom resources: only `apiVersion` changes (upstream
-/// `nopConverter`).
-fn set_api_version(obj: &mut Value, api_version: &str) {
-    if let Some(m) = obj.as_object_mut() {
-        m.insert("apiVersion".into(), Value::String(api_version.to_string()));
+/// Converts an object of the version `h` serves to the storage version.
+pub async fn to_storage(h: &ResourceHandle, obj: &mut Value) -> ApiResult<()> {
+    match (&h.storage_api_version, &h.custom) {
+        (None, _) => Ok(()),
+        (Some(_), Some(c)) => c.to_storage(obj).await,
+        (Some(v), None) => conversion::convert(obj, v).map_err(ApiError::internal),
     }
 }
 
 /// Decodes a stored object in the version `h` serves, with its resourceVersion.
-pub fn decode_served(h: &ResourceHandle, kv: &KeyValue) -> ApiResult<Value> {
+pub async fn decode_served(h: &ResourceHandle, kv: &KeyValue) -> ApiResult<Value> {
     let mut v = decode(kv)?;
-    to_served(h, &mut v)?;
+    to_served(h, &mut v).await?;
     Ok(v)
+}
+
+/// Decodes stored objects in the version `h` serves (one webhook call for all of them).
+pub async fn decode_served_many(h: &ResourceHandle, kvs: &[KeyValue]) -> ApiResult<Vec<Value>> {
+    let mut out = kvs.iter().map(decode).collect::<ApiResult<Vec<_>>>()?;
+    to_served_many(h, &mut out).await?;
+    Ok(out)
+}
+
+/// Whether a stored object can be written out as stored (spliced, not decoded): it is of the
+/// served version and nothing is applied on read.
+pub fn splices(h: &ResourceHandle, kv: &KeyValue) -> bool {
+    if h.custom.as_ref().is_some_and(|c| !c.serves_stored_bytes()) {
+        return false;
+    }
+    h.storage_api_version.is_none() || stored_as(&kv.value, &h.info.api_version())
 }
 
 /// Writes a stored object with its resourceVersion in the version `h` serves: spliced from the
 /// stored bytes, or decoded, converted and re-encoded for multi-version kinds.
-pub fn write_served(h: &ResourceHandle, out: &mut Vec<u8>, kv: &KeyValue) -> ApiResult<()> {
-    if h.storage_api_version.is_none() || stored_as(&kv.value, &h.info.api_version()) {
+pub async fn write_served(h: &ResourceHandle, out: &mut Vec<u8>, kv: &KeyValue) -> ApiResult<()> {
+    if splices(h, kv) {
         write_with_rv(out, &kv.value, kv.mod_revision);
         return Ok(());
     }
-    let v = decode_served(h, kv)?;
+    let v = decode_served(h, kv).await?;
     serde_json::to_writer(out, &v).map_err(ApiError::Encoding)
 }
 

@@ -275,7 +275,7 @@ impl WebhookPlugin {
         let old = match a.old {
             Some(o) => {
                 let mut v = o.clone();
-                codec::to_served(view, &mut v)?;
+                codec::to_served(view, &mut v).await?;
                 Some(v)
             }
             None => None,
@@ -563,7 +563,7 @@ impl AdmissionPlugin for WebhookPlugin {
             let served = match new {
                 Some(o) => {
                     let mut s = o.clone();
-                    codec::to_served(view, &mut s)?;
+                    codec::to_served(view, &mut s).await?;
                     Some(s)
                 }
                 None => None,
@@ -591,7 +591,7 @@ impl WebhookPlugin {
     ) -> ApiResult<bool> {
         let view = self.view(a, version);
         let mut served = stored.clone();
-        codec::to_served(view, &mut served)?;
+        codec::to_served(view, &mut served).await?;
         let Some(patch) = self.call(h, view, a, Some(&served)).await? else {
             return Ok(false);
         };
@@ -610,7 +610,7 @@ impl WebhookPlugin {
         if patched == served {
             return Ok(false);
         }
-        codec::to_storage(view, &mut patched)?;
+        codec::to_storage(view, &mut patched).await?;
         *stored = patched;
         Ok(true)
     }

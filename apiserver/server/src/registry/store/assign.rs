@@ -34,7 +34,7 @@ impl GenericStore {
         let mut out = match self.guaranteed_update(h, namespace, name, change).await? {
             Done::Unchanged(o) | Done::Updated(o) | Done::Created(o) | Done::Removed(o) => o,
         };
-        codec::to_served(h, &mut out)?;
+        codec::to_served(h, &mut out).await?;
         Ok(out)
     }
 }

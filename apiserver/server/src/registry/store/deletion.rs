@@ -166,7 +166,7 @@ impl GenericStore {
     ) -> ApiResult<Deleted> {
         let mut deleted = self.delete_stored(h, namespace, name, opts).await?;
         match &mut deleted {
-            Deleted::Kept(o) | Deleted::Now(o) => codec::to_served(h, o)?,
+            Deleted::Kept(o) | Deleted::Now(o) => codec::to_served(h, o).await?,
         }
         Ok(deleted)
     }

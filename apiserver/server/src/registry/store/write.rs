@@ -125,12 +125,18 @@ impl GenericStore {
         mut obj: Value,
         opts: &WriteOptions,
     ) -> ApiResult<Value> {
+        if h.custom.as_ref().is_some_and(|c| c.terminating) {
+            // Upstream's CRD handler refuses the create verb of a terminating CRD.
+            let mut s = Status::method_not_supported(h.info.group, h.info.plural, "create");
+            s.message = "create not allowed while custom resource definition is terminating".into();
+            return Err(s.into());
+        }
         type_check(h, &mut obj).map_err(|e| decode_error(h, &e))?;
         let name = self.before_create(h, namespace, &mut obj, opts).await?;
         let mut out = self
             .store_new(h, namespace, &name, obj, opts.dry_run)
             .await?;
-        codec::to_served(h, &mut out)?;
+        codec::to_served(h, &mut out).await?;
         Ok(out)
     }
 
@@ -158,7 +164,7 @@ impl GenericStore {
             Done::Created(o) => (o, true),
             Done::Unchanged(o) | Done::Updated(o) | Done::Removed(o) => (o, false),
         };
-        codec::to_served(h, &mut out)?;
+        codec::to_served(h, &mut out).await?;
         Ok((out, created))
     }
 
@@ -297,7 +303,7 @@ impl GenericStore {
         let served_old = match &old {
             Some(o) if h.storage_api_version.is_some() => {
                 let mut s = o.clone();
-                codec::to_served(h, &mut s)?;
+                codec::to_served(h, &mut s).await?;
                 Some(s)
             }
             other => other.clone(),
@@ -323,7 +329,7 @@ impl GenericStore {
         if !requested_rv.is_empty() && requested_rv != current.mod_revision.to_string() {
             return Err(conflict(h, name));
         }
-        codec::to_storage(h, &mut new)?;
+        codec::to_storage(h, &mut new).await?;
         self.before_update(h, namespace, name, &mut new, &old, opts)
             .await?;
         if deletion::should_delete_during_update(h, &new, &old) {
@@ -341,7 +347,7 @@ impl GenericStore {
         obj: &mut Value,
         opts: &WriteOptions,
     ) -> ApiResult<String> {
-        codec::to_storage(h, obj)?;
+        codec::to_storage(h, obj).await?;
         // System metadata.
         set_create_metadata(h, obj)?;
         if h.has_status()
