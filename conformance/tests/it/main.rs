@@ -31,13 +31,15 @@
 //! `admission_webhooks` (validating/mutating webhooks against HTTPS test servers
 //! from `hookserver`: denials, labels, selectors, failure policies, hostile huge/dripping/garbage
 //! answers, the create-rate benchmark) and `aggregation` (APIServices proxied to a test server,
-//! discovery, availability).
+//! discovery, availability), `audit` (audit policy levels, events, annotations) and
+//! `encryption` (encryption at rest in the embedded store and etcd, key rotation).
 
 mod abuse;
 mod abuse_parsers;
 mod admission_builtin;
 mod admission_webhooks;
 mod aggregation;
+mod audit;
 mod auth;
 mod auth_webhook;
 mod crd;
@@ -47,6 +49,7 @@ mod defaults;
 mod deletion;
 mod discovery;
 mod durability;
+mod encryption;
 mod etcd_ha;
 mod files;
 mod helm;
