@@ -42,6 +42,7 @@ mod aggregation;
 mod audit;
 mod auth;
 mod auth_webhook;
+mod certificates;
 mod crd;
 mod cronjob;
 mod daemonset;

@@ -83,7 +83,7 @@ impl LogSink {
             Mode::Batch => {
                 if self.tx.try_send(e).is_err() {
                     let n = self.dropped.fetch_add(1, Ordering::Relaxed);
-                    if n.is_power_of_two() {
+                    if (n + 1).is_power_of_two() {
                         tracing::error!(dropped = n + 1, "audit buffer queue blocked; events dropped");
                     }
                 }
