@@ -312,7 +312,11 @@ async fn capture_request(
     ev: &mut Event,
     cfg: &policy::RequestAuditConfig,
 ) -> (Request, Option<Response>) {
-    let json = is_json(req.headers());
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let (parts, body) = req.into_parts();
     let bytes = match crate::endpoints::read_body(Body::new(body), state.max_body_bytes).await {
         Ok(b) => b,
@@ -323,7 +327,13 @@ async fn capture_request(
             );
         }
     };
-    if json && let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) {
+    // JSON, YAML and protobuf bodies decode as the handler decodes them (bounded); patches
+    // (JSON of their own kinds) parse as JSON; anything else is not recorded.
+    let decoded = match crate::negotiate::body_format(content_type.as_deref()) {
+        Ok(format) => crate::negotiate::decode_body(format, &bytes).ok(),
+        Err(_) => serde_json::from_slice::<Value>(&bytes).ok(),
+    };
+    if let Some(mut v) = decoded {
         if info.verb == "create"
             && let Some(r) = ev.object_ref.as_mut()
         {
