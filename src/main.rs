@@ -160,21 +160,29 @@ fn start_scheduler_and_nodes(
         else {
             return;
         };
-        if let Err(e) = ferrokube_controllers::run_scheduler_with_kubeconfig(&yaml).await {
-            tracing::error!(error = format!("{e:#}"), "scheduler stopped");
+        // Like the controllers, the scheduler stops on SIGTERM (releasing its Lease).
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler not started: no SIGTERM handler");
+                    return;
+                }
+            };
+        tokio::select! {
+            r = ferrokube_controllers::run_scheduler_with_kubeconfig(&yaml) => {
+                if let Err(e) = r {
+                    tracing::error!(error = format!("{e:#}"), "scheduler stopped");
+                }
+            }
+            _ = term.recv() => tracing::info!("scheduler stopping (SIGTERM)"),
         }
     });
     if nodes == 0 {
         return;
     }
     tokio::spawn(async move {
-        let runtime = match node_opts.runtime() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "simulated nodes not started");
-                return;
-            }
-        };
+        let mut runtime = None;
         let mut ctxs = Vec::with_capacity(nodes);
         for i in 0..nodes {
             let name = format!("node-{i}");
@@ -195,6 +203,18 @@ fn start_scheduler_and_nodes(
                     return;
                 }
             };
+            // One runtime for every embedded node; its simulated network reads the cluster
+            // with the first node's identity.
+            let runtime = match &runtime {
+                Some(r) => std::sync::Arc::clone(r),
+                None => match node_opts.runtime(&client) {
+                    Ok(r) => runtime.insert(r).clone(),
+                    Err(e) => {
+                        tracing::error!(error = format!("{e:#}"), "simulated nodes not started");
+                        return;
+                    }
+                },
+            };
             let config = match node_opts.node_config(
                 &name,
                 &ferrokube_node_agent::embedded_node_ip(i),
@@ -207,9 +227,7 @@ fn start_scheduler_and_nodes(
                 }
             };
             ctxs.push(ferrokube_node_agent::node::NodeCtx::new(
-                config,
-                client,
-                runtime.clone(),
+                config, client, runtime,
             ));
         }
         tracing::info!(nodes, "simulated nodes starting");

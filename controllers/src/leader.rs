@@ -208,6 +208,13 @@ where
 {
     let retry = cfg.retry_period;
     let identity = cfg.identity.clone();
+    // Dropping this future while leading (SIGTERM) hands the lease back at once, as
+    // client-go's `ReleaseOnCancel`; otherwise the next holder waits out `lease_duration`.
+    let mut guard = ReleaseOnDrop {
+        client: client.clone(),
+        cfg: cfg.clone(),
+        leading: false,
+    };
     let mut elector = Elector::new(cfg);
     let mut state = State::Candidate;
     loop {
@@ -219,23 +226,52 @@ where
             }
         }
         tracing::info!(identity = %identity, "successfully acquired lease: became leader");
+        guard.leading = true;
         let work_fut = work();
         tokio::pin!(work_fut);
         loop {
             tokio::select! {
                 r = &mut work_fut => {
+                    guard.leading = false;
                     elector.release(&client).await;
                     return r;
                 }
                 _ = tokio::time::sleep(retry) => {
                     state = elector.step(state, &client).await;
                     if state == State::Candidate {
+                        guard.leading = false;
                         tracing::warn!(identity = %identity, "leader election lost: controllers stop");
                         break;
                     }
                 }
             }
         }
+    }
+}
+
+/// Releases the lease from a task when the election future is dropped while leading.
+struct ReleaseOnDrop {
+    client: Client,
+    cfg: Config,
+    leading: bool,
+}
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        if !self.leading {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let client = self.client.clone();
+        let mut elector = Elector::new(self.cfg.clone());
+        handle.spawn(async move {
+            let released = tokio::time::timeout(Duration::from_secs(2), elector.release(&client));
+            if released.await.is_err() {
+                tracing::debug!("leader election: lease release timed out");
+            }
+        });
     }
 }
 

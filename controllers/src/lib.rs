@@ -149,12 +149,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             None => kc_ca,
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        // The standalone process also runs the scheduler (with the same identity); `ferrokube
-        // server` starts it separately as system:kube-scheduler.
+        // The standalone process also runs the scheduler (with the same identity, leader-elected
+        // on kube-system/kube-scheduler); `ferrokube server` starts it as system:kube-scheduler.
         let sched_client = kube::Client::try_from(config.clone())?;
         tokio::select! {
             r = run_with_config(config, ca, opts.leader_election.clone(), opts.node_lifecycle.clone(), opts.controllers.clone()) => r,
-            r = scheduler::run(sched_client) => r.context("scheduler"),
+            r = run_scheduler_elected(sched_client, opts.leader_election.clone()) => r.context("scheduler"),
             _ = term.recv() => Ok(()),
             _ = tokio::signal::ctrl_c() => Ok(()),
         }
@@ -206,8 +206,35 @@ pub async fn run_with_kubeconfig(yaml: &str, selection: Selection) -> anyhow::Re
 pub async fn run_scheduler_with_kubeconfig(yaml: &str) -> anyhow::Result<()> {
     let kc = Kubeconfig::from_yaml(yaml).context("parsing the scheduler kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-    scheduler::run(kube::Client::try_from(config)?).await
+    run_scheduler_elected(
+        kube::Client::try_from(config)?,
+        Some(leader::Config::default()),
+    )
+    .await
 }
+
+/// Runs the scheduler only while holding the `kube-system/kube-scheduler` Lease (upstream
+/// kube-scheduler's `--leader-elect-resource-name` default), with `leader`'s timings and
+/// identity; without election when `leader` is None. Every scheduler of a cluster — the one in
+/// each `ferrokube server` and each standalone `ferrokube controllers` — competes for the same
+/// Lease, so exactly one binds pods.
+pub async fn run_scheduler_elected(
+    client: kube::Client,
+    leader: Option<leader::Config>,
+) -> anyhow::Result<()> {
+    match leader {
+        Some(mut cfg) => {
+            cfg.name = SCHEDULER_LEASE.into();
+            cfg.namespace = "kube-system".into();
+            let c = client.clone();
+            leader::run_elected(client, cfg, || scheduler::run(c.clone())).await
+        }
+        None => scheduler::run(client).await,
+    }
+}
+
+/// The scheduler's leader-election Lease in `kube-system`.
+pub const SCHEDULER_LEASE: &str = "kube-scheduler";
 
 /// A client whose requests carry the user agent `kube-controller-manager/<name>`.
 pub fn client_for(config: &kube::Config, name: &str) -> anyhow::Result<kube::Client> {

@@ -13,6 +13,7 @@
 //!
 //! Start reading at [`run_nodes`], then [`pods::PodDispatcher`] and [`worker::Worker::step`].
 
+pub mod network;
 pub mod node;
 pub mod pods;
 pub mod runtime;
@@ -74,13 +75,17 @@ pub struct NodeOptions {
 }
 
 impl NodeOptions {
-    /// The runtime selected, or an error naming the flag.
-    pub fn runtime(&self) -> anyhow::Result<Arc<dyn Runtime>> {
+    /// The runtime selected, or an error naming the flag. `client` (the node's) answers the
+    /// simulated runtime's connectivity checks ([`network`]).
+    pub fn runtime(&self, client: &kube::Client) -> anyhow::Result<Arc<dyn Runtime>> {
         match self.runtime {
-            Some(RuntimeKind::Simulated) => Ok(Arc::new(Simulated::new(SimulatedConfig {
-                start_latency: Duration::from_millis(self.simulated_start_latency_ms),
-                pull_latency: Duration::from_millis(self.simulated_pull_latency_ms),
-            }))),
+            Some(RuntimeKind::Simulated) => Ok(Arc::new(
+                Simulated::new(SimulatedConfig {
+                    start_latency: Duration::from_millis(self.simulated_start_latency_ms),
+                    pull_latency: Duration::from_millis(self.simulated_pull_latency_ms),
+                })
+                .with_network(Arc::new(network::ClusterNetwork::new(client.clone()))),
+            )),
             None => anyhow::bail!(
                 "no container runtime selected: pass --runtime=simulated (a CRI runtime is not implemented yet)"
             ),
@@ -168,7 +173,11 @@ fn default_pod_cidr(name: &str) -> Ipv4Addr {
 
 /// Entry point of `ferrokube node-agent`: runs until SIGTERM / Ctrl-C.
 pub fn run(opts: Options) -> anyhow::Result<()> {
-    let runtime = opts.node.runtime()?;
+    if opts.node.runtime.is_none() {
+        anyhow::bail!(
+            "no container runtime selected: pass --runtime=simulated (a CRI runtime is not implemented yet)"
+        );
+    }
     let name = match &opts.node_name {
         Some(n) => n.clone(),
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -193,6 +202,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             .with_context(|| format!("reading {}", opts.kubeconfig.display()))?;
         let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
         let client = kube::Client::try_from(cfg)?;
+        let runtime = opts.node.runtime(&client)?;
         let node = NodeCtx::new(config, client, runtime);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {

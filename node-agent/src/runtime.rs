@@ -5,11 +5,13 @@
 //! the same trait; nothing in the pod workers knows which runtime runs their containers.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
+
+use crate::network::{Network, Probe, probe_of};
 
 /// What a runtime call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,8 @@ pub struct ContainerConfig {
     pub argv: Vec<String>,
     /// Whether this is an init container (simulated: exits 0 at once unless told otherwise).
     pub init: bool,
+    /// The pod's namespace (where the simulated network resolves short Service names).
+    pub namespace: String,
     /// Pod annotations (the simulated runtime reads `ferrokube.io/simulate*`).
     pub annotations: std::collections::BTreeMap<String, String>,
 }
@@ -142,6 +146,9 @@ pub const ANN_SIMULATE: &str = "ferrokube.io/simulate";
 pub enum Behaviour {
     /// Runs until stopped.
     Forever,
+    /// A connectivity check (`wget`/`curl`/`nc`): exits as the tool would, from the simulated
+    /// network's answer (see [`crate::network`]).
+    Connect(Probe),
     /// Exits with `code` after `after`.
     ExitAfter {
         /// Run time.
@@ -171,6 +178,9 @@ pub fn behaviour(config: &ContainerConfig) -> Behaviour {
             after: secs,
             code: 0,
         };
+    }
+    if let Some(probe) = probe_of(&config.argv) {
+        return Behaviour::Connect(probe);
     }
     if config.init {
         // An init container with nothing to simulate completes at once.
@@ -213,7 +223,17 @@ pub struct Simulated {
     config: SimulatedConfig,
     containers: Mutex<HashMap<String, SimContainer>>,
     pulled: Mutex<std::collections::HashSet<String>>,
+    network: Option<Arc<dyn Network>>,
 }
+
+impl std::fmt::Debug for dyn Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Network")
+    }
+}
+
+/// How long a simulated connectivity check runs before it exits.
+const PROBE_RUN_TIME: Duration = Duration::from_millis(50);
 
 impl Simulated {
     /// A simulated runtime with the given settings.
@@ -222,6 +242,12 @@ impl Simulated {
             config,
             ..Default::default()
         }
+    }
+
+    /// The network connectivity checks see (without one, every name fails to resolve).
+    pub fn with_network(mut self, network: Arc<dyn Network>) -> Self {
+        self.network = Some(network);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SimContainer>> {
@@ -302,13 +328,28 @@ impl Runtime for Simulated {
         if !self.config.start_latency.is_zero() {
             tokio::time::sleep(self.config.start_latency).await;
         }
+        let mut behaviour = behaviour(config);
+        if let Behaviour::Connect(probe) = &behaviour {
+            let outcome = match &self.network {
+                Some(net) => {
+                    net.connect(&config.namespace, &probe.host, probe.port)
+                        .await
+                }
+                None => Err(crate::network::NetError::BadAddress),
+            };
+            tracing::debug!(container = %config.name, host = %probe.host, port = probe.port, ?outcome, "simulated connectivity check");
+            behaviour = Behaviour::ExitAfter {
+                after: PROBE_RUN_TIME,
+                code: probe.exit_code(outcome),
+            };
+        }
         let id = random_id();
         self.lock().insert(
             id.clone(),
             SimContainer {
                 started_at: Timestamp::now(),
                 started: Instant::now(),
-                behaviour: behaviour(config),
+                behaviour,
                 stopped: None,
             },
         );
@@ -351,7 +392,7 @@ impl Runtime for Simulated {
                     })
                 }
             }
-            Behaviour::Forever => Ok(ContainerInfo {
+            Behaviour::Forever | Behaviour::Connect(_) => Ok(ContainerInfo {
                 state: ContainerState::Running {
                     started_at: c.started_at,
                 },
@@ -398,6 +439,7 @@ mod tests {
             image: "busybox".into(),
             argv: argv.iter().map(|s| s.to_string()).collect(),
             init: false,
+            namespace: "default".into(),
             annotations: ann
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -464,5 +506,47 @@ mod tests {
             matches!(st, Ok(ContainerState::Exited { exit_code: 0, ref reason, .. }) if reason == "Completed"),
             "{st:?}"
         );
+    }
+
+    struct OnlyWeb;
+
+    #[async_trait::async_trait]
+    impl Network for OnlyWeb {
+        async fn connect(
+            &self,
+            namespace: &str,
+            host: &str,
+            port: u16,
+        ) -> Result<(), crate::network::NetError> {
+            match (namespace, host, port) {
+                ("default", "web", 80) => Ok(()),
+                (_, "web", _) => Err(crate::network::NetError::Refused),
+                _ => Err(crate::network::NetError::BadAddress),
+            }
+        }
+    }
+
+    async fn exit_code_of(rt: &Simulated, argv: &[&str]) -> Option<i32> {
+        let id = rt.start_container("s", &cfg(argv, &[])).await.ok()?;
+        tokio::time::sleep(PROBE_RUN_TIME + Duration::from_millis(20)).await;
+        match rt.container_status(&id).await.ok()?.state {
+            ContainerState::Exited { exit_code, .. } => Some(exit_code),
+            ContainerState::Running { .. } => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn connectivity_checks_exit_as_the_tool_would() {
+        let rt = Simulated::default().with_network(Arc::new(OnlyWeb));
+        assert_eq!(exit_code_of(&rt, &["wget", "web:80"]).await, Some(0));
+        assert_eq!(exit_code_of(&rt, &["wget", "web:81"]).await, Some(1));
+        assert_eq!(
+            exit_code_of(&rt, &["curl", "-sf", "http://web:81"]).await,
+            Some(7)
+        );
+        assert_eq!(exit_code_of(&rt, &["curl", "http://nope"]).await, Some(6));
+        // No network at all: nothing resolves.
+        let offline = Simulated::default();
+        assert_eq!(exit_code_of(&offline, &["wget", "web:80"]).await, Some(1));
     }
 }

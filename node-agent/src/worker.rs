@@ -286,6 +286,7 @@ impl Worker {
             image: slot.spec.image.clone().unwrap_or_default(),
             argv,
             init: slot.init,
+            namespace: self.pod.metadata.namespace.clone().unwrap_or_default(),
             annotations: self.pod.metadata.annotations.clone().unwrap_or_default(),
         }
     }

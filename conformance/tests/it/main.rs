@@ -63,6 +63,7 @@ mod nodes;
 mod patch;
 mod rawtls;
 mod scheduler;
+mod scheduler_leader;
 mod services;
 mod snapshot;
 mod ssa;
