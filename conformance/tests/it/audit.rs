@@ -238,13 +238,15 @@ fn denials_impersonation_watches_and_pod_security_annotations() {
 
     // A watch: ResponseStarted when the stream opens, ResponseComplete when it ends.
     let mut watch = server.spawn_kubectl(["get", "pods", "-n", "psa", "-w"]);
-    let ev = wait_events(&log, "the watch start", |ev| {
-        ev.iter().any(|e| e["verb"] == "watch" && e["stage"] == "ResponseStarted")
-    });
-    let started = ev
-        .iter()
-        .find(|e| e["verb"] == "watch" && e["stage"] == "ResponseStarted")
-        .expect("started");
+    // (The in-process controllers' own watches are audited too: pick kubectl's.)
+    let is_kubectl_watch = |e: &Value| {
+        e["verb"] == "watch"
+            && e["stage"] == "ResponseStarted"
+            && e["objectRef"]["namespace"] == "psa"
+            && e["userAgent"].as_str().is_some_and(|u| u.starts_with("kubectl"))
+    };
+    let ev = wait_events(&log, "the watch start", |ev| ev.iter().any(is_kubectl_watch));
+    let started = ev.iter().find(|e| is_kubectl_watch(e)).expect("started");
     assert_eq!(started["responseStatus"]["code"], 200);
     let id = started["auditID"].clone();
     let _ = watch.kill();
