@@ -354,8 +354,14 @@ impl<'a> PodScopeFacts<'a> {
     /// One `scopeSelector.matchExpressions` entry (`In`, `NotIn`, `Exists`, `DoesNotExist`);
     /// only PriorityClass has values.
     fn matches_expression(&self, e: &Value) -> bool {
-        let name = e.get("scopeName").and_then(Value::as_str).unwrap_or_default();
-        let op = e.get("operator").and_then(Value::as_str).unwrap_or_default();
+        let name = e
+            .get("scopeName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let op = e
+            .get("operator")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let values: Vec<&str> = e
             .get("values")
             .and_then(Value::as_array)
@@ -420,27 +426,43 @@ mod tests {
 
     #[test]
     fn scope_selectors_match_like_upstream() {
-        let q = |scopes: Value, exprs: Value| {
-            json!({"spec": {"scopes": scopes, "scopeSelector": {"matchExpressions": exprs}}})
-        };
+        let q = |scopes: Value, exprs: Value| json!({"spec": {"scopes": scopes, "scopeSelector": {"matchExpressions": exprs}}});
         let high = json!({"spec": {"priorityClassName": "high", "containers": [{"name": "a"}]}});
         let plain = json!({"spec": {"containers": [{"name": "a",
             "resources": {"requests": {"cpu": "1"}}}]}});
-        let in_high = q(json!([]), json!([{"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]));
+        let in_high = q(
+            json!([]),
+            json!([{"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]),
+        );
         assert!(scopes_match(&in_high, "pods", &high));
         assert!(!scopes_match(&in_high, "pods", &plain));
         assert!(!scopes_match(&in_high, "services", &high));
-        let not_in = q(json!([]), json!([{"scopeName": "PriorityClass", "operator": "NotIn", "values": ["high"]}]));
+        let not_in = q(
+            json!([]),
+            json!([{"scopeName": "PriorityClass", "operator": "NotIn", "values": ["high"]}]),
+        );
         assert!(!scopes_match(&not_in, "pods", &high) && scopes_match(&not_in, "pods", &plain));
-        let exists = q(json!([]), json!([{"scopeName": "PriorityClass", "operator": "Exists"}]));
+        let exists = q(
+            json!([]),
+            json!([{"scopeName": "PriorityClass", "operator": "Exists"}]),
+        );
         assert!(scopes_match(&exists, "pods", &high) && !scopes_match(&exists, "pods", &plain));
-        let gone = q(json!([]), json!([{"scopeName": "PriorityClass", "operator": "DoesNotExist"}]));
+        let gone = q(
+            json!([]),
+            json!([{"scopeName": "PriorityClass", "operator": "DoesNotExist"}]),
+        );
         assert!(!scopes_match(&gone, "pods", &high) && scopes_match(&gone, "pods", &plain));
         // scopes and the selector must both hold.
-        let both = q(json!(["BestEffort"]), json!([{"scopeName": "PriorityClass", "operator": "Exists"}]));
+        let both = q(
+            json!(["BestEffort"]),
+            json!([{"scopeName": "PriorityClass", "operator": "Exists"}]),
+        );
         assert!(scopes_match(&both, "pods", &high));
         assert!(!scopes_match(&both, "pods", &plain));
-        let terminating = q(json!([]), json!([{"scopeName": "Terminating", "operator": "Exists"}]));
+        let terminating = q(
+            json!([]),
+            json!([{"scopeName": "Terminating", "operator": "Exists"}]),
+        );
         let job_pod = json!({"spec": {"activeDeadlineSeconds": 30, "containers": []}});
         assert!(scopes_match(&terminating, "pods", &job_pod));
         assert!(!scopes_match(&terminating, "pods", &plain));

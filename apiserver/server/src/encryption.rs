@@ -140,15 +140,27 @@ fn gcm(key: &[u8], nonce: &[u8], payload: Payload<'_, '_>, seal: bool) -> Result
     let r = match key.len() {
         16 => {
             let c = aes_gcm::Aes128Gcm::new_from_slice(key).map_err(|e| e.to_string())?;
-            if seal { c.encrypt(nonce, payload) } else { c.decrypt(nonce, payload) }
+            if seal {
+                c.encrypt(nonce, payload)
+            } else {
+                c.decrypt(nonce, payload)
+            }
         }
         24 => {
             let c = Aes192Gcm::new_from_slice(key).map_err(|e| e.to_string())?;
-            if seal { c.encrypt(nonce, payload) } else { c.decrypt(nonce, payload) }
+            if seal {
+                c.encrypt(nonce, payload)
+            } else {
+                c.decrypt(nonce, payload)
+            }
         }
         _ => {
             let c = aes_gcm::Aes256Gcm::new_from_slice(key).map_err(|e| e.to_string())?;
-            if seal { c.encrypt(nonce, payload) } else { c.decrypt(nonce, payload) }
+            if seal {
+                c.encrypt(nonce, payload)
+            } else {
+                c.decrypt(nonce, payload)
+            }
         }
     };
     r.map_err(|_| "cipher: message authentication failed".to_string())
@@ -166,7 +178,15 @@ impl KeyTransformer {
             }
             Cipher::Gcm(k) => {
                 let nonce = random(12)?;
-                let ct = gcm(k, &nonce, Payload { msg: plain, aad: key.as_bytes() }, true)?;
+                let ct = gcm(
+                    k,
+                    &nonce,
+                    Payload {
+                        msg: plain,
+                        aad: key.as_bytes(),
+                    },
+                    true,
+                )?;
                 out.extend_from_slice(&nonce);
                 out.extend_from_slice(&ct);
             }
@@ -198,7 +218,15 @@ impl KeyTransformer {
                     return Err("the stored data was shorter than the required size".into());
                 }
                 let (nonce, data) = body.split_at(12);
-                gcm(k, nonce, Payload { msg: data, aad: key.as_bytes() }, false)
+                gcm(
+                    k,
+                    nonce,
+                    Payload {
+                        msg: data,
+                        aad: key.as_bytes(),
+                    },
+                    false,
+                )
             }
             Cipher::Secretbox(k) => {
                 if body.len() < 24 {
@@ -268,7 +296,9 @@ fn parse_resource(s: &str) -> anyhow::Result<ResourceMatch> {
         return Ok(ResourceMatch::Group(group.into()));
     }
     if res.is_empty() || res.contains('*') || group.contains('*') {
-        bail!("resources: Invalid value: {s:?}: resource name must be a plural, `*.group` or `*.*`");
+        bail!(
+            "resources: Invalid value: {s:?}: resource name must be a plural, `*.group` or `*.*`"
+        );
     }
     Ok(ResourceMatch::Exact(group.into(), res.into()))
 }
@@ -301,7 +331,10 @@ fn parse_keys(kind: &str, cfg: &KeysConfig) -> anyhow::Result<Provider> {
     let mut out = Vec::new();
     for k in &cfg.keys {
         if k.name.is_empty() || k.name.contains(':') {
-            bail!("{kind}.keys.name: Invalid value: {:?}: key name must be non-empty and must not contain ':'", k.name);
+            bail!(
+                "{kind}.keys.name: Invalid value: {:?}: key name must be non-empty and must not contain ':'",
+                k.name
+            );
         }
         let secret = base64::engine::general_purpose::STANDARD
             .decode(k.secret.trim())
@@ -314,8 +347,12 @@ fn parse_keys(kind: &str, cfg: &KeysConfig) -> anyhow::Result<Provider> {
                 a.copy_from_slice(&secret);
                 Cipher::Secretbox(a)
             }
-            ("secretbox", n) => bail!("{kind}.keys.secret: Invalid value: \"REDACTED\": secret is not of the expected length, got {n}, expected 32"),
-            (_, n) => bail!("{kind}.keys.secret: Invalid value: \"REDACTED\": secret is not of the expected length, got {n}, expected one of [16 24 32]"),
+            ("secretbox", n) => bail!(
+                "{kind}.keys.secret: Invalid value: \"REDACTED\": secret is not of the expected length, got {n}, expected 32"
+            ),
+            (_, n) => bail!(
+                "{kind}.keys.secret: Invalid value: \"REDACTED\": secret is not of the expected length, got {n}, expected one of [16 24 32]"
+            ),
         };
         out.push(KeyTransformer {
             prefix: format!("k8s:enc:{kind}:v1:{}:", k.name).into_bytes(),
@@ -342,7 +379,9 @@ pub fn parse(
         );
     }
     if cfg.resources.is_empty() {
-        bail!("resources: Required value: EncryptionConfiguration.Resources must contain at least one resource");
+        bail!(
+            "resources: Required value: EncryptionConfiguration.Resources must contain at least one resource"
+        );
     }
     let mut lists = Vec::new();
     let mut matches = Vec::new();
@@ -352,9 +391,17 @@ pub fn parse(
         }
         let mut providers = Vec::new();
         for (j, p) in rc.providers.iter().enumerate() {
-            let set = [p.aescbc.is_some(), p.aesgcm.is_some(), p.secretbox.is_some(), p.identity.is_some(), p.kms.is_some()];
+            let set = [
+                p.aescbc.is_some(),
+                p.aesgcm.is_some(),
+                p.secretbox.is_some(),
+                p.identity.is_some(),
+                p.kms.is_some(),
+            ];
             if set.iter().filter(|b| **b).count() != 1 {
-                bail!("resources[{i}].providers[{j}]: Invalid value: more than one provider specified in a single element, should split into different list elements");
+                bail!(
+                    "resources[{i}].providers[{j}]: Invalid value: more than one provider specified in a single element, should split into different list elements"
+                );
             }
             providers.push(match p {
                 ProviderConfiguration { aescbc: Some(k), .. } => parse_keys("aescbc", k)?,
@@ -365,7 +412,10 @@ pub fn parse(
             });
         }
         for r in &rc.resources {
-            matches.push((parse_resource(r).with_context(|| format!("resources[{i}]"))?, i));
+            matches.push((
+                parse_resource(r).with_context(|| format!("resources[{i}]"))?,
+                i,
+            ));
         }
         lists.push(ProviderList { providers });
     }
@@ -382,7 +432,10 @@ pub fn parse(
                 }
             }
             ResourceMatch::Exact(g, r) => {
-                for b in builtins.iter().filter(|b| b.group == g.as_str() && b.plural == r.as_str()) {
+                for b in builtins
+                    .iter()
+                    .filter(|b| b.group == g.as_str() && b.plural == r.as_str())
+                {
                     prefixes.push((prefix_of(b), *i));
                 }
             }
@@ -392,7 +445,11 @@ pub fn parse(
     let mut seen = std::collections::HashSet::new();
     prefixes.retain(|(p, _)| seen.insert(p.clone()));
     prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
-    Ok(Selector { prefixes, all, lists })
+    Ok(Selector {
+        prefixes,
+        all,
+        lists,
+    })
 }
 
 /// Wraps the backend when `--encryption-provider-config` is given.
@@ -404,13 +461,25 @@ pub fn wrap(
     let Some(file) = file else {
         return Ok(storage);
     };
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let selector = parse(&text, builtins, |info| {
-        format!("/registry/{}/", crate::registry::strategies::storage_segment(info))
+        format!(
+            "/registry/{}/",
+            crate::registry::strategies::storage_segment(info)
+        )
     })
-    .with_context(|| format!("loading encryption provider configuration {}", file.display()))?;
+    .with_context(|| {
+        format!(
+            "loading encryption provider configuration {}",
+            file.display()
+        )
+    })?;
     tracing::info!(file = %file.display(), "encryption at rest enabled");
-    Ok(Arc::new(TransformingStorage::new(storage, Arc::new(selector))))
+    Ok(Arc::new(TransformingStorage::new(
+        storage,
+        Arc::new(selector),
+    )))
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::{Event, KeyValue, ListRequest, ListResponse, Result, Revision, Storage, StorageError, WatchStream};
+use crate::{
+    Event, KeyValue, ListRequest, ListResponse, Result, Revision, Storage, StorageError,
+    WatchStream,
+};
 
 /// Turns stored bytes into plain bytes and back.
 pub trait Transformer: Send + Sync + 'static {
@@ -48,9 +51,9 @@ fn write_value(sel: &dyn TransformerSelector, key: &str, plain: &Bytes) -> Resul
 
 fn read_kv(sel: &dyn TransformerSelector, mut kv: KeyValue) -> Result<KeyValue> {
     if let Some(t) = sel.select(&kv.key) {
-        let plain = t
-            .from_storage(&kv.key, &kv.value)
-            .map_err(|e| StorageError::Backend(format!("unable to transform key {:?}: {e}", kv.key)))?;
+        let plain = t.from_storage(&kv.key, &kv.value).map_err(|e| {
+            StorageError::Backend(format!("unable to transform key {:?}: {e}", kv.key))
+        })?;
         kv.value = Bytes::from(plain);
     }
     Ok(kv)
@@ -95,9 +98,17 @@ impl Storage for TransformingStorage {
         Ok(kv)
     }
 
-    async fn update(&self, key: &str, value: Bytes, expected_mod_revision: Revision) -> Result<KeyValue> {
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected_mod_revision: Revision,
+    ) -> Result<KeyValue> {
         let stored = write_value(&*self.selector, key, &value)?;
-        let mut kv = self.inner.update(key, stored, expected_mod_revision).await?;
+        let mut kv = self
+            .inner
+            .update(key, stored, expected_mod_revision)
+            .await?;
         kv.value = value;
         Ok(kv)
     }
@@ -110,7 +121,9 @@ impl Storage for TransformingStorage {
     async fn watch(&self, prefix: &str, after_revision: Revision) -> Result<WatchStream> {
         let stream = self.inner.watch(prefix, after_revision).await?;
         let sel = self.selector.clone();
-        Ok(Box::pin(stream.map(move |item| item.and_then(|e| read_event(&*sel, e)))))
+        Ok(Box::pin(
+            stream.map(move |item| item.and_then(|e| read_event(&*sel, e))),
+        ))
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
@@ -143,7 +156,8 @@ mod tests {
     struct Sel(Rev);
     impl TransformerSelector for Sel {
         fn select(&self, key: &str) -> Option<&dyn Transformer> {
-            key.starts_with("/s/").then_some(&self.0 as &dyn Transformer)
+            key.starts_with("/s/")
+                .then_some(&self.0 as &dyn Transformer)
         }
     }
 
@@ -152,19 +166,40 @@ mod tests {
         let raw: Arc<dyn Storage> = MemoryStore::new();
         let t = TransformingStorage::new(raw.clone(), Arc::new(Sel(Rev)));
         let mut w = t.watch("/", 1).await.expect("watch");
-        t.create("/s/a", Bytes::from_static(b"abc")).await.expect("create");
-        t.create("/p/a", Bytes::from_static(b"abc")).await.expect("create");
-        assert_eq!(raw.get("/s/a").await.expect("get").expect("kv").value, &b"enc:cba"[..]);
-        assert_eq!(raw.get("/p/a").await.expect("get").expect("kv").value, &b"abc"[..]);
-        assert_eq!(t.get("/s/a").await.expect("get").expect("kv").value, &b"abc"[..]);
-        let l = t.list(ListRequest { prefix: "/".into(), ..Default::default() }).await.expect("list");
+        t.create("/s/a", Bytes::from_static(b"abc"))
+            .await
+            .expect("create");
+        t.create("/p/a", Bytes::from_static(b"abc"))
+            .await
+            .expect("create");
+        assert_eq!(
+            raw.get("/s/a").await.expect("get").expect("kv").value,
+            &b"enc:cba"[..]
+        );
+        assert_eq!(
+            raw.get("/p/a").await.expect("get").expect("kv").value,
+            &b"abc"[..]
+        );
+        assert_eq!(
+            t.get("/s/a").await.expect("get").expect("kv").value,
+            &b"abc"[..]
+        );
+        let l = t
+            .list(ListRequest {
+                prefix: "/".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("list");
         assert!(l.items.iter().all(|kv| kv.value == &b"abc"[..]));
         let e = w.next().await.expect("event").expect("ok");
         assert_eq!(e.kv.value, &b"abc"[..]);
         let d = t.delete("/s/a", None).await.expect("delete");
         assert_eq!(d.value, &b"abc"[..]);
         // A value the transformer cannot read is an error, not garbage.
-        raw.create("/s/b", Bytes::from_static(b"plain")).await.expect("create");
+        raw.create("/s/b", Bytes::from_static(b"plain"))
+            .await
+            .expect("create");
         assert!(t.get("/s/b").await.is_err());
     }
 }

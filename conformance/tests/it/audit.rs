@@ -91,12 +91,21 @@ fn kubectl_create_secret_at_metadata_and_request_response_levels() {
     server.must_kubectl(["create", "namespace", "rr"]);
     server.must_kubectl(["create", "namespace", "rq"]);
     // Metadata: who, what, result; never the secret.
-    let out = server
-        .kubectl([
-            "create", "secret", "generic", "meta", "-n", "default",
-            "--from-literal=password=hunter2-meta", "-v=8",
-        ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = server.kubectl([
+        "create",
+        "secret",
+        "generic",
+        "meta",
+        "-n",
+        "default",
+        "--from-literal=password=hunter2-meta",
+        "-v=8",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let verbose = String::from_utf8_lossy(&out.stderr).to_string();
     let audit_id = verbose
         .lines()
@@ -122,7 +131,12 @@ fn kubectl_create_secret_at_metadata_and_request_response_levels() {
     assert_eq!(done["responseStatus"]["code"], 201);
     assert_eq!(done["user"]["username"], "kubernetes-admin");
     assert_eq!(done["sourceIPs"][0], "127.0.0.1");
-    assert!(done["userAgent"].as_str().unwrap_or_default().starts_with("kubectl"));
+    assert!(
+        done["userAgent"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("kubectl")
+    );
     assert!(
         done["requestURI"]
             .as_str()
@@ -130,7 +144,10 @@ fn kubectl_create_secret_at_metadata_and_request_response_levels() {
             .starts_with("/api/v1/namespaces/default/secrets"),
         "{done}"
     );
-    assert_eq!(done["annotations"]["authorization.k8s.io/decision"], "allow");
+    assert_eq!(
+        done["annotations"]["authorization.k8s.io/decision"],
+        "allow"
+    );
     assert!(done.get("requestObject").is_none() && done.get("responseObject").is_none());
     for ts in ["requestReceivedTimestamp", "stageTimestamp"] {
         let t = done[ts].as_str().unwrap_or_default();
@@ -141,7 +158,13 @@ fn kubectl_create_secret_at_metadata_and_request_response_levels() {
 
     // RequestResponse: the object sent and the object stored.
     server.must_kubectl([
-        "create", "secret", "generic", "full", "-n", "rr", "--from-literal=password=hunter2-rr",
+        "create",
+        "secret",
+        "generic",
+        "full",
+        "-n",
+        "rr",
+        "--from-literal=password=hunter2-rr",
     ]);
     let ev = wait_events(&log, "the RequestResponse create", |ev| {
         for_object(ev, "create", "secrets", "full")
@@ -149,25 +172,43 @@ fn kubectl_create_secret_at_metadata_and_request_response_levels() {
             .any(|e| e["stage"] == "ResponseComplete")
     });
     let full = for_object(&ev, "create", "secrets", "full");
-    let done = full.iter().find(|e| e["stage"] == "ResponseComplete").expect("complete");
+    let done = full
+        .iter()
+        .find(|e| e["stage"] == "ResponseComplete")
+        .expect("complete");
     assert_eq!(done["level"], "RequestResponse");
     assert_eq!(done["requestObject"]["kind"], "Secret");
-    assert_eq!(done["requestObject"]["data"]["password"], "aHVudGVyMi1ycg==");
+    assert_eq!(
+        done["requestObject"]["data"]["password"],
+        "aHVudGVyMi1ycg=="
+    );
     assert_eq!(done["responseObject"]["metadata"]["name"], "full");
     assert!(done["responseObject"]["metadata"]["uid"].is_string());
     // The RequestReceived stage has the request but not yet a response.
-    let first = full.iter().find(|e| e["stage"] == "RequestReceived").expect("received");
+    let first = full
+        .iter()
+        .find(|e| e["stage"] == "RequestReceived")
+        .expect("received");
     assert!(first["requestObject"].is_object() && first.get("responseObject").is_none());
 
     // Request: the request body only.
     server.must_kubectl([
-        "create", "secret", "generic", "req", "-n", "rq", "--from-literal=password=x",
+        "create",
+        "secret",
+        "generic",
+        "req",
+        "-n",
+        "rq",
+        "--from-literal=password=x",
     ]);
     let ev = wait_events(&log, "the Request create", |ev| {
         !for_object(ev, "create", "secrets", "req").is_empty()
     });
     let req = for_object(&ev, "create", "secrets", "req");
-    assert!(req.iter().all(|e| e["level"] == "Request" && e["requestObject"].is_object()));
+    assert!(
+        req.iter()
+            .all(|e| e["level"] == "Request" && e["requestObject"].is_object())
+    );
     assert!(req.iter().all(|e| e.get("responseObject").is_none()));
 
     // None: configmaps and everything the policy does not list leave no trace.
@@ -183,7 +224,10 @@ fn kubectl_create_secret_at_metadata_and_request_response_levels() {
         "None rules logged something"
     );
     // Every event has an ID; the two stages of one request share it.
-    assert!(ev.iter().all(|e| e["auditID"].as_str().is_some_and(|s| !s.is_empty())));
+    assert!(
+        ev.iter()
+            .all(|e| e["auditID"].as_str().is_some_and(|s| !s.is_empty()))
+    );
 }
 
 #[test]
@@ -193,7 +237,8 @@ fn denials_impersonation_watches_and_pod_security_annotations() {
     let err = server.must_kubectl_fail(["get", "secrets", "-n", "default", "--as=bob"]);
     assert!(err.contains("forbidden"), "{err}");
     let ev = wait_events(&log, "the forbidden list", |ev| {
-        ev.iter().any(|e| e["impersonatedUser"]["username"] == "bob" && e["stage"] == "ResponseComplete")
+        ev.iter()
+            .any(|e| e["impersonatedUser"]["username"] == "bob" && e["stage"] == "ResponseComplete")
     });
     let denied = ev
         .iter()
@@ -201,7 +246,10 @@ fn denials_impersonation_watches_and_pod_security_annotations() {
         .expect("denied event");
     assert_eq!(denied["user"]["username"], "kubernetes-admin");
     assert_eq!(denied["verb"], "list");
-    assert_eq!(denied["annotations"]["authorization.k8s.io/decision"], "forbid");
+    assert_eq!(
+        denied["annotations"]["authorization.k8s.io/decision"],
+        "forbid"
+    );
     assert_eq!(denied["responseStatus"]["code"], 403);
     assert_eq!(denied["responseStatus"]["reason"], "Forbidden");
     assert!(
@@ -215,7 +263,10 @@ fn denials_impersonation_watches_and_pod_security_annotations() {
     // PodSecurity audit mode: the pod is admitted, the violation is in the event.
     server.must_kubectl(["create", "namespace", "psa"]);
     server.must_kubectl([
-        "label", "namespace", "psa", "pod-security.kubernetes.io/audit=restricted",
+        "label",
+        "namespace",
+        "psa",
+        "pod-security.kubernetes.io/audit=restricted",
     ]);
     server.must_kubectl(["run", "priv", "-n", "psa", "--image=nginx", "--privileged"]);
     let ev = wait_events(&log, "the pod create", |ev| {
@@ -224,10 +275,16 @@ fn denials_impersonation_watches_and_pod_security_annotations() {
             .any(|e| e["stage"] == "ResponseComplete")
     });
     let pod = for_object(&ev, "create", "pods", "priv");
-    let done = pod.iter().find(|e| e["stage"] == "ResponseComplete").expect("complete");
+    let done = pod
+        .iter()
+        .find(|e| e["stage"] == "ResponseComplete")
+        .expect("complete");
     assert_eq!(done["responseStatus"]["code"], 201);
     let a = &done["annotations"];
-    assert_eq!(a["pod-security.kubernetes.io/enforce-policy"], "privileged:latest");
+    assert_eq!(
+        a["pod-security.kubernetes.io/enforce-policy"],
+        "privileged:latest"
+    );
     let v = a["pod-security.kubernetes.io/audit-violations"]
         .as_str()
         .unwrap_or_else(|| panic!("no audit-violations annotation: {done}"));
@@ -243,16 +300,21 @@ fn denials_impersonation_watches_and_pod_security_annotations() {
         e["verb"] == "watch"
             && e["stage"] == "ResponseStarted"
             && e["objectRef"]["namespace"] == "psa"
-            && e["userAgent"].as_str().is_some_and(|u| u.starts_with("kubectl"))
+            && e["userAgent"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("kubectl"))
     };
-    let ev = wait_events(&log, "the watch start", |ev| ev.iter().any(is_kubectl_watch));
+    let ev = wait_events(&log, "the watch start", |ev| {
+        ev.iter().any(is_kubectl_watch)
+    });
     let started = ev.iter().find(|e| is_kubectl_watch(e)).expect("started");
     assert_eq!(started["responseStatus"]["code"], 200);
     let id = started["auditID"].clone();
     let _ = watch.kill();
     let _ = watch.wait();
     wait_events(&log, "the watch end", |ev| {
-        ev.iter().any(|e| e["auditID"] == id && e["stage"] == "ResponseComplete")
+        ev.iter()
+            .any(|e| e["auditID"] == id && e["stage"] == "ResponseComplete")
     });
 }
 
@@ -272,8 +334,11 @@ fn no_policy_no_log_and_bad_policies_refused() {
 
     // A policy upstream refuses keeps the server from starting, with the reason.
     let bad = dir.join("bad.yaml");
-    std::fs::write(&bad, "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Loud\n")
-        .expect("write");
+    std::fs::write(
+        &bad,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Loud\n",
+    )
+    .expect("write");
     let err = TestServer::try_start_with(ferrokube_conformance::ServerSpec {
         extra_args: vec![
             "--audit-policy-file".into(),

@@ -11,12 +11,21 @@ use crate::auth::{kc, must_run, scratch, token_kubeconfig};
 fn csr_manifest(dir: &std::path::Path, name: &str, subj: &str, signer: &str) -> String {
     let key = dir.join(format!("{name}.key"));
     let csr = dir.join(format!("{name}.csr"));
-    must_run("openssl", &["genrsa", "-out", key.to_str().expect("p"), "2048"]);
+    must_run(
+        "openssl",
+        &["genrsa", "-out", key.to_str().expect("p"), "2048"],
+    );
     must_run(
         "openssl",
         &[
-            "req", "-new", "-key", key.to_str().expect("p"), "-out", csr.to_str().expect("p"),
-            "-subj", subj,
+            "req",
+            "-new",
+            "-key",
+            key.to_str().expect("p"),
+            "-out",
+            csr.to_str().expect("p"),
+            "-subj",
+            subj,
         ],
     );
     let b64 = must_run("base64", &["-w0", csr.to_str().expect("p")]);
@@ -95,13 +104,23 @@ fn csr_admission_plugins_check_signer_rights_and_subjects() {
         "{err}"
     );
     // Another signer may carry the group (the restriction is for the apiserver client signer).
-    let other = csr_manifest(&dir, "other", "/CN=x/O=system:masters", "example.com/custom");
+    let other = csr_manifest(
+        &dir,
+        "other",
+        "/CN=x/O=system:masters",
+        "example.com/custom",
+    );
     server.must_kubectl_stdin(["create", "-f", "-"], &other);
 
     // CertificateApproval: carol may update CSRs and their approval, but not approve for the
     // kube-apiserver-client signer.
     server.must_kubectl_stdin(["apply", "-f", "-"], CSR_EDITOR);
-    let plain = csr_manifest(&dir, "plain", "/CN=carol", "kubernetes.io/kube-apiserver-client");
+    let plain = csr_manifest(
+        &dir,
+        "plain",
+        "/CN=carol",
+        "kubernetes.io/kube-apiserver-client",
+    );
     server.must_kubectl_stdin(["create", "-f", "-"], &plain);
     let carol = token_kubeconfig(&server, &dir, "carol", "carol-token");
     let out = kc(&server, &carol, &["certificate", "approve", "plain"]);
@@ -116,16 +135,32 @@ fn csr_admission_plugins_check_signer_rights_and_subjects() {
     // With `approve` on `example.com/*`, carol approves the example.com signer's request.
     server.must_kubectl_stdin(["apply", "-f", "-"], SIGNER_APPROVER);
     let out = kc(&server, &carol, &["certificate", "approve", "other"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cond = server.must_kubectl([
-        "get", "csr", "other", "-o", "jsonpath={.status.conditions[0].type}",
+        "get",
+        "csr",
+        "other",
+        "-o",
+        "jsonpath={.status.conditions[0].type}",
     ]);
     assert_eq!(cond.trim(), "Approved");
 
     // CertificateSigning: setting status.certificate needs `sign` on the signer.
     let ca = must_run(
         "base64",
-        &["-w0", server.data_dir().join("pki").join("ca.crt").to_str().expect("p")],
+        &[
+            "-w0",
+            server
+                .data_dir()
+                .join("pki")
+                .join("ca.crt")
+                .to_str()
+                .expect("p"),
+        ],
     );
     let status = format!(r#"{{"status":{{"certificate":"{}"}}}}"#, ca.trim());
     let status = status.as_str();
@@ -133,7 +168,13 @@ fn csr_admission_plugins_check_signer_rights_and_subjects() {
         &server,
         &carol,
         &[
-            "patch", "csr", "other", "--subresource=status", "--type=merge", "-p", status,
+            "patch",
+            "csr",
+            "other",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
         ],
     );
     assert!(!out.status.success());
@@ -144,6 +185,12 @@ fn csr_admission_plugins_check_signer_rights_and_subjects() {
     );
     // The admin (system:masters) may.
     server.must_kubectl([
-        "patch", "csr", "other", "--subresource=status", "--type=merge", "-p", status,
+        "patch",
+        "csr",
+        "other",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        status,
     ]);
 }

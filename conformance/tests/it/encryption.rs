@@ -77,15 +77,25 @@ fn embedded_store_holds_only_ciphertext() {
     plain.stop();
     assert!(contains(&db_bytes(plain.data_dir()), &stored_form()));
 
-    let (mut server, _cfg) =
-        server_with_config("enc-embedded", &config(&(aescbc(&[("key1", 1)]) + "  - identity: {}\n")));
+    let (mut server, _cfg) = server_with_config(
+        "enc-embedded",
+        &config(&(aescbc(&[("key1", 1)]) + "  - identity: {}\n")),
+    );
     create_secret(&server, "s1");
-    server.must_kubectl(["create", "configmap", "c1", &format!("--from-literal=v={SECRET}")]);
+    server.must_kubectl([
+        "create",
+        "configmap",
+        "c1",
+        &format!("--from-literal=v={SECRET}"),
+    ]);
     assert_eq!(read_password(&server, "s1"), SECRET);
     server.stop();
     let raw = db_bytes(server.data_dir());
     assert!(contains(&raw, b"k8s:enc:aescbc:v1:key1:"));
-    assert!(!contains(&raw, &stored_form()), "secret plaintext in the store");
+    assert!(
+        !contains(&raw, &stored_form()),
+        "secret plaintext in the store"
+    );
     // configmaps are not listed: stored as they are.
     assert!(contains(&raw, SECRET.as_bytes()));
     server.start_again();
@@ -98,7 +108,13 @@ fn key_rotation_rewrites_every_secret() {
     create_secret(&server, "a");
     server.must_kubectl(["create", "namespace", "other"]);
     server.must_kubectl([
-        "create", "secret", "generic", "b", "-n", "other", "--from-literal=k=v",
+        "create",
+        "secret",
+        "generic",
+        "b",
+        "-n",
+        "other",
+        "--from-literal=k=v",
     ]);
     // 1. Add the new key first (second): both keys read, key1 still writes.
     server.stop();
@@ -116,11 +132,22 @@ fn key_rotation_rewrites_every_secret() {
     server.must_kubectl_stdin(["replace", "--validate=false", "-f", "-"], &all);
     // 3. Drop key1: everything still reads, so nothing is left under it.
     server.stop();
-    assert!(contains(&db_bytes(server.data_dir()), b"k8s:enc:aescbc:v1:key2:"));
+    assert!(contains(
+        &db_bytes(server.data_dir()),
+        b"k8s:enc:aescbc:v1:key2:"
+    ));
     std::fs::write(&cfg, config(&aescbc(&[("key2", 2)]))).expect("config");
     server.start_again();
     assert_eq!(read_password(&server, "a"), SECRET);
-    let b = server.must_kubectl(["get", "secret", "b", "-n", "other", "-o", "jsonpath={.data.k}"]);
+    let b = server.must_kubectl([
+        "get",
+        "secret",
+        "b",
+        "-n",
+        "other",
+        "-o",
+        "jsonpath={.data.k}",
+    ]);
     assert_eq!(b.trim(), B64.encode("v"));
 }
 
@@ -142,7 +169,9 @@ fn etcd_raw_get(endpoint: &str, key: &str) -> Vec<u8> {
     // Chunked or not, the JSON object is between the first '{' and the last '}'.
     let (a, b) = (body.find('{').expect("{"), body.rfind('}').expect("}"));
     let v: serde_json::Value = serde_json::from_str(&body[a..=b]).expect("etcd json");
-    let value = v["kvs"][0]["value"].as_str().unwrap_or_else(|| panic!("no value: {v}"));
+    let value = v["kvs"][0]["value"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no value: {v}"));
     B64.decode(value).expect("base64 value")
 }
 
@@ -172,6 +201,10 @@ fn etcd_holds_the_same_ciphertext() {
     let endpoint = etcd.endpoints();
     let first = endpoint.split(',').next().expect("endpoint");
     let raw = etcd_raw_get(first, "/registry/secrets/default/s1");
-    assert!(raw.starts_with(b"k8s:enc:secretbox:v1:sb1:"), "{:?}", String::from_utf8_lossy(&raw));
+    assert!(
+        raw.starts_with(b"k8s:enc:secretbox:v1:sb1:"),
+        "{:?}",
+        String::from_utf8_lossy(&raw)
+    );
     assert!(!contains(&raw, &stored_form()) && !contains(&raw, b"\"kind\""));
 }

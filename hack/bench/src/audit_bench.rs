@@ -27,7 +27,11 @@ async fn gets(client: Client, n: usize) -> Result<(f64, Vec<std::time::Duration>
     .await
 }
 
-async fn creates(client: Client, n: usize, round: usize) -> Result<(f64, Vec<std::time::Duration>)> {
+async fn creates(
+    client: Client,
+    n: usize,
+    round: usize,
+) -> Result<(f64, Vec<std::time::Duration>)> {
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
     load(n, 32, move |i| {
         let api = api.clone();
@@ -90,7 +94,9 @@ pub async fn run(tmp: &Path, quick: bool) -> Result<()> {
         "audited / unaudited create throughput",
         ca / cp
     );
-    let lines = std::fs::read_to_string(&log).map(|t| t.lines().count()).unwrap_or(0);
+    let lines = std::fs::read_to_string(&log)
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
     println!("{:<44} {lines}", "audit log lines written");
     Ok(())
 }

@@ -61,7 +61,12 @@ impl AdmissionPlugin for CertificateApproval {
         "CertificateApproval"
     }
 
-    async fn validate(&self, a: &Attributes<'_>, obj: &Value, _old: Option<&Value>) -> ApiResult<()> {
+    async fn validate(
+        &self,
+        a: &Attributes<'_>,
+        obj: &Value,
+        _old: Option<&Value>,
+    ) -> ApiResult<()> {
         if a.operation != Operation::Update || a.subresource != "approval" || !a.is(GROUP, CSRS) {
             return Ok(());
         }
@@ -90,7 +95,12 @@ impl AdmissionPlugin for CertificateSigning {
         "CertificateSigning"
     }
 
-    async fn validate(&self, a: &Attributes<'_>, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+    async fn validate(
+        &self,
+        a: &Attributes<'_>,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
         if a.operation != Operation::Update || a.subresource != "status" || !a.is(GROUP, CSRS) {
             return Ok(());
         }
@@ -121,7 +131,10 @@ pub struct CertificateSubjectRestriction;
 fn organizations(pem: &[u8]) -> Result<Vec<String>, String> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| e.to_string())?;
     if pem.label != "CERTIFICATE REQUEST" {
-        return Err(format!("PEM block type must be CERTIFICATE REQUEST, not {:?}", pem.label));
+        return Err(format!(
+            "PEM block type must be CERTIFICATE REQUEST, not {:?}",
+            pem.label
+        ));
     }
     let (_, csr) =
         <x509_parser::certification_request::X509CertificationRequest as x509_parser::prelude::FromDer<_>>::from_der(&pem.contents)
@@ -140,7 +153,12 @@ impl AdmissionPlugin for CertificateSubjectRestriction {
         "CertificateSubjectRestriction"
     }
 
-    async fn validate(&self, a: &Attributes<'_>, obj: &Value, _old: Option<&Value>) -> ApiResult<()> {
+    async fn validate(
+        &self,
+        a: &Attributes<'_>,
+        obj: &Value,
+        _old: Option<&Value>,
+    ) -> ApiResult<()> {
         if a.operation != Operation::Create || !a.subresource.is_empty() || !a.is(GROUP, CSRS) {
             return Ok(());
         }
@@ -174,12 +192,21 @@ mod tests {
     fn subject_organizations_are_read() {
         let key = rcgen::KeyPair::generate().expect("key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.distinguished_name.push(rcgen::DnType::CommonName, "mallory");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "mallory");
         params
             .distinguished_name
             .push(rcgen::DnType::OrganizationName, "system:masters");
-        let pem = params.serialize_request(&key).expect("csr").pem().expect("pem");
-        assert_eq!(organizations(pem.as_bytes()).expect("parse"), ["system:masters"]);
+        let pem = params
+            .serialize_request(&key)
+            .expect("csr")
+            .pem()
+            .expect("pem");
+        assert_eq!(
+            organizations(pem.as_bytes()).expect("parse"),
+            ["system:masters"]
+        );
         assert!(organizations(b"-----BEGIN GARBAGE-----\nAAAA\n-----END GARBAGE-----\n").is_err());
         assert!(organizations(b"not pem").is_err());
     }

@@ -15,9 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::api::ApiHandle;
-use super::certificates::{
-    CertificateApproval, CertificateSigning, CertificateSubjectRestriction,
-};
+use super::certificates::{CertificateApproval, CertificateSigning, CertificateSubjectRestriction};
 use super::default_ingress_class::DefaultIngressClass;
 use super::default_storage_class::DefaultStorageClass;
 use super::limit_ranger::LimitRanger;

@@ -91,11 +91,7 @@ pub struct Event {
 /// `metav1.MicroTime` as JSON: RFC 3339 in UTC with six fractional digits.
 pub fn micro_time(t: jiff::Timestamp) -> String {
     let micros = t.subsec_microsecond();
-    format!(
-        "{}.{:06}Z",
-        t.strftime("%Y-%m-%dT%H:%M:%S"),
-        micros.max(0)
-    )
+    format!("{}.{:06}Z", t.strftime("%Y-%m-%dT%H:%M:%S"), micros.max(0))
 }
 
 /// The legacy one-line format of `--audit-log-format=legacy` (upstream `EventString`).

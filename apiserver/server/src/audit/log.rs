@@ -84,7 +84,10 @@ impl LogSink {
                 if self.tx.try_send(e).is_err() {
                     let n = self.dropped.fetch_add(1, Ordering::Relaxed);
                     if (n + 1).is_power_of_two() {
-                        tracing::error!(dropped = n + 1, "audit buffer queue blocked; events dropped");
+                        tracing::error!(
+                            dropped = n + 1,
+                            "audit buffer queue blocked; events dropped"
+                        );
                     }
                 }
             }
@@ -141,7 +144,12 @@ impl Output {
             path: path.clone(),
             file: BufWriter::new(file),
             size,
-            max_bytes: if cfg.max_size_mb == 0 { 100 } else { cfg.max_size_mb } * 1024 * 1024,
+            max_bytes: if cfg.max_size_mb == 0 {
+                100
+            } else {
+                cfg.max_size_mb
+            } * 1024
+                * 1024,
             max_backups: cfg.max_backups,
             max_age_days: cfg.max_age_days,
         }))
@@ -291,7 +299,11 @@ mod tests {
         names.sort();
         assert_eq!(names.len(), 3, "{names:?}");
         assert!(names.contains(&"audit.log".to_string()));
-        assert!(names.iter().all(|n| n.starts_with("audit") && n.ends_with(".log")));
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with("audit") && n.ends_with(".log"))
+        );
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), 60);
         let _ = std::fs::remove_dir_all(&dir);
     }

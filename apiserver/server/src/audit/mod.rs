@@ -89,7 +89,9 @@ impl Auditor {
         let format = match opts.audit_log_format.as_str() {
             "json" => log::Format::Json,
             "legacy" => log::Format::Legacy,
-            f => anyhow::bail!("invalid audit log format {f:?}, allowed formats are \"json,legacy\""),
+            f => {
+                anyhow::bail!("invalid audit log format {f:?}, allowed formats are \"json,legacy\"")
+            }
         };
         let mode = match opts.audit_log_mode.as_str() {
             "blocking" | "blocking-strict" => log::Mode::Blocking,
@@ -178,7 +180,9 @@ pub async fn filter(State(state): State<Arc<AppState>>, req: Request, next: Next
     ) else {
         return next.run(req).await;
     };
-    let cfg = auditor.policy.evaluate(&policy::PolicyAttributes { user, info });
+    let cfg = auditor
+        .policy
+        .evaluate(&policy::PolicyAttributes { user, info });
     if cfg.level == Level::None {
         return next.run(req).await;
     }
@@ -240,7 +244,12 @@ pub async fn filter(State(state): State<Arc<AppState>>, req: Request, next: Next
             handle: handle.clone(),
             omitted: cfg.omit_stages.contains(&Stage::ResponseComplete),
         };
-        return resp.map(|inner| Body::new(Guarded { inner, _guard: guard }));
+        return resp.map(|inner| {
+            Body::new(Guarded {
+                inner,
+                _guard: guard,
+            })
+        });
     }
     let capture = cfg.level == Level::RequestResponse || code >= 400;
     let resp = if capture && is_json(resp.headers()) {

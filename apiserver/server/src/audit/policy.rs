@@ -128,8 +128,8 @@ pub struct PolicyAttributes<'a> {
 impl Policy {
     /// Parses and validates a policy file (YAML or JSON), as upstream's `LoadPolicyFromBytes`.
     pub fn parse(text: &str) -> Result<Policy, String> {
-        let file: PolicyFile = serde_yaml::from_str(text)
-            .map_err(|e| format!("failed decoding audit policy: {e}"))?;
+        let file: PolicyFile =
+            serde_yaml::from_str(text).map_err(|e| format!("failed decoding audit policy: {e}"))?;
         if file.kind != "Policy" {
             return Err(format!(
                 "failed decoding audit policy: kind {:?} is not Policy",
@@ -186,8 +186,7 @@ impl Policy {
                         gr.group
                     ));
                 }
-                if !gr.resource_names.is_empty()
-                    && gr.resources.iter().any(|res| res.contains('*'))
+                if !gr.resource_names.is_empty() && gr.resources.iter().any(|res| res.contains('*'))
                 {
                     errs.push(format!(
                         "{path}.resources[{j}].resourceNames: Invalid value: {:?}: using resource names with a wildcard in resources is not allowed",
@@ -244,8 +243,7 @@ fn rule_matches(r: &PolicyRule, a: &PolicyAttributes<'_>) -> bool {
     }
     if !r.non_resource_urls.is_empty() {
         return !a.info.is_resource_request
-            && r
-                .non_resource_urls
+            && r.non_resource_urls
                 .iter()
                 .any(|spec| path_matches(&a.info.path, spec));
     }
@@ -350,7 +348,10 @@ rules:
 
     #[test]
     fn first_matching_rule_decides() {
-        assert_eq!(eval("system:kube-proxy", "GET", "/api/v1/pods").level, Level::None);
+        assert_eq!(
+            eval("system:kube-proxy", "GET", "/api/v1/pods").level,
+            Level::None
+        );
         assert_eq!(eval("bob", "GET", "/healthz/etcd").level, Level::None);
         assert_eq!(eval("bob", "GET", "/version").level, Level::None);
         assert_eq!(eval("bob", "GET", "/versions").level, Level::Metadata);
@@ -365,7 +366,12 @@ rules:
             Level::Metadata
         );
         assert_eq!(
-            eval("bob", "PUT", "/apis/apps/v1/namespaces/a/deployments/d/status").level,
+            eval(
+                "bob",
+                "PUT",
+                "/apis/apps/v1/namespaces/a/deployments/d/status"
+            )
+            .level,
             Level::Metadata
         );
         assert_eq!(

@@ -13,7 +13,10 @@ fn config(providers: &str) -> String {
 
 fn selector(text: &str) -> Selector {
     parse(text, builtin_resources(), |i| {
-        format!("/registry/{}/", crate::registry::strategies::storage_segment(i))
+        format!(
+            "/registry/{}/",
+            crate::registry::strategies::storage_segment(i)
+        )
     })
     .expect("configuration parses")
 }
@@ -70,7 +73,10 @@ fn aesgcm_binds_the_key() {
     )));
     let t = sel.select(KEY).expect("selected");
     let stored = t.to_storage(KEY, PLAIN).expect("seal");
-    assert!(t.from_storage("/registry/secrets/default/other", &stored).is_err());
+    assert!(
+        t.from_storage("/registry/secrets/default/other", &stored)
+            .is_err()
+    );
 }
 
 #[test]
@@ -79,22 +85,39 @@ fn rotation_reads_old_key_writes_new() {
         "  - aescbc:\n      keys:\n      - name: old\n        secret: {}\n",
         b64(32, 1)
     )));
-    let stored_old = old.select(KEY).expect("sel").to_storage(KEY, PLAIN).expect("seal");
+    let stored_old = old
+        .select(KEY)
+        .expect("sel")
+        .to_storage(KEY, PLAIN)
+        .expect("seal");
     let both = selector(&config(&format!(
         "  - aescbc:\n      keys:\n      - name: new\n        secret: {}\n      - name: old\n        secret: {}\n",
         b64(32, 2),
         b64(32, 1)
     )));
     let t = both.select(KEY).expect("sel");
-    assert_eq!(t.from_storage(KEY, &stored_old).expect("old key reads"), PLAIN);
-    assert!(t.to_storage(KEY, PLAIN).expect("seal").starts_with(b"k8s:enc:aescbc:v1:new:"));
+    assert_eq!(
+        t.from_storage(KEY, &stored_old).expect("old key reads"),
+        PLAIN
+    );
+    assert!(
+        t.to_storage(KEY, PLAIN)
+            .expect("seal")
+            .starts_with(b"k8s:enc:aescbc:v1:new:")
+    );
     // Without identity a plain value is refused; identity does not read ciphertext.
     assert_eq!(
         t.from_storage(KEY, PLAIN).expect_err("no identity"),
         "no matching prefix found"
     );
     let ident = selector(&config("  - identity: {}\n"));
-    assert!(ident.select(KEY).expect("sel").from_storage(KEY, &stored_old).is_err());
+    assert!(
+        ident
+            .select(KEY)
+            .expect("sel")
+            .from_storage(KEY, &stored_old)
+            .is_err()
+    );
 }
 
 #[test]
@@ -106,20 +129,47 @@ fn wildcards_select_groups() {
     let sel = selector(&text);
     let apps = sel.select("/registry/deployments/a/d").expect("apps");
     assert_eq!(apps.to_storage("k", b"x").expect("id"), b"x");
-    let any = sel.select("/registry/widgets.example.com/a/w").expect("all");
-    assert!(any.to_storage("k", b"x").expect("sb").starts_with(b"k8s:enc:secretbox:v1:k:"));
+    let any = sel
+        .select("/registry/widgets.example.com/a/w")
+        .expect("all");
+    assert!(
+        any.to_storage("k", b"x")
+            .expect("sb")
+            .starts_with(b"k8s:enc:secretbox:v1:k:")
+    );
 }
 
 #[test]
 fn bad_configurations_are_refused() {
     for (text, want) in [
-        (config(&format!("  - aescbc:\n      keys:\n      - name: k\n        secret: {}\n", b64(20, 1))), "expected one of [16 24 32]"),
-        (config(&format!("  - secretbox:\n      keys:\n      - name: k\n        secret: {}\n", b64(16, 1))), "expected 32"),
-        (config("  - aescbc:\n      keys:\n      - name: k\n        secret: '!!!'\n"), "base64"),
+        (
+            config(&format!(
+                "  - aescbc:\n      keys:\n      - name: k\n        secret: {}\n",
+                b64(20, 1)
+            )),
+            "expected one of [16 24 32]",
+        ),
+        (
+            config(&format!(
+                "  - secretbox:\n      keys:\n      - name: k\n        secret: {}\n",
+                b64(16, 1)
+            )),
+            "expected 32",
+        ),
+        (
+            config("  - aescbc:\n      keys:\n      - name: k\n        secret: '!!!'\n"),
+            "base64",
+        ),
         (config("  - aescbc:\n      keys: []\n"), "at least one key"),
         (config("  - kms: {name: x}\n"), "KMS"),
-        (config("  - identity: {}\n    aescbc: {keys: []}\n"), "more than one provider"),
-        ("apiVersion: v1\nkind: EncryptionConfiguration\nresources: []\n".to_string(), "no kind"),
+        (
+            config("  - identity: {}\n    aescbc: {keys: []}\n"),
+            "more than one provider",
+        ),
+        (
+            "apiVersion: v1\nkind: EncryptionConfiguration\nresources: []\n".to_string(),
+            "no kind",
+        ),
     ] {
         let err = match parse(&text, builtin_resources(), |_| String::new()) {
             Ok(_) => panic!("accepted: {text}"),

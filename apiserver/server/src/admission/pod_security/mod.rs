@@ -189,7 +189,8 @@ impl AdmissionPlugin for PodSecurity {
             return Ok(());
         }
         if ex.usernames.contains(&a.user.username) {
-            a.warnings.audit_annotation(&format!("{LABEL_PREFIX}exempt"), "user");
+            a.warnings
+                .audit_annotation(&format!("{LABEL_PREFIX}exempt"), "user");
             return Ok(());
         }
         let (meta, spec) = match template {
