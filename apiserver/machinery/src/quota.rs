@@ -281,8 +281,10 @@ pub fn hard_of(quota: &Value, at: &str) -> BTreeMap<String, (i128, bool)> {
     out
 }
 
-/// Whether the quota's scopes select this pod (`Terminating`, `NotTerminating`, `BestEffort`,
-/// `NotBestEffort`; other scopes and scope selectors are not evaluated and select nothing).
+/// Whether the quota's `spec.scopes` and `spec.scopeSelector` select this object (upstream's
+/// pod evaluator: `Terminating`, `NotTerminating`, `BestEffort`, `NotBestEffort`,
+/// `PriorityClass` with In/NotIn/Exists/DoesNotExist, `CrossNamespacePodAffinity`; a scoped
+/// quota selects pods only).
 pub fn scopes_match(quota: &Value, plural: &str, obj: &Value) -> bool {
     let scopes: Vec<&str> = quota
         .pointer("/spec/scopes")
@@ -291,23 +293,116 @@ pub fn scopes_match(quota: &Value, plural: &str, obj: &Value) -> bool {
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    if scopes.is_empty() && quota.pointer("/spec/scopeSelector").is_none() {
+    let selector: Vec<&Value> = quota
+        .pointer("/spec/scopeSelector/matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    if scopes.is_empty() && selector.is_empty() {
         return true;
     }
-    if plural != "pods" || quota.pointer("/spec/scopeSelector").is_some() {
+    // Only the pod evaluator knows scopes: a scoped quota constrains pods only.
+    if plural != "pods" {
         return false;
     }
-    let terminating = obj
-        .pointer("/spec/activeDeadlineSeconds")
-        .is_some_and(|v| !v.is_null());
-    let best_effort =
-        pod_compute(obj, "requests").is_empty() && pod_compute(obj, "limits").is_empty();
-    scopes.iter().all(|s| match *s {
-        "Terminating" => terminating,
-        "NotTerminating" => !terminating,
-        "BestEffort" => best_effort,
-        "NotBestEffort" => !best_effort,
-        _ => false,
+    let facts = PodScopeFacts::of(obj);
+    scopes.iter().all(|s| facts.has_scope(s))
+        && selector.iter().all(|e| facts.matches_expression(e))
+}
+
+/// What the scopes of a pod depend on (upstream `podMatchesScopeFunc`).
+struct PodScopeFacts<'a> {
+    terminating: bool,
+    best_effort: bool,
+    priority_class: &'a str,
+    cross_namespace_affinity: bool,
+}
+
+impl<'a> PodScopeFacts<'a> {
+    fn of(obj: &'a Value) -> Self {
+        let terminating = obj
+            .pointer("/spec/activeDeadlineSeconds")
+            .is_some_and(|v| !v.is_null());
+        let best_effort =
+            pod_compute(obj, "requests").is_empty() && pod_compute(obj, "limits").is_empty();
+        let priority_class = obj
+            .pointer("/spec/priorityClassName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        PodScopeFacts {
+            terminating,
+            best_effort,
+            priority_class,
+            cross_namespace_affinity: uses_cross_namespace_affinity(obj),
+        }
+    }
+
+    /// A scope of `spec.scopes` (or an `Exists` expression).
+    fn has_scope(&self, scope: &str) -> bool {
+        match scope {
+            "Terminating" => self.terminating,
+            "NotTerminating" => !self.terminating,
+            "BestEffort" => self.best_effort,
+            "NotBestEffort" => !self.best_effort,
+            "PriorityClass" => !self.priority_class.is_empty(),
+            "CrossNamespacePodAffinity" => self.cross_namespace_affinity,
+            _ => false,
+        }
+    }
+
+    /// One `scopeSelector.matchExpressions` entry (`In`, `NotIn`, `Exists`, `DoesNotExist`);
+    /// only PriorityClass has values.
+    fn matches_expression(&self, e: &Value) -> bool {
+        let name = e
+            .get("scopeName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let op = e
+            .get("operator")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let values: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        match (name, op) {
+            ("PriorityClass", "In") => values.contains(&self.priority_class),
+            ("PriorityClass", "NotIn") => !values.contains(&self.priority_class),
+            (s, "Exists") => self.has_scope(s),
+            (s, "DoesNotExist") => !self.has_scope(s),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a pod's (anti-)affinity terms name other namespaces (`namespaces` or a
+/// `namespaceSelector`).
+fn uses_cross_namespace_affinity(obj: &Value) -> bool {
+    ["podAffinity", "podAntiAffinity"].iter().any(|kind| {
+        let Some(a) = obj.pointer(&format!("/spec/affinity/{kind}")) else {
+            return false;
+        };
+        let required = a
+            .get("requiredDuringSchedulingIgnoredDuringExecution")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        let preferred = a
+            .get("preferredDuringSchedulingIgnoredDuringExecution")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.get("podAffinityTerm"));
+        required.chain(preferred).any(|t| {
+            t.get("namespaces")
+                .and_then(Value::as_array)
+                .is_some_and(|n| !n.is_empty())
+                || t.get("namespaceSelector").is_some_and(|s| !s.is_null())
+        })
     })
 }
 
@@ -328,6 +423,54 @@ pub fn pretty(u: &BTreeMap<String, i128>, binary: &BTreeMap<String, bool>) -> St
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn scope_selectors_match_like_upstream() {
+        let q = |scopes: Value, exprs: Value| json!({"spec": {"scopes": scopes, "scopeSelector": {"matchExpressions": exprs}}});
+        let high = json!({"spec": {"priorityClassName": "high", "containers": [{"name": "a"}]}});
+        let plain = json!({"spec": {"containers": [{"name": "a",
+            "resources": {"requests": {"cpu": "1"}}}]}});
+        let in_high = q(
+            json!([]),
+            json!([{"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]),
+        );
+        assert!(scopes_match(&in_high, "pods", &high));
+        assert!(!scopes_match(&in_high, "pods", &plain));
+        assert!(!scopes_match(&in_high, "services", &high));
+        let not_in = q(
+            json!([]),
+            json!([{"scopeName": "PriorityClass", "operator": "NotIn", "values": ["high"]}]),
+        );
+        assert!(!scopes_match(&not_in, "pods", &high) && scopes_match(&not_in, "pods", &plain));
+        let exists = q(
+            json!([]),
+            json!([{"scopeName": "PriorityClass", "operator": "Exists"}]),
+        );
+        assert!(scopes_match(&exists, "pods", &high) && !scopes_match(&exists, "pods", &plain));
+        let gone = q(
+            json!([]),
+            json!([{"scopeName": "PriorityClass", "operator": "DoesNotExist"}]),
+        );
+        assert!(!scopes_match(&gone, "pods", &high) && scopes_match(&gone, "pods", &plain));
+        // scopes and the selector must both hold.
+        let both = q(
+            json!(["BestEffort"]),
+            json!([{"scopeName": "PriorityClass", "operator": "Exists"}]),
+        );
+        assert!(scopes_match(&both, "pods", &high));
+        assert!(!scopes_match(&both, "pods", &plain));
+        let terminating = q(
+            json!([]),
+            json!([{"scopeName": "Terminating", "operator": "Exists"}]),
+        );
+        let job_pod = json!({"spec": {"activeDeadlineSeconds": 30, "containers": []}});
+        assert!(scopes_match(&terminating, "pods", &job_pod));
+        assert!(!scopes_match(&terminating, "pods", &plain));
+        let cross = q(json!(["CrossNamespacePodAffinity"]), json!([]));
+        let affine = json!({"spec": {"affinity": {"podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "k", "namespaceSelector": {}}]}}}});
+        assert!(scopes_match(&cross, "pods", &affine) && !scopes_match(&cross, "pods", &plain));
+    }
 
     #[test]
     fn quantities_parse_and_print_like_upstream() {

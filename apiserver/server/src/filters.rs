@@ -1,7 +1,7 @@
 //! The filter chain, composed in ONE function ([`build_chain`]) in upstream's order
 //! (`DefaultBuildHandlerChain`), outermost first:
-//! panic → 500 Status · request-id/tracing/metrics · RequestInfo · authentication ·
-//! authentication · impersonation · max-in-flight (429) · authorization (fail closed) ·
+//! panic → 500 Status · request-id/audit-id/tracing/metrics · RequestInfo · authentication ·
+//! audit · impersonation · max-in-flight (429) · authorization (fail closed) ·
 //! timeout. The security filters delegate to [`crate::auth`].
 //! Each filter is an axum middleware layer; none knows about particular resources.
 
@@ -40,7 +40,8 @@ pub fn build_chain(router: Router, state: Arc<AppState>) -> Router {
             // Authentication (union of authenticators): 401 here; before it nothing keyed by
             // the request is recorded.
             .layer(from_fn_with_state(state.clone(), authenticate))
-            // (audit goes here, as upstream places it)
+            // Audit: the policy's level for the (authenticated) user; events per stage.
+            .layer(from_fn_with_state(state.clone(), crate::audit::filter))
             // Impersonation: Impersonate-* headers, each authorized with `impersonate`.
             .layer(from_fn_with_state(state.clone(), impersonate))
             // Max-in-flight: after authentication (system:masters is exempt), before
@@ -69,12 +70,19 @@ async fn catch_panic(req: Request, next: Next) -> Response {
 /// Request id, a tracing span and the request metrics. A request that did not authenticate
 /// (or is anonymous) only increments a counter by response code class: nothing it chose
 /// (path, group, resource) ever becomes a label.
-async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+async fn observe(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let id = uuid::Uuid::new_v4();
-    let resp = next.run(req).await;
+    // upstream `WithAuditInit`: every response carries its Audit-ID.
+    let id = crate::audit::AuditId::from_headers(req.headers());
+    let header = http::HeaderValue::from_str(&id.0).ok();
+    req.extensions_mut().insert(id.clone());
+    let id = id.0;
+    let mut resp = next.run(req).await;
+    if let Some(h) = header {
+        resp.headers_mut().insert("Audit-ID", h);
+    }
     let code = resp.status().as_u16();
     let elapsed = start.elapsed();
     if resp.extensions().get::<Anonymous>().is_some() {
@@ -273,6 +281,9 @@ async fn impersonate(State(state): State<Arc<AppState>>, mut req: Request, next:
     match impersonation::impersonate(&state.auth.authz, &actor, req.headers()).await {
         Ok(user) => {
             impersonation::strip(req.headers_mut());
+            if let Some(a) = req.extensions().get::<crate::audit::AuditHandle>() {
+                a.set_impersonated(&user);
+            }
             req.extensions_mut().insert(user);
             next.run(req).await
         }
@@ -293,6 +304,16 @@ async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next)
     };
     let attrs = Attributes::from_request(user, info);
     let verdict = state.auth.authz.authorize(&attrs).await;
+    // upstream `WithAuthorization`'s audit annotations.
+    if let Some(a) = req.extensions().get::<crate::audit::AuditHandle>() {
+        let decision = if verdict.decision == Decision::Allow {
+            "allow"
+        } else {
+            "forbid"
+        };
+        a.annotate("authorization.k8s.io/decision", decision);
+        a.annotate("authorization.k8s.io/reason", &verdict.reason);
+    }
     if verdict.decision == Decision::Allow {
         return next.run(req).await;
     }

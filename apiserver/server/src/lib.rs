@@ -11,12 +11,14 @@
 
 pub mod admission;
 pub mod aggregator;
+pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod certs;
 pub mod controlplane;
 pub mod crd;
 pub mod discovery;
+pub mod encryption;
 pub mod endpoints;
 pub mod error;
 pub mod filters;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub store: GenericStore,
     /// Authenticators, authorizers and the RBAC index.
     pub auth: auth::Auth,
+    /// The auditor (`--audit-policy-file` + `--audit-log-path`); None: no audit work at all.
+    pub audit: Option<Arc<audit::Auditor>>,
     /// The storage backend (embedded or etcd), for metrics, the `etcd` check and shutdown.
     pub backend: backend::Backend,
     pub metrics: metrics::Metrics,
@@ -118,7 +122,12 @@ pub async fn run_with_hook(
     let pki = certs::ensure_pki(&opts, &dir).context("preparing certificates")?;
 
     let backend = backend::Backend::open(&opts, &dir).await?;
-    let storage = backend.storage();
+    // Encryption at rest wraps the backend once: everything above sees plain values.
+    let storage = encryption::wrap(
+        opts.encryption_provider_config.as_deref(),
+        backend.storage(),
+        resources::builtin_resources(),
+    )?;
     let cache = WatchCache::start(
         storage.clone(),
         "/registry/",
@@ -144,6 +153,7 @@ pub async fn run_with_hook(
         .context("the resource table has no namespaces")?;
     let auth = auth::Auth::new(&opts, &dir, &pki.client_ca_pem)
         .context("configuring authentication and authorization")?;
+    let auditor = audit::Auditor::from_options(&opts).context("configuring auditing")?;
     let admission_api = admission::ApiHandle::default();
     let selection = admission::PluginSelection {
         enable: opts.enable_admission_plugins.clone(),
@@ -211,6 +221,7 @@ pub async fn run_with_hook(
         registry,
         store: GenericStore::new(storage, cache, plugins),
         auth,
+        audit: auditor,
         backend,
         metrics: metrics::Metrics::default(),
         discovery: discovery::DiscoveryDocs::new(builtins),

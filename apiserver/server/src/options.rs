@@ -153,6 +153,38 @@ pub struct ServerOptions {
     /// backlog until one closes.
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
+    /// An `apiserver.config.k8s.io/v1` EncryptionConfiguration: which resources are stored
+    /// encrypted, with which providers and keys.
+    #[arg(long)]
+    pub encryption_provider_config: Option<PathBuf>,
+
+    // --- Auditing (kube-apiserver names) ---
+    /// The audit policy (`audit.k8s.io/v1` Policy, YAML or JSON).
+    #[arg(long)]
+    pub audit_policy_file: Option<PathBuf>,
+    /// If set, all requests the policy selects are logged to this file; `-` means stdout.
+    #[arg(long)]
+    pub audit_log_path: Option<PathBuf>,
+    /// The maximum size in megabytes of the audit log file before it gets rotated (0: 100).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxsize: u64,
+    /// The maximum number of old audit log files to retain (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxbackup: usize,
+    /// The maximum number of days to retain old audit log files (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxage: u64,
+    /// Format of saved audits: `json` (one event per line) or `legacy` (one text line).
+    #[arg(long, default_value = "json")]
+    pub audit_log_format: String,
+    /// `blocking` (a request waits when the buffer is full; upstream's default for the log),
+    /// `batch` (events are dropped when the buffer is full) or `blocking-strict`.
+    #[arg(long, default_value = "blocking")]
+    pub audit_log_mode: String,
+    /// Events buffered before the writer (upstream's default 10000).
+    #[arg(long, default_value_t = 10_000)]
+    pub audit_log_batch_buffer_size: usize,
+
     /// TEST ONLY: a fault to inject, e.g. `writer-panic-on-key:SUBSTRING` (the storage writer
     /// thread panics when a write touches a key containing SUBSTRING). Hidden from --help.
     #[arg(long, hide = true)]

@@ -308,8 +308,9 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         .get::<UserInfo>()
         .cloned()
         .unwrap_or_default();
+    let audit = req.extensions().get::<crate::audit::AuditHandle>().cloned();
     let (parts, body) = req.into_parts();
-    let warnings = crate::registry::request::Warnings::default();
+    let warnings = crate::registry::request::Warnings::for_request(audit);
     let scope = Scope {
         state: state.clone(),
         handle,

@@ -313,6 +313,8 @@ impl Conn {
             let guard = tracker.begin();
             let mut req = req.map(axum::body::Body::new);
             req.extensions_mut().insert(identity.clone());
+            req.extensions_mut()
+                .insert(crate::audit::RemoteAddr(peer.ip().to_canonical()));
             let call = app.clone().oneshot(req);
             async move {
                 let resp = call.await?;

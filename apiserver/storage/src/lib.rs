@@ -16,6 +16,7 @@ pub mod embedded;
 pub mod etcd;
 pub mod memory;
 pub mod testing;
+pub mod transform;
 pub mod watch_cache;
 
 /// A storage revision: etcd's `int64` revision. The first write of a fresh store gets revision 2

@@ -33,6 +33,8 @@
 //! from `hookserver`: denials, labels, selectors, failure policies, hostile huge/dripping/garbage
 //! answers, the create-rate benchmark) and `aggregation` (APIServices proxied to a test server,
 //! discovery, availability), `footprint` (idle RSS and memory per object guard).
+//! discovery, availability), `audit` (audit policy levels, events, annotations) and
+//! `encryption` (encryption at rest in the embedded store and etcd, key rotation).
 
 mod abuse;
 mod abuse_parsers;
@@ -40,8 +42,10 @@ mod admission_builtin;
 mod admission_policy;
 mod admission_webhooks;
 mod aggregation;
+mod audit;
 mod auth;
 mod auth_webhook;
+mod certificates;
 mod crd;
 mod crd_conversion;
 mod crd_ssa;
@@ -51,6 +55,7 @@ mod defaults;
 mod deletion;
 mod discovery;
 mod durability;
+mod encryption;
 mod etcd_ha;
 mod files;
 mod footprint;

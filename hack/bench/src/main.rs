@@ -1,7 +1,7 @@
 //! `hack/bench`: end-to-end figures for ferrokube over HTTPS with the kube-rs client, and the
 //! same create/get load against etcd 3.4 (its JSON gateway) in the same run for ratios.
 //!
-//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd] [--patch] [--ssa] [--backends] [--admission]`
+//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd] [--patch] [--ssa] [--backends] [--admission] [--auth] [--audit]`
 //! (`--backends`: the API on the embedded store vs on etcd, see `backends.rs`; `--ssa`:
 //! only the server-side apply vs PUT update comparison, see `ssa.rs`) (needs
 //! `target/release/ferrokube`; etcd from `hack/install-tools.sh --etcd`). Every loop is bounded
@@ -12,6 +12,7 @@
 //! (nginx over TLS for reads, etcd for creates; `figures.rs`).
 
 mod admission_bench;
+mod audit_bench;
 mod auth_bench;
 mod backends;
 mod figures;
@@ -386,6 +387,11 @@ async fn main() -> Result<()> {
     }
     if args.iter().any(|a| a == "--admission") {
         let r = admission_bench::run(&tmp, opts.quick).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
+    }
+    if args.iter().any(|a| a == "--audit") {
+        let r = audit_bench::run(&tmp, opts.quick).await;
         let _ = std::fs::remove_dir_all(&tmp);
         return r;
     }

@@ -8,6 +8,7 @@
 //! Plugins read other objects through a [`StoreReader`] (never `Storage` from handlers).
 
 mod api;
+mod certificates;
 mod default_ingress_class;
 mod default_storage_class;
 mod limit_ranger;

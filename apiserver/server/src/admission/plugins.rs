@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::api::ApiHandle;
+use super::certificates::{CertificateApproval, CertificateSigning, CertificateSubjectRestriction};
 use super::default_ingress_class::DefaultIngressClass;
 use super::default_storage_class::DefaultStorageClass;
 use super::limit_ranger::LimitRanger;
@@ -86,6 +87,9 @@ pub const DEFAULT_ON: &[&str] = &[
     "StorageObjectInUseProtection",
     "PersistentVolumeClaimResize",
     "RuntimeClass",
+    "CertificateApproval",
+    "CertificateSigning",
+    "CertificateSubjectRestriction",
     "DefaultIngressClass",
     "ValidatingAdmissionPolicy",
     "ResourceQuota",
@@ -106,6 +110,9 @@ const IMPLEMENTED: &[&str] = &[
     "StorageObjectInUseProtection",
     "PersistentVolumeClaimResize",
     "RuntimeClass",
+    "CertificateApproval",
+    "CertificateSigning",
+    "CertificateSubjectRestriction",
     "DefaultIngressClass",
     "ValidatingAdmissionPolicy",
     "ResourceQuota",
@@ -276,6 +283,9 @@ pub fn build_chain(
             "StorageObjectInUseProtection" => Arc::new(StorageObjectInUseProtection),
             "PersistentVolumeClaimResize" => Arc::new(PersistentVolumeClaimResize { api }),
             "RuntimeClass" => Arc::new(RuntimeClass { api }),
+            "CertificateApproval" => Arc::new(CertificateApproval { api }),
+            "CertificateSigning" => Arc::new(CertificateSigning { api }),
+            "CertificateSubjectRestriction" => Arc::new(CertificateSubjectRestriction),
             "DefaultIngressClass" => Arc::new(DefaultIngressClass { api }),
             "ResourceQuota" => Arc::new(ResourceQuota { api }),
             // Needs the watch cache: added by the server next to the webhook plugins.

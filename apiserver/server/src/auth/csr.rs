@@ -1,5 +1,5 @@
 //! CertificateSigningRequests: the `approval` subresource (`kubectl certificate
-//! approve|deny`, with upstream's CertificateApproval check of the `approve` verb on the
+//! approve|deny`; the CertificateApproval admission plugin checks the `approve` verb on the
 //! signer) and an in-process signer for `kubernetes.io/kube-apiserver-client` and
 //! `kubernetes.io/kube-apiserver-client-kubelet` that fills `status.certificate` of approved
 //! requests with a certificate from the cluster CA (upstream `pkg/controller/certificates/signer`),
@@ -16,13 +16,11 @@ use rcgen::{
 use serde_json::{Value, json};
 
 use super::rbac_feed::{Sink, feed};
-use super::{Attributes, Decision};
 use crate::AppState;
 use crate::endpoints::Scope;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::request::{UpdateTarget, WriteOptions};
 use crate::registry::store::now_rfc3339;
-use ferrokube_machinery::status::Status;
 use ferrokube_machinery::validation::FieldError;
 
 /// The signers this server signs for.
@@ -156,34 +154,6 @@ pub async fn update_approval(scope: &Scope, mut req: Value) -> ApiResult<Value> 
     let h = &scope.handle;
     let kv = scope.state.store.get(h, "", name).await?;
     let current: Value = serde_json::from_slice(&kv.value).map_err(ApiError::Encoding)?;
-    let signer = current
-        .pointer("/spec/signerName")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    // CertificateApproval: `approve` on the signer (or its domain wildcard).
-    let domain_wildcard = format!("{}/*", signer.split('/').next().unwrap_or(""));
-    let mut allowed = false;
-    for resource_name in [signer.as_str(), domain_wildcard.as_str()] {
-        let mut a = Attributes::non_resource(&scope.user, "approve", "");
-        a.resource_request = true;
-        a.api_group = "certificates.k8s.io";
-        a.resource = "signers";
-        a.name = resource_name;
-        if scope.state.auth.authz.authorize(&a).await.decision == Decision::Allow {
-            allowed = true;
-            break;
-        }
-    }
-    if !allowed {
-        return Err(Status::forbidden(
-            "certificates.k8s.io",
-            "certificatesigningrequests",
-            name,
-            &format!("user not permitted to approve requests with signerName \"{signer}\""),
-        )
-        .into());
-    }
     let now = now_rfc3339();
     let mut conds = req
         .pointer("/status/conditions")
@@ -243,9 +213,11 @@ pub async fn update_approval(scope: &Scope, mut req: Value) -> ApiResult<Value> 
         m.remove("resourceVersion");
     }
     let _ = req.as_object_mut().map(|m| m.remove("status"));
+    // The CertificateApproval admission plugin checks `approve` on the signer.
     let opts = WriteOptions {
         dry_run: scope.query.dry_run()?,
-        subresource: UpdateTarget::Status,
+        subresource: UpdateTarget::Approval,
+        warnings: scope.warnings.clone(),
         user: scope.user.clone(),
         ..WriteOptions::default()
     };

@@ -14,11 +14,31 @@ use crate::UserInfo;
 const MAX_WARNING_BYTES: usize = 4096;
 
 /// Warnings a write produced (admission webhooks), sent back as `Warning: 299` headers by the
-/// router (upstream's per-request warning recorder). Shared by clones; bounded.
-#[derive(Clone, Default, Debug)]
-pub struct Warnings(Arc<Mutex<Vec<String>>>);
+/// router (upstream's per-request warning recorder), and the request's audit context, where
+/// admission puts its audit annotations. Shared by clones; bounded.
+#[derive(Clone, Default)]
+pub struct Warnings(Arc<Mutex<Vec<String>>>, Option<crate::audit::AuditHandle>);
+
+impl std::fmt::Debug for Warnings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Warnings").field(&self.0).finish()
+    }
+}
 
 impl Warnings {
+    /// The recorder of a request, with its audit context when the request is audited.
+    pub fn for_request(audit: Option<crate::audit::AuditHandle>) -> Self {
+        Warnings(Arc::default(), audit)
+    }
+
+    /// Adds an audit annotation (upstream `Attributes.AddAnnotation`); nothing when the
+    /// request is not audited.
+    pub fn audit_annotation(&self, key: &str, value: &str) {
+        if let Some(a) = &self.1 {
+            a.annotate(key, value);
+        }
+    }
+
     /// Records one warning (control characters make it invalid, as upstream; beyond the byte
     /// budget warnings are dropped).
     pub fn add(&self, w: impl AsRef<str>) {
@@ -93,6 +113,8 @@ pub enum UpdateTarget {
     Scale,
     /// `namespaces/{name}/finalize`: only `spec.finalizers` changes.
     Finalize,
+    /// `certificatesigningrequests/{name}/approval`: only the status (its conditions) changes.
+    Approval,
 }
 
 impl UpdateTarget {
@@ -103,6 +125,7 @@ impl UpdateTarget {
             UpdateTarget::Status => "status",
             UpdateTarget::Scale => "scale",
             UpdateTarget::Finalize => "finalize",
+            UpdateTarget::Approval => "approval",
         }
     }
 }

@@ -6,8 +6,10 @@
 //! `violates PodSecurity "restricted:latest": ...`; `warn` adds the
 //! `would violate PodSecurity ...` warning kubectl prints; workload resources (their pod
 //! templates) get warnings only. Exempt usernames, namespaces and runtime classes skip the
-//! checks. Not done: `audit` annotations (there is no audit log yet) and per-version check
-//! differences (every version is evaluated with the latest checks).
+//! checks. `audit` puts `pod-security.kubernetes.io/audit-violations` on the request's audit
+//! event (with `enforce-policy` for every evaluated object and `exempt` for exemptions), as
+//! upstream. Not done: per-version check differences (every version is evaluated with the
+//! latest checks).
 
 mod checks;
 
@@ -181,8 +183,14 @@ impl AdmissionPlugin for PodSecurity {
             return Ok(());
         }
         let ex = &self.config.exemptions;
-        if ex.namespaces.iter().any(|n| n == a.namespace) || ex.usernames.contains(&a.user.username)
-        {
+        if ex.namespaces.iter().any(|n| n == a.namespace) {
+            a.warnings
+                .audit_annotation(&format!("{LABEL_PREFIX}exempt"), "namespace");
+            return Ok(());
+        }
+        if ex.usernames.contains(&a.user.username) {
+            a.warnings
+                .audit_annotation(&format!("{LABEL_PREFIX}exempt"), "user");
             return Ok(());
         }
         let (meta, spec) = match template {
@@ -216,13 +224,35 @@ impl AdmissionPlugin for PodSecurity {
         }
         let rc = s(spec, "/runtimeClassName");
         if !rc.is_empty() && ex.runtime_classes.iter().any(|r| r == rc) {
+            a.warnings
+                .audit_annotation(&format!("{LABEL_PREFIX}exempt"), "runtimeClass");
             return Ok(());
         }
         let ns = self.api.get(NAMESPACES, "", a.namespace).await?;
         let labels = ns.as_ref().and_then(|n| n.pointer("/metadata/labels"));
         let enforce = self.policy(labels, "enforce");
         let warn = self.policy(labels, "warn");
+        let audit = self.policy(labels, "audit");
         let enforce_result = checks::evaluate(enforce.level, meta, spec);
+        a.warnings
+            .audit_annotation(&format!("{LABEL_PREFIX}enforce-policy"), &enforce.text());
+        if audit.level != Level::Privileged {
+            let audit_result = if audit == enforce {
+                enforce_result.clone()
+            } else {
+                checks::evaluate(audit.level, meta, spec)
+            };
+            if !audit_result.is_empty() {
+                a.warnings.audit_annotation(
+                    &format!("{LABEL_PREFIX}audit-violations"),
+                    &format!(
+                        "would violate PodSecurity {:?}: {}",
+                        audit.text(),
+                        checks::detail(&audit_result)
+                    ),
+                );
+            }
+        }
         if template.is_some() && !enforce_result.is_empty() {
             a.warnings.add(format!(
                 "would violate PodSecurity {:?}: {}",

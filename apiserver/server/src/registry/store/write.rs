@@ -405,7 +405,9 @@ impl GenericStore {
         // Validation.
         let mut errs = Self::validate_meta(h, new);
         errs.extend(match target {
-            UpdateTarget::Status => h.strategy.validate_status_update(new, old),
+            UpdateTarget::Status | UpdateTarget::Approval => {
+                h.strategy.validate_status_update(new, old)
+            }
             _ => h.strategy.validate_update(new, old),
         });
         errs.extend(deletion::finalizer_update_errors(new, old));
@@ -570,8 +572,8 @@ fn split_subresource(
                 None => n.remove("status"),
             };
         }
-        UpdateTarget::Status => {
-            // Only the status changes through /status.
+        UpdateTarget::Status | UpdateTarget::Approval => {
+            // Only the status changes through /status (and a CSR's /approval).
             let status = n.remove("status");
             let mut merged: Map<String, Value> = o.clone();
             match status {
