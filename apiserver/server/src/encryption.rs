@@ -114,7 +114,7 @@ fn cbc_encrypt(key: &[u8], iv: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
 fn cbc_decrypt(key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
     let bad = |_| "invalid key length".to_string();
     let unpad = |_| "invalid PKCS7 data (empty or not padded)".to_string();
-    if data.is_empty() || data.len() % 16 != 0 {
+    if data.is_empty() || !data.len().is_multiple_of(16) {
         return Err("the stored data is not a multiple of the block size".into());
     }
     match key.len() {
@@ -242,7 +242,7 @@ impl KeyTransformer {
 }
 
 impl Transformer for ProviderList {
-    fn to_storage(&self, key: &str, plain: &[u8]) -> Result<Vec<u8>, String> {
+    fn seal_for_storage(&self, key: &str, plain: &[u8]) -> Result<Vec<u8>, String> {
         match self.providers.first() {
             None | Some(Provider::Identity) => Ok(plain.to_vec()),
             Some(Provider::Keys(keys)) => match keys.first() {
@@ -252,7 +252,7 @@ impl Transformer for ProviderList {
         }
     }
 
-    fn from_storage(&self, key: &str, stored: &[u8]) -> Result<Vec<u8>, String> {
+    fn open_stored(&self, key: &str, stored: &[u8]) -> Result<Vec<u8>, String> {
         let mut identity = false;
         for p in &self.providers {
             match p {
@@ -444,7 +444,7 @@ pub fn parse(
     // First entry wins for a prefix; a longer prefix is checked before a shorter one.
     let mut seen = std::collections::HashSet::new();
     prefixes.retain(|(p, _)| seen.insert(p.clone()));
-    prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    prefixes.sort_by_key(|b| std::cmp::Reverse(b.0.len()));
     Ok(Selector {
         prefixes,
         all,

@@ -16,9 +16,9 @@ use crate::{
 /// Turns stored bytes into plain bytes and back.
 pub trait Transformer: Send + Sync + 'static {
     /// The bytes to store for `plain` at `key`.
-    fn to_storage(&self, key: &str, plain: &[u8]) -> std::result::Result<Vec<u8>, String>;
+    fn seal_for_storage(&self, key: &str, plain: &[u8]) -> std::result::Result<Vec<u8>, String>;
     /// The plain bytes of a stored value at `key`.
-    fn from_storage(&self, key: &str, stored: &[u8]) -> std::result::Result<Vec<u8>, String>;
+    fn open_stored(&self, key: &str, stored: &[u8]) -> std::result::Result<Vec<u8>, String>;
 }
 
 /// Picks the transformer of a key (None: stored as is).
@@ -43,7 +43,7 @@ fn write_value(sel: &dyn TransformerSelector, key: &str, plain: &Bytes) -> Resul
     match sel.select(key) {
         None => Ok(plain.clone()),
         Some(t) => t
-            .to_storage(key, plain)
+            .seal_for_storage(key, plain)
             .map(Bytes::from)
             .map_err(|e| StorageError::Backend(format!("unable to transform key {key:?}: {e}"))),
     }
@@ -51,7 +51,7 @@ fn write_value(sel: &dyn TransformerSelector, key: &str, plain: &Bytes) -> Resul
 
 fn read_kv(sel: &dyn TransformerSelector, mut kv: KeyValue) -> Result<KeyValue> {
     if let Some(t) = sel.select(&kv.key) {
-        let plain = t.from_storage(&kv.key, &kv.value).map_err(|e| {
+        let plain = t.open_stored(&kv.key, &kv.value).map_err(|e| {
             StorageError::Backend(format!("unable to transform key {:?}: {e}", kv.key))
         })?;
         kv.value = Bytes::from(plain);
@@ -143,12 +143,16 @@ mod tests {
     /// Reverses the bytes of keys under `/s/` and adds a marker.
     struct Rev;
     impl Transformer for Rev {
-        fn to_storage(&self, _key: &str, plain: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        fn seal_for_storage(
+            &self,
+            _key: &str,
+            plain: &[u8],
+        ) -> std::result::Result<Vec<u8>, String> {
             let mut v = b"enc:".to_vec();
             v.extend(plain.iter().rev());
             Ok(v)
         }
-        fn from_storage(&self, _key: &str, stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        fn open_stored(&self, _key: &str, stored: &[u8]) -> std::result::Result<Vec<u8>, String> {
             let body = stored.strip_prefix(b"enc:").ok_or("no prefix")?;
             Ok(body.iter().rev().copied().collect())
         }
@@ -191,7 +195,7 @@ mod tests {
             })
             .await
             .expect("list");
-        assert!(l.items.iter().all(|kv| kv.value == &b"abc"[..]));
+        assert!(l.items.iter().all(|kv| kv.value == b"abc"[..]));
         let e = w.next().await.expect("event").expect("ok");
         assert_eq!(e.kv.value, &b"abc"[..]);
         let d = t.delete("/s/a", None).await.expect("delete");

@@ -39,6 +39,7 @@ pub struct Outcome {
 
 /// Why no proposal could be made (upstream's messages).
 #[derive(Debug, thiserror::Error, PartialEq)]
+#[allow(clippy::enum_variant_names)]
 pub enum CalcError {
     /// The selector matched nothing.
     #[error("no pods returned by selector while calculating replica count")]

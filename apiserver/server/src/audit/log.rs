@@ -259,10 +259,10 @@ impl Rotating {
         for (i, (modified, p)) in backups.iter().enumerate() {
             let too_old = self.max_age_days > 0
                 && now.duration_since(*modified).is_ok_and(|age| age > max_age);
-            if i < excess || too_old {
-                if let Err(e) = std::fs::remove_file(p) {
-                    tracing::warn!(path = %p.display(), error = %e, "removing old audit log");
-                }
+            if (i < excess || too_old)
+                && let Err(e) = std::fs::remove_file(p)
+            {
+                tracing::warn!(path = %p.display(), error = %e, "removing old audit log");
             }
         }
     }

@@ -37,25 +37,29 @@ fn every_provider_round_trips_with_upstreams_prefix() {
             b64(len, 7)
         )));
         let t = sel.select(KEY).expect("secrets are selected");
-        let stored = t.to_storage(KEY, PLAIN).expect("seal");
+        let stored = t.seal_for_storage(KEY, PLAIN).expect("seal");
         assert!(stored.starts_with(prefix.as_bytes()), "{kind}");
         assert!(
             !stored.windows(8).any(|w| w == b"c2VjcmV0"),
             "{kind}: plaintext visible"
         );
-        assert_eq!(t.from_storage(KEY, &stored).expect("open"), PLAIN, "{kind}");
+        assert_eq!(t.open_stored(KEY, &stored).expect("open"), PLAIN, "{kind}");
         // Two writes of the same value differ (random IV/nonce).
-        assert_ne!(stored, t.to_storage(KEY, PLAIN).expect("seal"), "{kind}");
+        assert_ne!(
+            stored,
+            t.seal_for_storage(KEY, PLAIN).expect("seal"),
+            "{kind}"
+        );
         // Identity is listed: plain values still read.
-        assert_eq!(t.from_storage(KEY, PLAIN).expect("plain"), PLAIN);
+        assert_eq!(t.open_stored(KEY, PLAIN).expect("plain"), PLAIN);
         // Tampering is detected (AEAD) or garbles (CBC) but never panics.
         let mut bad = stored.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
         if kind != "aescbc" {
-            assert!(t.from_storage(KEY, &bad).is_err(), "{kind}");
+            assert!(t.open_stored(KEY, &bad).is_err(), "{kind}");
         }
-        let _ = t.from_storage(KEY, &stored[..prefix.len() + 3]);
+        let _ = t.open_stored(KEY, &stored[..prefix.len() + 3]);
     }
     // Other resources are not transformed.
     let sel = selector(&config(&format!(
@@ -72,9 +76,9 @@ fn aesgcm_binds_the_key() {
         b64(32, 3)
     )));
     let t = sel.select(KEY).expect("selected");
-    let stored = t.to_storage(KEY, PLAIN).expect("seal");
+    let stored = t.seal_for_storage(KEY, PLAIN).expect("seal");
     assert!(
-        t.from_storage("/registry/secrets/default/other", &stored)
+        t.open_stored("/registry/secrets/default/other", &stored)
             .is_err()
     );
 }
@@ -88,7 +92,7 @@ fn rotation_reads_old_key_writes_new() {
     let stored_old = old
         .select(KEY)
         .expect("sel")
-        .to_storage(KEY, PLAIN)
+        .seal_for_storage(KEY, PLAIN)
         .expect("seal");
     let both = selector(&config(&format!(
         "  - aescbc:\n      keys:\n      - name: new\n        secret: {}\n      - name: old\n        secret: {}\n",
@@ -97,17 +101,17 @@ fn rotation_reads_old_key_writes_new() {
     )));
     let t = both.select(KEY).expect("sel");
     assert_eq!(
-        t.from_storage(KEY, &stored_old).expect("old key reads"),
+        t.open_stored(KEY, &stored_old).expect("old key reads"),
         PLAIN
     );
     assert!(
-        t.to_storage(KEY, PLAIN)
+        t.seal_for_storage(KEY, PLAIN)
             .expect("seal")
             .starts_with(b"k8s:enc:aescbc:v1:new:")
     );
     // Without identity a plain value is refused; identity does not read ciphertext.
     assert_eq!(
-        t.from_storage(KEY, PLAIN).expect_err("no identity"),
+        t.open_stored(KEY, PLAIN).expect_err("no identity"),
         "no matching prefix found"
     );
     let ident = selector(&config("  - identity: {}\n"));
@@ -115,7 +119,7 @@ fn rotation_reads_old_key_writes_new() {
         ident
             .select(KEY)
             .expect("sel")
-            .from_storage(KEY, &stored_old)
+            .open_stored(KEY, &stored_old)
             .is_err()
     );
 }
@@ -128,12 +132,12 @@ fn wildcards_select_groups() {
     );
     let sel = selector(&text);
     let apps = sel.select("/registry/deployments/a/d").expect("apps");
-    assert_eq!(apps.to_storage("k", b"x").expect("id"), b"x");
+    assert_eq!(apps.seal_for_storage("k", b"x").expect("id"), b"x");
     let any = sel
         .select("/registry/widgets.example.com/a/w")
         .expect("all");
     assert!(
-        any.to_storage("k", b"x")
+        any.seal_for_storage("k", b"x")
             .expect("sb")
             .starts_with(b"k8s:enc:secretbox:v1:k:")
     );

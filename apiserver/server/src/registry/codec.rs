@@ -86,6 +86,16 @@ pub async fn to_served(h: &ResourceHandle, obj: &mut Value) -> ApiResult<()> {
     conversion::convert(obj, &h.info.api_version()).map_err(ApiError::internal)
 }
 
+/// A copy of `obj` (if any) in the served version of `h`.
+pub async fn served_copy(h: &ResourceHandle, obj: Option<&Value>) -> ApiResult<Option<Value>> {
+    let Some(o) = obj else {
+        return Ok(None);
+    };
+    let mut v = o.clone();
+    to_served(h, &mut v).await?;
+    Ok(Some(v))
+}
+
 /// Converts stored objects to the version `h` serves; a conversion webhook gets them in one
 /// call.
 pub async fn to_served_many(h: &ResourceHandle, objs: &mut [Value]) -> ApiResult<()> {

@@ -253,18 +253,12 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
                 let view_handle = view.unwrap_or(a.handle);
                 let version = view_handle.info.version.to_string();
                 if !inputs_by_version.iter().any(|(v, _)| *v == version) {
-                    let conv = |o: Option<&Value>| -> ApiResult<Option<Value>> {
-                        o.map(|o| {
-                            let mut v = o.clone();
-                            codec::to_served(view_handle, &mut v)?;
-                            Ok(v)
-                        })
-                        .transpose()
-                    };
+                    let new_served = codec::served_copy(view_handle, new).await?;
+                    let old_served = codec::served_copy(view_handle, a.old).await?;
                     let request = admission_request(a, view_handle);
                     let inputs = Inputs::from_json(
-                        conv(new)?.as_ref(),
-                        conv(a.old)?.as_ref(),
+                        new_served.as_ref(),
+                        old_served.as_ref(),
                         &request,
                         ns.as_ref().and_then(Option::as_ref),
                         None,

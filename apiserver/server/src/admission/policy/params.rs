@@ -80,7 +80,9 @@ pub(super) async fn collect(
     let params: Vec<Option<Value>> = if !s("name").is_empty() {
         match state.store.get(&h, ns, s("name")).await {
             Ok(kv) => vec![Some(
-                codec::decode_served(&h, &kv).map_err(|e| e.to_string())?,
+                codec::decode_served(&h, &kv)
+                    .await
+                    .map_err(|e| e.to_string())?,
             )],
             Err(e) if e.is_not_found() => Vec::new(),
             Err(e) => return Err(e.to_string()),
@@ -97,7 +99,9 @@ pub(super) async fn collect(
             .map_err(|e| e.to_string())?;
         let mut out = Vec::new();
         for kv in &res.items {
-            let v = codec::decode_served(&h, kv).map_err(|e| e.to_string())?;
+            let v = codec::decode_served(&h, kv)
+                .await
+                .map_err(|e| e.to_string())?;
             let labels = crate::admission::webhook::config::labels_of(Some(&v));
             if selector_matches(sel, &labels) {
                 out.push(Some(v));

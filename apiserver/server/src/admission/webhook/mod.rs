@@ -165,14 +165,13 @@ impl WebhookPlugin {
             if !object_selected(&h.object_selector, obj, a.old) {
                 continue;
             }
-            if !selects_everything(&h.namespace_selector) {
-                let is_namespace = info.group.is_empty() && info.plural == "namespaces";
+            let is_namespace = info.group.is_empty() && info.plural == "namespaces";
+            // Cluster-scoped objects (other than namespaces) are not namespace-selected out.
+            if !selects_everything(&h.namespace_selector)
+                && (is_namespace || !a.namespace.is_empty())
+            {
                 let labels = if is_namespace {
                     config::labels_of(obj.or(a.old))
-                } else if a.namespace.is_empty() {
-                    // Cluster-scoped objects are not namespace-selected out.
-                    out.push((h.clone(), version));
-                    continue;
                 } else {
                     if ns_labels.is_none() {
                         ns_labels = Some(self.namespace_labels(a).await?);
@@ -183,7 +182,7 @@ impl WebhookPlugin {
                     continue;
                 }
             }
-            if !self.match_conditions_pass(h, &version, a, obj)? {
+            if !self.match_conditions_pass(h, &version, a, obj).await? {
                 continue;
             }
             out.push((h.clone(), version));
@@ -194,7 +193,7 @@ impl WebhookPlugin {
     /// Upstream `matchconditions.Matcher.Match` for one hook: every condition true (the
     /// object and the stored object in the hook's version); an evaluation error under
     /// `failurePolicy: Fail` is upstream's 403, under `Ignore` it skips the hook.
-    fn match_conditions_pass(
+    async fn match_conditions_pass(
         &self,
         h: &Hook,
         version: &str,
@@ -205,16 +204,8 @@ impl WebhookPlugin {
             return Ok(true);
         }
         let view = self.view(a, version);
-        let served = |o: Option<&Value>| -> ApiResult<Option<Value>> {
-            o.map(|o| {
-                let mut v = o.clone();
-                codec::to_served(view, &mut v)?;
-                Ok(v)
-            })
-            .transpose()
-        };
-        let new = served(obj)?;
-        let old = served(a.old)?;
+        let new = codec::served_copy(view, obj).await?;
+        let old = codec::served_copy(view, a.old).await?;
         let request = crate::admission::policy::admission_request(a, view);
         let inputs = Inputs::from_json(new.as_ref(), old.as_ref(), &request, None, None);
         let fp = match h.failure_policy {
