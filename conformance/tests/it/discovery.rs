@@ -150,7 +150,8 @@ fn get_namespaces_shows_system_namespaces() {
 }
 
 /// `/openapi/v2` as kubectl asks for it (gnostic protobuf, gzip accepted), as JSON, and with a
-/// matching ETag. The protobuf media type contains `@`, which a strict RFC 7230 parser drops: that
+/// matching ETag; kubectl's client-side validation uses it (`kubectl apply` of a `List`,
+/// `kubectl replace -f -`). The protobuf media type contains `@`, which a strict RFC 7230 parser drops: that
 /// once made us answer 406 to kubectl's exact Accept header.
 #[tokio::test(flavor = "multi_thread")]
 async fn openapi_v2_protobuf_json_and_etag() {
@@ -182,7 +183,10 @@ async fn openapi_v2_protobuf_json_and_etag() {
             (parts, bytes)
         }
     };
-    let proto_type = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+    // Answered as kube-openapi's `ReturnedContentType` (a dot, not `@`): client-go parses the
+    // response's Content-Type with Go's `mime.ParseMediaType`, which rejects `@`, and turns the
+    // fetch into `Internal error occurred: mime: unexpected content after media subtype`.
+    let proto_type = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
     let (parts, body) = fetch(
         "application/com.github.proto-openapi.spec.v2@v1.0+protobuf, application/json",
         None,
@@ -218,4 +222,44 @@ async fn openapi_v2_protobuf_json_and_etag() {
 
     let (parts, _) = fetch("text/html", None).await;
     assert_eq!(parts.status, 406, "{parts:?}");
+}
+
+/// kubectl commands that download `/openapi/v2` in protobuf for client-side validation.
+#[test]
+fn kubectl_client_side_validation_downloads_openapi() {
+    let server = TestServer::start();
+    let list = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata:
+    name: list-a
+  data: {x: "1"}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata:
+    name: list-b
+  data: {y: "2"}
+"#;
+    let out = server.must_kubectl_stdin(["apply", "-f", "-"], list);
+    assert!(out.contains("configmap/list-a created"), "{out}");
+    assert!(out.contains("configmap/list-b created"), "{out}");
+    let cm = server.must_kubectl(["get", "cm", "list-a", "-o", "json"]);
+    let out = server.must_kubectl_stdin(["replace", "-f", "-"], &cm);
+    assert!(out.contains("configmap/list-a replaced"), "{out}");
+    let out = server.must_kubectl_stdin(
+        [
+            "create",
+            "-f",
+            "-",
+            "--dry-run=client",
+            "--validate=strict",
+            "-o",
+            "name",
+        ],
+        list,
+    );
+    assert_eq!(out.trim(), "configmap/list-a\nconfigmap/list-b");
 }
