@@ -173,16 +173,18 @@ fn cluster_ips_come_from_the_range_and_conflicts_are_refused() {
     assert_eq!(s["spec"]["ipFamilies"], serde_json::json!(["IPv4"]));
     assert_eq!(s["spec"]["ipFamilyPolicy"], "SingleStack");
 
-    // A requested address is honoured, then refused to anyone else.
+    // A requested address is honoured, then refused to anyone else. It is in the static band
+    // (the lowest 16 of a /24, upstream's ServiceIPStaticSubrange), which automatic allocation
+    // leaves alone: an address in the upper band could already have gone to one of the 20 above.
     server.must_kubectl_stdin(
         ["create", "-f", "-"],
-        &svc_yaml("fixed", "  clusterIP: 10.123.0.77\n"),
+        &svc_yaml("fixed", "  clusterIP: 10.123.0.10\n"),
     );
-    assert_eq!(cluster_ip(&server, "fixed"), "10.123.0.77");
-    let err = create_fails(&server, &svc_yaml("dup", "  clusterIP: 10.123.0.77\n"));
+    assert_eq!(cluster_ip(&server, "fixed"), "10.123.0.10");
+    let err = create_fails(&server, &svc_yaml("dup", "  clusterIP: 10.123.0.10\n"));
     assert_eq!(
         err,
-        "The Service \"dup\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.123.0.77\"}: failed to allocate IP 10.123.0.77: provided IP is already allocated"
+        "The Service \"dup\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.123.0.10\"}: failed to allocate IP 10.123.0.10: provided IP is already allocated"
     );
     let err = create_fails(&server, &svc_yaml("far", "  clusterIP: 10.200.0.5\n"));
     assert!(
@@ -237,15 +239,15 @@ fn cluster_ips_come_from_the_range_and_conflicts_are_refused() {
 
     // Delete releases the address, which is free again.
     server.must_kubectl(["delete", "svc", "fixed"]);
-    assert!(!exists(&server, &["get", "ipaddresses", "10.123.0.77"]));
+    assert!(!exists(&server, &["get", "ipaddresses", "10.123.0.10"]));
     server.must_kubectl_stdin(
         ["create", "-f", "-"],
-        &svc_yaml("again", "  clusterIP: 10.123.0.77\n"),
+        &svc_yaml("again", "  clusterIP: 10.123.0.10\n"),
     );
 
     // Allocations survive a restart.
     server.restart();
-    let err = create_fails(&server, &svc_yaml("dup2", "  clusterIP: 10.123.0.77\n"));
+    let err = create_fails(&server, &svc_yaml("dup2", "  clusterIP: 10.123.0.10\n"));
     assert!(err.contains("provided IP is already allocated"), "{err}");
 }
 
