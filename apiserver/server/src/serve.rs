@@ -245,13 +245,24 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// A response body that keeps its request counted as in progress until it ends.
-struct Tracked {
+/// A response body that holds `guard` until the body ends or is dropped (the request counted
+/// as in progress, an audit event completed at the end of a watch, ...).
+pub(crate) struct GuardedBody<G: Send + 'static> {
     inner: axum::body::Body,
-    _guard: ActiveGuard,
+    _guard: G,
 }
 
-impl http_body::Body for Tracked {
+impl<G: Send + Unpin + 'static> GuardedBody<G> {
+    /// `inner`, keeping `guard` alive as long as it.
+    pub(crate) fn wrap(inner: axum::body::Body, guard: G) -> axum::body::Body {
+        axum::body::Body::new(GuardedBody {
+            inner,
+            _guard: guard,
+        })
+    }
+}
+
+impl<G: Send + Unpin + 'static> http_body::Body for GuardedBody<G> {
     type Data = bytes::Bytes;
     type Error = axum::Error;
 
@@ -318,12 +329,7 @@ impl Conn {
             let call = app.clone().oneshot(req);
             async move {
                 let resp = call.await?;
-                Ok::<_, std::convert::Infallible>(resp.map(|inner| {
-                    axum::body::Body::new(Tracked {
-                        inner,
-                        _guard: guard,
-                    })
-                }))
+                Ok::<_, std::convert::Infallible>(resp.map(|inner| GuardedBody::wrap(inner, guard)))
             }
         });
         let svc = hyper_util::service::TowerToHyperService::new(svc);

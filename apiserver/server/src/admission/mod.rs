@@ -52,6 +52,28 @@ pub enum Operation {
     Connect,
 }
 
+impl Operation {
+    /// As AdmissionReview and CEL's `request.operation` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+
+    /// The kind of the request's `options` (`CreateOptions`, ...; none for connect).
+    pub fn options_kind(self) -> &'static str {
+        match self {
+            Operation::Create => "CreateOptions",
+            Operation::Update => "UpdateOptions",
+            Operation::Delete => "DeleteOptions",
+            Operation::Connect => "",
+        }
+    }
+}
+
 /// `admission.Attributes`: what is being written, by whom.
 pub struct Attributes<'a> {
     pub operation: Operation,

@@ -244,12 +244,7 @@ pub async fn filter(State(state): State<Arc<AppState>>, req: Request, next: Next
             handle: handle.clone(),
             omitted: cfg.omit_stages.contains(&Stage::ResponseComplete),
         };
-        return resp.map(|inner| {
-            Body::new(Guarded {
-                inner,
-                _guard: guard,
-            })
-        });
+        return resp.map(|inner| crate::serve::GuardedBody::wrap(inner, guard));
     }
     let capture = cfg.level == Level::RequestResponse || code >= 400;
     let resp = if capture && is_json(resp.headers()) {
@@ -483,31 +478,5 @@ impl Drop for CompleteOnDrop {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move { auditor.sink.send(Box::new(e)).await });
         }
-    }
-}
-
-/// A response body carrying a [`CompleteOnDrop`].
-struct Guarded {
-    inner: Body,
-    _guard: CompleteOnDrop,
-}
-
-impl http_body::Body for Guarded {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -33,18 +33,8 @@ use crate::registry::{Registry, ResourceHandle, codec};
 /// matched version `view`, the request's own in `requestKind`/`requestResource`.
 pub fn admission_request(a: &Attributes<'_>, view: &ResourceHandle) -> Value {
     let info = &a.handle.info;
-    let op = match a.operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    };
-    let options_kind = match a.operation {
-        Operation::Create => "CreateOptions",
-        Operation::Update => "UpdateOptions",
-        Operation::Delete => "DeleteOptions",
-        Operation::Connect => "",
-    };
+    let op = a.operation.as_str();
+    let options_kind = a.operation.options_kind();
     let mut options = json!({"kind": options_kind, "apiVersion": "meta.k8s.io/v1"});
     if a.dry_run {
         options["dryRun"] = json!(["All"]);

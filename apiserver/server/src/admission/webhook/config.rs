@@ -10,7 +10,7 @@ use std::time::Duration;
 use ferrokube_machinery::admission_policy::MatchConditions;
 use serde_json::{Map, Value};
 
-use crate::admission::{Attributes, Operation};
+use crate::admission::Attributes;
 use crate::auth::rbac_feed::{Sink, selector_matches};
 use crate::webhook_client::ClientConfig;
 
@@ -166,12 +166,7 @@ impl Rule {
 
     /// Whether the request (seen as `group/version/resource`) is selected by the rule.
     pub fn matches(&self, a: &Attributes<'_>, group: &str, version: &str, resource: &str) -> bool {
-        let op = match a.operation {
-            Operation::Create => "CREATE",
-            Operation::Update => "UPDATE",
-            Operation::Delete => "DELETE",
-            Operation::Connect => "CONNECT",
-        };
+        let op = a.operation.as_str();
         if !any_or(&self.operations, op)
             || !any_or(&self.groups, group)
             || !any_or(&self.versions, version)

@@ -359,18 +359,8 @@ fn review_request(
 ) -> Value {
     let info = &a.handle.info;
     let version = view.info.version;
-    let op = match a.operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    };
-    let options_kind = match a.operation {
-        Operation::Create => "CreateOptions",
-        Operation::Update => "UpdateOptions",
-        Operation::Delete => "DeleteOptions",
-        Operation::Connect => "",
-    };
+    let op = a.operation.as_str();
+    let options_kind = a.operation.options_kind();
     let mut options = json!({"kind": options_kind, "apiVersion": "meta.k8s.io/v1"});
     if a.dry_run {
         options["dryRun"] = json!(["All"]);
