@@ -59,6 +59,9 @@ struct Ctx {
     /// When each HPA was last synced, at which generation: upstream's queue is rate-limited to
     /// one sync per period, so the controller's own status writes do not trigger another.
     last_sync: Mutex<HashMap<String, (Instant, Option<i64>)>>,
+    /// Discovered API resources of scale targets by `apiVersion/kind` (one discovery request
+    /// per kind, not one per sync).
+    resources: Mutex<HashMap<String, ApiResource>>,
 }
 
 /// Runs the controller.
@@ -69,6 +72,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         client,
         recommendations: Mutex::new(HashMap::new()),
         last_sync: Mutex::new(HashMap::new()),
+        resources: Mutex::new(HashMap::new()),
     });
     Controller::new(
         api,
@@ -120,7 +124,7 @@ fn set_condition(
 
 /// The `scale` subresource of the target, with the API resource it lives on.
 async fn target_scale(
-    client: &Client,
+    ctx: &Ctx,
     hpa: &HorizontalPodAutoscaler,
 ) -> Result<(Api<DynamicObject>, k8s_openapi::api::autoscaling::v1::Scale), String> {
     let spec = hpa.spec.as_ref().ok_or("no spec")?;
@@ -131,14 +135,39 @@ async fn target_scale(
         None => (String::new(), av.clone()),
     };
     let gvk = GroupVersionKind::gvk(&group, &version, &r.kind);
-    let (ar, _caps): (ApiResource, _) = kube::discovery::pinned_kind(client, &gvk)
-        .await
-        .map_err(|_| format!("no matches for kind \"{}\" in group \"{group}\"", r.kind))?;
+    let client = &ctx.client;
+    let key = format!("{av}/{}", r.kind);
+    let cached = ctx
+        .resources
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+        .cloned();
+    let ar = match cached {
+        Some(ar) => ar,
+        None => {
+            let (ar, _caps): (ApiResource, _) = kube::discovery::pinned_kind(client, &gvk)
+                .await
+                .map_err(|_| format!("no matches for kind \"{}\" in group \"{group}\"", r.kind))?;
+            ctx.resources
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key.clone(), ar.clone());
+            ar
+        }
+    };
     let ns = hpa.namespace().unwrap_or_default();
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
-    let scale = api.get_scale(&r.name).await.map_err(|e| match e {
-        kube::Error::Api(s) => s.message,
-        e => e.to_string(),
+    let scale = api.get_scale(&r.name).await.map_err(|e| {
+        // The kind may have gone (a CRD deleted or changed): discover it again next time.
+        ctx.resources
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key);
+        match e {
+            kube::Error::Api(s) => s.message,
+            e => e.to_string(),
+        }
     })?;
     Ok((api, scale))
 }
@@ -545,7 +574,7 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Ctx>) -> Result<A
         spec.scale_target_ref.kind, spec.scale_target_ref.name
     );
 
-    let (scale_api, mut scale) = match target_scale(&ctx.client, &hpa).await {
+    let (scale_api, mut scale) = match target_scale(&ctx, &hpa).await {
         Ok(s) => s,
         Err(e) => {
             ctx.events
