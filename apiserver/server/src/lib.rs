@@ -117,6 +117,9 @@ pub async fn run_with_hook(
     on_listening: impl FnOnce(ListeningInfo),
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Optional API group-versions (`--runtime-config`) shape the one resource table: first.
+    let optional = opts.check_api_selection()?;
+    resources::enable_optional(&optional).map_err(|e| anyhow::anyhow!(e))?;
     let dir = opts.data_dir();
     certs::private_dir(&dir).with_context(|| format!("preparing {}", dir.display()))?;
     let pki = certs::ensure_pki(&opts, &dir).context("preparing certificates")?;
@@ -198,6 +201,27 @@ pub async fn run_with_hook(
         reader,
         &registry,
     ));
+    // Upstream order: MutatingAdmissionPolicy just before MutatingAdmissionWebhook; on when
+    // the feature gate is and its API is served.
+    if selection.enabled()?.contains(&"MutatingAdmissionPolicy")
+        && opts.feature_enabled("MutatingAdmissionPolicy")
+    {
+        use admission::policy::mutating::{GROUP_VERSION, MutatingAdmissionPolicy};
+        if resources::optional_enabled(GROUP_VERSION) {
+            let p = MutatingAdmissionPolicy::start(
+                &registry,
+                &cache,
+                admission_api.clone(),
+                admission::StoreReader::new(storage.clone()),
+            )
+            .await?;
+            plugins.push(Arc::new(p));
+        } else {
+            tracing::warn!(
+                "feature gate MutatingAdmissionPolicy is on but {GROUP_VERSION} is not served (--runtime-config={GROUP_VERSION}=true): the plugin stays off"
+            );
+        }
+    }
     plugins.push(Arc::new(admission::webhook::WebhookPlugin::mutating(
         hooks.mutating,
         shared.clone(),

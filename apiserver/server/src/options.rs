@@ -196,9 +196,89 @@ pub struct ServerOptions {
     /// The private key (PEM) of --proxy-client-cert-file.
     #[arg(long, requires = "proxy_client_cert_file")]
     pub proxy_client_key_file: Option<PathBuf>,
+
+    // ---- API selection ----
+    /// `key=value` pairs enabling or disabling feature gates (kube-apiserver's flag); known:
+    /// `MutatingAdmissionPolicy` (beta, off by default in 1.35).
+    #[arg(long, value_delimiter = ',')]
+    pub feature_gates: Vec<String>,
+    /// `<group>/<version>=true|false` pairs turning API group-versions on or off
+    /// (kube-apiserver's flag); `admissionregistration.k8s.io/v1beta1=true` serves
+    /// MutatingAdmissionPolicy, `api/beta=true` and `api/all=true` every optional one.
+    #[arg(long, value_delimiter = ',')]
+    pub runtime_config: Vec<String>,
+}
+
+/// Feature gates ferrokube knows, with their 1.35 defaults.
+const FEATURE_GATES: &[(&str, bool)] = &[("MutatingAdmissionPolicy", false)];
+
+fn parse_bool(key: &str, v: &str) -> anyhow::Result<bool> {
+    match v {
+        "true" | "True" | "TRUE" | "1" | "t" | "T" => Ok(true),
+        "false" | "False" | "FALSE" | "0" | "f" | "F" => Ok(false),
+        _ => anyhow::bail!("invalid value of {key}: {v}, err: strconv.ParseBool: parsing {v:?}: invalid syntax"),
+    }
 }
 
 impl ServerOptions {
+    /// Whether the feature gate `name` is on (`--feature-gates`, else its default); unknown
+    /// gates are refused by [`ServerOptions::check_api_selection`].
+    pub fn feature_enabled(&self, name: &str) -> bool {
+        let mut on = FEATURE_GATES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .is_some_and(|(_, d)| *d);
+        for kv in &self.feature_gates {
+            if let Some((k, v)) = kv.split_once('=')
+                && k.trim() == name
+            {
+                on = parse_bool(k, v.trim()).unwrap_or(on);
+            }
+        }
+        on
+    }
+
+    /// Validates `--feature-gates` and `--runtime-config` and returns the optional
+    /// group-versions to serve.
+    pub fn check_api_selection(&self) -> anyhow::Result<Vec<&'static str>> {
+        for kv in self.feature_gates.iter().filter(|s| !s.trim().is_empty()) {
+            let Some((k, v)) = kv.split_once('=') else {
+                anyhow::bail!("missing bool value for {}", kv.trim());
+            };
+            let k = k.trim();
+            parse_bool(k, v.trim())?;
+            if !FEATURE_GATES.iter().any(|(n, _)| *n == k) {
+                anyhow::bail!("unrecognized feature gate: {k}");
+            }
+        }
+        let optional = ferrokube_machinery::resources::OPTIONAL_GROUP_VERSIONS;
+        let mut on: Vec<&'static str> = Vec::new();
+        for kv in self.runtime_config.iter().filter(|s| !s.trim().is_empty()) {
+            let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), "true"));
+            let (k, enable) = (k.trim(), parse_bool(k, v.trim())?);
+            let selected: Vec<&'static str> = match k {
+                "api/all" | "api/beta" => optional.to_vec(),
+                _ => optional.iter().copied().filter(|gv| *gv == k).collect(),
+            };
+            let served = ferrokube_machinery::resources::builtin_group_versions()
+                .iter()
+                .any(|gv| gv == k);
+            if selected.is_empty() && !served && k != "api/ga" && k != "api/legacy" {
+                anyhow::bail!("runtime-config invalid key {k}");
+            }
+            if !enable && served {
+                anyhow::bail!("runtime-config: turning off {k} is not supported");
+            }
+            for gv in selected {
+                on.retain(|g| *g != gv);
+                if enable {
+                    on.push(gv);
+                }
+            }
+        }
+        Ok(on)
+    }
+
     /// The data directory, defaulting to `~/.ferrokube`.
     pub fn data_dir(&self) -> PathBuf {
         if let Some(d) = &self.data_dir {

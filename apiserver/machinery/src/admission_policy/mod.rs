@@ -5,14 +5,15 @@
 //!
 //! - [`compile`]: one expression in the admission environment (`object`, `oldObject`,
 //!   `request`, `namespaceObject`, `params` when the policy has a `paramKind`, `variables`
-//!   for policies). `authorizer` is not available (no authorization call from the CEL engine):
-//!   an expression using it does not compile.
+//!   for policies, `authorizer`: the `authorizer` library answered by the server's
+//!   authorizer chain through `cel::Authorize`).
 //! - [`MatchConditions`]: every condition must be true; an error follows the failure policy
 //!   (upstream's `matcher.Match`), with its own budget (`MATCH_CONDITIONS_BUDGET`).
 //! - [`CompiledPolicy::validate`]: match conditions, then lazily evaluated `variables`,
 //!   `validations` (message, `messageExpression`, `reason`) and `auditAnnotations`, under
 //!   upstream's per-call limit and per-binding runtime budget.
 
+pub mod mutating;
 pub mod validation;
 
 #[cfg(test)]
@@ -55,7 +56,24 @@ pub struct Env<'a> {
 /// Compiles one expression; `Err` is upstream's detail text (`compilation failed: ...`,
 /// `must evaluate to bool`).
 pub fn compile(src: &str, env: Env<'_>, want_bool: bool) -> Result<Program, String> {
-    let mut vars: Vec<(String, TypeDesc)> = ["object", "oldObject", "request", "namespaceObject"]
+    compile_with_types(src, env, want_bool, &[])
+}
+
+/// [`compile`] with message types declared besides the variables (`Object`, `JSONPatch` for
+/// MutatingAdmissionPolicy mutations).
+pub fn compile_with_types(
+    src: &str,
+    env: Env<'_>,
+    want_bool: bool,
+    types: &[&str],
+) -> Result<Program, String> {
+    let mut vars: Vec<(String, TypeDesc)> = [
+        "object",
+        "oldObject",
+        "request",
+        "namespaceObject",
+        "authorizer",
+    ]
         .iter()
         .map(|v| (v.to_string(), TypeDesc::Dyn))
         .collect();
@@ -65,6 +83,7 @@ pub fn compile(src: &str, env: Env<'_>, want_bool: bool) -> Result<Program, Stri
     if env.variables.is_some() {
         vars.push(("variables".into(), TypeDesc::Dyn));
     }
+    vars.extend(types.iter().map(|t| (t.to_string(), TypeDesc::Dyn)));
     let program = Program::compile(src, &vars).map_err(|e| e.to_string())?;
     if let Some(declared) = env.variables {
         for f in program.selected_fields("variables") {
@@ -92,7 +111,15 @@ pub struct Compiled {
 
 impl Compiled {
     fn new(src: &str, env: Env<'_>, want_bool: bool, var_needs: &[Vec<usize>]) -> Compiled {
-        let program = compile(src, env, want_bool);
+        Compiled::of(src, compile(src, env, want_bool), env, var_needs)
+    }
+
+    fn of(
+        src: &str,
+        program: Result<Program, String>,
+        env: Env<'_>,
+        var_needs: &[Vec<usize>],
+    ) -> Compiled {
         let mut needs = Vec::new();
         if let (Ok(p), Some(names)) = (&program, env.variables) {
             for f in p.selected_fields("variables") {
@@ -126,6 +153,8 @@ pub struct Inputs {
     pub namespace_object: Value,
     /// The param object (null when the binding has none).
     pub params: Value,
+    /// The `authorizer` library's root (null: checks are errors).
+    pub authorizer: Value,
 }
 
 impl Inputs {
@@ -146,6 +175,7 @@ impl Inputs {
                 .map(|n| Value::from_json(&namespace_object(n)))
                 .unwrap_or(Value::Null),
             params: conv(params),
+            authorizer: Value::Null,
         }
     }
 
@@ -156,6 +186,7 @@ impl Inputs {
         act.bind("request", self.request.clone());
         act.bind("namespaceObject", self.namespace_object.clone());
         act.bind("params", self.params.clone());
+        act.bind("authorizer", self.authorizer.clone());
         act
     }
 }

@@ -183,12 +183,63 @@ fn hostile_expressions_are_refused_not_run() {
     assert!(compile(&deep, Env::default(), true).is_err());
     let huge = "1 == 1 && ".repeat(20_000) + "true";
     assert!(compile(&huge, Env::default(), true).is_err());
-    assert!(
-        compile(
-            "authorizer.group('').resource('pods').check('get').allowed()",
-            Env::default(),
-            true
-        )
-        .is_err()
+    // Three authorization checks exceed the per-call limit (upstream allows two).
+    let three = "authorizer.path('/a').check('get').allowed() && authorizer.path('/b').check('get').allowed() && authorizer.path('/c').check('get').allowed()";
+    let p = compile(three, Env::default(), true).expect("compiles");
+    assert!(p.estimated_cost() > PER_CALL_LIMIT);
+}
+
+/// Allows `get` on pods in `ns1` (and `/healthz`) for the requester; the service account
+/// `kube-system/ctrl` may do everything.
+struct Stub;
+
+impl crate::cel::Authorize for Stub {
+    fn check(&self, c: &crate::cel::AuthzCheck) -> crate::cel::AuthzDecision {
+        let allowed = c.service_account == Some(("kube-system".into(), "ctrl".into()))
+            || (c.verb == "get" && c.resource == "pods" && c.group.is_empty() && c.namespace == "ns1")
+            || c.path.as_deref() == Some("/healthz");
+        crate::cel::AuthzDecision {
+            allowed,
+            decision: if allowed { "allow" } else { "noOpinion" }.into(),
+            reason: if allowed { "stub allows" } else { "" }.into(),
+            error: (c.verb == "explode").then(|| "webhook down".to_string()),
+        }
+    }
+}
+
+#[test]
+fn authorizer_library_asks_the_authorizer() {
+    let mut inputs = Inputs::from_json(
+        Some(&json!({"metadata": {"name": "x"}})),
+        None,
+        &json!({}),
+        None,
+        None,
     );
+    let request = crate::cel::AuthzCheck {
+        group: "apps".into(),
+        resource: "deployments".into(),
+        namespace: "ns1".into(),
+        ..Default::default()
+    };
+    inputs.authorizer =
+        crate::cel::AuthzValue::root(std::sync::Arc::new(Stub), Some(request));
+    let run = |src: &str| {
+        let policy = CompiledPolicy::compile(&json!({
+            "validations": [{"expression": src}]
+        }));
+        assert!(policy.errors.is_empty(), "{:?}", policy.errors);
+        policy.validate(&inputs).denials
+    };
+    assert!(run("authorizer.group('').resource('pods').namespace('ns1').check('get').allowed()").is_empty());
+    assert_eq!(run("authorizer.group('').resource('pods').namespace('ns2').check('get').allowed()").len(), 1);
+    assert!(run("authorizer.path('/healthz').check('get').allowed()").is_empty());
+    assert!(run("authorizer.group('').resource('pods').namespace('ns1').check('get').reason() == 'stub allows'").is_empty());
+    assert!(run("authorizer.serviceAccount('kube-system', 'ctrl').group('x').resource('y').check('delete').allowed()").is_empty());
+    assert!(run("!authorizer.requestResource.check('update').allowed()").is_empty());
+    assert!(run("authorizer.group('').resource('pods').check('explode').errored() && authorizer.group('').resource('pods').check('explode').error() == 'webhook down'").is_empty());
+    // Without an authorizer bound, a check is an evaluation error (a denial under Fail).
+    inputs.authorizer = crate::cel::Value::Null;
+    let d = run("authorizer.path('/healthz').check('get').allowed()");
+    assert_eq!(d.len(), 1);
 }

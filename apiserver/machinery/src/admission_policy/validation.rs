@@ -362,31 +362,7 @@ pub fn validate_binding(obj: &Value) -> Vec<FieldError> {
         }
     }
     if let Some(pr) = spec.get("paramRef").filter(|p| !p.is_null()) {
-        let p = sp.child("paramRef");
-        let name = s(pr, "name");
-        let selector = pr.get("selector").filter(|v| !v.is_null());
-        if !name.is_empty() && selector.is_some() {
-            let msg = "name and selector are mutually exclusive";
-            errs.push(FieldError::forbidden(p.child("name"), msg));
-            errs.push(FieldError::forbidden(p.child("selector"), msg));
-        }
-        if name.is_empty() && selector.is_none() {
-            errs.push(FieldError::required(
-                &p,
-                "one of name or selector must be specified",
-            ));
-        }
-        match pr.get("parameterNotFoundAction").and_then(Value::as_str) {
-            None | Some("") => {
-                errs.push(FieldError::required(p.child("parameterNotFoundAction"), ""))
-            }
-            Some("Deny" | "Allow") => {}
-            Some(o) => errs.push(FieldError::not_supported(
-                p.child("parameterNotFoundAction"),
-                o,
-                &["Deny", "Allow"],
-            )),
-        }
+        errs.extend(validate_param_ref(pr, &sp.child("paramRef")));
     }
     if let Some(m) = spec.get("matchResources").filter(|m| !m.is_null()) {
         errs.extend(validate_match_resources(m, &sp.child("matchResources")));
@@ -417,6 +393,202 @@ pub fn validate_binding(obj: &Value) -> Vec<FieldError> {
             &p,
             "at least one validation action is required",
         ));
+    }
+    errs
+}
+
+/// Upstream `validateParamKind` / the variables of a policy: returns whether `params` is
+/// declared and the variable names, pushing errors.
+fn validate_variables(spec: &Value, sp: &Path, params: bool, errs: &mut Vec<FieldError>) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (i, v) in items(spec, "variables").iter().enumerate() {
+        let p = sp.child("variables").index(i);
+        let name = s(v, "name");
+        if name.trim().is_empty() {
+            errs.push(FieldError::required(p.child("name"), "name is not specified"));
+        } else if !is_cel_identifier(name) {
+            errs.push(FieldError::invalid(
+                p.child("name"),
+                name,
+                "name is not a valid CEL identifier",
+            ));
+        }
+        let expr = s(v, "expression");
+        if expr.trim().is_empty() {
+            errs.push(FieldError::required(
+                p.child("expression"),
+                "expression is not specified",
+            ));
+        } else {
+            let env = Env {
+                params,
+                variables: Some(&names),
+            };
+            errs.extend(compile_error(&p.child("expression"), expr, env, false));
+        }
+        names.push(name.to_string());
+    }
+    names
+}
+
+/// Upstream `ValidateMutatingAdmissionPolicy` (v1beta1; the spec).
+pub fn validate_mutating_policy(obj: &Value) -> Vec<FieldError> {
+    use super::mutating::{PatchType, compile_mutation};
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let sp = Path::new("spec");
+    let mut errs = Vec::new();
+    let params = match spec.get("paramKind").filter(|p| !p.is_null()) {
+        Some(pk) => {
+            let p = sp.child("paramKind");
+            if s(pk, "apiVersion").is_empty() {
+                errs.push(FieldError::required(p.child("apiVersion"), ""));
+            }
+            if s(pk, "kind").is_empty() {
+                errs.push(FieldError::required(p.child("kind"), ""));
+            }
+            true
+        }
+        None => false,
+    };
+    match spec.get("matchConstraints").filter(|m| !m.is_null()) {
+        None => errs.push(FieldError::required(sp.child("matchConstraints"), "")),
+        Some(m) => {
+            errs.extend(validate_match_resources(m, &sp.child("matchConstraints")));
+            if items(m, "resourceRules").is_empty() {
+                errs.push(FieldError::required(
+                    sp.child("matchConstraints").child("resourceRules"),
+                    "",
+                ));
+            }
+        }
+    }
+    errs.extend(validate_failure_policy(
+        spec.get("failurePolicy"),
+        &sp.child("failurePolicy"),
+    ));
+    match spec.get("reinvocationPolicy").and_then(Value::as_str) {
+        None | Some("") => errs.push(FieldError::required(sp.child("reinvocationPolicy"), "")),
+        Some("Never" | "IfNeeded") => {}
+        Some(o) => errs.push(FieldError::not_supported(
+            sp.child("reinvocationPolicy"),
+            o,
+            &["IfNeeded", "Never"],
+        )),
+    }
+    errs.extend(validate_match_conditions(
+        items(spec, "matchConditions"),
+        params,
+        &sp.child("matchConditions"),
+    ));
+    let names = validate_variables(spec, &sp, params, &mut errs);
+    let env = Env {
+        params,
+        variables: Some(&names),
+    };
+    let mutations = items(spec, "mutations");
+    if mutations.is_empty() {
+        errs.push(FieldError::required(
+            sp.child("mutations"),
+            "mutations must contain at least one item",
+        ));
+    }
+    for (i, m) in mutations.iter().enumerate() {
+        let p = sp.child("mutations").index(i);
+        let pt = s(m, "patchType");
+        if pt.is_empty() {
+            errs.push(FieldError::required(p.child("patchType"), ""));
+            continue;
+        }
+        let Some(pt) = PatchType::parse(pt) else {
+            errs.push(FieldError::not_supported(
+                p.child("patchType"),
+                pt,
+                &["ApplyConfiguration", "JSONPatch"],
+            ));
+            continue;
+        };
+        let (field, other) = match pt {
+            PatchType::ApplyConfiguration => ("applyConfiguration", "jsonPatch"),
+            PatchType::JsonPatch => ("jsonPatch", "applyConfiguration"),
+        };
+        let type_name = match pt {
+            PatchType::ApplyConfiguration => "ApplyConfiguration",
+            PatchType::JsonPatch => "JSONPatch",
+        };
+        if m.get(other).is_some_and(|v| !v.is_null()) {
+            errs.push(FieldError::forbidden(
+                p.child(other),
+                &format!("must not be specified when patchType is {type_name}"),
+            ));
+        }
+        match m.get(field).filter(|v| !v.is_null()) {
+            None => errs.push(FieldError::required(
+                p.child(field),
+                &format!("must be specified when patchType is {type_name}"),
+            )),
+            Some(x) => {
+                let expr = s(x, "expression");
+                let ep = p.child(field).child("expression");
+                if expr.trim().is_empty() {
+                    errs.push(FieldError::required(ep, ""));
+                } else if let Err(detail) = compile_mutation(expr, env, pt) {
+                    errs.push(FieldError::invalid(&ep, expr, &detail));
+                }
+            }
+        }
+    }
+    errs
+}
+
+/// Upstream `ValidateMutatingAdmissionPolicyBinding` (v1beta1; the spec): as a
+/// ValidatingAdmissionPolicyBinding without `validationActions`.
+pub fn validate_mutating_binding(obj: &Value) -> Vec<FieldError> {
+    let spec = obj.get("spec").unwrap_or(&Value::Null);
+    let sp = Path::new("spec");
+    let mut errs = Vec::new();
+    let policy = s(spec, "policyName");
+    if policy.is_empty() {
+        errs.push(FieldError::required(sp.child("policyName"), ""));
+    } else {
+        for msg in is_dns1123_subdomain(policy) {
+            errs.push(FieldError::invalid(sp.child("policyName"), policy, &msg));
+        }
+    }
+    if let Some(pr) = spec.get("paramRef").filter(|p| !p.is_null()) {
+        errs.extend(validate_param_ref(pr, &sp.child("paramRef")));
+    }
+    if let Some(m) = spec.get("matchResources").filter(|m| !m.is_null()) {
+        errs.extend(validate_match_resources(m, &sp.child("matchResources")));
+    }
+    errs
+}
+
+/// Upstream `validateParamRef`.
+fn validate_param_ref(pr: &Value, p: &Path) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let name = s(pr, "name");
+    let selector = pr.get("selector").filter(|v| !v.is_null());
+    if !name.is_empty() && selector.is_some() {
+        let msg = "name and selector are mutually exclusive";
+        errs.push(FieldError::forbidden(p.child("name"), msg));
+        errs.push(FieldError::forbidden(p.child("selector"), msg));
+    }
+    if name.is_empty() && selector.is_none() {
+        errs.push(FieldError::required(
+            p,
+            "one of name or selector must be specified",
+        ));
+    }
+    match pr.get("parameterNotFoundAction").and_then(Value::as_str) {
+        None | Some("") => {
+            errs.push(FieldError::required(p.child("parameterNotFoundAction"), ""))
+        }
+        Some("Deny" | "Allow") => {}
+        Some(o) => errs.push(FieldError::not_supported(
+            p.child("parameterNotFoundAction"),
+            o,
+            &["Deny", "Allow"],
+        )),
     }
     errs
 }

@@ -305,6 +305,7 @@ fn est(e: &Expr, env: &mut Vec<(Arc<str>, TypeDesc)>, depth: usize) -> Est {
                     false,
                 ) => (traversal(arg_size(0)), TypeDesc::Scalar),
                 ("validate", true) => (traversal(arg_size(0)), TypeDesc::Scalar),
+                ("check", true) => (super::authz::CHECK_COST, TypeDesc::Scalar),
                 ("orValue" | "value", true) => (
                     1,
                     recv.as_ref().map(|r| r.ty.clone()).unwrap_or(TypeDesc::Dyn),

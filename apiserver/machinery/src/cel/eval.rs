@@ -256,6 +256,24 @@ impl<'a> Eval<'a> {
                     self.charge(1)?;
                     return super::k8s::named_format(func);
                 }
+                // `jsonpatch.escapeKey(k)`: a map key as one JSON pointer segment.
+                if let Some(Expr::Ident(ns)) = target
+                    && &**ns == "jsonpatch"
+                    && func == "escapeKey"
+                    && self.lookup("jsonpatch").is_none()
+                {
+                    self.charge(1)?;
+                    return match args {
+                        [a] => match self.eval(a)? {
+                            Value::String(k) => {
+                                self.charge(super::functions::traversal(k.len() as u64))?;
+                                Ok(Value::String(k.replace('~', "~0").replace('/', "~1").into()))
+                            }
+                            other => no_overload("jsonpatch.escapeKey", &[&other]),
+                        },
+                        _ => rt("no such overload: jsonpatch.escapeKey"),
+                    };
+                }
                 self.charge(1)?;
                 let recv = match target {
                     Some(t) => Some(self.eval(t)?),
@@ -303,6 +321,7 @@ fn select(base: Value, field: &str, test: bool, optional: bool) -> Result<Value,
         other => other,
     };
     match &base {
+        Value::Authz(a) if !test => super::authz::select(a, field),
         Value::Map(m) => {
             let got = m.get(&Key::String(field.into()));
             if test {

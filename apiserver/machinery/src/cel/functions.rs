@@ -208,6 +208,11 @@ pub(super) fn call(
             other => no_overload(f, &[other]),
         },
         ("@in", 2) => contains_in(cx, a(0)?, a(1)?),
+        // Message construction (cel-go charges 40 for a struct: 30 for the map, 10 here).
+        ("@object", 2) => {
+            cx.charge(10)?;
+            Ok(a(1)?.clone())
+        }
         ("_[_]", 2) => index(a(0)?, a(1)?, false),
         ("_[?_]", 2) => index(a(0)?, a(1)?, true),
         ("size", 1) => size(a(0)?),
@@ -333,6 +338,9 @@ fn member(
     lit: Option<&str>,
 ) -> Result<Value, EvalError> {
     use Value::*;
+    if let Authz(v) = &r {
+        return super::authz::member(v, f, &args, &mut |n| cx.charge(n));
+    }
     let a = |i: usize| {
         args.get(i)
             .ok_or_else(|| EvalError::Runtime(format!("no such overload: {}.{f}", r.type_name())))

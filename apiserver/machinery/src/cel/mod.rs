@@ -11,6 +11,7 @@
 //! Why not a crate: the maintained `cel` crate has no runtime cost accounting or static cost
 //! estimation, which Kubernetes' semantics (and hostile-input rules) require.
 
+mod authz;
 mod cost;
 mod eval;
 mod functions;
@@ -24,6 +25,7 @@ mod tests;
 
 use std::collections::HashMap;
 
+pub use authz::{AuthzCheck, AuthzDecision, AuthzValue, Authorize};
 pub use cost::{MAX_SIZE, TypeDesc, estimate};
 pub use parser::{Expr, MAX_EXPRESSION_LEN};
 pub use quantity::Quantity;
@@ -175,6 +177,21 @@ const KNOWN_FUNCTIONS: &[&str] = &[
     "getEscapedPath",
     "getQuery",
     "validate",
+    // The `authorizer` library.
+    "path",
+    "group",
+    "resource",
+    "subresource",
+    "namespace",
+    "name",
+    "fieldSelector",
+    "labelSelector",
+    "serviceAccount",
+    "check",
+    "allowed",
+    "reason",
+    "errored",
+    "error",
 ];
 
 const TYPE_NAMES: &[&str] = &[
@@ -222,10 +239,23 @@ fn check(e: &Expr, declared: &mut Vec<String>) -> Result<(), String> {
         }
         Expr::Call { func, target, args } => {
             if let Some(Expr::Ident(ns)) = target.as_deref()
-                && &**ns == "format"
-                && !declared.iter().any(|d| d == "format")
+                && (&**ns == "format" || (&**ns == "jsonpatch" && &**func == "escapeKey"))
+                && !declared.iter().any(|d| d == &**ns)
             {
                 return args.iter().try_for_each(|a| check(a, declared));
+            }
+            if &**func == "@object" {
+                // Message construction: the root of the type name must be declared
+                // (`Object`, `JSONPatch` in MutatingAdmissionPolicy mutations).
+                let name = match args.first() {
+                    Some(Expr::Lit(Value::String(n))) => n.to_string(),
+                    _ => String::new(),
+                };
+                let root = name.split('.').next().unwrap_or("");
+                if !declared.iter().any(|d| d == root) {
+                    return Err(format!("undeclared reference to '{name}' (in container '')"));
+                }
+                return args.iter().skip(1).try_for_each(|a| check(a, declared));
             }
             if !KNOWN_FUNCTIONS.contains(&&**func) {
                 return Err(format!(
@@ -347,6 +377,7 @@ impl Program {
                     | "join"
                     | "find"
                     | "findAll"
+                    | "@object"
             ),
             _ => true,
         }

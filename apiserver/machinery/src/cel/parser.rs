@@ -95,6 +95,7 @@ const PUNCTS: &[&str] = &[
     ":", ".", ",", "(", ")", "[", "]", "{", "}",
 ];
 
+#[derive(Clone)]
 struct Lexer<'a> {
     src: &'a str,
     pos: usize,
@@ -666,12 +667,75 @@ impl Parser<'_> {
                         let args = self.args(")")?;
                         return Ok(call(&format!("optional.{f}"), None, args));
                     }
+                    if self.is("{") || (self.is(".") && self.message_ahead()) {
+                        return self.message(i);
+                    }
                     Ok(Expr::Ident(i.into()))
                 }
             },
             Tok::Eof => err("Syntax error: mismatched input '<EOF>'"),
             other => err(format!("Syntax error: extraneous input {other:?}")),
         }
+    }
+}
+
+impl Parser<'_> {
+    /// With the current token `.`: whether `.ident(.ident)* {` follows (a qualified message
+    /// type name, `Object.spec{...}`), looking ahead on a copy of the lexer.
+    fn message_ahead(&self) -> bool {
+        let mut lx = self.lx.clone();
+        loop {
+            match lx.next() {
+                Ok(Tok::Ident(_)) => {}
+                _ => return false,
+            }
+            match lx.next() {
+                Ok(Tok::Punct(".")) => {}
+                Ok(Tok::Punct("{")) => return true,
+                _ => return false,
+            }
+        }
+    }
+
+    /// Message construction `Type.name{field: value, ...}` (cel-go `CreateStruct`), after the
+    /// first identifier: `@object(type name, {field: value})`; the type is checked against the
+    /// declarations, the fields are string keys of the resulting map.
+    fn message(&mut self, first: String) -> Result<Expr, String> {
+        let mut name = first;
+        while self.is(".") {
+            self.bump()?;
+            let Tok::Ident(part) = self.bump()? else {
+                return err("Syntax error: expected identifier in a message type name");
+            };
+            name.push('.');
+            name.push_str(&part);
+        }
+        self.expect("{")?;
+        self.enter()?;
+        let mut entries = Vec::new();
+        while !self.is("}") {
+            self.node()?;
+            let Tok::Ident(field) = self.bump()? else {
+                return err(format!(
+                    "Syntax error: expected a field name in the initializer of {name}"
+                ));
+            };
+            self.expect(":")?;
+            let v = self.expr()?;
+            entries.push((Expr::Lit(Value::String(field.into())), v));
+            if self.is(",") {
+                self.bump()?;
+            } else if !self.is("}") {
+                return err("Syntax error: missing '}' at the end of a message initializer");
+            }
+        }
+        self.bump()?;
+        self.depth -= 1;
+        Ok(call(
+            "@object",
+            None,
+            vec![Expr::Lit(Value::String(name.into())), Expr::Map(entries)],
+        ))
     }
 }
 

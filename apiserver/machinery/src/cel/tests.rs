@@ -296,3 +296,40 @@ fn static_cost_uses_declared_bounds() {
     assert!(small < 1000, "{small}");
     assert!(huge > 10_000_000_000, "{huge}");
 }
+
+#[test]
+fn message_construction_needs_a_declared_type_and_builds_a_map() {
+    let vars = vec![
+        ("object".to_string(), TypeDesc::Dyn),
+        ("Object".to_string(), TypeDesc::Dyn),
+    ];
+    let src = "Object{metadata: Object.metadata{labels: {'env': object.x}}, spec: Object.spec{replicas: 2,}}";
+    let p = Program::compile(src, &vars).expect("compiles");
+    let mut act = Activation::new();
+    act.bind("object", Value::from_json(&json!({"x": "prod"})));
+    let (v, cost) = p.eval(&act, 1_000_000).expect("evaluates");
+    assert_eq!(
+        v.to_json(),
+        json!({"metadata": {"labels": {"env": "prod"}}, "spec": {"replicas": 2}})
+    );
+    // Three structs (40 each) and one map literal (30), plus selects.
+    assert!(cost >= 150, "cost {cost}");
+    // Without the declaration the type is unknown, as in cel-go.
+    let e = Program::compile("Object{spec: 1}", &[]).expect_err("undeclared");
+    assert!(e.to_string().contains("undeclared reference to 'Object'"), "{e}");
+    // A map literal after an identifier is still a syntax error elsewhere.
+    assert!(Program::compile("Object.spec{1: 2}", &vars).is_err());
+    // A select followed by something else is an ordinary select.
+    assert!(Program::compile("object.x == 'a'", &vars).is_ok());
+    // Depth stays bounded for nested initializers.
+    let deep = "Object{a: ".repeat(300) + "1" + &"}".repeat(300);
+    assert!(Program::compile(&deep, &vars).is_err());
+}
+
+#[test]
+fn jsonpatch_escape_key() {
+    assert!(must_bool(
+        "jsonpatch.escapeKey('example.com/a~b') == 'example.com~1a~0b'",
+        json!({})
+    ));
+}

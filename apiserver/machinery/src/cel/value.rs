@@ -101,6 +101,8 @@ pub enum Value {
     Url(Arc<Url>),
     /// A compiled regex from the `format` library (`format.dns1123Label()` ...).
     Format(Arc<str>),
+    /// The `authorizer` library: an authorizer, a check being built, or a decision.
+    Authz(Arc<super::authz::AuthzValue>),
 }
 
 /// How JSON maps onto CEL for one schema node (formats turn strings into bytes/timestamps
@@ -153,6 +155,7 @@ impl Value {
             Value::Cidr(..) => "net.CIDR",
             Value::Url(_) => "kubernetes.URL",
             Value::Format(_) => "kubernetes.NamedFormat",
+            Value::Authz(a) => a.type_name(),
         }
     }
 

@@ -75,7 +75,20 @@ pub fn apply(group: &str, version: &str, kind: &str, obj: &mut Value) {
                 }
             }
         }
-        ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding") => {
+        ("admissionregistration.k8s.io", "v1beta1", "MutatingAdmissionPolicy") => {
+            if let Some(spec) = obj_at(obj, "spec") {
+                def(spec, "failurePolicy", json!("Fail"));
+                if let Some(m) = get_mut(spec, "matchConstraints") {
+                    match_resources(m);
+                }
+            }
+        }
+        (
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingAdmissionPolicyBinding",
+        )
+        | ("admissionregistration.k8s.io", "v1beta1", "MutatingAdmissionPolicyBinding") => {
             if let Some(spec) = obj_at(obj, "spec")
                 && let Some(m) = get_mut(spec, "matchResources")
             {

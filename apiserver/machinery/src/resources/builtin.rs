@@ -17,6 +17,7 @@ use k8s_openapi::api::{
     policy::v1 as policy, rbac::v1 as rbac, resource::v1 as dra, scheduling::v1 as sched,
     storage::v1 as storage,
 };
+use k8s_openapi::api::admissionregistration::v1beta1 as admreg_beta;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apireg;
 
@@ -79,6 +80,20 @@ const fn local(
 
 /// `scale`, served as `autoscaling/v1` `Scale`.
 const SCALE: SubresourceInfo = foreign("scale", "autoscaling", "v1", "Scale", GET_PATCH_UPDATE);
+
+/// The resources of an optional group-version (see `OPTIONAL_GROUP_VERSIONS`).
+pub(super) fn optional(gv: &str) -> Vec<ResourceInfo> {
+    match gv {
+        // ---- admissionregistration.k8s.io/v1beta1 (MutatingAdmissionPolicy, beta in 1.35) ----
+        "admissionregistration.k8s.io/v1beta1" => vec![
+            listable::<admreg_beta::MutatingAdmissionPolicy>(Facts::new(CRUD).cat(API_EXTENSIONS)),
+            listable::<admreg_beta::MutatingAdmissionPolicyBinding>(
+                Facts::new(CRUD).cat(API_EXTENSIONS),
+            ),
+        ],
+        _ => Vec::new(),
+    }
+}
 
 /// Builds the table; called once by [`super::builtin_resources`].
 pub(super) fn table() -> Vec<ResourceInfo> {

@@ -120,9 +120,68 @@ impl ResourceInfo {
 
 /// Every built-in resource of Kubernetes 1.35 served by default, core first, then groups in
 /// upstream's `/apis` order; within a group-version, alphabetical by plural.
+///
+/// Group-versions upstream serves only when asked ([`OPTIONAL_GROUP_VERSIONS`]) are in the
+/// table when [`enable_optional`] named them before the table was first read.
 pub fn builtin_resources() -> &'static [ResourceInfo] {
-    static TABLE: OnceLock<Vec<ResourceInfo>> = OnceLock::new();
-    TABLE.get_or_init(builtin::table)
+    TABLE.get_or_init(|| {
+        let mut table = builtin::table();
+        let enabled = ENABLED_OPTIONAL.get_or_init(Vec::new);
+        for gv in enabled {
+            let extra = builtin::optional(gv);
+            let at = table
+                .iter()
+                .rposition(|r| extra.first().is_some_and(|e| e.group == r.group))
+                .map_or(table.len(), |i| i + 1);
+            table.splice(at..at, extra);
+        }
+        table
+    })
+}
+
+static TABLE: OnceLock<Vec<ResourceInfo>> = OnceLock::new();
+static ENABLED_OPTIONAL: OnceLock<Vec<String>> = OnceLock::new();
+
+/// Built-in group-versions that Kubernetes 1.35 does not serve by default (beta APIs, turned
+/// on with `--runtime-config=<group>/<version>=true`).
+pub const OPTIONAL_GROUP_VERSIONS: &[&str] = &["admissionregistration.k8s.io/v1beta1"];
+
+/// Serves the optional group-versions `gvs` (each one of [`OPTIONAL_GROUP_VERSIONS`]). Must be
+/// called once, before [`builtin_resources`] is first read (the server does it first thing).
+pub fn enable_optional(gvs: &[&str]) -> Result<(), String> {
+    if let Some(gv) = gvs.iter().find(|g| !OPTIONAL_GROUP_VERSIONS.contains(g)) {
+        return Err(format!("{gv} is not an optional group-version"));
+    }
+    let want: Vec<String> = gvs.iter().map(|g| g.to_string()).collect();
+    let set = ENABLED_OPTIONAL.get_or_init(|| want.clone());
+    if *set != want {
+        // The table was read (with no optional group-version) or configured before.
+        return Err("the resource table was already built".into());
+    }
+    Ok(())
+}
+
+/// The group-versions served by default (`v1` for core, `<group>/<version>` otherwise), without
+/// reading the table (so [`enable_optional`] may still be called).
+pub fn builtin_group_versions() -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in builtin::table() {
+        let gv = if r.group.is_empty() {
+            r.version.to_string()
+        } else {
+            format!("{}/{}", r.group, r.version)
+        };
+        if !out.contains(&gv) {
+            out.push(gv);
+        }
+    }
+    out.push("api/v1".into());
+    out
+}
+
+/// Whether the optional group-version `gv` is served.
+pub fn optional_enabled(gv: &str) -> bool {
+    ENABLED_OPTIONAL.get().is_some_and(|v| v.iter().any(|g| g == gv))
 }
 
 /// The built-in resource `plural` at `group`/`version` (`""` for core).

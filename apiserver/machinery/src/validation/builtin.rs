@@ -67,6 +67,12 @@ pub fn validate_builtin(obj: &Value) -> Vec<FieldError> {
         ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
             policy::validate_binding(obj)
         }
+        ("admissionregistration.k8s.io", "MutatingAdmissionPolicy") => {
+            policy::validate_mutating_policy(obj)
+        }
+        ("admissionregistration.k8s.io", "MutatingAdmissionPolicyBinding") => {
+            policy::validate_mutating_binding(obj)
+        }
         _ => Vec::new(),
     }
 }

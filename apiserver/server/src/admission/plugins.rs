@@ -91,6 +91,7 @@ pub const DEFAULT_ON: &[&str] = &[
     "CertificateSigning",
     "CertificateSubjectRestriction",
     "DefaultIngressClass",
+    "MutatingAdmissionPolicy",
     "ValidatingAdmissionPolicy",
     "ResourceQuota",
 ];
@@ -114,6 +115,7 @@ const IMPLEMENTED: &[&str] = &[
     "CertificateSigning",
     "CertificateSubjectRestriction",
     "DefaultIngressClass",
+    "MutatingAdmissionPolicy",
     "ValidatingAdmissionPolicy",
     "ResourceQuota",
     "AlwaysDeny",
@@ -289,7 +291,7 @@ pub fn build_chain(
             "DefaultIngressClass" => Arc::new(DefaultIngressClass { api }),
             "ResourceQuota" => Arc::new(ResourceQuota { api }),
             // Needs the watch cache: added by the server next to the webhook plugins.
-            "ValidatingAdmissionPolicy" => continue,
+            "ValidatingAdmissionPolicy" | "MutatingAdmissionPolicy" => continue,
             "AlwaysDeny" => Arc::new(AlwaysDeny),
             other => anyhow::bail!("admission plugin {other:?} is not implemented"),
         };

@@ -275,6 +275,70 @@ pub async fn filter(State(state): State<Arc<AppState>>, req: Request, next: Next
     resp
 }
 
+/// Upstream `WithFailedAuthenticationAudit`: a request refused with 401 gets one event at
+/// `ResponseStarted` (no user; the policy evaluated for the empty user), its status naming
+/// the credentials that were tried.
+/// Returns the write to await (the request is not held across it).
+pub fn failed_authentication(
+    state: &AppState,
+    req: &Request,
+    peer_cert: bool,
+) -> Option<impl Future<Output = ()> + Send + 'static> {
+    let auditor = state.audit.clone()?;
+    let info = req.extensions().get::<RequestInfo>()?;
+    let nobody = UserInfo::default();
+    let cfg = auditor.policy.evaluate(&policy::PolicyAttributes {
+        user: &nobody,
+        info,
+    });
+    if cfg.level == Level::None || cfg.omit_stages.contains(&Stage::ResponseStarted) {
+        return None;
+    }
+    let mut ev = new_event(req, info, cfg.level);
+    let now = micro_time(jiff::Timestamp::now());
+    ev.request_received_timestamp = now.clone();
+    ev.stage_timestamp = now;
+    ev.stage = Stage::ResponseStarted.as_str();
+    ev.response_status = Some(json!({
+        "metadata": {},
+        "message": auth_methods(req, peer_cert),
+        "code": 401,
+    }));
+    Some(async move { auditor.sink.send(Box::new(ev)).await })
+}
+
+/// Upstream `getAuthMethods`.
+fn auth_methods(req: &Request, peer_cert: bool) -> String {
+    let mut methods = Vec::new();
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim();
+    let scheme = auth.split(' ').next().unwrap_or("");
+    if scheme.eq_ignore_ascii_case("basic") {
+        methods.push("basic");
+    }
+    if auth.split(' ').count() > 1 && scheme.eq_ignore_ascii_case("bearer") {
+        methods.push("bearer");
+    }
+    let access_token = req.uri().query().is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "access_token" && !v.trim().is_empty())
+    });
+    if access_token {
+        methods.push("access_token");
+    }
+    if peer_cert {
+        methods.push("x509");
+    }
+    if methods.is_empty() {
+        "Authentication failed, no credentials provided".into()
+    } else {
+        format!("Authentication failed, attempted: {}", methods.join(", "))
+    }
+}
+
 fn has_body(m: &http::Method) -> bool {
     matches!(
         *m,

@@ -94,58 +94,47 @@ impl Authorizer {
 
     /// Asks the union.
     pub async fn authorize(&self, a: &Attributes<'_>) -> Verdict {
-        if a.user.groups.iter().any(|g| g == SYSTEM_MASTERS) {
-            return Verdict {
-                decision: Decision::Allow,
-                reason: String::new(),
-                error: None,
-            };
+        if let Some(v) = masters(a) {
+            return v;
         }
-        let mut reasons = Vec::new();
-        let mut error = None;
+        let mut state = Chain::default();
         for m in &self.modes {
-            let (d, reason) = match m {
-                Mode::AlwaysAllow => (Decision::Allow, String::new()),
-                Mode::AlwaysDeny => (Decision::NoOpinion, "Everything is forbidden.".to_string()),
-                Mode::Rbac(idx) => {
-                    if idx.allows(a) {
-                        (Decision::Allow, String::new())
-                    } else {
-                        (Decision::NoOpinion, String::new())
-                    }
-                }
-                Mode::Node(graph, idx) => graph.authorize(a, idx),
-                Mode::Abac(policies) => {
-                    if policies.iter().any(|p| p.matches(a)) {
-                        (Decision::Allow, String::new())
-                    } else {
-                        (Decision::NoOpinion, "No policy matched.".to_string())
-                    }
-                }
-                Mode::Webhook(w) => match w.authorize(a).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        error = Some(e.to_string());
-                        (Decision::NoOpinion, String::new())
-                    }
-                },
+            let r = match m {
+                Mode::Webhook(w) => w.authorize(a).await,
+                other => Ok(sync_decision(other, a)),
             };
-            if !reason.is_empty() {
-                reasons.push(reason);
-            }
-            if d != Decision::NoOpinion {
-                return Verdict {
-                    decision: d,
-                    reason: reasons.join("\n"),
-                    error,
-                };
+            if let Some(v) = state.step(r) {
+                return v;
             }
         }
-        Verdict {
-            decision: Decision::NoOpinion,
-            reason: reasons.join("\n"),
-            error,
+        state.finish()
+    }
+
+    /// [`Authorizer::authorize`] from synchronous code (the CEL `authorizer` library): every
+    /// mode but Webhook is a lookup; a webhook is awaited on this worker thread
+    /// (`block_in_place`), or is an error outside a multi-threaded runtime.
+    pub fn authorize_blocking(&self, a: &Attributes<'_>) -> Verdict {
+        if let Some(v) = masters(a) {
+            return v;
         }
+        let mut state = Chain::default();
+        for m in &self.modes {
+            let r = match m {
+                Mode::Webhook(w) => match tokio::runtime::Handle::try_current() {
+                    Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                        tokio::task::block_in_place(|| h.block_on(w.authorize(a)))
+                    }
+                    _ => Err(anyhow::anyhow!(
+                        "the webhook authorizer cannot be consulted from this context"
+                    )),
+                },
+                other => Ok(sync_decision(other, a)),
+            };
+            if let Some(v) = state.step(r) {
+                return v;
+            }
+        }
+        state.finish()
     }
 
     /// Whether a rules review of `user` cannot be complete: a mode that cannot list rules
@@ -165,6 +154,77 @@ impl Authorizer {
     /// Whether RBAC is one of the modes (escalation checks apply).
     pub fn has_rbac(&self) -> bool {
         self.modes.iter().any(|m| matches!(m, Mode::Rbac(_)))
+    }
+}
+
+/// system:masters is allowed everything, before any mode is asked.
+fn masters(a: &Attributes<'_>) -> Option<Verdict> {
+    a.user
+        .groups
+        .iter()
+        .any(|g| g == SYSTEM_MASTERS)
+        .then(|| Verdict {
+            decision: Decision::Allow,
+            reason: String::new(),
+            error: None,
+        })
+}
+
+/// The decision of a mode that needs no IO (every mode but Webhook, which answers NoOpinion
+/// here and is consulted by the callers).
+fn sync_decision(m: &Mode, a: &Attributes<'_>) -> (Decision, String) {
+    match m {
+        Mode::AlwaysAllow => (Decision::Allow, String::new()),
+        Mode::AlwaysDeny => (Decision::NoOpinion, "Everything is forbidden.".to_string()),
+        Mode::Rbac(idx) => {
+            if idx.allows(a) {
+                (Decision::Allow, String::new())
+            } else {
+                (Decision::NoOpinion, String::new())
+            }
+        }
+        Mode::Node(graph, idx) => graph.authorize(a, idx),
+        Mode::Abac(policies) => {
+            if policies.iter().any(|p| p.matches(a)) {
+                (Decision::Allow, String::new())
+            } else {
+                (Decision::NoOpinion, "No policy matched.".to_string())
+            }
+        }
+        Mode::Webhook(_) => (Decision::NoOpinion, String::new()),
+    }
+}
+
+/// The ordered union's state: reasons so far and the last webhook error.
+#[derive(Default)]
+struct Chain {
+    reasons: Vec<String>,
+    error: Option<String>,
+}
+
+impl Chain {
+    /// One mode's answer; `Some` when it decides.
+    fn step(&mut self, r: anyhow::Result<(Decision, String)>) -> Option<Verdict> {
+        let (d, reason) = r.unwrap_or_else(|e| {
+            self.error = Some(e.to_string());
+            (Decision::NoOpinion, String::new())
+        });
+        if !reason.is_empty() {
+            self.reasons.push(reason);
+        }
+        (d != Decision::NoOpinion).then(|| Verdict {
+            decision: d,
+            reason: self.reasons.join("\n"),
+            error: self.error.clone(),
+        })
+    }
+
+    fn finish(self) -> Verdict {
+        Verdict {
+            decision: Decision::NoOpinion,
+            reason: self.reasons.join("\n"),
+            error: self.error,
+        }
     }
 }
 

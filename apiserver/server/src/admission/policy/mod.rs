@@ -13,7 +13,9 @@
 //! policy's `failurePolicy`. Status (`observedGeneration`, `typeChecking`) is written by
 //! [`sets::StatusWriter`].
 
+pub mod authz;
 mod matching;
+pub mod mutating;
 mod params;
 pub mod sets;
 
@@ -163,6 +165,10 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
             return Ok(());
         }
         let bindings = self.bindings.snapshot();
+        let authorizer = self.api.state().map_or(
+            ferrokube_machinery::cel::Value::Null,
+            |s| authz::authorizer_value(a, s.auth.authz.clone()),
+        );
         let new = (a.operation != Operation::Delete).then_some(obj);
         let others = self.other_versions(a);
         let mut ns: Option<Option<Value>> = None;
@@ -196,7 +202,13 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
                         continue;
                     }
                 }
-                let params = match params::collect(&self.api, p, b, a.namespace).await {
+                let params = match params::collect(
+                    &self.api,
+                    p.param_kind.as_ref(),
+                    b.param_ref.as_ref(),
+                    a.namespace,
+                )
+                .await {
                     Ok(ps) => ps,
                     Err(e) => {
                         if p.compiled.failure_policy
@@ -260,6 +272,7 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
                 };
                 for param in &params {
                     let mut inputs = base.clone();
+                    inputs.authorizer = authorizer.clone();
                     if let Some(pv) = param {
                         inputs.params = ferrokube_machinery::cel::Value::from_json(pv);
                     }

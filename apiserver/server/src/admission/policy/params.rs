@@ -7,7 +7,6 @@ use std::sync::Arc;
 use ferrokube_machinery::resources::Scope;
 use serde_json::Value;
 
-use super::sets::{BindingEntry, PolicyEntry};
 use crate::AppState;
 use crate::admission::ApiHandle;
 use crate::auth::rbac_feed::selector_matches;
@@ -42,11 +41,11 @@ fn resolve(state: &AppState, api_version: &str, kind: &str) -> Option<Arc<Resour
 /// `Err` is a configuration error (upstream's text).
 pub(super) async fn collect(
     api: &ApiHandle,
-    p: &PolicyEntry,
-    b: &BindingEntry,
+    param_kind: Option<&Value>,
+    param_ref: Option<&Value>,
     request_namespace: &str,
 ) -> Result<Vec<Option<Value>>, String> {
-    let (Some(kind), Some(pr)) = (&p.param_kind, &b.param_ref) else {
+    let (Some(kind), Some(pr)) = (param_kind, param_ref) else {
         return Ok(vec![None]);
     };
     let av = kind.get("apiVersion").and_then(Value::as_str).unwrap_or("");

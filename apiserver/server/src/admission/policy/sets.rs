@@ -39,7 +39,7 @@ pub struct BindingEntry {
     pub actions: Vec<String>,
 }
 
-fn name_of(key: &str) -> String {
+pub(super) fn name_of(key: &str) -> String {
     key.rsplit('/').next().unwrap_or(key).to_string()
 }
 
@@ -67,7 +67,7 @@ impl<T> Set<T> {
             .unwrap_or_else(|_| Arc::new(Vec::new()))
     }
 
-    fn update(&self, f: impl FnOnce(&mut BTreeMap<String, Arc<T>>)) {
+    pub(super) fn update(&self, f: impl FnOnce(&mut BTreeMap<String, Arc<T>>)) {
         let Ok(mut m) = self.by_name.write() else {
             return;
         };
