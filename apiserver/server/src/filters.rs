@@ -199,8 +199,7 @@ async fn authenticate_inner(
             true
         }
         Authenticated::Refused => {
-            if let Some(write) = crate::audit::failed_authentication(&state, &req, peer.is_some())
-            {
+            if let Some(write) = crate::audit::failed_authentication(&state, &req, peer.is_some()) {
                 write.await;
             }
             return (status_response(&Status::unauthorized("Unauthorized")), true);

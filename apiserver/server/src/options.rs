@@ -216,7 +216,9 @@ fn parse_bool(key: &str, v: &str) -> anyhow::Result<bool> {
     match v {
         "true" | "True" | "TRUE" | "1" | "t" | "T" => Ok(true),
         "false" | "False" | "FALSE" | "0" | "f" | "F" => Ok(false),
-        _ => anyhow::bail!("invalid value of {key}: {v}, err: strconv.ParseBool: parsing {v:?}: invalid syntax"),
+        _ => anyhow::bail!(
+            "invalid value of {key}: {v}, err: strconv.ParseBool: parsing {v:?}: invalid syntax"
+        ),
     }
 }
 

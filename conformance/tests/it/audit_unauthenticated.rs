@@ -103,7 +103,9 @@ fn a_401_under_level_none_or_an_omitted_stage_is_not_audited() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
-        !events(&log).iter().any(|e| e["responseStatus"]["code"] == 401),
+        !events(&log)
+            .iter()
+            .any(|e| e["responseStatus"]["code"] == 401),
         "{:?}",
         events(&log)
     );

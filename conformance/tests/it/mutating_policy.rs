@@ -131,8 +131,14 @@ fn off_by_default_as_in_kubernetes_1_35() {
         "{err}"
     );
     let versions = server.must_kubectl(["api-versions"]);
-    assert!(!versions.contains("admissionregistration.k8s.io/v1beta1"), "{versions}");
-    assert!(versions.contains("admissionregistration.k8s.io/v1\n"), "{versions}");
+    assert!(
+        !versions.contains("admissionregistration.k8s.io/v1beta1"),
+        "{versions}"
+    );
+    assert!(
+        versions.contains("admissionregistration.k8s.io/v1\n"),
+        "{versions}"
+    );
 }
 
 #[test]
@@ -154,9 +160,16 @@ fn bad_feature_gates_and_runtime_config_stop_the_server() {
 #[test]
 fn docs_sidecar_policy_merges_an_init_container_by_name() {
     let server = server();
-    let resources = server.must_kubectl(["api-resources", "--api-group=admissionregistration.k8s.io"]);
-    assert!(resources.contains("mutatingadmissionpolicies"), "{resources}");
-    assert!(resources.contains("admissionregistration.k8s.io/v1beta1"), "{resources}");
+    let resources =
+        server.must_kubectl(["api-resources", "--api-group=admissionregistration.k8s.io"]);
+    assert!(
+        resources.contains("mutatingadmissionpolicies"),
+        "{resources}"
+    );
+    assert!(
+        resources.contains("admissionregistration.k8s.io/v1beta1"),
+        "{resources}"
+    );
     test_namespace(&server, "test");
     let out = server.must_kubectl_stdin(["apply", "-f", "-"], DOCS_APPLY);
     assert!(
@@ -194,7 +207,14 @@ fn docs_sidecar_policy_merges_an_init_container_by_name() {
     assert_eq!(restart, r#"Always ["proxy","sidecar"]"#);
     // Dry-run shows the mutation and stores nothing.
     let dry = server.must_kubectl_stdin(
-        ["create", "--dry-run=server", "-f", "-", "-o", "jsonpath={.spec.initContainers[*].name}"],
+        [
+            "create",
+            "--dry-run=server",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.spec.initContainers[*].name}",
+        ],
         &pod("test", "dry", ""),
     );
     assert_eq!(dry, "init mesh-proxy");
@@ -279,7 +299,14 @@ spec:
     server.must_kubectl_stdin(["apply", "-f", "-"], manifest);
     let labels = eventually("the owner label", || {
         let _ = server.kubectl(["delete", "configmap", "c1", "-n", "team"]);
-        server.must_kubectl(["create", "configmap", "c1", "-n", "team", "--from-literal=a=b"]);
+        server.must_kubectl([
+            "create",
+            "configmap",
+            "c1",
+            "-n",
+            "team",
+            "--from-literal=a=b",
+        ]);
         let l = server.must_kubectl([
             "get",
             "configmap",
@@ -304,9 +331,23 @@ spec:
     assert_eq!(who, "kubernetes-admin");
     // Existing labels are kept.
     server.must_kubectl(["create", "configmap", "c2", "-n", "team"]);
-    server.must_kubectl(["label", "configmap", "c2", "-n", "team", "tier=web", "--overwrite"]);
+    server.must_kubectl([
+        "label",
+        "configmap",
+        "c2",
+        "-n",
+        "team",
+        "tier=web",
+        "--overwrite",
+    ]);
     let l = server.must_kubectl([
-        "get", "configmap", "c2", "-n", "team", "-o", "jsonpath={.metadata.labels.tier}",
+        "get",
+        "configmap",
+        "c2",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.metadata.labels.tier}",
     ]);
     assert_eq!(l, "web");
     // The param gone with parameterNotFoundAction Deny under Fail: refused, nothing written.
@@ -336,7 +377,13 @@ spec:
             .then_some(())
     });
     let l = server.must_kubectl([
-        "get", "configmap", "c3", "-n", "team", "-o", "jsonpath={.metadata.labels}",
+        "get",
+        "configmap",
+        "c3",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.metadata.labels}",
     ]);
     assert_eq!(l, "");
 }

@@ -46,11 +46,22 @@ fn authorizer_checks_follow_rbac() {
     let server = TestServer::start_with_args(&["--token-auth-file", tokens.to_str().expect("p")]);
     server.must_kubectl(["create", "namespace", "team"]);
     server.must_kubectl([
-        "create", "role", "cm-writer", "-n", "team", "--verb=create,get,update,patch",
+        "create",
+        "role",
+        "cm-writer",
+        "-n",
+        "team",
+        "--verb=create,get,update,patch",
         "--resource=configmaps",
     ]);
     server.must_kubectl([
-        "create", "rolebinding", "bob-cm", "-n", "team", "--role=cm-writer", "--user=bob",
+        "create",
+        "rolebinding",
+        "bob-cm",
+        "-n",
+        "team",
+        "--role=cm-writer",
+        "--user=bob",
     ]);
     server.must_kubectl_stdin(["apply", "-f", "-"], POLICY);
     let bob = token_kubeconfig(&server, &dir, "bob", "bob-token");
@@ -60,11 +71,7 @@ fn authorizer_checks_follow_rbac() {
     let err = loop {
         i += 1;
         let name = format!("p{i}");
-        let o = kc(
-            &server,
-            &bob,
-            &["create", "configmap", &name, "-n", "team"],
-        );
+        let o = kc(&server, &bob, &["create", "configmap", &name, "-n", "team"]);
         assert!(o.status.success(), "{}", stderr(&o));
         let o = server.kubectl_stdin(
             ["--kubeconfig", bob.to_str().expect("p"), "apply", "-f", "-"],
@@ -74,7 +81,10 @@ fn authorizer_checks_follow_rbac() {
             break stderr(&o);
         }
         let _ = server.kubectl(["delete", "configmap", "priv", "-n", "team"]);
-        assert!(std::time::Instant::now() < deadline, "the policy never denied");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy never denied"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     assert!(
@@ -95,10 +105,21 @@ fn authorizer_checks_follow_rbac() {
         stderr(&o)
     );
     server.must_kubectl([
-        "create", "role", "deploy", "-n", "team", "--verb=update", "--resource=deployments.apps",
+        "create",
+        "role",
+        "deploy",
+        "-n",
+        "team",
+        "--verb=update",
+        "--resource=deployments.apps",
     ]);
     server.must_kubectl([
-        "create", "rolebinding", "deployer", "-n", "team", "--role=deploy",
+        "create",
+        "rolebinding",
+        "deployer",
+        "-n",
+        "team",
+        "--role=deploy",
         "--serviceaccount=kube-system:deployer",
     ]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -107,7 +128,10 @@ fn authorizer_checks_follow_rbac() {
         .status
         .success()
     {
-        assert!(std::time::Instant::now() < deadline, "the grant never applied");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the grant never applied"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }

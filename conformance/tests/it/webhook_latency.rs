@@ -34,7 +34,9 @@ async fn creates(api: &Api<ConfigMap>, prefix: &str, n: usize) -> Vec<Duration> 
             ..Default::default()
         };
         let t = Instant::now();
-        api.create(&PostParams::default(), &cm).await.expect("create");
+        api.create(&PostParams::default(), &cm)
+            .await
+            .expect("create");
         out.push(t.elapsed());
     }
     out
@@ -97,10 +99,17 @@ async fn one_validating_webhook_added_p50_latency() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let lat = creates(&api, &format!("r{round}-{on}"), N).await;
-            if on { with.extend(lat) } else { none.extend(lat) }
+            if on {
+                with.extend(lat)
+            } else {
+                none.extend(lat)
+            }
         }
     }
-    assert!(hooks.hits() >= ROUNDS * N, "the webhook was not called for every create");
+    assert!(
+        hooks.hits() >= ROUNDS * N,
+        "the webhook was not called for every create"
+    );
     let (p50a, p90a) = (pct(&mut none, 0.5), pct(&mut none, 0.9));
     let (p50b, p90b) = (pct(&mut with, 0.5), pct(&mut with, 0.9));
     println!(

@@ -74,9 +74,9 @@ pub fn compile_with_types(
         "namespaceObject",
         "authorizer",
     ]
-        .iter()
-        .map(|v| (v.to_string(), TypeDesc::Dyn))
-        .collect();
+    .iter()
+    .map(|v| (v.to_string(), TypeDesc::Dyn))
+    .collect();
     if env.params {
         vars.push(("params".into(), TypeDesc::Dyn));
     }

@@ -18,8 +18,8 @@
 use serde_json::Value as Json;
 
 use super::{
-    Compiled, Env, FailurePolicy, Inputs, MatchConditions, MatchResult, OUT_OF_BUDGET,
-    OutOfBudget, Outcome, RUNTIME_BUDGET, Run, compile_with_types,
+    Compiled, Env, FailurePolicy, Inputs, MatchConditions, MatchResult, OUT_OF_BUDGET, OutOfBudget,
+    Outcome, RUNTIME_BUDGET, Run, compile_with_types,
 };
 use crate::cel::Value;
 use crate::managedfields::typed::{NodeType, merge};
@@ -342,13 +342,19 @@ mod tests {
             "spec": {"containers": [{"name": "app", "image": "nginx"}]}});
         let r = p.apply(&inputs(&pod), &mut pod, &pod_type());
         assert_eq!(r, Ok(Applied::Ran(true)));
-        assert_eq!(pod["metadata"]["labels"], json!({"app": "a", "env": "prod"}));
+        assert_eq!(
+            pod["metadata"]["labels"],
+            json!({"app": "a", "env": "prod"})
+        );
         assert_eq!(pod["spec"]["initContainers"][0]["name"], "mesh-proxy");
         assert_eq!(pod["spec"]["containers"][0]["name"], "app");
         // A second run changes nothing (the sidecar is keyed by name).
         let again = p.apply(&inputs(&pod), &mut pod, &pod_type());
         assert_eq!(again, Ok(Applied::Ran(false)));
-        assert_eq!(pod["spec"]["initContainers"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            pod["spec"]["initContainers"].as_array().map(Vec::len),
+            Some(1)
+        );
     }
 
     #[test]
@@ -404,7 +410,11 @@ mod tests {
             {"patchType": "ApplyConfiguration", "applyConfiguration": {"expression":
                 "[JSONPatch{op: 'add', path: '/x', value: 1}]"}}]}));
         assert_eq!(p.errors.len(), 1);
-        assert!(p.errors[0].2.contains("undeclared reference to 'JSONPatch'"));
+        assert!(
+            p.errors[0]
+                .2
+                .contains("undeclared reference to 'JSONPatch'")
+        );
     }
 
     #[test]

@@ -196,7 +196,10 @@ struct Stub;
 impl crate::cel::Authorize for Stub {
     fn check(&self, c: &crate::cel::AuthzCheck) -> crate::cel::AuthzDecision {
         let allowed = c.service_account == Some(("kube-system".into(), "ctrl".into()))
-            || (c.verb == "get" && c.resource == "pods" && c.group.is_empty() && c.namespace == "ns1")
+            || (c.verb == "get"
+                && c.resource == "pods"
+                && c.group.is_empty()
+                && c.namespace == "ns1")
             || c.path.as_deref() == Some("/healthz");
         crate::cel::AuthzDecision {
             allowed,
@@ -222,8 +225,7 @@ fn authorizer_library_asks_the_authorizer() {
         namespace: "ns1".into(),
         ..Default::default()
     };
-    inputs.authorizer =
-        crate::cel::AuthzValue::root(std::sync::Arc::new(Stub), Some(request));
+    inputs.authorizer = crate::cel::AuthzValue::root(std::sync::Arc::new(Stub), Some(request));
     let run = |src: &str| {
         let policy = CompiledPolicy::compile(&json!({
             "validations": [{"expression": src}]
@@ -231,8 +233,14 @@ fn authorizer_library_asks_the_authorizer() {
         assert!(policy.errors.is_empty(), "{:?}", policy.errors);
         policy.validate(&inputs).denials
     };
-    assert!(run("authorizer.group('').resource('pods').namespace('ns1').check('get').allowed()").is_empty());
-    assert_eq!(run("authorizer.group('').resource('pods').namespace('ns2').check('get').allowed()").len(), 1);
+    assert!(
+        run("authorizer.group('').resource('pods').namespace('ns1').check('get').allowed()")
+            .is_empty()
+    );
+    assert_eq!(
+        run("authorizer.group('').resource('pods').namespace('ns2').check('get').allowed()").len(),
+        1
+    );
     assert!(run("authorizer.path('/healthz').check('get').allowed()").is_empty());
     assert!(run("authorizer.group('').resource('pods').namespace('ns1').check('get').reason() == 'stub allows'").is_empty());
     assert!(run("authorizer.serviceAccount('kube-system', 'ctrl').group('x').resource('y').check('delete').allowed()").is_empty());

@@ -399,13 +399,21 @@ pub fn validate_binding(obj: &Value) -> Vec<FieldError> {
 
 /// Upstream `validateParamKind` / the variables of a policy: returns whether `params` is
 /// declared and the variable names, pushing errors.
-fn validate_variables(spec: &Value, sp: &Path, params: bool, errs: &mut Vec<FieldError>) -> Vec<String> {
+fn validate_variables(
+    spec: &Value,
+    sp: &Path,
+    params: bool,
+    errs: &mut Vec<FieldError>,
+) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for (i, v) in items(spec, "variables").iter().enumerate() {
         let p = sp.child("variables").index(i);
         let name = s(v, "name");
         if name.trim().is_empty() {
-            errs.push(FieldError::required(p.child("name"), "name is not specified"));
+            errs.push(FieldError::required(
+                p.child("name"),
+                "name is not specified",
+            ));
         } else if !is_cel_identifier(name) {
             errs.push(FieldError::invalid(
                 p.child("name"),
@@ -580,9 +588,7 @@ fn validate_param_ref(pr: &Value, p: &Path) -> Vec<FieldError> {
         ));
     }
     match pr.get("parameterNotFoundAction").and_then(Value::as_str) {
-        None | Some("") => {
-            errs.push(FieldError::required(p.child("parameterNotFoundAction"), ""))
-        }
+        None | Some("") => errs.push(FieldError::required(p.child("parameterNotFoundAction"), "")),
         Some("Deny" | "Allow") => {}
         Some(o) => errs.push(FieldError::not_supported(
             p.child("parameterNotFoundAction"),

@@ -168,9 +168,7 @@ pub fn member(
             ("allowed", 0) => Ok(Value::Bool(d.allowed)),
             ("reason", 0) => Ok(Value::String(d.reason.as_str().into())),
             ("errored", 0) => Ok(Value::Bool(d.error.is_some())),
-            ("error", 0) => Ok(Value::String(
-                d.error.clone().unwrap_or_default().into(),
-            )),
+            ("error", 0) => Ok(Value::String(d.error.clone().unwrap_or_default().into())),
             _ => Err(no_overload(f, v)),
         },
         AuthzValue::Check {

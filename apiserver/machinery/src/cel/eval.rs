@@ -267,7 +267,9 @@ impl<'a> Eval<'a> {
                         [a] => match self.eval(a)? {
                             Value::String(k) => {
                                 self.charge(super::functions::traversal(k.len() as u64))?;
-                                Ok(Value::String(k.replace('~', "~0").replace('/', "~1").into()))
+                                Ok(Value::String(
+                                    k.replace('~', "~0").replace('/', "~1").into(),
+                                ))
                             }
                             other => no_overload("jsonpatch.escapeKey", &[&other]),
                         },

@@ -25,7 +25,7 @@ mod tests;
 
 use std::collections::HashMap;
 
-pub use authz::{AuthzCheck, AuthzDecision, AuthzValue, Authorize};
+pub use authz::{Authorize, AuthzCheck, AuthzDecision, AuthzValue};
 pub use cost::{MAX_SIZE, TypeDesc, estimate};
 pub use parser::{Expr, MAX_EXPRESSION_LEN};
 pub use quantity::Quantity;
@@ -253,7 +253,9 @@ fn check(e: &Expr, declared: &mut Vec<String>) -> Result<(), String> {
                 };
                 let root = name.split('.').next().unwrap_or("");
                 if !declared.iter().any(|d| d == root) {
-                    return Err(format!("undeclared reference to '{name}' (in container '')"));
+                    return Err(format!(
+                        "undeclared reference to '{name}' (in container '')"
+                    ));
                 }
                 return args.iter().skip(1).try_for_each(|a| check(a, declared));
             }

@@ -316,7 +316,10 @@ fn message_construction_needs_a_declared_type_and_builds_a_map() {
     assert!(cost >= 150, "cost {cost}");
     // Without the declaration the type is unknown, as in cel-go.
     let e = Program::compile("Object{spec: 1}", &[]).expect_err("undeclared");
-    assert!(e.to_string().contains("undeclared reference to 'Object'"), "{e}");
+    assert!(
+        e.to_string().contains("undeclared reference to 'Object'"),
+        "{e}"
+    );
     // A map literal after an identifier is still a syntax error elsewhere.
     assert!(Program::compile("Object.spec{1: 2}", &vars).is_err());
     // A select followed by something else is an ordinary select.

@@ -83,11 +83,7 @@ pub fn apply(group: &str, version: &str, kind: &str, obj: &mut Value) {
                 }
             }
         }
-        (
-            "admissionregistration.k8s.io",
-            "v1",
-            "ValidatingAdmissionPolicyBinding",
-        )
+        ("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding")
         | ("admissionregistration.k8s.io", "v1beta1", "MutatingAdmissionPolicyBinding") => {
             if let Some(spec) = obj_at(obj, "spec")
                 && let Some(m) = get_mut(spec, "matchResources")

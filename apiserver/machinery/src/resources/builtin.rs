@@ -9,6 +9,7 @@
 //! Order: groups in upstream's `/apis` order (core first), resources alphabetical by plural
 //! within a group-version, subresources alphabetical by name (upstream's order everywhere).
 
+use k8s_openapi::api::admissionregistration::v1beta1 as admreg_beta;
 use k8s_openapi::api::{
     admissionregistration::v1 as admreg, apps::v1 as apps, authentication::v1 as authn,
     authorization::v1 as authz, autoscaling::v1 as as1, autoscaling::v2 as as2, batch::v1 as batch,
@@ -17,7 +18,6 @@ use k8s_openapi::api::{
     policy::v1 as policy, rbac::v1 as rbac, resource::v1 as dra, scheduling::v1 as sched,
     storage::v1 as storage,
 };
-use k8s_openapi::api::admissionregistration::v1beta1 as admreg_beta;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
 use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apireg;
 

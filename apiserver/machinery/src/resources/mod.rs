@@ -181,7 +181,9 @@ pub fn builtin_group_versions() -> Vec<String> {
 
 /// Whether the optional group-version `gv` is served.
 pub fn optional_enabled(gv: &str) -> bool {
-    ENABLED_OPTIONAL.get().is_some_and(|v| v.iter().any(|g| g == gv))
+    ENABLED_OPTIONAL
+        .get()
+        .is_some_and(|v| v.iter().any(|g| g == gv))
 }
 
 /// The built-in resource `plural` at `group`/`version` (`""` for core).

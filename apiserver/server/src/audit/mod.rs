@@ -324,7 +324,8 @@ fn auth_methods(req: &Request, peer_cert: bool) -> String {
         methods.push("bearer");
     }
     let access_token = req.uri().query().is_some_and(|q| {
-        form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "access_token" && !v.trim().is_empty())
+        form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "access_token" && !v.trim().is_empty())
     });
     if access_token {
         methods.push("access_token");

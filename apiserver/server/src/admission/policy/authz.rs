@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ferrokube_machinery::cel::{AuthzCheck, AuthzDecision, AuthzValue, Authorize, Value};
+use ferrokube_machinery::cel::{Authorize, AuthzCheck, AuthzDecision, AuthzValue, Value};
 
 use crate::UserInfo;
 use crate::admission::Attributes as AdmissionAttributes;

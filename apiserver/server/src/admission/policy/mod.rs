@@ -165,10 +165,12 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
             return Ok(());
         }
         let bindings = self.bindings.snapshot();
-        let authorizer = self.api.state().map_or(
-            ferrokube_machinery::cel::Value::Null,
-            |s| authz::authorizer_value(a, s.auth.authz.clone()),
-        );
+        let authorizer = self
+            .api
+            .state()
+            .map_or(ferrokube_machinery::cel::Value::Null, |s| {
+                authz::authorizer_value(a, s.auth.authz.clone())
+            });
         let new = (a.operation != Operation::Delete).then_some(obj);
         let others = self.other_versions(a);
         let mut ns: Option<Option<Value>> = None;
@@ -208,7 +210,8 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
                     b.param_ref.as_ref(),
                     a.namespace,
                 )
-                .await {
+                .await
+                {
                     Ok(ps) => ps,
                     Err(e) => {
                         if p.compiled.failure_policy

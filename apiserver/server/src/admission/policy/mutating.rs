@@ -193,7 +193,12 @@ impl MutatingAdmissionPolicy {
             {
                 Ok(ps) => ps,
                 Err(e) if fail => {
-                    return Err(denied(a, p, b, &format!("failed to configure binding: {e}")));
+                    return Err(denied(
+                        a,
+                        p,
+                        b,
+                        &format!("failed to configure binding: {e}"),
+                    ));
                 }
                 Err(_) => continue,
             };
