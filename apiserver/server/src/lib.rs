@@ -151,7 +151,7 @@ pub async fn run_with_hook(
         .namespaces()
         .cloned()
         .context("the resource table has no namespaces")?;
-    let auth = auth::Auth::new(&opts, &dir, &pki.client_ca_pem)
+    let auth = auth::Auth::new(&opts, &dir, &pki.client_ca_pem, pki.front_proxy.as_ref())
         .context("configuring authentication and authorization")?;
     let auditor = audit::Auditor::from_options(&opts).context("configuring auditing")?;
     let admission_api = admission::ApiHandle::default();
@@ -180,13 +180,12 @@ pub async fn run_with_hook(
     // The webhook plugins come last: upstream runs MutatingAdmissionWebhook and
     // ValidatingAdmissionWebhook after the built-in plugins of each phase.
     let reader = admission::StoreReader::new(storage.clone());
-    let proxy_identity = match (&opts.proxy_client_cert_file, &opts.proxy_client_key_file) {
-        (Some(c), Some(k)) => Some((
-            std::fs::read(c).with_context(|| format!("reading {}", c.display()))?,
-            std::fs::read(k).with_context(|| format!("reading {}", k.display()))?,
-        )),
-        _ => None,
-    };
+    // `--proxy-client-*`, or the generated `front-proxy-client` certificate.
+    let proxy_identity = pki
+        .front_proxy
+        .as_ref()
+        .and_then(|f| f.client.clone())
+        .map(|(c, k)| (c.into_bytes(), k.into_bytes()));
     let webhook_client = Arc::new(webhook_client::WebhookClient::new(
         reader.clone(),
         &registry,
