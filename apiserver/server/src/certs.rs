@@ -46,6 +46,95 @@ pub struct Pki {
     pub client_ca_pem: String,
     /// Where admin.kubeconfig was written.
     pub admin_kubeconfig: PathBuf,
+    /// Request-header (front proxy) authentication, when configured or generated.
+    pub front_proxy: Option<FrontProxy>,
+}
+
+/// The front-proxy trust: what verifies a front proxy and which headers carry the user
+/// (kube-apiserver's `--requestheader-*`), and the client identity this server's aggregator
+/// presents to aggregated API servers (`--proxy-client-*`).
+#[derive(Clone, Debug, Default)]
+pub struct FrontProxy {
+    /// `--requestheader-client-ca-file` (PEM); empty: request-header authentication is off.
+    pub ca_pem: String,
+    pub allowed_names: Vec<String>,
+    pub username_headers: Vec<String>,
+    pub group_headers: Vec<String>,
+    pub extra_headers_prefix: Vec<String>,
+    /// `(certificate PEM, key PEM)` the aggregator presents.
+    pub client: Option<(String, String)>,
+}
+
+/// The front-proxy CA's common name and the proxy client's (kubeadm's names).
+const FRONT_PROXY_CA_CN: &str = "front-proxy-ca";
+const FRONT_PROXY_CLIENT_CN: &str = "front-proxy-client";
+
+/// Loads the front-proxy trust from the flags, or, with none of
+/// `--requestheader-client-ca-file` and `--proxy-client-cert-file` given, makes (or reuses) a
+/// front-proxy CA and a `front-proxy-client` certificate in `pki_dir` with kubeadm's header
+/// names.
+fn front_proxy(opts: &ServerOptions, pki_dir: &Path) -> Result<Option<FrontProxy>, CertError> {
+    let client = match (&opts.proxy_client_cert_file, &opts.proxy_client_key_file) {
+        (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+        _ => None,
+    };
+    if let Some(ca) = &opts.requestheader_client_ca_file {
+        return Ok(Some(FrontProxy {
+            ca_pem: read(ca)?,
+            allowed_names: opts.requestheader_allowed_names.clone(),
+            username_headers: opts.requestheader_username_headers.clone(),
+            group_headers: opts.requestheader_group_headers.clone(),
+            extra_headers_prefix: opts.requestheader_extra_headers_prefix.clone(),
+            client,
+        }));
+    }
+    if client.is_some() {
+        // A proxy identity without a CA to publish: the aggregator presents it, nothing is
+        // verified here.
+        return Ok(Some(FrontProxy {
+            client,
+            ..FrontProxy::default()
+        }));
+    }
+    let ca_cert_path = pki_dir.join("front-proxy-ca.crt");
+    let ca_key_path = pki_dir.join("front-proxy-ca.key");
+    let (ca_pem, ca_key_pem) = match reusable(&ca_cert_path, &ca_key_path)? {
+        Some(pair) => pair,
+        None => {
+            let key = KeyPair::generate()?;
+            let mut params = ca_params_named(FRONT_PROXY_CA_CN);
+            validity(&mut params, 3650);
+            let cert = params.self_signed(&key)?;
+            let (c, k) = (cert.pem(), key.serialize_pem());
+            write(&ca_cert_path, &c, false)?;
+            write(&ca_key_path, &k, true)?;
+            // A new CA: a client certificate of an earlier one must not be reused.
+            for f in ["front-proxy-client.crt", "front-proxy-client.key"] {
+                let _ = std::fs::remove_file(pki_dir.join(f));
+            }
+            (c, k)
+        }
+    };
+    let issuer = Issuer::new(
+        ca_params_named(FRONT_PROXY_CA_CN),
+        KeyPair::from_pem(&ca_key_pem)?,
+    );
+    let client = client_cert(
+        pki_dir,
+        "front-proxy-client",
+        FRONT_PROXY_CLIENT_CN,
+        None,
+        &issuer,
+    )?;
+    let one = |s: &str| vec![s.to_string()];
+    Ok(Some(FrontProxy {
+        ca_pem,
+        allowed_names: one(FRONT_PROXY_CLIENT_CN),
+        username_headers: one("X-Remote-User"),
+        group_headers: one("X-Remote-Group"),
+        extra_headers_prefix: one("X-Remote-Extra-"),
+        client: Some(client),
+    }))
 }
 
 fn read(path: &Path) -> Result<String, CertError> {
@@ -170,8 +259,12 @@ fn time_now() -> time::OffsetDateTime {
 
 /// The CA's parameters; the issuer of every certificate is rebuilt from them and the CA key.
 fn ca_params() -> CertificateParams {
+    ca_params_named("ferrokube-ca")
+}
+
+fn ca_params_named(cn: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
-    params.distinguished_name = name("ferrokube-ca", None);
+    params.distinguished_name = name(cn, None);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -288,11 +381,13 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
     );
     let admin_kubeconfig = dir.join("admin.kubeconfig");
     write(&admin_kubeconfig, &kubeconfig, true)?;
+    let front_proxy = front_proxy(opts, &pki_dir)?;
     Ok(Pki {
         serving_cert_pem,
         serving_key_pem,
         client_ca_pem,
         admin_kubeconfig,
+        front_proxy,
     })
 }
 
@@ -339,7 +434,16 @@ fn serving_sans(opts: &ServerOptions) -> Vec<String> {
         "kubernetes".to_string(),
         "kubernetes.default".to_string(),
         "kubernetes.default.svc".to_string(),
+        "kubernetes.default.svc.cluster.local".to_string(),
     ];
+    // In-cluster clients reach the API server at the `kubernetes` Service's cluster IP(s), so
+    // the serving certificate names them (as kube-apiserver's self-signed one does).
+    if let Ok(networks) = crate::registry::service_alloc::net::ServiceNetworks::parse(
+        &opts.service_cluster_ip_range,
+        &opts.service_node_port_range,
+    ) {
+        sans.extend(networks.kubernetes_service_ips());
+    }
     if let Some(h) = hostname() {
         sans.push(h);
     }

@@ -116,6 +116,16 @@ pub async fn run_with_hook(
     opts: options::ServerOptions,
     on_listening: impl FnOnce(ListeningInfo),
 ) -> anyhow::Result<()> {
+    run_with_hooks(opts, on_listening, async {}).await
+}
+
+/// [`run_with_hook`], awaiting `before_stop` after SIGTERM/SIGINT while still serving: the
+/// in-process components stop there and hand their leader Leases back through this server.
+pub async fn run_with_hooks(
+    opts: options::ServerOptions,
+    on_listening: impl FnOnce(ListeningInfo),
+    before_stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     // Optional API group-versions (`--runtime-config`) shape the one resource table: first.
     let optional = opts.check_api_selection()?;
@@ -154,7 +164,7 @@ pub async fn run_with_hook(
         .namespaces()
         .cloned()
         .context("the resource table has no namespaces")?;
-    let auth = auth::Auth::new(&opts, &dir, &pki.client_ca_pem)
+    let auth = auth::Auth::new(&opts, &dir, &pki.client_ca_pem, pki.front_proxy.as_ref())
         .context("configuring authentication and authorization")?;
     let auditor = audit::Auditor::from_options(&opts).context("configuring auditing")?;
     let admission_api = admission::ApiHandle::default();
@@ -183,13 +193,12 @@ pub async fn run_with_hook(
     // The webhook plugins come last: upstream runs MutatingAdmissionWebhook and
     // ValidatingAdmissionWebhook after the built-in plugins of each phase.
     let reader = admission::StoreReader::new(storage.clone());
-    let proxy_identity = match (&opts.proxy_client_cert_file, &opts.proxy_client_key_file) {
-        (Some(c), Some(k)) => Some((
-            std::fs::read(c).with_context(|| format!("reading {}", c.display()))?,
-            std::fs::read(k).with_context(|| format!("reading {}", k.display()))?,
-        )),
-        _ => None,
-    };
+    // `--proxy-client-*`, or the generated `front-proxy-client` certificate.
+    let proxy_identity = pki
+        .front_proxy
+        .as_ref()
+        .and_then(|f| f.client.clone())
+        .map(|(c, k)| (c.into_bytes(), k.into_bytes()));
     let webhook_client = Arc::new(webhook_client::WebhookClient::new(
         reader.clone(),
         &registry,
@@ -294,7 +303,11 @@ pub async fn run_with_hook(
         max_connections: opts.max_connections.max(1),
         ..serve::ConnLimits::default()
     };
-    serve::serve(listener, tls, app, limits, shutdown_signal()).await?;
+    let shutdown = async {
+        shutdown_signal().await;
+        before_stop.await;
+    };
+    serve::serve(listener, tls, app, limits, shutdown).await?;
     control_plane.stop().await;
     state.store.cache.shutdown();
     state.backend.close().await;

@@ -4,7 +4,7 @@
 //! resources are added on top: when CRDs change, their group-versions' v3 documents and the
 //! index are rendered again at once (new hashes), `/openapi/v2` on its next request.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -29,6 +29,7 @@ const V2_PROTO_ALT: &str = "application/com.github.proto-openapi.spec.v2.v1.0+pr
 
 /// One document as served: gzip-compressed bytes (the whole set is ~13 MB as JSON and
 /// protobuf, ~1.5 MB compressed) and its ETag, both computed once.
+#[derive(Clone)]
 struct Doc {
     gz: Bytes,
     etag: String,
@@ -77,16 +78,33 @@ impl Served {
     }
 }
 
-/// The built-in documents and the spec they were rendered from.
+/// The built-in documents, and the few built-in definitions custom resources' documents
+/// reach. The whole built-in spec (tens of MB as JSON values) is not kept: `/openapi/v2`
+/// with custom resources renders it again, once per set of CRDs, on request.
 struct Base {
-    spec: Spec,
+    common: Spec,
     served: Served,
+}
+
+/// The built-in definitions a custom resource's v3 document can reach: meta/v1 and friends,
+/// and `autoscaling/v1` `Scale` (the scale subresource).
+fn custom_reachable(name: &str) -> bool {
+    name.starts_with("io.k8s.apimachinery.") || name.starts_with("io.k8s.api.autoscaling.v1.")
+}
+
+/// A v3 document of custom resources and what it was rendered from.
+struct CustomDoc {
+    doc: Doc,
+    hash: String,
+    /// The handles of the key's resources (addresses; the previous [`Custom`] keeps them
+    /// alive while the next is built, so an address cannot be reused in between).
+    from: Vec<usize>,
 }
 
 /// The documents with custom resources added.
 struct Custom {
     /// The v3 documents of the custom group-versions and groups.
-    v3: BTreeMap<String, (Doc, String)>,
+    v3: BTreeMap<String, CustomDoc>,
     v3_index: Bytes,
     /// The custom resources, for `/openapi/v2` (rendered on first request).
     handles: Vec<Arc<ResourceHandle>>,
@@ -102,7 +120,21 @@ pub struct OpenApiState {
     /// The latest custom resource set not yet rendered, and whether a builder runs: one
     /// build at a time, always of the latest set (a burst of CRD changes costs one or two
     /// builds, not one each).
-    pending: std::sync::Mutex<(Option<Vec<Arc<ResourceHandle>>>, bool)>,
+    pending: std::sync::Mutex<Pending>,
+    /// Wakes requests waiting for a set to be rendered.
+    rendered: tokio::sync::Notify,
+}
+
+/// The builder's queue.
+#[derive(Default)]
+struct Pending {
+    /// The latest set not yet taken by the builder.
+    next: Option<Vec<Arc<ResourceHandle>>>,
+    /// A builder task runs.
+    busy: bool,
+    /// Sets published so far, and the number of the last one rendered.
+    published: u64,
+    rendered: u64,
 }
 
 impl OpenApiState {
@@ -113,11 +145,12 @@ impl OpenApiState {
                     let start = std::time::Instant::now();
                     let spec = Spec::from_resources(resources::builtin_resources());
                     let served = Served::from_docs(spec.docs());
+                    let common = spec.definitions_only(custom_reachable);
                     tracing::info!(
                         elapsed_ms = start.elapsed().as_millis() as u64,
                         "built OpenAPI documents"
                     );
-                    Arc::new(Base { spec, served })
+                    Arc::new(Base { common, served })
                 })
                 .await
             })
@@ -133,76 +166,144 @@ impl OpenApiState {
             .clone()
     }
 
+    /// The custom documents once the latest published set is rendered (a request right
+    /// after a CRD change sees it; the wait is bounded).
+    async fn custom_current(&self) -> Option<Arc<Custom>> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        let target = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .published;
+        loop {
+            let notified = self.rendered.notified();
+            let done = {
+                let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                p.rendered >= target
+            };
+            if done {
+                return self.custom();
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.custom();
+            }
+        }
+    }
+
     /// Publishes the custom resources served now (replacing the previous set); the documents
-    /// are rendered in the background.
+    /// are rendered in the background, only those of group-versions that changed.
     pub fn set_custom(self: &Arc<Self>, handles: Vec<Arc<ResourceHandle>>) {
         {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            p.0 = Some(handles);
-            if p.1 {
+            p.next = Some(handles);
+            p.published += 1;
+            if p.busy {
                 return;
             }
-            p.1 = true;
+            p.busy = true;
         }
         let this = self.clone();
         tokio::spawn(async move {
             loop {
-                let handles = {
+                let (handles, generation) = {
                     let mut p = this.pending.lock().unwrap_or_else(|e| e.into_inner());
-                    match p.0.take() {
-                        Some(h) => h,
+                    match p.next.take() {
+                        Some(h) => (h, p.published),
                         None => {
-                            p.1 = false;
+                            p.busy = false;
                             return;
                         }
                     }
                 };
+                // `None`: the build failed, the previous documents stay.
                 let custom = if handles.is_empty() {
-                    None
-                } else {
-                    let Some(base) = this.get().await else {
-                        continue;
-                    };
-                    match tokio::task::spawn_blocking(move || build_custom(&base, handles)).await {
-                        Ok(c) => Some(Arc::new(c)),
+                    Some(None)
+                } else if let Some(base) = this.get().await {
+                    let prev = this.custom();
+                    let built = tokio::task::spawn_blocking(move || {
+                        build_custom(&base, prev.as_deref(), handles)
+                    })
+                    .await;
+                    match built {
+                        Ok(c) => Some(Some(Arc::new(c))),
                         Err(e) => {
                             tracing::warn!(error = %e, "building custom resource OpenAPI failed");
-                            continue;
+                            None
                         }
                     }
+                } else {
+                    None
                 };
-                *this.custom.write().unwrap_or_else(|e| e.into_inner()) = custom;
+                if let Some(custom) = custom {
+                    *this.custom.write().unwrap_or_else(|e| e.into_inner()) = custom;
+                }
+                this.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .rendered = generation;
+                this.rendered.notify_waiters();
             }
         });
     }
 }
 
-/// The built-in spec with the custom resources' definitions and paths added.
-fn spec_with(base: &Base, handles: &[Arc<ResourceHandle>]) -> (Spec, BTreeSet<String>) {
-    let mut spec = base.spec.clone();
-    let mut keys = BTreeSet::new();
+/// Adds custom resources' definitions and paths to `spec`.
+fn add_custom(spec: &mut Spec, handles: &[&Arc<ResourceHandle>]) {
     for h in handles {
         let schema = h.custom.as_ref().and_then(|c| c.version.schema.as_ref());
         let [(item, item_def), (list, list_def)] =
             customresource::openapi::definitions(&h.info, schema);
         spec.add_definitions([(item.clone(), item_def), (list.clone(), list_def)]);
         spec.add_resource_paths(&h.info, &item, &list);
-        keys.insert(openapi::gv_key(h.info.group, h.info.version));
-        keys.insert(format!("apis/{}", h.info.group));
     }
-    (spec, keys)
 }
 
-/// Renders the documents of the custom resources on top of the built-in spec.
-fn build_custom(base: &Base, handles: Vec<Arc<ResourceHandle>>) -> Custom {
+/// Renders the documents of the custom resources: a group-version whose resources are the
+/// same handles as in `prev` keeps its document (and hash); the others are rendered on the
+/// few built-in definitions they reach. A custom resource in a built-in group-version is
+/// rendered on the whole built-in spec.
+fn build_custom(base: &Base, prev: Option<&Custom>, handles: Vec<Arc<ResourceHandle>>) -> Custom {
     let start = std::time::Instant::now();
-    let (spec, keys) = spec_with(base, &handles);
+    let mut by_key: BTreeMap<String, Vec<&Arc<ResourceHandle>>> = BTreeMap::new();
+    for h in &handles {
+        by_key
+            .entry(openapi::gv_key(h.info.group, h.info.version))
+            .or_default()
+            .push(h);
+        by_key
+            .entry(format!("apis/{}", h.info.group))
+            .or_default()
+            .push(h);
+    }
+    let mut full: Option<Spec> = None;
+    let mut rendered = 0usize;
     let mut v3 = BTreeMap::new();
-    for key in keys {
+    for (key, hs) in by_key {
+        let from: Vec<usize> = hs.iter().map(|h| Arc::as_ptr(h) as usize).collect();
+        if let Some(old) = prev.and_then(|p| p.v3.get(&key))
+            && old.from == from
+        {
+            let reuse = CustomDoc {
+                doc: old.doc.clone(),
+                hash: old.hash.clone(),
+                from,
+            };
+            v3.insert(key, reuse);
+            continue;
+        }
+        let mut spec = if base.served.v3.contains_key(&key) {
+            full.get_or_insert_with(|| Spec::from_resources(resources::builtin_resources()))
+                .clone()
+        } else {
+            base.common.clone()
+        };
+        add_custom(&mut spec, &hs);
         if let Some(doc) = spec.v3(&key) {
             let json = serde_json::to_vec(&doc).unwrap_or_default();
             let hash = openapi::v3_hash(&json);
-            v3.insert(key, (Doc::new(&json, &hash), hash));
+            let doc = Doc::new(&json, &hash);
+            v3.insert(key, CustomDoc { doc, hash, from });
+            rendered += 1;
         }
     }
     let mut hashes: BTreeMap<&str, &str> = base
@@ -211,11 +312,12 @@ fn build_custom(base: &Base, handles: Vec<Arc<ResourceHandle>>) -> Custom {
         .iter()
         .map(|(k, (_, h))| (k.as_str(), h.as_str()))
         .collect();
-    hashes.extend(v3.iter().map(|(k, (_, h))| (k.as_str(), h.as_str())));
+    hashes.extend(v3.iter().map(|(k, d)| (k.as_str(), d.hash.as_str())));
     let v3_index = Bytes::from(openapi::v3_index(hashes));
     tracing::debug!(
         elapsed_ms = start.elapsed().as_millis() as u64,
         resources = handles.len(),
+        rendered,
         "built custom resource OpenAPI documents"
     );
     Custom {
@@ -226,15 +328,19 @@ fn build_custom(base: &Base, handles: Vec<Arc<ResourceHandle>>) -> Custom {
     }
 }
 
-/// `/openapi/v2` with the custom resources, rendered once per set of CRDs.
-async fn custom_v2(base: &Arc<Base>, custom: &Arc<Custom>) -> Option<Arc<(Doc, Doc)>> {
+/// `/openapi/v2` with the custom resources, rendered once per set of CRDs (on the built-in
+/// spec built again for it).
+async fn custom_v2(custom: &Arc<Custom>) -> Option<Arc<(Doc, Doc)>> {
     if let Some(d) = custom.v2.get() {
         return Some(d.clone());
     }
     let c = custom.clone();
-    let base = base.clone();
     let docs = tokio::task::spawn_blocking(move || {
-        let v2 = spec_with(&base, &c.handles).0.v2();
+        let mut spec = Spec::from_resources(resources::builtin_resources());
+        let refs: Vec<&Arc<ResourceHandle>> = c.handles.iter().collect();
+        add_custom(&mut spec, &refs);
+        let v2 = spec.v2();
+        drop(spec);
         let json = serde_json::to_vec(&v2).unwrap_or_default();
         let proto = openapi::proto::encode_document(&v2);
         Arc::new((
@@ -362,12 +468,11 @@ pub async fn serve(state: &AppState, path: &str, headers: &HeaderMap, query: &Qu
             "the OpenAPI documents are not built yet",
         ));
     };
-    let custom = state.openapi.custom();
-    let base = docs.clone();
+    let custom = state.openapi.custom_current().await;
     let docs = &docs.served;
     if path == "/openapi/v2" {
         let v2 = match &custom {
-            Some(c) => custom_v2(&base, c).await,
+            Some(c) => custom_v2(c).await,
             None => None,
         };
         let (json, proto) = match &v2 {
@@ -406,7 +511,8 @@ pub async fn serve(state: &AppState, path: &str, headers: &HeaderMap, query: &Qu
         let found = custom
             .as_ref()
             .and_then(|c| c.v3.get(key))
-            .or_else(|| docs.v3.get(key));
+            .map(|d| (&d.doc, &d.hash))
+            .or_else(|| docs.v3.get(key).map(|(d, h)| (d, h)));
         let Some((doc, hash)) = found else {
             let mut s = Status::not_found("", "", "");
             s.message = "the server could not find the requested resource".into();

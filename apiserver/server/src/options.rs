@@ -57,9 +57,10 @@ pub struct ServerOptions {
 
     // --- Services (kube-apiserver names) ---
     /// CIDR range(s) Service cluster IPs come from: one CIDR, or two of different families
-    /// (`10.0.0.0/24,fd00::/108`) for dual stack. The first address of the first range is the
-    /// `kubernetes` Service's.
-    #[arg(long, default_value = "10.0.0.0/24")]
+    /// (`10.96.0.0/12,fd00::/108`) for dual stack. The first address of the first range is the
+    /// `kubernetes` Service's. Default: 10.96.0.0/12, as kubeadm and k3s-style clusters use
+    /// (kube-apiserver alone falls back to 10.0.0.0/24).
+    #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cluster_ip_range: String,
     /// The port range NodePort and LoadBalancer services get node ports from (`30000-32767`,
     /// or `30000+2768`).
@@ -196,6 +197,27 @@ pub struct ServerOptions {
     /// The private key (PEM) of --proxy-client-cert-file.
     #[arg(long, requires = "proxy_client_cert_file")]
     pub proxy_client_key_file: Option<PathBuf>,
+
+    // --- Front proxy (request-header authentication; kube-apiserver names) ---
+    // With none of --requestheader-client-ca-file and --proxy-client-cert-file given,
+    // `ferrokube server` makes a front-proxy CA and a `front-proxy-client` certificate in
+    // `<data-dir>/pki` (as kubeadm does) and uses kubeadm's header names.
+    /// CA bundle (PEM) that verifies a front proxy's client certificate before the identity
+    /// in the --requestheader-username-headers is trusted.
+    #[arg(long)]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+    /// Common names a front proxy's certificate may carry (empty: any the CA signed).
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_allowed_names: Vec<String>,
+    /// Request headers naming the user (the first with a value wins), e.g. X-Remote-User.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_username_headers: Vec<String>,
+    /// Request headers naming groups (all values), e.g. X-Remote-Group.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_group_headers: Vec<String>,
+    /// Request header prefixes for user extras, e.g. X-Remote-Extra-.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_extra_headers_prefix: Vec<String>,
 
     // ---- API selection ----
     /// `key=value` pairs enabling or disabling feature gates (kube-apiserver's flag); known:

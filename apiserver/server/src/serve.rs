@@ -45,6 +45,14 @@ pub fn tls_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
             .add(c.context("parsing the client CA")?)
             .context("adding the client CA")?;
     }
+    // The front-proxy CA too: the handshake's acceptable-CA hints name it, so a front proxy
+    // choosing among certificates by issuer sends its proxy certificate.
+    let front_proxy_ca = pki.front_proxy.as_ref().map_or("", |f| f.ca_pem.as_str());
+    for c in rustls_pemfile::certs(&mut front_proxy_ca.as_bytes()) {
+        roots
+            .add(c.context("parsing the request-header CA")?)
+            .context("adding the request-header CA")?;
+    }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()

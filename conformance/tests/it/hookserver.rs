@@ -117,6 +117,17 @@ impl HookServer {
     /// Starts a server whose certificate names 127.0.0.1 and `dns_names` (e.g.
     /// `hook.default.svc`), answering with `handler`.
     pub fn start(dns_names: &[&str], handler: Handler) -> HookServer {
+        Self::start_inner(dns_names, handler, None)
+    }
+
+    /// [`start`](Self::start), refusing TLS clients without a certificate `client_ca_pem`
+    /// signed; the handler sees the client certificate's common name in the pseudo-header
+    /// [`CLIENT_CN`].
+    pub fn start_mtls(dns_names: &[&str], handler: Handler, client_ca_pem: &str) -> HookServer {
+        Self::start_inner(dns_names, handler, Some(client_ca_pem))
+    }
+
+    fn start_inner(dns_names: &[&str], handler: Handler, client_ca: Option<&str>) -> HookServer {
         let ca_key = KeyPair::generate().expect("ca key");
         let mut ca = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -147,10 +158,26 @@ impl HookServer {
         let key_der =
             rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_no_client_auth()
+            .expect("versions");
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in rustls_pemfile::certs(&mut pem.as_bytes()) {
+                    roots.add(c.expect("client CA")).expect("add client CA");
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .expect("client verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let cfg = builder
             .with_single_cert(certs, key_der)
             .expect("server config");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
@@ -179,7 +206,13 @@ impl HookServer {
                             let hits = hits2.clone();
                             tokio::spawn(async move {
                                 if let Ok(tls) = acceptor.accept(tcp).await {
-                                    serve_conn(tls, handler, hits).await;
+                                    let cn = tls
+                                        .get_ref()
+                                        .1
+                                        .peer_certificates()
+                                        .and_then(|c| c.first())
+                                        .and_then(|c| common_name(c.as_ref()));
+                                    serve_conn(tls, handler, hits, cn).await;
                                 }
                             });
                         }
@@ -198,7 +231,16 @@ impl HookServer {
     }
 }
 
-async fn serve_conn<S>(mut s: S, handler: Handler, hits: Arc<AtomicUsize>)
+/// The pseudo-header carrying the verified client certificate's common name.
+pub const CLIENT_CN: &str = "x-test-client-cn";
+
+fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_string)
+}
+
+async fn serve_conn<S>(mut s: S, handler: Handler, hits: Arc<AtomicUsize>, cn: Option<String>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -223,10 +265,14 @@ where
         let mut first = lines.next().unwrap_or("").split(' ');
         let method = first.next().unwrap_or("").to_string();
         let path = first.next().unwrap_or("").to_string();
-        let headers: Vec<(String, String)> = lines
+        let mut headers: Vec<(String, String)> = lines
             .filter_map(|l| l.split_once(':'))
             .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .filter(|(k, _)| k != CLIENT_CN)
             .collect();
+        if let Some(cn) = &cn {
+            headers.push((CLIENT_CN.to_string(), cn.clone()));
+        }
         let len: usize = headers
             .iter()
             .find(|(k, _)| k == "content-length")

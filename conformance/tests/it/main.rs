@@ -42,6 +42,7 @@ mod admission_builtin;
 mod admission_policy;
 mod admission_webhooks;
 mod aggregation;
+mod aggregation_auth;
 mod audit;
 mod audit_unauthenticated;
 mod auth;

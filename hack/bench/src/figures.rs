@@ -52,7 +52,7 @@ fn disk_write_bytes(pid: u32) -> u64 {
 
 /// Lowest RSS once it stops falling (jemalloc returns freed pages over ~10 s): sampled every
 /// 500 ms until no sample of the last 3 s is 1% below the earlier minimum, at most `max`.
-async fn settled_rss_kib(pid: u32, max: Duration) -> u64 {
+pub(crate) async fn settled_rss_kib(pid: u32, max: Duration) -> u64 {
     let deadline = Instant::now() + max;
     let mut samples = vec![rss_kib(pid)];
     loop {

@@ -9,12 +9,15 @@
 //! patch comparison (`patch_bench.rs`). `--scheduler` runs only the scheduler / simulated-node
 //! benchmark (`scheduler_bench.rs`: 100 nodes, 1,000 pods; `--quick`: 10 and 100).
 //! `--figures [--rounds N]` prints every figure of issue 12 in one run with its reference
-//! (nginx over TLS for reads, etcd for creates; `figures.rs`).
+//! (nginx over TLS for reads, etcd for creates; `figures.rs`). `--crds [--count N] [--props P --rules R]`: the CRD
+//! figures of issue 10 (apply → served/discovery/OpenAPI, CR vs ConfigMap, RSS with N CRDs;
+//! `crd_bench.rs`).
 
 mod admission_bench;
 mod audit_bench;
 mod auth_bench;
 mod backends;
+mod crd_bench;
 mod figures;
 mod patch_bench;
 mod scheduler_bench;
@@ -418,6 +421,23 @@ async fn main() -> Result<()> {
             .and_then(|i| args.get(i + 1)?.parse().ok())
             .unwrap_or(2);
         let r = figures::run(&tmp, opts.quick, rounds).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
+    }
+    if args.iter().any(|a| a == "--crds") {
+        let count = args
+            .iter()
+            .position(|a| a == "--count")
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .unwrap_or(200);
+        let arg = |name: &str, default: usize| {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1)?.parse().ok())
+                .unwrap_or(default)
+        };
+        let shape = (arg("--props", 50), arg("--rules", 5));
+        let r = crd_bench::run(&tmp, opts.quick, count, shape).await;
         let _ = std::fs::remove_dir_all(&tmp);
         return r;
     }

@@ -151,6 +151,21 @@ impl Spec {
         }
     }
 
+    /// A spec without paths holding only the definitions `keep` selects: the base that custom
+    /// resources' documents are rendered on (they reach only meta/v1 and `autoscaling/v1`
+    /// `Scale` definitions), far smaller than the whole built-in spec.
+    pub fn definitions_only(&self, keep: impl Fn(&str) -> bool) -> Spec {
+        Spec {
+            definitions: self
+                .definitions
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            paths: BTreeMap::new(),
+        }
+    }
+
     /// The v3 keys (`api`, `api/v1`, `apis`, `apis/apps`, `apis/apps/v1`...).
     pub fn v3_keys(&self) -> impl Iterator<Item = &str> {
         self.paths.keys().map(String::as_str)

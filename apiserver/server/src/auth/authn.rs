@@ -83,6 +83,8 @@ pub struct PeerCerts {
     chain: Vec<CertificateDer<'static>>,
     /// `(user, notAfter as unix seconds)`, or why the chain was refused.
     verified: OnceLock<Result<(UserInfo, i64), String>>,
+    /// Whether the chain is a trusted front proxy (request-header authentication).
+    front_proxy: OnceLock<Result<(), String>>,
 }
 
 impl PeerCerts {
@@ -91,6 +93,7 @@ impl PeerCerts {
         PeerCerts {
             chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
             verified: OnceLock::new(),
+            front_proxy: OnceLock::new(),
         }
     }
 }
@@ -191,6 +194,8 @@ fn csv_fields(line: &str) -> Vec<String> {
 /// The union of configured authenticators.
 pub struct Authenticator {
     pub anonymous: bool,
+    /// Request-header authentication of front proxies (tried first, as upstream).
+    pub front_proxy: Option<Arc<super::requestheader::RequestHeaderAuth>>,
     /// Verifies client certificate chains against the client CA bundle.
     pub x509: Arc<dyn ClientCertVerifier>,
     pub tokens: HashMap<String, UserInfo>,
@@ -259,6 +264,20 @@ impl Authenticator {
         peer: Option<&PeerCerts>,
     ) -> Authenticated {
         let mut failed = false;
+        if let (Some(fp), Some(peer)) = (&self.front_proxy, peer) {
+            match peer
+                .front_proxy
+                .get_or_init(|| fp.verify_proxy(&peer.chain))
+            {
+                Ok(()) => {
+                    if let Some(u) = fp.user(headers) {
+                        return Authenticated::User(with_authenticated_group(u));
+                    }
+                }
+                // Not a front proxy; the certificate may still name an x509 user.
+                Err(e) => tracing::trace!(error = %e, "no front proxy"),
+            }
+        }
         if let Some(peer) = peer {
             match self.verify_peer(peer) {
                 Ok(u) => return Authenticated::User(with_authenticated_group(u)),

@@ -21,7 +21,9 @@ pub mod jwt;
 pub mod node;
 pub mod rbac;
 pub mod rbac_feed;
+pub mod requestheader;
 pub mod serviceaccount;
+pub mod trust;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -139,6 +141,8 @@ pub struct Auth {
     pub service_accounts: Option<Arc<serviceaccount::ServiceAccountAuth>>,
     /// Signs approved CSRs (the cluster CA; None with a user-supplied client CA only).
     pub signer: Option<csr::CaSigner>,
+    /// What `kube-system/extension-apiserver-authentication` publishes.
+    pub trust: trust::ClusterTrust,
 }
 
 impl Auth {
@@ -147,6 +151,7 @@ impl Auth {
         opts: &ServerOptions,
         dir: &std::path::Path,
         client_ca_pem: &str,
+        front_proxy: Option<&crate::certs::FrontProxy>,
     ) -> anyhow::Result<Auth> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
@@ -212,6 +217,10 @@ impl Auth {
         Ok(Auth {
             authn: authn::Authenticator {
                 anonymous: opts.anonymous_auth,
+                front_proxy: match front_proxy {
+                    Some(f) => requestheader::RequestHeaderAuth::new(f)?.map(Arc::new),
+                    None => None,
+                },
                 x509,
                 tokens,
                 bootstrap_tokens: opts.enable_bootstrap_token_auth,
@@ -223,6 +232,10 @@ impl Auth {
             node_graph,
             service_accounts: Some(service_accounts),
             signer,
+            trust: trust::ClusterTrust {
+                client_ca_pem: client_ca_pem.to_string(),
+                front_proxy: front_proxy.cloned(),
+            },
         })
     }
 }
@@ -236,5 +249,8 @@ pub async fn start(state: &Arc<crate::AppState>) -> anyhow::Result<()> {
     rbac_feed::start(state).await.context("RBAC index")?;
     node::start(state).await.context("node authorizer graph")?;
     csr::start_signer(state);
+    trust::start(state)
+        .await
+        .context("publishing extension-apiserver-authentication")?;
     Ok(())
 }

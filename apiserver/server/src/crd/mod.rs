@@ -203,10 +203,11 @@ fn set_api_version(obj: &mut Value, api_version: &str) {
     }
 }
 
-/// The stored CRDs, by name, as the feed last saw them.
+/// The stored CRDs, by name, parsed once when the feed (or this module's own status write)
+/// delivers them.
 #[derive(Default)]
 pub struct CrdSet {
-    crds: Mutex<BTreeMap<String, Value>>,
+    crds: Mutex<BTreeMap<String, Arc<Crd>>>,
     changed: Notify,
 }
 
@@ -218,10 +219,11 @@ impl Sink for CrdSet {
 
     fn apply(&self, key: &str, obj: Option<&Value>) {
         let name = key.strip_prefix(PREFIX).unwrap_or(key).to_string();
+        let parsed = obj.and_then(Crd::parse).map(Arc::new);
         {
             let mut crds = self.crds.lock().unwrap_or_else(|e| e.into_inner());
-            match obj {
-                Some(v) => crds.insert(name, v.clone()),
+            match parsed {
+                Some(c) => crds.insert(name, c),
                 None => crds.remove(&name),
             };
         }
@@ -229,22 +231,53 @@ impl Sink for CrdSet {
     }
 }
 
+/// `metadata.resourceVersion` as a number (0 when absent).
+fn resource_version(crd: &Crd) -> u64 {
+    crd.raw
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 impl CrdSet {
-    fn snapshot(&self) -> Vec<Crd> {
+    fn snapshot(&self) -> Vec<Arc<Crd>> {
         self.crds
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .filter_map(Crd::parse)
+            .cloned()
             .collect()
     }
+
+    /// Records a CRD this module just wrote, unless the feed already delivered it or a later
+    /// version (the feed's event for this write then changes nothing).
+    fn record_written(&self, crd: &Arc<Crd>) {
+        let mut crds = self.crds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cur) = crds.get(&crd.name)
+            && resource_version(cur) >= resource_version(crd)
+        {
+            return;
+        }
+        crds.insert(crd.name.clone(), crd.clone());
+    }
+}
+
+/// Whether the handles built for `old` serve `new` unchanged: same spec, accepted names and
+/// deletion state (status conditions, `storedVersions` and metadata do not matter).
+fn same_serving(old: &Crd, new: &Crd) -> bool {
+    old.accepted == new.accepted
+        && old.deleting == new.deleting
+        && old.raw.get("spec") == new.raw.get("spec")
 }
 
 /// The controller's memory between passes.
 #[derive(Default)]
 struct Controller {
-    /// Handles reused while a CRD does not change (keyed by the CRD's stored JSON).
-    handles: HashMap<String, (Value, Vec<Arc<ResourceHandle>>)>,
+    /// Handles reused while a CRD's serving does not change ([`same_serving`]).
+    handles: HashMap<String, (Arc<Crd>, Vec<Arc<ResourceHandle>>)>,
+    /// The handles published last (discovery and OpenAPI are rebuilt only when they change).
+    published: Vec<Arc<ResourceHandle>>,
     /// CRDs whose cleanup runs now.
     cleaning: Arc<Mutex<HashSet<String>>>,
 }
@@ -294,39 +327,62 @@ fn handles_of(state: &AppState, crd: &Crd) -> Vec<Arc<ResourceHandle>> {
         .collect()
 }
 
-/// One pass: serve what is established, fix statuses, run cleanups.
+/// One pass: fix statuses, serve what is established, run cleanups. A CRD whose status this
+/// pass writes (`NamesAccepted` and `Established` together, as upstream's naming and
+/// establishing controllers end up) is served in the same pass, from the written object,
+/// without waiting for the feed to bring the write back.
 async fn sync(state: &Arc<AppState>, set: &CrdSet, ctl: &mut Controller) {
-    let crds = set.snapshot();
+    let mut crds = set.snapshot();
+    let crd_handle = state
+        .registry
+        .get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .cloned();
+    if let Some(crd_handle) = &crd_handle {
+        let now = now_rfc3339();
+        let mut written = Vec::new();
+        {
+            let refs: Vec<&Crd> = crds.iter().map(|c| c.as_ref()).collect();
+            for (i, crd) in crds.iter().enumerate() {
+                if let Some(status) = customresource::status::desired(crd, &refs, &now)
+                    && let Some(obj) = write_status(state, crd_handle, &crd.name, status).await
+                    && let Some(parsed) = Crd::parse(&obj)
+                {
+                    written.push((i, Arc::new(parsed)));
+                }
+            }
+        }
+        for (i, crd) in written {
+            set.record_written(&crd);
+            crds[i] = crd;
+        }
+    }
+
     let mut served: Vec<Arc<ResourceHandle>> = Vec::new();
     let mut next = HashMap::new();
     for crd in crds.iter().filter(|c| c.established) {
         let handles = match ctl.handles.remove(&crd.name) {
-            Some((raw, h)) if raw == crd.raw => h,
+            Some((old, h)) if Arc::ptr_eq(&old, crd) || same_serving(&old, crd) => h,
             _ => handles_of(state, crd),
         };
         served.extend(handles.iter().cloned());
-        next.insert(crd.name.clone(), (crd.raw.clone(), handles));
+        next.insert(crd.name.clone(), (crd.clone(), handles));
     }
     ctl.handles = next;
-    state.registry.set_custom(served.clone());
-    let mut table: Vec<ResourceInfo> = resources::builtin_resources().to_vec();
-    table.extend(served.iter().map(|h| h.info.clone()));
-    state.discovery.rebuild(&table);
-    state.openapi.set_custom(served);
+    let unchanged = served.len() == ctl.published.len()
+        && served
+            .iter()
+            .zip(&ctl.published)
+            .all(|(a, b)| Arc::ptr_eq(a, b));
+    if !unchanged {
+        state.registry.set_custom(served.clone());
+        let mut table: Vec<ResourceInfo> = resources::builtin_resources().to_vec();
+        table.extend(served.iter().map(|h| h.info.clone()));
+        state.discovery.rebuild(&table);
+        state.openapi.set_custom(served.clone());
+        ctl.published = served;
+    }
 
-    let Some(crd_handle) = state
-        .registry
-        .get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .cloned()
-    else {
-        return;
-    };
-    let refs: Vec<&Crd> = crds.iter().collect();
-    let now = now_rfc3339();
     for crd in &crds {
-        if let Some(status) = customresource::status::desired(crd, &refs, &now) {
-            write_status(state, &crd_handle, &crd.name, status).await;
-        }
         if crd.deleting
             && crd
                 .finalizers
@@ -338,7 +394,13 @@ async fn sync(state: &Arc<AppState>, set: &CrdSet, ctl: &mut Controller) {
     }
 }
 
-async fn write_status(state: &AppState, h: &ResourceHandle, name: &str, status: Value) {
+/// Writes a CRD's status through `/status`; the stored object when it was written.
+async fn write_status(
+    state: &AppState,
+    h: &ResourceHandle,
+    name: &str,
+    status: Value,
+) -> Option<Value> {
     let opts = WriteOptions {
         subresource: UpdateTarget::Status,
         field_manager: "kube-apiserver".into(),
@@ -367,9 +429,15 @@ async fn write_status(state: &AppState, h: &ResourceHandle, name: &str, status: 
         )
         .await;
     match r {
-        Ok(_) => tracing::debug!(crd = name, "CRD status written"),
-        Err(e) if e.is_not_found() || e.is_conflict() => {}
-        Err(e) => tracing::warn!(crd = name, error = %e, "writing CRD status failed"),
+        Ok((obj, _)) => {
+            tracing::debug!(crd = name, "CRD status written");
+            Some(obj)
+        }
+        Err(e) if e.is_not_found() || e.is_conflict() => None,
+        Err(e) => {
+            tracing::warn!(crd = name, error = %e, "writing CRD status failed");
+            None
+        }
     }
 }
 
