@@ -63,7 +63,7 @@ pub enum Target {
     /// `.group(g)`.
     Group(String),
     /// `.group(g).resource(r)...`: the check being built.
-    Resource(AuthzCheck),
+    Resource(Box<AuthzCheck>),
 }
 
 /// A value of the library: an authorizer, a check being built, or a decision.
@@ -76,7 +76,7 @@ pub enum AuthzValue {
         /// The request's own resource (`authorizer.requestResource`).
         request: Option<Arc<AuthzCheck>>,
     },
-    Decision(AuthzDecision),
+    Decision(Box<AuthzDecision>),
 }
 
 impl fmt::Debug for AuthzValue {
@@ -144,7 +144,7 @@ pub fn select(v: &AuthzValue, field: &str) -> Result<Value, EvalError> {
             Some(r) => Ok(Value::Authz(Arc::new(AuthzValue::Check {
                 callback: callback.clone(),
                 service_account: service_account.clone(),
-                target: Target::Resource((**r).clone()),
+                target: Target::Resource(Box::new((**r).clone())),
                 request: None,
             }))),
             None => Err(EvalError::Runtime(
@@ -198,11 +198,11 @@ pub fn member(
                     service_account.clone(),
                 )),
                 (Target::Group(g), "resource") => wrap(next(
-                    Target::Resource(AuthzCheck {
+                    Target::Resource(Box::new(AuthzCheck {
                         group: g.clone(),
                         resource: str_arg(args, 0, f)?.into(),
                         ..AuthzCheck::default()
-                    }),
+                    })),
                     service_account.clone(),
                 )),
                 (
@@ -224,7 +224,7 @@ pub fn member(
                     charge(CHECK_COST)?;
                     let verb = str_arg(args, 0, f)?;
                     let mut c = match target {
-                        Target::Resource(c) => c.clone(),
+                        Target::Resource(c) => (**c).clone(),
                         Target::Path(p) => AuthzCheck {
                             path: Some(p.clone()),
                             ..AuthzCheck::default()
@@ -233,7 +233,7 @@ pub fn member(
                     };
                     c.verb = verb.to_string();
                     c.service_account = service_account.clone();
-                    wrap(AuthzValue::Decision(callback.check(&c)))
+                    wrap(AuthzValue::Decision(Box::new(callback.check(&c))))
                 }
                 _ => Err(no_overload(f, v)),
             }
