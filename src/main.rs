@@ -5,7 +5,9 @@ use clap::{Parser, Subcommand};
 mod tools;
 
 /// jemalloc hands freed memory back to the OS (glibc's arenas keep what one-off work such as
-/// the OpenAPI build allocated), which keeps idle RSS low.
+/// the OpenAPI build allocated), which keeps idle RSS low. The `system-allocator` feature
+/// leaves malloc in place for heap profilers that hook it (heaptrack).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

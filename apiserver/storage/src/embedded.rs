@@ -41,6 +41,11 @@ use writer::{Op, WriteReq};
 /// The database file inside the data directory.
 pub const DB_FILE_NAME: &str = "ferrokube.redb";
 
+/// The embedded store's page cache: enough for the pages one batch of writes dirties (redb
+/// keeps its write buffer under half of it) and the top levels of the trees. Measured with
+/// 100,000 small ConfigMaps: redb's 1 GiB default held 125 MB more RSS than 8 MiB.
+pub const DEFAULT_CACHE_SIZE: usize = 8 << 20;
+
 /// Tuning of the embedded store. [`Default`] suits a server; [`EmbeddedOptions::fast`] suits
 /// tests (compaction every 100 ms, reclamation of any file size).
 #[derive(Clone, Debug)]
@@ -61,7 +66,10 @@ pub struct EmbeddedOptions {
     pub reclaim_min_file_bytes: u64,
     /// Reclaim when at least this fraction of the file is free pages (0.0..1.0).
     pub reclaim_free_ratio: f64,
-    /// redb page cache size in bytes (None: redb's default).
+    /// redb page cache size in bytes (None: redb's default, 1 GiB). Every page a commit
+    /// writes stays in that cache, so with the default the process holds a copy of the whole
+    /// file (~1.3 KB per small object) in anonymous memory; the watch cache serves reads, and
+    /// the OS page cache the rest, so the default here is [`DEFAULT_CACHE_SIZE`].
     pub cache_size: Option<usize>,
     /// Save redb's allocator state at each commit so reopening after a crash needs no full
     /// repair walk (slower commits, near-instant recovery).
@@ -99,7 +107,7 @@ impl Default for EmbeddedOptions {
             compaction_chunk: 1000,
             reclaim_min_file_bytes: 64 << 20,
             reclaim_free_ratio: 0.5,
-            cache_size: None,
+            cache_size: Some(DEFAULT_CACHE_SIZE),
             quick_repair: true,
             failpoint: None,
         }

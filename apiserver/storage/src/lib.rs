@@ -8,6 +8,7 @@
 //! Every backend passes the one suite in [`testing::run_all`].
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -26,7 +27,9 @@ pub type Revision = i64;
 /// One key with its value and its revisions, as etcd's `mvccpb.KeyValue`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyValue {
-    pub key: String,
+    /// Shared, not copied, by every clone: the watch cache's state, its event rings and the
+    /// events in flight to watchers hold one allocation per key.
+    pub key: Arc<str>,
     pub value: Bytes,
     /// The revision of the write that created this incarnation of the key.
     pub create_revision: Revision,
@@ -64,7 +67,7 @@ impl Event {
         Event {
             kind: EventKind::Progress,
             kv: KeyValue {
-                key: String::new(),
+                key: Arc::from(""),
                 value: Bytes::new(),
                 create_revision: 0,
                 mod_revision: revision,

@@ -214,7 +214,7 @@ impl Storage for MemoryStore {
         }
         let revision = inner.revision + 1;
         let kv = KeyValue {
-            key: key.to_owned(),
+            key: key.into(),
             value,
             create_revision: revision,
             mod_revision: revision,
@@ -249,7 +249,7 @@ impl Storage for MemoryStore {
         }
         let revision = inner.revision + 1;
         let kv = KeyValue {
-            key: key.to_owned(),
+            key: key.into(),
             value,
             create_revision: prev.create_revision,
             mod_revision: revision,

@@ -186,7 +186,7 @@ async fn lease_churn_file_shrinks_after_compaction() {
         .expect("list");
     assert_eq!(all.items.len(), KEYS);
     for kv in &all.items {
-        assert_eq!(Some(&kv.mod_revision), revs.get(&kv.key));
+        assert_eq!(Some(&kv.mod_revision), revs.get(&*kv.key));
     }
     let kv = &all.items[0];
     let next = store

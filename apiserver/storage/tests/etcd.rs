@@ -341,12 +341,12 @@ async fn migrate_from_embedded_keeps_revisions_monotonic() {
     let pairs: Vec<(&str, &[u8])> = before
         .items
         .iter()
-        .map(|kv| (kv.key.as_str(), &kv.value[..]))
+        .map(|kv| (&*kv.key, &kv.value[..]))
         .collect();
     let copied: Vec<(&str, &[u8])> = after
         .items
         .iter()
-        .map(|kv| (kv.key.as_str(), &kv.value[..]))
+        .map(|kv| (&*kv.key, &kv.value[..]))
         .collect();
     assert_eq!(copied, pairs, "every key and value copied");
     assert!(

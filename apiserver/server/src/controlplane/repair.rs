@@ -48,7 +48,7 @@ async fn list_all(storage: &dyn Storage, prefix: &str) -> Result<Vec<KeyValue>, 
             })
             .await?;
         let more = page.more;
-        start_after = page.items.last().map(|kv| kv.key.clone());
+        start_after = page.items.last().map(|kv| kv.key.to_string());
         out.extend(page.items);
         if !more || start_after.is_none() {
             return Ok(out);

@@ -37,8 +37,11 @@ pub fn encode_for_storage(obj: &Value) -> ApiResult<Bytes> {
             out.insert(k.clone(), v.clone());
         }
     }
+    // The bytes are held for the object's lifetime (watch cache, event ring, responses):
+    // exactly their length, not the doubling growth of the serializer's buffer (a 540-byte
+    // object would otherwise hold a 1,024-byte allocation).
     serde_json::to_vec(&Value::Object(out))
-        .map(Bytes::from)
+        .map(|v| Bytes::from(v.into_boxed_slice()))
         .map_err(ApiError::Encoding)
 }
 

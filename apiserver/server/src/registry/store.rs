@@ -319,7 +319,7 @@ impl GenericStore {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let last_key = page.items.last().map(|kv| kv.key.clone());
+            let last_key = page.items.last().map(|kv| kv.key.to_string());
             let page_more = page.more;
             let remaining = page.remaining;
             items.extend(Self::filter(h, opts, page.items)?);

@@ -15,6 +15,8 @@
 //! Compaction at `C` keeps, per key, the newest version at or below `C` when it is a put (the
 //! state every read above `C` needs); it is also the `prev` of the key's first event above `C`.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use redb::TableDefinition;
 
@@ -96,9 +98,9 @@ impl Version {
     }
 
     /// This version as the key's value at `mod_revision` (for puts).
-    pub fn key_value(&self, key: &str, mod_revision: Revision) -> KeyValue {
+    pub fn key_value(&self, key: Arc<str>, mod_revision: Revision) -> KeyValue {
         KeyValue {
-            key: key.to_owned(),
+            key,
             value: self.value.clone(),
             create_revision: self.create_revision,
             mod_revision,
@@ -114,12 +116,13 @@ pub(crate) fn event_for(
     version: &Version,
     prev: Option<&Version>,
 ) -> Event {
-    let prev_kv = prev.map(|p| p.key_value(key, version.prev_mod_revision));
+    let key: Arc<str> = key.into();
+    let prev_kv = prev.map(|p| p.key_value(Arc::clone(&key), version.prev_mod_revision));
     if version.tombstone {
         Event {
             kind: EventKind::Delete,
             kv: KeyValue {
-                key: key.to_owned(),
+                key,
                 value: prev.map(|p| p.value.clone()).unwrap_or_default(),
                 create_revision: version.create_revision,
                 mod_revision: revision,

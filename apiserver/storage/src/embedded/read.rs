@@ -54,7 +54,7 @@ pub(crate) fn get(txn: &ReadTransaction, key: &str) -> Result<Option<KeyValue>> 
         )));
     };
     let history = txn.open_table(HISTORY).map_err(backend)?;
-    Ok(version(&history, key, mod_rev)?.map(|v| v.key_value(key, mod_rev)))
+    Ok(version(&history, key, mod_rev)?.map(|v| v.key_value(key.into(), mod_rev)))
 }
 
 /// Where a scan of `req` starts, as the first key to consider.
@@ -131,7 +131,7 @@ pub(crate) fn list(txn: &ReadTransaction, req: &ListRequest) -> Result<ListRespo
                 )));
             };
             if let Some(v) = version(&history, key, mod_rev)? {
-                push(&mut out, v.key_value(key, mod_rev));
+                push(&mut out, v.key_value(key.into(), mod_rev));
             }
         }
         return Ok(out);
@@ -157,7 +157,7 @@ pub(crate) fn list(txn: &ReadTransaction, req: &ListRequest) -> Result<ListRespo
             && let Some((pk, prev_rev, v)) = pending.take()
             && !v.tombstone
         {
-            push(&mut out, v.key_value(&pk, prev_rev));
+            push(&mut out, v.key_value(pk.as_str().into(), prev_rev));
         }
         if rev <= at {
             let v = Version::decode(raw.value())
@@ -168,7 +168,7 @@ pub(crate) fn list(txn: &ReadTransaction, req: &ListRequest) -> Result<ListRespo
     if let Some((pk, rev, v)) = pending
         && !v.tombstone
     {
-        push(&mut out, v.key_value(&pk, rev));
+        push(&mut out, v.key_value(pk.as_str().into(), rev));
     }
     Ok(out)
 }

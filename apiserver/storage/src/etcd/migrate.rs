@@ -58,7 +58,7 @@ async fn read_all(source: &dyn Storage, prefix: &str) -> Result<(Vec<KeyValue>, 
             })
             .await?;
         revision = page.revision;
-        start_after = page.items.last().map(|kv| kv.key.clone());
+        start_after = page.items.last().map(|kv| kv.key.to_string());
         items.extend(page.items);
         if !page.more || start_after.is_none() {
             return Ok((items, revision));

@@ -288,7 +288,7 @@ impl EtcdStore {
             ))
         })?;
         Ok(KeyValue {
-            key,
+            key: key.into(),
             value: Bytes::copy_from_slice(kv.value()),
             create_revision: kv.create_revision(),
             mod_revision: kv.mod_revision(),
@@ -623,7 +623,7 @@ impl Storage for EtcdStore {
         }
         let rev = header_revision(resp.header())?;
         Ok(KeyValue {
-            key: key.to_owned(),
+            key: key.into(),
             value,
             create_revision: rev,
             mod_revision: rev,
@@ -662,7 +662,7 @@ impl Storage for EtcdStore {
             })
             .ok_or_else(|| StorageError::Backend("etcd put without its previous value".into()))?;
         Ok(KeyValue {
-            key: key.to_owned(),
+            key: key.into(),
             value,
             create_revision,
             mod_revision: rev,

@@ -42,7 +42,7 @@ struct State {
 
 fn convert(key_prefix: &str, kv: &etcd_client::KeyValue) -> Option<KeyValue> {
     Some(KeyValue {
-        key: EtcdStore::storage_key(key_prefix, kv.key())?,
+        key: EtcdStore::storage_key(key_prefix, kv.key())?.into(),
         value: Bytes::copy_from_slice(kv.value()),
         create_revision: kv.create_revision(),
         mod_revision: kv.mod_revision(),
@@ -104,7 +104,7 @@ impl State {
                     Event {
                         kind: EventKind::Delete,
                         kv: KeyValue {
-                            key,
+                            key: key.into(),
                             value,
                             create_revision,
                             mod_revision: revision,

@@ -102,12 +102,12 @@ async fn list_at_revision_pagination_and_compaction() {
             prefix: "/registry/pods/".into(),
             revision: 4,
             limit: 2,
-            start_after: Some(page.items[1].key.clone()),
+            start_after: Some(page.items[1].key.to_string()),
         })
         .await
         .unwrap();
     assert_eq!(page2.items.len(), 1);
-    assert_eq!(page2.items[0].key, "/registry/pods/c");
+    assert_eq!(&*page2.items[0].key, "/registry/pods/c");
     assert!(!page2.more);
 
     let err = s
@@ -154,7 +154,7 @@ async fn list_at_revision_pagination_and_compaction() {
         })
         .await
         .unwrap();
-    let keys: Vec<_> = at7.items.iter().map(|kv| kv.key.as_str()).collect();
+    let keys: Vec<_> = at7.items.iter().map(|kv| &*kv.key).collect();
     assert_eq!(
         keys,
         vec!["/registry/pods/a", "/registry/pods/c", "/registry/podsx/z"]
@@ -191,7 +191,7 @@ async fn watch_replays_history_then_live_and_fails_when_compacted() {
         (EventKind::Delete, 5, b("2"))
     );
     let e = next(&mut w).await.unwrap();
-    assert_eq!((e.revision(), e.kv.key.as_str()), (7, "/registry/pods/b"));
+    assert_eq!((e.revision(), &*e.kv.key), (7, "/registry/pods/b"));
 
     s.compact(5).await.unwrap();
     assert!(matches!(

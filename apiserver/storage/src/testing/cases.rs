@@ -17,14 +17,14 @@ fn list_req(prefix: &str, start_after: Option<&str>, limit: usize, revision: i64
 }
 
 fn keys(items: &[crate::KeyValue]) -> Vec<&str> {
-    items.iter().map(|kv| kv.key.as_str()).collect()
+    items.iter().map(|kv| &*kv.key).collect()
 }
 
 /// create returns the stored value with create = mod = the new revision; get reads it back.
 pub async fn test_create_and_get(store: Arc<dyn Storage>) {
     let before = must_revision(&*store).await;
     let kv = must_create(&*store, "/registry/pods/ns/a", "v1").await;
-    assert_eq!(kv.key, "/registry/pods/ns/a");
+    assert_eq!(&*kv.key, "/registry/pods/ns/a");
     assert_eq!(text(&kv), "v1");
     assert_eq!(
         kv.create_revision,

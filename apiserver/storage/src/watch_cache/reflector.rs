@@ -86,7 +86,7 @@ pub(super) async fn list_all(
             })
             .await?;
         revision = page.revision;
-        start_after = page.items.last().map(|kv| kv.key.clone());
+        start_after = page.items.last().map(|kv| kv.key.to_string());
         items.extend(page.items);
         if !page.more || start_after.is_none() {
             return Ok((items, revision));

@@ -2,7 +2,8 @@
 //!
 //! Pure data, no locks or IO: [`super::Shared`] wraps it in a `RwLock`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::dispatch::segment;
@@ -16,13 +17,44 @@ struct Ring {
     start: Revision,
 }
 
+/// One key's latest value, ordered and looked up by its key: the key is stored once (in the
+/// value), not a second time as a map key.
+#[derive(Debug)]
+struct Item(KeyValue);
+
+impl Borrow<str> for Item {
+    fn borrow(&self) -> &str {
+        &self.0.key
+    }
+}
+
+impl PartialEq for Item {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for Item {}
+
+impl PartialOrd for Item {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Item {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.key.cmp(&other.0.key)
+    }
+}
+
 /// The current state and the recent history.
 #[derive(Debug)]
 pub(super) struct CacheState {
     /// The cache prefix (`/registry/`): keys are grouped into rings by the segment after it.
     prefix: String,
     /// The latest value of every key under the cache's prefix.
-    items: BTreeMap<String, KeyValue>,
+    items: BTreeSet<Item>,
     /// Recent events per resource in revision order, at most `capacity` each, so that a busy
     /// resource does not shorten the resumption window of the others (as upstream, where
     /// each resource has its own cache).
@@ -39,7 +71,7 @@ impl CacheState {
     pub(super) fn new(prefix: &str, capacity: usize) -> CacheState {
         CacheState {
             prefix: prefix.to_owned(),
-            items: BTreeMap::new(),
+            items: BTreeSet::new(),
             rings: HashMap::new(),
             capacity: capacity.max(1),
             list_revision: 0,
@@ -50,7 +82,7 @@ impl CacheState {
     /// Replaces everything with the result of a list at `revision`. The rings start empty:
     /// watches can resume only from `revision` on.
     pub(super) fn replace(&mut self, items: Vec<KeyValue>, revision: Revision) {
-        self.items = items.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
+        self.items = items.into_iter().map(Item).collect();
         self.rings.clear();
         self.list_revision = revision;
         self.revision = revision;
@@ -70,10 +102,10 @@ impl CacheState {
                 return None;
             }
             EventKind::Put => {
-                self.items.insert(event.kv.key.clone(), event.kv.clone());
+                self.items.replace(Item(event.kv.clone()));
             }
             EventKind::Delete => {
-                self.items.remove(&event.kv.key);
+                self.items.remove(&*event.kv.key);
             }
         }
         self.revision = revision;
@@ -118,8 +150,8 @@ impl CacheState {
                 std::ops::Bound::Included(prefix),
                 std::ops::Bound::Unbounded,
             ))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(_, kv)| kv.clone())
+            .take_while(|item| item.0.key.starts_with(prefix))
+            .map(|item| item.0.clone())
             .collect()
     }
 
@@ -139,19 +171,19 @@ impl CacheState {
         let mut matching = self
             .items
             .range::<str, _>((start, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix));
+            .take_while(|item| item.0.key.starts_with(prefix));
         let take = if limit == 0 { usize::MAX } else { limit };
         let items: Vec<KeyValue> = matching
             .by_ref()
             .take(take)
-            .map(|(_, kv)| kv.clone())
+            .map(|item| item.0.clone())
             .collect();
         (items, matching.count() as u64)
     }
 
     /// The latest value of one key.
     pub(super) fn get(&self, key: &str) -> Option<KeyValue> {
-        self.items.get(key).cloned()
+        self.items.get(key).map(|item| item.0.clone())
     }
 
     /// The events under `prefix` after `after_revision`, or `Compacted` when the rings no

@@ -422,7 +422,7 @@ async fn a_compacted_backend_watch_makes_the_cache_relist_and_continue() {
         }
     }
     let (items, rev) = cache.list(PODS, 4).await.unwrap();
-    let keys: Vec<_> = items.iter().map(|kv| kv.key.as_str()).collect();
+    let keys: Vec<_> = items.iter().map(|kv| &*kv.key).collect();
     assert_eq!(keys, vec!["/registry/pods/ns/new"]);
     assert!(rev >= 4);
     assert!(cache.metrics().lists >= 2);
@@ -482,7 +482,7 @@ async fn watch_with_initial_has_no_gap_or_duplicate_under_concurrent_writes() {
     let mut state: BTreeMap<String, KeyValue> = initial
         .items
         .into_iter()
-        .map(|kv| (kv.key.clone(), kv))
+        .map(|kv| (kv.key.to_string(), kv))
         .collect();
     let mut stream = initial.stream;
     let mut expected = initial.revision + 1;
@@ -495,8 +495,8 @@ async fn watch_with_initial_has_no_gap_or_duplicate_under_concurrent_writes() {
         );
         expected += 1;
         match e.kind {
-            EventKind::Put => state.insert(e.kv.key.clone(), e.kv.clone()),
-            EventKind::Delete => state.remove(&e.kv.key),
+            EventKind::Put => state.insert(e.kv.key.to_string(), e.kv.clone()),
+            EventKind::Delete => state.remove(&*e.kv.key),
             EventKind::Progress => panic!("the cache passed a backend progress event on"),
         };
     }

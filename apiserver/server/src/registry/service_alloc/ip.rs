@@ -189,7 +189,7 @@ async fn taken_in(storage: &dyn Storage, cidr: &Cidr) -> Result<HashSet<String>,
             }
         }
         match (page.more, page.items.last()) {
-            (true, Some(last)) => start_after = Some(last.key.clone()),
+            (true, Some(last)) => start_after = Some(last.key.to_string()),
             _ => return Ok(taken),
         }
     }
