@@ -239,10 +239,7 @@ impl Queue {
             }
         }
         let next_backoff = self.backoff.first().map(|b| b.0);
-        let next_parked = self
-            .unschedulable
-            .first()
-            .map(|u| u.0 + MAX_UNSCHEDULABLE);
+        let next_parked = self.unschedulable.first().map(|u| u.0 + MAX_UNSCHEDULABLE);
         match (next_backoff, next_parked) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -237,8 +237,14 @@ pub async fn deployment_run(tmp: &Path, nodes: usize, replicas: usize) -> Result
     let (peak, cpu, span) = sampler.stop();
     println!("| {replicas}-replica Deployment on {nodes} simulated nodes | value |");
     println!("|---|---|");
-    println!("| load average before / after | {load_before} / {} |", load());
-    println!("| {nodes} nodes Ready after | {:.1} s |", nodes_ready.as_secs_f64());
+    println!(
+        "| load average before / after | {load_before} / {} |",
+        load()
+    );
+    println!(
+        "| {nodes} nodes Ready after | {:.1} s |",
+        nodes_ready.as_secs_f64()
+    );
     println!(
         "| create → availableReplicas = {replicas} | {:.2} s |",
         available.as_secs_f64()
@@ -310,7 +316,10 @@ pub async fn big_cluster_run(tmp: &Path, nodes: usize, pods: usize) -> Result<()
     let late = iv.iter().filter(|s| **s > GRACE).count();
     println!("| {nodes} simulated nodes, {pods} pods, one server | value |");
     println!("|---|---|");
-    println!("| load average before / after | {load_before} / {} |", load());
+    println!(
+        "| load average before / after | {load_before} / {} |",
+        load()
+    );
     println!(
         "| {nodes} nodes Ready after (from spawn) | {:.1} s |",
         nodes_ready.as_secs_f64()
@@ -330,7 +339,11 @@ pub async fn big_cluster_run(tmp: &Path, nodes: usize, pods: usize) -> Result<()
         "| server CPU whole run (start → end) | {cpu_total:.1} s over {span:.0} s ({:.0}% of one core) |",
         100.0 * cpu_total / span.max(0.001)
     );
-    println!("| server peak RSS / at end | {} MiB / {} MiB |", peak / 1024, rss_end / 1024);
+    println!(
+        "| server peak RSS / at end | {} MiB / {} MiB |",
+        peak / 1024,
+        rss_end / 1024
+    );
     println!(
         "| lease renewals observed ({n_leases} leases) | {} |",
         iv.len()

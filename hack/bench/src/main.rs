@@ -17,9 +17,9 @@ mod admission_bench;
 mod audit_bench;
 mod auth_bench;
 mod backends;
+mod cluster_bench;
 mod figures;
 mod patch_bench;
-mod cluster_bench;
 mod scheduler_bench;
 
 use std::path::{Path, PathBuf};
@@ -425,14 +425,14 @@ async fn main() -> Result<()> {
             .unwrap_or(default)
     };
     if args.iter().any(|a| a == "--deployment") {
-        let r = cluster_bench::deployment_run(&tmp, num("--nodes", 100), num("--replicas", 1000))
-            .await;
+        let r =
+            cluster_bench::deployment_run(&tmp, num("--nodes", 100), num("--replicas", 1000)).await;
         let _ = std::fs::remove_dir_all(&tmp);
         return r;
     }
     if args.iter().any(|a| a == "--big-cluster") {
-        let r = cluster_bench::big_cluster_run(&tmp, num("--nodes", 1000), num("--pods", 30000))
-            .await;
+        let r =
+            cluster_bench::big_cluster_run(&tmp, num("--nodes", 1000), num("--pods", 30000)).await;
         let _ = std::fs::remove_dir_all(&tmp);
         return r;
     }

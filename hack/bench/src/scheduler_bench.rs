@@ -232,7 +232,8 @@ pub async fn run_prequeued(tmp: &Path, nodes: usize, pods: usize) -> Result<()> 
                     .and_then(|s| s.conditions.as_ref())
                     .is_some_and(|cs| {
                         cs.iter().any(|c| {
-                            c.type_ == "PodScheduled" && c.reason.as_deref() == Some("Unschedulable")
+                            c.type_ == "PodScheduled"
+                                && c.reason.as_deref() == Some("Unschedulable")
                         })
                     })
             })
@@ -309,7 +310,10 @@ pub async fn run_prequeued(tmp: &Path, nodes: usize, pods: usize) -> Result<()> 
     println!("|---|---|");
     println!(
         "| load average at release | {} |",
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     println!(
         "| taints removed from {nodes} nodes in | {:.2} s |",
