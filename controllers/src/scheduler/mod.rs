@@ -537,3 +537,19 @@ fn now_rfc3339() -> String {
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::num_feasible_nodes_to_find;
+
+    #[test]
+    fn adaptive_percentage_of_nodes_to_score() {
+        // Upstream: all nodes below 100, then 50% - nodes/125 (min 5%), never below 100 nodes.
+        assert_eq!(num_feasible_nodes_to_find(3), 3);
+        assert_eq!(num_feasible_nodes_to_find(99), 99);
+        assert_eq!(num_feasible_nodes_to_find(100), 100);
+        assert_eq!(num_feasible_nodes_to_find(1000), 420);
+        assert_eq!(num_feasible_nodes_to_find(5000), 500);
+        assert_eq!(num_feasible_nodes_to_find(6000), 300);
+    }
+}

@@ -305,4 +305,61 @@ mod tests {
         q.flush(now + Duration::from_secs(2));
         assert_eq!(q.pop().map(|(k, _)| k).as_deref(), Some("a"));
     }
+
+    #[test]
+    fn backoff_and_parked_pods_are_indexed_by_state() {
+        let mut q = Queue::default();
+        let now = Instant::now();
+        for k in ["a", "b", "c"] {
+            q.add_or_update(k.into(), pod(0));
+        }
+        let popped: Vec<String> = std::iter::from_fn(|| q.pop().map(|(k, _)| k)).collect();
+        assert_eq!(popped, ["a", "b", "c"]);
+        // a fails to bind (back-off), b and c find no node (parked).
+        q.requeue("a", false, now);
+        q.requeue("b", true, now);
+        q.requeue("c", true, now);
+        assert_eq!(q.active_len(), 0);
+        assert_eq!(q.flush(now), Some(now + INITIAL_BACKOFF));
+        assert!(q.pop().is_none());
+        // A deleted parked pod leaves every index.
+        q.remove("c");
+        q.move_all_unschedulable(now);
+        assert_eq!(
+            q.state("b"),
+            Some(QueueState::Backoff(now + INITIAL_BACKOFF))
+        );
+        assert_eq!(q.flush(now + INITIAL_BACKOFF), None);
+        let order: Vec<String> = std::iter::from_fn(|| q.pop().map(|(k, _)| k)).collect();
+        assert_eq!(order, ["a", "b"]);
+        assert_eq!(q.len(), 2);
+        q.done("a");
+        q.done("b");
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn event_while_in_flight_retries_instead_of_parking() {
+        let mut q = Queue::default();
+        let now = Instant::now();
+        q.add_or_update("a".into(), pod(0));
+        assert!(q.pop().is_some());
+        q.move_all_unschedulable(now);
+        q.requeue("a", true, now);
+        assert_eq!(
+            q.state("a"),
+            Some(QueueState::Backoff(now + INITIAL_BACKOFF))
+        );
+    }
+
+    #[test]
+    fn priority_change_reorders_the_active_queue() {
+        let mut q = Queue::default();
+        q.add_or_update("a".into(), pod(0));
+        q.add_or_update("b".into(), pod(0));
+        q.add_or_update("b".into(), pod(5));
+        assert_eq!(q.active_len(), 2);
+        let order: Vec<String> = std::iter::from_fn(|| q.pop().map(|(k, _)| k)).collect();
+        assert_eq!(order, ["b", "a"]);
+    }
 }
