@@ -144,12 +144,15 @@ fn start_scheduler_and_nodes(
     info: ferrokube_apiserver::ListeningInfo,
     nodes: usize,
     node_opts: ferrokube_node_agent::NodeOptions,
-) {
+    stop: ferrokube_controllers::leader::Stop,
+) -> tokio::task::JoinHandle<()> {
     let sched_info = ferrokube_apiserver::ListeningInfo {
         opts: info.opts.clone(),
         data_dir: info.data_dir.clone(),
     };
-    tokio::spawn(async move {
+    // Like the controllers, the scheduler stops on SIGTERM before the server does, releasing
+    // its Lease through it.
+    let scheduler = tokio::spawn(async move {
         let Some(yaml) = issue(
             &sched_info,
             "scheduler".into(),
@@ -160,26 +163,12 @@ fn start_scheduler_and_nodes(
         else {
             return;
         };
-        // Like the controllers, the scheduler stops on SIGTERM (releasing its Lease).
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "scheduler not started: no SIGTERM handler");
-                    return;
-                }
-            };
-        tokio::select! {
-            r = ferrokube_controllers::run_scheduler_with_kubeconfig(&yaml) => {
-                if let Err(e) = r {
-                    tracing::error!(error = format!("{e:#}"), "scheduler stopped");
-                }
-            }
-            _ = term.recv() => tracing::info!("scheduler stopping (SIGTERM)"),
+        if let Err(e) = ferrokube_controllers::run_scheduler_with_kubeconfig(&yaml, stop).await {
+            tracing::error!(error = format!("{e:#}"), "scheduler stopped");
         }
     });
     if nodes == 0 {
-        return;
+        return scheduler;
     }
     tokio::spawn(async move {
         let mut runtime = None;
@@ -235,6 +224,7 @@ fn start_scheduler_and_nodes(
             tracing::error!(error = format!("{e:#}"), "simulated nodes stopped");
         }
     });
+    scheduler
 }
 
 /// `ferrokube server`: once the API server listens, the controllers start in-process and reach
@@ -242,7 +232,8 @@ fn start_scheduler_and_nodes(
 fn start_controllers(
     info: ferrokube_apiserver::ListeningInfo,
     selection: ferrokube_controllers::Selection,
-) {
+    stop: ferrokube_controllers::leader::Stop,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let issued = tokio::task::spawn_blocking(move || {
             ferrokube_apiserver::certs::component_kubeconfig(
@@ -264,25 +255,12 @@ fn start_controllers(
                 return;
             }
         };
-        // Controllers stop first on SIGTERM so their watches do not hold the server's drain.
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "controllers not started: no SIGTERM handler");
-                    return;
-                }
-            };
-        tokio::select! {
-            r = ferrokube_controllers::run_with_kubeconfig(&yaml, selection) => {
-                if let Err(e) = r {
-                    tracing::error!(error = format!("{e:#}"), "controllers stopped");
-                }
-            }
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+        // Controllers stop first on SIGTERM (releasing their Lease) so their watches do not
+        // hold the server's drain.
+        if let Err(e) = ferrokube_controllers::run_with_kubeconfig(&yaml, selection, stop).await {
+            tracing::error!(error = format!("{e:#}"), "controllers stopped");
         }
-    });
+    })
 }
 
 fn init_tracing(verbose: u8) {
@@ -316,15 +294,41 @@ fn main() -> std::process::ExitCode {
                         "--nodes needs a runtime for its nodes: pass --runtime=simulated"
                     );
                 }
-                let r = rt.block_on(ferrokube_apiserver::run_with_hook(
+                let (stopper, stop) = ferrokube_controllers::leader::stop_channel();
+                let components = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+                let started = std::sync::Arc::clone(&components);
+                let r = rt.block_on(ferrokube_apiserver::run_with_hooks(
                     args.server,
                     move |info| {
                         let copy = ferrokube_apiserver::ListeningInfo {
                             opts: info.opts.clone(),
                             data_dir: info.data_dir.clone(),
                         };
-                        start_scheduler_and_nodes(copy, nodes, node_opts);
-                        start_controllers(info, selection);
+                        let handles = [
+                            start_scheduler_and_nodes(copy, nodes, node_opts, stop.clone()),
+                            start_controllers(info, selection, stop),
+                        ];
+                        if let Ok(mut list) = started.lock() {
+                            list.extend(handles);
+                        }
+                    },
+                    // On SIGTERM the controllers and the scheduler stop and hand their Leases
+                    // back while the server still serves (a restarted or standby server
+                    // takes over at once instead of after the lease duration).
+                    async move {
+                        stopper.stop();
+                        let handles = components.lock().map(|mut l| std::mem::take(&mut *l));
+                        let all = async {
+                            for handle in handles.unwrap_or_default() {
+                                let _ = handle.await;
+                            }
+                        };
+                        if tokio::time::timeout(std::time::Duration::from_secs(3), all)
+                            .await
+                            .is_err()
+                        {
+                            tracing::warn!("components did not stop within 3 s");
+                        }
                     },
                 ));
                 // In-process controllers may still be retrying: do not wait for them.

@@ -199,17 +199,66 @@ impl Elector {
     }
 }
 
+/// A stop signal shared by several components (`ferrokube server` stops its in-process
+/// controllers and scheduler on SIGTERM before the API server stops serving, so that they can
+/// still hand their Leases back). Cloned freely; [`Stop::stopped`] resolves once
+/// [`StopHandle::stop`] was called or the handle dropped.
+#[derive(Debug, Clone)]
+pub struct Stop(Option<tokio::sync::watch::Receiver<bool>>);
+
+/// The sending side of [`Stop`].
+#[derive(Debug)]
+pub struct StopHandle(tokio::sync::watch::Sender<bool>);
+
+/// A connected [`StopHandle`] and [`Stop`].
+pub fn stop_channel() -> (StopHandle, Stop) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    (StopHandle(tx), Stop(Some(rx)))
+}
+
+impl StopHandle {
+    /// Signals every [`Stop`] clone.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Stop {
+    /// A signal that never fires (the component runs until its future is dropped).
+    pub fn never() -> Self {
+        Stop(None)
+    }
+
+    /// Resolves when the stop was signalled (or its handle is gone).
+    pub async fn stopped(&self) {
+        match &self.0 {
+            Some(rx) => {
+                let mut rx = rx.clone();
+                let _ = rx.wait_for(|stopped| *stopped).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// Runs `work` only while this process holds the lease: acquires, runs, and stops `work`
-/// (dropping it) when the lease is lost, then competes again. Never returns unless `work` does.
-pub async fn run_elected<F, Fut>(client: Client, cfg: Config, mut work: F) -> anyhow::Result<()>
+/// (dropping it) when the lease is lost, then competes again. Returns when `work` does, or when
+/// `stop` fires: then `work` is stopped first and the lease handed back at once (client-go's
+/// `ReleaseOnCancel`), so the next candidate does not wait out `lease_duration`.
+pub async fn run_elected<F, Fut>(
+    client: Client,
+    cfg: Config,
+    mut work: F,
+    stop: Stop,
+) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     let retry = cfg.retry_period;
     let identity = cfg.identity.clone();
-    // Dropping this future while leading (SIGTERM) hands the lease back at once, as
-    // client-go's `ReleaseOnCancel`; otherwise the next holder waits out `lease_duration`.
+    // Dropping this future while leading (without `stop`) still tries to hand the lease back,
+    // from a task; that is best effort (the runtime may be going away).
     let mut guard = ReleaseOnDrop {
         client: client.clone(),
         cfg: cfg.clone(),
@@ -220,21 +269,38 @@ where
     loop {
         // Candidate: try every retry period.
         while state == State::Candidate {
-            state = elector.step(state, &client).await;
+            tokio::select! {
+                next = elector.step(state, &client) => state = next,
+                _ = stop.stopped() => return Ok(()),
+            }
             if state == State::Candidate {
-                tokio::time::sleep(retry).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(retry) => {}
+                    _ = stop.stopped() => return Ok(()),
+                }
             }
         }
         tracing::info!(identity = %identity, "successfully acquired lease: became leader");
         guard.leading = true;
-        let work_fut = work();
-        tokio::pin!(work_fut);
+        let mut work_fut = Box::pin(work());
         loop {
             tokio::select! {
                 r = &mut work_fut => {
                     guard.leading = false;
                     elector.release(&client).await;
                     return r;
+                }
+                _ = stop.stopped() => {
+                    // Stop acting before letting anyone else act.
+                    drop(work_fut);
+                    guard.leading = false;
+                    let released = tokio::time::timeout(Duration::from_secs(2), elector.release(&client));
+                    if released.await.is_err() {
+                        tracing::warn!(identity = %identity, "leader election: lease release timed out");
+                    } else {
+                        tracing::info!(identity = %identity, "stopping: lease released");
+                    }
+                    return Ok(());
                 }
                 _ = tokio::time::sleep(retry) => {
                     state = elector.step(state, &client).await;

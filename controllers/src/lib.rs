@@ -151,14 +151,38 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             None => kc_ca,
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let (stopper, stop) = leader::stop_channel();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("stopping: handing back leases");
+            stopper.stop();
+        });
         // The standalone process also runs the scheduler (with the same identity, leader-elected
         // on kube-system/kube-scheduler); `ferrokube server` starts it as system:kube-scheduler.
         let sched_client = kube::Client::try_from(config.clone())?;
+        let controllers = run_with_config(
+            config,
+            ca,
+            opts.leader_election.clone(),
+            opts.node_lifecycle.clone(),
+            opts.controllers.clone(),
+            stop.clone(),
+        );
+        let scheduler = run_scheduler_elected(sched_client, opts.leader_election.clone(), stop);
+        tokio::pin!(controllers, scheduler);
+        // A failure of either ends the process; a stop ends both (each releasing its lease).
         tokio::select! {
-            r = run_with_config(config, ca, opts.leader_election.clone(), opts.node_lifecycle.clone(), opts.controllers.clone()) => r,
-            r = run_scheduler_elected(sched_client, opts.leader_election.clone()) => r.context("scheduler"),
-            _ = term.recv() => Ok(()),
-            _ = tokio::signal::ctrl_c() => Ok(()),
+            r = &mut controllers => {
+                r?;
+                scheduler.await.context("scheduler")
+            }
+            r = &mut scheduler => {
+                r.context("scheduler")?;
+                controllers.await
+            }
         }
     })
 }
@@ -188,8 +212,13 @@ fn kubeconfig_ca(kc: &Kubeconfig) -> Option<String> {
     std::fs::read_to_string(path).ok()
 }
 
-/// Runs the controllers in the caller's runtime from a kubeconfig document (in-process start).
-pub async fn run_with_kubeconfig(yaml: &str, selection: Selection) -> anyhow::Result<()> {
+/// Runs the controllers in the caller's runtime from a kubeconfig document (in-process start)
+/// until `stop`.
+pub async fn run_with_kubeconfig(
+    yaml: &str,
+    selection: Selection,
+    stop: leader::Stop,
+) -> anyhow::Result<()> {
     let kc = Kubeconfig::from_yaml(yaml).context("parsing the controller kubeconfig")?;
     let ca = kubeconfig_ca(&kc);
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
@@ -199,18 +228,20 @@ pub async fn run_with_kubeconfig(yaml: &str, selection: Selection) -> anyhow::Re
         Some(leader::Config::default()),
         nodelifecycle::Options::default(),
         selection,
+        stop,
     )
     .await
 }
 
 /// Runs the scheduler in the caller's runtime from a kubeconfig document (in-process start as
-/// system:kube-scheduler).
-pub async fn run_scheduler_with_kubeconfig(yaml: &str) -> anyhow::Result<()> {
+/// system:kube-scheduler) until `stop`.
+pub async fn run_scheduler_with_kubeconfig(yaml: &str, stop: leader::Stop) -> anyhow::Result<()> {
     let kc = Kubeconfig::from_yaml(yaml).context("parsing the scheduler kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     run_scheduler_elected(
         kube::Client::try_from(config)?,
         Some(leader::Config::default()),
+        stop,
     )
     .await
 }
@@ -219,19 +250,23 @@ pub async fn run_scheduler_with_kubeconfig(yaml: &str) -> anyhow::Result<()> {
 /// kube-scheduler's `--leader-elect-resource-name` default), with `leader`'s timings and
 /// identity; without election when `leader` is None. Every scheduler of a cluster — the one in
 /// each `ferrokube server` and each standalone `ferrokube controllers` — competes for the same
-/// Lease, so exactly one binds pods.
+/// Lease, so exactly one binds pods. Returns when `stop` fires (the Lease handed back).
 pub async fn run_scheduler_elected(
     client: kube::Client,
     leader: Option<leader::Config>,
+    stop: leader::Stop,
 ) -> anyhow::Result<()> {
     match leader {
         Some(mut cfg) => {
             cfg.name = SCHEDULER_LEASE.into();
             cfg.namespace = "kube-system".into();
             let c = client.clone();
-            leader::run_elected(client, cfg, || scheduler::run(c.clone())).await
+            leader::run_elected(client, cfg, || scheduler::run(c.clone()), stop).await
         }
-        None => scheduler::run(client).await,
+        None => tokio::select! {
+            r = scheduler::run(client) => r,
+            _ = stop.stopped() => Ok(()),
+        },
     }
 }
 
@@ -247,29 +282,38 @@ pub fn client_for(config: &kube::Config, name: &str) -> anyhow::Result<kube::Cli
 }
 
 /// Runs every controller (while holding the leader lease when `leader` is set); returns when
-/// one of them fails for good.
+/// one of them fails for good, or when `stop` fires (the leader Lease handed back).
 pub async fn run_with_config(
     config: kube::Config,
     root_ca: Option<String>,
     leader: Option<leader::Config>,
     nodes: nodelifecycle::Options,
     selection: Selection,
+    stop: leader::Stop,
 ) -> anyhow::Result<()> {
     match leader {
         Some(cfg) => {
             let client = client_for(&config, "leader-election")?;
             tracing::info!(lease = %format!("{}/{}", cfg.namespace, cfg.name), identity = %cfg.identity, "attempting to acquire leader lease");
-            leader::run_elected(client, cfg, || {
-                run_controllers(
-                    config.clone(),
-                    root_ca.clone(),
-                    nodes.clone(),
-                    selection.clone(),
-                )
-            })
+            leader::run_elected(
+                client,
+                cfg,
+                || {
+                    run_controllers(
+                        config.clone(),
+                        root_ca.clone(),
+                        nodes.clone(),
+                        selection.clone(),
+                    )
+                },
+                stop,
+            )
             .await
         }
-        None => run_controllers(config, root_ca, nodes, selection).await,
+        None => tokio::select! {
+            r = run_controllers(config, root_ca, nodes, selection) => r,
+            _ = stop.stopped() => Ok(()),
+        },
     }
 }
 

@@ -339,7 +339,16 @@ fn serving_sans(opts: &ServerOptions) -> Vec<String> {
         "kubernetes".to_string(),
         "kubernetes.default".to_string(),
         "kubernetes.default.svc".to_string(),
+        "kubernetes.default.svc.cluster.local".to_string(),
     ];
+    // In-cluster clients reach the API server at the `kubernetes` Service's cluster IP(s), so
+    // the serving certificate names them (as kube-apiserver's self-signed one does).
+    if let Ok(networks) = crate::registry::service_alloc::net::ServiceNetworks::parse(
+        &opts.service_cluster_ip_range,
+        &opts.service_node_port_range,
+    ) {
+        sans.extend(networks.kubernetes_service_ips());
+    }
     if let Some(h) = hostname() {
         sans.push(h);
     }

@@ -116,6 +116,16 @@ pub async fn run_with_hook(
     opts: options::ServerOptions,
     on_listening: impl FnOnce(ListeningInfo),
 ) -> anyhow::Result<()> {
+    run_with_hooks(opts, on_listening, async {}).await
+}
+
+/// [`run_with_hook`], awaiting `before_stop` after SIGTERM/SIGINT while still serving: the
+/// in-process components stop there and hand their leader Leases back through this server.
+pub async fn run_with_hooks(
+    opts: options::ServerOptions,
+    on_listening: impl FnOnce(ListeningInfo),
+    before_stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let dir = opts.data_dir();
     certs::private_dir(&dir).with_context(|| format!("preparing {}", dir.display()))?;
@@ -270,7 +280,11 @@ pub async fn run_with_hook(
         max_connections: opts.max_connections.max(1),
         ..serve::ConnLimits::default()
     };
-    serve::serve(listener, tls, app, limits, shutdown_signal()).await?;
+    let shutdown = async {
+        shutdown_signal().await;
+        before_stop.await;
+    };
+    serve::serve(listener, tls, app, limits, shutdown).await?;
     control_plane.stop().await;
     state.store.cache.shutdown();
     state.backend.close().await;

@@ -57,9 +57,10 @@ pub struct ServerOptions {
 
     // --- Services (kube-apiserver names) ---
     /// CIDR range(s) Service cluster IPs come from: one CIDR, or two of different families
-    /// (`10.0.0.0/24,fd00::/108`) for dual stack. The first address of the first range is the
-    /// `kubernetes` Service's.
-    #[arg(long, default_value = "10.0.0.0/24")]
+    /// (`10.96.0.0/12,fd00::/108`) for dual stack. The first address of the first range is the
+    /// `kubernetes` Service's. Default: 10.96.0.0/12, as kubeadm and k3s-style clusters use
+    /// (kube-apiserver alone falls back to 10.0.0.0/24).
+    #[arg(long, default_value = "10.96.0.0/12")]
     pub service_cluster_ip_range: String,
     /// The port range NodePort and LoadBalancer services get node ports from (`30000-32767`,
     /// or `30000+2768`).

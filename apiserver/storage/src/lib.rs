@@ -42,6 +42,11 @@ pub enum EventKind {
     /// Deleted. `kv.value` holds the last value before the delete, `kv.mod_revision` the
     /// revision of the delete.
     Delete,
+    /// No change: every event under the watched prefix up to `kv.mod_revision` has been
+    /// delivered (an etcd progress notification; `kv.key` is empty). Only backend watch
+    /// streams that share their revision counter with writes outside the prefix send it; the
+    /// watch cache advances its revision on it and never passes it on to its own watchers.
+    Progress,
 }
 
 /// One watch event.
@@ -54,6 +59,20 @@ pub struct Event {
 }
 
 impl Event {
+    /// A [`EventKind::Progress`] event at `revision`.
+    pub fn progress(revision: Revision) -> Self {
+        Event {
+            kind: EventKind::Progress,
+            kv: KeyValue {
+                key: String::new(),
+                value: Bytes::new(),
+                create_revision: 0,
+                mod_revision: revision,
+            },
+            prev: None,
+        }
+    }
+
     /// The revision this event happened at.
     pub fn revision(&self) -> Revision {
         self.kv.mod_revision
@@ -169,6 +188,15 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The highest compacted revision (0 when nothing has been compacted).
     async fn compacted_revision(&self) -> Result<Revision>;
+
+    /// Asks every open watch stream for an [`EventKind::Progress`] event as soon as possible
+    /// (etcd's `WatchProgressRequest`); true if the backend sends them. A consistent read
+    /// served from the watch cache needs it when the backend's revision counter also counts
+    /// writes the cache does not watch (other `--etcd-prefix` tenants of one etcd): without a
+    /// progress event the cache would wait in vain for a revision no event of its own carries.
+    async fn request_watch_progress(&self) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// Read-modify-write with optimistic concurrency, upstream's `GuaranteedUpdate`: reads `key`,

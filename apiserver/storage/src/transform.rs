@@ -60,6 +60,9 @@ fn read_kv(sel: &dyn TransformerSelector, mut kv: KeyValue) -> Result<KeyValue> 
 }
 
 fn read_event(sel: &dyn TransformerSelector, e: Event) -> Result<Event> {
+    if e.kind == crate::EventKind::Progress {
+        return Ok(e);
+    }
     Ok(Event {
         kind: e.kind,
         kv: read_kv(sel, e.kv)?,
@@ -132,6 +135,10 @@ impl Storage for TransformingStorage {
 
     async fn compacted_revision(&self) -> Result<Revision> {
         self.inner.compacted_revision().await
+    }
+
+    async fn request_watch_progress(&self) -> Result<bool> {
+        self.inner.request_watch_progress().await
     }
 }
 

@@ -1,16 +1,26 @@
-//! `--backends`: the same API load on `ferrokube server` with the embedded store and with
-//! `--etcd-servers` (one etcd member on loopback, started here), in one run: creates and gets
-//! (1 and 32 clients) and a list of N configmaps, with the etcd/embedded ratio of each.
+//! `--backends`: the same API load on `ferrokube server` with the embedded store, on one etcd
+//! member and on a 3-member etcd cluster (loopback, started here), in one run: creates and gets
+//! (1 and 32 clients), a list of N configmaps and watch delivery, with the etcd/embedded ratio
+//! of each; the same concurrency of raw etcd puts (etcd's own client protocol through its JSON
+//! gateway, keep-alive) against each etcd for the API/raw put ratio (goal ≥ 0.8); and the API
+//! server's RSS holding 100,000 small ConfigMaps on etcd against the goal of 1.5× their JSON
+//! plus 40 MiB.
 
 use std::path::Path;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
 
-use crate::{cm, load, median_list_time, ms, report, start_etcd, start_ferrokube};
+use crate::{
+    Proc, b64, cm, free_port, load, median_list_time, ms, report, reqwest_lite, rss_kib,
+    start_ferrokube,
+};
 
 /// (create 1, create 32, get 1, get 32, list) for one server.
 async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(String, f64)>> {
@@ -45,8 +55,52 @@ async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(Stri
         report(&format!("{label} get, {clients} client(s)"), rate, &lat);
         out.push((format!("get, {clients} client(s)"), rate));
     }
+    // Watch: one watcher of a namespace while 32 clients create; events/s until the last one.
+    let n = 5000 / scale;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-node-lease");
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(120), "0")
+        .await?
+        .boxed();
+    let started = Instant::now();
+    let writer = tokio::spawn({
+        let api = api.clone();
+        load(n, 32, move |i| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &cm(&format!("w{i}")))
+                    .await?;
+                Ok(())
+            }
+        })
+    });
+    let mut seen = 0usize;
+    while seen < n {
+        match tokio::time::timeout(Duration::from_secs(60), stream.next()).await {
+            Ok(Some(Ok(WatchEvent::Added(o))))
+                if o.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with('w')) =>
+            {
+                seen += 1
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => anyhow::bail!("watch failed: {e}"),
+            Ok(None) | Err(_) => anyhow::bail!("watch ended after {seen} of {n} events"),
+        }
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    writer.await??;
+    println!(
+        "{:<44} {rate:.0}/s",
+        format!("{label} watch, {n} events to 1 watcher")
+    );
+    out.push(("watch events delivered".to_string(), rate));
     let n = 10_000 / scale;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-public");
+    // The namespace's own objects (kube-root-ca.crt) are listed too.
+    let before = api.list(&Default::default()).await?.items.len();
     load(n, 32, move |i| {
         let api = api.clone();
         async move {
@@ -57,7 +111,7 @@ async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(Stri
     })
     .await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-public");
-    let median = median_list_time(&api, n).await?;
+    let median = median_list_time(&api, n + before).await?;
     println!(
         "{:<44} {}",
         format!("{label} list of {n} (median of 5)"),
@@ -70,22 +124,185 @@ async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(Stri
     Ok(out)
 }
 
+/// A throw-away etcd cluster of `members` on loopback (killed on drop).
+struct EtcdCluster {
+    _procs: Vec<Proc>,
+    endpoints: Vec<String>,
+    http: reqwest_lite::Client,
+}
+
+async fn start_etcd_cluster(dir: &Path, members: usize) -> Result<EtcdCluster> {
+    let ports: Vec<(u16, u16)> = (0..members)
+        .map(|_| Ok((free_port()?, free_port()?)))
+        .collect::<Result<_>>()?;
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut procs = Vec::new();
+    let mut endpoints = Vec::new();
+    for (i, (client, peer)) in ports.iter().enumerate() {
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args(["--name", &format!("m{i}"), "--data-dir"])
+            .arg(dir.join(format!("m{i}")))
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args([
+                "--initial-cluster",
+                &initial,
+                "--initial-cluster-state",
+                "new",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        procs.push(Proc(child));
+        endpoints.push(url);
+    }
+    let cluster = EtcdCluster {
+        _procs: procs,
+        endpoints,
+        http: reqwest_lite::Client::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let url = format!("{}/v3/kv/put", cluster.endpoints[0]);
+        let body = json!({"key": b64("/probe"), "value": b64("x")}).to_string();
+        if cluster.http.post(&url, body).await.is_ok() {
+            return Ok(cluster);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("etcd ({members} members) did not start")
+}
+
+/// Raw etcd puts of a ConfigMap-sized value at `clients` concurrency (spread over the
+/// members, as the API server's client spreads its requests).
+async fn raw_puts(etcd: &EtcdCluster, clients: usize, n: usize) -> Result<f64> {
+    let value = b64(&serde_json::to_string(&cm("raw"))?);
+    let (http, eps) = (etcd.http.clone(), etcd.endpoints.clone());
+    let (rate, lat) = load(n, clients, move |i| {
+        let (http, value) = (http.clone(), value.clone());
+        let url = format!("{}/v3/kv/put", eps[i % eps.len()]);
+        async move {
+            let key = b64(&format!("/raw/configmaps/default/c{clients}-{i}"));
+            http.post(&url, json!({"key": key, "value": value}).to_string())
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    report(
+        &format!(
+            "raw etcd put ({} member(s)), {clients}",
+            etcd.endpoints.len()
+        ),
+        rate,
+        &lat,
+    );
+    Ok(rate)
+}
+
+/// The API server on `etcd`: raw puts first, then the API load; prints API/raw put ratios.
+async fn on_etcd(
+    tmp: &Path,
+    etcd: &EtcdCluster,
+    label: &str,
+    scale: usize,
+) -> Result<Vec<(String, f64)>> {
+    let mut raw = Vec::new();
+    for clients in [1usize, 32] {
+        raw.push(raw_puts(etcd, clients, if clients == 1 { 500 } else { 5000 } / scale).await?);
+    }
+    let flag = format!("--etcd-servers={}", etcd.endpoints.join(","));
+    let (_server, client, _) = start_ferrokube(tmp, &[flag.as_str()]).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let out = measure(label, &client, scale).await?;
+    for (clients, raw) in [1usize, 32].iter().zip(&raw) {
+        let what = format!("create, {clients} client(s)");
+        if let Some((_, api)) = out.iter().find(|(w, _)| *w == what) {
+            println!(
+                "{:<44} {:.2}  (goal >= 0.8)",
+                format!("ratio {label} API create/raw put, {clients}"),
+                api / raw
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// RSS of an API server on etcd holding `n` small ConfigMaps, against 1.5x JSON + 40 MiB.
+async fn rss_on_etcd(tmp: &Path, etcd: &EtcdCluster, n: usize) -> Result<()> {
+    let flag = format!("--etcd-servers={}", etcd.endpoints.join(","));
+    let prefix = "--etcd-prefix=/rss";
+    let (server, client, _) = start_ferrokube(tmp, &[flag.as_str(), prefix]).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = server.0.id();
+    let idle = rss_kib(pid);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let t = Instant::now();
+    load(n, 32, move |i| {
+        let api = api.clone();
+        async move {
+            api.create(&PostParams::default(), &cm(&format!("rss-{i}")))
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let fill = t.elapsed();
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let json_bytes = serde_json::to_vec(&api.get("rss-0").await?)?.len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let full = rss_kib(pid);
+    let data_mib = (json_bytes * n) as f64 / 1048576.0;
+    let rss_mib = full as f64 / 1024.0;
+    println!(
+        "{:<44} {:.0} MiB idle, {rss_mib:.0} MiB with {n} ConfigMaps of {json_bytes} B JSON ({data_mib:.0} MiB; filled in {:.1} s)",
+        "on etcd: RSS",
+        idle as f64 / 1024.0,
+        fill.as_secs_f64()
+    );
+    println!(
+        "{:<44} {:.2}x JSON  (goal: RSS <= 1.5x JSON + 40 MiB = {:.0} MiB)",
+        "on etcd: (RSS - 40 MiB) / JSON",
+        (rss_mib - 40.0) / data_mib,
+        1.5 * data_mib + 40.0
+    );
+    Ok(())
+}
+
 pub async fn run(tmp: &Path, scale: usize) -> Result<()> {
     let embedded = {
         let (_server, client, _) = start_ferrokube(&tmp.join("embedded"), &[]).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         measure("embedded:", &client, scale).await?
     };
-    let etcd = start_etcd(&tmp.join("etcd")).await?;
-    let flag = format!("--etcd-servers={}", etcd.url);
-    let on_etcd = {
-        let (_server, client, _) = start_ferrokube(&tmp.join("on-etcd"), &[flag.as_str()]).await?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        measure("on etcd: ", &client, scale).await?
-    };
+    let one = start_etcd_cluster(&tmp.join("etcd1"), 1).await?;
+    let on_one = on_etcd(&tmp.join("on-etcd1"), &one, "etcd x1:", scale).await?;
+    rss_on_etcd(&tmp.join("rss-etcd1"), &one, 100_000 / scale).await?;
+    drop(one);
+    let three = start_etcd_cluster(&tmp.join("etcd3"), 3).await?;
+    let on_three = on_etcd(&tmp.join("on-etcd3"), &three, "etcd x3:", scale).await?;
+    drop(three);
     println!();
-    for ((what, a), (_, b)) in embedded.iter().zip(&on_etcd) {
-        println!("{:<44} {:.2}", format!("ratio etcd/embedded {what}"), b / a);
+    for (((what, a), (_, b)), (_, c)) in embedded.iter().zip(&on_one).zip(&on_three) {
+        println!(
+            "{:<44} {:.2} (1 member)  {:.2} (3 members)",
+            format!("ratio etcd/embedded {what}"),
+            b / a,
+            c / a
+        );
     }
     Ok(())
 }

@@ -79,6 +79,8 @@ impl<S: Sink> Feed<S> {
                             }
                         }
                         EventKind::Delete => self.sink.apply(&ev.kv.key, None),
+                        // The cache never passes backend progress on.
+                        EventKind::Progress => {}
                     }
                     State::Watching(stream)
                 }

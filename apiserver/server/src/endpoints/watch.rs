@@ -94,6 +94,10 @@ impl Encoder {
 
     /// The wire event for a storage event, after selector transitions (None: filtered out).
     async fn event(&mut self, ev: &Event) -> ApiResult<Option<Bytes>> {
+        if ev.kind == EventKind::Progress {
+            // Not an object change (the watch cache does not pass these on).
+            return Ok(None);
+        }
         let cur = self.matches(&ev.kv)?;
         let prev = match &ev.prev {
             Some(p) => self.matches(p)?,
@@ -123,6 +127,7 @@ impl Encoder {
                 }
                 (false, false) => Ok(None),
             },
+            EventKind::Progress => Ok(None),
         }
     }
 }

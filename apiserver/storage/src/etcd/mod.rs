@@ -94,6 +94,9 @@ pub struct EtcdStore {
     /// The highest compacted revision this process has seen (its own compactions, etcd's
     /// compaction errors and cancelled watches).
     compacted: AtomicI64,
+    /// Bumped by [`Storage::request_watch_progress`]: every open watch stream then sends etcd
+    /// a `WatchProgressRequest` (etcd answers each stream, not each watch).
+    progress_requests: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -203,6 +206,7 @@ impl EtcdStore {
             prefix: opts.prefix.clone(),
             request_timeout: opts.request_timeout,
             compacted: AtomicI64::new(0),
+            progress_requests: tokio::sync::watch::Sender::new(0),
         });
         let current = store.current_revision().await?;
         if let Some(interval) = opts.compaction_interval {
@@ -719,6 +723,12 @@ impl Storage for EtcdStore {
 
     async fn compacted_revision(&self) -> Result<Revision> {
         self.probe_compacted().await
+    }
+
+    async fn request_watch_progress(&self) -> Result<bool> {
+        self.progress_requests
+            .send_modify(|n| *n = n.wrapping_add(1));
+        Ok(true)
     }
 }
 

@@ -6,6 +6,14 @@
 //! the events of one revision in one response and revisions in order; events at or below
 //! the last delivered revision are skipped so a re-sent response never duplicates.
 //!
+//! Progress: a response without events (etcd's `IsProgressNotify`: periodic, or the answer to
+//! a `WatchProgressRequest` this stream sends when [`Storage::request_watch_progress`] asks)
+//! becomes an [`EventKind::Progress`] event at its header revision — etcd sends it only once
+//! every event up to that revision has been sent. The watch cache needs it when other tenants
+//! of the etcd (another `--etcd-prefix`) advance the revision.
+//!
+//! [`Storage::request_watch_progress`]: crate::Storage::request_watch_progress
+//!
 //! The stream ends after one `Err`: `Compacted` when etcd cancels the watch because its start
 //! revision was compacted (the consumer re-lists, as a client does on 410), `Unavailable` or
 //! `Backend` when the connection breaks or the member loses its leader (`require_leader`);
@@ -21,7 +29,10 @@ use super::{EtcdStore, map_error, prefix_end};
 use crate::{Event, EventKind, KeyValue, Result, Revision, StorageError, WatchStream};
 
 struct State {
-    stream: etcd_client::WatchStream,
+    requests: etcd_client::WatchRequestSender,
+    stream: etcd_client::WatchResponseStream,
+    /// Progress requests of the store (a counter; each change asks etcd once).
+    progress: Option<tokio::sync::watch::Receiver<u64>>,
     /// The etcd key prefix stripped from event keys.
     key_prefix: String,
     pending: VecDeque<Result<Event>>,
@@ -55,6 +66,15 @@ impl State {
             };
             self.pending.push_back(Err(err));
             return false;
+        }
+        if resp.events().is_empty() && !resp.created() && resp.compact_revision() == 0 {
+            // A progress notification: nothing more under the prefix up to this revision.
+            let revision = resp.header().map_or(0, |h| h.revision());
+            if revision > self.last {
+                self.pending.push_back(Ok(Event::progress(revision)));
+                self.last = revision;
+            }
+            return true;
         }
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
@@ -115,11 +135,17 @@ pub(super) async fn open(store: &EtcdStore, prefix: &str, after: Revision) -> Re
         .client
         .watch_client()
         .max_decoding_message_size(super::MAX_MESSAGE_BYTES);
-    let mut stream = store
+    let (requests, mut stream) = store
         .timed("watch", client.watch(key, Some(opts)))
         .await
-        .map_err(super::RequestError::into_storage)?;
+        .map_err(super::RequestError::into_storage)?
+        .split();
+    let mut progress = store.progress_requests.subscribe();
+    // Only requests made from now on concern this stream.
+    progress.mark_unchanged();
     let mut state = State {
+        requests,
+        progress: Some(progress),
         stream: {
             // The first response confirms the watch (or refuses it).
             let first = store
@@ -158,7 +184,23 @@ pub(super) async fn open(store: &EtcdStore, prefix: &str, after: Revision) -> Re
             if st.finished {
                 return None;
             }
-            match st.stream.message().await {
+            let message = match st.progress.as_mut() {
+                Some(progress) => tokio::select! {
+                    m = st.stream.message() => m,
+                    changed = progress.changed() => {
+                        if changed.is_ok() {
+                            // The answer arrives on the response stream; a failed send shows
+                            // up there too.
+                            let _ = st.requests.request_progress().await;
+                        } else {
+                            st.progress = None;
+                        }
+                        continue;
+                    }
+                },
+                None => st.stream.message().await,
+            };
+            match message {
                 Ok(Some(resp)) => {
                     if !st.absorb(resp) {
                         st.finished = true;

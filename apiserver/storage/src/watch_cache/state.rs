@@ -64,6 +64,11 @@ impl CacheState {
             return None;
         }
         match event.kind {
+            EventKind::Progress => {
+                // Nothing changed under the prefix up to `revision`: only the revision moves.
+                self.revision = revision;
+                return None;
+            }
             EventKind::Put => {
                 self.items.insert(event.kv.key.clone(), event.kv.clone());
             }

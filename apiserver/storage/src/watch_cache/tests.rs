@@ -497,6 +497,7 @@ async fn watch_with_initial_has_no_gap_or_duplicate_under_concurrent_writes() {
         match e.kind {
             EventKind::Put => state.insert(e.kv.key.clone(), e.kv.clone()),
             EventKind::Delete => state.remove(&e.kv.key),
+            EventKind::Progress => panic!("the cache passed a backend progress event on"),
         };
     }
     let truth = store

@@ -271,13 +271,13 @@ impl ServiceNetworks {
 }
 
 impl Default for ServiceNetworks {
-    /// kube-apiserver's defaults: 10.0.0.0/24 and 30000-32767.
+    /// The server's defaults (`--service-cluster-ip-range`): 10.96.0.0/12 and 30000-32767.
     fn default() -> Self {
         ServiceNetworks {
             cidrs: vec![Cidr {
                 family: Family::V4,
-                base: u128::from(u32::from(std::net::Ipv4Addr::new(10, 0, 0, 0))),
-                prefix: 24,
+                base: u128::from(u32::from(std::net::Ipv4Addr::new(10, 96, 0, 0))),
+                prefix: 12,
             }],
             node_ports: PortRange {
                 base: 30000,
@@ -326,7 +326,7 @@ mod tests {
         assert!(PortRange::parse("32767-30000").is_err());
         assert_eq!(
             ServiceNetworks::default(),
-            ServiceNetworks::parse("10.0.0.0/24", "30000-32767").unwrap_or_else(|e| panic!("{e}"))
+            ServiceNetworks::parse("10.96.0.0/12", "30000-32767").unwrap_or_else(|e| panic!("{e}"))
         );
     }
 }
