@@ -221,6 +221,10 @@ pub struct NodeInfo {
     pub non_zero_requested: Resources,
     /// Pods by uid.
     pub pods: HashMap<String, Arc<PodInfo>>,
+    /// How many of them have required anti-affinity terms (upstream
+    /// `PodsWithRequiredAntiAffinity`): nodes without any are skipped when a cycle looks for
+    /// existing pods whose anti-affinity rejects the incoming pod.
+    pub pods_with_required_anti_affinity: usize,
 }
 
 impl NodeInfo {
@@ -240,12 +244,12 @@ impl NodeInfo {
 
     /// Adds a pod's requests.
     pub fn add_pod(&mut self, p: Arc<PodInfo>) {
-        if let Some(old) = self.pods.remove(&p.uid) {
-            self.requested.sub(&old.requests);
-            self.non_zero_requested.sub(&old.non_zero);
-        }
+        self.remove_pod(&p.uid);
         self.requested.add(&p.requests);
         self.non_zero_requested.add(&p.non_zero);
+        if !p.required_anti_affinity.is_empty() {
+            self.pods_with_required_anti_affinity += 1;
+        }
         self.pods.insert(p.uid.clone(), p);
     }
 
@@ -254,6 +258,9 @@ impl NodeInfo {
         let old = self.pods.remove(uid)?;
         self.requested.sub(&old.requests);
         self.non_zero_requested.sub(&old.non_zero);
+        if !old.required_anti_affinity.is_empty() {
+            self.pods_with_required_anti_affinity -= 1;
+        }
         Some(old)
     }
 }

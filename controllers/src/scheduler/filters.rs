@@ -309,6 +309,10 @@ impl CycleState {
         let req_anti = pi.required_anti_affinity.clone();
         let mut any_match_all = req_aff.is_empty();
         for ni in cache.nodes.values() {
+            // Without affinity terms of its own, only pods with required anti-affinity matter.
+            if req_aff.is_empty() && ni.pods_with_required_anti_affinity == 0 {
+                continue;
+            }
             for other in ni.pods.values() {
                 if !req_aff.is_empty()
                     && req_aff

@@ -9,6 +9,7 @@
 //! `system:kube-scheduler` when started by `ferrokube server`.
 
 pub mod cache;
+pub mod events;
 pub mod filters;
 pub mod preempt;
 pub mod queue;
@@ -76,7 +77,26 @@ pub struct Scheduler {
     pods_seen: HashSet<String>,
     nodes_seen: HashSet<String>,
     tie_breaker: usize,
-    instance: String,
+    /// Where the next cycle's node search starts (upstream `nextStartNodeIndex`).
+    next_start: Option<String>,
+    events: events::EventSink,
+}
+
+/// Fewest nodes the search looks for before stopping (upstream `minFeasibleNodesToFind`).
+const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+/// Lowest adaptive percentage (upstream `minFeasibleNodesPercentageToFind`).
+const MIN_FEASIBLE_NODES_PERCENTAGE: usize = 5;
+
+/// Upstream `numFeasibleNodesToFind` with the default (adaptive) `percentageOfNodesToScore`:
+/// every node below 100 nodes, otherwise `50% - nodes/125` (at least 5%, at least 100 nodes).
+pub fn num_feasible_nodes_to_find(num_all: usize) -> usize {
+    if num_all < MIN_FEASIBLE_NODES_TO_FIND {
+        return num_all;
+    }
+    let percentage = 50usize
+        .saturating_sub(num_all / 125)
+        .max(MIN_FEASIBLE_NODES_PERCENTAGE);
+    (num_all * percentage / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
 }
 
 fn pod_key(p: &Pod) -> String {
@@ -92,6 +112,13 @@ fn is_terminal(p: &Pod) -> bool {
         p.status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded" | "Failed")
     )
+}
+
+fn gated(p: &Pod) -> bool {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .is_some_and(|g| !g.is_empty())
 }
 
 fn ours(p: &Pod) -> bool {
@@ -122,7 +149,8 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         pods_seen: HashSet::new(),
         nodes_seen: HashSet::new(),
         tie_breaker: 0,
-        instance: format!("{DEFAULT_SCHEDULER}-{host}"),
+        next_start: None,
+        events: events::EventSink::start(client.clone(), format!("{DEFAULT_SCHEDULER}-{host}")),
     };
     let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
@@ -232,7 +260,13 @@ impl Scheduler {
                         .add_pod(&node, Arc::new(PodInfo::new(Arc::new(p))));
                 }
             }
-            None if p.metadata.deletion_timestamp.is_none() && ours(&p) && !is_terminal(&p) => {
+            // Gated pods wait outside the queue (upstream's SchedulingGates PreEnqueue plugin):
+            // the update that removes the last gate queues them.
+            None if p.metadata.deletion_timestamp.is_none()
+                && ours(&p)
+                && !is_terminal(&p)
+                && !gated(&p) =>
+            {
                 if !self.cache.assumed.contains_key(&uid) {
                     self.queue.add_or_update(key, Arc::new(p));
                 }
@@ -317,11 +351,25 @@ impl Scheduler {
             return true;
         }
         let st = CycleState::new(&pi, &self.cache);
+        // Upstream's adaptive `percentageOfNodesToScore`: in a big cluster the search stops once
+        // enough feasible nodes are found, and the next cycle starts where this one stopped.
+        let to_find = num_feasible_nodes_to_find(num_all);
         let mut feasible = Vec::new();
         let mut statuses: BTreeMap<String, NodeStatus> = BTreeMap::new();
-        for (name, ni) in &self.cache.nodes {
+        let start = self.next_start.clone().unwrap_or_default();
+        let mut stopped_at = None;
+        for (name, ni) in self
+            .cache
+            .nodes
+            .range::<String, _>(&start..)
+            .chain(self.cache.nodes.range::<String, _>(..&start))
+        {
             if ni.node.is_none() {
                 continue;
+            }
+            if feasible.len() >= to_find {
+                stopped_at = Some(name.clone());
+                break;
             }
             match filters::filter(&pi, &st, ni) {
                 None => feasible.push((name.clone(), ni)),
@@ -330,6 +378,7 @@ impl Scheduler {
                 }
             }
         }
+        self.next_start = stopped_at.or_else(|| self.next_start.take());
         if feasible.is_empty() {
             let refs: Vec<&NodeStatus> = statuses.values().collect();
             let (post, nominate) = match preempt::find(&pi, &self.cache, &statuses) {
@@ -363,7 +412,7 @@ impl Scheduler {
         let client = self.client.clone();
         let tx = self.binds.clone();
         let slots = self.bind_slots.clone();
-        let instance = self.instance.clone();
+        let events = self.events.clone();
         tokio::spawn(async move {
             let _permit = slots.acquire_owned().await;
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
@@ -388,16 +437,7 @@ impl Scheduler {
                 Ok(_) => {
                     let _ = tx.send(BindResult::Bound { key });
                     let note = format!("Successfully assigned {ns}/{name} to {node}");
-                    record_event(
-                        &client,
-                        &instance,
-                        &pod,
-                        "Normal",
-                        "Scheduled",
-                        "Binding",
-                        &note,
-                    )
-                    .await;
+                    events.emit(&pod, "Normal", "Scheduled", "Binding", &note);
                 }
                 Err(e) => {
                     let conflict =
@@ -414,7 +454,7 @@ impl Scheduler {
         for v in &c.victims {
             let client = self.client.clone();
             let victim = v.pod.clone();
-            let instance = self.instance.clone();
+            let events = self.events.clone();
             let note = format!(
                 "Preempted by pod {} on node {}",
                 preemptor.metadata.uid.as_deref().unwrap_or(""),
@@ -436,16 +476,7 @@ impl Scheduler {
                 if let Err(e) = api.delete(&name, &DeleteParams::default()).await {
                     tracing::debug!(pod = %name, error = %e, "preemption delete");
                 }
-                record_event(
-                    &client,
-                    &instance,
-                    &victim,
-                    "Normal",
-                    "Preempted",
-                    "Preempting",
-                    &note,
-                )
-                .await;
+                events.emit(&victim, "Normal", "Preempted", "Preempting", &note);
             });
         }
     }
@@ -453,7 +484,7 @@ impl Scheduler {
     /// Writes `PodScheduled=False` (when it changed) and a FailedScheduling event.
     fn record_failure(&self, pod: &Arc<Pod>, reason: &str, msg: String, nominate: Option<String>) {
         let client = self.client.clone();
-        let instance = self.instance.clone();
+        let events = self.events.clone();
         let pod = pod.clone();
         let reason = reason.to_string();
         tokio::spawn(async move {
@@ -496,16 +527,7 @@ impl Scheduler {
                     tracing::debug!(pod = %name, error = %e, "pod condition update");
                 }
             }
-            record_event(
-                &client,
-                &instance,
-                &pod,
-                "Warning",
-                "FailedScheduling",
-                "Scheduling",
-                &msg,
-            )
-            .await;
+            events.emit(&pod, "Warning", "FailedScheduling", "Scheduling", &msg);
         });
     }
 }
@@ -516,43 +538,18 @@ fn now_rfc3339() -> String {
         .to_string()
 }
 
-/// Writes an `events.k8s.io/v1` Event about a pod (upstream's event recorder names it
-/// `<pod>.<hex nanoseconds>`).
-pub async fn record_event(
-    client: &Client,
-    instance: &str,
-    pod: &Pod,
-    type_: &str,
-    reason: &str,
-    action: &str,
-    note: &str,
-) {
-    let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let now = jiff::Timestamp::now();
-    let ev = json!({
-        "apiVersion": "events.k8s.io/v1",
-        "kind": "Event",
-        "metadata": {"name": format!("{name}.{:x}", now.as_nanosecond()), "namespace": ns},
-        "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string(),
-        "reportingController": DEFAULT_SCHEDULER,
-        "reportingInstance": instance,
-        "action": action,
-        "reason": reason,
-        "regarding": {
-            "apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name,
-            "uid": pod.metadata.uid, "resourceVersion": pod.metadata.resource_version,
-        },
-        "note": note.chars().take(1024).collect::<String>(),
-        "type": type_,
-    });
-    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-    match serde_json::from_value(ev) {
-        Ok(ev) => {
-            if let Err(e) = api.create(&PostParams::default(), &ev).await {
-                tracing::debug!(error = %e, "event write");
-            }
-        }
-        Err(e) => tracing::debug!(error = %e, "event encode"),
+#[cfg(test)]
+mod tests {
+    use super::num_feasible_nodes_to_find;
+
+    #[test]
+    fn adaptive_percentage_of_nodes_to_score() {
+        // Upstream: all nodes below 100, then 50% - nodes/125 (min 5%), never below 100 nodes.
+        assert_eq!(num_feasible_nodes_to_find(3), 3);
+        assert_eq!(num_feasible_nodes_to_find(99), 99);
+        assert_eq!(num_feasible_nodes_to_find(100), 100);
+        assert_eq!(num_feasible_nodes_to_find(1000), 420);
+        assert_eq!(num_feasible_nodes_to_find(5000), 500);
+        assert_eq!(num_feasible_nodes_to_find(6000), 300);
     }
 }

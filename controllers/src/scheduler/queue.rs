@@ -1,6 +1,10 @@
 //! The scheduling queue (upstream `pkg/scheduler/backend/queue`): every pending pod is in exactly
 //! one [`QueueState`] — active (ordered by priority, then arrival), backing off after a failed
 //! attempt, or parked as unschedulable until the cluster changes (or 5 minutes pass).
+//!
+//! Each state has its own ordered index, so popping, flushing expired back-offs and moving the
+//! unschedulable pods on a cluster event cost only the pods concerned, never a scan of every
+//! pending pod (with 30,000 pending pods a scan per watch event is quadratic).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
@@ -35,8 +39,9 @@ struct Entry {
     state: QueueState,
     attempts: u32,
     seq: u64,
-    /// A cluster event arrived while the pod was in flight: retry at once if it fails.
-    moved_while_in_flight: bool,
+    /// The cluster-event counter when the pod was popped: a different value at requeue means a
+    /// cluster event arrived while the pod was in flight, so it retries at once if it failed.
+    popped_at_event: u64,
 }
 
 /// The queue.
@@ -45,7 +50,13 @@ pub struct Queue {
     entries: HashMap<String, Entry>,
     /// (priority desc, arrival) → key.
     active: BTreeSet<(Reverse<i32>, u64, String)>,
+    /// (back-off expiry, arrival) → key.
+    backoff: BTreeSet<(Instant, u64, String)>,
+    /// (parked since, arrival) → key.
+    unschedulable: BTreeSet<(Instant, u64, String)>,
     seq: u64,
+    /// Cluster events seen ([`Queue::move_all_unschedulable`] calls).
+    events: u64,
 }
 
 /// Upstream `isPodUpdated`: a change beyond status and bookkeeping metadata.
@@ -59,33 +70,88 @@ fn priority(p: &Pod) -> i32 {
     p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
+fn backoff_for(attempts: u32) -> Duration {
+    let shift = attempts.saturating_sub(1).min(10);
+    (INITIAL_BACKOFF * (1u32 << shift)).min(MAX_BACKOFF)
+}
+
 impl Queue {
+    /// Takes an entry out of the index of its state.
+    fn unindex(&mut self, key: &str, state: QueueState, prio: i32, seq: u64) {
+        let k = key.to_string();
+        match state {
+            QueueState::Active => {
+                self.active.remove(&(Reverse(prio), seq, k));
+            }
+            QueueState::Backoff(until) => {
+                self.backoff.remove(&(until, seq, k));
+            }
+            QueueState::Unschedulable(since) => {
+                self.unschedulable.remove(&(since, seq, k));
+            }
+            QueueState::InFlight => {}
+        }
+    }
+
+    /// Puts an entry into the index of its (new) state.
+    fn set_state(&mut self, key: &str, state: QueueState) {
+        let Some(e) = self.entries.get_mut(key) else {
+            return;
+        };
+        let (old, prio, seq) = (e.state, priority(&e.pod), e.seq);
+        e.state = state;
+        self.unindex(key, old, prio, seq);
+        let k = key.to_string();
+        match state {
+            QueueState::Active => {
+                self.active.insert((Reverse(prio), seq, k));
+            }
+            QueueState::Backoff(until) => {
+                self.backoff.insert((until, seq, k));
+            }
+            QueueState::Unschedulable(since) => {
+                self.unschedulable.insert((since, seq, k));
+            }
+            QueueState::InFlight => {}
+        }
+    }
+
+    /// Makes a pod already taken out of its index active.
+    fn activate(&mut self, key: String) {
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.state = QueueState::Active;
+            self.active.insert((Reverse(priority(&e.pod)), e.seq, key));
+        }
+    }
+
     /// Adds a new pending pod or updates a queued one (an update of an unschedulable pod makes
     /// it active again, as upstream's `Update` does).
     pub fn add_or_update(&mut self, key: String, pod: Arc<Pod>) {
-        self.seq += 1;
-        let seq = self.seq;
         match self.entries.get_mut(&key) {
             Some(e) => {
                 let old_prio = priority(&e.pod);
                 let changed = spec_or_labels_changed(&e.pod, &pod);
-                e.pod = pod;
-                match e.state {
-                    // Our own status writes (PodScheduled=False) do not make a pod schedulable.
-                    QueueState::Unschedulable(_) if changed => {
-                        e.state = QueueState::Active;
-                        self.active
-                            .insert((Reverse(priority(&e.pod)), e.seq, key.clone()));
+                let state = e.state;
+                if old_prio != priority(&pod) {
+                    // Re-index under the new priority.
+                    let seq = e.seq;
+                    e.pod = pod;
+                    self.unindex(&key, state, old_prio, seq);
+                    if let Some(e) = self.entries.get_mut(&key) {
+                        e.state = QueueState::InFlight;
                     }
-                    QueueState::Active if old_prio != priority(&e.pod) => {
-                        self.active.remove(&(Reverse(old_prio), e.seq, key.clone()));
-                        self.active
-                            .insert((Reverse(priority(&e.pod)), e.seq, key.clone()));
-                    }
-                    _ => {}
+                    self.set_state(&key, state);
+                } else {
+                    e.pod = pod;
+                }
+                // Our own status writes (PodScheduled=False) do not make a pod schedulable.
+                if matches!(state, QueueState::Unschedulable(_)) && changed {
+                    self.set_state(&key, QueueState::Active);
                 }
             }
             None => {
+                self.seq += 1;
+                let seq = self.seq;
                 self.active
                     .insert((Reverse(priority(&pod)), seq, key.clone()));
                 self.entries.insert(
@@ -95,7 +161,7 @@ impl Queue {
                         state: QueueState::Active,
                         attempts: 0,
                         seq,
-                        moved_while_in_flight: false,
+                        popped_at_event: 0,
                     },
                 );
             }
@@ -104,11 +170,8 @@ impl Queue {
 
     /// Removes a pod (deleted, or bound by anyone).
     pub fn remove(&mut self, key: &str) {
-        if let Some(e) = self.entries.remove(key)
-            && e.state == QueueState::Active
-        {
-            self.active
-                .remove(&(Reverse(priority(&e.pod)), e.seq, key.to_string()));
+        if let Some(e) = self.entries.remove(key) {
+            self.unindex(key, e.state, priority(&e.pod), e.seq);
         }
     }
 
@@ -119,69 +182,68 @@ impl Queue {
         let e = self.entries.get_mut(&key)?;
         e.state = QueueState::InFlight;
         e.attempts += 1;
-        e.moved_while_in_flight = false;
+        e.popped_at_event = self.events;
         Some((key, e.pod.clone()))
     }
 
     /// The pod could not be scheduled (or its binding failed): back off, or park it as
     /// unschedulable.
     pub fn requeue(&mut self, key: &str, unschedulable: bool, now: Instant) {
-        let Some(e) = self.entries.get_mut(key) else {
+        let Some(e) = self.entries.get(key) else {
             return;
         };
-        let shift = e.attempts.saturating_sub(1).min(10);
-        let backoff = (INITIAL_BACKOFF * (1u32 << shift)).min(MAX_BACKOFF);
-        e.state = if unschedulable && !e.moved_while_in_flight {
+        let moved = e.popped_at_event != self.events;
+        let state = if unschedulable && !moved {
             QueueState::Unschedulable(now)
         } else {
-            QueueState::Backoff(now + backoff)
+            QueueState::Backoff(now + backoff_for(e.attempts))
         };
+        self.set_state(key, state);
     }
 
     /// The pod was bound: it leaves the queue.
     pub fn done(&mut self, key: &str) {
-        self.entries.remove(key);
+        self.remove(key);
     }
 
     /// A cluster event (node added/changed, pod deleted) may make unschedulable pods fit:
-    /// they move to back-off (or active when their back-off already expired).
+    /// they move to back-off (at most [`INITIAL_BACKOFF`] away).
     pub fn move_all_unschedulable(&mut self, now: Instant) {
-        for (key, e) in self.entries.iter_mut() {
-            match e.state {
-                QueueState::Unschedulable(_) => {
-                    let shift = e.attempts.saturating_sub(1).min(10);
-                    let until = now + (INITIAL_BACKOFF * (1u32 << shift)).min(MAX_BACKOFF);
-                    e.state = QueueState::Backoff(until.min(now + INITIAL_BACKOFF));
-                    let _ = key;
-                }
-                QueueState::InFlight => e.moved_while_in_flight = true,
-                _ => {}
-            }
+        self.events += 1;
+        let parked = std::mem::take(&mut self.unschedulable);
+        for (_, seq, key) in parked {
+            let Some(e) = self.entries.get_mut(&key) else {
+                continue;
+            };
+            let until = (now + backoff_for(e.attempts)).min(now + INITIAL_BACKOFF);
+            e.state = QueueState::Backoff(until);
+            self.backoff.insert((until, seq, key));
         }
     }
 
     /// Moves expired back-offs and long-parked unschedulable pods to active; returns when the
     /// next back-off expires.
     pub fn flush(&mut self, now: Instant) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
-        for (key, e) in self.entries.iter_mut() {
-            let ready = match e.state {
-                QueueState::Backoff(until) => {
-                    if until > now {
-                        next = Some(next.map_or(until, |n| n.min(until)));
-                    }
-                    until <= now
-                }
-                QueueState::Unschedulable(since) => now.duration_since(since) >= MAX_UNSCHEDULABLE,
-                _ => false,
-            };
-            if ready {
-                e.state = QueueState::Active;
-                self.active
-                    .insert((Reverse(priority(&e.pod)), e.seq, key.clone()));
+        while self.backoff.first().is_some_and(|b| b.0 <= now) {
+            if let Some((_, _, key)) = self.backoff.pop_first() {
+                self.activate(key);
             }
         }
-        next
+        while self
+            .unschedulable
+            .first()
+            .is_some_and(|u| now.duration_since(u.0) >= MAX_UNSCHEDULABLE)
+        {
+            if let Some((_, _, key)) = self.unschedulable.pop_first() {
+                self.activate(key);
+            }
+        }
+        let next_backoff = self.backoff.first().map(|b| b.0);
+        let next_parked = self.unschedulable.first().map(|u| u.0 + MAX_UNSCHEDULABLE);
+        match (next_backoff, next_parked) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Number of pods in the active queue.
@@ -242,5 +304,62 @@ mod tests {
         q.move_all_unschedulable(now);
         q.flush(now + Duration::from_secs(2));
         assert_eq!(q.pop().map(|(k, _)| k).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn backoff_and_parked_pods_are_indexed_by_state() {
+        let mut q = Queue::default();
+        let now = Instant::now();
+        for k in ["a", "b", "c"] {
+            q.add_or_update(k.into(), pod(0));
+        }
+        let popped: Vec<String> = std::iter::from_fn(|| q.pop().map(|(k, _)| k)).collect();
+        assert_eq!(popped, ["a", "b", "c"]);
+        // a fails to bind (back-off), b and c find no node (parked).
+        q.requeue("a", false, now);
+        q.requeue("b", true, now);
+        q.requeue("c", true, now);
+        assert_eq!(q.active_len(), 0);
+        assert_eq!(q.flush(now), Some(now + INITIAL_BACKOFF));
+        assert!(q.pop().is_none());
+        // A deleted parked pod leaves every index.
+        q.remove("c");
+        q.move_all_unschedulable(now);
+        assert_eq!(
+            q.state("b"),
+            Some(QueueState::Backoff(now + INITIAL_BACKOFF))
+        );
+        assert_eq!(q.flush(now + INITIAL_BACKOFF), None);
+        let order: Vec<String> = std::iter::from_fn(|| q.pop().map(|(k, _)| k)).collect();
+        assert_eq!(order, ["a", "b"]);
+        assert_eq!(q.len(), 2);
+        q.done("a");
+        q.done("b");
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn event_while_in_flight_retries_instead_of_parking() {
+        let mut q = Queue::default();
+        let now = Instant::now();
+        q.add_or_update("a".into(), pod(0));
+        assert!(q.pop().is_some());
+        q.move_all_unschedulable(now);
+        q.requeue("a", true, now);
+        assert_eq!(
+            q.state("a"),
+            Some(QueueState::Backoff(now + INITIAL_BACKOFF))
+        );
+    }
+
+    #[test]
+    fn priority_change_reorders_the_active_queue() {
+        let mut q = Queue::default();
+        q.add_or_update("a".into(), pod(0));
+        q.add_or_update("b".into(), pod(0));
+        q.add_or_update("b".into(), pod(5));
+        assert_eq!(q.active_len(), 2);
+        let order: Vec<String> = std::iter::from_fn(|| q.pop().map(|(k, _)| k)).collect();
+        assert_eq!(order, ["b", "a"]);
     }
 }

@@ -8,6 +8,8 @@
 //! in count and time and talks to loopback only. `--patch` runs only the update-vs-strategic-merge
 //! patch comparison (`patch_bench.rs`). `--scheduler` runs only the scheduler / simulated-node
 //! benchmark (`scheduler_bench.rs`: 100 nodes, 1,000 pods; `--quick`: 10 and 100).
+//! `--deployment [--nodes 100] [--replicas 1000]` and `--big-cluster [--nodes 1000] [--pods 30000]`
+//! run the big-cluster benchmarks (`cluster_bench.rs`).
 //! `--figures [--rounds N]` prints every figure of issue 12 in one run with its reference
 //! (nginx over TLS for reads, etcd for creates; `figures.rs`). `--crds [--count N] [--props P --rules R]`: the CRD
 //! figures of issue 10 (apply → served/discovery/OpenAPI, CR vs ConfigMap, RSS with N CRDs;
@@ -17,6 +19,7 @@ mod admission_bench;
 mod audit_bench;
 mod auth_bench;
 mod backends;
+mod cluster_bench;
 mod crd_bench;
 mod figures;
 mod patch_bench;
@@ -403,9 +406,36 @@ async fn main() -> Result<()> {
         let _ = std::fs::remove_dir_all(&tmp);
         return r;
     }
+    if args.iter().any(|a| a == "--scheduler-prequeued") {
+        let r = scheduler_bench::run_prequeued(&tmp, 100, 1000).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
+    }
     if args.iter().any(|a| a == "--scheduler") {
         let (nodes, pods) = if opts.quick { (10, 100) } else { (100, 1000) };
-        let r = scheduler_bench::run(&tmp, nodes, pods).await;
+        let mut r = scheduler_bench::run(&tmp, nodes, pods).await;
+        if r.is_ok() {
+            println!();
+            r = scheduler_bench::run_prequeued(&tmp, nodes, pods).await;
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
+    }
+    let num = |flag: &str, default: usize| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .unwrap_or(default)
+    };
+    if args.iter().any(|a| a == "--deployment") {
+        let r =
+            cluster_bench::deployment_run(&tmp, num("--nodes", 100), num("--replicas", 1000)).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
+    }
+    if args.iter().any(|a| a == "--big-cluster") {
+        let r =
+            cluster_bench::big_cluster_run(&tmp, num("--nodes", 1000), num("--pods", 30000)).await;
         let _ = std::fs::remove_dir_all(&tmp);
         return r;
     }

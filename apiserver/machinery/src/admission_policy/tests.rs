@@ -226,13 +226,14 @@ fn authorizer_library_asks_the_authorizer() {
         ..Default::default()
     };
     inputs.authorizer = crate::cel::AuthzValue::root(std::sync::Arc::new(Stub), Some(request));
-    let run = |src: &str| {
+    fn denials(inputs: &Inputs, src: &str) -> Vec<Denial> {
         let policy = CompiledPolicy::compile(&json!({
             "validations": [{"expression": src}]
         }));
         assert!(policy.errors.is_empty(), "{:?}", policy.errors);
-        policy.validate(&inputs).denials
-    };
+        policy.validate(inputs).denials
+    }
+    let run = |src: &str| denials(&inputs, src);
     assert!(
         run("authorizer.group('').resource('pods').namespace('ns1').check('get').allowed()")
             .is_empty()
@@ -248,6 +249,6 @@ fn authorizer_library_asks_the_authorizer() {
     assert!(run("authorizer.group('').resource('pods').check('explode').errored() && authorizer.group('').resource('pods').check('explode').error() == 'webhook down'").is_empty());
     // Without an authorizer bound, a check is an evaluation error (a denial under Fail).
     inputs.authorizer = crate::cel::Value::Null;
-    let d = run("authorizer.path('/healthz').check('get').allowed()");
+    let d = denials(&inputs, "authorizer.path('/healthz').check('get').allowed()");
     assert_eq!(d.len(), 1);
 }
