@@ -249,6 +249,9 @@ fn authorizer_library_asks_the_authorizer() {
     assert!(run("authorizer.group('').resource('pods').check('explode').errored() && authorizer.group('').resource('pods').check('explode').error() == 'webhook down'").is_empty());
     // Without an authorizer bound, a check is an evaluation error (a denial under Fail).
     inputs.authorizer = crate::cel::Value::Null;
-    let d = denials(&inputs, "authorizer.path('/healthz').check('get').allowed()");
+    let d = denials(
+        &inputs,
+        "authorizer.path('/healthz').check('get').allowed()",
+    );
     assert_eq!(d.len(), 1);
 }
