@@ -7,9 +7,9 @@
 //! * losing one etcd member during a write burst loses no acknowledged write; losing quorum
 //!   makes writes fail with a 5xx Status and `/readyz` report `etcd` failing, and both recover
 //!   when the members return, without restarting the API server;
-//! * two clusters on one etcd under different `--etcd-prefix`es stay apart, and one's writes do
-//!   not stall the other's consistent reads (its watch cache learns the shared revision from
-//!   etcd progress notifications).
+//! * two clusters on one etcd under different `--etcd-prefix`es stay apart, and (with an etcd
+//!   that orders progress notifications, ≥ 3.4.31 / 3.5.13) one's writes do not stall the
+//!   other's consistent reads (its watch cache learns the shared revision from them).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -348,6 +348,16 @@ async fn tenants_on_one_etcd_do_not_stall_each_others_reads() {
     let a = tenant("/tenant-a");
     let b = tenant("/tenant-b");
     a.must_kubectl(["create", "configmap", "only-in-a", "--from-literal=x=1"]);
+    if !etcd_orders_progress_notifications() {
+        // etcd < 3.4.31 / 3.5.13 (Debian's 3.4.23) may answer a progress request before the
+        // events it covers: the server does not ask those, so a read on A after a write on B
+        // still waits for the cache (up to its timeout). Only isolation is checked there.
+        b.must_kubectl(["create", "configmap", "in-b-0"]);
+        let out = b.must_kubectl(["get", "configmaps", "-o", "name"]);
+        assert!(!out.contains("only-in-a"), "{out}");
+        eprintln!("etcd before 3.4.31/3.5.13: progress-request path not exercised");
+        return;
+    }
     let api_a: Api<ConfigMap> = Api::namespaced(a.kube_client().await, "default");
     let api_b: Api<ConfigMap> = Api::namespaced(b.kube_client().await, "default");
     let mut slowest = Duration::ZERO;
@@ -399,4 +409,29 @@ async fn tenants_on_one_etcd_do_not_stall_each_others_reads() {
     let out = b.must_kubectl(["get", "configmaps", "-o", "name"]);
     assert!(!out.contains("only-in-a"), "{out}");
     assert_eq!(out.matches("configmap/in-b-").count(), 10, "{out}");
+}
+
+/// Whether the installed etcd answers watch progress requests in order (≥ 3.4.31 / 3.5.13,
+/// upstream's `endpointSupportsRequestWatchProgress`).
+fn etcd_orders_progress_notifications() -> bool {
+    let out = std::process::Command::new("etcd").arg("--version").output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd Version: "))
+        .unwrap_or("");
+    let nums: Vec<u64> = version
+        .trim()
+        .split('.')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    match nums.as_slice() {
+        [3, 4, p, ..] => *p >= 31,
+        [3, 5, p, ..] => *p >= 13,
+        [3, m, ..] => *m > 5,
+        [m, ..] => *m > 3,
+        [] => false,
+    }
 }

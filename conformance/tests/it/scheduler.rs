@@ -1,7 +1,7 @@
 //! The scheduler against simulated nodes: placement by nodeSelector and taints/tolerations,
 //! upstream's `Unschedulable` message, scheduling once a bigger node (a separate
 //! `ferrokube node-agent` process) joins, cordon/uncordon, the Scheduled/FailedScheduling events,
-//! preemption, `pods/binding` conflicts, and a stopped agent's lease.
+//! preemption, `pods/binding` conflicts, scheduling gates, and a stopped agent's lease.
 
 use std::time::Duration;
 
@@ -157,6 +157,44 @@ fn node_selector_and_taints_are_honoured() {
     // Removing the taint lets the pending pod in.
     server.must_kubectl(["taint", "nodes", "node-0", "dedicated=infra:NoSchedule-"]);
     assert_eq!(node_of(&server, "intolerant"), "node-0");
+
+    // A pod with scheduling gates says so (upstream's pod strategy sets the condition on
+    // create) and is left alone until its last gate is removed.
+    server.must_kubectl_stdin(
+        ["apply", "-f", "-"],
+        &pod_with(
+            "gated",
+            "  schedulingGates: [{name: example.com/wait}]",
+            "100m",
+        ),
+    );
+    let p = pod_json(&server, "gated");
+    assert_eq!(
+        p["status"]["conditions"],
+        serde_json::json!([{
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "SchedulingGated",
+            "message": "Scheduling is blocked due to non-empty scheduling gates",
+        }]),
+        "{p:#}"
+    );
+    let out = server.must_kubectl(["get", "pod", "gated"]);
+    assert!(out.contains("SchedulingGated"), "{out}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        pod_json(&server, "gated")["spec"]["nodeName"],
+        serde_json::Value::Null
+    );
+    server.must_kubectl([
+        "patch",
+        "pod",
+        "gated",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#,
+    ]);
+    node_of(&server, "gated");
 }
 
 #[test]

@@ -331,6 +331,8 @@ fn munged_spec(spec: &Value, old_tolerations: Option<&Value>) -> Value {
     if let Some(o) = m.as_object_mut() {
         o.remove("activeDeadlineSeconds");
         o.remove("terminationGracePeriodSeconds");
+        // Checked apart: gates may only be removed.
+        o.remove("schedulingGates");
         // Tolerations may only be added to: compare the old prefix.
         match (
             o.get("tolerations").and_then(Value::as_array),
@@ -368,7 +370,37 @@ pub fn validate_pod_update(new: &Value, old: &Value) -> Vec<FieldError> {
     if munged_spec(ns, os.get("tolerations")) != old_m {
         errs.push(FieldError::forbidden("spec", POD_UPDATE_FORBIDDEN_MSG));
     }
+    errs.extend(only_deleted_scheduling_gates(ns, os));
     errs
+}
+
+/// Upstream `validateOnlyDeletedSchedulingGates`: scheduling gates may be removed, never added.
+fn only_deleted_scheduling_gates(new: &Value, old: &Value) -> Vec<FieldError> {
+    let names = |spec: &Value| -> Vec<String> {
+        spec.get("schedulingGates")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|g| {
+                g.get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    };
+    let before = names(old);
+    names(new)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, n)| !before.contains(n))
+        .map(|(i, n)| {
+            FieldError::forbidden(
+                format!("spec.schedulingGates[{i}].name"),
+                &format!("only deletion is allowed, but found new scheduling gate '{n}'"),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -378,6 +410,23 @@ mod tests {
 
     fn msgs(errs: &[FieldError]) -> Vec<String> {
         errs.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn scheduling_gates_may_only_be_removed() {
+        let pod = |gates: Value| json!({"spec": {"containers": [{"name": "c", "image": "i"}], "schedulingGates": gates}});
+        let one = pod(json!([{"name": "g1"}]));
+        assert_eq!(
+            msgs(&validate_pod_update(
+                &pod(json!([{"name": "g1"}, {"name": "g2"}])),
+                &one
+            )),
+            vec![
+                "spec.schedulingGates[1].name: Forbidden: only deletion is allowed, but found new scheduling gate 'g2'"
+            ]
+        );
+        assert!(validate_pod_update(&pod(json!([])), &one).is_empty());
+        assert!(validate_pod_update(&pod(json!(null)), &one).is_empty());
     }
 
     #[test]

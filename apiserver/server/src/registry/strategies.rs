@@ -131,10 +131,23 @@ impl Strategy for PodStrategy {
 
     fn prepare_for_create(&self, obj: &mut Value) {
         if let Some(m) = obj.as_object_mut() {
-            m.insert(
-                "status".into(),
-                json!({"phase": "Pending", "qosClass": qos_class(m.get("spec"))}),
-            );
+            let mut status = json!({"phase": "Pending", "qosClass": qos_class(m.get("spec"))});
+            // Upstream `applySchedulingGatedCondition`: a pod created with scheduling gates
+            // says why it waits.
+            let gated = m
+                .get("spec")
+                .and_then(|s| s.get("schedulingGates"))
+                .and_then(Value::as_array)
+                .is_some_and(|g| !g.is_empty());
+            if gated {
+                status["conditions"] = json!([{
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "SchedulingGated",
+                    "message": "Scheduling is blocked due to non-empty scheduling gates",
+                }]);
+            }
+            m.insert("status".into(), status);
         }
     }
 

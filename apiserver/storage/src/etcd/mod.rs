@@ -97,6 +97,30 @@ pub struct EtcdStore {
     /// Bumped by [`Storage::request_watch_progress`]: every open watch stream then sends etcd
     /// a `WatchProgressRequest` (etcd answers each stream, not each watch).
     progress_requests: tokio::sync::watch::Sender<u64>,
+    /// Whether the etcd orders progress answers after the events they cover (see
+    /// [`progress_requests_are_safe`]); requests are sent only then.
+    progress_safe: bool,
+}
+
+/// Upstream's `endpointSupportsRequestWatchProgress`: etcd before 3.4.31 and 3.5.0–3.5.12 may
+/// answer a `WatchProgressRequest` with a revision whose events it has not yet sent on the
+/// stream (etcd issues 15220 and 17507) — trusting it would make the watch cache skip them.
+pub(crate) fn progress_requests_are_safe(version: &str) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u64>().ok());
+    let (Some(Some(major)), Some(Some(minor)), Some(Some(patch))) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    match (major, minor) {
+        (3, 4) => patch >= 31,
+        (3, 5) => patch >= 13,
+        (3, m) => m > 5,
+        (m, _) => m > 3,
+    }
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -201,13 +225,31 @@ impl EtcdStore {
         .await
         .map_err(|_| StorageError::Unavailable("etcd: connecting timed out".into()))?
         .map_err(map_error)?;
-        let store = Arc::new(EtcdStore {
+        let mut store = EtcdStore {
             client,
             prefix: opts.prefix.clone(),
             request_timeout: opts.request_timeout,
             compacted: AtomicI64::new(0),
             progress_requests: tokio::sync::watch::Sender::new(0),
-        });
+            progress_safe: false,
+        };
+        // The member we talk to speaks for the cluster's version (members of one cluster run
+        // one version outside of rolling upgrades).
+        let mut c = store.client.clone();
+        let version = match store.timed("status", c.status()).await {
+            Ok(s) => s.version().to_string(),
+            Err(e) => {
+                let e = e.into_storage();
+                tracing::warn!(error = %e, "etcd: version unknown; no watch progress requests");
+                String::new()
+            }
+        };
+        let progress_safe = progress_requests_are_safe(&version);
+        store.progress_safe = progress_safe;
+        let store = Arc::new(store);
+        if !progress_safe {
+            tracing::warn!(%version, "etcd before 3.4.31/3.5.13: no watch progress requests (consistent reads may wait for writes of other --etcd-prefix tenants)");
+        }
         let current = store.current_revision().await?;
         if let Some(interval) = opts.compaction_interval {
             tokio::spawn(run_compactor(Arc::downgrade(&store), interval));
@@ -726,6 +768,9 @@ impl Storage for EtcdStore {
     }
 
     async fn request_watch_progress(&self) -> Result<bool> {
+        if !self.progress_safe {
+            return Ok(false);
+        }
         self.progress_requests
             .send_modify(|n| *n = n.wrapping_add(1));
         Ok(true)
@@ -734,7 +779,24 @@ impl Storage for EtcdStore {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_end;
+    use super::{prefix_end, progress_requests_are_safe};
+
+    #[test]
+    fn watch_progress_requests_only_on_fixed_etcd_versions() {
+        for (v, safe) in [
+            ("3.4.23", false),
+            ("3.4.30", false),
+            ("3.4.31", true),
+            ("3.5.12", false),
+            ("3.5.13", true),
+            ("3.6.0", true),
+            ("v3.5.21", true),
+            ("", false),
+            ("garbage", false),
+        ] {
+            assert_eq!(progress_requests_are_safe(v), safe, "{v}");
+        }
+    }
 
     #[test]
     fn prefix_end_increments_the_last_byte() {

@@ -10,7 +10,9 @@
 //! a `WatchProgressRequest` this stream sends when [`Storage::request_watch_progress`] asks)
 //! becomes an [`EventKind::Progress`] event at its header revision — etcd sends it only once
 //! every event up to that revision has been sent. The watch cache needs it when other tenants
-//! of the etcd (another `--etcd-prefix`) advance the revision.
+//! of the etcd (another `--etcd-prefix`) advance the revision. Only from etcd ≥ 3.4.31 / 3.5.13:
+//! older ones may answer before sending the events the revision covers (upstream checks the
+//! same versions).
 //!
 //! [`Storage::request_watch_progress`]: crate::Storage::request_watch_progress
 //!
@@ -33,6 +35,8 @@ struct State {
     stream: etcd_client::WatchResponseStream,
     /// Progress requests of the store (a counter; each change asks etcd once).
     progress: Option<tokio::sync::watch::Receiver<u64>>,
+    /// Whether this etcd orders progress answers after the events they cover.
+    progress_safe: bool,
     /// The etcd key prefix stripped from event keys.
     key_prefix: String,
     pending: VecDeque<Result<Event>>,
@@ -68,9 +72,10 @@ impl State {
             return false;
         }
         if resp.events().is_empty() && !resp.created() && resp.compact_revision() == 0 {
-            // A progress notification: nothing more under the prefix up to this revision.
+            // A progress notification: nothing more under the prefix up to this revision
+            // (trusted only from an etcd that orders them; see `progress_requests_are_safe`).
             let revision = resp.header().map_or(0, |h| h.revision());
-            if revision > self.last {
+            if self.progress_safe && revision > self.last {
                 self.pending.push_back(Ok(Event::progress(revision)));
                 self.last = revision;
             }
@@ -145,7 +150,8 @@ pub(super) async fn open(store: &EtcdStore, prefix: &str, after: Revision) -> Re
     progress.mark_unchanged();
     let mut state = State {
         requests,
-        progress: Some(progress),
+        progress: store.progress_safe.then_some(progress),
+        progress_safe: store.progress_safe,
         stream: {
             // The first response confirms the watch (or refuses it).
             let first = store
