@@ -114,10 +114,12 @@ pub async fn run(tmp: &Path, quick: bool) -> Result<()> {
     .await?;
     rbac_objects(&admin, extra).await?;
     // The measured user may only read (`view`): the admin creates the object it reads.
-    Api::<ConfigMap>::namespaced(admin.clone(), "default")
+    if let Err(e) = Api::<ConfigMap>::namespaced(admin.clone(), "default")
         .create(&PostParams::default(), &cm("target"))
         .await
-        .ok();
+    {
+        eprintln!("admin create of the target: {e}");
+    }
     let bench_rbac = client_with_token(&dir_rbac, "bench-token").await?;
     let bench_allow = client_with_token(&dir_allow, "bench-token").await?;
     // Warm both, then alternate the measurements so drift hits both alike.
