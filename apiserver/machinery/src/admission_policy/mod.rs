@@ -476,14 +476,49 @@ pub struct Verdict {
     pub audit_annotations: Vec<(String, String)>,
 }
 
+/// A compile error: `(field path, expression, detail)`.
+pub(crate) type CompileError = (String, String, String);
+
+/// Compiles a policy's `spec.variables` in order (each may use the ones before it): their
+/// names, what each needs, and the compiled expressions; errors are pushed to `errors`.
+/// Shared by validating and mutating policies.
+#[allow(clippy::type_complexity)]
+pub(crate) fn compile_variables(
+    spec: &Json,
+    params: bool,
+    errors: &mut Vec<CompileError>,
+) -> (Vec<String>, Vec<Vec<usize>>, Vec<(String, Compiled)>) {
+    let s = |v: &Json, k: &str| v.get(k).and_then(Json::as_str).unwrap_or("").to_string();
+    let mut names: Vec<String> = Vec::new();
+    let mut needs: Vec<Vec<usize>> = Vec::new();
+    let mut variables = Vec::new();
+    let list = spec.get("variables").and_then(Json::as_array);
+    for (i, v) in list.into_iter().flatten().enumerate() {
+        let env = Env {
+            params,
+            variables: Some(&names),
+        };
+        let c = Compiled::new(&s(v, "expression"), env, false, &needs);
+        if let Err(e) = &c.program {
+            errors.push((
+                format!("spec.variables[{i}].expression"),
+                c.source.clone(),
+                e.clone(),
+            ));
+        }
+        needs.push(c.needs.clone());
+        names.push(s(v, "name"));
+        variables.push((s(v, "name"), c));
+    }
+    (names, needs, variables)
+}
+
 impl CompiledPolicy {
     /// Compiles a ValidatingAdmissionPolicy `spec`.
     pub fn compile(spec: &Json) -> CompiledPolicy {
         let params = spec.get("paramKind").is_some_and(|p| !p.is_null());
         let mut errors = Vec::new();
-        let mut names: Vec<String> = Vec::new();
-        let mut needs: Vec<Vec<usize>> = Vec::new();
-        let mut variables = Vec::new();
+        let (names, needs, variables) = compile_variables(spec, params, &mut errors);
         let items = |k: &str| {
             spec.get(k)
                 .and_then(Json::as_array)
@@ -491,23 +526,6 @@ impl CompiledPolicy {
                 .unwrap_or_default()
         };
         let s = |v: &Json, k: &str| v.get(k).and_then(Json::as_str).unwrap_or("").to_string();
-        for (i, v) in items("variables").iter().enumerate() {
-            let env = Env {
-                params,
-                variables: Some(&names),
-            };
-            let c = Compiled::new(&s(v, "expression"), env, false, &needs);
-            if let Err(e) = &c.program {
-                errors.push((
-                    format!("spec.variables[{i}].expression"),
-                    c.source.clone(),
-                    e.clone(),
-                ));
-            }
-            needs.push(c.needs.clone());
-            names.push(s(v, "name"));
-            variables.push((s(v, "name"), c));
-        }
         let env = Env {
             params,
             variables: Some(&names),

@@ -19,7 +19,7 @@ use serde_json::Value as Json;
 
 use super::{
     Compiled, Env, FailurePolicy, Inputs, MatchConditions, MatchResult, OUT_OF_BUDGET, OutOfBudget,
-    Outcome, RUNTIME_BUDGET, Run, compile_with_types,
+    Outcome, RUNTIME_BUDGET, Run, compile_variables, compile_with_types,
 };
 use crate::cel::Value;
 use crate::managedfields::typed::{NodeType, merge};
@@ -104,32 +104,13 @@ impl CompiledMutatingPolicy {
     pub fn compile(spec: &Json) -> CompiledMutatingPolicy {
         let params = spec.get("paramKind").is_some_and(|p| !p.is_null());
         let mut errors = Vec::new();
-        let mut names: Vec<String> = Vec::new();
-        let mut needs: Vec<Vec<usize>> = Vec::new();
-        let mut variables = Vec::new();
+        let (names, needs, variables) = compile_variables(spec, params, &mut errors);
         let items = |k: &str| {
             spec.get(k)
                 .and_then(Json::as_array)
                 .cloned()
                 .unwrap_or_default()
         };
-        for (i, v) in items("variables").iter().enumerate() {
-            let env = Env {
-                params,
-                variables: Some(&names),
-            };
-            let c = Compiled::new(&s(v, "expression"), env, false, &needs);
-            if let Err(e) = &c.program {
-                errors.push((
-                    format!("spec.variables[{i}].expression"),
-                    c.source.clone(),
-                    e.clone(),
-                ));
-            }
-            needs.push(c.needs.clone());
-            names.push(s(v, "name"));
-            variables.push((s(v, "name"), c));
-        }
         let env = Env {
             params,
             variables: Some(&names),

@@ -215,37 +215,7 @@ pub fn validate_policy(obj: &Value) -> Vec<FieldError> {
         params,
         &sp.child("matchConditions"),
     ));
-    let mut names: Vec<String> = Vec::new();
-    for (i, v) in items(spec, "variables").iter().enumerate() {
-        let p = sp.child("variables").index(i);
-        let name = s(v, "name");
-        if name.trim().is_empty() {
-            errs.push(FieldError::required(
-                p.child("name"),
-                "name is not specified",
-            ));
-        } else if !is_cel_identifier(name) {
-            errs.push(FieldError::invalid(
-                p.child("name"),
-                name,
-                "name is not a valid CEL identifier",
-            ));
-        }
-        let expr = s(v, "expression");
-        if expr.trim().is_empty() {
-            errs.push(FieldError::required(
-                p.child("expression"),
-                "expression is not specified",
-            ));
-        } else {
-            let env = Env {
-                params,
-                variables: Some(&names),
-            };
-            errs.extend(compile_error(&p.child("expression"), expr, env, false));
-        }
-        names.push(name.to_string());
-    }
+    let names = validate_variables(spec, &sp, params, &mut errs);
     let env = Env {
         params,
         variables: Some(&names),
