@@ -389,7 +389,9 @@ fn only_deleted_scheduling_gates(new: &Value, old: &Value) -> Vec<FieldError> {
             })
             .collect()
     };
-    let before = names(old);
+    // A set: both lists come from the client, and a quadratic scan of two long ones would be a
+    // way to burn the server's CPU.
+    let before: std::collections::HashSet<String> = names(old).into_iter().collect();
     names(new)
         .into_iter()
         .enumerate()
