@@ -57,8 +57,9 @@ pub enum EventKind {
 pub struct Event {
     pub kind: EventKind,
     pub kv: KeyValue,
-    /// The value before this event (None for a create).
-    pub prev: Option<KeyValue>,
+    /// The value before this event (None for a create). Boxed: an event in the watch cache's
+    /// ring costs 64 bytes less while the (frequent) creates carry none.
+    pub prev: Option<Box<KeyValue>>,
 }
 
 impl Event {

@@ -257,7 +257,7 @@ impl Storage for MemoryStore {
         let event = Event {
             kind: EventKind::Put,
             kv: kv.clone(),
-            prev: Some(prev),
+            prev: Some(Box::new(prev)),
         };
         inner.commit(key, Some(kv.clone()), event);
         Ok(kv)
@@ -287,7 +287,7 @@ impl Storage for MemoryStore {
         let event = Event {
             kind: EventKind::Delete,
             kv: kv.clone(),
-            prev: Some(prev),
+            prev: Some(Box::new(prev)),
         };
         inner.commit(key, None, event);
         Ok(kv)

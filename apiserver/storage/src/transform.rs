@@ -66,7 +66,7 @@ fn read_event(sel: &dyn TransformerSelector, e: Event) -> Result<Event> {
     Ok(Event {
         kind: e.kind,
         kv: read_kv(sel, e.kv)?,
-        prev: e.prev.map(|p| read_kv(sel, p)).transpose()?,
+        prev: e.prev.map(|p| read_kv(sel, *p).map(Box::new)).transpose()?,
     })
 }
 

@@ -51,7 +51,7 @@ pub use dispatch::{CacheEvent, CacheWatchStream};
 use crate::{Event, KeyValue, ListResponse, Result, Revision, Storage, StorageError};
 use dispatch::{StreamParts, WatcherIndex, segment};
 use reflector::{Reflector, State};
-use state::CacheState;
+use state::{CacheState, Freshness};
 
 /// How many events are applied and dispatched per acquisition of the cache's locks.
 const APPLY_CHUNK: usize = 16;
@@ -61,6 +61,11 @@ const APPLY_CHUNK: usize = 16;
 pub struct WatchCacheOptions {
     /// How many recent events the ring of each resource keeps (watch resumption window).
     pub ring_capacity: usize,
+    /// Events older than this leave the rings (upstream's `eventFreshDuration`, 75 s); a watch
+    /// from before them gets `Compacted` (410 Expired). None: only `ring_capacity` bounds them.
+    pub event_fresh_duration: Option<Duration>,
+    /// The newest events of each resource kept whatever their age (upstream's lower bound).
+    pub min_ring_events: usize,
     /// How many events a watcher may have queued before it is terminated as too slow.
     pub watcher_buffer: usize,
     /// Page size of the backend list when (re)filling the cache.
@@ -77,6 +82,8 @@ impl Default for WatchCacheOptions {
     fn default() -> Self {
         WatchCacheOptions {
             ring_capacity: 4096,
+            event_fresh_duration: Some(Duration::from_secs(75)),
+            min_ring_events: 100,
             watcher_buffer: 1024,
             list_page_size: 1000,
             wait_timeout: Duration::from_secs(3),
@@ -207,9 +214,20 @@ impl Shared {
         self.publish(revision);
     }
 
-    /// Applies a batch of backend events and offers each to the interested watchers.
-    fn apply(&self, events: Vec<Event>) {
+    /// Drops the events that have aged out of the rings; returns when to call again.
+    fn trim(&self) -> Option<std::time::Instant> {
+        self.write_state().trim(std::time::Instant::now())
+    }
+
+    /// Applies a batch of backend events and offers each to the interested watchers. Returns
+    /// when the rings next have events to drop by age.
+    fn apply(&self, events: Vec<Event>) -> Option<std::time::Instant> {
+        if events.is_empty() {
+            return self.trim();
+        }
         let c = &self.counters;
+        let now = std::time::Instant::now();
+        let mut next_trim = None;
         let mut events = events.into_iter().peekable();
         while events.peek().is_some() {
             // Hold the locks for a few events at a time so that readers are not held up by a
@@ -217,7 +235,7 @@ impl Shared {
             let mut state = self.write_state();
             let mut watchers = self.lock_watchers();
             for event in events.by_ref().take(APPLY_CHUNK) {
-                let Some(event) = state.apply(event) else {
+                let Some(event) = state.apply(event, now) else {
                     continue;
                 };
                 let out = watchers.dispatch(segment(&self.prefix, &event.kv.key), &event);
@@ -231,7 +249,11 @@ impl Shared {
             // Published under the state lock: whoever holds it sees `published == revision`
             // (and counters that include every published event).
             self.publish(state.revision());
+            if events.peek().is_none() {
+                next_trim = state.trim(now);
+            }
         }
+        next_trim
     }
 
     /// The cache is about to re-list: new watches wait until it is ready again.
@@ -366,7 +388,14 @@ impl WatchCache {
         let shared = Arc::new(Shared {
             prefix: prefix.to_owned(),
             store: Arc::clone(&store),
-            state: RwLock::new(CacheState::new(prefix, opts.ring_capacity)),
+            state: RwLock::new(CacheState::new(
+                prefix,
+                opts.ring_capacity,
+                Freshness {
+                    max_age: opts.event_fresh_duration,
+                    min_events: opts.min_ring_events,
+                },
+            )),
             opts,
             watchers: Mutex::new(WatcherIndex::default()),
             published: AtomicI64::new(0),
@@ -380,6 +409,7 @@ impl WatchCache {
             store,
             shared: Arc::clone(&shared),
             shutdown,
+            next_trim: None,
         };
         // The first fill is synchronous so that callers get the error and a ready cache.
         let (items, revision) =

@@ -118,7 +118,7 @@ impl Encoder {
                     // Left the selection: a DELETED with the previous content at this revision.
                     let p = ev.prev.as_ref().map(|p| KeyValue {
                         mod_revision: ev.kv.mod_revision,
-                        ..p.clone()
+                        ..(**p).clone()
                     });
                     match p {
                         Some(p) => self.frame("DELETED", &p).await.map(Some),

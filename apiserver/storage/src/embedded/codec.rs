@@ -117,7 +117,7 @@ pub(crate) fn event_for(
     prev: Option<&Version>,
 ) -> Event {
     let key: Arc<str> = key.into();
-    let prev_kv = prev.map(|p| p.key_value(Arc::clone(&key), version.prev_mod_revision));
+    let prev_kv = prev.map(|p| Box::new(p.key_value(Arc::clone(&key), version.prev_mod_revision)));
     if version.tombstone {
         Event {
             kind: EventKind::Delete,

@@ -87,7 +87,10 @@ impl State {
             if revision <= self.last {
                 continue;
             }
-            let prev = ev.prev_kv().and_then(|p| convert(&self.key_prefix, p));
+            let prev = ev
+                .prev_kv()
+                .and_then(|p| convert(&self.key_prefix, p))
+                .map(Box::new);
             let event = match ev.event_type() {
                 EventType::Put => {
                     let Some(kv) = convert(&self.key_prefix, kv) else {

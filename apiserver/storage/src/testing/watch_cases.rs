@@ -25,8 +25,8 @@ pub async fn test_watch_replay_then_live(store: Arc<dyn Storage>) {
     assert_eq!(e2.kind, EventKind::Put);
     assert_eq!(e2.kv, a2);
     assert_eq!(
-        e2.prev,
-        Some(a.clone()),
+        e2.prev.as_deref(),
+        Some(&a),
         "an update carries the previous value"
     );
     let e3 = must_next(&mut stream).await;
@@ -40,7 +40,7 @@ pub async fn test_watch_replay_then_live(store: Arc<dyn Storage>) {
     assert_eq!(e4.kind, EventKind::Delete);
     assert_eq!(e4.kv, deleted);
     assert_eq!(text(&e4.kv), "a2", "a delete carries the last value");
-    assert_eq!(e4.prev, Some(a2));
+    assert_eq!(e4.prev.as_deref(), Some(&a2));
     let e5 = must_next(&mut stream).await;
     assert_eq!(e5.kv, c);
     must_be_quiet(&mut stream, Duration::from_millis(200)).await;
@@ -106,5 +106,9 @@ pub async fn test_watch_from_compacted(store: Arc<dyn Storage>) {
         .expect("watch at compacted");
     let ev = must_next(&mut stream).await;
     assert_eq!(ev.kv, a3);
-    assert_eq!(ev.prev, Some(a2), "the previous value survives compaction");
+    assert_eq!(
+        ev.prev.as_deref(),
+        Some(&a2),
+        "the previous value survives compaction"
+    );
 }

@@ -99,6 +99,9 @@ pub(super) struct Reflector {
     pub(super) store: Arc<dyn Storage>,
     pub(super) shared: Arc<Shared>,
     pub(super) shutdown: watch::Receiver<bool>,
+    /// When the cache's rings next have events to drop by age (None: nothing to wake for, so
+    /// an idle cache never wakes up).
+    pub(super) next_trim: Option<std::time::Instant>,
 }
 
 impl Reflector {
@@ -188,10 +191,15 @@ impl Reflector {
                 }
             }
             State::Watching { mut stream } => {
+                let trim_at = self.next_trim.map(tokio::time::Instant::from_std);
                 let batch = tokio::select! {
                     biased;
                     _ = self.shutdown.changed() => return State::Stopped,
                     batch = stream.next() => batch,
+                    () = sleep_until_some(trim_at) => {
+                        self.next_trim = self.shared.trim();
+                        return State::Watching { stream };
+                    }
                 };
                 let Some(batch) = batch else {
                     tracing::debug!("watch cache: backend watch ended; resuming");
@@ -211,7 +219,7 @@ impl Reflector {
                         }
                     }
                 }
-                self.shared.apply(events);
+                self.next_trim = self.shared.apply(events);
                 match failure {
                     None => State::Watching { stream },
                     Some(StorageError::Compacted { .. }) => {
@@ -229,5 +237,13 @@ impl Reflector {
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when None.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -5,6 +5,7 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::dispatch::segment;
 use crate::{Event, EventKind, KeyValue, Revision, StorageError};
@@ -15,6 +16,49 @@ struct Ring {
     events: VecDeque<Arc<Event>>,
     /// The ring holds every event of its resource with a revision strictly greater than this.
     start: Revision,
+    /// Coarse arrival times, one mark per [`MARK_EVERY`] at most: `(t, rev)` says the events
+    /// up to `rev` arrived before `t + MARK_EVERY`. Trimming by age pops these.
+    marks: VecDeque<(Instant, Revision)>,
+}
+
+/// The granularity of the rings' arrival-time marks.
+const MARK_EVERY: Duration = Duration::from_secs(1);
+
+/// How the rings shrink with time (upstream's watch cache keeps events for
+/// `eventFreshDuration`, 75 s, and at least `lowerBoundCapacity`, 100, per resource).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Freshness {
+    /// Events older than this are dropped (None: only the capacity bounds a ring).
+    pub(super) max_age: Option<Duration>,
+    /// Never trimmed by age below this many events per resource.
+    pub(super) min_events: usize,
+}
+
+impl Ring {
+    /// Drops the events that arrived more than `max_age` before `now`, keeping `min_events`.
+    fn trim(&mut self, now: Instant, max_age: Duration, min_events: usize) {
+        while let Some(&(t, rev)) = self.marks.front() {
+            if now.saturating_duration_since(t) < max_age + MARK_EVERY {
+                break;
+            }
+            self.marks.pop_front();
+            while self.events.len() > min_events
+                && self.events.front().is_some_and(|e| e.revision() <= rev)
+            {
+                if let Some(evicted) = self.events.pop_front() {
+                    self.start = evicted.revision();
+                }
+            }
+        }
+    }
+
+    /// Records that the event at `rev` arrived at `now`.
+    fn mark(&mut self, now: Instant, rev: Revision) {
+        match self.marks.back_mut() {
+            Some((t, last)) if now.saturating_duration_since(*t) < MARK_EVERY => *last = rev,
+            _ => self.marks.push_back((now, rev)),
+        }
+    }
 }
 
 /// One key's latest value, ordered and looked up by its key: the key is stored once (in the
@@ -60,6 +104,7 @@ pub(super) struct CacheState {
     /// each resource has its own cache).
     rings: HashMap<String, Ring>,
     capacity: usize,
+    freshness: Freshness,
     /// The revision of the last list: a resource without a ring has had no event since.
     list_revision: Revision,
     /// The latest revision the cache has seen (the list revision or the last event's).
@@ -68,12 +113,13 @@ pub(super) struct CacheState {
 
 impl CacheState {
     /// An empty state at revision 0 (before the first list).
-    pub(super) fn new(prefix: &str, capacity: usize) -> CacheState {
+    pub(super) fn new(prefix: &str, capacity: usize, freshness: Freshness) -> CacheState {
         CacheState {
             prefix: prefix.to_owned(),
             items: BTreeSet::new(),
             rings: HashMap::new(),
             capacity: capacity.max(1),
+            freshness,
             list_revision: 0,
             revision: 0,
         }
@@ -88,9 +134,9 @@ impl CacheState {
         self.revision = revision;
     }
 
-    /// Applies one event from the backend. Returns the shared event to dispatch, or None for
-    /// an event the cache has already seen (at or below its revision).
-    pub(super) fn apply(&mut self, event: Event) -> Option<Arc<Event>> {
+    /// Applies one event from the backend, arrived at `now`. Returns the shared event to
+    /// dispatch, or None for an event the cache has already seen (at or below its revision).
+    pub(super) fn apply(&mut self, event: Event, now: Instant) -> Option<Arc<Event>> {
         let revision = event.revision();
         if revision <= self.revision {
             return None;
@@ -115,6 +161,7 @@ impl CacheState {
         let ring = self.rings.entry(seg.to_owned()).or_insert_with(|| Ring {
             events: VecDeque::new(),
             start: list_revision,
+            marks: VecDeque::new(),
         });
         if ring.events.len() >= self.capacity
             && let Some(evicted) = ring.events.pop_front()
@@ -122,7 +169,35 @@ impl CacheState {
             ring.start = evicted.revision();
         }
         ring.events.push_back(Arc::clone(&event));
+        if self.freshness.max_age.is_some() {
+            ring.mark(now, revision);
+        }
         Some(event)
+    }
+
+    /// Drops the events older than the freshness window (keeping the newest `min_events` of
+    /// each resource): a watch from before them then gets `Compacted` (410 Expired), as
+    /// upstream's. Returns when the next event becomes old enough to drop (None: never).
+    pub(super) fn trim(&mut self, now: Instant) -> Option<Instant> {
+        let max_age = self.freshness.max_age?;
+        let min_events = self.freshness.min_events;
+        let mut next: Option<Instant> = None;
+        for ring in self.rings.values_mut() {
+            ring.trim(now, max_age, min_events);
+            if ring.events.capacity() > 4 * ring.events.len().max(64) {
+                // A burst's worth of slots would otherwise stay allocated.
+                ring.events.shrink_to_fit();
+            }
+            if ring.events.len() <= min_events {
+                // Nothing can go until more events come; their marks are not needed.
+                ring.marks.clear();
+            }
+            if let Some(&(t, _)) = ring.marks.front() {
+                let due = t + max_age + MARK_EVERY;
+                next = Some(next.map_or(due, |n| n.min(due)));
+            }
+        }
+        next
     }
 
     /// The latest revision seen.
@@ -231,5 +306,88 @@ impl CacheState {
                 Ok(events.into())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str, rev: Revision) -> Event {
+        Event {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: Arc::from(key),
+                value: bytes::Bytes::from_static(b"v"),
+                create_revision: rev,
+                mod_revision: rev,
+            },
+            prev: None,
+        }
+    }
+
+    fn state(max_age: Option<Duration>) -> CacheState {
+        let freshness = Freshness {
+            max_age,
+            min_events: 3,
+        };
+        let mut s = CacheState::new("/registry/", 1000, freshness);
+        s.replace(Vec::new(), 1);
+        s
+    }
+
+    #[test]
+    fn events_older_than_the_window_leave_the_ring_and_watches_from_before_them_expire() {
+        let age = Duration::from_secs(75);
+        let mut s = state(Some(age));
+        let t0 = Instant::now();
+        // 10 old events at t0, 2 at t0 + 60 s.
+        for rev in 2..12 {
+            s.apply(put(&format!("/registry/pods/ns/p{rev}"), rev), t0);
+        }
+        let t1 = t0 + Duration::from_secs(60);
+        for rev in 12..14 {
+            s.apply(put(&format!("/registry/pods/ns/p{rev}"), rev), t1);
+        }
+        let due = s.trim(t0 + Duration::from_secs(10));
+        assert_eq!(
+            due,
+            Some(t0 + age + MARK_EVERY),
+            "the first batch is due at 76 s"
+        );
+        assert_eq!(
+            s.events_after("/registry/pods/", 1).map(|e| e.len()).ok(),
+            Some(12)
+        );
+
+        // 77 s later: the first batch goes, the fresh two stay.
+        let next = s.trim(t0 + Duration::from_secs(77));
+        assert_eq!(
+            s.events_after("/registry/pods/", 11).map(|e| e.len()).ok(),
+            Some(2)
+        );
+        match s.events_after("/registry/pods/", 5) {
+            Err(StorageError::Compacted { compacted, .. }) => assert_eq!(compacted, 10),
+            other => panic!("watch from an aged-out revision: {other:?}"),
+        }
+        // The fresh ones are kept: with 3 events at least, the newest of the old batch too.
+        assert_eq!(next, None, "at the minimum nothing more can go");
+        assert_eq!(s.ring_stats().get("pods").map(|r| r.0), Some(3));
+        // A resource with no events since is unaffected.
+        assert!(s.events_after("/registry/configmaps/", 1).is_ok());
+    }
+
+    #[test]
+    fn without_a_window_only_the_capacity_bounds_the_ring() {
+        let mut s = state(None);
+        let t0 = Instant::now();
+        for rev in 2..12 {
+            s.apply(put(&format!("/registry/pods/ns/p{rev}"), rev), t0);
+        }
+        assert_eq!(s.trim(t0 + Duration::from_secs(3600)), None);
+        assert_eq!(
+            s.events_after("/registry/pods/", 1).map(|e| e.len()).ok(),
+            Some(10)
+        );
     }
 }
