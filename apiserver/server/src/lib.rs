@@ -280,7 +280,8 @@ pub async fn run_with_hooks(
         .context("loading CustomResourceDefinitions")?;
     aggregator::start(&state).await?;
     state.ready.store(true, Ordering::Release);
-    openapi::build_in_background(state.clone());
+    // The OpenAPI documents are built on their first request (or the first CRD), not here:
+    // the build's transient tens of MB would otherwise sit in idle RSS for seconds.
     // The schema table unknown-field detection walks (built once, off the request path).
     tokio::task::spawn_blocking(ferrokube_machinery::validation::unknown_fields::warm_up);
 
