@@ -96,6 +96,10 @@ pub struct ListRequest {
     /// compacted revision fails with [`StorageError::Compacted`]; one above the current
     /// revision fails with [`StorageError::FutureRevision`].
     pub revision: Revision,
+    /// [`ListResponse::remaining`] is not needed (0 or the count, as the backend finds
+    /// cheaper): a backend that would visit every key after the page to count them stops at
+    /// the first one (a paged read of a whole prefix then costs O(n), not O(n²/limit)).
+    pub skip_count: bool,
 }
 
 /// The result of a range read.

@@ -195,13 +195,16 @@ impl Storage for MemoryStore {
                 items.push(kv.clone());
             } else {
                 remaining += 1;
+                if req.skip_count {
+                    break;
+                }
             }
         }
         Ok(ListResponse {
             items,
             revision,
             more: remaining > 0,
-            remaining,
+            remaining: if req.skip_count { 0 } else { remaining },
         })
     }
 

@@ -224,6 +224,7 @@ mod reader {
                     start_after: None,
                     limit,
                     revision: 0,
+                    skip_count: false,
                 })
                 .await?;
             let mut out = Vec::with_capacity(resp.items.len());

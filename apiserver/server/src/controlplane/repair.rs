@@ -45,6 +45,7 @@ async fn list_all(storage: &dyn Storage, prefix: &str) -> Result<Vec<KeyValue>, 
                 start_after: start_after.clone(),
                 limit: 5000,
                 revision: 0,
+                skip_count: false,
             })
             .await?;
         let more = page.more;

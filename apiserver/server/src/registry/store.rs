@@ -310,6 +310,7 @@ impl GenericStore {
                         want.saturating_sub(items.len()).max(1)
                     },
                     revision,
+                    skip_count: false,
                 })
                 .await
             {

@@ -122,6 +122,9 @@ pub(crate) fn list(txn: &ReadTransaction, req: &ListRequest) -> Result<ListRespo
             }
             if out.items.len() >= limit {
                 out.more = true;
+                if req.skip_count {
+                    break;
+                }
                 out.remaining += 1;
                 continue;
             }
@@ -147,6 +150,9 @@ pub(crate) fn list(txn: &ReadTransaction, req: &ListRequest) -> Result<ListRespo
         .range::<(&str, i64)>((lower, Bound::Unbounded))
         .map_err(backend)?
     {
+        if out.more && req.skip_count {
+            break;
+        }
         let (k, raw) = item.map_err(backend)?;
         let (key, rev) = k.value();
         if !key.starts_with(&req.prefix) {

@@ -55,6 +55,7 @@ async fn read_all(source: &dyn Storage, prefix: &str) -> Result<(Vec<KeyValue>, 
                 start_after: start_after.take(),
                 limit: PAGE,
                 revision,
+                skip_count: false,
             })
             .await?;
         revision = page.revision;

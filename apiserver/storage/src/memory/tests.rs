@@ -103,6 +103,7 @@ async fn list_at_revision_pagination_and_compaction() {
             revision: 4,
             limit: 2,
             start_after: Some(page.items[1].key.to_string()),
+            skip_count: false,
         })
         .await
         .unwrap();

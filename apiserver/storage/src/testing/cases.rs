@@ -13,6 +13,7 @@ fn list_req(prefix: &str, start_after: Option<&str>, limit: usize, revision: i64
         start_after: start_after.map(str::to_owned),
         limit,
         revision,
+        skip_count: false,
     }
 }
 
@@ -180,6 +181,29 @@ pub async fn test_list_prefix_and_pagination(store: Arc<dyn Storage>) {
     assert_eq!(keys(&page3.items), ["/r/pods/e"]);
     assert!(!page3.more);
     assert_eq!(page3.remaining, 0);
+    // Without the count (the watch cache's fill): the same pages, `more` still exact.
+    for (after, revision, want, more) in [
+        (None, page1.revision, &["/r/pods/a", "/r/pods/b"][..], true),
+        (
+            Some("/r/pods/b"),
+            page1.revision,
+            &["/r/pods/c", "/r/pods/d"],
+            true,
+        ),
+        (Some("/r/pods/d"), page1.revision, &["/r/pods/e"], false),
+        (None, 0, &["/r/pods/a", "/r/pods/b"], true),
+        (Some("/r/pods/c"), 0, &["/r/pods/e"], false),
+    ] {
+        let page = store
+            .list(ListRequest {
+                skip_count: true,
+                ..list_req("/r/pods/", after, 2, revision)
+            })
+            .await
+            .expect("page without count");
+        assert_eq!(keys(&page.items), want, "after {after:?} at {revision}");
+        assert_eq!(page.more, more, "after {after:?} at {revision}");
+    }
 
     // The current state, paginated.
     let now = store

@@ -180,6 +180,7 @@ async fn taken_in(storage: &dyn Storage, cidr: &Cidr) -> Result<HashSet<String>,
                 start_after: start_after.clone(),
                 limit: 10_000,
                 revision: 0,
+                skip_count: false,
             })
             .await?;
         for kv in &page.items {
