@@ -251,9 +251,13 @@ impl OpenApiState {
 /// Adds custom resources' definitions and paths to `spec`.
 fn add_custom(spec: &mut Spec, handles: &[&Arc<ResourceHandle>]) {
     for h in handles {
-        let schema = h.custom.as_ref().and_then(|c| c.version.schema.as_ref());
+        let schema = h
+            .custom
+            .as_ref()
+            .and_then(|c| c.version.schema.as_ref())
+            .and_then(|s| s.value());
         let [(item, item_def), (list, list_def)] =
-            customresource::openapi::definitions(&h.info, schema);
+            customresource::openapi::definitions(&h.info, schema.as_ref());
         spec.add_definitions([(item.clone(), item_def), (list.clone(), list_def)]);
         spec.add_resource_paths(&h.info, &item, &list);
     }

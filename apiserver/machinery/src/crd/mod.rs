@@ -84,7 +84,6 @@ pub struct ScalePaths {
 #[derive(Debug)]
 pub struct CompiledSchema {
     root: SchemaNode,
-    raw: Value,
     estimated_cost: u64,
 }
 
@@ -96,16 +95,12 @@ impl CompiledSchema {
     /// messages.
     pub fn compile(schema: &Value, path: &str) -> Result<Self, Vec<FieldError>> {
         let (root, estimated_cost) = structural::check_and_build(schema, path)?;
+        // The schema as given is not kept: OpenAPI publishing reads the CRD's own (shared)
+        // copy, and 200 CRDs' schemas held twice cost tens of MiB.
         Ok(CompiledSchema {
             root,
-            raw: schema.clone(),
             estimated_cost,
         })
-    }
-
-    /// The schema as given (for OpenAPI publishing and `kubectl explain`).
-    pub fn raw(&self) -> &Value {
-        &self.raw
     }
 
     /// The compiled root node (list types and map keys for SSA, printer-column types).

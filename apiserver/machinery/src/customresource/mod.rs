@@ -14,7 +14,7 @@ pub mod openapi;
 pub mod status;
 
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 
@@ -187,14 +187,40 @@ pub struct ScaleSpec {
     pub label_selector_path: Option<String>,
 }
 
+/// A version's `openAPIV3Schema` as compact JSON text. As a `serde_json::Value` a schema of
+/// 50 properties takes ~50 KiB (an index map per node), as text ~5 KiB; it is needed as a
+/// value only when the version's handles or OpenAPI documents are built.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SchemaText(Box<str>);
+
+impl SchemaText {
+    /// The text of a schema.
+    pub fn new(schema: &Value) -> SchemaText {
+        // Serializing a `Value` cannot fail (its map keys are strings).
+        SchemaText(
+            serde_json::to_string(schema)
+                .unwrap_or_default()
+                .into_boxed_str(),
+        )
+    }
+
+    /// The schema as a value; `None` only if the text does not parse back, which cannot
+    /// happen for a stored schema (accepted values are at most `limits::MAX_DEPTH` deep,
+    /// within serde_json's own limit).
+    pub fn value(&self) -> Option<Value> {
+        serde_json::from_str(&self.0).ok()
+    }
+}
+
 /// One entry of `spec.versions`.
 #[derive(Clone, Debug)]
 pub struct CrdVersion {
     pub name: String,
     pub served: bool,
     pub storage: bool,
-    /// `schema.openAPIV3Schema`.
-    pub schema: Option<Value>,
+    /// `schema.openAPIV3Schema`, held once and shared by everything built from this
+    /// version (handles, OpenAPI documents); [`Crd::raw`] does not repeat it.
+    pub schema: Option<Arc<SchemaText>>,
     pub status: bool,
     pub scale: Option<ScaleSpec>,
     pub columns: Vec<columns::PrinterColumn>,
@@ -225,7 +251,10 @@ pub struct Crd {
     /// `deletionTimestamp` is set.
     pub deleting: bool,
     pub finalizers: Vec<String>,
-    /// The stored object.
+    /// The stored object without the versions' `schema.openAPIV3Schema` (each is held once,
+    /// in [`CrdVersion::schema`]) and without `metadata.managedFields` and
+    /// `metadata.annotations` (field sets and `last-applied-configuration` repeat the whole
+    /// spec; serving reads neither).
     pub raw: Value,
 }
 
@@ -251,6 +280,30 @@ fn condition_true(crd: &Value, type_: &str) -> bool {
 impl Crd {
     /// Parses a stored CRD; `None` when it is not usable (no group, names or versions).
     pub fn parse(v: &Value) -> Option<Crd> {
+        Crd::parse_owned(v.clone())
+    }
+
+    /// [`Crd::parse`] of an owned object: the schemas move out of it, nothing is copied.
+    pub fn parse_owned(mut obj: Value) -> Option<Crd> {
+        let mut schemas: Vec<Option<Arc<SchemaText>>> = Vec::new();
+        if let Some(vs) = obj
+            .pointer_mut("/spec/versions")
+            .and_then(Value::as_array_mut)
+        {
+            for ver in vs {
+                let schema = ver
+                    .get_mut("schema")
+                    .and_then(Value::as_object_mut)
+                    .and_then(|s| s.remove("openAPIV3Schema"))
+                    .map(|s| Arc::new(SchemaText::new(&s)));
+                schemas.push(schema);
+            }
+        }
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+            meta.remove("annotations");
+        }
+        let v = &obj;
         let group = str_at(v, "/spec/group").to_string();
         let names = Names::parse(v.pointer("/spec/names")).defaulted();
         if group.is_empty() || names.plural.is_empty() || names.kind.is_empty() {
@@ -264,7 +317,8 @@ impl Crd {
             .pointer("/spec/versions")
             .and_then(Value::as_array)?
             .iter()
-            .filter_map(parse_version)
+            .zip(schemas)
+            .filter_map(|(ver, schema)| parse_version(ver, schema))
             .collect();
         if versions.is_empty() {
             return None;
@@ -287,21 +341,54 @@ impl Crd {
                     .collect()
             })
             .unwrap_or_default();
+        let name = str_at(v, "/metadata/name").to_string();
+        let uid = str_at(v, "/metadata/uid").to_string();
+        let creation_timestamp = str_at(v, "/metadata/creationTimestamp").to_string();
+        let webhook_conversion = str_at(v, "/spec/conversion/strategy") == "Webhook";
+        let established = condition_true(v, "Established");
+        let deleting = v.pointer("/metadata/deletionTimestamp").is_some();
         Some(Crd {
-            name: str_at(v, "/metadata/name").to_string(),
-            uid: str_at(v, "/metadata/uid").to_string(),
-            creation_timestamp: str_at(v, "/metadata/creationTimestamp").to_string(),
+            name,
+            uid,
+            creation_timestamp,
             group,
             scope,
             names,
             accepted,
             versions,
-            webhook_conversion: str_at(v, "/spec/conversion/strategy") == "Webhook",
-            established: condition_true(v, "Established"),
-            deleting: v.pointer("/metadata/deletionTimestamp").is_some(),
+            webhook_conversion,
+            established,
+            deleting,
             finalizers,
-            raw: v.clone(),
+            raw: obj,
         })
+    }
+
+    /// Makes this CRD share the schemas of `old` where they are equal (a status write or a
+    /// metadata change parses the CRD again: the schemas then stay one copy in memory).
+    pub fn share_schemas(&mut self, old: &Crd) {
+        for v in &mut self.versions {
+            let Some(o) = old.versions.iter().find(|o| o.name == v.name) else {
+                continue;
+            };
+            if let (Some(new), Some(prev)) = (&v.schema, &o.schema)
+                && !Arc::ptr_eq(new, prev)
+                && new == prev
+            {
+                v.schema = Some(prev.clone());
+            }
+        }
+    }
+
+    /// Whether `spec` (schemas included) is the same as `other`'s.
+    pub fn same_spec(&self, other: &Crd) -> bool {
+        self.raw.get("spec") == other.raw.get("spec")
+            && self.versions.len() == other.versions.len()
+            && self
+                .versions
+                .iter()
+                .zip(&other.versions)
+                .all(|(a, b)| a.schema == b.schema)
     }
 
     /// The storage version's name.
@@ -363,7 +450,7 @@ pub fn schema_name(group: &str, version: &str, kind: &str) -> String {
     format!("{}.{version}.{kind}", parts.join("."))
 }
 
-fn parse_version(v: &Value) -> Option<CrdVersion> {
+fn parse_version(v: &Value, schema: Option<Arc<SchemaText>>) -> Option<CrdVersion> {
     let name = v.get("name").and_then(Value::as_str)?.to_string();
     let subs = v.get("subresources");
     let scale = subs.and_then(|s| s.get("scale")).map(|s| ScaleSpec {
@@ -394,7 +481,7 @@ fn parse_version(v: &Value) -> Option<CrdVersion> {
         name,
         served: v.get("served").and_then(Value::as_bool).unwrap_or(false),
         storage: v.get("storage").and_then(Value::as_bool).unwrap_or(false),
-        schema: v.pointer("/schema/openAPIV3Schema").cloned(),
+        schema,
         status: subs.and_then(|s| s.get("status")).is_some(),
         scale,
         columns: cols,

@@ -65,7 +65,8 @@ mod tests {
         }))
         .unwrap();
         let (info, v) = crd.resource_infos().into_iter().next().unwrap();
-        let [(name, def), (list_name, list)] = definitions(&info, v.schema.as_ref());
+        let schema = v.schema.as_ref().and_then(|s| s.value());
+        let [(name, def), (list_name, list)] = definitions(&info, schema.as_ref());
         assert_eq!(name, "com.example.v1.Widget");
         assert_eq!(list_name, "com.example.v1.WidgetList");
         assert_eq!(def["description"], "A widget.");

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::status::{accepted_names, desired};
@@ -83,4 +85,70 @@ fn desired_status_establishes_and_settles() {
         None,
         "no rewrite loop"
     );
+}
+
+/// A CRD with a schema under `v1`, a managed-fields entry and an annotation.
+fn crd_with_schema(description: &str) -> Value {
+    let mut c = crd("widgets.example.com", "widgets", "Widget", &[]);
+    c["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/last-applied-configuration": "{}"});
+    c["metadata"]["managedFields"] = json!([{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]);
+    c["spec"]["versions"][0]["schema"] = json!({"openAPIV3Schema": {
+        "type": "object", "description": description,
+        "properties": {"spec": {"type": "object", "properties": {
+            "z": {"type": "integer"}, "a": {"type": "string", "x-kubernetes-validations":
+                [{"rule": "self.size() < 5"}]}}}}}});
+    c
+}
+
+#[test]
+fn schemas_are_held_once_and_round_trip() {
+    let obj = crd_with_schema("A widget.");
+    let c = Crd::parse(&obj).unwrap();
+    // The schema is out of `raw`, as are the field sets and annotations; the rest stays.
+    assert_eq!(
+        c.raw.pointer("/spec/versions/0/schema"),
+        Some(&json!({})),
+        "raw keeps no copy of the schema"
+    );
+    assert!(c.raw.pointer("/metadata/managedFields").is_none());
+    assert!(c.raw.pointer("/metadata/annotations").is_none());
+    assert_eq!(c.raw.pointer("/metadata/uid"), Some(&json!("u")));
+    // The text gives back the schema as written, key order included (OpenAPI, explain).
+    let back = c.versions[0].schema.as_ref().unwrap().value().unwrap();
+    assert_eq!(
+        back,
+        obj["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    );
+    let keys: Vec<&String> = back["properties"]["spec"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(keys, ["z", "a"]);
+    assert!(c.versions[1].schema.is_none());
+}
+
+#[test]
+fn a_reparsed_crd_shares_equal_schemas_only() {
+    let old = Crd::parse(&crd_with_schema("A widget.")).unwrap();
+    let mut with_status = crd_with_schema("A widget.");
+    with_status["status"] = json!({"conditions": [{"type": "Established", "status": "True"}]});
+    let mut same = Crd::parse(&with_status).unwrap();
+    let (a, b) = (&old.versions[0].schema, &same.versions[0].schema);
+    assert!(!Arc::ptr_eq(a.as_ref().unwrap(), b.as_ref().unwrap()));
+    same.share_schemas(&old);
+    assert!(Arc::ptr_eq(
+        old.versions[0].schema.as_ref().unwrap(),
+        same.versions[0].schema.as_ref().unwrap()
+    ));
+    assert!(same.same_spec(&old));
+
+    let mut changed = Crd::parse(&crd_with_schema("Another widget.")).unwrap();
+    changed.share_schemas(&old);
+    assert!(!Arc::ptr_eq(
+        old.versions[0].schema.as_ref().unwrap(),
+        changed.versions[0].schema.as_ref().unwrap()
+    ));
+    assert!(!changed.same_spec(&old), "a schema change is a spec change");
 }

@@ -79,8 +79,12 @@ type Schemas = HashMap<String, Arc<CompiledSchema>>;
 fn compile_schemas(crd: &Crd) -> Schemas {
     let mut out = HashMap::new();
     for v in &crd.versions {
-        let Some(s) = &v.schema else { continue };
-        match CompiledSchema::compile(s, "openAPIV3Schema") {
+        let Some(text) = &v.schema else { continue };
+        let Some(s) = text.value() else {
+            tracing::warn!(crd = %crd.name, version = %v.name, "CRD schema text does not parse");
+            continue;
+        };
+        match CompiledSchema::compile(&s, "openAPIV3Schema") {
             Ok(c) => {
                 out.insert(v.name.clone(), Arc::new(c));
             }
@@ -219,11 +223,16 @@ impl Sink for CrdSet {
 
     fn apply(&self, key: &str, obj: Option<&Value>) {
         let name = key.strip_prefix(PREFIX).unwrap_or(key).to_string();
-        let parsed = obj.and_then(Crd::parse).map(Arc::new);
+        let parsed = obj.and_then(Crd::parse);
         {
             let mut crds = self.crds.lock().unwrap_or_else(|e| e.into_inner());
             match parsed {
-                Some(c) => crds.insert(name, c),
+                Some(mut c) => {
+                    if let Some(old) = crds.get(&name) {
+                        c.share_schemas(old);
+                    }
+                    crds.insert(name, Arc::new(c))
+                }
                 None => crds.remove(&name),
             };
         }
@@ -261,14 +270,21 @@ impl CrdSet {
         }
         crds.insert(crd.name.clone(), crd.clone());
     }
+
+    /// The CRD of `name` held now.
+    fn current(&self, name: &str) -> Option<Arc<Crd>> {
+        self.crds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
 }
 
 /// Whether the handles built for `old` serve `new` unchanged: same spec, accepted names and
 /// deletion state (status conditions, `storedVersions` and metadata do not matter).
 fn same_serving(old: &Crd, new: &Crd) -> bool {
-    old.accepted == new.accepted
-        && old.deleting == new.deleting
-        && old.raw.get("spec") == new.raw.get("spec")
+    old.accepted == new.accepted && old.deleting == new.deleting && old.same_spec(new)
 }
 
 /// The controller's memory between passes.
@@ -345,8 +361,9 @@ async fn sync(state: &Arc<AppState>, set: &CrdSet, ctl: &mut Controller) {
             for (i, crd) in crds.iter().enumerate() {
                 if let Some(status) = customresource::status::desired(crd, &refs, &now)
                     && let Some(obj) = write_status(state, crd_handle, &crd.name, status).await
-                    && let Some(parsed) = Crd::parse(&obj)
+                    && let Some(mut parsed) = Crd::parse_owned(obj)
                 {
+                    parsed.share_schemas(set.current(&crd.name).as_deref().unwrap_or(crd));
                     written.push((i, Arc::new(parsed)));
                 }
             }
