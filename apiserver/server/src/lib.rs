@@ -205,10 +205,14 @@ pub async fn run_with_hooks(
         proxy_identity,
     ));
     let hooks = admission::webhook::start_feeds(&registry, &cache).await?;
-    let shared = Arc::new(admission::webhook::Shared::new(
-        webhook_client.clone(),
+    let admission_ctx = Arc::new(admission::context::AdmissionContext::new(
+        admission_api.clone(),
         reader,
         &registry,
+    ));
+    let shared = Arc::new(admission::webhook::Shared::new(
+        webhook_client.clone(),
+        admission_ctx.clone(),
     ));
     // Upstream order: MutatingAdmissionPolicy just before MutatingAdmissionWebhook; on when
     // the feature gate is and its API is served.
@@ -217,13 +221,8 @@ pub async fn run_with_hooks(
     {
         use admission::policy::mutating::{GROUP_VERSION, MutatingAdmissionPolicy};
         if resources::optional_enabled(GROUP_VERSION) {
-            let p = MutatingAdmissionPolicy::start(
-                &registry,
-                &cache,
-                admission_api.clone(),
-                admission::StoreReader::new(storage.clone()),
-            )
-            .await?;
+            let p =
+                MutatingAdmissionPolicy::start(&registry, &cache, admission_ctx.clone()).await?;
             plugins.push(Arc::new(p));
         } else {
             tracing::warn!(
@@ -241,9 +240,7 @@ pub async fn run_with_hooks(
             admission::policy::sets::start_feeds(&registry, &cache, admission_api.clone()).await?;
         plugins.push(Arc::new(admission::policy::ValidatingAdmissionPolicy::new(
             &feeds,
-            admission_api.clone(),
-            admission::StoreReader::new(storage.clone()),
-            &registry,
+            admission_ctx.clone(),
         )));
     }
     plugins.push(Arc::new(admission::webhook::WebhookPlugin::validating(

@@ -200,6 +200,15 @@ pub trait Storage: Send + Sync + 'static {
     async fn request_watch_progress(&self) -> Result<bool> {
         Ok(false)
     }
+
+    /// Whether the revision may move ahead of a prefix's watch for good: it also counts writes
+    /// outside any watched prefix (other `--etcd-prefix` tenants of one etcd) and the backend
+    /// cannot send progress events ([`Storage::request_watch_progress`]) to say so — etcd
+    /// before 3.4.31 / 3.5.13. The watch cache then waits only briefly for such a revision
+    /// and consistent reads go to the backend (upstream serves them from etcd there).
+    fn revision_may_outrun_watch(&self) -> bool {
+        false
+    }
 }
 
 /// Read-modify-write with optimistic concurrency, upstream's `GuaranteedUpdate`: reads `key`,

@@ -140,6 +140,10 @@ impl Storage for TransformingStorage {
     async fn request_watch_progress(&self) -> Result<bool> {
         self.inner.request_watch_progress().await
     }
+
+    fn revision_may_outrun_watch(&self) -> bool {
+        self.inner.revision_may_outrun_watch()
+    }
 }
 
 #[cfg(test)]

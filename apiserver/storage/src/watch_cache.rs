@@ -71,6 +71,10 @@ pub struct WatchCacheOptions {
     pub backoff_initial: Duration,
     /// Longest back-off.
     pub backoff_max: Duration,
+    /// How long a read waits for the cache to reach a revision when the backend's revision
+    /// may outrun the cache's watch for good ([`Storage::revision_may_outrun_watch`]): then
+    /// consistent reads go to the backend and watches start from the cache's state.
+    pub outrun_wait: Duration,
 }
 
 impl Default for WatchCacheOptions {
@@ -82,6 +86,7 @@ impl Default for WatchCacheOptions {
             wait_timeout: Duration::from_secs(3),
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
+            outrun_wait: Duration::from_millis(50),
         }
     }
 }
@@ -158,6 +163,11 @@ pub(crate) struct Shared {
     /// The backend (asked for watch progress while a read waits).
     store: Arc<dyn Storage>,
     opts: WatchCacheOptions,
+    /// How long a read waits for a revision the cache has not seen: `wait_timeout`, or
+    /// `outrun_wait` when the backend's revision may outrun the cache's watch for good.
+    catch_up_wait: Duration,
+    /// Whether it may (see [`Storage::revision_may_outrun_watch`]).
+    revision_may_outrun: bool,
     state: RwLock<CacheState>,
     watchers: Mutex<WatcherIndex>,
     /// The revision up to which every event has been queued for every watcher.
@@ -337,6 +347,29 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Registers a watcher for the events after `after`, a revision the cache has not seen
+    /// and may never see by an event of its own (the backend's revision outran the cache's
+    /// watch): from the cache's state, skipping the events up to `after` as they arrive.
+    /// `FutureRevision` when `after` is ahead of the backend too.
+    async fn register_ahead(&self, prefix: &str, after: Revision) -> Result<StreamParts> {
+        let current = self.store.current_revision().await?;
+        if after > current {
+            return Err(StorageError::FutureRevision {
+                requested: after,
+                current,
+            });
+        }
+        let state = self.read_state();
+        if state.revision() >= after {
+            return self.register(&state, prefix, after);
+        }
+        let mut parts = self.register(&state, prefix, 0)?;
+        parts.start = after;
+        Ok(parts)
+    }
+}
+
 /// The watch cache. Dropping the last handle (or [`WatchCache::shutdown`]) stops the loop and
 /// ends every watch stream.
 pub struct WatchCache {
@@ -363,9 +396,17 @@ impl WatchCache {
     ) -> Result<Arc<WatchCache>> {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let (revision_tx, _) = watch::channel(0);
+        let revision_may_outrun = store.revision_may_outrun_watch();
+        let catch_up_wait = if revision_may_outrun {
+            opts.outrun_wait.min(opts.wait_timeout)
+        } else {
+            opts.wait_timeout
+        };
         let shared = Arc::new(Shared {
             prefix: prefix.to_owned(),
             store: Arc::clone(&store),
+            catch_up_wait,
+            revision_may_outrun,
             state: RwLock::new(CacheState::new(prefix, opts.ring_capacity)),
             opts,
             watchers: Mutex::new(WatcherIndex::default()),
@@ -383,7 +424,7 @@ impl WatchCache {
         };
         // The first fill is synchronous so that callers get the error and a ready cache.
         let (items, revision) =
-            reflector::list_all(&*reflector.store, prefix, shared.opts.list_page_size).await?;
+            reflector::list_all(&*reflector.store, prefix, shared.opts.list_page_size, 0).await?;
         shared.replace(items, revision);
         let stream = reflector.store.watch(prefix, revision).await?;
         tokio::spawn(reflector.run(State::watching(stream)));
@@ -428,6 +469,36 @@ impl WatchCache {
         })
     }
 
+    /// Everything under `prefix` and the cache's revision, once the cache has seen `revision`
+    /// (for a consistent read, the backend's current revision). None when it did not within
+    /// its catch-up wait (tens of milliseconds when the backend's revision may outrun the
+    /// cache's watch) or stopped: the caller then reads the backend, as upstream falls back
+    /// to etcd.
+    pub async fn list_fresh(
+        &self,
+        prefix: &str,
+        revision: Revision,
+    ) -> Option<(Vec<KeyValue>, Revision)> {
+        let shared = &self.shared;
+        shared
+            .wait_for_revision(revision, shared.catch_up_wait)
+            .await
+            .ok()?;
+        let state = shared.read_state();
+        Some((state.list(prefix), state.revision()))
+    }
+
+    /// The latest value of `key` (see [`WatchCache::list_fresh`]): Some once the cache has
+    /// seen `revision`, None when the caller must read the backend.
+    pub async fn get_fresh(&self, key: &str, revision: Revision) -> Option<Option<KeyValue>> {
+        let shared = &self.shared;
+        shared
+            .wait_for_revision(revision, shared.catch_up_wait)
+            .await
+            .ok()?;
+        Some(shared.read_state().get(key))
+    }
+
     /// The latest value of `key` and the cache's revision, once it has seen `min_revision`.
     pub async fn get(
         &self,
@@ -443,7 +514,9 @@ impl WatchCache {
 
     /// Watches `prefix` for events after `after_revision` (0: from now). Fails with `Compacted`
     /// when the ring no longer holds every event after it, with `FutureRevision` when the cache
-    /// does not reach it within `wait_timeout`.
+    /// does not reach it within `wait_timeout`. When the backend's revision may outrun the
+    /// cache's watch, a revision the cache does not reach within `outrun_wait` (but the
+    /// backend has) starts the watch from the cache's state, skipping events up to it.
     pub async fn watch(
         &self,
         prefix: &str,
@@ -456,12 +529,18 @@ impl WatchCache {
                 shared.ready.load(Ordering::Acquire)
             })
             .await?;
-        shared
-            .wait_for_revision(after_revision, shared.opts.wait_timeout)
-            .await?;
-        let parts = {
-            let state = shared.read_state();
-            shared.register(&state, prefix, after_revision)?
+        let parts = match shared
+            .wait_for_revision(after_revision, shared.catch_up_wait)
+            .await
+        {
+            Ok(()) => {
+                let state = shared.read_state();
+                shared.register(&state, prefix, after_revision)?
+            }
+            Err(StorageError::FutureRevision { .. }) if shared.revision_may_outrun => {
+                shared.register_ahead(prefix, after_revision).await?
+            }
+            Err(e) => return Err(e),
         };
         Ok(CacheWatchStream::new(
             Arc::clone(shared),
@@ -471,7 +550,9 @@ impl WatchCache {
     }
 
     /// The items under `prefix` at a revision at least `min_revision`, and a watch of every
-    /// event after that revision: no gap and no duplicate between the two.
+    /// event after that revision: no gap and no duplicate between the two. When the backend's
+    /// revision may outrun the cache's watch and the cache does not reach `min_revision`
+    /// within `outrun_wait`, the items are read from the backend at `min_revision`.
     pub async fn watch_with_initial(
         &self,
         prefix: &str,
@@ -484,9 +565,32 @@ impl WatchCache {
                 shared.ready.load(Ordering::Acquire)
             })
             .await?;
-        shared
-            .wait_for_revision(min_revision, shared.opts.wait_timeout)
-            .await?;
+        match shared
+            .wait_for_revision(min_revision, shared.catch_up_wait)
+            .await
+        {
+            Ok(()) => {}
+            Err(StorageError::FutureRevision { .. }) if shared.revision_may_outrun => {
+                // Registered first (the stream unregisters if the list fails), so that no
+                // event after `min_revision` is missed while the backend lists.
+                let parts = shared.register_ahead(prefix, min_revision).await?;
+                let stream =
+                    CacheWatchStream::new(Arc::clone(shared), parts, opts.progress_interval);
+                let (items, revision) = reflector::list_all(
+                    &*shared.store,
+                    prefix,
+                    shared.opts.list_page_size,
+                    min_revision,
+                )
+                .await?;
+                return Ok(InitialWatch {
+                    items,
+                    revision,
+                    stream,
+                });
+            }
+            Err(e) => return Err(e),
+        }
         let (items, revision, parts) = {
             let state = shared.read_state();
             let parts = shared.register(&state, prefix, 0)?;
@@ -558,5 +662,7 @@ impl Drop for WatchCache {
     }
 }
 
+#[cfg(test)]
+mod outrun_tests;
 #[cfg(test)]
 mod tests;

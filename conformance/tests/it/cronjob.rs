@@ -86,6 +86,18 @@ fn rfc3339(secs: i64) -> String {
     )
 }
 
+/// Sleeps until at most `latest` seconds past a minute boundary, so that a phase that must see
+/// exactly one scheduled minute does not straddle the next one.
+fn early_in_a_minute(latest: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if now % 60 > latest {
+        std::thread::sleep(Duration::from_secs(60 - now % 60 + 1));
+    }
+}
+
 fn jobs_of(server: &TestServer, cj: &str) -> Vec<Value> {
     let mut v: Vec<Value> = items(server, &["get", "jobs", "-l", &format!("cron={cj}")])
         .into_iter()
@@ -113,6 +125,9 @@ fn active_names(server: &TestServer, cj: &str) -> Vec<String> {
 fn cronjob_creates_jobs_on_schedule_and_honours_forbid_replace_and_allow() {
     let server = TestServer::start_with_args(THREE_NODES);
     must_have_ready_nodes(&server, &["node-0", "node-1", "node-2"]);
+    // Everything up to "one Job each" must happen within one minute: "allow" runs a second
+    // Job at the next boundary.
+    early_in_a_minute(15);
     for (cj, policy) in [
         ("forbid", "Forbid"),
         ("replace", "Replace"),

@@ -73,6 +73,7 @@ mod nodes;
 mod patch;
 mod policy_authorizer;
 mod rawtls;
+mod reinvocation;
 mod scheduler;
 mod scheduler_leader;
 mod services;

@@ -135,3 +135,77 @@ fn authorizer_checks_follow_rbac() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// Webhook `matchConditions` see the same `authorizer` (upstream's admission webhook
+/// matcher): a hook called only for requesters who may not escalate ClusterRoles.
+#[test]
+fn webhook_match_conditions_use_the_authorizer() {
+    use std::sync::Arc;
+
+    use crate::hookserver::{HookServer, Reply, Req, review};
+
+    let dir = scratch("hookauthz");
+    let tokens = dir.join("tokens.csv");
+    std::fs::write(&tokens, "bob-token,bob,1001\n").expect("tokens");
+    let server = TestServer::start_with_args(&["--token-auth-file", tokens.to_str().expect("p")]);
+    server.must_kubectl(["create", "namespace", "team"]);
+    server.must_kubectl([
+        "create",
+        "role",
+        "cm-writer",
+        "-n",
+        "team",
+        "--verb=create",
+        "--resource=configmaps",
+    ]);
+    server.must_kubectl([
+        "create",
+        "rolebinding",
+        "bob-cm",
+        "-n",
+        "team",
+        "--role=cm-writer",
+        "--user=bob",
+    ]);
+    let hooks = HookServer::start(
+        &[],
+        Arc::new(|req: &Req| Reply::json(&review(req, false, "non-admins are refused", None, &[]))),
+    );
+    let cfg = serde_json::json!({"apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "non-admins"},
+        "webhooks": [{"name": "non-admins.example.com",
+            "clientConfig": {"url": hooks.url("/"), "caBundle": hooks.ca_bundle()},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}],
+            "sideEffects": "None", "admissionReviewVersions": ["v1"], "failurePolicy": "Fail",
+            "matchConditions": [{"name": "non-admin",
+                "expression": "!authorizer.group('rbac.authorization.k8s.io').resource('clusterroles').check('escalate').allowed()"}]}]});
+    server.must_kubectl_stdin(["apply", "-f", "-"], &cfg.to_string());
+    let bob = token_kubeconfig(&server, &dir, "bob", "bob-token");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut i = 0;
+    let err = loop {
+        i += 1;
+        let o = kc(
+            &server,
+            &bob,
+            &["create", "configmap", &format!("b{i}"), "-n", "team"],
+        );
+        if !o.status.success() {
+            break stderr(&o);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the webhook never refused bob"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(err.contains("non-admins are refused"), "{err}");
+    // The admin may escalate: the condition is false, the hook is not called.
+    let before = hooks.hits();
+    server.must_kubectl(["create", "configmap", "admin-1", "-n", "team"]);
+    assert_eq!(
+        hooks.hits(),
+        before,
+        "the admin's create must skip the hook"
+    );
+}

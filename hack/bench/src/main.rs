@@ -1,7 +1,7 @@
 //! `hack/bench`: end-to-end figures for ferrokube over HTTPS with the kube-rs client, and the
 //! same create/get load against etcd 3.4 (its JSON gateway) in the same run for ratios.
 //!
-//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd] [--patch] [--ssa] [--backends] [--admission] [--auth] [--audit]`
+//! `cargo run --release -p ferrokube-bench -- [--quick] [--no-etcd] [--patch] [--ssa] [--backends [--etcd1]] [--admission] [--auth] [--audit]`
 //! (`--backends`: the API on the embedded store vs on etcd, see `backends.rs`; `--ssa`:
 //! only the server-side apply vs PUT update comparison, see `ssa.rs`) (needs
 //! `target/release/ferrokube`; etcd from `hack/install-tools.sh --etcd`). Every loop is bounded
@@ -440,7 +440,11 @@ async fn main() -> Result<()> {
         return r;
     }
     if args.iter().any(|a| a == "--backends") {
-        let r = backends::run(&tmp, scale).await;
+        let r = if args.iter().any(|a| a == "--etcd1") {
+            backends::run_etcd1(&tmp, scale).await
+        } else {
+            backends::run(&tmp, scale).await
+        };
         let _ = std::fs::remove_dir_all(&tmp);
         return r;
     }

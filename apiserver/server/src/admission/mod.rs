@@ -9,6 +9,7 @@
 
 mod api;
 mod certificates;
+pub mod context;
 mod default_ingress_class;
 mod default_storage_class;
 mod limit_ranger;
@@ -21,6 +22,7 @@ mod pod_security;
 pub mod policy;
 mod priority;
 mod pvc_resize;
+pub mod reinvocation;
 mod resource_quota;
 mod runtime_class;
 mod service_account;
@@ -89,6 +91,8 @@ pub struct Attributes<'a> {
     pub old: Option<&'a Value>,
     /// Where plugins put warnings for the client.
     pub warnings: &'a Warnings,
+    /// The request's reinvocation state (mutating webhooks and policies).
+    pub reinvocation: reinvocation::Reinvocation,
 }
 
 impl Attributes<'_> {
@@ -154,10 +158,19 @@ impl AdmissionChain {
         self.plugins.iter().map(|p| p.name()).collect()
     }
 
-    /// Runs every plugin's mutating hook in order; the first error stops the chain.
+    /// Runs every plugin's mutating hook in order; the first error stops the chain. When a
+    /// webhook or mutating policy changed the object, the chain runs once more (upstream's
+    /// `reinvoker`): built-in plugins all again, webhooks and policies as their
+    /// `reinvocationPolicy` says ([`reinvocation`]).
     pub async fn admit(&self, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
         for p in &self.plugins {
             p.admit(a, obj).await?;
+        }
+        if a.reinvocation.should_reinvoke() && !a.reinvocation.is_reinvoke() {
+            a.reinvocation.set_is_reinvoke();
+            for p in &self.plugins {
+                p.admit(a, obj).await?;
+            }
         }
         Ok(())
     }

@@ -147,8 +147,10 @@ impl GenericStore {
 
     /// Get of the latest version: a consistent read served from the watch cache once it has
     /// seen the store's current revision (as lists are), so a GET costs no storage read
-    /// transaction. When the cache cannot answer (it did not reach that revision in time, or
-    /// it stopped) the store answers.
+    /// transaction. When the cache cannot answer (it did not reach that revision in time —
+    /// tens of milliseconds when the store's revision may outrun the cache, as with other
+    /// tenants of an etcd that sends no progress notifications — or it stopped) the store
+    /// answers.
     pub async fn get(
         &self,
         h: &ResourceHandle,
@@ -157,9 +159,9 @@ impl GenericStore {
     ) -> ApiResult<KeyValue> {
         let key = h.key(namespace, name);
         let current = self.storage.current_revision().await?;
-        let found = match self.cache.get(&key, current).await {
-            Ok((kv, _)) => kv,
-            Err(_) => self.storage.get(&key).await?,
+        let found = match self.cache.get_fresh(&key, current).await {
+            Some(kv) => kv,
+            None => self.storage.get(&key).await?,
         };
         match found {
             Some(kv) => Ok(kv),
@@ -263,26 +265,42 @@ impl GenericStore {
                     .await
             }
             _ => {
-                let min = match rv_param {
-                    "" => self.storage.current_revision().await?,
-                    "0" => 0,
-                    rv => rv.parse().map_err(|_| {
-                        ApiError::bad_request(format!("invalid resource version \"{rv}\""))
-                    })?,
-                };
-                if min > 0 {
-                    let current = self.storage.current_revision().await?;
-                    if min > current {
-                        return Err(StorageError::FutureRevision {
-                            requested: min,
-                            current,
+                // "" is a consistent list: the cache once it has seen the store's current
+                // revision. "0" is any state the cache has; N at least revision N.
+                let (min, current) = match rv_param {
+                    "" => {
+                        let current = self.storage.current_revision().await?;
+                        (current, current)
+                    }
+                    "0" => (0, 0),
+                    rv => {
+                        let min: Revision = rv.parse().map_err(|_| {
+                            ApiError::bad_request(format!("invalid resource version \"{rv}\""))
+                        })?;
+                        let current = self.storage.current_revision().await?;
+                        if min > current {
+                            return Err(StorageError::FutureRevision {
+                                requested: min,
+                                current,
+                            }
+                            .into());
                         }
-                        .into());
+                        (min, current)
+                    }
+                };
+                match self.cache.list_fresh(&prefix, min).await {
+                    Some((all, rev)) => {
+                        let matched = Self::filter(h, opts, all)?;
+                        Ok(paginate(matched, &prefix, opts.limit, rev, !filtered))
+                    }
+                    // The cache did not get there in time (tens of milliseconds when the
+                    // store's revision may outrun it): the store at its current revision,
+                    // with the same pagination and selectors (upstream's fallback to etcd).
+                    None => {
+                        self.list_from_storage(h, &prefix, opts, None, current, filtered)
+                            .await
                     }
                 }
-                let (all, rev) = self.cache.list(&prefix, min).await?;
-                let matched = Self::filter(h, opts, all)?;
-                Ok(paginate(matched, &prefix, opts.limit, rev, !filtered))
             }
         }
     }

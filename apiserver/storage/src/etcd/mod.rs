@@ -775,6 +775,10 @@ impl Storage for EtcdStore {
             .send_modify(|n| *n = n.wrapping_add(1));
         Ok(true)
     }
+
+    fn revision_may_outrun_watch(&self) -> bool {
+        !self.progress_safe
+    }
 }
 
 #[cfg(test)]

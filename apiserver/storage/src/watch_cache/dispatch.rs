@@ -176,6 +176,9 @@ pub struct CacheWatchStream {
     progress: Option<(Duration, Pin<Box<Sleep>>)>,
     /// The revision of the last event yielded (or where the watch started).
     last: Revision,
+    /// Events at or below this revision are not yielded: the watch started ahead of the
+    /// cache (upstream's cacheWatcher skips what precedes its resourceVersion the same way).
+    skip_through: Revision,
     done: bool,
 }
 
@@ -196,6 +199,7 @@ pub(super) struct StreamParts {
     pub(super) flags: Arc<WatcherFlags>,
     pub(super) id: u64,
     pub(super) segment: Option<String>,
+    /// The watch yields the events after this revision.
     pub(super) start: Revision,
 }
 
@@ -215,6 +219,7 @@ impl CacheWatchStream {
             progress: progress_interval
                 .map(|d| (d, Box::pin(tokio::time::sleep_until(Instant::now() + d)))),
             last: parts.start,
+            skip_through: parts.start,
             done: false,
         }
     }
@@ -247,7 +252,13 @@ impl Stream for CacheWatchStream {
         // revision only after queueing its event for every watcher, so if the channel is empty
         // now, every event up to `published` has been yielded and a bookmark may carry it.
         let published = self.shared.published_revision();
-        match self.rx.poll_recv(cx) {
+        let received = loop {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(event)) if event.revision() <= self.skip_through => continue,
+                other => break other,
+            }
+        };
+        match received {
             Poll::Ready(Some(event)) => return self.delivered(event),
             Poll::Ready(None) => {
                 self.done = true;

@@ -67,14 +67,15 @@ impl std::fmt::Debug for State {
     }
 }
 
-/// Lists every key under `prefix` in pages, all at one revision.
+/// Lists every key under `prefix` in pages, all at one revision: `at`, or (0) the current one.
 pub(super) async fn list_all(
     store: &dyn Storage,
     prefix: &str,
     page_size: usize,
+    at: Revision,
 ) -> Result<(Vec<KeyValue>, Revision)> {
     let mut items = Vec::new();
-    let mut revision = 0;
+    let mut revision = at;
     let mut start_after = None;
     loop {
         let page = store
@@ -137,7 +138,7 @@ impl Reflector {
             State::Stopped => State::Stopped,
             State::Listing { attempt } => {
                 let shared = &self.shared;
-                let listed = list_all(&*self.store, &shared.prefix, shared.opts.list_page_size);
+                let listed = list_all(&*self.store, &shared.prefix, shared.opts.list_page_size, 0);
                 let (items, revision) = match listed.await {
                     Ok(listed) => listed,
                     Err(error) => {

@@ -26,10 +26,11 @@ use ferrokube_machinery::status::{Status, StatusCause};
 use serde_json::{Value, json};
 
 use self::sets::{BindingSet, PolicySet};
+use super::context::AdmissionContext;
 use super::webhook::config::EXEMPT;
-use super::{AdmissionPlugin, ApiHandle, Attributes, Operation, StoreReader};
+use super::{AdmissionPlugin, Attributes, Operation};
 use crate::error::ApiResult;
-use crate::registry::{Registry, ResourceHandle, codec};
+use crate::registry::{ResourceHandle, codec};
 
 /// `request` as CEL sees it (upstream `CreateAdmissionRequest`): `kind`/`resource` in the
 /// matched version `view`, the request's own in `requestKind`/`requestResource`.
@@ -83,63 +84,16 @@ struct Denied {
 pub struct ValidatingAdmissionPolicy {
     policies: Arc<PolicySet>,
     bindings: Arc<BindingSet>,
-    api: ApiHandle,
-    reader: StoreReader,
-    namespaces: Option<Arc<ResourceHandle>>,
-    /// Served versions of each (group, plural), for `matchPolicy: Equivalent`.
-    versions: std::collections::HashMap<(String, String), Vec<Arc<ResourceHandle>>>,
+    ctx: Arc<AdmissionContext>,
 }
 
 impl ValidatingAdmissionPolicy {
     /// Over the sets kept by [`sets::start_feeds`].
-    pub fn new(
-        feeds: &sets::PolicyFeeds,
-        api: ApiHandle,
-        reader: StoreReader,
-        registry: &Registry,
-    ) -> Self {
-        let mut versions: std::collections::HashMap<(String, String), Vec<Arc<ResourceHandle>>> =
-            Default::default();
-        for h in registry.all() {
-            versions
-                .entry((h.info.group.to_string(), h.info.plural.to_string()))
-                .or_default()
-                .push(h.clone());
-        }
+    pub fn new(feeds: &sets::PolicyFeeds, ctx: Arc<AdmissionContext>) -> Self {
         ValidatingAdmissionPolicy {
             policies: feeds.policies.clone(),
             bindings: feeds.bindings.clone(),
-            api,
-            reader,
-            namespaces: registry.namespaces().cloned(),
-            versions,
-        }
-    }
-
-    fn other_versions(&self, a: &Attributes<'_>) -> Vec<&Arc<ResourceHandle>> {
-        let info = &a.handle.info;
-        self.versions
-            .get(&(info.group.to_string(), info.plural.to_string()))
-            .map(|v| {
-                v.iter()
-                    .filter(|h| h.info.version != info.version)
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The namespace of the request (`None` for cluster-scoped requests and Namespaces).
-    async fn namespace(&self, a: &Attributes<'_>) -> ApiResult<Option<Value>> {
-        let info = &a.handle.info;
-        if a.namespace.is_empty() || (info.group.is_empty() && info.plural == "namespaces") {
-            return Ok(None);
-        }
-        let Some(h) = &self.namespaces else {
-            return Ok(None);
-        };
-        match self.reader.get(h, "", a.namespace).await? {
-            Some(ns) => Ok(Some(ns)),
-            None => Err(Status::not_found("", "namespaces", a.namespace).into()),
+            ctx,
         }
     }
 }
@@ -165,14 +119,9 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
             return Ok(());
         }
         let bindings = self.bindings.snapshot();
-        let authorizer = self
-            .api
-            .state()
-            .map_or(ferrokube_machinery::cel::Value::Null, |s| {
-                authz::authorizer_value(a, s.auth.authz.clone())
-            });
+        let authorizer = self.ctx.authorizer(a);
         let new = (a.operation != Operation::Delete).then_some(obj);
-        let others = self.other_versions(a);
+        let others = self.ctx.other_versions(a);
         let mut ns: Option<Option<Value>> = None;
         // Inputs per matched version (the object converted once).
         let mut inputs_by_version: Vec<(String, Inputs)> = Vec::new();
@@ -186,7 +135,7 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
                 continue;
             }
             if ns.is_none() && matching::needs_namespace(&p.match_constraints) {
-                ns = Some(self.namespace(a).await?);
+                ns = Some(self.ctx.namespace(a).await?);
             }
             let ns_ref = ns.as_ref().and_then(Option::as_ref);
             let Some(view) = matching::matches(&p.match_constraints, a, new, ns_ref, &others)
@@ -197,7 +146,7 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
             for b in pbs {
                 if let Some(mr) = &b.match_resources {
                     if ns.is_none() && matching::needs_namespace(mr) {
-                        ns = Some(self.namespace(a).await?);
+                        ns = Some(self.ctx.namespace(a).await?);
                     }
                     let ns_ref = ns.as_ref().and_then(Option::as_ref);
                     if matching::matches(mr, a, new, ns_ref, &others).is_none() {
@@ -205,7 +154,7 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
                     }
                 }
                 let params = match params::collect(
-                    &self.api,
+                    &self.ctx.api,
                     p.param_kind.as_ref(),
                     b.param_ref.as_ref(),
                     a.namespace,
@@ -237,7 +186,7 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
                     configured = true;
                     if p.compiled.uses_namespace() {
                         if ns.is_none() {
-                            ns = Some(self.namespace(a).await?);
+                            ns = Some(self.ctx.namespace(a).await?);
                         }
                         // Inputs built before the namespace was read get it now.
                         if let Some(Some(n)) = &ns {

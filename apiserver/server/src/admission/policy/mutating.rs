@@ -6,8 +6,9 @@
 //! (`machinery::admission_policy::mutating`) mutates the object in the matched version.
 //!
 //! Order: upstream runs MutatingAdmissionPolicy just before MutatingAdmissionWebhook.
-//! `reinvocationPolicy: IfNeeded` policies run once more when a later policy of this plugin
-//! changed the object (reinvocation across plugins, after mutating webhooks, is not done).
+//! `reinvocationPolicy: IfNeeded` policies run once more, in the chain's reinvocation pass,
+//! when a later policy or plugin (a mutating webhook) changed the object
+//! ([`crate::admission::reinvocation`]).
 //! An error under `failurePolicy: Fail` rejects the request with upstream's
 //! `<resource> "<name>" is forbidden: policy '<p>' with binding '<b>' denied request: <e>`.
 
@@ -20,11 +21,12 @@ use serde_json::{Value, json};
 
 use super::sets::{BindingEntry, BindingSet, Set, name_of};
 use super::{admission_request, matching, params};
+use crate::admission::context::AdmissionContext;
 use crate::admission::webhook::config::EXEMPT;
-use crate::admission::{AdmissionPlugin, ApiHandle, Attributes, Operation, StoreReader};
+use crate::admission::{AdmissionPlugin, Attributes, Operation};
 use crate::auth::rbac_feed::Sink;
 use crate::error::ApiResult;
-use crate::registry::{Registry, ResourceHandle, codec};
+use crate::registry::{Registry, codec};
 
 /// The group-version serving the policies.
 pub const GROUP_VERSION: &str = "admissionregistration.k8s.io/v1beta1";
@@ -75,10 +77,7 @@ impl Sink for MutatingPolicySet {
 pub struct MutatingAdmissionPolicy {
     policies: Arc<MutatingPolicySet>,
     bindings: Arc<BindingSet>,
-    api: ApiHandle,
-    reader: StoreReader,
-    namespaces: Option<Arc<ResourceHandle>>,
-    versions: std::collections::HashMap<(String, String), Vec<Arc<ResourceHandle>>>,
+    ctx: Arc<AdmissionContext>,
 }
 
 impl MutatingAdmissionPolicy {
@@ -86,8 +85,7 @@ impl MutatingAdmissionPolicy {
     pub async fn start(
         registry: &Registry,
         cache: &Arc<ferrokube_storage::watch_cache::WatchCache>,
-        api: ApiHandle,
-        reader: StoreReader,
+        ctx: Arc<AdmissionContext>,
     ) -> anyhow::Result<Self> {
         let handle = |plural: &str| {
             registry
@@ -109,45 +107,11 @@ impl MutatingAdmissionPolicy {
             bindings.clone(),
         )
         .await?;
-        let mut versions: std::collections::HashMap<(String, String), Vec<Arc<ResourceHandle>>> =
-            Default::default();
-        for h in registry.all() {
-            versions
-                .entry((h.info.group.to_string(), h.info.plural.to_string()))
-                .or_default()
-                .push(h.clone());
-        }
         Ok(MutatingAdmissionPolicy {
             policies,
             bindings,
-            api,
-            reader,
-            namespaces: registry.namespaces().cloned(),
-            versions,
+            ctx,
         })
-    }
-
-    fn other_versions(&self, a: &Attributes<'_>) -> Vec<&Arc<ResourceHandle>> {
-        let info = &a.handle.info;
-        self.versions
-            .get(&(info.group.to_string(), info.plural.to_string()))
-            .map(|v| {
-                v.iter()
-                    .filter(|h| h.info.version != info.version)
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    async fn namespace(&self, a: &Attributes<'_>) -> ApiResult<Option<Value>> {
-        let info = &a.handle.info;
-        if a.namespace.is_empty() || (info.group.is_empty() && info.plural == "namespaces") {
-            return Ok(None);
-        }
-        let Some(h) = &self.namespaces else {
-            return Ok(None);
-        };
-        self.reader.get(h, "", a.namespace).await
     }
 
     /// Runs one policy for every binding (and param) that selects the request; `Ok(true)`
@@ -160,9 +124,9 @@ impl MutatingAdmissionPolicy {
         ns: &mut Option<Option<Value>>,
         obj: &mut Value,
     ) -> ApiResult<bool> {
-        let others = self.other_versions(a);
+        let others = self.ctx.other_versions(a);
         if ns.is_none() && matching::needs_namespace(&p.match_constraints) {
-            *ns = Some(self.namespace(a).await?);
+            *ns = Some(self.ctx.namespace(a).await?);
         }
         let ns_ref = ns.as_ref().and_then(Option::as_ref);
         let Some(view) = matching::matches(&p.match_constraints, a, Some(obj), ns_ref, &others)
@@ -174,7 +138,7 @@ impl MutatingAdmissionPolicy {
         for b in bindings {
             if let Some(mr) = &b.match_resources {
                 if ns.is_none() && matching::needs_namespace(mr) {
-                    *ns = Some(self.namespace(a).await?);
+                    *ns = Some(self.ctx.namespace(a).await?);
                 }
                 let ns_ref = ns.as_ref().and_then(Option::as_ref);
                 if matching::matches(mr, a, Some(obj), ns_ref, &others).is_none() {
@@ -184,7 +148,7 @@ impl MutatingAdmissionPolicy {
             let fail = p.compiled.failure_policy
                 == ferrokube_machinery::admission_policy::FailurePolicy::Fail;
             let params = match params::collect(
-                &self.api,
+                &self.ctx.api,
                 p.param_kind.as_ref(),
                 b.param_ref.as_ref(),
                 a.namespace,
@@ -203,7 +167,7 @@ impl MutatingAdmissionPolicy {
                 Err(_) => continue,
             };
             if ns.is_none() && p.compiled.uses_namespace() {
-                *ns = Some(self.namespace(a).await?);
+                *ns = Some(self.ctx.namespace(a).await?);
             }
             for param in &params {
                 // The object in the matched version, as the expressions see it.
@@ -218,9 +182,7 @@ impl MutatingAdmissionPolicy {
                     ns.as_ref().and_then(Option::as_ref),
                     param.as_ref(),
                 );
-                if let Ok(s) = self.api.state() {
-                    inputs.authorizer = super::authz::authorizer_value(a, s.auth.authz.clone());
-                }
+                inputs.authorizer = self.ctx.authorizer(a);
                 let root = crate::registry::managed::node_type(view_handle, true);
                 let before = served.clone();
                 match p.compiled.apply(&inputs, &mut served, &root) {
@@ -280,29 +242,21 @@ impl AdmissionPlugin for MutatingAdmissionPolicy {
         }
         let bindings = self.bindings.snapshot();
         let mut ns: Option<Option<Value>> = None;
-        let mut ran: Vec<(&Arc<MutatingPolicyEntry>, Vec<&Arc<BindingEntry>>)> = Vec::new();
-        let mut reinvoke = vec![false; policies.len()];
+        let r = &a.reinvocation;
+        let plugin = self.name();
+        r.begin(plugin, obj);
         for p in policies.iter() {
             let pbs: Vec<&Arc<BindingEntry>> = bindings
                 .iter()
                 .filter(|b| b.policy_name == p.name)
                 .collect();
-            if pbs.is_empty() {
+            if pbs.is_empty() || !r.runs(plugin, &p.name) {
                 continue;
             }
             let changed = self.run_policy(a, p, &pbs, &mut ns, obj).await?;
-            if changed {
-                for (j, (earlier, _)) in ran.iter().enumerate() {
-                    reinvoke[j] |= earlier.compiled.reinvoke;
-                }
-            }
-            ran.push((p, pbs));
+            r.ran(plugin, &p.name, p.compiled.reinvoke, changed);
         }
-        for (i, (p, pbs)) in ran.iter().enumerate() {
-            if reinvoke[i] {
-                self.run_policy(a, p, pbs, &mut ns, obj).await?;
-            }
-        }
+        r.end(plugin, obj);
         Ok(())
     }
 }

@@ -77,6 +77,11 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 impl Hook {
+    /// The hook's identity for reinvocation (upstream's webhook accessor UID).
+    pub fn reinvocation_key(&self) -> String {
+        format!("{}/{}", self.configuration, self.name)
+    }
+
     /// Compiles one entry of `webhooks[]`.
     pub fn compile(configuration: &str, w: &Value) -> Hook {
         let s = |k: &str| w.get(k).and_then(Value::as_str).unwrap_or("");

@@ -28,7 +28,8 @@ use ferrokube_machinery::status::{Status, StatusDetails};
 use serde_json::{Value, json};
 
 use self::config::{EXEMPT, FailurePolicy, Hook, HookSet, object_selected, selects_everything};
-use super::{AdmissionPlugin, Attributes, Operation, StoreReader};
+use super::context::AdmissionContext;
+use super::{AdmissionPlugin, Attributes, Operation};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{Registry, ResourceHandle, codec};
 use crate::webhook_client::{CallError, WebhookClient};
@@ -53,28 +54,13 @@ pub enum ReviewError {
 /// versions of each resource (for `matchPolicy: Equivalent`).
 pub struct Shared {
     pub client: Arc<WebhookClient>,
-    reader: StoreReader,
-    namespaces: Option<Arc<ResourceHandle>>,
-    versions: std::collections::HashMap<(String, String), Vec<Arc<ResourceHandle>>>,
+    ctx: Arc<AdmissionContext>,
 }
 
 impl Shared {
     /// Over the registry's resources.
-    pub fn new(client: Arc<WebhookClient>, reader: StoreReader, registry: &Registry) -> Shared {
-        let mut versions: std::collections::HashMap<(String, String), Vec<Arc<ResourceHandle>>> =
-            Default::default();
-        for h in registry.all() {
-            versions
-                .entry((h.info.group.to_string(), h.info.plural.to_string()))
-                .or_default()
-                .push(h.clone());
-        }
-        Shared {
-            client,
-            reader,
-            namespaces: registry.namespaces().cloned(),
-            versions,
-        }
+    pub fn new(client: Arc<WebhookClient>, ctx: Arc<AdmissionContext>) -> Shared {
+        Shared { client, ctx }
     }
 }
 
@@ -147,15 +133,11 @@ impl WebhookPlugin {
         }
         let others: Vec<&str> = self
             .shared
-            .versions
-            .get(&(info.group.to_string(), info.plural.to_string()))
-            .map(|v| {
-                v.iter()
-                    .map(|h| h.info.version)
-                    .filter(|x| *x != info.version)
-                    .collect()
-            })
-            .unwrap_or_default();
+            .ctx
+            .other_versions(a)
+            .into_iter()
+            .map(|h| h.info.version)
+            .collect();
         let mut ns_labels: Option<serde_json::Map<String, Value>> = None;
         let mut out = Vec::new();
         for h in hooks.iter() {
@@ -207,7 +189,8 @@ impl WebhookPlugin {
         let new = codec::served_copy(view, obj).await?;
         let old = codec::served_copy(view, a.old).await?;
         let request = crate::admission::policy::admission_request(a, view);
-        let inputs = Inputs::from_json(new.as_ref(), old.as_ref(), &request, None, None);
+        let mut inputs = Inputs::from_json(new.as_ref(), old.as_ref(), &request, None, None);
+        inputs.authorizer = self.shared.ctx.authorizer(a);
         let fp = match h.failure_policy {
             FailurePolicy::Fail => PolicyFailure::Fail,
             FailurePolicy::Ignore => PolicyFailure::Ignore,
@@ -227,27 +210,15 @@ impl WebhookPlugin {
         &self,
         a: &Attributes<'_>,
     ) -> ApiResult<serde_json::Map<String, Value>> {
-        let Some(h) = &self.shared.namespaces else {
-            return Ok(Default::default());
-        };
-        match self.shared.reader.get(h, "", a.namespace).await? {
-            Some(ns) => Ok(config::labels_of(Some(&ns))),
-            None => Err(Status::not_found("", "namespaces", a.namespace).into()),
-        }
+        Ok(config::labels_of(
+            self.shared.ctx.namespace(a).await?.as_ref(),
+        ))
     }
 
     /// The handle a hook sees the request through: the request's own, or (matchPolicy
     /// Equivalent) the matched version's.
     fn view<'h>(&'h self, a: &'h Attributes<'_>, version: &str) -> &'h ResourceHandle {
-        let info = &a.handle.info;
-        if version == info.version {
-            return a.handle;
-        }
-        self.shared
-            .versions
-            .get(&(info.group.to_string(), info.plural.to_string()))
-            .and_then(|v| v.iter().find(|h| h.info.version == version))
-            .map_or(a.handle, |h| &**h)
+        self.shared.ctx.view(a, version)
     }
 
     /// Calls one hook with the object (in `view`'s version) and the stored old object.
@@ -507,19 +478,18 @@ impl AdmissionPlugin for WebhookPlugin {
             return Ok(());
         }
         // `obj` is in the storage form; each hook sees it in its view's served version.
-        let mut reinvoke = vec![false; hooks.len()];
-        for (i, (h, version)) in hooks.iter().enumerate() {
-            if self.mutate_once(h, version, a, obj).await? {
-                for (j, (earlier, _)) in hooks.iter().enumerate().take(i) {
-                    reinvoke[j] |= earlier.reinvoke;
-                }
+        let r = &a.reinvocation;
+        let plugin = self.name();
+        r.begin(plugin, obj);
+        for (h, version) in hooks.iter() {
+            let key = h.reinvocation_key();
+            if !r.runs(plugin, &key) {
+                continue;
             }
+            let changed = self.mutate_once(h, version, a, obj).await?;
+            r.ran(plugin, &key, h.reinvoke, changed);
         }
-        for (i, (h, version)) in hooks.iter().enumerate() {
-            if reinvoke[i] {
-                self.mutate_once(h, version, a, obj).await?;
-            }
-        }
+        r.end(plugin, obj);
         Ok(())
     }
 

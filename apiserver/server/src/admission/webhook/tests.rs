@@ -91,6 +91,7 @@ fn rules_match_operations_resources_subresources_scope_and_equivalent_versions()
             dry_run: false,
             old: None,
             warnings: &w,
+            reinvocation: Default::default(),
         }
     };
     let hook = |rules: Value, policy: &str| {

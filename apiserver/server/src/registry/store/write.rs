@@ -113,6 +113,7 @@ impl GenericStore {
             dry_run: opts.dry_run,
             old,
             warnings: &opts.warnings,
+            reinvocation: Default::default(),
         }
     }
 
@@ -504,6 +505,7 @@ impl GenericStore {
             dry_run: opts.dry_run,
             old: Some(old),
             warnings: &opts.warnings,
+            reinvocation: Default::default(),
         };
         self.admission.validate(&attrs, old).await
     }
