@@ -252,10 +252,15 @@ pub async fn run_nodes(nodes: Vec<Arc<NodeCtx>>) -> anyhow::Result<()> {
                     }
                 }
             };
-            if leases.send((node.clone(), uid.clone())).is_err() {
+            if let Err(e) = leases.send((node.clone(), uid)) {
                 // The lease thread is gone: renew from here rather than not at all.
+                let (node, uid) = e.0;
                 let client = node.client.clone();
-                tokio::spawn(node.clone().run_lease(uid, client));
+                tokio::join!(
+                    node.clone().run_lease(uid, client),
+                    node.run_status_reports()
+                );
+                return;
             }
             node.run_status_reports().await;
         });

@@ -134,8 +134,7 @@ fn stage_monitor(client: kube::Client) -> (Arc<Mutex<Stages>>, tokio::task::Join
             let now = Instant::now();
             let name = p.metadata.name.clone().unwrap_or_default();
             let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
-            let running =
-                p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
             if let Ok(mut st) = s.lock() {
                 st.created.entry(name.clone()).or_insert(now);
                 if bound {
@@ -205,7 +204,10 @@ fn print_request_diff(before: &HashMap<String, f64>, after: &HashMap<String, f64
         .take(12)
         .map(|(k, v)| format!("{k}: {:.2}", v / pods.max(1) as f64))
         .collect();
-    println!("| API requests per pod (verb resource code) | {} |", line.join("; "));
+    println!(
+        "| API requests per pod (verb resource code) | {} |",
+        line.join("; ")
+    );
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
