@@ -38,9 +38,10 @@ spec:
   validationActions: [Deny]
 "#;
 
-#[test]
-fn authorizer_checks_follow_rbac() {
-    let dir = scratch("celauthz");
+/// A server where the token user `bob` may write ConfigMaps in namespace `team` (nothing
+/// else), and bob's kubeconfig.
+fn server_with_bob(scratch_name: &str) -> (TestServer, std::path::PathBuf) {
+    let dir = scratch(scratch_name);
     let tokens = dir.join("tokens.csv");
     std::fs::write(&tokens, "bob-token,bob,1001\n").expect("tokens");
     let server = TestServer::start_with_args(&["--token-auth-file", tokens.to_str().expect("p")]);
@@ -63,8 +64,14 @@ fn authorizer_checks_follow_rbac() {
         "--role=cm-writer",
         "--user=bob",
     ]);
-    server.must_kubectl_stdin(["apply", "-f", "-"], POLICY);
     let bob = token_kubeconfig(&server, &dir, "bob", "bob-token");
+    (server, bob)
+}
+
+#[test]
+fn authorizer_checks_follow_rbac() {
+    let (server, bob) = server_with_bob("celauthz");
+    server.must_kubectl_stdin(["apply", "-f", "-"], POLICY);
     // The policy reaches the plugin through a watch: retry until bob is refused.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut i = 0;
@@ -144,29 +151,7 @@ fn webhook_match_conditions_use_the_authorizer() {
 
     use crate::hookserver::{HookServer, Reply, Req, review};
 
-    let dir = scratch("hookauthz");
-    let tokens = dir.join("tokens.csv");
-    std::fs::write(&tokens, "bob-token,bob,1001\n").expect("tokens");
-    let server = TestServer::start_with_args(&["--token-auth-file", tokens.to_str().expect("p")]);
-    server.must_kubectl(["create", "namespace", "team"]);
-    server.must_kubectl([
-        "create",
-        "role",
-        "cm-writer",
-        "-n",
-        "team",
-        "--verb=create",
-        "--resource=configmaps",
-    ]);
-    server.must_kubectl([
-        "create",
-        "rolebinding",
-        "bob-cm",
-        "-n",
-        "team",
-        "--role=cm-writer",
-        "--user=bob",
-    ]);
+    let (server, bob) = server_with_bob("hookauthz");
     let hooks = HookServer::start(
         &[],
         Arc::new(|req: &Req| Reply::json(&review(req, false, "non-admins are refused", None, &[]))),
@@ -180,7 +165,6 @@ fn webhook_match_conditions_use_the_authorizer() {
             "matchConditions": [{"name": "non-admin",
                 "expression": "!authorizer.group('rbac.authorization.k8s.io').resource('clusterroles').check('escalate').allowed()"}]}]});
     server.must_kubectl_stdin(["apply", "-f", "-"], &cfg.to_string());
-    let bob = token_kubeconfig(&server, &dir, "bob", "bob-token");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut i = 0;
     let err = loop {
