@@ -188,10 +188,7 @@ fn start_scheduler_and_nodes(
             else {
                 return;
             };
-            let client = match ferrokube_node_agent::config_from_yaml(&yaml)
-                .await
-                .and_then(|cfg| Ok((kube::Client::try_from(cfg.clone())?, cfg)))
-            {
+            let client = match ferrokube_node_agent::client_from_yaml(&yaml).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "simulated nodes not started");
@@ -200,7 +197,6 @@ fn start_scheduler_and_nodes(
             };
             // One runtime for every embedded node; its simulated network reads the cluster
             // with the first node's identity.
-            let (client, lease_config) = client;
             let runtime = match &runtime {
                 Some(r) => std::sync::Arc::clone(r),
                 None => match node_opts.runtime(&client) {
@@ -222,11 +218,8 @@ fn start_scheduler_and_nodes(
                     return;
                 }
             };
-            ctxs.push(ferrokube_node_agent::node::NodeCtx::with_lease_config(
-                config,
-                client,
-                runtime,
-                Some(lease_config),
+            ctxs.push(ferrokube_node_agent::node::NodeCtx::new(
+                config, client, runtime,
             ));
         }
         tracing::info!(nodes, "simulated nodes starting");

@@ -65,27 +65,10 @@ where
 {
     /// Starts watching `api` in the background; the task ends when every handle is dropped.
     pub fn spawn(api: Api<K>) -> Self {
-        Self::spawn_inner(api, false)
-    }
-
-    /// [`Informer::spawn`] for a kind no controller writes back whole (pods): the store holds
-    /// the objects without their managedFields, as upstream's controller-manager informers do
-    /// (no controller reads them, and they are a large part of a pod).
-    pub fn spawn_without_managed_fields(api: Api<K>) -> Self {
-        Self::spawn_inner(api, true)
-    }
-
-    fn spawn_inner(api: Api<K>, strip: bool) -> Self {
         let (store, writer) = reflector::store::<K>();
         let (tx, _) = broadcast::channel(BUFFER);
         let feed = tx.clone();
-        let stream = watcher(api, watcher::Config::default().any_semantic())
-            .default_backoff()
-            .modify(move |o| {
-                if strip {
-                    o.meta_mut().managed_fields = None;
-                }
-            });
+        let stream = watcher(api, watcher::Config::default().any_semantic()).default_backoff();
         let task = tokio::spawn(run(stream, writer, store.clone(), feed));
         Self {
             store,

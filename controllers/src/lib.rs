@@ -328,8 +328,7 @@ async fn run_controllers(
     tracing::info!(controllers = ?selection, "controller-manager starting");
     let on = |name: &str| selection.enabled(name);
     let informer_client = client_for(&config, "shared-informers")?;
-    let pods =
-        Informer::<Pod>::spawn_without_managed_fields(kube::Api::all(informer_client.clone()));
+    let pods = Informer::<Pod>::spawn(kube::Api::all(informer_client.clone()));
     let replicasets = Informer::<ReplicaSet>::spawn(kube::Api::all(informer_client));
     pods.wait_until_ready().await;
     replicasets.wait_until_ready().await;

@@ -201,9 +201,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         let kc = Kubeconfig::read_from(&opts.kubeconfig)
             .with_context(|| format!("reading {}", opts.kubeconfig.display()))?;
         let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-        let client = kube::Client::try_from(cfg.clone())?;
+        let client = kube::Client::try_from(cfg)?;
         let runtime = opts.node.runtime(&client)?;
-        let node = NodeCtx::with_lease_config(config, client, runtime, Some(cfg));
+        let node = NodeCtx::new(config, client, runtime);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = run_nodes(vec![node]) => r,
@@ -215,31 +215,20 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 
 /// A client from a kubeconfig document.
 pub async fn client_from_yaml(yaml: &str) -> anyhow::Result<kube::Client> {
-    Ok(kube::Client::try_from(config_from_yaml(yaml).await?)?)
-}
-
-/// A client configuration from a kubeconfig document.
-pub async fn config_from_yaml(yaml: &str) -> anyhow::Result<kube::Config> {
     let kc = Kubeconfig::from_yaml(yaml).context("parsing a node kubeconfig")?;
-    Ok(kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?)
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    Ok(kube::Client::try_from(cfg)?)
 }
 
 /// Registers the nodes, then runs their heartbeats and one shared pod watch; returns only when
 /// the pod watch fails for good.
-///
-/// The Lease renewals of every node run on a thread of their own (a one-thread runtime, each
-/// node with its own client there): upstream keeps them on time with API Priority and Fairness
-/// (the `system-node-high` level); here, whatever the pod workers, watches and the API server's
-/// own tasks queue on the main runtime, a renewal is never behind them on the client side.
 pub async fn run_nodes(nodes: Vec<Arc<NodeCtx>>) -> anyhow::Result<()> {
     let Some(first) = nodes.first().cloned() else {
         anyhow::bail!("no nodes to run");
     };
-    let leases = lease_thread()?;
     let mut tasks = tokio::task::JoinSet::new();
     for node in &nodes {
         let node = node.clone();
-        let leases = leases.clone();
         tasks.spawn(async move {
             let mut delay = Duration::from_millis(200);
             let uid = loop {
@@ -252,53 +241,11 @@ pub async fn run_nodes(nodes: Vec<Arc<NodeCtx>>) -> anyhow::Result<()> {
                     }
                 }
             };
-            if let Err(e) = leases.send((node.clone(), uid)) {
-                // The lease thread is gone: renew from here rather than not at all.
-                let (node, uid) = e.0;
-                let client = node.client.clone();
-                tokio::join!(
-                    node.clone().run_lease(uid, client),
-                    node.run_status_reports()
-                );
-                return;
-            }
-            node.run_status_reports().await;
+            node.run_heartbeats(uid).await;
         });
     }
-    drop(leases);
     let dispatcher = pods::PodDispatcher::new(nodes);
     let r = dispatcher.run(first.client.clone()).await;
-    // Aborting the tasks drops the last senders: the lease thread then ends its loops.
     tasks.abort_all();
     r
-}
-
-type LeaseJob = (Arc<NodeCtx>, String);
-
-/// Starts the lease thread; nodes sent to it get their renewal loop there. The thread ends
-/// (cancelling the loops) once every sender is dropped.
-fn lease_thread() -> anyhow::Result<tokio::sync::mpsc::UnboundedSender<LeaseJob>> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<LeaseJob>();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("node-leases".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                while let Some((node, uid)) = rx.recv().await {
-                    // The client (its connection pool and request buffer) lives on this runtime.
-                    let client = match node.lease_config.clone().map(kube::Client::try_from) {
-                        Some(Ok(c)) => c,
-                        Some(Err(e)) => {
-                            tracing::warn!(node = %node.config.name, error = %e, "lease client; using the node client");
-                            node.client.clone()
-                        }
-                        None => node.client.clone(),
-                    };
-                    tokio::spawn(node.run_lease(uid, client));
-                }
-            });
-        })?;
-    Ok(tx)
 }

@@ -100,32 +100,16 @@ pub struct NodeCtx {
     pub client: Client,
     /// The container runtime.
     pub runtime: Arc<dyn Runtime>,
-    /// The client configuration the Lease renewals use: they get a client (and connections) of
-    /// their own on the lease thread ([`crate::run_nodes`]), so pod traffic never delays them.
-    /// None: the renewals share [`NodeCtx::client`].
-    pub lease_config: Option<kube::Config>,
     ips: Mutex<BTreeSet<u8>>,
 }
 
 impl NodeCtx {
     /// A node context.
     pub fn new(config: NodeConfig, client: Client, runtime: Arc<dyn Runtime>) -> Arc<NodeCtx> {
-        Self::with_lease_config(config, client, runtime, None)
-    }
-
-    /// A node context whose Lease renewals use a client of their own built from `lease_config`
-    /// (the same identity as `client`).
-    pub fn with_lease_config(
-        config: NodeConfig,
-        client: Client,
-        runtime: Arc<dyn Runtime>,
-        lease_config: Option<kube::Config>,
-    ) -> Arc<NodeCtx> {
         Arc::new(NodeCtx {
             config,
             client,
             runtime,
-            lease_config,
             ips: Mutex::new(BTreeSet::new()),
         })
     }
@@ -273,30 +257,33 @@ impl NodeCtx {
         Ok(patched.metadata.uid.unwrap_or_default())
     }
 
-    /// Reports the node status every `status_report` until cancelled (the Lease is renewed by
-    /// [`NodeCtx::run_lease`] on the lease thread).
-    pub async fn run_status_reports(self: Arc<Self>) {
+    /// Keeps the lease renewed and the status reported until cancelled.
+    pub async fn run_heartbeats(self: Arc<Self>, uid: String) {
         let transition = rfc3339(Timestamp::now());
-        let api: Api<Node> = Api::all(self.client.clone());
-        loop {
-            tokio::time::sleep(self.config.status_report).await;
-            let body = json!({"status": self.node_status(&transition)});
-            if let Err(e) = api
-                .patch_status(
-                    &self.config.name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&body),
-                )
-                .await
-            {
-                tracing::warn!(node = %self.config.name, error = %e, "node status report");
+        let lease = self.clone().run_lease(uid);
+        let status = async {
+            let api: Api<Node> = Api::all(self.client.clone());
+            loop {
+                tokio::time::sleep(self.config.status_report).await;
+                let body = json!({"status": self.node_status(&transition)});
+                if let Err(e) = api
+                    .patch_status(
+                        &self.config.name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&body),
+                    )
+                    .await
+                {
+                    tracing::warn!(node = %self.config.name, error = %e, "node status report");
+                }
             }
-        }
+        };
+        tokio::join!(lease, status);
     }
 
-    /// The node lease loop (create, then renew every `lease_renew`) with `client`.
-    pub async fn run_lease(self: Arc<Self>, node_uid: String, client: Client) {
-        let api: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
+    /// The node lease loop (create, then renew every `lease_renew`).
+    async fn run_lease(self: Arc<Self>, node_uid: String) {
+        let api: Api<Lease> = Api::namespaced(self.client.clone(), LEASE_NAMESPACE);
         let name = self.config.name.clone();
         let mut current: Option<Lease> = None;
         loop {

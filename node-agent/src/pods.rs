@@ -51,11 +51,7 @@ impl PodDispatcher {
     pub async fn run(mut self, client: kube::Client) -> anyhow::Result<()> {
         let api: Api<Pod> = Api::all(client);
         let config = watcher::Config::default().fields(&self.field_selector());
-        // Workers keep their pod: without its managedFields, which the agent never reads.
-        let mut stream = watcher(api, config)
-            .default_backoff()
-            .modify(|p| p.metadata.managed_fields = None)
-            .boxed();
+        let mut stream = watcher(api, config).default_backoff().boxed();
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => {

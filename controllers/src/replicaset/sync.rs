@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
@@ -21,8 +20,6 @@ use crate::podutil::{self, controller_ref, is_active, is_available, is_ready};
 
 /// Most pods created or deleted in one sync (upstream `BurstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
-/// Pod creates of one slow-start batch in flight at once.
-const CREATES_IN_FLIGHT: usize = 64;
 
 /// Reconciles one object.
 pub async fn sync(view: View, ctx: Arc<Ctx>) -> Result<Action, Error> {
@@ -223,13 +220,7 @@ async fn manage_replicas(view: &View, owned: &[Arc<Pod>], ctx: &Ctx) -> Result<(
         while created < diff {
             let n = batch.min(diff - created);
             let pp = PostParams::default();
-            // At most CREATES_IN_FLIGHT at once: a whole batch of 256 or 512 at once went past
-            // the API server's --max-mutating-requests-inflight (200) and came back 429, each
-            // retried after the 1 s Retry-After.
-            let results: Vec<_> = futures::stream::iter((0..n).map(|_| api.create(&pp, &pod)))
-                .buffered(CREATES_IN_FLIGHT)
-                .collect()
-                .await;
+            let results = join_all((0..n).map(|_| api.create(&pp, &pod))).await;
             for r in results {
                 match r {
                     Ok(p) => {

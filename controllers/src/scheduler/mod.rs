@@ -152,10 +152,8 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         next_start: None,
         events: events::EventSink::start(client.clone(), format!("{DEFAULT_SCHEDULER}-{host}")),
     };
-    // The cache keeps every pod: without its managedFields (upstream's informers drop them too).
     let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .modify(|p| p.metadata.managed_fields = None)
         .boxed();
     let nodes = watcher(Api::<Node>::all(client), watcher::Config::default())
         .default_backoff()

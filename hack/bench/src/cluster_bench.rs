@@ -3,9 +3,7 @@
 //! one process, so its CPU time and RSS are the whole control plane's):
 //!
 //! - `--deployment [--nodes 100] [--replicas 1000]`: one Deployment of R replicas; time from the
-//!   create to all pods Running (and to `availableReplicas == R`), when the pods were created,
-//!   bound and Running (first / median / last, from a pod watch), the API requests per pod by
-//!   verb and resource (the server's `apiserver_request_total`), and RSS per pod.
+//!   create to all pods Running (and to `availableReplicas == R`).
 //! - `--big-cluster [--nodes 1000] [--pods 30000]`: M pods as Deployments of at most 1,000
 //!   replicas; time to all Running, peak RSS, CPU time, and the node Lease renewals observed on a
 //!   watch of `kube-node-lease` (interval between consecutive `renewTime`s of a Lease, its p50/p99/
@@ -108,106 +106,6 @@ fn lease_monitor(client: kube::Client) -> (Arc<Mutex<LeaseStats>>, tokio::task::
         }
     });
     (stats, task)
-}
-
-/// When each pod was first seen created, bound and Running (on a watch of the namespace).
-#[derive(Default)]
-struct Stages {
-    created: HashMap<String, Instant>,
-    bound: HashMap<String, Instant>,
-    running: HashMap<String, Instant>,
-}
-
-fn stage_monitor(client: kube::Client) -> (Arc<Mutex<Stages>>, tokio::task::JoinHandle<()>) {
-    let stages = Arc::new(Mutex::new(Stages::default()));
-    let s = stages.clone();
-    let task = tokio::spawn(async move {
-        let api: Api<Pod> = Api::namespaced(client, "default");
-        let mut w = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
-        while let Some(ev) = w.next().await {
-            let p = match ev {
-                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => p,
-                _ => continue,
-            };
-            let now = Instant::now();
-            let name = p.metadata.name.clone().unwrap_or_default();
-            let bound = p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
-            let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-            if let Ok(mut st) = s.lock() {
-                st.created.entry(name.clone()).or_insert(now);
-                if bound {
-                    st.bound.entry(name.clone()).or_insert(now);
-                }
-                if running {
-                    st.running.entry(name).or_insert(now);
-                }
-            }
-        }
-    });
-    (stages, task)
-}
-
-/// "first / median / last" seconds after `start` of the instants in `m`.
-fn spread(m: &HashMap<String, Instant>, start: Instant) -> String {
-    let mut v: Vec<f64> = m
-        .values()
-        .map(|t| t.saturating_duration_since(start).as_secs_f64())
-        .collect();
-    v.sort_by(f64::total_cmp);
-    match (v.first(), v.last()) {
-        (Some(a), Some(b)) => format!("{a:.2} s / {:.2} s / {b:.2} s", pct(&v, 0.5)),
-        _ => "none".into(),
-    }
-}
-
-/// `apiserver_request_total` by `verb resource code` from the server's /metrics.
-async fn request_counts(client: &kube::Client) -> HashMap<String, f64> {
-    let mut out = HashMap::new();
-    let Ok(req) = http::Request::get("/metrics").body(Vec::new()) else {
-        return out;
-    };
-    let Ok(text) = client.request_text(req).await else {
-        return out;
-    };
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-            continue;
-        };
-        let Some((labels, n)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let label = |k: &str| {
-            labels
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
-                .map(|v| v.trim_end_matches('"').to_string())
-                .unwrap_or_default()
-        };
-        let key = format!("{} {} {}", label("verb"), label("resource"), label("code"));
-        *out.entry(key).or_default() += n.trim().parse::<f64>().unwrap_or(0.0);
-    }
-    out
-}
-
-/// Prints the requests made between two [`request_counts`], per pod, most first.
-fn print_request_diff(before: &HashMap<String, f64>, after: &HashMap<String, f64>, pods: usize) {
-    let mut d: Vec<(String, f64)> = after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
-        .filter(|(_, v)| *v > 0.0)
-        .collect();
-    d.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let line: Vec<String> = d
-        .iter()
-        .take(12)
-        .map(|(k, v)| format!("{k}: {:.2}", v / pods.max(1) as f64))
-        .collect();
-    println!(
-        "| API requests per pod (verb resource code) | {} |",
-        line.join("; ")
-    );
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -328,9 +226,6 @@ pub async fn deployment_run(tmp: &Path, nodes: usize, replicas: usize) -> Result
     let (proc_, client, _) = start_ferrokube(&dir, &[&flag, "--runtime=simulated"]).await?;
     let pid = proc_.0.id();
     let nodes_ready = wait_nodes(&client, nodes, Duration::from_secs(300)).await?;
-    let rss_idle = rss_kib(pid);
-    let (stages, stage_task) = stage_monitor(client.clone());
-    let counts_before = request_counts(&client).await;
     let sampler = Sampler::start(pid);
     let load_before = load();
     let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
@@ -339,10 +234,7 @@ pub async fn deployment_run(tmp: &Path, nodes: usize, replicas: usize) -> Result
         .await?;
     let available = wait_available(&client, replicas, start, Duration::from_secs(600)).await?;
     let running = running_pods(&client).await?;
-    let rss_end = rss_kib(pid);
     let (peak, cpu, span) = sampler.stop();
-    let counts_after = request_counts(&client).await;
-    stage_task.abort();
     println!("| {replicas}-replica Deployment on {nodes} simulated nodes | value |");
     println!("|---|---|");
     println!(
@@ -358,28 +250,7 @@ pub async fn deployment_run(tmp: &Path, nodes: usize, replicas: usize) -> Result
         available.as_secs_f64()
     );
     println!("| pods Running then | {running}/{replicas} |");
-    if let Ok(st) = stages.lock() {
-        println!(
-            "| pods created: first / median / last | {} |",
-            spread(&st.created, start)
-        );
-        println!(
-            "| pods bound: first / median / last | {} |",
-            spread(&st.bound, start)
-        );
-        println!(
-            "| pods Running: first / median / last | {} |",
-            spread(&st.running, start)
-        );
-    }
-    print_request_diff(&counts_before, &counts_after, replicas);
     println!("| server peak RSS | {} MiB |", peak / 1024);
-    println!(
-        "| RSS idle → after, per pod | {} MiB → {} MiB, {:.0} KiB/pod |",
-        rss_idle / 1024,
-        rss_end / 1024,
-        rss_end.saturating_sub(rss_idle) as f64 / replicas.max(1) as f64
-    );
     println!(
         "| server CPU time meanwhile | {cpu:.1} s ({:.0}% of one core) |",
         100.0 * cpu / span.max(0.001)
@@ -469,10 +340,9 @@ pub async fn big_cluster_run(tmp: &Path, nodes: usize, pods: usize) -> Result<()
         100.0 * cpu_total / span.max(0.001)
     );
     println!(
-        "| server peak RSS / at end | {} MiB / {} MiB ({:.0} KiB per pod over idle) |",
+        "| server peak RSS / at end | {} MiB / {} MiB |",
         peak / 1024,
-        rss_end / 1024,
-        rss_end.saturating_sub(rss_idle) as f64 / pods.max(1) as f64
+        rss_end / 1024
     );
     println!(
         "| lease renewals observed ({n_leases} leases) | {} |",
