@@ -68,7 +68,9 @@ where
         let (store, writer) = reflector::store::<K>();
         let (tx, _) = broadcast::channel(BUFFER);
         let feed = tx.clone();
-        let stream = watcher(api, watcher::Config::default().any_semantic()).default_backoff();
+        let stream = watcher(api, watcher::Config::default().any_semantic())
+            .default_backoff()
+            .modify(drop_managed_fields);
         let task = tokio::spawn(run(stream, writer, store.clone(), feed));
         Self {
             store,
@@ -116,6 +118,14 @@ where
     }
 }
 
+/// Drops `metadata.managedFields` from an object entering a cache, as upstream's informers
+/// do (`cache.TransformStripManagedFields`): no controller reads them, and in a typed object
+/// they cost more than the rest of a pod's metadata. An update sent from such an object
+/// carries no managedFields, which the server answers by keeping the stored ones.
+pub fn drop_managed_fields<K: kube::Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
 fn watcher<K>(
     api: Api<K>,
     cfg: watcher::Config,
@@ -150,15 +160,25 @@ async fn run<K, S>(
         // Work out what changed against the store before the event is applied, apply it, then
         // tell subscribers (so a subscriber that reads the store sees the new state).
         let mut changes = Vec::new();
+        let mut pending = None;
         match &ev {
-            Event::Apply(obj) | Event::InitApply(obj) => {
+            Event::Apply(obj) => {
+                // The change is filled in with the store's own copy once the event is applied
+                // (one allocation per object version, not one for the store and one for the
+                // feed).
+                let key = ObjectRef::from_obj(obj);
+                let old = store.get(&key);
+                pending = Some((key, old));
+            }
+            Event::InitApply(obj) => {
+                // A relist reaches the store only at `InitDone`: the feed gets its own copy.
                 let key = ObjectRef::from_obj(obj);
                 let new = Arc::new(obj.clone());
                 match store.get(&key) {
                     Some(old) => changes.push(Change::Updated(old, new)),
                     None => changes.push(Change::Added(new)),
                 }
-                if let (Event::InitApply(_), Some(seen)) = (&ev, relisted.as_mut()) {
+                if let Some(seen) = relisted.as_mut() {
                     seen.insert(key);
                 }
             }
@@ -178,6 +198,13 @@ async fn run<K, S>(
         }
         // The writer buffers a relist and swaps it in at `InitDone`, dropping what is gone.
         writer.apply_watcher_event(&ev);
+        if let (Some((key, old)), Event::Apply(obj)) = (pending, &ev) {
+            let new = store.get(&key).unwrap_or_else(|| Arc::new(obj.clone()));
+            changes.push(match old {
+                Some(old) => Change::Updated(old, new),
+                None => Change::Added(new),
+            });
+        }
         for c in changes {
             // No subscriber yet is fine: they start from the store.
             let _ = tx.send(c);

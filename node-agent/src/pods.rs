@@ -51,7 +51,11 @@ impl PodDispatcher {
     pub async fn run(mut self, client: kube::Client) -> anyhow::Result<()> {
         let api: Api<Pod> = Api::all(client);
         let config = watcher::Config::default().fields(&self.field_selector());
-        let mut stream = watcher(api, config).default_backoff().boxed();
+        // Workers keep their pod: without managedFields (the kubelet never reads them).
+        let mut stream = watcher(api, config)
+            .default_backoff()
+            .modify(|p: &mut Pod| p.metadata.managed_fields = None)
+            .boxed();
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::watch;
 
 use crate::node::NodeCtx;
@@ -101,7 +101,8 @@ pub struct Worker {
     start_time: String,
     init: Vec<Slot>,
     containers: Vec<Slot>,
-    last_written: Value,
+    /// The last status written, serialized (compact: one per pod, for the worker's life).
+    last_written: Option<Box<[u8]>>,
     wake: Option<Instant>,
     /// A pod already terminal when this worker met it (agent restart): its status stays as is.
     adopted_terminal: bool,
@@ -173,7 +174,7 @@ impl Worker {
             start_time,
             init,
             containers,
-            last_written: Value::Null,
+            last_written: None,
             wake: None,
         }
     }
@@ -203,28 +204,30 @@ impl Worker {
                 Some(p) => self.pod = p,
                 None => {
                     // Deleted from the API (force delete, or our own final delete).
-                    self.teardown().await;
+                    Box::pin(self.teardown()).await;
                     break;
                 }
             }
             self.wake = None;
-            if let Err(e) = self.step().await {
+            // The runtime and API calls are boxed: a parked worker (one per pod, most of them
+            // parked for good) then holds only this loop's state, not the largest call's.
+            if let Err(e) = Box::pin(self.step()).await {
                 tracing::warn!(pod = %self.pod_ref(), error = %e, "pod worker step");
                 self.wake = min_wake(self.wake, Some(Instant::now() + Duration::from_secs(1)));
             }
-            if let Err(e) = self.sync_status().await {
+            if let Err(e) = Box::pin(self.sync_status()).await {
                 tracing::debug!(pod = %self.pod_ref(), error = %e, "pod status write");
-                self.last_written = Value::Null;
+                self.last_written = None;
                 self.wake = min_wake(self.wake, Some(Instant::now() + Duration::from_secs(1)));
             }
             if self.state == State::Done {
-                self.finish().await;
-                self.teardown().await;
+                Box::pin(self.finish()).await;
+                Box::pin(self.teardown()).await;
                 break;
             }
             let wake = self.wake.unwrap_or_else(|| Instant::now() + RELIST);
             tokio::select! {
-                r = rx.changed() => if r.is_err() { self.teardown().await; break; },
+                r = rx.changed() => if r.is_err() { Box::pin(self.teardown()).await; break; },
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
         }
@@ -563,7 +566,8 @@ impl Worker {
             containers: &containers,
         };
         let status = status::pod_status(&view);
-        if self.adopted_terminal || status == self.last_written {
+        let written = serde_json::to_vec(&status).ok().map(Vec::into_boxed_slice);
+        if self.adopted_terminal || (written.is_some() && written == self.last_written) {
             return Ok(());
         }
         let name = self.pod.metadata.name.clone().unwrap_or_default();
@@ -571,7 +575,7 @@ impl Worker {
         self.api()
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
             .await?;
-        self.last_written = status;
+        self.last_written = written;
         Ok(())
     }
 

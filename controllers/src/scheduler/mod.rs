@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use self::cache::{Cache, PodInfo};
 use self::filters::{CycleState, NodeStatus};
 use self::queue::Queue;
+use crate::informer::drop_managed_fields;
 
 /// The scheduler name pods ask for by default.
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
@@ -152,11 +153,14 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         next_start: None,
         events: events::EventSink::start(client.clone(), format!("{DEFAULT_SCHEDULER}-{host}")),
     };
+    // The cache keeps every bound pod: without managedFields, as upstream's scheduler.
     let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
+        .modify(drop_managed_fields)
         .boxed();
     let nodes = watcher(Api::<Node>::all(client), watcher::Config::default())
         .default_backoff()
+        .modify(drop_managed_fields)
         .boxed();
     tracing::info!("scheduler starting");
     s.run_loop(pods, nodes, &mut rx).await;

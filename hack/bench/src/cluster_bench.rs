@@ -7,7 +7,10 @@
 //! - `--big-cluster [--nodes 1000] [--pods 30000]`: M pods as Deployments of at most 1,000
 //!   replicas; time to all Running, peak RSS, CPU time, and the node Lease renewals observed on a
 //!   watch of `kube-node-lease` (interval between consecutive `renewTime`s of a Lease, its p50/p99/
-//!   max, how many exceeded the 40 s node-monitor grace period, and the stalest Lease at the end).
+//!   max, how many exceeded the 40 s node-monitor grace period, and the stalest Lease at the end);
+//!   memory per pod over the idle RSS at the peak, at the end and after `--settle S` more seconds
+//!   (default 90: longer than the watch cache's 75 s event window, so the rollout's events have
+//!   left the rings).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -260,7 +263,7 @@ pub async fn deployment_run(tmp: &Path, nodes: usize, replicas: usize) -> Result
 }
 
 /// `--big-cluster`: `pods` pods (Deployments of ≤ 1,000) on `nodes` nodes.
-pub async fn big_cluster_run(tmp: &Path, nodes: usize, pods: usize) -> Result<()> {
+pub async fn big_cluster_run(tmp: &Path, nodes: usize, pods: usize, settle: u64) -> Result<()> {
     let dir = tmp.join("big-cluster");
     let flag = format!("--nodes={nodes}");
     let t_start = Instant::now();
@@ -300,6 +303,9 @@ pub async fn big_cluster_run(tmp: &Path, nodes: usize, pods: usize) -> Result<()
     lease_task.abort();
     let rss_end = rss_kib(pid);
     let (peak, cpu_total, span) = sampler.stop();
+    tokio::time::sleep(Duration::from_secs(settle)).await;
+    let rss_settled = rss_kib(pid);
+    let per_pod = |kib: u64| kib.saturating_sub(rss_idle) as f64 / pods.max(1) as f64;
     let now_ms = jiff_now_ms();
     let (mut iv, stalest, n_leases) = match leases.lock() {
         Ok(st) => (
@@ -343,6 +349,13 @@ pub async fn big_cluster_run(tmp: &Path, nodes: usize, pods: usize) -> Result<()
         "| server peak RSS / at end | {} MiB / {} MiB |",
         peak / 1024,
         rss_end / 1024
+    );
+    println!(
+        "| per pod over idle: peak / at end / {settle} s later | {:.0} / {:.0} / {:.0} KiB ({} MiB settled) |",
+        per_pod(peak),
+        per_pod(rss_end),
+        per_pod(rss_settled),
+        rss_settled / 1024
     );
     println!(
         "| lease renewals observed ({n_leases} leases) | {} |",

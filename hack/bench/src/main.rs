@@ -8,8 +8,8 @@
 //! in count and time and talks to loopback only. `--patch` runs only the update-vs-strategic-merge
 //! patch comparison (`patch_bench.rs`). `--scheduler` runs only the scheduler / simulated-node
 //! benchmark (`scheduler_bench.rs`: 100 nodes, 1,000 pods; `--quick`: 10 and 100).
-//! `--deployment [--nodes 100] [--replicas 1000]` and `--big-cluster [--nodes 1000] [--pods 30000]`
-//! run the big-cluster benchmarks (`cluster_bench.rs`).
+//! `--deployment [--nodes 100] [--replicas 1000]` and `--big-cluster [--nodes 1000] [--pods 30000]
+//! [--settle 90]` run the big-cluster benchmarks (`cluster_bench.rs`).
 //! `--figures [--rounds N]` prints every figure of issue 12 in one run with its reference
 //! (nginx over TLS for reads, etcd for creates; `figures.rs`). `--crds [--count N] [--props P --rules R]`: the CRD
 //! figures of issue 10 (apply → served/discovery/OpenAPI, CR vs ConfigMap, RSS with N CRDs;
@@ -435,7 +435,13 @@ async fn main() -> Result<()> {
     }
     if args.iter().any(|a| a == "--big-cluster") {
         let r =
-            cluster_bench::big_cluster_run(&tmp, num("--nodes", 1000), num("--pods", 30000)).await;
+            cluster_bench::big_cluster_run(
+                &tmp,
+                num("--nodes", 1000),
+                num("--pods", 30000),
+                num("--settle", 90),
+            )
+            .await;
         let _ = std::fs::remove_dir_all(&tmp);
         return r;
     }

@@ -136,23 +136,23 @@ impl CacheState {
 
     /// Applies one event from the backend, arrived at `now`. Returns the shared event to
     /// dispatch, or None for an event the cache has already seen (at or below its revision).
-    pub(super) fn apply(&mut self, event: Event, now: Instant) -> Option<Arc<Event>> {
+    pub(super) fn apply(&mut self, mut event: Event, now: Instant) -> Option<Arc<Event>> {
         let revision = event.revision();
         if revision <= self.revision {
             return None;
         }
-        match event.kind {
-            EventKind::Progress => {
-                // Nothing changed under the prefix up to `revision`: only the revision moves.
-                self.revision = revision;
-                return None;
-            }
-            EventKind::Put => {
-                self.items.replace(Item(event.kv.clone()));
-            }
-            EventKind::Delete => {
-                self.items.remove(&*event.kv.key);
-            }
+        if event.kind == EventKind::Progress {
+            // Nothing changed under the prefix up to `revision`: only the revision moves.
+            self.revision = revision;
+            return None;
+        }
+        if let Some(Item(live)) = self.items.get(&*event.kv.key) {
+            share_with_live(&mut event, live);
+        }
+        if event.kind == EventKind::Put {
+            self.items.replace(Item(event.kv.clone()));
+        } else {
+            self.items.remove(&*event.kv.key);
         }
         self.revision = revision;
         let event = Arc::new(event);
@@ -309,6 +309,29 @@ impl CacheState {
     }
 }
 
+/// Makes `event` share the allocations of `live`, the value the cache held for its key until
+/// now: the backend decodes an event's `prev` (and a delete's last value) afresh, so without
+/// this every update in a ring would hold its key's value twice — once as the previous event's
+/// value and once as its own `prev` — and a burst of writes (a rollout: create, binding, status
+/// updates per pod) would cost two values per write for the ring's whole freshness window.
+/// The bytes are equal whenever the revisions are (one key, one revision, one value); the
+/// comparison keeps a backend that ever disagreed from being masked.
+fn share_with_live(event: &mut Event, live: &KeyValue) {
+    if event.kv.key == live.key {
+        event.kv.key = Arc::clone(&live.key);
+    }
+    if let Some(prev) = event.prev.as_deref_mut()
+        && prev.mod_revision == live.mod_revision
+        && prev.value == live.value
+    {
+        prev.key = Arc::clone(&event.kv.key);
+        prev.value = live.value.clone();
+    }
+    if event.kind == EventKind::Delete && event.kv.value == live.value {
+        event.kv.value = live.value.clone();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,6 +398,56 @@ mod tests {
         assert_eq!(s.ring_stats().get("pods").map(|r| r.0), Some(3));
         // A resource with no events since is unaffected.
         assert!(s.events_after("/registry/configmaps/", 1).is_ok());
+    }
+
+    /// An update as the backend sends it: `prev` decoded afresh (its own allocation).
+    fn update(key: &str, rev: Revision, prev_rev: Revision, value: &str, prev: &str) -> Event {
+        let kv = |v: &str, r| KeyValue {
+            key: Arc::from(key),
+            value: bytes::Bytes::copy_from_slice(v.as_bytes()),
+            create_revision: 2,
+            mod_revision: r,
+        };
+        Event {
+            kind: EventKind::Put,
+            kv: kv(value, rev),
+            prev: Some(Box::new(kv(prev, prev_rev))),
+        }
+    }
+
+    #[test]
+    fn ring_events_share_their_previous_value_with_the_event_before() {
+        let mut s = state(None);
+        let t0 = Instant::now();
+        let key = "/registry/pods/ns/p";
+        let first = s.apply(put(key, 2), t0).map(|e| e.kv.value.clone());
+        let second = s.apply(update(key, 3, 2, "w", "v"), t0);
+        let (Some(first), Some(second)) = (first, second) else {
+            panic!("both events must be applied");
+        };
+        let prev = second.prev.as_deref().map(|p| p.value.clone());
+        assert_eq!(prev.as_deref(), Some(&b"v"[..]), "prev keeps its bytes");
+        assert_eq!(
+            prev.map(|p| p.as_ptr()),
+            Some(first.as_ptr()),
+            "prev is the earlier event's value, not a second copy"
+        );
+        // A delete carries the last value: shared too.
+        let mut del = update(key, 4, 3, "w", "w");
+        del.kind = EventKind::Delete;
+        let del = s.apply(del, t0);
+        assert_eq!(
+            del.map(|d| d.kv.value.as_ptr()),
+            Some(second.kv.value.as_ptr())
+        );
+        // A prev that does not match the cached value (another revision) is left alone.
+        let mut s = state(None);
+        s.apply(put(key, 2), t0);
+        let odd = s.apply(update(key, 3, 1, "w", "x"), t0);
+        assert_eq!(
+            odd.and_then(|e| e.prev.as_deref().map(|p| p.value.clone())).as_deref(),
+            Some(&b"x"[..])
+        );
     }
 
     #[test]
