@@ -434,14 +434,13 @@ async fn main() -> Result<()> {
         return r;
     }
     if args.iter().any(|a| a == "--big-cluster") {
-        let r =
-            cluster_bench::big_cluster_run(
-                &tmp,
-                num("--nodes", 1000),
-                num("--pods", 30000),
-                num("--settle", 90),
-            )
-            .await;
+        let r = cluster_bench::big_cluster_run(
+            &tmp,
+            num("--nodes", 1000),
+            num("--pods", 30000),
+            num("--settle", 90) as u64,
+        )
+        .await;
         let _ = std::fs::remove_dir_all(&tmp);
         return r;
     }

@@ -445,7 +445,8 @@ mod tests {
         s.apply(put(key, 2), t0);
         let odd = s.apply(update(key, 3, 1, "w", "x"), t0);
         assert_eq!(
-            odd.and_then(|e| e.prev.as_deref().map(|p| p.value.clone())).as_deref(),
+            odd.and_then(|e| e.prev.as_deref().map(|p| p.value.clone()))
+                .as_deref(),
             Some(&b"x"[..])
         );
     }
