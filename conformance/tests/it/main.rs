@@ -43,6 +43,7 @@ mod admission_policy;
 mod admission_webhooks;
 mod aggregation;
 mod aggregation_auth;
+mod aggregation_upgrade;
 mod audit;
 mod audit_unauthenticated;
 mod auth;

@@ -104,7 +104,7 @@ impl Attributes<'_> {
     /// upstream `admission.NewForbidden`: 403 `<resource> "<name>" is forbidden: <msg>`.
     pub fn forbidden(&self, msg: &str) -> crate::error::ApiError {
         let info = &self.handle.info;
-        ferrokube_machinery::status::Status::forbidden(info.group, info.plural, self.name, msg)
+        ferrokube_machinery::status::Status::forbidden(&info.group, &info.plural, self.name, msg)
             .into()
     }
 }

@@ -45,8 +45,8 @@ impl AdmissionPlugin for NamespaceLifecycle {
         if ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
             let info = &a.handle.info;
             return Err(Status::forbidden(
-                info.group,
-                info.plural,
+                &info.group,
+                &info.plural,
                 a.name,
                 &format!(
                     "unable to create new content in namespace {} because it is being terminated",

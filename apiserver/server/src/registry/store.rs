@@ -165,7 +165,7 @@ impl GenericStore {
         };
         match found {
             Some(kv) => Ok(kv),
-            None => Err(Status::not_found(h.info.group, h.info.plural, name).into()),
+            None => Err(Status::not_found(&h.info.group, &h.info.plural, name).into()),
         }
     }
 
@@ -176,7 +176,7 @@ impl GenericStore {
             if f == "metadata.name" || (f == "metadata.namespace" && h.info.namespaced()) {
                 continue;
             }
-            if !h.strategy.field_labels().contains(&f) {
+            if !h.strategy.has_field_label(f) {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {f}"
                 )));

@@ -171,7 +171,7 @@ impl AdmissionPlugin for PodSecurity {
         let template = if is_pod {
             None
         } else {
-            match template_pointer(info.group, info.plural) {
+            match template_pointer(&info.group, &info.plural) {
                 Some(p) => Some(p),
                 None => return Ok(()),
             }
