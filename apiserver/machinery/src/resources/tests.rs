@@ -216,11 +216,10 @@ fn upstream_facts_for_well_known_resources() {
     assert_eq!(crd.categories.to_vec(), ["api-extensions"]);
     assert_eq!(crd.scope, Scope::Cluster);
 
-    let token = find("", "v1", "serviceaccounts")
-        .and_then(|r| r.subresource("token"))
-        .expect("token");
+    let sa = find("", "v1", "serviceaccounts").expect("serviceaccounts");
+    let token = sa.subresource("token").expect("token");
     assert_eq!(token.group, "authentication.k8s.io");
-    assert_eq!(token.kind, "TokenRequest");
+    assert_eq!(token.kind(sa), "TokenRequest");
 
     let csr = find("certificates.k8s.io", "v1", "certificatesigningrequests").expect("csr");
     assert!(csr.subresource("approval").is_some());
