@@ -4,7 +4,7 @@
 //! of each; the same concurrency of raw etcd puts (etcd's own client protocol through its JSON
 //! gateway, keep-alive) against each etcd for the API/raw put ratio (goal ≥ 0.8); and the API
 //! server's RSS holding 100,000 small ConfigMaps on etcd against the goal of 1.5× their JSON
-//! plus 40 MiB.
+//! plus 40 MiB, with the same fill on the embedded store beside it (settled RssAnon of both).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -242,13 +242,41 @@ async fn on_etcd(
 }
 
 /// RSS of an API server on etcd holding `n` small ConfigMaps, against 1.5x JSON + 40 MiB.
-async fn rss_on_etcd(tmp: &Path, etcd: &EtcdCluster, n: usize) -> Result<()> {
+async fn rss_on_etcd(tmp: &Path, etcd: &EtcdCluster, n: usize) -> Result<Rss> {
     let flag = format!("--etcd-servers={}", etcd.endpoints.join(","));
-    let prefix = "--etcd-prefix=/rss";
-    let (server, client, _) = start_ferrokube(tmp, &[flag.as_str(), prefix]).await?;
+    let rss = rss_holding(tmp, "on etcd", &[flag.as_str(), "--etcd-prefix=/rss"], n).await?;
+    let data_mib = rss.json_mib();
+    println!(
+        "{:<44} {:.2}x JSON  (goal: RSS <= 1.5x JSON + 40 MiB = {:.0} MiB)",
+        "on etcd: (RSS - 40 MiB) / JSON",
+        (rss.full_kib as f64 / 1024.0 - 40.0) / data_mib,
+        1.5 * data_mib + 40.0
+    );
+    Ok(rss)
+}
+
+/// What an API server's memory was with `n` ConfigMaps.
+struct Rss {
+    n: usize,
+    json_bytes: usize,
+    full_kib: u64,
+    anon_kib: u64,
+}
+
+impl Rss {
+    fn json_mib(&self) -> f64 {
+        (self.json_bytes * self.n) as f64 / 1048576.0
+    }
+}
+
+/// Fills a fresh API server (`extra` flags) with `n` small ConfigMaps at 32 clients and
+/// reports its RSS: idle, full, settled, and the settled anonymous and file parts.
+async fn rss_holding(tmp: &Path, label: &str, extra: &[&str], n: usize) -> Result<Rss> {
+    let (server, client, _) = start_ferrokube(tmp, extra).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = server.0.id();
     let idle = rss_kib(pid);
+    let idle_anon = status_kib(pid, "RssAnon");
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let t = Instant::now();
     load(n, 32, move |i| {
@@ -270,28 +298,30 @@ async fn rss_on_etcd(tmp: &Path, etcd: &EtcdCluster, n: usize) -> Result<()> {
     // objects cost.
     let settled = crate::figures::settled_rss_kib(pid, Duration::from_secs(30)).await;
     let (anon, file) = (status_kib(pid, "RssAnon"), status_kib(pid, "RssFile"));
-    let data_mib = (json_bytes * n) as f64 / 1048576.0;
-    let rss_mib = full as f64 / 1024.0;
+    let rss = Rss {
+        n,
+        json_bytes,
+        full_kib: full,
+        anon_kib: anon,
+    };
     println!(
-        "{:<44} {:.0} MiB idle, {rss_mib:.0} MiB with {n} ConfigMaps of {json_bytes} B JSON ({data_mib:.0} MiB; filled in {:.1} s)",
-        "on etcd: RSS",
+        "{:<44} {:.0} MiB idle (anon {:.0}), {:.0} MiB with {n} ConfigMaps of {json_bytes} B JSON ({:.0} MiB; filled in {:.1} s)",
+        format!("{label}: RSS"),
         idle as f64 / 1024.0,
+        idle_anon as f64 / 1024.0,
+        full as f64 / 1024.0,
+        rss.json_mib(),
         fill.as_secs_f64()
     );
     println!(
-        "{:<44} {:.0} MiB settled (anon {:.0} MiB + file {:.0} MiB)",
-        "on etcd: RSS once settled",
+        "{:<44} {:.0} MiB settled (anon {:.0} MiB + file {:.0} MiB), anon {:.0} B per object over idle",
+        format!("{label}: RSS once settled"),
         settled as f64 / 1024.0,
         anon as f64 / 1024.0,
-        file as f64 / 1024.0
+        file as f64 / 1024.0,
+        (anon.saturating_sub(idle_anon) * 1024) as f64 / n as f64
     );
-    println!(
-        "{:<44} {:.2}x JSON  (goal: RSS <= 1.5x JSON + 40 MiB = {:.0} MiB)",
-        "on etcd: (RSS - 40 MiB) / JSON",
-        (rss_mib - 40.0) / data_mib,
-        1.5 * data_mib + 40.0
-    );
-    Ok(())
+    Ok(rss)
 }
 
 /// A `/proc/PID/status` field in KiB (`RssAnon`, `RssFile`).
@@ -311,7 +341,8 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 pub async fn run_etcd1(tmp: &Path, scale: usize) -> Result<()> {
     let one = start_etcd_cluster(&tmp.join("etcd1"), 1).await?;
     on_etcd(&tmp.join("on-etcd1"), &one, "etcd x1:", scale).await?;
-    rss_on_etcd(&tmp.join("rss-etcd1"), &one, 100_000 / scale).await
+    rss_on_etcd(&tmp.join("rss-etcd1"), &one, 100_000 / scale).await?;
+    Ok(())
 }
 
 pub async fn run(tmp: &Path, scale: usize) -> Result<()> {
@@ -320,10 +351,18 @@ pub async fn run(tmp: &Path, scale: usize) -> Result<()> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         measure("embedded:", &client, scale).await?
     };
+    let n = 100_000 / scale;
+    let rss_embedded = rss_holding(&tmp.join("rss-embedded"), "embedded", &[], n).await?;
     let one = start_etcd_cluster(&tmp.join("etcd1"), 1).await?;
     let on_one = on_etcd(&tmp.join("on-etcd1"), &one, "etcd x1:", scale).await?;
-    rss_on_etcd(&tmp.join("rss-etcd1"), &one, 100_000 / scale).await?;
+    let rss_etcd = rss_on_etcd(&tmp.join("rss-etcd1"), &one, n).await?;
     drop(one);
+    println!(
+        "{:<44} {:+.0} MiB ({:+.0} B per object)",
+        "RssAnon settled, etcd x1 - embedded",
+        (rss_etcd.anon_kib as f64 - rss_embedded.anon_kib as f64) / 1024.0,
+        (rss_etcd.anon_kib as f64 - rss_embedded.anon_kib as f64) * 1024.0 / n as f64
+    );
     let three = start_etcd_cluster(&tmp.join("etcd3"), 3).await?;
     let on_three = on_etcd(&tmp.join("on-etcd3"), &three, "etcd x3:", scale).await?;
     drop(three);
