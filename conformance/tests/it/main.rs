@@ -58,6 +58,7 @@ mod deletion;
 mod discovery;
 mod durability;
 mod encryption;
+mod etcd_admission;
 mod etcd_ha;
 mod files;
 mod footprint;

@@ -22,8 +22,25 @@ use crate::{
     start_ferrokube,
 };
 
-/// (create 1, create 32, get 1, get 32, list) for one server.
-async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(String, f64)>> {
+/// CPU time (ms, clock ticks of 10 ms) the processes `pids` used together since `before`.
+fn cpu_ms(pids: &[u32], before: u64) -> f64 {
+    (cpu_total(pids).saturating_sub(before) * 10) as f64
+}
+
+fn cpu_total(pids: &[u32]) -> u64 {
+    pids.iter().map(|p| crate::figures::cpu_ticks(*p)).sum()
+}
+
+/// (create 1, create 32, get 1, get 32, list) for one server (`pid`; `etcd`: its members'
+/// pids), with the CPU time the server and etcd spent per create at 32 clients: a figure the
+/// other jobs on a shared machine do not skew as they skew throughput.
+async fn measure(
+    label: &str,
+    client: &Client,
+    scale: usize,
+    pid: u32,
+    etcd: &[u32],
+) -> Result<Vec<(String, f64)>> {
     let mut out = Vec::new();
     for clients in [1usize, 32] {
         let n = if clients == 1 {
@@ -32,6 +49,7 @@ async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(Stri
             5000 / scale
         };
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let (server0, etcd0) = (cpu_total(&[pid]), cpu_total(etcd));
         let (rate, lat) = load(n, clients, move |i| {
             let api = api.clone();
             async move {
@@ -43,6 +61,16 @@ async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(Stri
         .await?;
         report(&format!("{label} create, {clients} client(s)"), rate, &lat);
         out.push((format!("create, {clients} client(s)"), rate));
+        if clients == 32 {
+            let (server, etcd) = (cpu_ms(&[pid], server0), cpu_ms(etcd, etcd0));
+            println!(
+                "{:<44} {:.3} ms API server + {:.3} ms etcd",
+                format!("{label} CPU per create, 32"),
+                server / n as f64,
+                etcd / n as f64
+            );
+            out.push(("CPU ms per create (API server)".into(), server / n as f64));
+        }
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
         let (rate, lat) = load(n * 4, clients, move |i| {
             let api = api.clone();
@@ -126,9 +154,15 @@ async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(Stri
 
 /// A throw-away etcd cluster of `members` on loopback (killed on drop).
 struct EtcdCluster {
-    _procs: Vec<Proc>,
+    procs: Vec<Proc>,
     endpoints: Vec<String>,
     http: reqwest_lite::Client,
+}
+
+impl EtcdCluster {
+    fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(|p| p.0.id()).collect()
+    }
 }
 
 async fn start_etcd_cluster(dir: &Path, members: usize) -> Result<EtcdCluster> {
@@ -170,7 +204,7 @@ async fn start_etcd_cluster(dir: &Path, members: usize) -> Result<EtcdCluster> {
         endpoints.push(url);
     }
     let cluster = EtcdCluster {
-        _procs: procs,
+        procs,
         endpoints,
         http: reqwest_lite::Client::new(),
     };
@@ -190,6 +224,8 @@ async fn start_etcd_cluster(dir: &Path, members: usize) -> Result<EtcdCluster> {
 /// members, as the API server's client spreads its requests).
 async fn raw_puts(etcd: &EtcdCluster, clients: usize, n: usize) -> Result<f64> {
     let value = b64(&serde_json::to_string(&cm("raw"))?);
+    let pids = etcd.pids();
+    let cpu0 = cpu_total(&pids);
     let (http, eps) = (etcd.http.clone(), etcd.endpoints.clone());
     let (rate, lat) = load(n, clients, move |i| {
         let (http, value) = (http.clone(), value.clone());
@@ -210,6 +246,13 @@ async fn raw_puts(etcd: &EtcdCluster, clients: usize, n: usize) -> Result<f64> {
         rate,
         &lat,
     );
+    if clients == 32 {
+        println!(
+            "{:<44} {:.3} ms etcd",
+            format!("raw etcd put ({} member(s)): CPU per put, 32", etcd.endpoints.len()),
+            cpu_ms(&pids, cpu0) / n as f64
+        );
+    }
     Ok(rate)
 }
 
@@ -225,9 +268,9 @@ async fn on_etcd(
         raw.push(raw_puts(etcd, clients, if clients == 1 { 500 } else { 5000 } / scale).await?);
     }
     let flag = format!("--etcd-servers={}", etcd.endpoints.join(","));
-    let (_server, client, _) = start_ferrokube(tmp, &[flag.as_str()]).await?;
+    let (server, client, _) = start_ferrokube(tmp, &[flag.as_str()]).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let out = measure(label, &client, scale).await?;
+    let out = measure(label, &client, scale, server.0.id(), &etcd.pids()).await?;
     for (clients, raw) in [1usize, 32].iter().zip(&raw) {
         let what = format!("create, {clients} client(s)");
         if let Some((_, api)) = out.iter().find(|(w, _)| *w == what) {
@@ -347,9 +390,9 @@ pub async fn run_etcd1(tmp: &Path, scale: usize) -> Result<()> {
 
 pub async fn run(tmp: &Path, scale: usize) -> Result<()> {
     let embedded = {
-        let (_server, client, _) = start_ferrokube(&tmp.join("embedded"), &[]).await?;
+        let (server, client, _) = start_ferrokube(&tmp.join("embedded"), &[]).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        measure("embedded:", &client, scale).await?
+        measure("embedded:", &client, scale, server.0.id(), &[]).await?
     };
     let n = 100_000 / scale;
     let rss_embedded = rss_holding(&tmp.join("rss-embedded"), "embedded", &[], n).await?;
