@@ -82,7 +82,10 @@ async fn etcd_namespace_lifecycle_reads_the_cache_and_looks_up_live() {
             .create(&pp, &configmap("x"))
             .await,
     );
-    assert_eq!((s.code, s.message.as_str()), (404, "namespaces \"nowhere\" not found"));
+    assert_eq!(
+        (s.code, s.message.as_str()),
+        (404, "namespaces \"nowhere\" not found")
+    );
 
     // Deleted through A (no namespace controller here: it stays Terminating): A refuses at
     // once, whatever its cache has seen.

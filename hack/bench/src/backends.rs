@@ -249,7 +249,10 @@ async fn raw_puts(etcd: &EtcdCluster, clients: usize, n: usize) -> Result<f64> {
     if clients == 32 {
         println!(
             "{:<44} {:.3} ms etcd",
-            format!("raw etcd put ({} member(s)): CPU per put, 32", etcd.endpoints.len()),
+            format!(
+                "raw etcd put ({} member(s)): CPU per put, 32",
+                etcd.endpoints.len()
+            ),
             cpu_ms(&pids, cpu0) / n as f64
         );
     }
