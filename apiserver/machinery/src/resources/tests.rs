@@ -127,12 +127,16 @@ fn each_stored_kind_has_exactly_one_storage_version_entry() {
     let mut owners: BTreeMap<(&str, &str, &str), usize> = BTreeMap::new();
     for r in builtin_resources() {
         if let Some(s) = &r.storage {
-            owners.entry((&*s.group, &*s.version, &*r.kind)).or_default();
+            owners
+                .entry((&*s.group, &*s.version, &*r.kind))
+                .or_default();
         }
     }
     for r in builtin_resources() {
         if r.is_storage_version() {
-            *owners.entry((&*r.group, &*r.version, &*r.kind)).or_default() += 1;
+            *owners
+                .entry((&*r.group, &*r.version, &*r.kind))
+                .or_default() += 1;
         }
     }
     for (key, count) in owners {
@@ -224,7 +228,10 @@ fn upstream_facts_for_well_known_resources() {
     let csr = find("certificates.k8s.io", "v1", "certificatesigningrequests").expect("csr");
     assert!(csr.subresource("approval").is_some());
     assert_eq!(find("", "v1", "bindings").map(|r| &*r.list_kind), Some(""));
-    assert_eq!(find("", "v1", "pods").map(|r| &*r.list_kind), Some("PodList"));
+    assert_eq!(
+        find("", "v1", "pods").map(|r| &*r.list_kind),
+        Some("PodList")
+    );
 }
 
 #[test]

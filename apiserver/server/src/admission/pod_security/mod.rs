@@ -228,7 +228,7 @@ impl AdmissionPlugin for PodSecurity {
                 .audit_annotation(&format!("{LABEL_PREFIX}exempt"), "runtimeClass");
             return Ok(());
         }
-        let ns = self.api.get(NAMESPACES, "", a.namespace).await?;
+        let ns = self.api.lookup(NAMESPACES, "", a.namespace).await?;
         let labels = ns.as_ref().and_then(|n| n.pointer("/metadata/labels"));
         let enforce = self.policy(labels, "enforce");
         let warn = self.policy(labels, "warn");
