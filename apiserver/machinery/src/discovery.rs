@@ -81,7 +81,7 @@ pub fn group_versions<'a>(resources: &'a [ResourceInfo], group: &str) -> Vec<&'a
     let mut versions: Vec<&str> = resources
         .iter()
         .filter(|r| r.group == group)
-        .map(|r| r.version)
+        .map(|r| &*r.version)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -111,7 +111,7 @@ pub fn api_resource_list(resources: &[ResourceInfo], group: &str, version: &str)
             if !s.version.is_empty() {
                 e.insert("version".into(), json!(s.version));
             }
-            e.insert("kind".into(), json!(s.kind));
+            e.insert("kind".into(), json!(s.kind(r)));
             e.insert("verbs".into(), json!(s.verbs));
             entries.push((name, Value::Object(e)));
         }
@@ -156,7 +156,7 @@ pub fn etag(doc: &[u8]) -> String {
 fn groups(resources: &[ResourceInfo]) -> Vec<&str> {
     let mut set: Vec<&str> = resources
         .iter()
-        .map(|r| r.group)
+        .map(|r| &*r.group)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -205,7 +205,7 @@ fn in_group_version<'a>(
         .iter()
         .filter(|r| r.group == group && r.version == version)
         .collect();
-    selected.sort_by(|a, b| a.plural.cmp(b.plural));
+    selected.sort_by(|a, b| a.plural.cmp(&b.plural));
     selected
 }
 
@@ -278,7 +278,7 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
             .map(|s| {
                 json!({
                     "subresource": s.name,
-                    "responseKind": {"group": s.group, "version": s.version, "kind": s.kind},
+                    "responseKind": {"group": s.group, "version": s.version, "kind": s.kind(r)},
                     "verbs": s.verbs,
                 })
             })

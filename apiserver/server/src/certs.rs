@@ -59,6 +59,8 @@ pub struct FrontProxy {
     pub ca_pem: String,
     pub allowed_names: Vec<String>,
     pub username_headers: Vec<String>,
+    /// `--requestheader-uid-headers`.
+    pub uid_headers: Vec<String>,
     pub group_headers: Vec<String>,
     pub extra_headers_prefix: Vec<String>,
     /// `(certificate PEM, key PEM)` the aggregator presents.
@@ -83,6 +85,7 @@ fn front_proxy(opts: &ServerOptions, pki_dir: &Path) -> Result<Option<FrontProxy
             ca_pem: read(ca)?,
             allowed_names: opts.requestheader_allowed_names.clone(),
             username_headers: opts.requestheader_username_headers.clone(),
+            uid_headers: opts.requestheader_uid_headers.clone(),
             group_headers: opts.requestheader_group_headers.clone(),
             extra_headers_prefix: opts.requestheader_extra_headers_prefix.clone(),
             client,
@@ -131,6 +134,9 @@ fn front_proxy(opts: &ServerOptions, pki_dir: &Path) -> Result<Option<FrontProxy
         ca_pem,
         allowed_names: one(FRONT_PROXY_CLIENT_CN),
         username_headers: one("X-Remote-User"),
+        // kubeadm sets no UID header; this server's aggregator sends `X-Remote-Uid` (and drops
+        // client-sent copies), so its own front proxy's UID is trusted too.
+        uid_headers: one("X-Remote-Uid"),
         group_headers: one("X-Remote-Group"),
         extra_headers_prefix: one("X-Remote-Extra-"),
         client: Some(client),

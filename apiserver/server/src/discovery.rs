@@ -66,7 +66,8 @@ impl Docs {
             "/apis".to_string(),
             Doc::new(&discovery::api_group_list(resources)),
         );
-        let mut gvs: Vec<(&str, &str)> = resources.iter().map(|r| (r.group, r.version)).collect();
+        let mut gvs: Vec<(&str, &str)> =
+            resources.iter().map(|r| (&*r.group, &*r.version)).collect();
         gvs.sort();
         gvs.dedup();
         for (g, v) in gvs {

@@ -180,7 +180,7 @@ pub async fn run_with_hooks(
     let mut plugins = admission::build_chain(
         &selection,
         &admission_api,
-        admission::StoreReader::new(storage.clone()),
+        admission::StoreReader::with_cache(storage.clone(), cache.clone()),
         namespaces,
     )
     .context("configuring admission plugins")?;
@@ -192,7 +192,7 @@ pub async fn run_with_hooks(
     }));
     // The webhook plugins come last: upstream runs MutatingAdmissionWebhook and
     // ValidatingAdmissionWebhook after the built-in plugins of each phase.
-    let reader = admission::StoreReader::new(storage.clone());
+    let reader = admission::StoreReader::with_cache(storage.clone(), cache.clone());
     // `--proxy-client-*`, or the generated `front-proxy-client` certificate.
     let proxy_identity = pki
         .front_proxy

@@ -272,7 +272,7 @@ fn build_custom(base: &Base, prev: Option<&Custom>, handles: Vec<Arc<ResourceHan
     let mut by_key: BTreeMap<String, Vec<&Arc<ResourceHandle>>> = BTreeMap::new();
     for h in &handles {
         by_key
-            .entry(openapi::gv_key(h.info.group, h.info.version))
+            .entry(openapi::gv_key(&h.info.group, &h.info.version))
             .or_default()
             .push(h);
         by_key

@@ -212,6 +212,10 @@ pub struct ServerOptions {
     /// Request headers naming the user (the first with a value wins), e.g. X-Remote-User.
     #[arg(long, value_delimiter = ',')]
     pub requestheader_username_headers: Vec<String>,
+    /// Request headers naming the user's UID (the first with a value wins), e.g. X-Remote-Uid
+    /// (upstream's `RemoteRequestHeaderUID`, on by default since 1.33).
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_uid_headers: Vec<String>,
     /// Request headers naming groups (all values), e.g. X-Remote-Group.
     #[arg(long, value_delimiter = ',')]
     pub requestheader_group_headers: Vec<String>,

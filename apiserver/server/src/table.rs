@@ -65,7 +65,7 @@ pub fn to_table(
         });
     }
     let columns: Vec<Value> = if with_columns {
-        printers::columns(h.info.group, h.info.plural)
+        printers::columns(&h.info.group, &h.info.plural)
             .iter()
             .map(|c| c.to_json())
             .collect()
@@ -78,7 +78,7 @@ pub fn to_table(
             let mut row = Map::new();
             row.insert(
                 "cells".into(),
-                Value::Array(printers::cells(h.info.group, h.info.plural, o, now)),
+                Value::Array(printers::cells(&h.info.group, &h.info.plural, o, now)),
             );
             if let Some(obj) = row_object(o, include) {
                 row.insert("object".into(), obj);

@@ -67,7 +67,13 @@ fn backend(seen: Arc<Mutex<Vec<Req>>>) -> HookServer {
     )
 }
 
-fn apiservice(name: &str, group: &str, version: &str, service: &str, ca: &str) -> String {
+pub(crate) fn apiservice(
+    name: &str,
+    group: &str,
+    version: &str,
+    service: &str,
+    ca: &str,
+) -> String {
     json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
            "metadata": {"name": name},
            "spec": {"group": group, "version": version,
@@ -76,7 +82,11 @@ fn apiservice(name: &str, group: &str, version: &str, service: &str, ca: &str) -
     .to_string()
 }
 
-fn wait_available(server: &ferrokube_conformance::TestServer, name: &str, want: &str) -> Value {
+pub(crate) fn wait_available(
+    server: &ferrokube_conformance::TestServer,
+    name: &str,
+    want: &str,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = server.must_kubectl(["get", "apiservice", name, "-o", "json"]);

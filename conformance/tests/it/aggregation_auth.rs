@@ -1,8 +1,10 @@
 //! The aggregation trust (issue 10): `kube-system/extension-apiserver-authentication`
 //! published as upstream (client CA and `requestheader-*` keys), the aggregator presenting
 //! its front-proxy client certificate to an aggregated server that trusts only what the
-//! ConfigMap says (as metrics-server does), and request-header authentication on our side
-//! (a front proxy naming the user in `X-Remote-*`).
+//! ConfigMap says (as metrics-server does), the caller's UID in `X-Remote-Uid` (upstream's
+//! `RemoteRequestHeaderUID`, on since 1.33) with any client-sent `X-Remote-*` dropped, and
+//! request-header authentication on our side (a front proxy naming the user, and its UID, in
+//! `X-Remote-*`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,6 +70,7 @@ fn aggregated_server(ca: &str, allowed: Vec<String>, seen: Arc<Mutex<Vec<Req>>>)
                     "apiVersion": "metrics.example.com/v1beta1", "kind": "WhoAmI",
                     "metadata": {"name": "me"},
                     "user": user,
+                    "uid": req.header_all("x-remote-uid"),
                     "groups": req.header_all("x-remote-group"),
                     "proxy": cn})),
                 _ => Reply::raw(404, br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#),
@@ -124,6 +127,7 @@ fn extension_apiserver_authentication_is_published_and_trusted_by_an_aggregated_
         list(data, "requestheader-username-headers"),
         ["X-Remote-User"]
     );
+    assert_eq!(list(data, "requestheader-uid-headers"), ["X-Remote-Uid"]);
     assert_eq!(
         list(data, "requestheader-group-headers"),
         ["X-Remote-Group"]
@@ -170,6 +174,69 @@ fn extension_apiserver_authentication_is_published_and_trusted_by_an_aggregated_
             .is_some_and(|g| g.iter().any(|x| x == "system:masters")),
         "{me}"
     );
+    // The admin's certificate names no UID: no X-Remote-Uid is sent.
+    assert_eq!(me["uid"], json!([]), "{me}");
+
+    // A service account has a UID: it travels in X-Remote-Uid. What the client itself sends
+    // in X-Remote-* (a forged user, UID, group, extra) never reaches the backend.
+    server.must_kubectl(["create", "serviceaccount", "prober", "-n", "default"]);
+    server.must_kubectl([
+        "create",
+        "clusterrolebinding",
+        "prober-admin",
+        "--clusterrole=cluster-admin",
+        "--serviceaccount=default:prober",
+    ]);
+    let sa_uid = server.must_kubectl([
+        "get",
+        "serviceaccount",
+        "prober",
+        "-n",
+        "default",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    assert!(!sa_uid.is_empty());
+    let token = server.must_kubectl(["create", "token", "prober", "-n", "default"]);
+    let auth = format!("Bearer {}", token.trim());
+    let forged = [
+        ("Authorization", auth.as_str()),
+        ("X-Remote-User", "mallory"),
+        ("X-Remote-Uid", "forged-uid"),
+        ("X-Remote-Group", "system:masters"),
+        ("X-Remote-Extra-Evil", "yes"),
+    ];
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let r = rt.block_on(send_with(
+        &server,
+        None,
+        "GET",
+        &format!("{GV}/whoami/me"),
+        &forged,
+        "",
+    ));
+    assert_eq!(r.code, 200, "{}", String::from_utf8_lossy(&r.body));
+    let me = r.json();
+    assert_eq!(me["user"], "system:serviceaccount:default:prober", "{me}");
+    assert_eq!(me["uid"], json!([sa_uid]), "{me}");
+    assert!(
+        !me["groups"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|x| x == "system:masters")),
+        "{me}"
+    );
+    let last = seen
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("a request");
+    assert!(
+        last.header_all("x-remote-extra-evil").is_empty(),
+        "{last:?}"
+    );
+    assert!(last.header_all("authorization").is_empty(), "{last:?}");
+
     // Every request reached it with the proxy certificate (the TLS layer refuses others).
     let reqs = seen.lock().expect("lock").clone();
     assert!(!reqs.is_empty());
@@ -189,7 +256,19 @@ async fn get_as(
     headers: &[(&str, &str)],
     body: &str,
 ) -> crate::rawtls::RawResponse {
-    let mut tls = connect(server, Some(identity), &[b"http/1.1"]).await;
+    send_with(server, Some(identity), method, path, headers, body).await
+}
+
+/// One request with extra headers, with a client certificate or none.
+async fn send_with(
+    server: &ferrokube_conformance::TestServer,
+    identity: Option<&Identity>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> crate::rawtls::RawResponse {
+    let mut tls = connect(server, identity, &[b"http/1.1"]).await;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAccept: application/json\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
@@ -266,6 +345,12 @@ fn a_front_proxy_names_the_user_in_request_headers() {
             "{u}"
         );
         assert_eq!(u["extra"]["scopes/x"], json!(["read"]), "{u}");
+        assert!(u.get("uid").is_none(), "no X-Remote-Uid, no UID: {u}");
+        // The UID the front proxy names in X-Remote-Uid.
+        let with_uid = [("X-Remote-User", "alice"), ("X-Remote-Uid", "alice-uid-7")];
+        let r = get_as(&server, &proxy, "POST", WHOAMI, &with_uid, REVIEW).await;
+        assert_eq!(r.code, 201, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.json()["status"]["userInfo"]["uid"], "alice-uid-7");
         // alice is system:masters here: the request is authorized as her.
         let r = get_as(&server, &proxy, "GET", "/api/v1/namespaces", &as_alice, "").await;
         assert_eq!(r.code, 200);
@@ -278,6 +363,9 @@ fn a_front_proxy_names_the_user_in_request_headers() {
             r.json()["status"]["userInfo"]["username"],
             "kubernetes-admin"
         );
+        // ... nor a UID claim.
+        let r = get_as(&server, &admin, "POST", WHOAMI, &with_uid, REVIEW).await;
+        assert!(r.json()["status"]["userInfo"].get("uid").is_none());
 
         // The front proxy naming nobody: its certificate is no client certificate → 401.
         let r = get_as(&server, &proxy, "POST", WHOAMI, &[], REVIEW).await;

@@ -48,6 +48,9 @@ pub struct Reply {
     /// Stream the body in these chunks (chunked encoding), `chunk_delay` apart, instead.
     pub chunks: Vec<Vec<u8>>,
     pub chunk_delay: Duration,
+    /// `101 Switching Protocols` to this protocol, then echo every byte the client sends
+    /// until it closes (an exec/port-forward-like stream).
+    pub upgrade: Option<&'static str>,
 }
 
 impl Reply {
@@ -60,6 +63,16 @@ impl Reply {
             delay: Duration::ZERO,
             chunks: Vec::new(),
             chunk_delay: Duration::ZERO,
+            upgrade: None,
+        }
+    }
+
+    /// `101 Switching Protocols` to `protocol`, then an echo of the stream.
+    pub fn switch_to(protocol: &'static str) -> Reply {
+        Reply {
+            status: 101,
+            upgrade: Some(protocol),
+            ..Reply::json(&serde_json::Value::Null)
         }
     }
 
@@ -296,6 +309,25 @@ where
         });
         if !reply.delay.is_zero() {
             tokio::time::sleep(reply.delay).await;
+        }
+        if let Some(protocol) = reply.upgrade {
+            let head = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+            );
+            if s.write_all(head.as_bytes()).await.is_err() || s.write_all(&buf).await.is_err() {
+                return;
+            }
+            let mut tmp = [0u8; 8192];
+            loop {
+                match s.read(&mut tmp).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if s.write_all(&tmp[..n]).await.is_err() || s.flush().await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
         }
         if reply.chunks.is_empty() {
             let head = format!(

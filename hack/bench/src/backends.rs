@@ -4,7 +4,7 @@
 //! of each; the same concurrency of raw etcd puts (etcd's own client protocol through its JSON
 //! gateway, keep-alive) against each etcd for the API/raw put ratio (goal ≥ 0.8); and the API
 //! server's RSS holding 100,000 small ConfigMaps on etcd against the goal of 1.5× their JSON
-//! plus 40 MiB.
+//! plus 40 MiB, with the same fill on the embedded store beside it (settled RssAnon of both).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -22,8 +22,25 @@ use crate::{
     start_ferrokube,
 };
 
-/// (create 1, create 32, get 1, get 32, list) for one server.
-async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(String, f64)>> {
+/// CPU time (ms, clock ticks of 10 ms) the processes `pids` used together since `before`.
+fn cpu_ms(pids: &[u32], before: u64) -> f64 {
+    (cpu_total(pids).saturating_sub(before) * 10) as f64
+}
+
+fn cpu_total(pids: &[u32]) -> u64 {
+    pids.iter().map(|p| crate::figures::cpu_ticks(*p)).sum()
+}
+
+/// (create 1, create 32, get 1, get 32, list) for one server (`pid`; `etcd`: its members'
+/// pids), with the CPU time the server and etcd spent per create at 32 clients: a figure the
+/// other jobs on a shared machine do not skew as they skew throughput.
+async fn measure(
+    label: &str,
+    client: &Client,
+    scale: usize,
+    pid: u32,
+    etcd: &[u32],
+) -> Result<Vec<(String, f64)>> {
     let mut out = Vec::new();
     for clients in [1usize, 32] {
         let n = if clients == 1 {
@@ -32,6 +49,7 @@ async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(Stri
             5000 / scale
         };
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let (server0, etcd0) = (cpu_total(&[pid]), cpu_total(etcd));
         let (rate, lat) = load(n, clients, move |i| {
             let api = api.clone();
             async move {
@@ -43,6 +61,16 @@ async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(Stri
         .await?;
         report(&format!("{label} create, {clients} client(s)"), rate, &lat);
         out.push((format!("create, {clients} client(s)"), rate));
+        if clients == 32 {
+            let (server, etcd) = (cpu_ms(&[pid], server0), cpu_ms(etcd, etcd0));
+            println!(
+                "{:<44} {:.3} ms API server + {:.3} ms etcd",
+                format!("{label} CPU per create, 32"),
+                server / n as f64,
+                etcd / n as f64
+            );
+            out.push(("CPU ms per create (API server)".into(), server / n as f64));
+        }
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
         let (rate, lat) = load(n * 4, clients, move |i| {
             let api = api.clone();
@@ -126,9 +154,15 @@ async fn measure(label: &str, client: &Client, scale: usize) -> Result<Vec<(Stri
 
 /// A throw-away etcd cluster of `members` on loopback (killed on drop).
 struct EtcdCluster {
-    _procs: Vec<Proc>,
+    procs: Vec<Proc>,
     endpoints: Vec<String>,
     http: reqwest_lite::Client,
+}
+
+impl EtcdCluster {
+    fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(|p| p.0.id()).collect()
+    }
 }
 
 async fn start_etcd_cluster(dir: &Path, members: usize) -> Result<EtcdCluster> {
@@ -170,7 +204,7 @@ async fn start_etcd_cluster(dir: &Path, members: usize) -> Result<EtcdCluster> {
         endpoints.push(url);
     }
     let cluster = EtcdCluster {
-        _procs: procs,
+        procs,
         endpoints,
         http: reqwest_lite::Client::new(),
     };
@@ -190,6 +224,8 @@ async fn start_etcd_cluster(dir: &Path, members: usize) -> Result<EtcdCluster> {
 /// members, as the API server's client spreads its requests).
 async fn raw_puts(etcd: &EtcdCluster, clients: usize, n: usize) -> Result<f64> {
     let value = b64(&serde_json::to_string(&cm("raw"))?);
+    let pids = etcd.pids();
+    let cpu0 = cpu_total(&pids);
     let (http, eps) = (etcd.http.clone(), etcd.endpoints.clone());
     let (rate, lat) = load(n, clients, move |i| {
         let (http, value) = (http.clone(), value.clone());
@@ -210,6 +246,16 @@ async fn raw_puts(etcd: &EtcdCluster, clients: usize, n: usize) -> Result<f64> {
         rate,
         &lat,
     );
+    if clients == 32 {
+        println!(
+            "{:<44} {:.3} ms etcd",
+            format!(
+                "raw etcd put ({} member(s)): CPU per put, 32",
+                etcd.endpoints.len()
+            ),
+            cpu_ms(&pids, cpu0) / n as f64
+        );
+    }
     Ok(rate)
 }
 
@@ -225,9 +271,9 @@ async fn on_etcd(
         raw.push(raw_puts(etcd, clients, if clients == 1 { 500 } else { 5000 } / scale).await?);
     }
     let flag = format!("--etcd-servers={}", etcd.endpoints.join(","));
-    let (_server, client, _) = start_ferrokube(tmp, &[flag.as_str()]).await?;
+    let (server, client, _) = start_ferrokube(tmp, &[flag.as_str()]).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let out = measure(label, &client, scale).await?;
+    let out = measure(label, &client, scale, server.0.id(), &etcd.pids()).await?;
     for (clients, raw) in [1usize, 32].iter().zip(&raw) {
         let what = format!("create, {clients} client(s)");
         if let Some((_, api)) = out.iter().find(|(w, _)| *w == what) {
@@ -242,13 +288,41 @@ async fn on_etcd(
 }
 
 /// RSS of an API server on etcd holding `n` small ConfigMaps, against 1.5x JSON + 40 MiB.
-async fn rss_on_etcd(tmp: &Path, etcd: &EtcdCluster, n: usize) -> Result<()> {
+async fn rss_on_etcd(tmp: &Path, etcd: &EtcdCluster, n: usize) -> Result<Rss> {
     let flag = format!("--etcd-servers={}", etcd.endpoints.join(","));
-    let prefix = "--etcd-prefix=/rss";
-    let (server, client, _) = start_ferrokube(tmp, &[flag.as_str(), prefix]).await?;
+    let rss = rss_holding(tmp, "on etcd", &[flag.as_str(), "--etcd-prefix=/rss"], n).await?;
+    let data_mib = rss.json_mib();
+    println!(
+        "{:<44} {:.2}x JSON  (goal: RSS <= 1.5x JSON + 40 MiB = {:.0} MiB)",
+        "on etcd: (RSS - 40 MiB) / JSON",
+        (rss.full_kib as f64 / 1024.0 - 40.0) / data_mib,
+        1.5 * data_mib + 40.0
+    );
+    Ok(rss)
+}
+
+/// What an API server's memory was with `n` ConfigMaps.
+struct Rss {
+    n: usize,
+    json_bytes: usize,
+    full_kib: u64,
+    anon_kib: u64,
+}
+
+impl Rss {
+    fn json_mib(&self) -> f64 {
+        (self.json_bytes * self.n) as f64 / 1048576.0
+    }
+}
+
+/// Fills a fresh API server (`extra` flags) with `n` small ConfigMaps at 32 clients and
+/// reports its RSS: idle, full, settled, and the settled anonymous and file parts.
+async fn rss_holding(tmp: &Path, label: &str, extra: &[&str], n: usize) -> Result<Rss> {
+    let (server, client, _) = start_ferrokube(tmp, extra).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = server.0.id();
     let idle = rss_kib(pid);
+    let idle_anon = status_kib(pid, "RssAnon");
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let t = Instant::now();
     load(n, 32, move |i| {
@@ -270,28 +344,30 @@ async fn rss_on_etcd(tmp: &Path, etcd: &EtcdCluster, n: usize) -> Result<()> {
     // objects cost.
     let settled = crate::figures::settled_rss_kib(pid, Duration::from_secs(30)).await;
     let (anon, file) = (status_kib(pid, "RssAnon"), status_kib(pid, "RssFile"));
-    let data_mib = (json_bytes * n) as f64 / 1048576.0;
-    let rss_mib = full as f64 / 1024.0;
+    let rss = Rss {
+        n,
+        json_bytes,
+        full_kib: full,
+        anon_kib: anon,
+    };
     println!(
-        "{:<44} {:.0} MiB idle, {rss_mib:.0} MiB with {n} ConfigMaps of {json_bytes} B JSON ({data_mib:.0} MiB; filled in {:.1} s)",
-        "on etcd: RSS",
+        "{:<44} {:.0} MiB idle (anon {:.0}), {:.0} MiB with {n} ConfigMaps of {json_bytes} B JSON ({:.0} MiB; filled in {:.1} s)",
+        format!("{label}: RSS"),
         idle as f64 / 1024.0,
+        idle_anon as f64 / 1024.0,
+        full as f64 / 1024.0,
+        rss.json_mib(),
         fill.as_secs_f64()
     );
     println!(
-        "{:<44} {:.0} MiB settled (anon {:.0} MiB + file {:.0} MiB)",
-        "on etcd: RSS once settled",
+        "{:<44} {:.0} MiB settled (anon {:.0} MiB + file {:.0} MiB), anon {:.0} B per object over idle",
+        format!("{label}: RSS once settled"),
         settled as f64 / 1024.0,
         anon as f64 / 1024.0,
-        file as f64 / 1024.0
+        file as f64 / 1024.0,
+        (anon.saturating_sub(idle_anon) * 1024) as f64 / n as f64
     );
-    println!(
-        "{:<44} {:.2}x JSON  (goal: RSS <= 1.5x JSON + 40 MiB = {:.0} MiB)",
-        "on etcd: (RSS - 40 MiB) / JSON",
-        (rss_mib - 40.0) / data_mib,
-        1.5 * data_mib + 40.0
-    );
-    Ok(())
+    Ok(rss)
 }
 
 /// A `/proc/PID/status` field in KiB (`RssAnon`, `RssFile`).
@@ -311,19 +387,28 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 pub async fn run_etcd1(tmp: &Path, scale: usize) -> Result<()> {
     let one = start_etcd_cluster(&tmp.join("etcd1"), 1).await?;
     on_etcd(&tmp.join("on-etcd1"), &one, "etcd x1:", scale).await?;
-    rss_on_etcd(&tmp.join("rss-etcd1"), &one, 100_000 / scale).await
+    rss_on_etcd(&tmp.join("rss-etcd1"), &one, 100_000 / scale).await?;
+    Ok(())
 }
 
 pub async fn run(tmp: &Path, scale: usize) -> Result<()> {
     let embedded = {
-        let (_server, client, _) = start_ferrokube(&tmp.join("embedded"), &[]).await?;
+        let (server, client, _) = start_ferrokube(&tmp.join("embedded"), &[]).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        measure("embedded:", &client, scale).await?
+        measure("embedded:", &client, scale, server.0.id(), &[]).await?
     };
+    let n = 100_000 / scale;
+    let rss_embedded = rss_holding(&tmp.join("rss-embedded"), "embedded", &[], n).await?;
     let one = start_etcd_cluster(&tmp.join("etcd1"), 1).await?;
     let on_one = on_etcd(&tmp.join("on-etcd1"), &one, "etcd x1:", scale).await?;
-    rss_on_etcd(&tmp.join("rss-etcd1"), &one, 100_000 / scale).await?;
+    let rss_etcd = rss_on_etcd(&tmp.join("rss-etcd1"), &one, n).await?;
     drop(one);
+    println!(
+        "{:<44} {:+.0} MiB ({:+.0} B per object)",
+        "RssAnon settled, etcd x1 - embedded",
+        (rss_etcd.anon_kib as f64 - rss_embedded.anon_kib as f64) / 1024.0,
+        (rss_etcd.anon_kib as f64 - rss_embedded.anon_kib as f64) * 1024.0 / n as f64
+    );
     let three = start_etcd_cluster(&tmp.join("etcd3"), 3).await?;
     let on_three = on_etcd(&tmp.join("on-etcd3"), &three, "etcd x3:", scale).await?;
     drop(three);

@@ -26,7 +26,7 @@ use crate::{
 const CONNS: usize = 32;
 
 /// `utime + stime` of `pid` in clock ticks (USER_HZ, 100/s on Linux).
-fn cpu_ticks(pid: u32) -> u64 {
+pub(crate) fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");

@@ -4,21 +4,20 @@
 //! `additionalPrinterColumns` tables ([`columns`]) and the JSONPath subset they use
 //! ([`jsonpath`]). Pure: no IO.
 //!
-//! The resource table holds `&'static str`s; the strings of a CRD are interned
-//! ([`intern`]): each distinct string is allocated once for the life of the process, so
-//! re-creating the same CRD costs nothing, and only ever-new names grow memory.
+//! The resource-table entries of a CRD hold shared copies of its names
+//! ([`crate::resources::TableStr`]), freed with the last entry that uses them: nothing is
+//! leaked, so creating and deleting CRDs with ever-new names cannot grow the process.
 
 pub mod columns;
 pub mod jsonpath;
 pub mod openapi;
 pub mod status;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::resources::{GroupVersion, ResourceInfo, Scope, SubresourceInfo};
+use crate::resources::{GroupVersion, ResourceInfo, Scope, SubresourceInfo, TableList, TableStr};
 
 /// The finalizer that makes deleting a CRD delete its custom resources first.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
@@ -37,73 +36,18 @@ pub const VERBS: &[&str] = &[
 
 const SUB_VERBS: &[&str] = &["get", "patch", "update"];
 
-/// Interns a string for the resource table (allocated once per distinct value).
-pub fn intern(s: &str) -> &'static str {
-    static SET: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let set = SET.get_or_init(Default::default);
-    let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(v) = set.get(s) {
-        return v;
+/// The subresources of a custom resource version: `scale` and `status` (served with the
+/// resource's own kind), in upstream's order.
+fn subresources(status: bool, scale: bool) -> &'static [SubresourceInfo] {
+    const SCALE: SubresourceInfo =
+        SubresourceInfo::new("scale", "Scale", "autoscaling", "v1", SUB_VERBS);
+    const STATUS: SubresourceInfo = SubresourceInfo::parent_kind("status", SUB_VERBS);
+    match (status, scale) {
+        (true, true) => &[SCALE, STATUS],
+        (true, false) => &[STATUS],
+        (false, true) => &[SCALE],
+        (false, false) => &[],
     }
-    // One allocation per distinct string for the process lifetime (see the module docs).
-    let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
-    set.insert(leaked);
-    leaked
-}
-
-/// Interns a list of strings.
-pub fn intern_list(items: &[String]) -> &'static [&'static str] {
-    static SET: OnceLock<Mutex<HashSet<&'static [&'static str]>>> = OnceLock::new();
-    if items.is_empty() {
-        return &[];
-    }
-    let v: Vec<&'static str> = items.iter().map(|s| intern(s)).collect();
-    let set = SET.get_or_init(Default::default);
-    let mut set = set.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(x) = set.get(v.as_slice()) {
-        return x;
-    }
-    let leaked: &'static [&'static str] = Box::leak(v.into_boxed_slice());
-    set.insert(leaked);
-    leaked
-}
-
-/// Interned subresource lists, keyed by (kind, status, scale).
-type SubresourceLists = Vec<((&'static str, bool, bool), &'static [SubresourceInfo])>;
-
-fn intern_subresources(
-    kind: &'static str,
-    status: bool,
-    scale: bool,
-) -> &'static [SubresourceInfo] {
-    static LISTS: OnceLock<Mutex<SubresourceLists>> = OnceLock::new();
-    let lists = LISTS.get_or_init(Default::default);
-    let mut lists = lists.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, l)) = lists.iter().find(|(k, _)| *k == (kind, status, scale)) {
-        return l;
-    }
-    let mut v = Vec::new();
-    if scale {
-        v.push(SubresourceInfo {
-            name: "scale",
-            kind: "Scale",
-            group: "autoscaling",
-            version: "v1",
-            verbs: SUB_VERBS,
-        });
-    }
-    if status {
-        v.push(SubresourceInfo {
-            name: "status",
-            kind,
-            group: "",
-            version: "",
-            verbs: SUB_VERBS,
-        });
-    }
-    let leaked: &'static [SubresourceInfo] = Box::leak(v.into_boxed_slice());
-    lists.push(((kind, status, scale), leaked));
-    leaked
 }
 
 /// `spec.names` / `status.acceptedNames`.
@@ -407,34 +351,45 @@ impl Crd {
 
     /// The resource-table entries of the served versions, under the accepted names.
     pub fn resource_infos(&self) -> Vec<(ResourceInfo, &CrdVersion)> {
-        let names = self.accepted.clone().unwrap_or_else(|| self.names.clone());
-        let group = intern(&self.group);
-        let kind = intern(&names.kind);
+        let names = self.accepted.as_ref().unwrap_or(&self.names);
+        // One shared copy of each name for all the versions' entries; they go away with the
+        // last entry (no leak per CRD, see the module docs).
+        let group = TableStr::shared(&self.group);
+        let kind = TableStr::shared(&names.kind);
+        let list_kind = TableStr::shared(&names.list_kind);
+        let plural = TableStr::shared(&names.plural);
+        let singular = TableStr::shared(&names.singular);
+        let short_names = TableList::shared(&names.short_names);
+        let categories = TableList::shared(&names.categories);
         let storage = GroupVersion {
-            group,
-            version: intern(self.storage_version()),
+            group: group.clone(),
+            version: TableStr::shared(self.storage_version()),
         };
         self.versions
             .iter()
             .filter(|v| v.served)
             .map(|v| {
-                let version = intern(&v.name);
+                let version = if v.name == *storage.version {
+                    storage.version.clone()
+                } else {
+                    TableStr::shared(&v.name)
+                };
                 let info = ResourceInfo {
-                    group,
+                    group: group.clone(),
                     version,
-                    kind,
-                    list_kind: intern(&names.list_kind),
-                    plural: intern(&names.plural),
-                    singular: intern(&names.singular),
+                    kind: kind.clone(),
+                    list_kind: list_kind.clone(),
+                    plural: plural.clone(),
+                    singular: singular.clone(),
                     scope: self.scope,
                     verbs: VERBS,
-                    short_names: intern_list(&names.short_names),
-                    categories: intern_list(&names.categories),
-                    subresources: intern_subresources(kind, v.status, v.scale.is_some()),
+                    short_names: short_names.clone(),
+                    categories: categories.clone(),
+                    subresources: subresources(v.status, v.scale.is_some()),
                     virtual_only: false,
-                    schema_name: intern(&schema_name(&self.group, &v.name, &names.kind)),
+                    schema_name: TableStr::shared(&schema_name(&self.group, &v.name, &names.kind)),
                     schema: None,
-                    storage: Some(storage),
+                    storage: Some(storage.clone()),
                 };
                 (info, v)
             })

@@ -27,21 +27,90 @@ fn served_versions_become_table_entries() {
     assert_eq!(infos.len(), 2, "v0 is not served");
     let (v1, _) = &infos[0];
     assert_eq!(
-        (v1.group, v1.version, v1.plural),
+        (&*v1.group, &*v1.version, &*v1.plural),
         ("example.com", "v1", "widgets")
     );
-    assert_eq!((v1.singular, v1.list_kind), ("widget", "WidgetList"));
-    assert_eq!(v1.short_names, &["wd"]);
-    assert_eq!(v1.categories, &["all"]);
+    assert_eq!((&*v1.singular, &*v1.list_kind), ("widget", "WidgetList"));
+    assert_eq!(v1.short_names.to_vec(), ["wd"]);
+    assert_eq!(v1.categories.to_vec(), ["all"]);
     let subs: Vec<&str> = v1.subresources.iter().map(|s| s.name).collect();
     assert_eq!(subs, ["scale", "status"]);
+    let kinds: Vec<&str> = v1.subresources.iter().map(|s| s.kind(v1)).collect();
+    assert_eq!(
+        kinds,
+        ["Scale", "Widget"],
+        "status is served as the CR's own kind"
+    );
     assert!(infos[1].0.subresources.is_empty());
     assert_eq!(c.storage_api_version(), "example.com/v1");
     assert_eq!(v1.schema_name, "com.example.v1.Widget");
-    assert!(
-        std::ptr::eq(intern("example.com"), v1.group),
-        "interned once"
-    );
+    // The versions' entries share one copy of each name.
+    match (&v1.group, &infos[1].0.group) {
+        (TableStr::Shared(a), TableStr::Shared(b)) => assert!(Arc::ptr_eq(a, b)),
+        other => panic!("custom resource names are shared copies: {other:?}"),
+    }
+}
+
+/// The weak handles of every shared string of a table entry.
+fn weak_strings(info: &ResourceInfo) -> Vec<std::sync::Weak<str>> {
+    let mut out = Vec::new();
+    for s in [
+        &info.group,
+        &info.version,
+        &info.kind,
+        &info.list_kind,
+        &info.plural,
+        &info.singular,
+        &info.schema_name,
+    ] {
+        if let TableStr::Shared(a) = s {
+            out.push(Arc::downgrade(a));
+        }
+    }
+    for l in [&info.short_names, &info.categories] {
+        if let TableList::Shared(items) = l {
+            out.extend(items.iter().map(Arc::downgrade));
+        }
+    }
+    if let Some(GroupVersion {
+        version: TableStr::Shared(v),
+        ..
+    }) = &info.storage
+    {
+        out.push(Arc::downgrade(v));
+    }
+    out
+}
+
+/// DESIGN "Hostile input": a user creating and deleting CRDs with ever-new names must not
+/// grow the server. Every string of a custom resource's table entries goes away with the
+/// entries (the resource table used to leak them for the life of the process).
+#[test]
+fn names_of_deleted_crds_are_freed() {
+    let mut weak = Vec::new();
+    for i in 0..300 {
+        let plural = format!("things{i}");
+        let c = Crd::parse(&crd(
+            &format!("{plural}.example.com"),
+            &plural,
+            &format!("Thing{i}"),
+            &[&format!("t{i}")],
+        ))
+        .unwrap();
+        let infos = c.resource_infos();
+        assert_eq!(infos.len(), 2);
+        for (info, _) in &infos {
+            let w = weak_strings(info);
+            // group, versions, kind, list kind, plural, singular, schema name, short name,
+            // category and the storage version: all owned by the entries, none static.
+            assert_eq!(w.len(), 10, "{info:?}");
+            weak.extend(w);
+        }
+        // The CRD is deleted: its entries and the parsed CRD are dropped.
+    }
+    assert_eq!(weak.len(), 300 * 2 * 10);
+    let alive = weak.iter().filter(|w| w.upgrade().is_some()).count();
+    assert_eq!(alive, 0, "{alive} strings of deleted CRDs are still held");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::resources::{Facts, GroupVersion, builtin_resources, listable};
+use crate::resources::{Facts, GroupVersion, TableStr, builtin_resources, listable};
 
 const CRUD: [&str; 8] = [
     "create",
@@ -345,11 +345,11 @@ fn extra_groups_sort_after_builtins_and_versions_by_priority() {
         ("alpha.example.com", "v2alpha1"),
     ] {
         let mut r = listable::<k8s_openapi::api::core::v1::ConfigMap>(Facts::new(&CRUD));
-        r.group = group;
-        r.version = version;
+        r.group = TableStr::Static(group);
+        r.version = TableStr::Static(version);
         r.storage = Some(GroupVersion {
-            group,
-            version: "v1",
+            group: TableStr::Static(group),
+            version: TableStr::Static("v1"),
         });
         all.push(r);
     }

@@ -140,16 +140,16 @@ impl Spec {
 
     /// Adds the paths of one resource whose item and list definitions are already present.
     pub fn add_resource_paths(&mut self, r: &ResourceInfo, item_def: &str, list_def: &str) {
-        let key = gv_key(r.group, r.version);
+        let key = gv_key(&r.group, &r.version);
         if !r.group.is_empty() {
             self.paths
                 .entry(format!("apis/{}", r.group))
-                .or_insert_with(|| vec![ops::group_discovery(r.group)]);
+                .or_insert_with(|| vec![ops::group_discovery(&r.group)]);
         }
         let items = self
             .paths
             .entry(key)
-            .or_insert_with(|| vec![ops::gv_discovery(r.group, r.version)]);
+            .or_insert_with(|| vec![ops::gv_discovery(&r.group, &r.version)]);
         let new = ops::resource_paths(r, item_def, list_def, facts());
         let new_paths: Vec<&str> = new.iter().map(|p| p.path.as_str()).collect();
         items.retain(|p| !new_paths.contains(&p.path.as_str()));

@@ -236,8 +236,8 @@ pub fn resource_paths(
 ) -> Vec<PathItem> {
     let ctx = Ctx {
         r,
-        gv: gv_camel(r.group, r.version),
-        tag: gv_tag(r.group, r.version),
+        gv: gv_camel(&r.group, &r.version),
+        tag: gv_tag(&r.group, &r.version),
         gvk: (
             r.group.to_string(),
             r.version.to_string(),
@@ -245,7 +245,7 @@ pub fn resource_paths(
         ),
         def: Payload::Def(item_def.to_string()),
     };
-    let prefix = gv_prefix(r.group, r.version);
+    let prefix = gv_prefix(&r.group, &r.version);
     let ns = if r.namespaced() { "Namespaced" } else { "" };
     let (base, scope_params) = if r.namespaced() {
         (
@@ -255,7 +255,7 @@ pub fn resource_paths(
     } else {
         (format!("{prefix}/{}", r.plural), Vec::new())
     };
-    let (gv, kind) = (&ctx.gv, r.kind);
+    let (gv, kind) = (&ctx.gv, &*r.kind);
     let list_payload = Payload::Def(list_def.to_string());
     let mut out = Vec::new();
 
@@ -493,7 +493,7 @@ fn subresource_paths(
     facts: &Facts,
 ) -> Vec<PathItem> {
     let r = ctx.r;
-    let (gv, kind) = (&ctx.gv, r.kind);
+    let (gv, kind) = (&ctx.gv, &*r.kind);
     let ns = if r.namespaced() { "Namespaced" } else { "" };
     let sub_camel = capitalize(sub.name);
     let path = format!("{base}/{{name}}/{}", sub.name);
@@ -528,16 +528,16 @@ fn subresource_paths(
                 "connect",
             );
             let sub_group = if sub.group.is_empty() {
-                r.group
+                &r.group
             } else {
                 sub.group
             };
             let sub_version = if sub.version.is_empty() {
-                r.version
+                &r.version
             } else {
                 sub.version
             };
-            op.gvk = Some((sub_group.into(), sub_version.into(), sub.kind.into()));
+            op.gvk = Some((sub_group.into(), sub_version.into(), sub.kind(r).into()));
             op.consumes = CONSUMES_ANY;
             op.produces = PRODUCES_ANY;
             op.responses = ok(&Payload::String);
@@ -569,19 +569,20 @@ fn subresource_paths(
         return vec![item];
     }
     let sub_group = if sub.group.is_empty() {
-        r.group
+        &r.group
     } else {
         sub.group
     };
     let sub_version = if sub.version.is_empty() {
-        r.version
+        &r.version
     } else {
         sub.version
     };
-    let payload = if sub.kind == r.kind && sub_group == r.group {
+    let sub_kind = sub.kind(r);
+    let payload = if sub_kind == r.kind && sub_group == r.group {
         ctx.def.clone()
     } else {
-        match facts.definition_for_gvk(sub_group, sub_version, sub.kind) {
+        match facts.definition_for_gvk(sub_group, sub_version, sub_kind) {
             Some(d) => Payload::Def(d.to_string()),
             None => ctx.def.clone(),
         }
@@ -589,7 +590,7 @@ fn subresource_paths(
     let sub_gvk = Some((
         sub_group.to_string(),
         sub_version.to_string(),
-        sub.kind.to_string(),
+        sub_kind.to_string(),
     ));
     let what = format!("{} of the specified {kind}", sub.name);
     if sub.verbs.contains(&"get") {
@@ -628,7 +629,7 @@ fn subresource_paths(
         let mut op = ctx.op(
             Method::Post,
             format!("create{gv}{ns}{kind}{sub_camel}"),
-            format!("create {} of a {kind}", sub.kind),
+            format!("create {sub_kind} of a {kind}"),
             "post",
         );
         op.params = params::write();

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::schema::{V2_PREFIX, V3_PREFIX, collect_refs};
 use super::*;
-use crate::resources::{ResourceInfo, Scope, SubresourceInfo};
+use crate::resources::{ResourceInfo, Scope, SubresourceInfo, TableList, TableStr};
 
 const RW: &[&str] = &[
     "create",
@@ -26,13 +26,7 @@ fn sub(
     version: &'static str,
     verbs: &'static [&'static str],
 ) -> SubresourceInfo {
-    SubresourceInfo {
-        name,
-        kind,
-        group,
-        version,
-        verbs,
-    }
+    SubresourceInfo::new(name, kind, group, version, verbs)
 }
 
 fn resources() -> Vec<ResourceInfo> {
@@ -60,20 +54,20 @@ fn resources() -> Vec<ResourceInfo> {
     });
     let base = |group, version, kind, list_kind, plural, scope, schema_name, schema: SchemaFnT| {
         ResourceInfo {
-            group,
-            version,
-            kind,
-            list_kind,
-            plural,
-            singular: "",
+            group: TableStr::Static(group),
+            version: TableStr::Static(version),
+            kind: TableStr::Static(kind),
+            list_kind: TableStr::Static(list_kind),
+            plural: TableStr::Static(plural),
+            singular: TableStr::Static(""),
             scope,
             verbs: RW,
-            short_names: &[],
-            categories: &[],
+            short_names: TableList::default(),
+            categories: TableList::default(),
             subresources: &[],
             virtual_only: false,
             storage: None,
-            schema_name,
+            schema_name: TableStr::Static(schema_name),
             schema: Some(schema),
         }
     };
@@ -492,20 +486,20 @@ fn v2_protobuf_round_trips_through_gnostic_messages() {
 fn spec_adds_and_removes_custom_resources() {
     let mut spec = Spec::from_resources(&resources());
     let crd = ResourceInfo {
-        group: "stable.example.com",
-        version: "v1",
-        kind: "CronTab",
-        list_kind: "CronTabList",
-        plural: "crontabs",
-        singular: "crontab",
+        group: TableStr::Static("stable.example.com"),
+        version: TableStr::Static("v1"),
+        kind: TableStr::Static("CronTab"),
+        list_kind: TableStr::Static("CronTabList"),
+        plural: TableStr::Static("crontabs"),
+        singular: TableStr::Static("crontab"),
         scope: Scope::Namespaced,
         verbs: RW,
-        short_names: &[],
-        categories: &[],
+        short_names: TableList::default(),
+        categories: TableList::default(),
         subresources: &[],
         virtual_only: false,
         storage: None,
-        schema_name: "com.example.stable.v1.CronTab",
+        schema_name: TableStr::Static("com.example.stable.v1.CronTab"),
         schema: None,
     };
     let (list_name, list) = schema::list_definition(&crd, "com.example.stable.v1.CronTab");

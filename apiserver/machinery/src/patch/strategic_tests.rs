@@ -446,7 +446,7 @@ fn every_builtin_kind_has_a_strategic_definition() {
         .filter(|r| !r.virtual_only && r.storage.is_some())
         .filter(|r| {
             table
-                .definition_for_gvk(r.group, r.version, r.kind)
+                .definition_for_gvk(&r.group, &r.version, &r.kind)
                 .is_none()
         })
         .map(|r| format!("{}/{} {}", r.group, r.version, r.kind))

@@ -60,13 +60,7 @@ const fn foreign(
     kind: &'static str,
     verbs: &'static [&'static str],
 ) -> SubresourceInfo {
-    SubresourceInfo {
-        name,
-        kind,
-        group,
-        version,
-        verbs,
-    }
+    SubresourceInfo::new(name, kind, group, version, verbs)
 }
 
 /// A subresource served with a kind of the parent's group-version.

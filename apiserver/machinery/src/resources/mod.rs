@@ -7,6 +7,9 @@
 //! [`crate::discovery`].
 
 mod builtin;
+mod table_str;
+
+pub use table_str::{Iter as TableListIter, TableList, TableStr};
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -27,8 +30,10 @@ pub enum Scope {
 pub struct SubresourceInfo {
     /// The subresource name (`status`, `scale`, `log`, `exec`, `eviction`, `binding`...).
     pub name: &'static str,
-    /// The kind served at the subresource (`Pod` for status, `Scale` for scale...).
-    pub kind: &'static str,
+    /// The kind served at the subresource (`Pod` for status, `Scale` for scale...); empty
+    /// for the parent's own kind (custom resources' `status`). Read it with
+    /// [`SubresourceInfo::kind`].
+    own_kind: &'static str,
     /// The group of that kind when it differs from the parent's (`autoscaling` for Scale,
     /// `policy` for Eviction); empty when it is the parent's.
     pub group: &'static str,
@@ -38,6 +43,40 @@ pub struct SubresourceInfo {
     pub verbs: &'static [&'static str],
 }
 
+impl SubresourceInfo {
+    /// A subresource served with `kind` of group `group` and `version` (both empty: the
+    /// parent's group-version).
+    pub const fn new(
+        name: &'static str,
+        kind: &'static str,
+        group: &'static str,
+        version: &'static str,
+        verbs: &'static [&'static str],
+    ) -> SubresourceInfo {
+        SubresourceInfo {
+            name,
+            own_kind: kind,
+            group,
+            version,
+            verbs,
+        }
+    }
+
+    /// A subresource served with its parent's own kind (upstream's `status`).
+    pub const fn parent_kind(name: &'static str, verbs: &'static [&'static str]) -> Self {
+        SubresourceInfo::new(name, "", "", "", verbs)
+    }
+
+    /// The kind served at the subresource of `parent`.
+    pub fn kind<'a>(&'a self, parent: &'a ResourceInfo) -> &'a str {
+        if self.own_kind.is_empty() {
+            &parent.kind
+        } else {
+            self.own_kind
+        }
+    }
+}
+
 /// Generates a kind's JSON schema from k8s-openapi's schemars support.
 pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 
@@ -45,26 +84,26 @@ pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 #[derive(Clone, Debug)]
 pub struct ResourceInfo {
     /// API group; empty for the core ("legacy") group served under `/api`.
-    pub group: &'static str,
-    pub version: &'static str,
-    pub kind: &'static str,
+    pub group: TableStr,
+    pub version: TableStr,
+    pub kind: TableStr,
     /// The kind of the list (`PodList`).
-    pub list_kind: &'static str,
+    pub list_kind: TableStr,
     /// Plural, lower-case resource name used in URLs (`pods`).
-    pub plural: &'static str,
+    pub plural: TableStr,
     /// Singular name (`pod`).
-    pub singular: &'static str,
+    pub singular: TableStr,
     pub scope: Scope,
     /// Verbs upstream lists in discovery, in upstream's order.
     pub verbs: &'static [&'static str],
-    pub short_names: &'static [&'static str],
-    pub categories: &'static [&'static str],
+    pub short_names: TableList,
+    pub categories: TableList,
     pub subresources: &'static [SubresourceInfo],
     /// True for resources that are not stored (TokenReview, SubjectAccessReview, ...): they
     /// accept `create` and answer without persisting anything.
     pub virtual_only: bool,
     /// The OpenAPI definition name of the kind (`io.k8s.api.core.v1.Pod`).
-    pub schema_name: &'static str,
+    pub schema_name: TableStr,
     /// The kind's schema (None for kinds k8s-openapi does not describe).
     pub schema: Option<SchemaFn>,
     /// The group-version whose kind objects of this resource are stored as (upstream's storage
@@ -76,10 +115,10 @@ pub struct ResourceInfo {
 }
 
 /// A group and a version (`""`/`v1` for core).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct GroupVersion {
-    pub group: &'static str,
-    pub version: &'static str,
+    pub group: TableStr,
+    pub version: TableStr,
 }
 
 impl ResourceInfo {
@@ -104,9 +143,15 @@ impl ResourceInfo {
         self.subresources.iter().find(|s| s.name == name)
     }
 
+    /// The kind served at subresource `sub` of this resource.
+    pub fn subresource_kind<'a>(&'a self, sub: &'a SubresourceInfo) -> &'a str {
+        sub.kind(self)
+    }
+
     /// True when this entry is the one whose group-version objects are stored as.
     pub fn is_storage_version(&self) -> bool {
         self.storage
+            .as_ref()
             .is_some_and(|s| s.group == self.group && s.version == self.version)
     }
 
@@ -114,7 +159,8 @@ impl ResourceInfo {
     /// `group/version/kind`; `None` when the resource has no storage of its own.
     pub fn storage_version_hash(&self) -> Option<String> {
         self.storage
-            .map(|s| storage_version_hash(s.group, s.version, self.kind))
+            .as_ref()
+            .map(|s| storage_version_hash(&s.group, &s.version, &self.kind))
     }
 }
 
@@ -236,7 +282,7 @@ pub fn preferred_versions() -> &'static [(&'static str, &'static str)] {
             let best = builtin_resources()
                 .iter()
                 .filter(|r| r.group == group)
-                .map(|r| r.version)
+                .map(|r| &*r.version)
                 .min_by(|a, b| compare_versions(a, b));
             if let Some(version) = best {
                 out.push((group, version));
@@ -304,13 +350,7 @@ impl ScopeOf for k8s_openapi::ClusterResourceScope {
 
 /// The `status` subresource of `T` (served with `T`'s own kind, verbs get/patch/update).
 pub const fn status_of<T: k8s_openapi::Resource>() -> SubresourceInfo {
-    SubresourceInfo {
-        name: "status",
-        kind: T::KIND,
-        group: "",
-        version: "",
-        verbs: &["get", "patch", "update"],
-    }
+    SubresourceInfo::new("status", T::KIND, "", "", &["get", "patch", "update"])
 }
 
 /// The discovery facts of one entry that k8s-openapi does not carry.
@@ -321,9 +361,9 @@ pub(crate) struct Facts {
     categories: &'static [&'static str],
     subresources: &'static [SubresourceInfo],
     virtual_only: bool,
-    /// `None`: stored in its own group-version; `Some(None)`: not stored; `Some(Some(gv))`:
-    /// stored as `gv`.
-    storage: Option<Option<GroupVersion>>,
+    /// `None`: stored in its own group-version; `Some(None)`: not stored;
+    /// `Some(Some((group, version)))`: stored as that group-version.
+    storage: Option<Option<(&'static str, &'static str)>>,
 }
 
 impl Facts {
@@ -367,7 +407,7 @@ impl Facts {
     }
 
     pub(crate) const fn stored_as(mut self, group: &'static str, version: &'static str) -> Self {
-        self.storage = Some(Some(GroupVersion { group, version }));
+        self.storage = Some(Some((group, version)));
         self
     }
 }
@@ -411,26 +451,30 @@ where
     T: k8s_openapi::Resource + schemars::JsonSchema,
     T::Scope: ScopeOf,
 {
-    let own = GroupVersion {
-        group: T::GROUP,
-        version: T::VERSION,
-    };
+    let (group, version) = facts
+        .storage
+        .unwrap_or(Some((T::GROUP, T::VERSION)))
+        .unzip();
+    let storage = group.zip(version).map(|(group, version)| GroupVersion {
+        group: TableStr::Static(group),
+        version: TableStr::Static(version),
+    });
     ResourceInfo {
-        group: T::GROUP,
-        version: T::VERSION,
-        kind: T::KIND,
-        list_kind,
-        plural: T::URL_PATH_SEGMENT,
-        singular: leak_lowercase(T::KIND),
+        group: TableStr::Static(T::GROUP),
+        version: TableStr::Static(T::VERSION),
+        kind: TableStr::Static(T::KIND),
+        list_kind: TableStr::Static(list_kind),
+        plural: TableStr::Static(T::URL_PATH_SEGMENT),
+        singular: TableStr::Static(leak_lowercase(T::KIND)),
         scope: <T::Scope as ScopeOf>::SCOPE,
         verbs: facts.verbs,
-        short_names: facts.short_names,
-        categories: facts.categories,
+        short_names: TableList::Static(facts.short_names),
+        categories: TableList::Static(facts.categories),
         subresources: facts.subresources,
         virtual_only: facts.virtual_only,
-        schema_name: schema_name_of::<T>(),
+        schema_name: TableStr::Static(schema_name_of::<T>()),
         schema: Some(T::json_schema),
-        storage: facts.storage.unwrap_or(Some(own)),
+        storage,
     }
 }
 

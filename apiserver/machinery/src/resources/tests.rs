@@ -112,7 +112,7 @@ fn no_duplicate_plural_per_group_version() {
     let mut seen = BTreeSet::new();
     for r in builtin_resources() {
         assert!(
-            seen.insert((r.group, r.version, r.plural)),
+            seen.insert((&*r.group, &*r.version, &*r.plural)),
             "duplicate {}/{}/{}",
             r.group,
             r.version,
@@ -126,13 +126,17 @@ fn each_stored_kind_has_exactly_one_storage_version_entry() {
     // (storage group, storage version, kind) -> number of entries that ARE that storage version.
     let mut owners: BTreeMap<(&str, &str, &str), usize> = BTreeMap::new();
     for r in builtin_resources() {
-        if let Some(s) = r.storage {
-            owners.entry((s.group, s.version, r.kind)).or_default();
+        if let Some(s) = &r.storage {
+            owners
+                .entry((&*s.group, &*s.version, &*r.kind))
+                .or_default();
         }
     }
     for r in builtin_resources() {
         if r.is_storage_version() {
-            *owners.entry((r.group, r.version, r.kind)).or_default() += 1;
+            *owners
+                .entry((&*r.group, &*r.version, &*r.kind))
+                .or_default() += 1;
         }
     }
     for (key, count) in owners {
@@ -145,7 +149,7 @@ fn virtual_resources_are_create_only_and_unstored() {
     let virtual_plurals: BTreeSet<_> = builtin_resources()
         .iter()
         .filter(|r| r.virtual_only)
-        .map(|r| (r.group, r.plural))
+        .map(|r| (&*r.group, &*r.plural))
         .collect();
     let expected: BTreeSet<_> = [
         ("authentication.k8s.io", "selfsubjectreviews"),
@@ -167,8 +171,8 @@ fn virtual_resources_are_create_only_and_unstored() {
 #[test]
 fn upstream_facts_for_well_known_resources() {
     let pods = find("", "v1", "pods").expect("pods");
-    assert_eq!(pods.short_names, ["po"]);
-    assert_eq!(pods.categories, ["all"]);
+    assert_eq!(pods.short_names.to_vec(), ["po"]);
+    assert_eq!(pods.categories.to_vec(), ["all"]);
     assert_eq!(pods.verbs, builtin::CRUD);
     let names: Vec<_> = pods.subresources.iter().map(|s| s.name).collect();
     assert_eq!(
@@ -188,7 +192,7 @@ fn upstream_facts_for_well_known_resources() {
     );
     let eviction = pods.subresource("eviction").expect("eviction");
     assert_eq!(
-        (eviction.group, eviction.version, eviction.kind),
+        (eviction.group, eviction.version, eviction.kind(pods)),
         ("policy", "v1", "Eviction")
     );
     assert_eq!(
@@ -206,26 +210,28 @@ fn upstream_facts_for_well_known_resources() {
     let deploy = find("apps", "v1", "deployments").expect("deployments");
     let scale = deploy.subresource("scale").expect("scale");
     assert_eq!(
-        (scale.group, scale.version, scale.kind),
+        (scale.group, scale.version, scale.kind(deploy)),
         ("autoscaling", "v1", "Scale")
     );
-    assert_eq!(deploy.short_names, ["deploy"]);
+    assert_eq!(deploy.short_names.to_vec(), ["deploy"]);
 
     let crd = find("apiextensions.k8s.io", "v1", "customresourcedefinitions").expect("crd");
-    assert_eq!(crd.short_names, ["crd", "crds"]);
-    assert_eq!(crd.categories, ["api-extensions"]);
+    assert_eq!(crd.short_names.to_vec(), ["crd", "crds"]);
+    assert_eq!(crd.categories.to_vec(), ["api-extensions"]);
     assert_eq!(crd.scope, Scope::Cluster);
 
-    let token = find("", "v1", "serviceaccounts")
-        .and_then(|r| r.subresource("token"))
-        .expect("token");
+    let sa = find("", "v1", "serviceaccounts").expect("serviceaccounts");
+    let token = sa.subresource("token").expect("token");
     assert_eq!(token.group, "authentication.k8s.io");
-    assert_eq!(token.kind, "TokenRequest");
+    assert_eq!(token.kind(sa), "TokenRequest");
 
     let csr = find("certificates.k8s.io", "v1", "certificatesigningrequests").expect("csr");
     assert!(csr.subresource("approval").is_some());
-    assert_eq!(find("", "v1", "bindings").map(|r| r.list_kind), Some(""));
-    assert_eq!(find("", "v1", "pods").map(|r| r.list_kind), Some("PodList"));
+    assert_eq!(find("", "v1", "bindings").map(|r| &*r.list_kind), Some(""));
+    assert_eq!(
+        find("", "v1", "pods").map(|r| &*r.list_kind),
+        Some("PodList")
+    );
 }
 
 #[test]
@@ -244,7 +250,7 @@ fn every_group_of_the_table_is_in_upstream_order_and_sorted() {
     for w in table.windows(2) {
         let (a, b) = (&w[0], &w[1]);
         assert!(
-            rank(a.group) <= rank(b.group),
+            rank(&a.group) <= rank(&b.group),
             "{} before {}",
             a.group,
             b.group

@@ -165,7 +165,7 @@ fn is_struct_type(go_type: &str) -> bool {
 /// (custom resources) pass unchanged.
 pub fn check_object(info: &ResourceInfo, obj: &mut Value) -> Result<(), TypeError> {
     let s = schemas();
-    let Some(def) = s.roots.get(&(info.group, info.version, info.plural)) else {
+    let Some(def) = s.roots.get(&(&*info.group, &*info.version, &*info.plural)) else {
         return Ok(());
     };
     check_definition(def, obj)

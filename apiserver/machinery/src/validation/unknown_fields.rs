@@ -103,7 +103,7 @@ pub(super) fn schemas() -> &'static Schemas {
         let mut roots = HashMap::new();
         for r in builtin_resources() {
             if let Some(def) = schema::add_resource(&mut generator, r) {
-                roots.insert((r.group, r.version, r.plural), def);
+                roots.insert((&*r.group, &*r.version, &*r.plural), def);
             }
         }
         Schemas {
@@ -120,7 +120,9 @@ pub fn warm_up() {
 
 fn root_schema(info: &ResourceInfo) -> Option<&'static Value> {
     let s = schemas();
-    let def = s.roots.get(&(info.group, info.version, info.plural))?;
+    let def = s
+        .roots
+        .get(&(&*info.group, &*info.version, &*info.plural))?;
     s.definitions.get(def)
 }
 

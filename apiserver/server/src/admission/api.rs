@@ -1,7 +1,8 @@
 //! [`ApiHandle`]: how admission plugins read other objects (upstream plugins use informers and
 //! a loopback client). Reads of lists come from the watch cache (as upstream's listers, they
-//! may lag a write by a moment); single gets and writes (ResourceQuota usage) go through the
-//! generic store, so a plugin's own writes run the one write path too.
+//! may lag a write by a moment), single objects from it too with a live lookup on a miss
+//! ([`ApiHandle::lookup`]); writes (ResourceQuota usage) go through the generic store, so a
+//! plugin's own writes run the one write path too.
 
 use std::sync::{Arc, OnceLock, Weak};
 
@@ -45,8 +46,10 @@ impl ApiHandle {
             .ok_or_else(|| ApiError::internal(format!("admission: no resource {group}/{plural}")))
     }
 
-    /// One object in the served version `version`, or `None`.
-    pub async fn get(
+    /// One object as upstream's plugins read it: the lister (the watch cache as it is, no
+    /// consistency wait), then a live lookup of the backend when the cache has nothing (an
+    /// object created a moment ago). A create costs no storage read when the cache has it.
+    pub async fn lookup(
         &self,
         (group, version, plural): (&str, &str, &str),
         namespace: &str,
@@ -54,10 +57,13 @@ impl ApiHandle {
     ) -> ApiResult<Option<Value>> {
         let state = self.state()?;
         let h = Self::handle(&state, group, version, plural)?;
-        match state.store.get(&h, namespace, name).await {
-            Ok(kv) => Ok(Some(codec::decode_served(&h, &kv).await?)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
+        let kv = match state.store.get_cached(&h, namespace, name).await? {
+            Some(kv) => Some(kv),
+            None => state.store.get_live(&h, namespace, name).await?,
+        };
+        match kv {
+            Some(kv) => Ok(Some(codec::decode_served(&h, &kv).await?)),
+            None => Ok(None),
         }
     }
 

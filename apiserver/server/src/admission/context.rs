@@ -74,7 +74,8 @@ impl AdmissionContext {
     }
 
     /// The namespace of the request (`None` for cluster-scoped requests and Namespaces); a
-    /// namespace that does not exist is upstream's NotFound (its matcher's `GetNamespace`).
+    /// namespace that does not exist is upstream's NotFound. As upstream's matcher: the
+    /// namespace lister, a live lookup when it has nothing.
     pub async fn namespace(&self, a: &Attributes<'_>) -> ApiResult<Option<Value>> {
         let info = &a.handle.info;
         if a.namespace.is_empty() || (info.group.is_empty() && info.plural == "namespaces") {
@@ -83,7 +84,7 @@ impl AdmissionContext {
         let Some(h) = &self.namespaces else {
             return Ok(None);
         };
-        match self.reader.get(h, "", a.namespace).await? {
+        match self.reader.lookup(h, "", a.namespace).await? {
             Some(ns) => Ok(Some(ns)),
             None => Err(Status::not_found("", "namespaces", a.namespace).into()),
         }

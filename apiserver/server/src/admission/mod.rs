@@ -5,7 +5,10 @@
 //! just before storage — for create, update, every patch, apply and delete. Mutating admission
 //! always runs before validating admission (DESIGN invariant 4).
 //!
-//! Plugins read other objects through a [`StoreReader`] (never `Storage` from handlers).
+//! Plugins read other objects through a [`StoreReader`] or the [`ApiHandle`] (never `Storage`
+//! from handlers), as upstream's plugins read listers: the watch cache as it is, with a live
+//! lookup only when it has nothing (or, NamespaceLifecycle, when it is known to be stale) — a
+//! consistent read would cost every write a round trip to etcd for its current revision.
 
 mod api;
 mod certificates;
@@ -104,7 +107,7 @@ impl Attributes<'_> {
     /// upstream `admission.NewForbidden`: 403 `<resource> "<name>" is forbidden: <msg>`.
     pub fn forbidden(&self, msg: &str) -> crate::error::ApiError {
         let info = &self.handle.info;
-        ferrokube_machinery::status::Status::forbidden(info.group, info.plural, self.name, msg)
+        ferrokube_machinery::status::Status::forbidden(&info.group, &info.plural, self.name, msg)
             .into()
     }
 }
@@ -188,25 +191,39 @@ mod reader {
     use std::sync::Arc;
 
     use ferrokube_storage::Storage;
+    use ferrokube_storage::watch_cache::WatchCache;
     use serde_json::Value;
 
     use crate::error::ApiResult;
     use crate::registry::{ResourceHandle, codec};
 
-    /// Read-only access to stored objects for admission plugins (upstream plugins use
-    /// informers; ours read the store's backend through the registry's layout).
+    /// Read-only access to stored objects for admission plugins: [`StoreReader::cached`] is
+    /// upstream's lister (the watch cache as it is, no consistency wait), [`StoreReader::get`]
+    /// its live lookup (the backend itself).
     #[derive(Clone)]
     pub struct StoreReader {
         storage: Arc<dyn Storage>,
+        cache: Option<Arc<WatchCache>>,
     }
 
     impl StoreReader {
-        /// A reader over the store's backend.
+        /// A reader over the store's backend only (every read is a live lookup).
         pub fn new(storage: Arc<dyn Storage>) -> Self {
-            StoreReader { storage }
+            StoreReader {
+                storage,
+                cache: None,
+            }
         }
 
-        /// The current object, or `None`.
+        /// A reader over the store's backend and the watch cache that follows it.
+        pub fn with_cache(storage: Arc<dyn Storage>, cache: Arc<WatchCache>) -> Self {
+            StoreReader {
+                storage,
+                cache: Some(cache),
+            }
+        }
+
+        /// The current object, read from the backend (a live lookup: on etcd, a round trip).
         pub async fn get(
             &self,
             h: &ResourceHandle,
@@ -214,12 +231,42 @@ mod reader {
             name: &str,
         ) -> ApiResult<Option<Value>> {
             match self.storage.get(&h.key(namespace, name)).await? {
-                Some(kv) => {
-                    let mut v = codec::decode(&kv)?;
-                    codec::to_served(h, &mut v).await?;
-                    Ok(Some(v))
-                }
+                Some(kv) => Ok(Some(codec::decode_served(h, &kv).await?)),
                 None => Ok(None),
+            }
+        }
+
+        /// upstream's lister `Get`: the object as the watch cache holds it now, without
+        /// waiting for the backend's current revision, so it may lag a write by a moment.
+        /// `None` when the cache has no such object, or there is no cache or it is not
+        /// following the backend (upstream's `HasSynced` false): callers then make a live
+        /// lookup ([`StoreReader::get`]).
+        pub async fn cached(
+            &self,
+            h: &ResourceHandle,
+            namespace: &str,
+            name: &str,
+        ) -> ApiResult<Option<Value>> {
+            let Some(cache) = self.cache.as_ref().filter(|c| c.is_ready()) else {
+                return Ok(None);
+            };
+            match cache.get(&h.key(namespace, name), 0).await?.0 {
+                Some(kv) => Ok(Some(codec::decode_served(h, &kv).await?)),
+                None => Ok(None),
+            }
+        }
+
+        /// The lister first, a live lookup when it has nothing (upstream's admission plugins
+        /// and namespace matcher: an object created a moment ago is found).
+        pub async fn lookup(
+            &self,
+            h: &ResourceHandle,
+            namespace: &str,
+            name: &str,
+        ) -> ApiResult<Option<Value>> {
+            match self.cached(h, namespace, name).await? {
+                Some(v) => Ok(Some(v)),
+                None => self.get(h, namespace, name).await,
             }
         }
 

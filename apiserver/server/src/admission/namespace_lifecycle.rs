@@ -1,27 +1,98 @@
 //! NamespaceLifecycle (upstream `plugin/namespace/lifecycle`): nothing is created in a namespace
 //! that does not exist (404) or is being terminated (403). Namespaces that may never be deleted
 //! stay a namespace strategy rule (`Strategy::forbid_delete`).
+//!
+//! As upstream, the namespace is read from the watch cache (its lister) without waiting for the
+//! backend's current revision, so a create costs no storage read. A live lookup (the backend)
+//! happens only when the cache does not have the namespace (one created a moment ago) or when
+//! this server deleted the namespace within [`FORCE_LIVE_LOOKUP_TTL`] and the cache still shows
+//! it active (upstream's `forceLiveLookupCache`). Unlike upstream, a missing namespace is looked
+//! up at once instead of after a 50 ms second look at the cache.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use ferrokube_machinery::status::Status;
+use ferrokube_machinery::status::{Status, StatusCause};
 use serde_json::Value;
 
 use super::{AdmissionPlugin, Attributes, Operation, StoreReader};
 use crate::error::ApiResult;
 use crate::registry::ResourceHandle;
 
+/// How long a namespace deleted through this server is looked up live (upstream's
+/// `forceLiveLookupTTL`).
+pub const FORCE_LIVE_LOOKUP_TTL: Duration = Duration::from_secs(30);
+/// How many such namespaces are remembered (upstream's LRU size); the oldest goes first.
+const FORCE_LIVE_LOOKUP_CAPACITY: usize = 100;
+
 /// The NamespaceLifecycle plugin.
 pub struct NamespaceLifecycle {
     reader: StoreReader,
     namespaces: Arc<ResourceHandle>,
+    /// Namespaces deleted through this server lately.
+    force_live_lookup: Mutex<RecentDeletes>,
+}
+
+/// Namespace → (when the entry expires, insertion sequence number: the smallest goes first
+/// when full).
+#[derive(Default)]
+struct RecentDeletes {
+    next: u64,
+    entries: HashMap<String, (Instant, u64)>,
 }
 
 impl NamespaceLifecycle {
     /// The plugin, reading namespaces through `reader`.
     pub fn new(reader: StoreReader, namespaces: Arc<ResourceHandle>) -> Self {
-        NamespaceLifecycle { reader, namespaces }
+        NamespaceLifecycle {
+            reader,
+            namespaces,
+            force_live_lookup: Mutex::default(),
+        }
     }
+
+    fn recent_deletes(&self) -> MutexGuard<'_, RecentDeletes> {
+        // A panic while holding the lock leaves a map that is still valid.
+        self.force_live_lookup
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remembers a namespace being deleted (bounded: expired entries go, then the oldest).
+    fn remember_delete(&self, name: &str) {
+        let now = Instant::now();
+        let mut recent = self.recent_deletes();
+        recent.entries.retain(|_, (expires, _)| *expires > now);
+        if recent.entries.len() >= FORCE_LIVE_LOOKUP_CAPACITY
+            && !recent.entries.contains_key(name)
+            && let Some(oldest) = recent
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, seq))| *seq)
+                .map(|(k, _)| k.clone())
+        {
+            recent.entries.remove(&oldest);
+        }
+        let seq = recent.next;
+        recent.next += 1;
+        recent
+            .entries
+            .insert(name.to_owned(), (now + FORCE_LIVE_LOOKUP_TTL, seq));
+    }
+
+    /// Whether `name` was deleted through this server within the TTL.
+    fn recently_deleted(&self, name: &str) -> bool {
+        let now = Instant::now();
+        self.recent_deletes()
+            .entries
+            .get(name)
+            .is_some_and(|(expires, _)| *expires > now)
+    }
+}
+
+fn is_terminating(ns: &Value) -> bool {
+    ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
 }
 
 #[async_trait::async_trait]
@@ -36,25 +107,177 @@ impl AdmissionPlugin for NamespaceLifecycle {
         _obj: &Value,
         _old: Option<&Value>,
     ) -> ApiResult<()> {
+        if a.is("", "namespaces") {
+            // Creates into a namespace being deleted must see it terminating, even before
+            // the watch cache does.
+            if a.operation == Operation::Delete && a.subresource.is_empty() {
+                self.remember_delete(a.name);
+            }
+            return Ok(());
+        }
         if a.operation != Operation::Create || !a.handle.info.namespaced() {
             return Ok(());
         }
-        let Some(ns) = self.reader.get(&self.namespaces, "", a.namespace).await? else {
+        let cached = self
+            .reader
+            .cached(&self.namespaces, "", a.namespace)
+            .await?;
+        let live = match &cached {
+            None => true,
+            Some(ns) => !is_terminating(ns) && self.recently_deleted(a.namespace),
+        };
+        let ns = if live {
+            self.reader.get(&self.namespaces, "", a.namespace).await?
+        } else {
+            cached
+        };
+        let Some(ns) = ns else {
             return Err(Status::not_found("", "namespaces", a.namespace).into());
         };
-        if ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+        if is_terminating(&ns) {
             let info = &a.handle.info;
-            return Err(Status::forbidden(
-                info.group,
-                info.plural,
+            let mut status = Status::forbidden(
+                &info.group,
+                &info.plural,
                 a.name,
                 &format!(
                     "unable to create new content in namespace {} because it is being terminated",
                     a.namespace
                 ),
-            )
-            .into());
+            );
+            if let Some(d) = status.details.as_mut() {
+                d.causes.push(StatusCause {
+                    reason: "NamespaceTerminating".into(),
+                    message: format!("namespace {} is being terminated", a.namespace),
+                    field: "metadata.namespace".into(),
+                });
+            }
+            return Err(status.into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ferrokube_machinery::resources::builtin_resources;
+    use ferrokube_storage::Storage;
+    use ferrokube_storage::memory::MemoryStore;
+    use ferrokube_storage::watch_cache::{WatchCache, WatchCacheOptions};
+    use serde_json::json;
+
+    use super::*;
+    use crate::UserInfo;
+    use crate::admission::Warnings;
+    use crate::registry::Registry;
+
+    async fn put_namespace(store: &MemoryStore, name: &str, phase: &str) {
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name}, "status": {"phase": phase}});
+        store
+            .create(
+                &format!("/registry/namespaces/{name}"),
+                serde_json::to_vec(&ns).expect("json").into(),
+            )
+            .await
+            .expect("stored");
+    }
+
+    /// A lagging watch cache, modelled by a cache over one store and live lookups of another:
+    /// what the cache has is believed without a storage read, what it lacks is looked up live,
+    /// and a namespace deleted through this server is looked up live while the cache still
+    /// shows it active.
+    #[tokio::test]
+    async fn reads_the_cache_and_looks_up_live_on_miss_or_recent_delete() {
+        let cached = MemoryStore::new();
+        put_namespace(&cached, "t", "Active").await;
+        let live = MemoryStore::new();
+        put_namespace(&live, "t", "Terminating").await;
+        put_namespace(&live, "new", "Active").await;
+        let cache = WatchCache::start(cached.clone(), "/registry/", WatchCacheOptions::default())
+            .await
+            .expect("watch cache");
+        let registry = Registry::new(builtin_resources());
+        let ns = registry.namespaces().cloned().expect("namespaces");
+        let cms = registry
+            .get("", "v1", "configmaps")
+            .cloned()
+            .expect("configmaps");
+        let plugin = NamespaceLifecycle::new(StoreReader::with_cache(live, cache), ns.clone());
+        let (user, warnings) = (UserInfo::default(), Warnings::default());
+        let attrs = |handle, operation, namespace, name| Attributes {
+            operation,
+            handle,
+            subresource: "",
+            namespace,
+            name,
+            user: &user,
+            dry_run: false,
+            old: None,
+            warnings: &warnings,
+            reinvocation: Default::default(),
+        };
+        let obj = json!({});
+        let create_in = |namespace| attrs(&cms, Operation::Create, namespace, "c");
+
+        plugin
+            .validate(&create_in("t"), &obj, None)
+            .await
+            .expect("active in the cache: no live lookup");
+        plugin
+            .validate(&create_in("new"), &obj, None)
+            .await
+            .expect("not in the cache yet: found by the live lookup");
+        let e = plugin
+            .validate(&create_in("gone"), &obj, None)
+            .await
+            .expect_err("nowhere");
+        let s = e.to_status();
+        assert_eq!(
+            (s.code, s.message.as_str()),
+            (404, "namespaces \"gone\" not found")
+        );
+
+        plugin
+            .validate(&attrs(&ns, Operation::Delete, "", "t"), &obj, None)
+            .await
+            .expect("deleting a namespace is not this plugin's to refuse");
+        let e = plugin
+            .validate(&create_in("t"), &obj, None)
+            .await
+            .expect_err("deleted through this server: looked up live");
+        let s = e.to_status();
+        assert_eq!(s.code, 403);
+        assert_eq!(
+            s.message,
+            "configmaps \"c\" is forbidden: unable to create new content in namespace t because it is being terminated"
+        );
+        let cause = &s.details.expect("details").causes[0];
+        assert_eq!(
+            (cause.reason.as_str(), cause.field.as_str()),
+            ("NamespaceTerminating", "metadata.namespace")
+        );
+        assert_eq!(cause.message, "namespace t is being terminated");
+        // Only the namespace deleted is looked up live.
+        plugin
+            .validate(&create_in("new"), &obj, None)
+            .await
+            .expect("other namespaces unaffected");
+    }
+
+    #[test]
+    fn recent_deletes_are_bounded() {
+        let registry = Registry::new(builtin_resources());
+        let ns = registry.namespaces().cloned().expect("namespaces");
+        let plugin = NamespaceLifecycle::new(StoreReader::new(MemoryStore::new()), ns);
+        for i in 0..(FORCE_LIVE_LOOKUP_CAPACITY + 50) {
+            plugin.remember_delete(&format!("ns-{i}"));
+        }
+        assert_eq!(
+            plugin.recent_deletes().entries.len(),
+            FORCE_LIVE_LOOKUP_CAPACITY
+        );
+        assert!(plugin.recently_deleted(&format!("ns-{}", FORCE_LIVE_LOOKUP_CAPACITY + 49)));
+        assert!(!plugin.recently_deleted("ns-0"), "the oldest went first");
     }
 }

@@ -90,7 +90,7 @@ impl Priority {
                 None => (String::new(), 0, Some("PreemptLowerPriority".to_string())),
             }
         } else {
-            let Some(c) = self.api.get(PRIORITY_CLASSES, "", &name).await? else {
+            let Some(c) = self.api.lookup(PRIORITY_CLASSES, "", &name).await? else {
                 return Err(a.forbidden(&format!("no PriorityClass with name {name} was found")));
             };
             (

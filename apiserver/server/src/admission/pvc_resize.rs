@@ -50,7 +50,7 @@ impl AdmissionPlugin for PersistentVolumeClaimResize {
             false
         } else {
             self.api
-                .get(STORAGE_CLASSES, "", class)
+                .lookup(STORAGE_CLASSES, "", class)
                 .await?
                 .and_then(|c| c.get("allowVolumeExpansion").and_then(Value::as_bool))
                 == Some(true)

@@ -201,14 +201,14 @@ impl AdmissionPlugin for ResourceQuota {
         if quotas.is_empty() {
             return Ok(());
         }
-        let d = delta(info.group, info.plural, obj, old);
+        let d = delta(&info.group, &info.plural, obj, old);
         if d.is_empty() {
             return Ok(());
         }
         let mut to_charge = Vec::new();
         for q in quotas
             .iter()
-            .filter(|q| quota::scopes_match(q, info.plural, obj))
+            .filter(|q| quota::scopes_match(q, &info.plural, obj))
         {
             let spec_hard = hard_of(q, "/spec/hard");
             if a.is("", "pods")

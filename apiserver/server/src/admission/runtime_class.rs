@@ -29,7 +29,7 @@ impl AdmissionPlugin for RuntimeClass {
         if name.is_empty() {
             return Ok(());
         }
-        let Some(rc) = self.api.get(RUNTIME_CLASSES, "", &name).await? else {
+        let Some(rc) = self.api.lookup(RUNTIME_CLASSES, "", &name).await? else {
             return Err(a.forbidden(&format!("pod rejected: RuntimeClass {name:?} not found")));
         };
         let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {

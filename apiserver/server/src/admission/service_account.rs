@@ -28,8 +28,8 @@ pub struct ServiceAccount {
 }
 
 impl ServiceAccount {
-    /// upstream `getServiceAccount`: the cache, then live lookups (10 for `default`, which
-    /// the controller may be about to create).
+    /// upstream `getServiceAccount`: the cache (no consistency wait), then live lookups (10
+    /// for `default`, which the controller may be about to create).
     async fn lookup(&self, ns: &str, name: &str) -> ApiResult<Option<Value>> {
         let attempts = if name == "default" { 10 } else { 1 };
         for i in 0..attempts {
@@ -37,7 +37,7 @@ impl ServiceAccount {
                 let ms = 100 + u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 100);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
-            if let Some(sa) = self.api.get(SERVICE_ACCOUNTS, ns, name).await? {
+            if let Some(sa) = self.api.lookup(SERVICE_ACCOUNTS, ns, name).await? {
                 return Ok(Some(sa));
             }
         }

@@ -2,15 +2,19 @@
 //! with a `service` route `/apis/{group}/{version}[/...]` to that service through the one
 //! webhook client (endpoint routing as `--enable-aggregator-routing`, `caBundle` or
 //! `insecureSkipTLSVerify`, the `--proxy-client-cert-file` identity), streaming both ways so
-//! watches work. The caller's identity travels in `X-Remote-User`/`X-Remote-Group`/
-//! `X-Remote-Extra-*` (any such header the client sent is dropped first, as are its credentials).
-//! APIServices without `service` are local: served by this server as before.
+//! watches work. The caller's identity travels in `X-Remote-User`/`X-Remote-Uid`/
+//! `X-Remote-Group`/`X-Remote-Extra-*` (upstream `transport.SetAuthProxyHeaders`; the UID as
+//! with `RemoteRequestHeaderUID`, on by default since 1.33, and only when the user has one);
+//! any such header the client sent is dropped first, as are its credentials.
+//! APIServices without `service` are local: served by this server as before. Upgrade
+//! requests (exec/attach/port-forward style) are spliced through ([`upgrade`]).
 //!
 //! [`available`] keeps each APIService's `Available` condition and the discovery documents
 //! fetched from its backend; [`discovery`] merges those into `/apis` (legacy and aggregated).
 
 pub mod available;
 pub mod discovery;
+pub mod upgrade;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -88,6 +92,8 @@ pub struct Aggregator {
     pub client: Arc<WebhookClient>,
     /// Woken when APIServices change (the availability loop re-checks at once).
     pub changed: Notify,
+    /// Slots for upgraded (spliced) connections.
+    pub tunnels: upgrade::Tunnels,
 }
 
 impl Aggregator {
@@ -99,6 +105,7 @@ impl Aggregator {
             discovered: RwLock::default(),
             client,
             changed: Notify::new(),
+            tunnels: upgrade::Tunnels::default(),
         }
     }
 
@@ -293,6 +300,11 @@ pub fn identity_headers(headers: &mut http::HeaderMap, user: &UserInfo) {
     if let Ok(v) = HeaderValue::from_str(&user.username) {
         headers.insert(HeaderName::from_static("x-remote-user"), v);
     }
+    if !user.uid.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&user.uid)
+    {
+        headers.insert(HeaderName::from_static("x-remote-uid"), v);
+    }
     for g in &user.groups {
         if let Ok(v) = HeaderValue::from_str(g) {
             headers.append(HeaderName::from_static("x-remote-group"), v);
@@ -314,8 +326,9 @@ pub fn identity_headers(headers: &mut http::HeaderMap, user: &UserInfo) {
     }
 }
 
-/// Proxies a request to the APIService's backend, streaming the answer.
-pub async fn proxy(agg: &Aggregator, svc: &ApiService, req: Request) -> Response {
+/// Proxies a request to the APIService's backend, streaming the answer; an upgrade request
+/// the backend accepts is spliced through ([`upgrade`]).
+pub async fn proxy(agg: &Aggregator, svc: &ApiService, mut req: Request) -> Response {
     let Some(cfg) = svc.client.as_ref() else {
         return status_response(&Status::service_unavailable("service unavailable"));
     };
@@ -324,6 +337,25 @@ pub async fn proxy(agg: &Aggregator, svc: &ApiService, req: Request) -> Response
         .get::<UserInfo>()
         .cloned()
         .unwrap_or_default();
+    // An upgrade needs the client's connection (HTTP/1.1; HTTP/2 requests carry no
+    // `Connection` header) and a free slot.
+    let client_upgrade = if upgrade::is_upgrade_request(req.headers()) {
+        req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>()
+    } else {
+        None
+    };
+    let slot = match &client_upgrade {
+        Some(_) => match agg.tunnels.try_acquire() {
+            Some(s) => Some(s),
+            None => {
+                return status_response(&Status::too_many_requests(
+                    "too many upgraded connections through the aggregator, please try again later",
+                    1,
+                ));
+            }
+        },
+        None => None,
+    };
     let (parts, body) = req.into_parts();
     let mut out = http::Request::builder().method(parts.method.clone()).uri(
         parts
@@ -334,7 +366,7 @@ pub async fn proxy(agg: &Aggregator, svc: &ApiService, req: Request) -> Response
     );
     if let Some(h) = out.headers_mut() {
         for (k, v) in &parts.headers {
-            if forwardable(k) {
+            if forwardable(k) || (client_upgrade.is_some() && upgrade::upgrade_header(k)) {
                 h.append(k.clone(), v.clone());
             }
         }
@@ -344,12 +376,27 @@ pub async fn proxy(agg: &Aggregator, svc: &ApiService, req: Request) -> Response
         return status_response(&Status::internal_error("building the proxied request"));
     };
     match agg.client.proxy(cfg, out, PROXY_HEAD_TIMEOUT).await {
-        Ok(resp) => {
+        Ok(mut resp) => {
+            let switching = resp.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+            match (client_upgrade, slot) {
+                (Some(client), Some(slot)) if switching => {
+                    let backend = hyper::upgrade::on(&mut resp);
+                    upgrade::splice(client, backend, slot, svc.name.clone());
+                }
+                _ if switching => {
+                    // A 101 to a request that asked for none: no protocol to switch to.
+                    tracing::warn!(apiservice = %svc.name, "backend switched protocols unasked");
+                    return status_response(&Status::service_unavailable(
+                        "error trying to reach service: unexpected 101 Switching Protocols",
+                    ));
+                }
+                _ => {}
+            }
             let (mut p, body) = resp.into_parts();
             let drop: Vec<HeaderName> = p
                 .headers
                 .keys()
-                .filter(|k| hop_by_hop(k))
+                .filter(|k| hop_by_hop(k) && !(switching && upgrade::upgrade_header(k)))
                 .cloned()
                 .collect();
             for k in drop {
@@ -393,6 +440,7 @@ mod tests {
             "authorization",
             "impersonate-user",
             "x-remote-user",
+            "x-remote-uid",
             "x-remote-extra-a",
             "connection",
         ] {
@@ -412,8 +460,12 @@ mod tests {
         let mut h = http::HeaderMap::new();
         identity_headers(&mut h, &u);
         assert_eq!(h["x-remote-user"], "bob");
+        assert!(h.get("x-remote-uid").is_none(), "no UID, no header");
         assert_eq!(h.get_all("x-remote-group").iter().count(), 2);
         assert_eq!(h["x-remote-extra-scopes%2Fa%20b"], "x");
+        u.uid = "4a1c".into();
+        identity_headers(&mut h, &u);
+        assert_eq!(h["x-remote-uid"], "4a1c");
     }
 
     #[test]

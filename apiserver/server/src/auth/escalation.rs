@@ -46,8 +46,8 @@ impl AdmissionPlugin for RbacEscalation {
             &self.authz,
             &self.rbac,
             a.user,
-            a.handle.info.group,
-            a.handle.info.plural,
+            &a.handle.info.group,
+            &a.handle.info.plural,
             a.namespace,
             obj,
         )

@@ -3,8 +3,9 @@
 //! authenticating proxy) presents a client certificate signed by the
 //! `--requestheader-client-ca-file` CA, with a common name in `--requestheader-allowed-names`
 //! (any when empty), and names the user it authenticated in headers: the first of
-//! `--requestheader-username-headers` with a value, every value of the
-//! `--requestheader-group-headers`, and `--requestheader-extra-headers-prefix<key>` headers as
+//! `--requestheader-username-headers` with a value, the first of the
+//! `--requestheader-uid-headers` with a value as the UID (upstream's `RemoteRequestHeaderUID`,
+//! beta and on since 1.33), every value of the `--requestheader-group-headers`, and `--requestheader-extra-headers-prefix<key>` headers as
 //! extras (key lower-cased and percent-decoded).
 //!
 //! Outcomes as upstream: no certificate, or a trusted proxy naming no user → this
@@ -28,6 +29,7 @@ pub struct RequestHeaderAuth {
     verifier: Arc<dyn ClientCertVerifier>,
     allowed_names: Vec<String>,
     username_headers: Vec<String>,
+    uid_headers: Vec<String>,
     group_headers: Vec<String>,
     extra_prefixes: Vec<String>,
 }
@@ -62,6 +64,7 @@ impl RequestHeaderAuth {
             verifier,
             allowed_names: cfg.allowed_names.clone(),
             username_headers: cfg.username_headers.clone(),
+            uid_headers: cfg.uid_headers.clone(),
             group_headers: cfg.group_headers.clone(),
             extra_prefixes: cfg
                 .extra_headers_prefix
@@ -101,13 +104,8 @@ impl RequestHeaderAuth {
     /// The user the headers name (after [`verify_proxy`](Self::verify_proxy) succeeded);
     /// `None` when no username header has a value.
     pub fn user(&self, headers: &HeaderMap) -> Option<UserInfo> {
-        let username = self.username_headers.iter().find_map(|h| {
-            headers
-                .get(h.as_str())
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        })?;
+        let username = first_value(headers, &self.username_headers)?;
+        let uid = first_value(headers, &self.uid_headers).unwrap_or_default();
         let groups = self
             .group_headers
             .iter()
@@ -137,11 +135,22 @@ impl RequestHeaderAuth {
         }
         Some(UserInfo {
             username,
-            uid: String::new(),
+            uid,
             groups,
             extra,
         })
     }
+}
+
+/// The first non-empty value of the first of `names` that has one (upstream `headerValue`).
+fn first_value(headers: &HeaderMap, names: &[String]) -> Option<String> {
+    names.iter().find_map(|h| {
+        headers
+            .get(h.as_str())
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    })
 }
 
 /// Percent-decodes an extra key (upstream `url.PathUnescape`); an invalid escape keeps the key
@@ -192,6 +201,7 @@ mod tests {
             .expect("verifier"),
             allowed_names: vec![],
             username_headers: vec!["X-Remote-User".into(), "X-Other-User".into()],
+            uid_headers: vec!["X-Remote-Uid".into()],
             group_headers: vec!["X-Remote-Group".into()],
             extra_prefixes: vec!["x-remote-extra-".into()],
         }
@@ -209,6 +219,10 @@ mod tests {
         h.append("x-remote-extra-scopes%2fa", "y".parse().expect("v"));
         let u = a.user(&h).expect("user");
         assert_eq!(u.username, "alice");
+        assert_eq!(u.uid, "", "no UID header: no UID");
+        h.insert("x-remote-uid", "uid-1".parse().expect("v"));
+        let u = a.user(&h).expect("user");
+        assert_eq!(u.uid, "uid-1");
         assert_eq!(u.groups, ["g1", "g2"]);
         assert_eq!(u.extra["scopes/a"], ["x", "y"]);
         assert!(a.user(&HeaderMap::new()).is_none());

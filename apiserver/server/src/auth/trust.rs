@@ -88,8 +88,9 @@ pub fn combined_data(existing: &Map<String, Value>, trust: &ClusterTrust) -> Map
     if rh_ca.is_empty() {
         return data;
     }
-    let lists: [(&str, &[String]); 4] = [
+    let lists: [(&str, &[String]); 5] = [
         ("requestheader-username-headers", &fp.username_headers),
+        ("requestheader-uid-headers", &fp.uid_headers),
         ("requestheader-group-headers", &fp.group_headers),
         (
             "requestheader-extra-headers-prefix",
@@ -201,6 +202,7 @@ mod tests {
                 ca_pem: B.into(),
                 allowed_names: vec!["front-proxy-client".into()],
                 username_headers: vec!["X-Remote-User".into()],
+                uid_headers: vec!["X-Remote-Uid".into()],
                 group_headers: vec!["X-Remote-Group".into()],
                 extra_headers_prefix: vec!["X-Remote-Extra-".into()],
                 client: None,
@@ -218,12 +220,13 @@ mod tests {
             r#"["front-proxy-client"]"#
         );
         assert_eq!(d["requestheader-username-headers"], r#"["X-Remote-User"]"#);
+        assert_eq!(d["requestheader-uid-headers"], r#"["X-Remote-Uid"]"#);
         assert_eq!(d["requestheader-group-headers"], r#"["X-Remote-Group"]"#);
         assert_eq!(
             d["requestheader-extra-headers-prefix"],
             r#"["X-Remote-Extra-"]"#
         );
-        assert_eq!(d.len(), 6);
+        assert_eq!(d.len(), 7);
     }
 
     #[test]

@@ -53,9 +53,7 @@ pub struct CustomVersion {
     pub columns: Vec<columns::PrinterColumn>,
     pub scale: Option<ScalePaths>,
     /// `selectableFields`: the field label (`spec.color`) and its path.
-    pub selectable: Vec<(&'static str, jsonpath::Path)>,
-    /// The field labels, interned for `Strategy::field_labels`.
-    pub field_labels: &'static [&'static str],
+    pub selectable: Vec<(String, jsonpath::Path)>,
     /// The CRD is being deleted: no new objects.
     pub terminating: bool,
     /// The schema the write stages apply (pruning, defaulting, validation, CEL), compiled once
@@ -116,15 +114,14 @@ impl CustomVersion {
                     .and_then(|p| jsonpath::Path::parse(p).ok()),
             })
         });
-        let selectable: Vec<(&'static str, jsonpath::Path)> = v
+        let selectable: Vec<(String, jsonpath::Path)> = v
             .selectable_fields
             .iter()
             .filter_map(|f| {
                 let p = jsonpath::Path::parse(f).ok()?;
-                Some((customresource::intern(f.trim_start_matches('.')), p))
+                Some((f.trim_start_matches('.').to_string(), p))
             })
             .collect();
-        let labels: Vec<String> = selectable.iter().map(|(l, _)| l.to_string()).collect();
         let own_schema = schemas.get(&v.name).cloned();
         let storage_schema = schemas.get(crd.storage_version()).cloned();
         let schema = if webhook.is_some() {
@@ -138,7 +135,6 @@ impl CustomVersion {
             version: v.clone(),
             columns: columns::effective(&v.columns),
             scale,
-            field_labels: customresource::intern_list(&labels),
             selectable,
             terminating: crd.deleting,
             schema,

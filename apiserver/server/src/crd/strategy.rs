@@ -82,16 +82,16 @@ impl Strategy for CustomResourceStrategy {
         }
     }
 
-    fn field_set(&self, obj: &Value) -> FieldSet {
+    fn field_set(&self, obj: &Value) -> FieldSet<'_> {
         self.version
             .selectable
             .iter()
-            .map(|(label, p)| (*label, field_value(p, obj)))
+            .map(|(label, p)| (label.as_str(), field_value(p, obj)))
             .collect()
     }
 
-    fn field_labels(&self) -> &'static [&'static str] {
-        self.version.field_labels
+    fn has_field_label(&self, label: &str) -> bool {
+        self.version.selectable.iter().any(|(l, _)| l == label)
     }
 }
 

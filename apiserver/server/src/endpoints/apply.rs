@@ -164,7 +164,7 @@ pub async fn apply(scope: &Scope, body: Body) -> ApiResult<Response> {
             name,
             |live| {
                 if live.is_none() && (pinned || target != UpdateTarget::Main) {
-                    return Err(Status::not_found(info.group, info.plural, name).into());
+                    return Err(Status::not_found(&info.group, &info.plural, name).into());
                 }
                 let now = now_rfc3339();
                 let req = ApplyRequest {

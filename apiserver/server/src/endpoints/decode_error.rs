@@ -54,7 +54,7 @@ pub fn wrong_kind(
     let cause = if known {
         format!(
             "converting ({version}.{kind}) to ({}.{}): unknown conversion",
-            internal_package(target.group),
+            internal_package(&target.group),
             target.kind
         )
     } else {

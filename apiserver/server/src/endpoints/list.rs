@@ -50,7 +50,9 @@ pub async fn list(scope: &Scope) -> ApiResult<Response> {
                     + 256,
             );
             out.extend_from_slice(b"{\"kind\":");
-            out.extend_from_slice(&serde_json::to_vec(info.list_kind).map_err(ApiError::Encoding)?);
+            out.extend_from_slice(
+                &serde_json::to_vec(&info.list_kind).map_err(ApiError::Encoding)?,
+            );
             out.extend_from_slice(b",\"apiVersion\":");
             out.extend_from_slice(
                 &serde_json::to_vec(&info.api_version()).map_err(ApiError::Encoding)?,

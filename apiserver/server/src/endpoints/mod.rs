@@ -184,8 +184,8 @@ impl Scope {
     }
 
     /// The group/resource for messages.
-    pub fn group(&self) -> &'static str {
-        self.handle.info.group
+    pub fn group(&self) -> &str {
+        &self.handle.info.group
     }
 
     /// Decodes a create/update body and checks it against the URL.
@@ -393,7 +393,7 @@ pub async fn serve(scope: Scope, body: Body) -> Response {
             format!("{}/{sub}", handle.info.plural)
         };
         return ApiError::from(Status::method_not_supported(
-            handle.info.group,
+            &handle.info.group,
             &resource,
             &verb,
         ))
@@ -458,7 +458,7 @@ async fn dispatch(scope: Scope, body: Body, sub: &str, verb: &str) -> ApiResult<
         ("token", "create") => subresource_create(&scope, body, "TokenRequest").await,
         ("approval", "update") => subresource_create(&scope, body, "UpdateOptions").await,
         _ => Err(ApiError::from(Status::method_not_supported(
-            handle.info.group,
+            &handle.info.group,
             &format!("{}/{sub}", handle.info.plural),
             verb,
         ))),

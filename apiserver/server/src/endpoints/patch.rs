@@ -60,7 +60,7 @@ fn strategic_definition(scope: &Scope) -> Option<&'static str> {
         return Some("io.k8s.api.autoscaling.v1.Scale");
     }
     let info = &scope.handle.info;
-    facts().definition_for_gvk(info.group, info.version, info.kind)
+    facts().definition_for_gvk(&info.group, &info.version, &info.kind)
 }
 
 /// Rejects a strategic merge patch of a resource without a built-in schema (415, as upstream).
@@ -204,7 +204,7 @@ pub async fn patch(scope: &Scope, body: Body) -> ApiResult<Response> {
             name,
             |current| {
                 let Some(current) = current else {
-                    return Err(Status::not_found(h.info.group, h.info.plural, name).into());
+                    return Err(Status::not_found(&h.info.group, &h.info.plural, name).into());
                 };
                 let mut doc = current.clone();
                 apply(kind, definition, &mut doc, &patch)?;

@@ -165,7 +165,7 @@ pub async fn write_scale(
             name,
             |current| {
                 let Some(current) = current else {
-                    return Err(Status::not_found(h.info.group, h.info.plural, name).into());
+                    return Err(Status::not_found(&h.info.group, &h.info.plural, name).into());
                 };
                 let mut scale = scale_of(h, current);
                 modify(&mut scale)?;

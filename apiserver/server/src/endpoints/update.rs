@@ -31,7 +31,7 @@ pub async fn update(scope: &Scope, body: Body) -> ApiResult<Response> {
                 Some(_) => Ok(obj.clone()),
                 None if may_create => Ok(obj.clone()),
                 None => {
-                    Err(Status::not_found(h.info.group, h.info.plural, &scope.info.name).into())
+                    Err(Status::not_found(&h.info.group, &h.info.plural, &scope.info.name).into())
                 }
             },
             &opts,

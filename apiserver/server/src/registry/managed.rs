@@ -25,7 +25,7 @@ pub fn node_type(h: &ResourceHandle, served: bool) -> NodeType {
     });
     match custom {
         Some(s) => NodeType::of_schema(s),
-        None => managedfields::root_type(h.info.group, h.info.version, h.info.kind),
+        None => managedfields::root_type(&h.info.group, &h.info.version, &h.info.kind),
     }
 }
 

@@ -110,10 +110,10 @@ impl Registry {
         let mut all = Vec::new();
         for info in resources {
             let mut h = ResourceHandle::new(info.clone(), &services);
-            if let Some(storage) = info.storage {
+            if let Some(storage) = &info.storage {
                 let shared = resources
                     .iter()
-                    .filter(|o| o.kind == info.kind && o.storage == Some(storage))
+                    .filter(|o| o.kind == info.kind && o.storage.as_ref() == Some(storage))
                     .count();
                 if shared > 1 {
                     h.storage_api_version = Some(if storage.group.is_empty() {

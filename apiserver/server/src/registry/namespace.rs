@@ -40,7 +40,7 @@ pub async fn finalize(
             name,
             |current| {
                 let Some(current) = current else {
-                    return Err(Status::not_found(h.info.group, h.info.plural, name).into());
+                    return Err(Status::not_found(&h.info.group, &h.info.plural, name).into());
                 };
                 let mut new = current.clone();
                 if let Some(m) = new.as_object_mut() {

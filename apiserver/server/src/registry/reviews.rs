@@ -28,8 +28,8 @@ fn user_json(u: &UserInfo) -> Value {
 
 fn invalid(scope: &Scope, field: &str, value: Value, msg: &str) -> ApiError {
     ApiError::invalid(
-        scope.handle.info.group,
-        scope.handle.info.kind,
+        &scope.handle.info.group,
+        &scope.handle.info.kind,
         "",
         &[FieldError::invalid(field, value, msg)],
     )
@@ -138,7 +138,7 @@ async fn access_review(scope: &Scope, user: &UserInfo, spec: &Value) -> ApiResul
 pub async fn review(scope: &Scope, mut obj: Value) -> ApiResult<Value> {
     let user = &scope.user;
     let spec = obj.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let status = match scope.handle.info.kind {
+    let status = match &*scope.handle.info.kind {
         "SelfSubjectReview" => json!({"userInfo": user_json(user)}),
         "SelfSubjectAccessReview" => access_review(scope, user, &spec).await?,
         "SubjectAccessReview" | "LocalSubjectAccessReview" => {
@@ -203,8 +203,8 @@ pub async fn review(scope: &Scope, mut obj: Value) -> ApiResult<Value> {
         }
         other => {
             return Err(Status::method_not_supported(
-                scope.handle.info.group,
-                scope.handle.info.plural,
+                &scope.handle.info.group,
+                &scope.handle.info.plural,
                 &format!("create {other}"),
             )
             .into());

@@ -165,8 +165,33 @@ impl GenericStore {
         };
         match found {
             Some(kv) => Ok(kv),
-            None => Err(Status::not_found(h.info.group, h.info.plural, name).into()),
+            None => Err(Status::not_found(&h.info.group, &h.info.plural, name).into()),
         }
+    }
+
+    /// upstream's lister `Get` for admission plugins: the object as the watch cache holds it
+    /// now, with no wait for the backend's current revision (it may lag a write by a moment).
+    /// `None` when the cache has no such object or is not following the backend.
+    pub async fn get_cached(
+        &self,
+        h: &ResourceHandle,
+        namespace: &str,
+        name: &str,
+    ) -> ApiResult<Option<KeyValue>> {
+        if !self.cache.is_ready() {
+            return Ok(None);
+        }
+        Ok(self.cache.get(&h.key(namespace, name), 0).await?.0)
+    }
+
+    /// A live lookup: the object as the backend holds it (one read, no watch-cache wait).
+    pub async fn get_live(
+        &self,
+        h: &ResourceHandle,
+        namespace: &str,
+        name: &str,
+    ) -> ApiResult<Option<KeyValue>> {
+        Ok(self.storage.get(&h.key(namespace, name)).await?)
     }
 
     /// Checks a field selector against what the resource supports.
@@ -176,7 +201,7 @@ impl GenericStore {
             if f == "metadata.name" || (f == "metadata.namespace" && h.info.namespaced()) {
                 continue;
             }
-            if !h.strategy.field_labels().contains(&f) {
+            if !h.strategy.has_field_label(f) {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {f}"
                 )));

@@ -14,7 +14,7 @@ use super::strategy::{
 
 /// The etcd key segment upstream stores a resource under (`/registry/<segment>/...`).
 pub fn storage_segment(info: &ResourceInfo) -> String {
-    match (info.group, info.plural) {
+    match (&*info.group, &*info.plural) {
         ("", "nodes") => "minions".into(),
         ("", "services") => "services/specs".into(),
         ("", "endpoints") => "services/endpoints".into(),
@@ -32,7 +32,7 @@ pub fn storage_segment(info: &ResourceInfo) -> String {
 /// The strategy for a resource.
 pub fn strategy_for(info: &ResourceInfo, services: &Arc<ServiceAllocator>) -> Arc<dyn Strategy> {
     let has_status = info.subresource("status").is_some();
-    match (info.group, info.plural) {
+    match (&*info.group, &*info.plural) {
         ("", "pods") => Arc::new(PodStrategy),
         ("", "namespaces") => Arc::new(NamespaceStrategy),
         ("", "events") | ("events.k8s.io", "events") => Arc::new(EventStrategy),
@@ -153,7 +153,7 @@ impl Strategy for PodStrategy {
 
     // Validation: the trait's default (machinery `validate_pod` / `validate_pod_update`).
 
-    fn field_set(&self, obj: &Value) -> FieldSet {
+    fn field_set(&self, obj: &Value) -> FieldSet<'_> {
         vec![
             ("spec.nodeName", str_at(obj, &["spec", "nodeName"])),
             (
@@ -181,8 +181,8 @@ impl Strategy for PodStrategy {
         ]
     }
 
-    fn field_labels(&self) -> &'static [&'static str] {
-        &[
+    fn has_field_label(&self, label: &str) -> bool {
+        [
             "spec.nodeName",
             "spec.restartPolicy",
             "spec.schedulerName",
@@ -193,6 +193,7 @@ impl Strategy for PodStrategy {
             "status.podIPs",
             "status.nominatedNodeName",
         ]
+        .contains(&label)
     }
 }
 
@@ -283,7 +284,7 @@ impl Strategy for NamespaceStrategy {
             labels.insert("kubernetes.io/metadata.name".into(), Value::String(name));
         }
     }
-    fn field_set(&self, obj: &Value) -> FieldSet {
+    fn field_set(&self, obj: &Value) -> FieldSet<'_> {
         vec![("status.phase", str_at(obj, &["status", "phase"]))]
     }
     /// Upstream admission plugin NamespaceLifecycle: immortal namespaces.
@@ -306,8 +307,8 @@ impl Strategy for NamespaceStrategy {
             .and_then(Value::as_array)
             .is_some_and(|a| !a.is_empty())
     }
-    fn field_labels(&self) -> &'static [&'static str] {
-        &["status.phase"]
+    fn has_field_label(&self, label: &str) -> bool {
+        ["status.phase"].contains(&label)
     }
 }
 
@@ -317,7 +318,7 @@ impl Strategy for EventStrategy {
     fn tracks_generation(&self) -> bool {
         false
     }
-    fn field_set(&self, obj: &Value) -> FieldSet {
+    fn field_set(&self, obj: &Value) -> FieldSet<'_> {
         let io = |f: &str| {
             let v = str_at(obj, &["involvedObject", f]);
             if v.is_empty() {
@@ -340,8 +341,8 @@ impl Strategy for EventStrategy {
             ("type", str_at(obj, &["type"])),
         ]
     }
-    fn field_labels(&self) -> &'static [&'static str] {
-        &[
+    fn has_field_label(&self, label: &str) -> bool {
+        [
             "involvedObject.kind",
             "involvedObject.namespace",
             "involvedObject.name",
@@ -354,6 +355,7 @@ impl Strategy for EventStrategy {
             "source",
             "type",
         ]
+        .contains(&label)
     }
 }
 
@@ -371,11 +373,11 @@ impl Strategy for SecretStrategy {
         default_at(new, &["type"], json!("Opaque"));
         merge_string_data(new);
     }
-    fn field_set(&self, obj: &Value) -> FieldSet {
+    fn field_set(&self, obj: &Value) -> FieldSet<'_> {
         vec![("type", str_at(obj, &["type"]))]
     }
-    fn field_labels(&self) -> &'static [&'static str] {
-        &["type"]
+    fn has_field_label(&self, label: &str) -> bool {
+        ["type"].contains(&label)
     }
 }
 
@@ -385,15 +387,15 @@ impl Strategy for NodeStrategy {
     fn tracks_generation(&self) -> bool {
         false
     }
-    fn field_set(&self, obj: &Value) -> FieldSet {
+    fn field_set(&self, obj: &Value) -> FieldSet<'_> {
         let v = str_at(obj, &["spec", "unschedulable"]);
         vec![(
             "spec.unschedulable",
             if v.is_empty() { "false".into() } else { v },
         )]
     }
-    fn field_labels(&self) -> &'static [&'static str] {
-        &["spec.unschedulable"]
+    fn has_field_label(&self, label: &str) -> bool {
+        ["spec.unschedulable"].contains(&label)
     }
 }
 
@@ -411,12 +413,12 @@ impl Strategy for ReplicasStrategy {
             GcPolicy::DeleteDependents
         }
     }
-    fn field_set(&self, obj: &Value) -> FieldSet {
+    fn field_set(&self, obj: &Value) -> FieldSet<'_> {
         let v = str_at(obj, &["status", "replicas"]);
         vec![("status.replicas", if v.is_empty() { "0".into() } else { v })]
     }
-    fn field_labels(&self) -> &'static [&'static str] {
-        &["status.replicas"]
+    fn has_field_label(&self, label: &str) -> bool {
+        ["status.replicas"].contains(&label)
     }
 }
 
@@ -430,15 +432,15 @@ impl Strategy for JobStrategy {
     fn prepare_for_create(&self, obj: &mut Value) {
         ferrokube_machinery::defaults::batch::job_generate_selector(obj);
     }
-    fn field_set(&self, obj: &Value) -> FieldSet {
+    fn field_set(&self, obj: &Value) -> FieldSet<'_> {
         let v = str_at(obj, &["status", "succeeded"]);
         vec![(
             "status.successful",
             if v.is_empty() { "0".into() } else { v },
         )]
     }
-    fn field_labels(&self) -> &'static [&'static str] {
-        &["status.successful"]
+    fn has_field_label(&self, label: &str) -> bool {
+        ["status.successful"].contains(&label)
     }
 }
 

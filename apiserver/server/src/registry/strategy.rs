@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::error::ApiResult;
 
 /// Field values a field selector can match, for one object.
-pub type FieldSet = Vec<(&'static str, String)>;
+pub type FieldSet<'a> = Vec<(&'a str, String)>;
 
 /// What deleting an owner does to its dependents when DeleteOptions do not say
 /// (upstream `rest.GarbageCollectionPolicy`).
@@ -78,7 +78,7 @@ pub trait Strategy: Send + Sync {
     }
 
     /// Field-selector attributes beyond `metadata.name` / `metadata.namespace`.
-    fn field_set(&self, _obj: &Value) -> FieldSet {
+    fn field_set(&self, _obj: &Value) -> FieldSet<'_> {
         Vec::new()
     }
 
@@ -93,9 +93,9 @@ pub trait Strategy: Send + Sync {
         None
     }
 
-    /// Field labels this resource supports in field selectors (beyond the metadata ones).
-    fn field_labels(&self) -> &'static [&'static str] {
-        &[]
+    /// Whether field selectors may name `label` (beyond the metadata fields).
+    fn has_field_label(&self, _label: &str) -> bool {
+        false
     }
 
     /// `DefaultGarbageCollectionPolicy`: the propagation used when DeleteOptions set none.

@@ -171,7 +171,7 @@ impl AdmissionPlugin for PodSecurity {
         let template = if is_pod {
             None
         } else {
-            match template_pointer(info.group, info.plural) {
+            match template_pointer(&info.group, &info.plural) {
                 Some(p) => Some(p),
                 None => return Ok(()),
             }
@@ -228,7 +228,7 @@ impl AdmissionPlugin for PodSecurity {
                 .audit_annotation(&format!("{LABEL_PREFIX}exempt"), "runtimeClass");
             return Ok(());
         }
-        let ns = self.api.get(NAMESPACES, "", a.namespace).await?;
+        let ns = self.api.lookup(NAMESPACES, "", a.namespace).await?;
         let labels = ns.as_ref().and_then(|n| n.pointer("/metadata/labels"));
         let enforce = self.policy(labels, "enforce");
         let warn = self.policy(labels, "warn");

@@ -19,7 +19,7 @@ pub(super) fn needs_namespace(mr: &Value) -> bool {
 
 fn rule_matches(r: &Value, a: &Attributes<'_>, version: &str) -> bool {
     let info = &a.handle.info;
-    if !Rule::from_json(r).matches(a, info.group, version, info.plural) {
+    if !Rule::from_json(r).matches(a, &info.group, version, &info.plural) {
         return false;
     }
     let names = r
@@ -67,11 +67,11 @@ pub(super) fn matches<'h>(
             .unwrap_or(&[])
     };
     let exclude = list("excludeResourceRules");
-    if any_rule(exclude, a, info.version) {
+    if any_rule(exclude, a, &info.version) {
         return None;
     }
     let rules = list("resourceRules");
-    if rules.is_empty() || any_rule(rules, a, info.version) {
+    if rules.is_empty() || any_rule(rules, a, &info.version) {
         return Some(None);
     }
     if mr.get("matchPolicy").and_then(Value::as_str) == Some("Exact") {
@@ -79,6 +79,6 @@ pub(super) fn matches<'h>(
     }
     others
         .iter()
-        .find(|h| any_rule(rules, a, h.info.version) && !any_rule(exclude, a, h.info.version))
+        .find(|h| any_rule(rules, a, &h.info.version) && !any_rule(exclude, a, &h.info.version))
         .map(|h| Some(&***h))
 }

@@ -112,7 +112,7 @@ impl AdmissionPlugin for ValidatingAdmissionPolicy {
         _old: Option<&Value>,
     ) -> ApiResult<()> {
         let info = &a.handle.info;
-        if info.group == "admissionregistration.k8s.io" && EXEMPT.contains(&info.plural) {
+        if info.group == "admissionregistration.k8s.io" && EXEMPT.contains(&&*info.plural) {
             return Ok(());
         }
         let policies = self.policies.snapshot();
@@ -307,7 +307,7 @@ fn denial_error(a: &Attributes<'_>, d: Denied) -> Status {
         ),
     };
     let info = &a.handle.info;
-    let mut st = Status::forbidden(info.group, info.plural, a.name, &message);
+    let mut st = Status::forbidden(&info.group, &info.plural, a.name, &message);
     let reason = d.denial.reason.unwrap_or_else(|| "Invalid".into());
     st.code = reason_to_code(&reason);
     st.reason = reason;

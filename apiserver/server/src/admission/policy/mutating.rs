@@ -232,7 +232,7 @@ impl AdmissionPlugin for MutatingAdmissionPolicy {
     async fn admit(&self, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
         let info = &a.handle.info;
         if a.operation == Operation::Delete
-            || (info.group == "admissionregistration.k8s.io" && EXEMPT.contains(&info.plural))
+            || (info.group == "admissionregistration.k8s.io" && EXEMPT.contains(&&*info.plural))
         {
             return Ok(());
         }

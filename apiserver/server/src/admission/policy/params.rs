@@ -81,14 +81,23 @@ pub(super) async fn collect(
         ""
     };
     let params: Vec<Option<Value>> = if !s("name").is_empty() {
-        match state.store.get(&h, ns, s("name")).await {
-            Ok(kv) => vec![Some(
+        // upstream's param lister; a live lookup when the watch cache has nothing yet.
+        let kv = match state.store.get_cached(&h, ns, s("name")).await {
+            Ok(Some(kv)) => Some(kv),
+            Ok(None) => state
+                .store
+                .get_live(&h, ns, s("name"))
+                .await
+                .map_err(|e| e.to_string())?,
+            Err(e) => return Err(e.to_string()),
+        };
+        match kv {
+            Some(kv) => vec![Some(
                 codec::decode_served(&h, &kv)
                     .await
                     .map_err(|e| e.to_string())?,
             )],
-            Err(e) if e.is_not_found() => Vec::new(),
-            Err(e) => return Err(e.to_string()),
+            None => Vec::new(),
         }
     } else if let Some(sel) = pr.get("selector").filter(|v| !v.is_null()) {
         let opts = ListOptions {

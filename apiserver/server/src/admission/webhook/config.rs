@@ -131,7 +131,7 @@ impl Hook {
         if self
             .rules
             .iter()
-            .any(|r| r.matches(a, info.group, info.version, info.plural))
+            .any(|r| r.matches(a, &info.group, &info.version, &info.plural))
         {
             return Some(info.version.to_string());
         }
@@ -143,7 +143,7 @@ impl Hook {
             .find(|v| {
                 self.rules
                     .iter()
-                    .any(|r| r.matches(a, info.group, v, info.plural))
+                    .any(|r| r.matches(a, &info.group, v, &info.plural))
             })
             .map(|v| v.to_string())
     }

@@ -124,7 +124,7 @@ impl WebhookPlugin {
         obj: Option<&Value>,
     ) -> ApiResult<Vec<(Arc<Hook>, String)>> {
         let info = &a.handle.info;
-        if info.group == "admissionregistration.k8s.io" && EXEMPT.contains(&info.plural) {
+        if info.group == "admissionregistration.k8s.io" && EXEMPT.contains(&&*info.plural) {
             return Ok(Vec::new());
         }
         let hooks = self.hooks.snapshot();
@@ -136,7 +136,7 @@ impl WebhookPlugin {
             .ctx
             .other_versions(a)
             .into_iter()
-            .map(|h| h.info.version)
+            .map(|h| &*h.info.version)
             .collect();
         let mut ns_labels: Option<serde_json::Map<String, Value>> = None;
         let mut out = Vec::new();
@@ -201,7 +201,7 @@ impl WebhookPlugin {
             MatchResult::Error(e) => {
                 tracing::warn!(webhook = %h.name, error = %e, "failed evaluating match conditions, failing closed");
                 let info = &a.handle.info;
-                Err(Status::forbidden(info.group, info.plural, a.name, &e).into())
+                Err(Status::forbidden(&info.group, &info.plural, a.name, &e).into())
             }
         }
     }
@@ -245,8 +245,8 @@ impl WebhookPlugin {
         match self.review(h, view, a, obj, old.as_ref()).await {
             Ok(Outcome::Allowed(patch)) => Ok(patch),
             Ok(Outcome::Denied(result)) => Err(ApiError::webhook_denied(
-                a.handle.info.group,
-                a.handle.info.plural,
+                &a.handle.info.group,
+                &a.handle.info.plural,
                 a.name,
                 &h.name,
                 result,
@@ -329,7 +329,7 @@ fn review_request(
     old: Option<&Value>,
 ) -> Value {
     let info = &a.handle.info;
-    let version = view.info.version;
+    let version = &*view.info.version;
     let op = a.operation.as_str();
     let options_kind = a.operation.options_kind();
     let mut options = json!({"kind": options_kind, "apiVersion": "meta.k8s.io/v1"});

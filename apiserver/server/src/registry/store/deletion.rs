@@ -179,7 +179,7 @@ impl GenericStore {
         opts: &DeleteOptions,
     ) -> ApiResult<Deleted> {
         if let Some(msg) = h.strategy.forbid_delete(name) {
-            return Err(Status::forbidden(h.info.group, h.info.plural, name, msg).into());
+            return Err(Status::forbidden(&h.info.group, &h.info.plural, name, msg).into());
         }
         let change = Change::Delete { opts };
         Ok(
@@ -271,8 +271,8 @@ fn check_preconditions(
         let actual = meta_str(old, "uid");
         if uid != actual {
             return Err(Status::conflict(
-                h.info.group,
-                h.info.plural,
+                &h.info.group,
+                &h.info.plural,
                 name,
                 &format!(
                     "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
@@ -285,8 +285,8 @@ fn check_preconditions(
         let actual = current.mod_revision.to_string();
         if *rv != actual {
             return Err(Status::conflict(
-                h.info.group,
-                h.info.plural,
+                &h.info.group,
+                &h.info.plural,
                 name,
                 &format!(
                     "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"

@@ -74,7 +74,13 @@ pub(super) enum Done {
 }
 
 fn conflict(h: &ResourceHandle, name: &str) -> ApiError {
-    Status::conflict(h.info.group, h.info.plural, name, OPTIMISTIC_LOCK_ERROR_MSG).into()
+    Status::conflict(
+        &h.info.group,
+        &h.info.plural,
+        name,
+        OPTIMISTIC_LOCK_ERROR_MSG,
+    )
+    .into()
 }
 
 /// 400 for a wrongly typed create/update body, as upstream's `transformDecodeError`.
@@ -128,7 +134,7 @@ impl GenericStore {
     ) -> ApiResult<Value> {
         if h.custom.as_ref().is_some_and(|c| c.terminating) {
             // Upstream's CRD handler refuses the create verb of a terminating CRD.
-            let mut s = Status::method_not_supported(h.info.group, h.info.plural, "create");
+            let mut s = Status::method_not_supported(&h.info.group, &h.info.plural, "create");
             s.message = "create not allowed while custom resource definition is terminating".into();
             return Err(s.into());
         }
@@ -219,7 +225,9 @@ impl GenericStore {
                         .await?
                 }
                 Change::Assign { mutate, .. } => match current.as_ref() {
-                    None => return Err(Status::not_found(h.info.group, h.info.plural, name).into()),
+                    None => {
+                        return Err(Status::not_found(&h.info.group, &h.info.plural, name).into());
+                    }
                     Some(kv) => {
                         let mut new = mutate(codec::decode(kv)?)?;
                         meta_mut(&mut new)?.remove("resourceVersion");
@@ -227,7 +235,9 @@ impl GenericStore {
                     }
                 },
                 Change::Delete { opts } => match current.as_ref() {
-                    None => return Err(Status::not_found(h.info.group, h.info.plural, name).into()),
+                    None => {
+                        return Err(Status::not_found(&h.info.group, &h.info.plural, name).into());
+                    }
                     Some(kv) => match self.plan_delete(h, namespace, name, kv, opts).await? {
                         DeletePlan::Keep(o) => Plan::Unchanged(o),
                         DeletePlan::Write(o) => Plan::Write(o, kv.mod_revision),
@@ -282,7 +292,7 @@ impl GenericStore {
                             return Ok(Done::Updated(o));
                         }
                         Err(e) => {
-                            let e = ApiError::from_storage(e, h.info.group, h.info.plural, name);
+                            let e = ApiError::from_storage(e, &h.info.group, &h.info.plural, name);
                             if e.is_conflict() || e.is_not_found() {
                                 continue;
                             }
@@ -301,7 +311,7 @@ impl GenericStore {
                             return Ok(Done::Removed(o));
                         }
                         Err(e) => {
-                            let e = ApiError::from_storage(e, h.info.group, h.info.plural, name);
+                            let e = ApiError::from_storage(e, &h.info.group, &h.info.plural, name);
                             if e.is_conflict() || e.is_not_found() {
                                 continue;
                             }
@@ -398,7 +408,7 @@ impl GenericStore {
         let mut errs = Self::validate_meta(h, obj);
         errs.extend(h.strategy.validate(obj));
         if !errs.is_empty() {
-            return Err(ApiError::invalid(h.info.group, h.info.kind, &name, &errs));
+            return Err(ApiError::invalid(&h.info.group, &h.info.kind, &name, &errs));
         }
         // Validating admission.
         self.admission.validate(&attrs, obj).await?;
@@ -440,7 +450,7 @@ impl GenericStore {
         });
         errs.extend(deletion::finalizer_update_errors(new, old));
         if !errs.is_empty() {
-            return Err(ApiError::invalid(h.info.group, h.info.kind, name, &errs));
+            return Err(ApiError::invalid(&h.info.group, &h.info.kind, name, &errs));
         }
         // Validating admission.
         self.admission.validate(&attrs, new).await
@@ -458,7 +468,7 @@ impl GenericStore {
     ) -> ApiResult<Value> {
         let key = h.key(namespace, name);
         if dry_run && self.storage.get(&key).await?.is_some() {
-            return Err(Status::already_exists(h.info.group, h.info.plural, name).into());
+            return Err(Status::already_exists(&h.info.group, &h.info.plural, name).into());
         }
         let reservation = h.strategy.reservation();
         let held = match reservation {
@@ -481,7 +491,12 @@ impl GenericStore {
                 codec::set_rv(&mut obj, kv.mod_revision);
                 Ok(obj)
             }
-            Err(e) => Err(ApiError::from_storage(e, h.info.group, h.info.plural, name)),
+            Err(e) => Err(ApiError::from_storage(
+                e,
+                &h.info.group,
+                &h.info.plural,
+                name,
+            )),
         }
     }
 
