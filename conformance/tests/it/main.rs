@@ -82,6 +82,7 @@ mod ssa;
 mod statefulset;
 mod util;
 mod validation;
+mod vap_typecheck;
 mod versions;
 mod webhook_latency;
 mod wire;

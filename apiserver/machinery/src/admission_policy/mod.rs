@@ -14,6 +14,7 @@
 //!   upstream's per-call limit and per-binding runtime budget.
 
 pub mod mutating;
+pub mod typecheck;
 pub mod validation;
 
 #[cfg(test)]

@@ -255,3 +255,60 @@ fn authorizer_library_asks_the_authorizer() {
     );
     assert_eq!(d.len(), 1);
 }
+
+fn deployment_target() -> typecheck::Target {
+    let info = crate::resources::find("apps", "v1", "deployments").expect("deployments");
+    let (name, defs) = crate::openapi::resource_schema(info).expect("schema");
+    typecheck::Target {
+        gvk: "apps/v1, Kind=Deployment".into(),
+        object: crate::cel::CelType::from_schema(
+            &json!({"$ref": format!("#/definitions/{name}")}),
+            Some(&defs),
+            "Deployment",
+        ),
+    }
+}
+
+#[test]
+fn type_check_against_the_deployment_schema_as_upstreams_e2e() {
+    let target = [deployment_target()];
+    let ok = json!({"validations": [
+        {"expression": "object.spec.replicas > 1"},
+        {"expression": "object.spec.template.spec.containers.all(c, c.image != '' && c.name.size() < 64)"},
+        {"expression": "object.metadata.labels['app'] == 'web' && has(object.spec.selector.matchLabels)"},
+        {"expression": "variables.odd", "messageExpression": "'replicas: ' + string(variables.replicas)"},
+    ], "variables": [
+        {"name": "replicas", "expression": "object.spec.replicas"},
+        {"name": "odd", "expression": "variables.replicas % 2 == 1"},
+    ]});
+    assert_eq!(typecheck::check_policy(&ok, &target, None), vec![]);
+
+    let confused = json!({"validations": [{
+        "expression": "object.spec.replicas > '1'",
+        "messageExpression": "'wants replicas > 1, got ' + object.spec.replicas",
+    }, {
+        "expression": "object.spec.maxRetries < 10",
+    }, {
+        "expression": "variables.replicas == 'three'",
+    }], "variables": [{"name": "replicas", "expression": "object.spec.replicas"}]});
+    let w = typecheck::check_policy(&confused, &target, None);
+    let fields: Vec<&str> = w.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "spec.validations[0].expression",
+            "spec.validations[0].messageExpression",
+            "spec.validations[1].expression",
+            "spec.validations[2].expression",
+        ]
+    );
+    assert!(w[0].1.starts_with("apps/v1, Kind=Deployment: ERROR: <input>:1:22: found no matching overload for '_>_' applied to '(int, string)'"), "{}", w[0].1);
+    assert!(
+        w[1].1
+            .contains("found no matching overload for '_+_' applied to '(string, int)'")
+    );
+    assert!(w[2].1.contains("undefined field 'maxRetries'"));
+    assert!(w[3].1.contains("'_==_' applied to '(int, string)'"));
+    // No kinds resolved (wildcards): nothing is checked.
+    assert_eq!(typecheck::check_policy(&confused, &[], None), vec![]);
+}

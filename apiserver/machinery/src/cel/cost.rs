@@ -206,7 +206,9 @@ fn est(e: &Expr, env: &mut Vec<(Arc<str>, TypeDesc)>, depth: usize) -> Est {
             };
             Est { cost, ty }
         }
-        Expr::Call { func, target, args } => {
+        Expr::Call {
+            func, target, args, ..
+        } => {
             let mut cost = 0u64;
             let recv = target.as_ref().map(|t| est(t, env, d));
             if let Some(r) = &recv {

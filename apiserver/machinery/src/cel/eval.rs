@@ -93,6 +93,7 @@ impl<'a> Eval<'a> {
                 field,
                 test,
                 optional,
+                ..
             } => {
                 self.charge(1)?;
                 let base = self.eval(operand)?;
@@ -128,7 +129,9 @@ impl<'a> Eval<'a> {
                 body,
                 filter,
             } => self.comprehension(*kind, var, range, body, filter.as_deref()),
-            Expr::Call { func, target, args } => self.call(func, target.as_deref(), args),
+            Expr::Call {
+                func, target, args, ..
+            } => self.call(func, target.as_deref(), args),
         }
     }
 

@@ -18,6 +18,7 @@ mod functions;
 mod k8s;
 mod parser;
 mod quantity;
+mod typecheck;
 mod value;
 
 #[cfg(test)]
@@ -29,6 +30,7 @@ pub use authz::{Authorize, AuthzCheck, AuthzDecision, AuthzValue};
 pub use cost::{MAX_SIZE, TypeDesc, estimate};
 pub use parser::{Expr, MAX_EXPRESSION_LEN};
 pub use quantity::Quantity;
+pub use typecheck::{CelType, Issue, ObjectType, format_issues};
 pub use value::{JsonHint, Key, Url, Value, equals};
 
 /// Variable bindings for one evaluation.
@@ -237,7 +239,9 @@ fn check(e: &Expr, declared: &mut Vec<String>) -> Result<(), String> {
             declared.pop();
             r
         }
-        Expr::Call { func, target, args } => {
+        Expr::Call {
+            func, target, args, ..
+        } => {
             if let Some(Expr::Ident(ns)) = target.as_deref()
                 && (&**ns == "format" || (&**ns == "jsonpatch" && &**func == "escapeKey"))
                 && !declared.iter().any(|d| d == &**ns)
@@ -274,7 +278,9 @@ fn check(e: &Expr, declared: &mut Vec<String>) -> Result<(), String> {
 
 fn collect_regexes(e: &Expr, out: &mut eval::RegexCache) -> Result<(), String> {
     match e {
-        Expr::Call { func, target, args } => {
+        Expr::Call {
+            func, target, args, ..
+        } => {
             if matches!(&**func, "matches" | "find" | "findAll") {
                 let lit = if target.is_some() {
                     args.first()
@@ -329,6 +335,14 @@ impl Program {
             regexes,
             estimated_cost,
         })
+    }
+
+    /// Type-checks the expression against declared variable types (undeclared ones are
+    /// `dyn`): the issues cel-go's checker would report, formatted as cel-go does (empty when
+    /// the expression is well-typed).
+    pub fn type_check(&self, vars: &[(String, CelType)]) -> (CelType, String) {
+        let (t, issues) = typecheck::check(&self.expr, vars);
+        (t, format_issues(&self.source, &issues))
     }
 
     /// The expression text.

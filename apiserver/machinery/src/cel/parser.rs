@@ -48,6 +48,8 @@ pub enum Expr {
         test: bool,
         /// `.?` form.
         optional: bool,
+        /// Byte offset of the `.` in the source (for type-check messages).
+        pos: u32,
     },
     /// A function or operator call (`_+_`, `_[_]`, `size`...), with a receiver for
     /// member calls.
@@ -58,6 +60,8 @@ pub enum Expr {
         target: Option<Box<Expr>>,
         /// Arguments.
         args: Vec<Expr>,
+        /// Byte offset of the operator or call in the source (for type-check messages).
+        pos: u32,
     },
     /// `[a, b]`.
     List(Vec<Expr>),
@@ -99,6 +103,8 @@ const PUNCTS: &[&str] = &[
 struct Lexer<'a> {
     src: &'a str,
     pos: usize,
+    /// Where the last token returned by `next` starts.
+    start: usize,
 }
 
 fn err<T>(msg: impl Into<String>) -> Result<T, String> {
@@ -125,6 +131,7 @@ impl<'a> Lexer<'a> {
 
     fn next(&mut self) -> Result<Tok, String> {
         self.skip_ws();
+        self.start = self.pos;
         let rest = &self.src[self.pos..];
         let Some(c) = rest.chars().next() else {
             return Ok(Tok::Eof);
@@ -325,11 +332,17 @@ pub fn parse(src: &str) -> Result<Expr, String> {
             src.len()
         ));
     }
-    let mut lx = Lexer { src, pos: 0 };
+    let mut lx = Lexer {
+        src,
+        pos: 0,
+        start: 0,
+    };
     let first = lx.next()?;
+    let tok_pos = lx.start as u32;
     let mut p = Parser {
         lx,
         tok: first,
+        tok_pos,
         depth: 0,
         nodes: 0,
     };
@@ -385,6 +398,8 @@ fn ast_depth(root: &Expr) -> usize {
 struct Parser<'a> {
     lx: Lexer<'a>,
     tok: Tok,
+    /// Where the current token starts.
+    tok_pos: u32,
     depth: usize,
     nodes: usize,
 }
@@ -401,6 +416,7 @@ impl Parser<'_> {
 
     fn bump(&mut self) -> Result<Tok, String> {
         let next = self.lx.next()?;
+        self.tok_pos = self.lx.start as u32;
         Ok(std::mem::replace(&mut self.tok, next))
     }
 
@@ -442,12 +458,13 @@ impl Parser<'_> {
         self.enter()?;
         let cond = self.or()?;
         let r = if self.is("?") {
+            let at = self.tok_pos;
             self.bump()?;
             let a = self.or()?;
             self.expect(":")?;
             let b = self.expr()?;
             self.node()?;
-            call("_?_:_", None, vec![cond, a, b])
+            call("_?_:_", None, vec![cond, a, b], at)
         } else {
             cond
         };
@@ -458,10 +475,11 @@ impl Parser<'_> {
     fn or(&mut self) -> Result<Expr, String> {
         let mut l = self.and()?;
         while self.is("||") {
+            let at = self.tok_pos;
             self.bump()?;
             let r = self.and()?;
             self.node()?;
-            l = call("_||_", None, vec![l, r]);
+            l = call("_||_", None, vec![l, r], at);
         }
         Ok(l)
     }
@@ -469,10 +487,11 @@ impl Parser<'_> {
     fn and(&mut self) -> Result<Expr, String> {
         let mut l = self.rel()?;
         while self.is("&&") {
+            let at = self.tok_pos;
             self.bump()?;
             let r = self.rel()?;
             self.node()?;
-            l = call("_&&_", None, vec![l, r]);
+            l = call("_&&_", None, vec![l, r], at);
         }
         Ok(l)
     }
@@ -485,20 +504,22 @@ impl Parser<'_> {
                 Tok::Ident(i) if i == "in" => "@in".to_string(),
                 _ => return Ok(l),
             };
+            let at = self.tok_pos;
             self.bump()?;
             let r = self.add()?;
             self.node()?;
-            l = call(&op, None, vec![l, r]);
+            l = call(&op, None, vec![l, r], at);
         }
     }
 
     fn add(&mut self) -> Result<Expr, String> {
         let mut l = self.mul()?;
         while let Tok::Punct(p @ ("+" | "-")) = self.tok {
+            let at = self.tok_pos;
             self.bump()?;
             let r = self.mul()?;
             self.node()?;
-            l = call(&format!("_{p}_"), None, vec![l, r]);
+            l = call(&format!("_{p}_"), None, vec![l, r], at);
         }
         Ok(l)
     }
@@ -506,21 +527,23 @@ impl Parser<'_> {
     fn mul(&mut self) -> Result<Expr, String> {
         let mut l = self.unary()?;
         while let Tok::Punct(p @ ("*" | "/" | "%")) = self.tok {
+            let at = self.tok_pos;
             self.bump()?;
             let r = self.unary()?;
             self.node()?;
-            l = call(&format!("_{p}_"), None, vec![l, r]);
+            l = call(&format!("_{p}_"), None, vec![l, r], at);
         }
         Ok(l)
     }
 
     fn unary(&mut self) -> Result<Expr, String> {
         self.enter()?;
+        let at = self.tok_pos;
         let r = if self.is("!") {
             self.bump()?;
             let e = self.unary()?;
             self.node()?;
-            call("!_", None, vec![e])
+            call("!_", None, vec![e], at)
         } else if self.is("-") {
             self.bump()?;
             match self.tok {
@@ -539,7 +562,7 @@ impl Parser<'_> {
                 _ => {
                     let e = self.unary()?;
                     self.node()?;
-                    call("-_", None, vec![e])
+                    call("-_", None, vec![e], at)
                 }
             }
         } else {
@@ -576,29 +599,33 @@ impl Parser<'_> {
             self.node()?;
             if self.is(".") || self.is(".?") {
                 let optional = self.is(".?");
+                let at = self.tok_pos;
                 self.bump()?;
                 let Tok::Ident(name) = self.bump()? else {
                     return err("Syntax error: expected field name after '.'");
                 };
                 if self.is("(") && !optional {
+                    let open = self.tok_pos;
                     self.bump()?;
                     let args = self.args(")")?;
-                    e = member_call(e, &name, args)?;
+                    e = member_call(e, &name, args, open)?;
                 } else {
                     e = Expr::Select {
                         operand: Box::new(e),
                         field: name.into(),
                         test: false,
                         optional,
+                        pos: at,
                     };
                 }
             } else if self.is("[") || self.is("[?") {
                 let optional = self.is("[?");
+                let at = self.tok_pos;
                 self.bump()?;
                 let idx = self.expr()?;
                 self.expect("]")?;
                 let f = if optional { "_[?_]" } else { "_[_]" };
-                e = call(f, None, vec![e, idx]);
+                e = call(f, None, vec![e, idx], at);
             } else {
                 return Ok(e);
             }
@@ -607,6 +634,7 @@ impl Parser<'_> {
 
     fn primary(&mut self) -> Result<Expr, String> {
         self.node()?;
+        let at = self.tok_pos;
         match self.bump()? {
             Tok::Int(n) => Ok(Expr::Lit(Value::Int(n))),
             Tok::Uint(n) => Ok(Expr::Lit(Value::Uint(n))),
@@ -652,9 +680,10 @@ impl Parser<'_> {
                 "false" => Ok(Expr::Lit(Value::Bool(false))),
                 "null" => Ok(Expr::Lit(Value::Null)),
                 _ if self.is("(") => {
+                    let open = self.tok_pos;
                     self.bump()?;
                     let args = self.args(")")?;
-                    global_call(&i, args)
+                    global_call(&i, args, open)
                 }
                 _ => {
                     // `optional.of(x)`, `optional.none()`: namespaced functions.
@@ -665,10 +694,10 @@ impl Parser<'_> {
                         };
                         self.expect("(")?;
                         let args = self.args(")")?;
-                        return Ok(call(&format!("optional.{f}"), None, args));
+                        return Ok(call(&format!("optional.{f}"), None, args, at));
                     }
                     if self.is("{") || (self.is(".") && self.message_ahead()) {
-                        return self.message(i);
+                        return self.message(i, at);
                     }
                     Ok(Expr::Ident(i.into()))
                 }
@@ -700,7 +729,7 @@ impl Parser<'_> {
     /// Message construction `Type.name{field: value, ...}` (cel-go `CreateStruct`), after the
     /// first identifier: `@object(type name, {field: value})`; the type is checked against the
     /// declarations, the fields are string keys of the resulting map.
-    fn message(&mut self, first: String) -> Result<Expr, String> {
+    fn message(&mut self, first: String, at: u32) -> Result<Expr, String> {
         let mut name = first;
         while self.is(".") {
             self.bump()?;
@@ -735,19 +764,21 @@ impl Parser<'_> {
             "@object",
             None,
             vec![Expr::Lit(Value::String(name.into())), Expr::Map(entries)],
+            at,
         ))
     }
 }
 
-fn call(f: &str, target: Option<Expr>, args: Vec<Expr>) -> Expr {
+fn call(f: &str, target: Option<Expr>, args: Vec<Expr>, pos: u32) -> Expr {
     Expr::Call {
         func: f.into(),
         target: target.map(Box::new),
         args,
+        pos,
     }
 }
 
-fn global_call(name: &str, mut args: Vec<Expr>) -> Result<Expr, String> {
+fn global_call(name: &str, mut args: Vec<Expr>, pos: u32) -> Result<Expr, String> {
     if name == "has" {
         if args.len() != 1 {
             return err("has() macro requires exactly one argument");
@@ -757,20 +788,22 @@ fn global_call(name: &str, mut args: Vec<Expr>) -> Result<Expr, String> {
                 operand,
                 field,
                 optional: false,
+                pos,
                 ..
             }) => Ok(Expr::Select {
                 operand,
                 field,
                 test: true,
                 optional: false,
+                pos,
             }),
             _ => err("invalid argument to has() macro"),
         };
     }
-    Ok(call(name, None, args))
+    Ok(call(name, None, args, pos))
 }
 
-fn member_call(target: Expr, name: &str, mut args: Vec<Expr>) -> Result<Expr, String> {
+fn member_call(target: Expr, name: &str, mut args: Vec<Expr>, pos: u32) -> Result<Expr, String> {
     let kind = match name {
         "all" => Some(Macro::All),
         "exists" => Some(Macro::Exists),
@@ -805,7 +838,7 @@ fn member_call(target: Expr, name: &str, mut args: Vec<Expr>) -> Result<Expr, St
             });
         }
     }
-    Ok(call(name, Some(target), args))
+    Ok(call(name, Some(target), args, pos))
 }
 
 impl Expr {

@@ -54,6 +54,23 @@ pub fn build(resources: &[ResourceInfo]) -> OpenApiDocs {
     Spec::from_resources(resources).docs()
 }
 
+/// The schema of one built-in resource's objects: the name of its definition and every
+/// definition it reaches (`#/definitions/` refs, `x-kubernetes-*` facts merged), e.g. for
+/// type-checking CEL against a kind. `None` for resources without a schema.
+pub fn resource_schema(
+    resource: &ResourceInfo,
+) -> Option<(String, serde_json::Map<String, Value>)> {
+    let mut generator = schema::generator();
+    let name = schema::add_resource(&mut generator, resource)?;
+    let table = facts();
+    let mut definitions = serde_json::Map::new();
+    for (def_name, mut def) in generator.take_definitions(false) {
+        schema::finish_definition(&def_name, &mut def, table);
+        definitions.insert(def_name, def);
+    }
+    Some((name, definitions))
+}
+
 /// Upstream's content hash of a v3 document: SHA-512 of the bytes, upper-case hex.
 pub fn v3_hash(bytes: &[u8]) -> String {
     hex::encode_upper(Sha512::digest(bytes))

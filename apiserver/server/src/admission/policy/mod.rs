@@ -18,6 +18,7 @@ mod matching;
 pub mod mutating;
 mod params;
 pub mod sets;
+mod typecheck;
 
 use std::sync::Arc;
 

@@ -17,7 +17,11 @@ use crate::registry::{ResourceHandle, codec};
 const MAX_PARAMS: usize = 1000;
 
 /// The handle serving `apiVersion`/`kind`.
-fn resolve(state: &AppState, api_version: &str, kind: &str) -> Option<Arc<ResourceHandle>> {
+pub(super) fn resolve(
+    state: &AppState,
+    api_version: &str,
+    kind: &str,
+) -> Option<Arc<ResourceHandle>> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let builtin = state.registry.all().iter().find(|h| {
         !h.info.virtual_only

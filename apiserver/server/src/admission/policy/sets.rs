@@ -4,9 +4,9 @@
 //!
 //! Status: when a policy's `metadata.generation` is not yet its `status.observedGeneration`,
 //! [`StatusWriter`] writes `status.observedGeneration` and `status.typeChecking` through the
-//! generic store's `/status` path (upstream's type-checking controller). `typeChecking` lists
-//! compile errors of expressions stored before this server validated them; the CEL engine has
-//! no schema types, so upstream's field-level type warnings are not produced.
+//! generic store's `/status` path (upstream's type-checking controller): `typeChecking` holds
+//! the warnings of upstream's type checker (`typecheck.rs`: each validation expression and
+//! messageExpression checked against the schemas of the kinds the policy matches).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -211,10 +211,7 @@ pub async fn start_feeds(
         feeds.bindings.clone(),
     )
     .await?;
-    let writer = StatusWriter {
-        api,
-        policies: feeds.policies.clone(),
-    };
+    let writer = StatusWriter { api };
     tokio::spawn(writer.run(rx, policies));
     Ok(feeds)
 }
@@ -222,7 +219,6 @@ pub async fn start_feeds(
 /// Writes `status.observedGeneration` and `status.typeChecking` of changed policies.
 pub struct StatusWriter {
     api: ApiHandle,
-    policies: Arc<PolicySet>,
 }
 
 impl StatusWriter {
@@ -239,19 +235,6 @@ impl StatusWriter {
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
                 }
             };
-            let warnings: Vec<Value> = self
-                .policies
-                .snapshot()
-                .iter()
-                .find(|p| p.name == name)
-                .map(|p| {
-                    p.compiled
-                        .errors
-                        .iter()
-                        .map(|(field, _, e)| json!({"fieldRef": field, "warning": e}))
-                        .collect()
-                })
-                .unwrap_or_default();
             let opts = WriteOptions {
                 subresource: UpdateTarget::Status,
                 field_manager: "validatingadmissionpolicy-status-controller".into(),
@@ -272,6 +255,7 @@ impl StatusWriter {
                             )
                             .into());
                         };
+                        let warnings = super::typecheck::expression_warnings(&state, current);
                         let mut obj = current.clone();
                         let generation = obj
                             .pointer("/metadata/generation")
