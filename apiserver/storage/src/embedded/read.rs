@@ -52,9 +52,12 @@ const MAX_SKIP: usize = 16;
 /// small page cache and took ~60% of a start with 100,000 objects). Falls back to a seek after
 /// [`MAX_SKIP`] rows, so a key with a long retained history costs no more than a lookup.
 struct HistoryScan<'t> {
-    table: &'t redb::ReadOnlyTable<(&'static str, i64), &'static [u8]>,
-    rows: std::iter::Peekable<redb::Range<'static, (&'static str, i64), &'static [u8]>>,
+    table: &'t HistoryTable,
+    rows: HistoryRows,
 }
+
+type HistoryTable = redb::ReadOnlyTable<(&'static str, i64), &'static [u8]>;
+type HistoryRows = std::iter::Peekable<redb::Range<'static, (&'static str, i64), &'static [u8]>>;
 
 /// Where a [`HistoryScan`] stands relative to the row it looks for.
 enum Step {
@@ -67,18 +70,12 @@ enum Step {
 
 impl<'t> HistoryScan<'t> {
     /// A scan from the first row at or after key `from`.
-    fn new(
-        table: &'t redb::ReadOnlyTable<(&'static str, i64), &'static [u8]>,
-        from: &str,
-    ) -> Result<Self> {
+    fn new(table: &'t HistoryTable, from: &str) -> Result<Self> {
         let rows = Self::rows_from(table, (from, i64::MIN))?;
         Ok(HistoryScan { table, rows })
     }
 
-    fn rows_from(
-        table: &redb::ReadOnlyTable<(&'static str, i64), &'static [u8]>,
-        from: (&str, i64),
-    ) -> Result<std::iter::Peekable<redb::Range<'static, (&'static str, i64), &'static [u8]>>> {
+    fn rows_from(table: &HistoryTable, from: (&str, i64)) -> Result<HistoryRows> {
         Ok(table
             .range::<(&str, i64)>(from..)
             .map_err(backend)?
