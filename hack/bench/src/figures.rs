@@ -51,7 +51,7 @@ fn disk_write_bytes(pid: u32) -> u64 {
 }
 
 /// `RssAnon` and `RssFile` of `pid` in KiB (heap vs. the executable's own mapped pages).
-fn rss_split_kib(pid: u32) -> (u64, u64) {
+pub(crate) fn rss_split_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -63,7 +63,7 @@ fn rss_split_kib(pid: u32) -> (u64, u64) {
     (field("RssAnon:"), field("RssFile:"))
 }
 
-fn mib(kib: u64) -> f64 {
+pub(crate) fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
@@ -193,7 +193,7 @@ async fn nginx_client(dir: &Path, port: u16) -> Result<Client> {
     Ok(Client::try_from(cfg)?)
 }
 
-fn small_cm(name: &str) -> ConfigMap {
+pub(crate) fn small_cm(name: &str) -> ConfigMap {
     serde_json::from_value(
         json!({"metadata": {"name": name, "labels": {"app": "bench"}},
         "data": {"key": "some-value", "other": "a small piece of configuration"}}),

@@ -13,7 +13,8 @@
 //! `--figures [--rounds N]` prints every figure of issue 12 in one run with its reference
 //! (nginx over TLS for reads, etcd for creates; `figures.rs`). `--crds [--count N] [--props P --rules R]`: the CRD
 //! figures of issue 10 (apply → served/discovery/OpenAPI, CR vs ConfigMap, RSS with N CRDs;
-//! `crd_bench.rs`).
+//! `crd_bench.rs`). `--start [--count N] [--runs R] [--dir DIR]`: start → `/readyz` empty and
+//! with N small ConfigMaps, RSS split after ready, first reads (`start_bench.rs`).
 
 mod admission_bench;
 mod audit_bench;
@@ -24,6 +25,7 @@ mod crd_bench;
 mod figures;
 mod patch_bench;
 mod scheduler_bench;
+mod start_bench;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -460,6 +462,22 @@ async fn main() -> Result<()> {
             .and_then(|i| args.get(i + 1)?.parse().ok())
             .unwrap_or(2);
         let r = figures::run(&tmp, opts.quick, rounds).await;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
+    }
+    if args.iter().any(|a| a == "--start") {
+        let dir = args
+            .iter()
+            .position(|a| a == "--dir")
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from);
+        let r = start_bench::run(
+            &tmp,
+            dir.as_deref(),
+            num("--count", 100_000),
+            num("--runs", 5),
+        )
+        .await;
         let _ = std::fs::remove_dir_all(&tmp);
         return r;
     }

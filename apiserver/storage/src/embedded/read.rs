@@ -42,6 +42,87 @@ fn version(
     }
 }
 
+/// How many `history` rows a [`HistoryScan`] steps over to reach the next wanted one before it
+/// seeks instead (a key with many retained versions): a seek costs about one lookup.
+const MAX_SKIP: usize = 16;
+
+/// The `history` rows of keys visited in ascending order (a current-revision list), read by
+/// one forward scan of the table instead of one tree descent per key: a list of 100,000 keys
+/// then reads each history leaf page once (the descents re-read evicted leaves through the
+/// small page cache and took ~60% of a start with 100,000 objects). Falls back to a seek after
+/// [`MAX_SKIP`] rows, so a key with a long retained history costs no more than a lookup.
+struct HistoryScan<'t> {
+    table: &'t HistoryTable,
+    rows: HistoryRows,
+}
+
+type HistoryTable = redb::ReadOnlyTable<(&'static str, i64), &'static [u8]>;
+type HistoryRows = std::iter::Peekable<redb::Range<'static, (&'static str, i64), &'static [u8]>>;
+
+/// Where a [`HistoryScan`] stands relative to the row it looks for.
+enum Step {
+    Found(Version),
+    /// The next row is past the wanted one: there is no such row.
+    Missing,
+    /// The next row is before the wanted one (stepped over).
+    Behind,
+}
+
+impl<'t> HistoryScan<'t> {
+    /// A scan from the first row at or after key `from`.
+    fn new(table: &'t HistoryTable, from: &str) -> Result<Self> {
+        let rows = Self::rows_from(table, (from, i64::MIN))?;
+        Ok(HistoryScan { table, rows })
+    }
+
+    fn rows_from(table: &HistoryTable, from: (&str, i64)) -> Result<HistoryRows> {
+        Ok(table
+            .range::<(&str, i64)>(from..)
+            .map_err(backend)?
+            .peekable())
+    }
+
+    /// The version of `key` written at `rev`; keys must be asked for in ascending order.
+    fn find(&mut self, key: &str, rev: Revision) -> Result<Option<Version>> {
+        for _ in 0..MAX_SKIP {
+            match self.step(key, rev)? {
+                Step::Found(v) => return Ok(Some(v)),
+                Step::Missing => return Ok(None),
+                Step::Behind => {}
+            }
+        }
+        // Many retained versions in between: seek, as a lookup would.
+        self.rows = Self::rows_from(self.table, (key, rev))?;
+        match self.step(key, rev)? {
+            Step::Found(v) => Ok(Some(v)),
+            Step::Missing | Step::Behind => Ok(None),
+        }
+    }
+
+    /// Compares the next row with `(key, rev)`, consuming it unless it is past it.
+    fn step(&mut self, key: &str, rev: Revision) -> Result<Step> {
+        let ordering = match self.rows.peek() {
+            None => return Ok(Step::Missing),
+            Some(Ok((k, _))) => k.value().cmp(&(key, rev)),
+            Some(Err(_)) => std::cmp::Ordering::Less,
+        };
+        if ordering == std::cmp::Ordering::Greater {
+            // Left for the next key.
+            return Ok(Step::Missing);
+        }
+        match self.rows.next() {
+            Some(Ok((_, raw))) if ordering == std::cmp::Ordering::Equal => {
+                Version::decode(raw.value())
+                    .map(Step::Found)
+                    .ok_or_else(|| StorageError::Backend(format!("corrupt record for key {key}")))
+            }
+            Some(Ok(_)) => Ok(Step::Behind),
+            Some(Err(e)) => Err(backend(e)),
+            None => Ok(Step::Missing),
+        }
+    }
+}
+
 /// The latest value of `key`.
 pub(crate) fn get(txn: &ReadTransaction, key: &str) -> Result<Option<KeyValue>> {
     let latest = txn.open_table(LATEST).map_err(backend)?;
@@ -106,6 +187,7 @@ pub(crate) fn list(txn: &ReadTransaction, req: &ListRequest) -> Result<ListRespo
     let (start, exclusive) = start_key(req);
     if at == current {
         let latest = txn.open_table(LATEST).map_err(backend)?;
+        let mut versions = HistoryScan::new(&history, &start)?;
         let lower = if exclusive {
             Bound::Excluded(start.as_str())
         } else {
@@ -133,7 +215,7 @@ pub(crate) fn list(txn: &ReadTransaction, req: &ListRequest) -> Result<ListRespo
                     "corrupt index for key {key}"
                 )));
             };
-            if let Some(v) = version(&history, key, mod_rev)? {
+            if let Some(v) = versions.find(key, mod_rev)? {
                 push(&mut out, v.key_value(key.into(), mod_rev));
             }
         }
