@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 
 use super::{Env, compile};
-use crate::cel::{CelType, ObjectType};
+use crate::cel::{CelType, ObjectType, Program};
 
 /// One kind to check against: upstream's GVK display (`apps/v1, Kind=Deployment`) and the
 /// type of its objects.
@@ -55,23 +55,30 @@ pub fn check_policy(
         params: has_params,
         variables: Some(&names),
     };
-    // Per target: the declared types, with `variables` typed in definition order.
+    // The variables compiled once; per target, the declared types with `variables` typed in
+    // definition order.
+    let compiled_vars: Vec<(String, Option<Program>)> = variables
+        .iter()
+        .map(|(n, src)| (n.clone(), compile(src, env, false).ok()))
+        .collect();
     let decls: Vec<Vec<(String, CelType)>> = targets
         .iter()
-        .map(|t| declarations(t, params, has_params, &variables, env))
+        .map(|t| declarations(t, params, has_params, &compiled_vars))
         .collect();
     for (i, v) in validations.iter().enumerate() {
         for key in ["expression", "messageExpression"] {
             let Some(src) = v.get(key).and_then(Json::as_str).filter(|s| !s.is_empty()) else {
                 continue;
             };
+            // Compiled once, checked against each target's types.
+            let program = compile(src, env, false);
             let mut results = Vec::new();
             for (t, vars) in targets.iter().zip(&decls) {
-                let issues = match compile(src, env, false) {
+                let issues = match &program {
                     Ok(p) => p.type_check(vars).1,
                     Err(e) => e
                         .strip_prefix("compilation failed: ")
-                        .unwrap_or(&e)
+                        .unwrap_or(e)
                         .to_string(),
                 };
                 if !issues.is_empty() {
@@ -90,8 +97,7 @@ fn declarations(
     target: &Target,
     params: Option<&CelType>,
     has_params: bool,
-    variables: &[(String, String)],
-    env: Env<'_>,
+    variables: &[(String, Option<Program>)],
 ) -> Vec<(String, CelType)> {
     let mut vars = vec![
         ("object".to_string(), target.object.clone()),
@@ -101,7 +107,7 @@ fn declarations(
         vars.push(("params".into(), p.clone()));
     }
     let mut fields = BTreeMap::new();
-    for (name, src) in variables {
+    for (name, program) in variables {
         let with_vars = |fields: &BTreeMap<String, CelType>| {
             let mut v = vars.clone();
             v.push((
@@ -113,9 +119,9 @@ fn declarations(
             ));
             v
         };
-        let t = match compile(src, env, false) {
-            Ok(p) => p.type_check(&with_vars(&fields)).0,
-            Err(_) => CelType::Dyn,
+        let t = match program {
+            Some(p) => p.type_check(&with_vars(&fields)).0,
+            None => CelType::Dyn,
         };
         fields.insert(name.clone(), t);
     }

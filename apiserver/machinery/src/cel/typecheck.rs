@@ -246,22 +246,35 @@ pub fn check(expr: &Expr, vars: &[(String, CelType)]) -> (CelType, Vec<Issue>) {
     (t, c.issues)
 }
 
-/// cel-go's display of issues: `ERROR: <input>:L:C: message`, the source line and a caret.
+/// Most issues reported for one expression (cel-go's `maxErrorsToReport`).
+pub const MAX_ISSUES: usize = 100;
+/// Longest text of one expression's issues: a long hostile line with many issues must not
+/// turn into megabytes of status.
+pub const MAX_ISSUES_TEXT: usize = 16 * 1024;
+
+/// cel-go's display of issues: `ERROR: <input>:L:C: message`, the source line and a caret
+/// (at most [`MAX_ISSUES`] issues and about [`MAX_ISSUES_TEXT`] bytes).
 pub fn format_issues(source: &str, issues: &[Issue]) -> String {
-    let mut out = Vec::new();
-    for i in issues {
+    let mut out: Vec<String> = Vec::new();
+    let mut len = 0;
+    for i in issues.iter().take(MAX_ISSUES) {
+        if len >= MAX_ISSUES_TEXT {
+            break;
+        }
         let pos = i.pos.min(source.len());
         let before = source.get(..pos).unwrap_or("");
         let line_no = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |p| p + 1);
         let col = source.get(line_start..pos).map_or(0, |s| s.chars().count());
         let line = source[line_start..].lines().next().unwrap_or("");
-        out.push(format!(
+        let text = format!(
             "ERROR: <input>:{line_no}:{}: {}\n | {line}\n | {}^",
             col + 1,
             i.message,
             ".".repeat(col)
-        ));
+        );
+        len += text.len();
+        out.push(text);
     }
     out.join("\n")
 }
@@ -628,5 +641,15 @@ mod tests {
         );
         assert!(issues("has(object.spec.nope)").contains("undefined field 'nope'"));
         assert!(issues("object.spec.replicas && true").contains("'_&&_' applied to '(int, bool)'"));
+        // A long line with many issues stays bounded.
+        let many_lines = vec!["object.spec.replicas > 'x'"; 400].join("\n|| ");
+        assert_eq!(issues(&many_lines).matches("ERROR:").count(), MAX_ISSUES);
+        let one_line = vec!["object.spec.replicas > 'x'"; 400].join(" || ");
+        let text = issues(&one_line);
+        assert!(
+            text.len() < MAX_ISSUES_TEXT + 2 * one_line.len(),
+            "{}",
+            text.len()
+        );
     }
 }

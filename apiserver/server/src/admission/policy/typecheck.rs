@@ -13,10 +13,15 @@ use ferrokube_machinery::openapi;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::admission::webhook::config::strings;
 use crate::registry::ResourceHandle;
 
 /// Upstream `maxTypesToCheck`.
 const MAX_TYPES_TO_CHECK: usize = 10;
+/// Most (group, version, resource) combinations looked up for one policy: the rules' lists
+/// are user input, and their product must not keep the status writer busy (upstream has no
+/// such bound; a policy naming more combinations is checked against the first ones found).
+const MAX_LOOKUPS: usize = 10_000;
 
 /// `status.typeChecking.expressionWarnings` of `policy` (a stored ValidatingAdmissionPolicy).
 pub(super) fn expression_warnings(state: &AppState, policy: &Value) -> Vec<Value> {
@@ -46,34 +51,23 @@ pub(super) fn expression_warnings(state: &AppState, policy: &Value) -> Vec<Value
         .collect()
 }
 
-fn strings(rule: &Value, key: &str) -> Vec<String> {
-    rule.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Upstream `typesToCheck`: `(display GVK, handle)` sorted by group, version and kind.
 fn kinds_to_check(state: &AppState, spec: &Value) -> Vec<(String, Arc<ResourceHandle>)> {
     let mut found: BTreeMap<(String, String, String), Arc<ResourceHandle>> = BTreeMap::new();
+    let mut lookups = 0;
     let rules = spec
         .pointer("/matchConstraints/resourceRules")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or_default();
     'rules: for rule in rules {
-        let mut groups = strings(rule, "apiGroups");
-        let mut versions = strings(rule, "apiVersions");
+        let mut groups = strings(rule.get("apiGroups"));
+        let mut versions = strings(rule.get("apiVersions"));
         // A wildcard group or version: the rule is not checked at all.
         if groups.iter().chain(&versions).any(|s| s.contains('*')) {
             continue;
         }
-        let mut resources: Vec<String> = strings(rule, "resources")
+        let mut resources: Vec<String> = strings(rule.get("resources"))
             .into_iter()
             .filter(|r| !r.contains(['*', '/']))
             .collect();
@@ -87,6 +81,10 @@ fn kinds_to_check(state: &AppState, spec: &Value) -> Vec<(String, Arc<ResourceHa
         for g in &groups {
             for v in &versions {
                 for r in &resources {
+                    lookups += 1;
+                    if lookups > MAX_LOOKUPS {
+                        break 'rules;
+                    }
                     let Some(h) = state.registry.lookup(g, v, r) else {
                         continue;
                     };

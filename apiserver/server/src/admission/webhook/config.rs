@@ -65,7 +65,8 @@ pub struct Hook {
     pub match_conditions: MatchConditions,
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
+/// The strings of a JSON array (non-strings skipped; absent → empty).
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
             a.iter()
