@@ -3,26 +3,26 @@
 //! (1 and 32 clients), a list of N configmaps and watch delivery, with the etcd/embedded ratio
 //! of each; the same concurrency of raw etcd puts (etcd's own client protocol through its JSON
 //! gateway, keep-alive) against each etcd for the API/raw put ratio (goal ≥ 0.8), and of the
-//! API server's own storage call alone (`EtcdStore::create`: its gRPC client, its create
-//! transaction) for the API server's own cost; CPU per operation of the API server, etcd and
-//! this load generator for every create/put load (the three share the machine's cores); and the API
-//! server's RSS holding 100,000 small ConfigMaps on etcd against the goal of 1.5× their JSON
-//! plus 40 MiB, with the same fill on the embedded store beside it (settled RssAnon of both).
+//! API server's storage call alone (`EtcdStore::create`: its gRPC client and create
+//! transaction) for what the API server adds; CPU per operation of the API server, etcd and
+//! this load generator for every create/put load (the three share the machine's cores); and
+//! the API server's RSS holding 100,000 small ConfigMaps on etcd against the goal of 1.5× their
+//! JSON plus 40 MiB, with the same fill on the embedded store beside it (settled RssAnon of
+//! both).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use bytes::Bytes;
+use ferrokube_storage::Storage;
+use ferrokube_storage::etcd::{EtcdOptions, EtcdStore};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
-
-use bytes::Bytes;
-use ferrokube_storage::Storage;
-use ferrokube_storage::etcd::{EtcdOptions, EtcdStore};
 
 use crate::{
     Proc, b64, cm, free_port, load, median_list_time, ms, report, reqwest_lite, rss_kib,
@@ -68,10 +68,10 @@ impl CpuShare {
         let server = self.server.map(|p| per(cpu_ms(&[p], self.start.0)));
         let etcd = per(cpu_ms(&self.etcd, self.start.1));
         let client = per(cpu_ms(&[me], self.start.2));
+        let total = server.unwrap_or(0.0) + etcd + client;
         let server = server.map_or(String::new(), |s| format!("{s:.3} ms API server + "));
         println!(
-            "{label:<44} {server}{etcd:.3} ms etcd + {client:.3} ms load generator (= {:.3})",
-            self.server.map_or(0.0, |p| per(cpu_ms(&[p], self.start.0))) + etcd + client
+            "{label:<44} {server}{etcd:.3} ms etcd + {client:.3} ms load generator (= {total:.3})"
         );
     }
 }
@@ -91,8 +91,8 @@ fn p50_ms(lat: &[Duration]) -> f64 {
 }
 
 /// (create 1, create 32, get 1, get 32, list) for one server (`pid`; `etcd`: its members'
-/// pids), with the CPU time the server and etcd spent per create at 32 clients: a figure the
-/// other jobs on a shared machine do not skew as they skew throughput.
+/// pids), with the CPU time the server, etcd and this load generator spent per create: a
+/// figure the other jobs on a shared machine do not skew as they skew throughput.
 async fn measure(
     label: &str,
     client: &Client,
