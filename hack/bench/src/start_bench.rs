@@ -31,7 +31,7 @@ fn row(name: &str, value: String) {
 
 /// How many ConfigMaps `NS` holds in `dir` (0 when it holds no store yet).
 async fn stored(dir: &Path) -> Result<usize> {
-    if !dir.join("ferrokube.redb").exists() {
+    if !dir.join("db").join("ferrokube.redb").exists() {
         return Ok(0);
     }
     let (_p, client, _) = start_ferrokube(dir, &[]).await?;
