@@ -97,10 +97,26 @@ const FILL_FIRST: &[(&str, &str, &str)] = &[
     ("apiregistration.k8s.io", "v1", "apiservices"),
     ("coordination.k8s.io", "v1", "leases"),
     ("scheduling.k8s.io", "v1", "priorityclasses"),
-    ("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations"),
-    ("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations"),
-    ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies"),
-    ("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings"),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicies",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicybindings",
+    ),
 ];
 
 /// The key prefixes of [`FILL_FIRST`] and of the control plane's own records (the lease
@@ -118,7 +134,10 @@ fn fill_first(registry: &Registry) -> Vec<String> {
 /// fill pauses this long before each page, so tests see the server ready and serving with
 /// most of the cache not filled.
 fn parse_fill_delay(spec: Option<&str>) -> Option<std::time::Duration> {
-    let ms = spec?.strip_prefix("watch-cache-fill-delay:")?.parse().ok()?;
+    let ms = spec?
+        .strip_prefix("watch-cache-fill-delay:")?
+        .parse()
+        .ok()?;
     tracing::warn!(ms, "TEST ONLY watch cache fill delay enabled");
     Some(std::time::Duration::from_millis(ms))
 }
@@ -205,6 +224,7 @@ pub async fn run_with_hooks(
         WatchCacheOptions {
             ring_capacity: opts.watch_cache_size,
             fill_first: fill_first(&registry),
+            hold_fill: true,
             fill_page_delay: parse_fill_delay(opts.debug_failpoint.as_deref()),
             ..Default::default()
         },
@@ -328,6 +348,8 @@ pub async fn run_with_hooks(
         .context("loading CustomResourceDefinitions")?;
     aggregator::start(&state).await?;
     state.ready.store(true, Ordering::Release);
+    // The rest of the watch cache fills from now on, while the server serves.
+    state.store.cache.release_fill();
     // The OpenAPI documents are built on their first request (or the first CRD), not here:
     // the build's transient tens of MB would otherwise sit in idle RSS for seconds.
     // The schema table unknown-field detection walks (built once, off the request path).

@@ -89,6 +89,9 @@ pub struct WatchCacheOptions {
     /// serve its first requests); the rest of the cache fills in the background, its reads
     /// going to the backend meanwhile (see `watch_cache/fill.rs`).
     pub fill_first: Vec<String>,
+    /// The background fill waits for [`WatchCache::release_fill`] (a server releases it once
+    /// it is ready, so that the fill does not compete with its start for the CPU).
+    pub hold_fill: bool,
     /// TEST ONLY: the background fill pauses this long before each page (tests of reads
     /// while the cache is not filled).
     pub fill_page_delay: Option<Duration>,
@@ -107,6 +110,7 @@ impl Default for WatchCacheOptions {
             backoff_max: Duration::from_secs(10),
             outrun_wait: Duration::from_millis(50),
             fill_first: Vec::new(),
+            hold_fill: false,
             fill_page_delay: None,
         }
     }
@@ -201,6 +205,8 @@ pub(crate) struct Shared {
     stopped: AtomicBool,
     counters: Counters,
     shutdown_tx: watch::Sender<bool>,
+    /// Whether the background fill may run (see [`WatchCacheOptions::hold_fill`]).
+    fill_gate: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -459,6 +465,7 @@ impl WatchCache {
     ) -> Result<Arc<WatchCache>> {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let (revision_tx, _) = watch::channel(0);
+        let (fill_gate, _) = watch::channel(!opts.hold_fill);
         let revision_may_outrun = store.revision_may_outrun_watch();
         let catch_up_wait = if revision_may_outrun {
             opts.outrun_wait.min(opts.wait_timeout)
@@ -486,6 +493,7 @@ impl WatchCache {
             stopped: AtomicBool::new(false),
             counters: Counters::default(),
             shutdown_tx,
+            fill_gate,
         });
         let revision = store.current_revision().await?;
         let stream = store.watch(prefix, revision).await?;
@@ -775,6 +783,11 @@ impl WatchCache {
         self.shared.ready.load(Ordering::Acquire)
     }
 
+    /// Lets a fill held by [`WatchCacheOptions::hold_fill`] run. Idempotent.
+    pub fn release_fill(&self) {
+        self.shared.fill_gate.send_replace(true);
+    }
+
     /// Whether the state holds every key (the fill after the last list has ended).
     pub fn is_filled(&self) -> bool {
         self.shared.read_state().is_filled()
@@ -797,7 +810,12 @@ impl WatchCache {
         let (rings, items, revision, filled) = {
             let state = shared.read_state();
             let filled = state.is_filled();
-            (state.ring_stats(), state.item_count(), state.revision(), filled)
+            (
+                state.ring_stats(),
+                state.item_count(),
+                state.revision(),
+                filled,
+            )
         };
         let rings = rings
             .into_iter()

@@ -161,8 +161,14 @@ async fn a_server_is_ready_and_answers_completely_before_its_watch_cache_is_fill
     assert_eq!(seen, want, "the initial events are every object");
 
     // A watch from a list's resourceVersion sees the next write.
-    let list = api.list(&ListParams::default().limit(1)).await.expect("list");
-    let rv = list.metadata.resource_version.expect("list resourceVersion");
+    let list = api
+        .list(&ListParams::default().limit(1))
+        .await
+        .expect("list");
+    let rv = list
+        .metadata
+        .resource_version
+        .expect("list resourceVersion");
     let mut from_rv = api
         .watch(&WatchParams::default().timeout(30), &rv)
         .await
@@ -184,7 +190,10 @@ async fn a_server_is_ready_and_answers_completely_before_its_watch_cache_is_fill
             }
         }
     }
-    let got = api.get(&configmap(COUNT).name_any()).await.expect("get new");
+    let got = api
+        .get(&configmap(COUNT).name_any())
+        .await
+        .expect("get new");
     assert_eq!(got.name_any(), configmap(COUNT).name_any());
     assert!(
         !filled(&client).await,
@@ -195,7 +204,10 @@ async fn a_server_is_ready_and_answers_completely_before_its_watch_cache_is_fill
     // Once filled, the cache answers the same.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !filled(&client).await {
-        assert!(Instant::now() < deadline, "the fill did not end within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "the fill did not end within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     check_lists(&api, &want).await;

@@ -179,10 +179,7 @@ impl GenericStore {
         namespace: &str,
         name: &str,
     ) -> ApiResult<Option<KeyValue>> {
-        Ok(self
-            .cache
-            .get_if_filled(&h.key(namespace, name))
-            .flatten())
+        Ok(self.cache.get_if_filled(&h.key(namespace, name)).flatten())
     }
 
     /// A live lookup: the object as the backend holds it (one read, no watch-cache wait).

@@ -253,14 +253,20 @@ fn backoff(shared: &Shared, attempt: u32) -> std::time::Duration {
         .min(opts.backoff_max)
 }
 
-/// The background fill of generation `generation`: the `first` prefixes (unless already
-/// filled), then the scan. Ends when everything is filled, on shutdown or when superseded.
+/// The background fill of generation `generation`, once the fill gate is open: the `first`
+/// prefixes, then the scan. Ends when everything is filled, on shutdown or when superseded.
 pub(super) async fn run(
     shared: Arc<Shared>,
     generation: u64,
     first: Vec<String>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut gate = shared.fill_gate.subscribe();
+    tokio::select! {
+        biased;
+        _ = shutdown.changed() => return,
+        open = gate.wait_for(|open| *open) => if open.is_err() { return },
+    }
     let started = std::time::Instant::now();
     for prefix in &first {
         let filled = fill_range(

@@ -77,7 +77,11 @@ async fn reads_before_the_fill_ends_are_complete_and_come_from_the_backend() {
     let svc = format!("{SERVICES}ns/s1");
     assert!(cache.list_fresh(SERVICES, current).await.is_some());
     assert_eq!(
-        cache.get_fresh(&svc, current).await.flatten().map(|kv| kv.value),
+        cache
+            .get_fresh(&svc, current)
+            .await
+            .flatten()
+            .map(|kv| kv.value),
         Some(b("svc"))
     );
     assert!(matches!(cache.get_if_filled(&svc), Some(Some(_))));
@@ -86,7 +90,10 @@ async fn reads_before_the_fill_ends_are_complete_and_come_from_the_backend() {
     assert!(cache.list_fresh(PODS, current).await.is_none());
     assert!(cache.list_fresh("/registry/pods/ns/", 0).await.is_none());
     assert!(cache.get_fresh(&pod, current).await.is_none());
-    assert!(cache.get_if_filled(&pod).is_none(), "a lister miss is not 'not found'");
+    assert!(
+        cache.get_if_filled(&pod).is_none(),
+        "a lister miss is not 'not found'"
+    );
     assert!(cache.get_if_filled(&format!("{PODS}ns/absent")).is_none());
     // ... and the cache's own reads go to the backend: complete, never a partial state.
     let (items, rev) = cache.list(PODS, 0).await.expect("list");
@@ -96,7 +103,10 @@ async fn reads_before_the_fill_ends_are_complete_and_come_from_the_backend() {
     let (got, _) = cache.get(&pod, 0).await.expect("get");
     assert_eq!(got.map(|kv| kv.value), Some(b("v0")));
     let (none, _) = cache.get(&format!("{PODS}ns/p0149"), 0).await.expect("get");
-    assert_eq!(none, None, "a key that is only a prefix of others is absent");
+    assert_eq!(
+        none, None,
+        "a key that is only a prefix of others is absent"
+    );
     let page = cache
         .list_page(PODS, Some("/registry/pods/ns/p01000"), 10, 0)
         .await
@@ -104,7 +114,10 @@ async fn reads_before_the_fill_ends_are_complete_and_come_from_the_backend() {
     assert_eq!(page.items.len(), 10);
     assert_eq!(&*page.items[0].key, "/registry/pods/ns/p01001");
     assert_eq!(page.remaining, 489);
-    assert!(!cache.is_filled(), "all of the above ran before the fill ended");
+    assert!(
+        !cache.is_filled(),
+        "all of the above ran before the fill ended"
+    );
     cache.shutdown();
 }
 
@@ -113,7 +126,10 @@ async fn writes_during_the_fill_leave_the_filled_cache_equal_to_the_backend() {
     let store = MemoryStore::new();
     fill_store(&store, 1000).await;
     let cache = must_start(&store, slow_fill(20)).await;
-    let mut watch = cache.watch(PODS, 0, Default::default()).await.expect("watch");
+    let mut watch = cache
+        .watch(PODS, 0, Default::default())
+        .await
+        .expect("watch");
     let start = cache.current_revision();
     // Updates, deletes and re-creates all over the key range while pages are read.
     let mut writes = 0;
@@ -123,7 +139,10 @@ async fn writes_during_the_fill_leave_the_filled_cache_equal_to_the_backend() {
             match (i + round) % 3 {
                 0 => match store.get(&key).await.expect("get") {
                     Some(kv) => {
-                        store.delete(&key, Some(kv.mod_revision)).await.expect("delete");
+                        store
+                            .delete(&key, Some(kv.mod_revision))
+                            .await
+                            .expect("delete");
                     }
                     None => {
                         store.create(&key, b("again")).await.expect("re-create");
@@ -132,7 +151,10 @@ async fn writes_during_the_fill_leave_the_filled_cache_equal_to_the_backend() {
                 _ => match store.get(&key).await.expect("get") {
                     Some(kv) => {
                         let v = Bytes::from(format!("r{round}"));
-                        store.update(&key, v, kv.mod_revision).await.expect("update");
+                        store
+                            .update(&key, v, kv.mod_revision)
+                            .await
+                            .expect("update");
                     }
                     None => {
                         store.create(&key, b("new")).await.expect("create");
@@ -144,11 +166,18 @@ async fn writes_during_the_fill_leave_the_filled_cache_equal_to_the_backend() {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     assert!(!cache.is_filled(), "the writes ran during the fill");
-    assert!(cache.wait_filled(Duration::from_secs(20)).await, "the fill ends");
+    assert!(
+        cache.wait_filled(Duration::from_secs(20)).await,
+        "the fill ends"
+    );
     let current = store.current_revision().await.expect("revision");
     let (items, rev) = cache.list(PODS, current).await.expect("list");
     assert_eq!(rev, current);
-    assert_eq!(items, backend_list(&store, PODS).await, "no lost or resurrected key");
+    assert_eq!(
+        items,
+        backend_list(&store, PODS).await,
+        "no lost or resurrected key"
+    );
     assert_eq!(
         cache.list(SERVICES, current).await.expect("list").0,
         backend_list(&store, SERVICES).await
@@ -175,11 +204,17 @@ async fn an_initial_watch_before_the_fill_ends_lists_the_backend_without_gap_or_
                 let key = format!("{PODS}ns/p{:05}", i % 41);
                 match store.get(&key).await.expect("get") {
                     Some(kv) if i % 4 == 3 => {
-                        store.delete(&key, Some(kv.mod_revision)).await.expect("delete");
+                        store
+                            .delete(&key, Some(kv.mod_revision))
+                            .await
+                            .expect("delete");
                     }
                     Some(kv) => {
                         let v = Bytes::from(i.to_string());
-                        store.update(&key, v, kv.mod_revision).await.expect("update");
+                        store
+                            .update(&key, v, kv.mod_revision)
+                            .await
+                            .expect("update");
                     }
                     None => {
                         store.create(&key, b("c")).await.expect("create");
@@ -231,11 +266,20 @@ async fn a_relist_during_the_fill_starts_a_new_fill_that_ends_consistent() {
     // Break the backend watch while the store changes and compacts: the cache re-lists (a
     // new fill generation) while the first fill is still running.
     store.break_watches();
-    store.delete("/registry/pods/ns/p00001", None).await.expect("delete");
-    store.create("/registry/pods/ns/q", b("q")).await.expect("create");
+    store
+        .delete("/registry/pods/ns/p00001", None)
+        .await
+        .expect("delete");
+    store
+        .create("/registry/pods/ns/q", b("q"))
+        .await
+        .expect("create");
     let current = store.current_revision().await.expect("revision");
     store.compact(current).await.expect("compact");
-    assert!(cache.wait_filled(Duration::from_secs(20)).await, "the new fill ends");
+    assert!(
+        cache.wait_filled(Duration::from_secs(20)).await,
+        "the new fill ends"
+    );
     assert!(cache.metrics().lists >= 2, "re-listed");
     let (items, _) = cache.list(PODS, current).await.expect("list");
     assert_eq!(items, backend_list(&store, PODS).await);
@@ -252,7 +296,10 @@ async fn a_prefix_to_fill_first_without_keys_is_filled_empty() {
     let cache = must_start(&store, opts).await;
     assert_eq!(cache.get_if_filled("/registry/nothing/x"), Some(None));
     assert!(cache.wait_filled(Duration::from_secs(5)).await);
-    assert_eq!(cache.list("/registry/nothing/", 0).await.expect("list").0, vec![]);
+    assert_eq!(
+        cache.list("/registry/nothing/", 0).await.expect("list").0,
+        vec![]
+    );
 }
 
 #[test]
@@ -263,23 +310,38 @@ fn coverage_of_keys_and_prefixes_follows_the_fill() {
     c.advance(Progress::Prefix("/registry/services/specs/".into()));
     assert!(c.covers_key("/registry/services/specs/ns/a"));
     assert!(c.covers_prefix("/registry/services/specs/ns/"));
-    assert!(!c.covers_prefix("/registry/services/"), "wider than what is filled");
+    assert!(
+        !c.covers_prefix("/registry/services/"),
+        "wider than what is filled"
+    );
     assert!(!c.covers_key("/registry/services/endpoints/ns/a"));
     c.advance(Progress::Cursor(Arc::from("/registry/configmaps/ns2/b")));
     assert!(c.covers_key("/registry/configmaps/ns2/b"));
     assert!(c.covers_key("/registry/configmaps/ns1/zzz"));
     assert!(!c.covers_key("/registry/configmaps/ns2/c"));
     assert!(c.covers_prefix("/registry/configmaps/ns1/"));
-    assert!(!c.covers_prefix("/registry/configmaps/ns2/"), "the cursor is inside it");
+    assert!(
+        !c.covers_prefix("/registry/configmaps/ns2/"),
+        "the cursor is inside it"
+    );
     assert!(!c.covers_prefix("/registry/configmaps/"));
-    assert!(c.covers_prefix("/registry/apps/"), "entirely before the cursor");
+    assert!(
+        c.covers_prefix("/registry/apps/"),
+        "entirely before the cursor"
+    );
     assert!(!c.covers_prefix("/registry/configmaps0/"));
     // Tombstones keep a page read before a delete from bringing the key back.
     c.deleted(&Arc::from("/registry/pods/ns/gone"));
     assert!(!c.may_merge("/registry/pods/ns/gone", false));
-    assert!(!c.may_merge("/registry/pods/ns/touched", true), "an event's value is newer");
+    assert!(
+        !c.may_merge("/registry/pods/ns/touched", true),
+        "an event's value is newer"
+    );
     assert!(c.may_merge("/registry/pods/ns/other", false));
-    assert!(!c.may_merge("/registry/configmaps/ns1/a", false), "already filled");
+    assert!(
+        !c.may_merge("/registry/configmaps/ns1/a", false),
+        "already filled"
+    );
     c.advance(Progress::Done);
     assert!(c.covers_prefix("/registry/") && c.is_done());
 }
@@ -339,7 +401,11 @@ fn a_page_read_before_an_event_does_not_undo_it() {
     );
     // A page of an older generation is not merged.
     let next = s.reset(20);
-    assert!(!s.merge(generation, vec![kv("/registry/pods/ns/x", 3, "x")], Progress::Done));
+    assert!(!s.merge(
+        generation,
+        vec![kv("/registry/pods/ns/x", 3, "x")],
+        Progress::Done
+    ));
     assert!(s.merge(next, Vec::new(), Progress::Done));
     assert!(s.list(PODS).is_empty());
 }
