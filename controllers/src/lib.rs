@@ -162,7 +162,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         });
         // The standalone process also runs the scheduler (with the same identity, leader-elected
         // on kube-system/kube-scheduler); `ferrokube server` starts it as system:kube-scheduler.
-        let sched_client = kube::Client::try_from(config.clone())?;
+        let sched_client = ferrokube_client::client(config.clone(), Some("kube-scheduler"))?;
         let controllers = run_with_config(
             config,
             ca,
@@ -239,7 +239,7 @@ pub async fn run_scheduler_with_kubeconfig(yaml: &str, stop: leader::Stop) -> an
     let kc = Kubeconfig::from_yaml(yaml).context("parsing the scheduler kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     run_scheduler_elected(
-        kube::Client::try_from(config)?,
+        ferrokube_client::client(config, Some("kube-scheduler"))?,
         Some(leader::Config::default()),
         stop,
     )
@@ -275,10 +275,10 @@ pub const SCHEDULER_LEASE: &str = "kube-scheduler";
 
 /// A client whose requests carry the user agent `kube-controller-manager/<name>`.
 pub fn client_for(config: &kube::Config, name: &str) -> anyhow::Result<kube::Client> {
-    let mut config = config.clone();
-    let ua = http::HeaderValue::from_str(&format!("kube-controller-manager/{name}"))?;
-    config.headers.push((http::header::USER_AGENT, ua));
-    Ok(kube::Client::try_from(config)?)
+    Ok(ferrokube_client::client(
+        config.clone(),
+        Some(&format!("kube-controller-manager/{name}")),
+    )?)
 }
 
 /// Runs every controller (while holding the leader lease when `leader` is set); returns when

@@ -201,7 +201,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         let kc = Kubeconfig::read_from(&opts.kubeconfig)
             .with_context(|| format!("reading {}", opts.kubeconfig.display()))?;
         let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-        let client = kube::Client::try_from(cfg)?;
+        let client = ferrokube_client::client(cfg, None)?;
         let runtime = opts.node.runtime(&client)?;
         let node = NodeCtx::new(config, client, runtime);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -217,7 +217,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 pub async fn client_from_yaml(yaml: &str) -> anyhow::Result<kube::Client> {
     let kc = Kubeconfig::from_yaml(yaml).context("parsing a node kubeconfig")?;
     let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-    Ok(kube::Client::try_from(cfg)?)
+    Ok(ferrokube_client::client(cfg, None)?)
 }
 
 /// Registers the nodes, then runs their heartbeats and one shared pod watch; returns only when

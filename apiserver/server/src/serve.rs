@@ -4,9 +4,10 @@
 //! (`auth::authn`) verifies it, so a bad certificate gets a 401 Status, not a TLS alert.
 //!
 //! Hostile clients are bounded here ([`ConnLimits`]): a cap on open connections, a TLS
-//! handshake timeout, a header-read timeout (also the HTTP/1 keep-alive idle timeout), HTTP/2
-//! keep-alive pings and an idle GOAWAY (90 s without a request in progress), a stream cap and a
-//! header list size bound.
+//! handshake timeout, a header-read timeout counted from the first byte of a request (as Go's
+//! `ReadHeaderTimeout`), an idle timeout of 90 s without a request in progress (Go's
+//! `IdleTimeout`: HTTP/1 keep-alive connections are closed, HTTP/2 ones get a GOAWAY), HTTP/2
+//! keep-alive pings, a stream cap and a header list size bound.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -76,9 +77,10 @@ pub struct ConnLimits {
     pub max_connections: usize,
     /// A client must finish its TLS handshake within this time.
     pub tls_handshake_timeout: Duration,
-    /// HTTP/1: a request's headers must arrive within this time, counted from the moment the
-    /// server starts waiting for them, so it is also the keep-alive idle timeout. HTTP/2: the
-    /// first request's headers must arrive within this time.
+    /// HTTP/1: a request's headers must arrive within this time, counted from the connection's
+    /// start for the first request and from the first byte of each later one (an idle
+    /// keep-alive connection waits for `idle_timeout` instead). HTTP/2: the first request's
+    /// headers must arrive within this time.
     pub header_read_timeout: Duration,
     /// HTTP/2: ping an idle connection this often ...
     pub h2_keep_alive_interval: Duration,
@@ -88,9 +90,11 @@ pub struct ConnLimits {
     pub h2_max_concurrent_streams: u32,
     /// HTTP/2: the largest header list a client may send.
     pub h2_max_header_list_size: u32,
-    /// HTTP/2: a connection with no request in progress for this long gets a GOAWAY (Go's
-    /// `IdleTimeout`, 90 s in kube-apiserver).
-    pub h2_idle_timeout: Duration,
+    /// A connection with no request in progress for this long is closed (HTTP/1) or gets a
+    /// GOAWAY (HTTP/2): Go's `IdleTimeout`, 90 s in kube-apiserver, as clients' pools keep idle
+    /// connections 90 s. Shorter than a client's polling interval would make every poll race
+    /// the server's close (node leases renew every 10 s).
+    pub idle_timeout: Duration,
     /// How long a graceful shutdown waits for open connections.
     pub drain_timeout: Duration,
 }
@@ -105,7 +109,7 @@ impl Default for ConnLimits {
             h2_keep_alive_timeout: Duration::from_secs(20),
             h2_max_concurrent_streams: 250,
             h2_max_header_list_size: 64 * 1024,
-            h2_idle_timeout: Duration::from_secs(90),
+            idle_timeout: Duration::from_secs(90),
             drain_timeout: Duration::from_secs(5),
         }
     }
@@ -116,15 +120,17 @@ struct Builders {
     h1: hyper::server::conn::http1::Builder,
     h2: hyper::server::conn::http2::Builder<TokioExecutor>,
     header_read_timeout: Duration,
-    h2_idle_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 impl Builders {
     fn new(limits: &ConnLimits) -> Self {
         let mut h1 = hyper::server::conn::http1::Builder::new();
+        // hyper's own header timer also runs while a keep-alive connection waits for its next
+        // request; the connection's watchdog (`Activity::h1_check`) times both instead.
         h1.timer(TokioTimer::new())
             .keep_alive(true)
-            .header_read_timeout(limits.header_read_timeout);
+            .header_read_timeout(None);
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
             .keep_alive_interval(limits.h2_keep_alive_interval)
@@ -135,7 +141,7 @@ impl Builders {
             h1,
             h2,
             header_read_timeout: limits.header_read_timeout,
-            h2_idle_timeout: limits.h2_idle_timeout,
+            idle_timeout: limits.idle_timeout,
         }
     }
 }
@@ -201,6 +207,20 @@ pub async fn serve(
     Ok(())
 }
 
+/// No bytes of a next request have arrived (see [`Activity::pending_ms`]).
+const NOT_PENDING: u64 = u64::MAX;
+
+/// What an HTTP/1 connection's watchdog does next.
+#[derive(Debug, PartialEq, Eq)]
+enum H1Check {
+    /// Look again after this long.
+    Wait(Duration),
+    /// Idle for the idle timeout: close it.
+    Idle,
+    /// A request's headers did not arrive in time: drop the connection.
+    HeadersLate,
+}
+
 /// The requests of one connection: how many are in progress (until their response body ends)
 /// and since when none is.
 struct Activity {
@@ -209,6 +229,10 @@ struct Activity {
     opened: std::time::Instant,
     /// Milliseconds after `opened` when the last request ended.
     last_end_ms: AtomicU64,
+    /// Milliseconds after `opened` when bytes arrived while no request was in progress (the
+    /// start of a next request whose headers are not complete yet); [`NOT_PENDING`] when none
+    /// did. A new connection waits for its first request's headers from its start.
+    pending_ms: AtomicU64,
 }
 
 impl Activity {
@@ -218,13 +242,54 @@ impl Activity {
             active: AtomicUsize::new(0),
             opened: std::time::Instant::now(),
             last_end_ms: AtomicU64::new(0),
+            pending_ms: AtomicU64::new(0),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(NOT_PENDING - 1)
     }
 
     fn begin(self: &Arc<Self>) -> ActiveGuard {
         self.started.store(true, Ordering::Relaxed);
         self.active.fetch_add(1, Ordering::AcqRel);
+        self.pending_ms.store(NOT_PENDING, Ordering::Release);
         ActiveGuard(self.clone())
+    }
+
+    /// Bytes arrived from the client.
+    fn bytes_read(&self) {
+        if self.active.load(Ordering::Acquire) == 0
+            && self.pending_ms.load(Ordering::Relaxed) == NOT_PENDING
+        {
+            self.pending_ms.store(self.now_ms(), Ordering::Release);
+        }
+    }
+
+    /// HTTP/1 (Go's `ReadHeaderTimeout` and `IdleTimeout`): headers once begun must be complete
+    /// within `header`; a connection with nothing in progress lives `idle`.
+    fn h1_check(&self, header: Duration, idle: Duration) -> H1Check {
+        if self.active.load(Ordering::Acquire) > 0 {
+            return H1Check::Wait(header.min(idle));
+        }
+        let now = Duration::from_millis(self.now_ms());
+        let pending = self.pending_ms.load(Ordering::Acquire);
+        if pending != NOT_PENDING {
+            let waited = now.saturating_sub(Duration::from_millis(pending));
+            return if waited >= header {
+                H1Check::HeadersLate
+            } else {
+                H1Check::Wait(header - waited)
+            };
+        }
+        let since = Duration::from_millis(self.last_end_ms.load(Ordering::Acquire));
+        let idle_for = now.saturating_sub(since);
+        if idle_for >= idle {
+            H1Check::Idle
+        } else {
+            // Bytes may arrive meanwhile: look again within the header timeout.
+            H1Check::Wait((idle - idle_for).min(header))
+        }
     }
 
     fn started(&self) -> bool {
@@ -341,13 +406,16 @@ impl Conn {
             }
         });
         let svc = hyper_util::service::TowerToHyperService::new(svc);
-        let io = TokioIo::new(tls);
+        let io = TokioIo::new(ReadWatch {
+            inner: tls,
+            activity: activity.clone(),
+        });
         let result = if h2 {
             let conn = self.builders.h2.serve_connection(io, svc);
             tokio::pin!(conn);
             let first_deadline = tokio::time::sleep(self.builders.header_read_timeout);
             tokio::pin!(first_deadline);
-            let idle_timeout = self.builders.h2_idle_timeout;
+            let idle_timeout = self.builders.idle_timeout;
             let idle = tokio::time::sleep(idle_timeout);
             tokio::pin!(idle);
             let mut draining = false;
@@ -387,10 +455,31 @@ impl Conn {
         } else {
             let conn = self.builders.h1.serve_connection(io, svc).with_upgrades();
             tokio::pin!(conn);
+            let (header, idle) = (
+                self.builders.header_read_timeout,
+                self.builders.idle_timeout,
+            );
+            let check = tokio::time::sleep(header.min(idle));
+            tokio::pin!(check);
             let mut draining = false;
             loop {
                 tokio::select! {
                     r = conn.as_mut() => break r,
+                    _ = &mut check => match activity.h1_check(header, idle) {
+                        H1Check::Wait(d) => check.as_mut().reset(tokio::time::Instant::now() + d),
+                        H1Check::HeadersLate => {
+                            tracing::debug!(%peer, "request headers not received in time; closing");
+                            return;
+                        }
+                        // A graceful close of an idle HTTP/1 connection is immediate.
+                        H1Check::Idle if draining => return,
+                        H1Check::Idle => {
+                            tracing::debug!(%peer, "HTTP/1 connection idle; closing");
+                            draining = true;
+                            conn.as_mut().graceful_shutdown();
+                            check.as_mut().reset(tokio::time::Instant::now() + header);
+                        }
+                    },
                     _ = self.stop.changed(), if !draining => {
                         draining = true;
                         conn.as_mut().graceful_shutdown();
@@ -401,5 +490,101 @@ impl Conn {
         if let Err(e) = result {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
+    }
+}
+
+/// The connection's byte stream, telling its [`Activity`] when bytes arrive.
+struct ReadWatch<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for ReadWatch<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.bytes_read();
+        }
+        r
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for ReadWatch<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http1_idle_and_header_timeouts_follow_go() {
+        let (header, idle) = (Duration::from_secs(10), Duration::from_secs(90));
+        let a = Arc::new(Activity::new());
+        // A new connection waits for its first request's headers from its start.
+        assert!(matches!(a.h1_check(header, idle), H1Check::Wait(d) if d <= header));
+        let g = a.begin();
+        assert_eq!(a.h1_check(header, idle), H1Check::Wait(header));
+        drop(g);
+        // Idle between requests: no header timer, the idle timeout counts.
+        assert!(matches!(a.h1_check(header, idle), H1Check::Wait(d) if d <= header));
+        a.last_end_ms.store(0, Ordering::Release);
+        let a2 = Activity {
+            opened: std::time::Instant::now() - Duration::from_secs(30),
+            ..Activity::new()
+        };
+        a2.pending_ms.store(NOT_PENDING, Ordering::Release);
+        a2.last_end_ms.store(0, Ordering::Release);
+        // 30 s idle (past the header timeout) is not a reason to close ...
+        assert!(matches!(a2.h1_check(header, idle), H1Check::Wait(_)));
+        // ... 90 s is.
+        let a3 = Activity {
+            opened: std::time::Instant::now() - Duration::from_secs(91),
+            ..Activity::new()
+        };
+        a3.pending_ms.store(NOT_PENDING, Ordering::Release);
+        assert_eq!(a3.h1_check(header, idle), H1Check::Idle);
+        // Bytes of a next request that stall past the header timeout close it.
+        a3.bytes_read();
+        assert!(matches!(a3.h1_check(header, idle), H1Check::Wait(_)));
+        a3.pending_ms.store(a3.now_ms() - 11_000, Ordering::Release);
+        assert_eq!(a3.h1_check(header, idle), H1Check::HeadersLate);
     }
 }

@@ -237,6 +237,55 @@ async fn header_only_slow_clients_are_dropped() {
     assert_healthy(&server, "slow clients dropped").await;
 }
 
+/// A keep-alive HTTP/1.1 connection that waits longer than the header-read timeout between two
+/// requests is still served (Go's server: idle connections live `IdleTimeout`, 90 s; only
+/// headers once begun must complete within `ReadHeaderTimeout`). Clients that poll every 10 s
+/// (node leases) otherwise race the server's close and see "connection closed" errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_alive_connections_outlive_the_header_timeout() {
+    let server = TestServer::start();
+    let id = admin_identity(&server);
+    let mut tls = connect(&server, Some(&id), &[b"http/1.1"]).await;
+    let head = b"GET /api/v1/namespaces/default HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n";
+    for round in 0..2 {
+        tls.write_all(head).await.expect("request");
+        tls.flush().await.expect("flush");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        // One response: headers and a Content-Length body.
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+                .await
+                .expect("response in time")
+                .unwrap_or_else(|e| panic!("round {round}: connection failed: {e}"));
+            assert!(
+                n > 0,
+                "round {round}: the server closed the keep-alive connection"
+            );
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if let Some((h, body)) = text.split_once("\r\n\r\n") {
+                let len = h
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                    })
+                    .expect("content-length");
+                if body.len() >= len {
+                    assert!(h.starts_with("HTTP/1.1 200"), "round {round}: {h}");
+                    break;
+                }
+            }
+        }
+        if round == 0 {
+            // Idle past the 10 s header-read timeout.
+            tokio::time::sleep(Duration::from_secs(13)).await;
+        }
+    }
+}
+
 /// A client that starts a TLS handshake and never finishes it is dropped after 10 s.
 #[tokio::test(flavor = "multi_thread")]
 async fn unfinished_tls_handshake_is_dropped() {

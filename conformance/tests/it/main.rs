@@ -77,6 +77,7 @@ mod patch;
 mod policy_authorizer;
 mod rawtls;
 mod reinvocation;
+mod scale;
 mod scheduler;
 mod scheduler_leader;
 mod services;
