@@ -21,7 +21,7 @@ const NS: &str = "lazy";
 const COUNT: usize = 3000;
 
 fn configmap(i: usize) -> ConfigMap {
-    let parity = if i % 2 == 0 { "even" } else { "odd" };
+    let parity = if i.is_multiple_of(2) { "even" } else { "odd" };
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(format!("cm-{i:05}")),
@@ -76,7 +76,10 @@ async fn check_lists(api: &Api<ConfigMap>, want: &BTreeSet<String>) {
     }
     assert_eq!(
         names(&paged).len(),
-        paged.iter().filter(|c| c.name_any().starts_with("cm-")).count(),
+        paged
+            .iter()
+            .filter(|c| c.name_any().starts_with("cm-"))
+            .count(),
         "no duplicates across pages"
     );
     assert_eq!(names(&paged), *want, "paginated list");
@@ -90,7 +93,7 @@ async fn check_lists(api: &Api<ConfigMap>, want: &BTreeSet<String>) {
         .filter(|n| {
             n.strip_prefix("cm-")
                 .and_then(|i| i.parse::<usize>().ok())
-                .is_some_and(|i| i % 2 == 0)
+                .is_some_and(|i: usize| i.is_multiple_of(2))
         })
         .cloned()
         .collect();

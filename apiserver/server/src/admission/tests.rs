@@ -258,5 +258,11 @@ async fn a_lister_miss_on_an_unfilled_cache_is_a_live_lookup() {
     assert_eq!(err.to_status().code, 404);
     cache.release_fill();
     assert!(cache.wait_filled(std::time::Duration::from_secs(5)).await);
-    assert!(reader.cached(&ns, "", "early").await.expect("cached").is_some());
+    assert!(
+        reader
+            .cached(&ns, "", "early")
+            .await
+            .expect("cached")
+            .is_some()
+    );
 }
