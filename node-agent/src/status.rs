@@ -3,7 +3,7 @@
 //! conditions, container statuses, IPs, start time and QoS class.
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, PodCondition};
 use serde_json::{Map, Value, json};
 
 /// RFC 3339 with seconds, as `metav1.Time` serializes.
@@ -127,6 +127,12 @@ impl ContainerLine {
 pub struct PodView<'a> {
     /// The pod as last seen.
     pub pod: &'a Pod,
+    /// The conditions this node agent last wrote (None: it has not written since it took
+    /// the pod, or its last write failed). Their transition times are kept, as upstream's
+    /// status manager keeps them from its own cache: the pod seen through the watch may not
+    /// show our last write yet, and computing against it would stamp a new
+    /// `lastTransitionTime` and write again (under load, several times per pod).
+    pub written_conditions: Option<&'a [PodCondition]>,
     /// The sandbox exists (PodReadyToStartContainers).
     pub sandbox_ready: bool,
     /// All init containers completed.
@@ -146,19 +152,23 @@ pub struct PodView<'a> {
 }
 
 fn condition(
-    pod: &Pod,
+    v: &PodView<'_>,
     type_: &str,
     ok: bool,
     reason: Option<&str>,
     message: Option<String>,
 ) -> Value {
+    let pod = v.pod;
     let status = if ok { "True" } else { "False" };
     // Keep lastTransitionTime when the status did not change.
-    let prev = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == type_));
+    let prev = match v.written_conditions {
+        Some(cs) => cs.iter().find(|c| c.type_ == type_),
+        None => pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == type_)),
+    };
     let ltt = match prev {
         Some(c) if c.status == status => c
             .last_transition_time
@@ -226,7 +236,7 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
     let completed = v.phase == "Succeeded";
     let mut conds = Vec::new();
     conds.push(condition(
-        pod,
+        v,
         "PodReadyToStartContainers",
         v.sandbox_ready,
         None,
@@ -239,12 +249,12 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
         .map(|c| c.name.clone())
         .collect();
     conds.push(if completed {
-        condition(pod, "Initialized", true, Some("PodCompleted"), None)
+        condition(v, "Initialized", true, Some("PodCompleted"), None)
     } else if v.initialized {
-        condition(pod, "Initialized", true, None, None)
+        condition(v, "Initialized", true, None, None)
     } else {
         condition(
-            pod,
+            v,
             "Initialized",
             false,
             Some("ContainersNotInitialized"),
@@ -278,8 +288,8 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
             )),
         )
     };
-    conds.push(condition(pod, "Ready", ready, reason, message.clone()));
-    conds.push(condition(pod, "ContainersReady", ready, reason, message));
+    conds.push(condition(v, "Ready", ready, reason, message.clone()));
+    conds.push(condition(v, "ContainersReady", ready, reason, message));
     // Conditions others own (PodScheduled from the scheduler, DisruptionTarget, readiness gates'
     // types) are kept as they are; PodScheduled is added when a pod came pre-bound.
     let owned = [
@@ -305,7 +315,7 @@ pub fn pod_status(v: &PodView<'_>) -> Value {
         }
     }
     if !has_scheduled {
-        conds.push(condition(pod, "PodScheduled", true, None, None));
+        conds.push(condition(v, "PodScheduled", true, None, None));
     }
     let mut s = Map::new();
     if let Some(g) = pod.metadata.generation {
@@ -389,5 +399,62 @@ mod tests {
         )
         .unwrap_or_default();
         assert_eq!(qos_class(&[b]), "Burstable");
+    }
+
+    fn ready_of(status: &Value) -> (String, String) {
+        let c = status["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == "Ready")
+            .cloned()
+            .unwrap_or_default();
+        (
+            c["status"].as_str().unwrap_or_default().to_string(),
+            c["lastTransitionTime"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    }
+
+    /// The pod seen through the watch may lag our own write: transition times come from what
+    /// we wrote, so recomputing the same status later yields the same bytes (no second write).
+    #[test]
+    fn transition_times_come_from_our_last_write_not_a_stale_pod() {
+        let stale: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+            "status": {"conditions": [{"type": "Ready", "status": "False",
+                "lastTransitionTime": "2026-01-01T00:00:00Z"}]},
+        }))
+        .unwrap_or_default();
+        let ours: Vec<PodCondition> = serde_json::from_value(json!([{"type": "Ready",
+            "status": "True", "lastTransitionTime": "2026-01-01T00:00:05Z"}]))
+        .unwrap_or_default();
+        fn view<'a>(stale: &'a Pod, written: Option<&'a [PodCondition]>) -> PodView<'a> {
+            PodView {
+                pod: stale,
+                written_conditions: written,
+                sandbox_ready: true,
+                initialized: true,
+                phase: "Running",
+                host_ip: "10.0.0.1",
+                pod_ip: Some("10.244.0.2"),
+                start_time: "2026-01-01T00:00:00Z",
+                init: &[],
+                containers: &[],
+            }
+        }
+        // Against the stale pod: Ready turned True now, a fresh transition time.
+        let fresh = ready_of(&pod_status(&view(&stale, None)));
+        assert_eq!(fresh.0, "True");
+        assert_ne!(fresh.1, "2026-01-01T00:00:00Z");
+        // Against what we wrote: the time we wrote is kept.
+        let kept = ready_of(&pod_status(&view(&stale, Some(&ours))));
+        assert_eq!(
+            kept,
+            ("True".to_string(), "2026-01-01T00:00:05Z".to_string())
+        );
     }
 }

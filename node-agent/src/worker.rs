@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, PodCondition, PodStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
 use tokio::sync::watch;
@@ -554,8 +554,14 @@ impl Worker {
             self.containers.iter().map(|s| s.line.clone()).collect();
         let initialized = !matches!(self.state, State::Pending | State::Initializing { .. })
             && !matches!(self.state, State::Finished { .. } if self.init.iter().any(|s| s.exited() != Some(0)));
+        let written_conditions: Option<Vec<PodCondition>> = self
+            .last_written
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<PodStatus>(b).ok())
+            .and_then(|s| s.conditions);
         let view = PodView {
             pod: &self.pod,
+            written_conditions: written_conditions.as_deref(),
             sandbox_ready: self.sandbox.is_some(),
             initialized,
             phase: self.phase(),

@@ -2,7 +2,7 @@
 //! scheduling loop and the binding tasks hand `events.k8s.io/v1` Events to a bounded queue and
 //! never wait for their writes; one task writes them with a few requests in flight, so Event
 //! writes do not sit on the binding path. Like upstream's broadcaster (a 1,000-event queue with
-//! `DropIfChannelFull`), an event is dropped (and logged) when the queue is full.
+//! `DropIfChannelFull`), an event is dropped when the queue is full.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -74,7 +74,9 @@ impl EventSink {
             }
         };
         if let Err(e) = self.tx.try_send((ns, ev)) {
-            tracing::warn!(pod = %name, reason, error = %e, "event dropped");
+            // Debug, not warn: a burst of thousands of pods fills the queue by design, and a
+            // log line per dropped event would cost more than the event.
+            tracing::debug!(pod = %name, reason, error = %e, "event dropped");
         }
     }
 }

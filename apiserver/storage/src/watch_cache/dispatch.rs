@@ -5,7 +5,7 @@
 //! segment of their prefix (`/registry/<resource>/...`), so an event is offered only to the
 //! watchers of its resource plus the few "wide" watchers whose prefix spans resources.
 //! Offering never blocks: a watcher whose channel is full is dropped from the index and its
-//! stream ends with `Err(Compacted)` after the buffered events.
+//! stream ends after the buffered events (its client watches again from there).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -163,9 +163,9 @@ impl WatcherIndex {
 }
 
 /// A watch served by the cache: first the replayed events from the ring, then live events,
-/// with [`CacheEvent::Progress`] after each idle interval (when enabled). Ends with
-/// `Err(Compacted)` if the watcher could not keep up, and without an error when the cache
-/// re-lists or stops (the client then re-watches from its last revision).
+/// with [`CacheEvent::Progress`] after each idle interval (when enabled). Ends without an
+/// error when the watcher could not keep up or the cache re-lists or stops (the client then
+/// re-watches from its last revision).
 pub struct CacheWatchStream {
     replay: VecDeque<Arc<Event>>,
     rx: mpsc::Receiver<Arc<Event>>,
@@ -261,12 +261,15 @@ impl Stream for CacheWatchStream {
         match received {
             Poll::Ready(Some(event)) => return self.delivered(event),
             Poll::Ready(None) => {
+                // Ended by the cache (re-list, stop) or for falling behind: either way the
+                // stream just ends, as upstream's cacheWatcher closes a slow watcher
+                // ("Forcing watcher close due to unresponsiveness"): the client watches again
+                // from its last revision, which the ring still holds unless it fell more than
+                // the whole window behind (then that watch gets 410). An error here made every
+                // slow informer re-list everything.
                 self.done = true;
                 if self.flags.overflowed.load(Ordering::Acquire) {
-                    return Poll::Ready(Some(Err(StorageError::Compacted {
-                        requested: self.last,
-                        compacted: published,
-                    })));
+                    tracing::debug!(last = self.last, published, "slow watcher closed");
                 }
                 return Poll::Ready(None);
             }
