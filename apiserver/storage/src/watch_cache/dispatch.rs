@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
 
 use super::Shared;
-use crate::{Event, Result, Revision, StorageError};
+use crate::{Event, Result, Revision};
 
 /// One item of a [`CacheWatchStream`].
 #[derive(Clone, Debug, PartialEq, Eq)]
