@@ -2,15 +2,22 @@
 //! member and on a 3-member etcd cluster (loopback, started here), in one run: creates and gets
 //! (1 and 32 clients), a list of N configmaps and watch delivery, with the etcd/embedded ratio
 //! of each; the same concurrency of raw etcd puts (etcd's own client protocol through its JSON
-//! gateway, keep-alive) against each etcd for the API/raw put ratio (goal ≥ 0.8); and the API
-//! server's RSS holding 100,000 small ConfigMaps on etcd against the goal of 1.5× their JSON
-//! plus 40 MiB, with the same fill on the embedded store beside it (settled RssAnon of both).
+//! gateway, keep-alive) against each etcd for the API/raw put ratio (goal ≥ 0.8), and of the
+//! API server's storage call alone (`EtcdStore::create`: its gRPC client and create
+//! transaction) for what the API server adds; CPU per operation of the API server, etcd and
+//! this load generator for every create/put load (the three share the machine's cores); and
+//! the API server's RSS holding 100,000 small ConfigMaps on etcd against the goal of 1.5× their
+//! JSON plus 40 MiB, with the same fill on the embedded store beside it (settled RssAnon of
+//! both).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use bytes::Bytes;
+use ferrokube_storage::Storage;
+use ferrokube_storage::etcd::{EtcdOptions, EtcdStore};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
@@ -31,9 +38,61 @@ fn cpu_total(pids: &[u32]) -> u64 {
     pids.iter().map(|p| crate::figures::cpu_ticks(*p)).sum()
 }
 
+/// CPU time of the API server, etcd and this load generator over one load, per operation:
+/// on a shared 2-core machine the three compete for the same cores, so what each spends per
+/// operation decides the throughput at 32 clients.
+struct CpuShare {
+    server: Option<u32>,
+    etcd: Vec<u32>,
+    start: (u64, u64, u64),
+}
+
+impl CpuShare {
+    fn start(server: Option<u32>, etcd: &[u32]) -> Self {
+        let me = std::process::id();
+        CpuShare {
+            server,
+            etcd: etcd.to_vec(),
+            start: (
+                server.map_or(0, |p| cpu_total(&[p])),
+                cpu_total(etcd),
+                cpu_total(&[me]),
+            ),
+        }
+    }
+
+    /// Prints `label`: ms per op of each process (the load generator is this process).
+    fn report(&self, label: &str, ops: usize) {
+        let per = |ms: f64| ms / ops.max(1) as f64;
+        let me = std::process::id();
+        let server = self.server.map(|p| per(cpu_ms(&[p], self.start.0)));
+        let etcd = per(cpu_ms(&self.etcd, self.start.1));
+        let client = per(cpu_ms(&[me], self.start.2));
+        let total = server.unwrap_or(0.0) + etcd + client;
+        let server = server.map_or(String::new(), |s| format!("{s:.3} ms API server + "));
+        println!(
+            "{label:<44} {server}{etcd:.3} ms etcd + {client:.3} ms load generator (= {total:.3})"
+        );
+    }
+}
+
+/// How many creates (or puts) a load of `clients` makes: 500 and 5,000 (a tenth with
+/// `--quick`, but at least 200 at 1 client: fewer make the p50 a coin toss).
+fn ops(clients: usize, scale: usize) -> usize {
+    if clients == 1 {
+        (500 / scale).max(200)
+    } else {
+        5000 / scale
+    }
+}
+
+fn p50_ms(lat: &[Duration]) -> f64 {
+    crate::percentile(lat, 0.5).as_secs_f64() * 1000.0
+}
+
 /// (create 1, create 32, get 1, get 32, list) for one server (`pid`; `etcd`: its members'
-/// pids), with the CPU time the server and etcd spent per create at 32 clients: a figure the
-/// other jobs on a shared machine do not skew as they skew throughput.
+/// pids), with the CPU time the server, etcd and this load generator spent per create: a
+/// figure the other jobs on a shared machine do not skew as they skew throughput.
 async fn measure(
     label: &str,
     client: &Client,
@@ -43,13 +102,10 @@ async fn measure(
 ) -> Result<Vec<(String, f64)>> {
     let mut out = Vec::new();
     for clients in [1usize, 32] {
-        let n = if clients == 1 {
-            500 / scale
-        } else {
-            5000 / scale
-        };
+        let n = ops(clients, scale);
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-        let (server0, etcd0) = (cpu_total(&[pid]), cpu_total(etcd));
+        let server0 = cpu_total(&[pid]);
+        let share = CpuShare::start(Some(pid), etcd);
         let (rate, lat) = load(n, clients, move |i| {
             let api = api.clone();
             async move {
@@ -60,15 +116,11 @@ async fn measure(
         })
         .await?;
         report(&format!("{label} create, {clients} client(s)"), rate, &lat);
+        share.report(&format!("{label} CPU/create, {clients}"), n);
         out.push((format!("create, {clients} client(s)"), rate));
+        out.push((format!("create p50 ms, {clients} client(s)"), p50_ms(&lat)));
         if clients == 32 {
-            let (server, etcd) = (cpu_ms(&[pid], server0), cpu_ms(etcd, etcd0));
-            println!(
-                "{:<44} {:.3} ms API server + {:.3} ms etcd",
-                format!("{label} CPU per create, 32"),
-                server / n as f64,
-                etcd / n as f64
-            );
+            let server = cpu_ms(&[pid], server0);
             out.push(("CPU ms per create (API server)".into(), server / n as f64));
         }
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
@@ -221,11 +273,10 @@ async fn start_etcd_cluster(dir: &Path, members: usize) -> Result<EtcdCluster> {
 }
 
 /// Raw etcd puts of a ConfigMap-sized value at `clients` concurrency (spread over the
-/// members, as the API server's client spreads its requests).
-async fn raw_puts(etcd: &EtcdCluster, clients: usize, n: usize) -> Result<f64> {
+/// members, as the API server's client spreads its requests). Returns (ops/s, p50 ms).
+async fn raw_puts(etcd: &EtcdCluster, clients: usize, n: usize) -> Result<(f64, f64)> {
     let value = b64(&serde_json::to_string(&cm("raw"))?);
-    let pids = etcd.pids();
-    let cpu0 = cpu_total(&pids);
+    let share = CpuShare::start(None, &etcd.pids());
     let (http, eps) = (etcd.http.clone(), etcd.endpoints.clone());
     let (rate, lat) = load(n, clients, move |i| {
         let (http, value) = (http.clone(), value.clone());
@@ -238,25 +289,47 @@ async fn raw_puts(etcd: &EtcdCluster, clients: usize, n: usize) -> Result<f64> {
         }
     })
     .await?;
+    let members = etcd.endpoints.len();
     report(
-        &format!(
-            "raw etcd put ({} member(s)), {clients}",
-            etcd.endpoints.len()
-        ),
+        &format!("raw etcd put ({members} member(s)), {clients}"),
         rate,
         &lat,
     );
-    if clients == 32 {
-        println!(
-            "{:<44} {:.3} ms etcd",
-            format!(
-                "raw etcd put ({} member(s)): CPU per put, 32",
-                etcd.endpoints.len()
-            ),
-            cpu_ms(&pids, cpu0) / n as f64
-        );
-    }
-    Ok(rate)
+    share.report(&format!("raw etcd put ({members}): CPU/put, {clients}"), n);
+    Ok((rate, p50_ms(&lat)))
+}
+
+/// The storage call of an API create without the API: `EtcdStore::create` (the API server's
+/// own gRPC client and transaction: put if the key does not exist) of a ConfigMap's JSON at
+/// `clients` concurrency. What the API server adds on top of it is its own cost.
+async fn raw_creates(etcd: &EtcdCluster, clients: usize, n: usize) -> Result<(f64, f64)> {
+    let store = EtcdStore::connect(EtcdOptions {
+        endpoints: etcd.endpoints.clone(),
+        prefix: "/rawtxn".into(),
+        compaction_interval: None,
+        ..EtcdOptions::default()
+    })
+    .await?;
+    let value = Bytes::from(serde_json::to_vec(&cm("raw"))?);
+    let share = CpuShare::start(None, &etcd.pids());
+    let (rate, lat) = load(n, clients, move |i| {
+        let (store, value) = (store.clone(), value.clone());
+        async move {
+            store
+                .create(&format!("/configmaps/default/c{clients}-{i}"), value)
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let members = etcd.endpoints.len();
+    report(
+        &format!("EtcdStore::create ({members} member(s)), {clients}"),
+        rate,
+        &lat,
+    );
+    share.report(&format!("EtcdStore::create ({members}): CPU, {clients}"), n);
+    Ok((rate, p50_ms(&lat)))
 }
 
 /// The API server on `etcd`: raw puts first, then the API load; prints API/raw put ratios.
@@ -266,23 +339,35 @@ async fn on_etcd(
     label: &str,
     scale: usize,
 ) -> Result<Vec<(String, f64)>> {
-    let mut raw = Vec::new();
+    let (mut raw, mut txn) = (Vec::new(), Vec::new());
     for clients in [1usize, 32] {
-        raw.push(raw_puts(etcd, clients, if clients == 1 { 500 } else { 5000 } / scale).await?);
+        raw.push(raw_puts(etcd, clients, ops(clients, scale)).await?);
+        txn.push(raw_creates(etcd, clients, ops(clients, scale)).await?);
     }
     let flag = format!("--etcd-servers={}", etcd.endpoints.join(","));
     let (server, client, _) = start_ferrokube(tmp, &[flag.as_str()]).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let out = measure(label, &client, scale, server.0.id(), &etcd.pids()).await?;
-    for (clients, raw) in [1usize, 32].iter().zip(&raw) {
-        let what = format!("create, {clients} client(s)");
-        if let Some((_, api)) = out.iter().find(|(w, _)| *w == what) {
-            println!(
-                "{:<44} {:.2}  (goal >= 0.8)",
-                format!("ratio {label} API create/raw put, {clients}"),
-                api / raw
-            );
-        }
+    let find = |what: String| out.iter().find(|(w, _)| *w == what).map(|(_, v)| *v);
+    for ((clients, raw), txn) in [1usize, 32].iter().zip(&raw).zip(&txn) {
+        let (Some(api), Some(p50)) = (
+            find(format!("create, {clients} client(s)")),
+            find(format!("create p50 ms, {clients} client(s)")),
+        ) else {
+            continue;
+        };
+        println!(
+            "{:<44} {:.2}  (goal >= 0.8; p50 {p50:.2} ms vs {:.2} ms)",
+            format!("ratio {label} API create/raw put, {clients}"),
+            api / raw.0,
+            raw.1
+        );
+        println!(
+            "{:<44} {:.2}  (p50 {p50:.2} ms vs {:.2} ms)",
+            format!("ratio {label} API create/EtcdStore::create, {clients}"),
+            api / txn.0,
+            txn.1
+        );
     }
     Ok(out)
 }
