@@ -76,6 +76,72 @@ pub struct AppState {
     pub started: Instant,
 }
 
+/// The resources the server reads while it starts (default namespaces, the `kubernetes`
+/// Service, its bootstrap RBAC policy, CRDs, APIServices, leases) and on most requests
+/// (authorizers, admission plugins): filled into the watch cache before the server is ready.
+const FILL_FIRST: &[(&str, &str, &str)] = &[
+    ("", "v1", "namespaces"),
+    ("", "v1", "services"),
+    ("", "v1", "endpoints"),
+    ("", "v1", "serviceaccounts"),
+    ("", "v1", "limitranges"),
+    ("", "v1", "resourcequotas"),
+    ("discovery.k8s.io", "v1", "endpointslices"),
+    ("networking.k8s.io", "v1", "servicecidrs"),
+    ("networking.k8s.io", "v1", "ipaddresses"),
+    ("rbac.authorization.k8s.io", "v1", "clusterroles"),
+    ("rbac.authorization.k8s.io", "v1", "clusterrolebindings"),
+    ("rbac.authorization.k8s.io", "v1", "roles"),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+    ("apiextensions.k8s.io", "v1", "customresourcedefinitions"),
+    ("apiregistration.k8s.io", "v1", "apiservices"),
+    ("coordination.k8s.io", "v1", "leases"),
+    ("scheduling.k8s.io", "v1", "priorityclasses"),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "mutatingwebhookconfigurations",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicies",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicybindings",
+    ),
+];
+
+/// The key prefixes of [`FILL_FIRST`] and of the control plane's own records (the lease
+/// endpoint reconciler's masterleases, the node port allocation).
+fn fill_first(registry: &Registry) -> Vec<String> {
+    let mut prefixes: Vec<String> = FILL_FIRST
+        .iter()
+        .filter_map(|(g, v, p)| registry.get(g, v, p).map(|h| h.prefix.clone()))
+        .collect();
+    prefixes.extend(["/registry/masterleases/".into(), "/registry/ranges/".into()]);
+    prefixes
+}
+
+/// The test-only `--debug-failpoint watch-cache-fill-delay:MS`: the watch cache's background
+/// fill pauses this long before each page, so tests see the server ready and serving with
+/// most of the cache not filled.
+fn parse_fill_delay(spec: Option<&str>) -> Option<std::time::Duration> {
+    let ms = spec?
+        .strip_prefix("watch-cache-fill-delay:")?
+        .parse()
+        .ok()?;
+    tracing::warn!(ms, "TEST ONLY watch cache fill delay enabled");
+    Some(std::time::Duration::from_millis(ms))
+}
+
 /// The default namespaces every cluster has.
 const DEFAULT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
@@ -141,17 +207,6 @@ pub async fn run_with_hooks(
         backend.storage(),
         resources::builtin_resources(),
     )?;
-    let cache = WatchCache::start(
-        storage.clone(),
-        "/registry/",
-        WatchCacheOptions {
-            ring_capacity: opts.watch_cache_size,
-            ..Default::default()
-        },
-    )
-    .await
-    .context("starting the watch cache")?;
-
     let builtins = resources::builtin_resources();
     let cp_config = controlplane::ControlPlaneConfig::from_options(&opts)?;
     let registry = Registry::with_services(
@@ -160,6 +215,22 @@ pub async fn run_with_hooks(
             cp_config.networks.clone(),
         )),
     );
+    // The cache fills what the server reads to start and to admit and authorize requests
+    // before it is ready; the rest (most objects) fills in the background, its reads going to
+    // the store meanwhile.
+    let cache = WatchCache::start(
+        storage.clone(),
+        "/registry/",
+        WatchCacheOptions {
+            ring_capacity: opts.watch_cache_size,
+            fill_first: fill_first(&registry),
+            hold_fill: true,
+            fill_page_delay: parse_fill_delay(opts.debug_failpoint.as_deref()),
+            ..Default::default()
+        },
+    )
+    .await
+    .context("starting the watch cache")?;
     let namespaces = registry
         .namespaces()
         .cloned()
@@ -277,6 +348,8 @@ pub async fn run_with_hooks(
         .context("loading CustomResourceDefinitions")?;
     aggregator::start(&state).await?;
     state.ready.store(true, Ordering::Release);
+    // The rest of the watch cache fills from now on, while the server serves.
+    state.store.cache.release_fill();
     // The OpenAPI documents are built on their first request (or the first CRD), not here:
     // the build's transient tens of MB would otherwise sit in idle RSS for seconds.
     // The schema table unknown-field detection walks (built once, off the request path).
@@ -323,13 +396,17 @@ pub(crate) fn parse_failpoint(
         return Ok(None);
     };
     match spec.split_once(':') {
+        // The watch cache's (`parse_fill_delay`), not the store's.
+        Some(("watch-cache-fill-delay", ms)) if ms.parse::<u64>().is_ok() => Ok(None),
         Some(("writer-panic-on-key", key)) if !key.is_empty() => {
             tracing::warn!(failpoint = spec, "TEST ONLY fail point enabled");
             Ok(Some(
                 ferrokube_storage::embedded::Failpoint::WriterPanicOnKey(key.to_string()),
             ))
         }
-        _ => anyhow::bail!("unknown --debug-failpoint {spec:?} (known: writer-panic-on-key:KEY)"),
+        _ => anyhow::bail!(
+            "unknown --debug-failpoint {spec:?} (known: writer-panic-on-key:KEY, watch-cache-fill-delay:MS)"
+        ),
     }
 }
 

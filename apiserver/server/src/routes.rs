@@ -198,6 +198,13 @@ fn metrics(state: &AppState) -> Response {
     let c = state.store.cache.metrics();
     write_metric(
         &mut out,
+        "ferrokube_watch_cache_filled",
+        "gauge",
+        "1 once the watch cache holds every stored object (until then, reads of what it has not filled yet go to the store).",
+        u64::from(c.filled),
+    );
+    write_metric(
+        &mut out,
         "ferrokube_watch_cache_watchers",
         "gauge",
         "Watchers registered with the watch cache.",

@@ -1,13 +1,17 @@
 //! The watch cache: upstream's Cacher in front of a [`Storage`].
 //!
-//! [`WatchCache::start`] lists everything under a prefix (`/registry/`) and then follows the
-//! backend's watch in a background loop (`reflector`, an explicit state machine that re-lists
-//! after compaction, resumes after a broken watch and stops on [`WatchCache::shutdown`] or drop).
-//! The cache keeps the current state (key → [`KeyValue`], ordered), a ring of recent events per
-//! resource (`/registry/<resource>/...`) and the latest revision seen, and serves:
+//! [`WatchCache::start`] follows the backend's watch under a prefix (`/registry/`) from its
+//! current revision in a background loop (`reflector`, an explicit state machine that re-lists
+//! after compaction, resumes after a broken watch and stops on [`WatchCache::shutdown`] or drop)
+//! and fills its state while it serves (`fill`: the prefixes the server needs first, before
+//! `start` returns, then everything in key order; what is not filled yet is read from the
+//! backend, never answered from a partial state). The cache keeps the current state (key →
+//! [`KeyValue`], ordered), a ring of recent events per resource (`/registry/<resource>/...`)
+//! and the latest revision seen, and serves:
 //!
 //! - [`WatchCache::list`] / [`WatchCache::get`]: wait (bounded) until the cache has seen a
-//!   revision, then answer from memory. A consistent read passes the backend's current revision.
+//!   revision, then answer from memory (from the backend while the range is not filled). A
+//!   consistent read passes the backend's current revision.
 //! - [`WatchCache::watch`]: replays the rings after a revision (`Compacted` when they no longer
 //!   hold it: the server answers 410 Expired), then live events, with [`CacheEvent::Progress`]
 //!   for bookmarks after an idle interval.
@@ -36,6 +40,7 @@
 //! write lock while it dispatches, so a new watcher never misses nor duplicates an event.
 
 mod dispatch;
+mod fill;
 mod reflector;
 mod state;
 
@@ -80,6 +85,16 @@ pub struct WatchCacheOptions {
     /// may outrun the cache's watch for good ([`Storage::revision_may_outrun_watch`]): then
     /// consistent reads go to the backend and watches start from the cache's state.
     pub outrun_wait: Duration,
+    /// Prefixes filled first, before [`WatchCache::start`] returns (what the server needs to
+    /// serve its first requests); the rest of the cache fills in the background, its reads
+    /// going to the backend meanwhile (see `watch_cache/fill.rs`).
+    pub fill_first: Vec<String>,
+    /// The background fill waits for [`WatchCache::release_fill`] (a server releases it once
+    /// it is ready, so that the fill does not compete with its start for the CPU).
+    pub hold_fill: bool,
+    /// TEST ONLY: the background fill pauses this long before each page (tests of reads
+    /// while the cache is not filled).
+    pub fill_page_delay: Option<Duration>,
 }
 
 impl Default for WatchCacheOptions {
@@ -94,6 +109,9 @@ impl Default for WatchCacheOptions {
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
             outrun_wait: Duration::from_millis(50),
+            fill_first: Vec::new(),
+            hold_fill: false,
+            fill_page_delay: None,
         }
     }
 }
@@ -137,8 +155,10 @@ pub struct WatchCacheMetrics {
     pub items: usize,
     /// The latest revision the cache has seen.
     pub revision: Revision,
-    /// Whether the cache is filled and following the backend.
+    /// Whether the cache is following the backend.
     pub ready: bool,
+    /// Whether the state holds every key (the fill after the last list has ended).
+    pub filled: bool,
 }
 
 /// One resource's ring of recent events.
@@ -185,6 +205,8 @@ pub(crate) struct Shared {
     stopped: AtomicBool,
     counters: Counters,
     shutdown_tx: watch::Sender<bool>,
+    /// Whether the background fill may run (see [`WatchCacheOptions::hold_fill`]).
+    fill_gate: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -213,15 +235,29 @@ impl Shared {
         self.revision_tx.send_replace(revision);
     }
 
-    /// Replaces the state with a fresh list; ends every watcher (they cannot be continued
-    /// across a re-list) and marks the cache ready.
-    fn replace(&self, items: Vec<KeyValue>, revision: Revision) {
+    /// Empties the state at `revision`, from which the backend watch now follows, for a new
+    /// fill; ends every watcher (they cannot be continued across a re-list) and marks the
+    /// cache ready. Returns the fill's generation.
+    fn reset(&self, revision: Revision) -> u64 {
         let mut state = self.write_state();
-        state.replace(items, revision);
+        let generation = state.reset(revision);
         self.lock_watchers().clear();
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
         self.ready.store(true, Ordering::Release);
         self.publish(revision);
+        generation
+    }
+
+    /// Merges one page of fill `generation` (see `fill.rs`); false when a newer fill
+    /// superseded it.
+    fn merge_fill(&self, generation: u64, page: Vec<KeyValue>, progress: fill::Progress) -> bool {
+        let done = matches!(progress, fill::Progress::Done);
+        let merged = self.write_state().merge(generation, page, progress);
+        if merged && done {
+            // Wake `wait_filled`.
+            self.revision_tx.send_modify(|_| {});
+        }
+        merged
     }
 
     /// Drops the events that have aged out of the rings; returns when to call again.
@@ -286,6 +322,16 @@ impl Shared {
 
     /// Waits until `ok()` holds, re-checking whenever the revision or readiness changes.
     async fn wait_until(&self, what: &str, ok: impl Fn() -> bool) -> Result<()> {
+        self.wait_until_for(what, self.opts.wait_timeout, ok).await
+    }
+
+    /// [`Shared::wait_until`] with its own timeout.
+    async fn wait_until_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        ok: impl Fn() -> bool,
+    ) -> Result<()> {
         let mut rx = self.revision_tx.subscribe();
         let wait = async {
             loop {
@@ -300,7 +346,7 @@ impl Shared {
                 }
             }
         };
-        match tokio::time::timeout(self.opts.wait_timeout, wait).await {
+        match tokio::time::timeout(timeout, wait).await {
             Ok(result) => result,
             Err(_) => {
                 tracing::debug!(what, "watch cache: wait timed out");
@@ -408,9 +454,10 @@ impl std::fmt::Debug for WatchCache {
 }
 
 impl WatchCache {
-    /// Lists everything under `prefix` (paged), then follows the backend's watch from that
-    /// revision in a background task. Must run inside a tokio runtime. Returns once the cache
-    /// is filled, or the list's error.
+    /// Follows the backend's watch under `prefix` from its current revision in a background
+    /// task, fills [`WatchCacheOptions::fill_first`] and returns (or the backend's error);
+    /// the rest of the cache fills in the background (`fill.rs`), reads of what is not
+    /// filled yet going to the backend. Must run inside a tokio runtime.
     pub async fn start(
         store: Arc<dyn Storage>,
         prefix: &str,
@@ -418,6 +465,7 @@ impl WatchCache {
     ) -> Result<Arc<WatchCache>> {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let (revision_tx, _) = watch::channel(0);
+        let (fill_gate, _) = watch::channel(!opts.hold_fill);
         let revision_may_outrun = store.revision_may_outrun_watch();
         let catch_up_wait = if revision_may_outrun {
             opts.outrun_wait.min(opts.wait_timeout)
@@ -445,20 +493,33 @@ impl WatchCache {
             stopped: AtomicBool::new(false),
             counters: Counters::default(),
             shutdown_tx,
+            fill_gate,
         });
+        let revision = store.current_revision().await?;
+        let stream = store.watch(prefix, revision).await?;
+        let generation = shared.reset(revision);
+        let mut fill_shutdown = shutdown.clone();
         let reflector = Reflector {
             store,
             shared: Arc::clone(&shared),
-            shutdown,
+            shutdown: shutdown.clone(),
             next_trim: None,
         };
-        // The first fill is synchronous so that callers get the error and a ready cache.
-        let (items, revision) =
-            reflector::list_all(&*reflector.store, prefix, shared.opts.list_page_size, 0).await?;
-        shared.replace(items, revision);
-        let stream = reflector.store.watch(prefix, revision).await?;
         tokio::spawn(reflector.run(State::watching(stream)));
-        Ok(Arc::new(WatchCache { shared }))
+        // Dropped on an error: the reflector stops.
+        let cache = Arc::new(WatchCache {
+            shared: Arc::clone(&shared),
+        });
+        for first in &shared.opts.fill_first {
+            let range = fill::Range::Prefix(first);
+            match fill::fill_range(&shared, generation, range, true, &mut fill_shutdown).await {
+                Ok(()) => {}
+                Err(fill::Ended::Failed(e)) => return Err(e),
+                Err(fill::Ended::Superseded) => break,
+            }
+        }
+        tokio::spawn(fill::run(shared, generation, Vec::new(), shutdown));
+        Ok(cache)
     }
 
     /// The items under `prefix` in key order and the cache's revision, once the cache has seen
@@ -468,11 +529,18 @@ impl WatchCache {
         prefix: &str,
         min_revision: Revision,
     ) -> Result<(Vec<KeyValue>, Revision)> {
-        self.shared
-            .wait_for_revision(min_revision, self.shared.opts.wait_timeout)
+        let shared = &self.shared;
+        shared
+            .wait_for_revision(min_revision, shared.opts.wait_timeout)
             .await?;
-        let state = self.shared.read_state();
-        Ok((state.list(prefix), state.revision()))
+        {
+            let state = shared.read_state();
+            if state.covers_prefix(prefix) {
+                return Ok((state.list(prefix), state.revision()));
+            }
+        }
+        // Not filled yet: the backend, at its current revision (at least the cache's).
+        reflector::list_all(&*shared.store, prefix, shared.opts.list_page_size, 0).await
     }
 
     /// One page of a list: at most `limit` items (0: all) under `prefix` after `start_after`,
@@ -486,24 +554,40 @@ impl WatchCache {
         limit: usize,
         min_revision: Revision,
     ) -> Result<ListResponse> {
-        self.shared
-            .wait_for_revision(min_revision, self.shared.opts.wait_timeout)
+        let shared = &self.shared;
+        shared
+            .wait_for_revision(min_revision, shared.opts.wait_timeout)
             .await?;
-        let state = self.shared.read_state();
-        let (items, remaining) = state.list_page(prefix, start_after, limit);
-        Ok(ListResponse {
-            items,
-            revision: state.revision(),
-            more: remaining > 0,
-            remaining,
-        })
+        {
+            let state = shared.read_state();
+            if state.covers_prefix(prefix) {
+                let (items, remaining) = state.list_page(prefix, start_after, limit);
+                return Ok(ListResponse {
+                    items,
+                    revision: state.revision(),
+                    more: remaining > 0,
+                    remaining,
+                });
+            }
+        }
+        // Not filled yet: the backend, at its current revision (at least the cache's).
+        shared
+            .store
+            .list(crate::ListRequest {
+                prefix: prefix.to_owned(),
+                start_after: start_after.map(str::to_owned),
+                limit,
+                revision: 0,
+                skip_count: false,
+            })
+            .await
     }
 
     /// Everything under `prefix` and the cache's revision, once the cache has seen `revision`
     /// (for a consistent read, the backend's current revision). None when it did not within
     /// its catch-up wait (tens of milliseconds when the backend's revision may outrun the
-    /// cache's watch) or stopped: the caller then reads the backend, as upstream falls back
-    /// to etcd.
+    /// cache's watch), stopped, or has not filled `prefix` yet: the caller then reads the
+    /// backend, as upstream falls back to etcd.
     pub async fn list_fresh(
         &self,
         prefix: &str,
@@ -515,18 +599,32 @@ impl WatchCache {
             .await
             .ok()?;
         let state = shared.read_state();
-        Some((state.list(prefix), state.revision()))
+        state
+            .covers_prefix(prefix)
+            .then(|| (state.list(prefix), state.revision()))
     }
 
     /// The latest value of `key` (see [`WatchCache::list_fresh`]): Some once the cache has
-    /// seen `revision`, None when the caller must read the backend.
+    /// seen `revision` and filled `key`, None when the caller must read the backend.
     pub async fn get_fresh(&self, key: &str, revision: Revision) -> Option<Option<KeyValue>> {
         let shared = &self.shared;
         shared
             .wait_for_revision(revision, shared.catch_up_wait)
             .await
             .ok()?;
-        Some(shared.read_state().get(key))
+        let state = shared.read_state();
+        state.covers_key(key).then(|| state.get(key))
+    }
+
+    /// upstream's lister `Get`: the value of `key` as the cache holds it now, with no wait
+    /// for any revision. None when the cache cannot say (not following the backend, or `key`
+    /// not filled yet): the caller makes a live lookup.
+    pub fn get_if_filled(&self, key: &str) -> Option<Option<KeyValue>> {
+        if !self.is_ready() {
+            return None;
+        }
+        let state = self.shared.read_state();
+        state.covers_key(key).then(|| state.get(key))
     }
 
     /// The latest value of `key` and the cache's revision, once it has seen `min_revision`.
@@ -535,11 +633,31 @@ impl WatchCache {
         key: &str,
         min_revision: Revision,
     ) -> Result<(Option<KeyValue>, Revision)> {
-        self.shared
-            .wait_for_revision(min_revision, self.shared.opts.wait_timeout)
+        let shared = &self.shared;
+        shared
+            .wait_for_revision(min_revision, shared.opts.wait_timeout)
             .await?;
-        let state = self.shared.read_state();
-        Ok((state.get(key), state.revision()))
+        {
+            let state = shared.read_state();
+            if state.covers_key(key) {
+                return Ok((state.get(key), state.revision()));
+            }
+        }
+        // Not filled yet: the backend, at its current revision (at least the cache's). A list
+        // of the keys starting with `key`, limited to one, is the key itself when it exists,
+        // with the revision of the read.
+        let page = shared
+            .store
+            .list(crate::ListRequest {
+                prefix: key.to_owned(),
+                start_after: None,
+                limit: 1,
+                revision: 0,
+                skip_count: true,
+            })
+            .await?;
+        let found = page.items.into_iter().find(|kv| &*kv.key == key);
+        Ok((found, page.revision))
     }
 
     /// Watches `prefix` for events after `after_revision` (0: from now). Fails with `Compacted`
@@ -621,10 +739,27 @@ impl WatchCache {
             }
             Err(e) => return Err(e),
         }
-        let (items, revision, parts) = {
+        let (listed, mut parts) = {
             let state = shared.read_state();
             let parts = shared.register(&state, prefix, 0)?;
-            (state.list(prefix), state.revision(), parts)
+            let listed = state
+                .covers_prefix(prefix)
+                .then(|| (state.list(prefix), state.revision()));
+            (listed, parts)
+        };
+        let (items, revision) = match listed {
+            Some(listed) => listed,
+            None => {
+                // Not filled yet: the backend at its current revision, registered before it
+                // (the stream unregisters if the list fails) and skipping the events up to
+                // the list's revision, so no event is missed or repeated.
+                let stream_start = parts.start;
+                let (items, revision) =
+                    reflector::list_all(&*shared.store, prefix, shared.opts.list_page_size, 0)
+                        .await?;
+                parts.start = revision.max(stream_start);
+                (items, revision)
+            }
         };
         Ok(InitialWatch {
             items,
@@ -643,17 +778,44 @@ impl WatchCache {
         self.shared.wait_for_revision(revision, timeout).await
     }
 
-    /// Whether the cache is filled and following the backend.
+    /// Whether the cache is following the backend (its state may still be filling).
     pub fn is_ready(&self) -> bool {
         self.shared.ready.load(Ordering::Acquire)
+    }
+
+    /// Lets a fill held by [`WatchCacheOptions::hold_fill`] run. Idempotent.
+    pub fn release_fill(&self) {
+        self.shared.fill_gate.send_replace(true);
+    }
+
+    /// Whether the state holds every key (the fill after the last list has ended).
+    pub fn is_filled(&self) -> bool {
+        self.shared.read_state().is_filled()
+    }
+
+    /// Waits up to `timeout` until the cache is following the backend and filled; whether
+    /// it is.
+    pub async fn wait_filled(&self, timeout: Duration) -> bool {
+        let shared = &self.shared;
+        let filled = || shared.ready.load(Ordering::Acquire) && shared.read_state().is_filled();
+        shared
+            .wait_until_for("the cache to be filled", timeout, filled)
+            .await
+            .is_ok()
     }
 
     /// A snapshot of the counters and gauges.
     pub fn metrics(&self) -> WatchCacheMetrics {
         let shared = &self.shared;
-        let (rings, items, revision) = {
+        let (rings, items, revision, filled) = {
             let state = shared.read_state();
-            (state.ring_stats(), state.item_count(), state.revision())
+            let filled = state.is_filled();
+            (
+                state.ring_stats(),
+                state.item_count(),
+                state.revision(),
+                filled,
+            )
         };
         let rings = rings
             .into_iter()
@@ -677,6 +839,7 @@ impl WatchCache {
             items,
             revision,
             ready: shared.ready.load(Ordering::Acquire),
+            filled,
         }
     }
 
@@ -692,6 +855,8 @@ impl Drop for WatchCache {
     }
 }
 
+#[cfg(test)]
+mod fill_tests;
 #[cfg(test)]
 mod outrun_tests;
 #[cfg(test)]

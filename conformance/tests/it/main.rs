@@ -70,6 +70,7 @@ mod jobs;
 mod kube_rs;
 mod kubectl_crud;
 mod kubectl_list;
+mod lazy_start;
 mod mutating_policy;
 mod nodes;
 mod patch;

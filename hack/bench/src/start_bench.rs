@@ -31,7 +31,7 @@ fn row(name: &str, value: String) {
 
 /// How many ConfigMaps `NS` holds in `dir` (0 when it holds no store yet).
 async fn stored(dir: &Path) -> Result<usize> {
-    if !dir.join("ferrokube.redb").exists() {
+    if !dir.join("db").join("ferrokube.redb").exists() {
         return Ok(0);
     }
     let (_p, client, _) = start_ferrokube(dir, &[]).await?;
@@ -132,6 +132,7 @@ pub async fn run(tmp: &Path, dir: Option<&Path>, count: usize, runs: usize) -> R
 
     let dir = dir.map_or_else(|| tmp.join("filled"), Path::to_owned);
     let have = stored(&dir).await?;
+    row("small ConfigMaps already stored", have.to_string());
     if have < count {
         let (_p, client, _) = start_ferrokube(&dir, &[]).await?;
         let t = Instant::now();

@@ -238,19 +238,19 @@ mod reader {
 
         /// upstream's lister `Get`: the object as the watch cache holds it now, without
         /// waiting for the backend's current revision, so it may lag a write by a moment.
-        /// `None` when the cache has no such object, or there is no cache or it is not
-        /// following the backend (upstream's `HasSynced` false): callers then make a live
-        /// lookup ([`StoreReader::get`]).
+        /// `None` when the cache has no such object, or there is no cache, it is not
+        /// following the backend or has not filled the object's range yet (upstream's
+        /// `HasSynced` false): callers then make a live lookup ([`StoreReader::get`]).
         pub async fn cached(
             &self,
             h: &ResourceHandle,
             namespace: &str,
             name: &str,
         ) -> ApiResult<Option<Value>> {
-            let Some(cache) = self.cache.as_ref().filter(|c| c.is_ready()) else {
+            let Some(cache) = self.cache.as_ref() else {
                 return Ok(None);
             };
-            match cache.get(&h.key(namespace, name), 0).await?.0 {
+            match cache.get_if_filled(&h.key(namespace, name)).flatten() {
                 Some(kv) => Ok(Some(codec::decode_served(h, &kv).await?)),
                 None => Ok(None),
             }

@@ -200,3 +200,69 @@ async fn namespace_lifecycle_refuses_missing_and_terminating_namespaces() {
         .await
         .expect("update in a terminating namespace");
 }
+
+/// Issue 12: while the watch cache fills, a lister miss is "cannot say", not "not found":
+/// plugins make their live lookup, so a namespace the cache has not filled yet is found.
+#[tokio::test]
+async fn a_lister_miss_on_an_unfilled_cache_is_a_live_lookup() {
+    let storage: Arc<dyn ferrokube_storage::Storage> = MemoryStore::new();
+    let early = json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "early", "uid": "u-early"}, "status": {"phase": "Active"}});
+    storage
+        .create(
+            "/registry/namespaces/early",
+            serde_json::to_vec(&early).expect("json").into(),
+        )
+        .await
+        .expect("stored before the cache starts");
+    let opts = WatchCacheOptions {
+        hold_fill: true,
+        ..WatchCacheOptions::default()
+    };
+    let cache = WatchCache::start(storage.clone(), "/registry/", opts)
+        .await
+        .expect("watch cache");
+    let registry = Registry::new(builtin_resources());
+    let ns = handle(&registry, "namespaces");
+    let cms = handle(&registry, "configmaps");
+    let reader = StoreReader::with_cache(storage.clone(), cache.clone());
+    assert!(!cache.is_filled());
+    assert_eq!(
+        reader.cached(&ns, "", "early").await.expect("cached"),
+        None,
+        "the lister cannot say"
+    );
+    let found = reader.lookup(&ns, "", "early").await.expect("lookup");
+    assert_eq!(
+        found.as_ref().and_then(|n| n.pointer("/metadata/uid")),
+        Some(&json!("u-early")),
+        "the live lookup finds it"
+    );
+    let chain = AdmissionChain::new(vec![Arc::new(NamespaceLifecycle::new(
+        reader.clone(),
+        ns.clone(),
+    ))]);
+    let store = GenericStore::new(storage, cache.clone(), chain);
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "early"}});
+    store
+        .create(&cms, "early", cm, &WriteOptions::default())
+        .await
+        .expect("NamespaceLifecycle admits a create into the unfilled namespace");
+    let missing = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "namespace": "missing"}});
+    let err = store
+        .create(&cms, "missing", missing, &WriteOptions::default())
+        .await
+        .expect_err("a namespace that does not exist");
+    assert_eq!(err.to_status().code, 404);
+    cache.release_fill();
+    assert!(cache.wait_filled(std::time::Duration::from_secs(5)).await);
+    assert!(
+        reader
+            .cached(&ns, "", "early")
+            .await
+            .expect("cached")
+            .is_some()
+    );
+}

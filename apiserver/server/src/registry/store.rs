@@ -171,17 +171,15 @@ impl GenericStore {
 
     /// upstream's lister `Get` for admission plugins: the object as the watch cache holds it
     /// now, with no wait for the backend's current revision (it may lag a write by a moment).
-    /// `None` when the cache has no such object or is not following the backend.
+    /// `None` when the cache has no such object, is not following the backend or has not
+    /// filled the object's range yet: callers then make a live lookup ([`Self::get_live`]).
     pub async fn get_cached(
         &self,
         h: &ResourceHandle,
         namespace: &str,
         name: &str,
     ) -> ApiResult<Option<KeyValue>> {
-        if !self.cache.is_ready() {
-            return Ok(None);
-        }
-        Ok(self.cache.get(&h.key(namespace, name), 0).await?.0)
+        Ok(self.cache.get_if_filled(&h.key(namespace, name)).flatten())
     }
 
     /// A live lookup: the object as the backend holds it (one read, no watch-cache wait).

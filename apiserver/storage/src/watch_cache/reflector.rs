@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! Listing ──ok──▶ Watching ──event──▶ Watching
-//!    ▲  │             │ Err(Compacted) ─────────────▶ Listing (state replaced, watchers ended)
+//!    ▲  │             │ Err(Compacted) ─────────────▶ Listing (state emptied and refilled
+//!    │  │             │                                  in the background, watchers ended)
 //!    │  └─err─▶ Backoff{then: Listing}
 //!    │                │ other error / stream ended ──▶ Backoff{then: Resuming}
 //!    │                                                   │
@@ -19,7 +20,7 @@ use futures::StreamExt;
 use futures::stream::ReadyChunks;
 use tokio::sync::watch;
 
-use super::Shared;
+use super::{Shared, fill};
 use crate::{KeyValue, ListRequest, Result, Revision, Storage, StorageError, WatchStream};
 
 /// How many events the loop applies under one lock acquisition at most.
@@ -34,7 +35,7 @@ pub(super) enum Next {
 
 /// The loop's states.
 pub(super) enum State {
-    /// List everything under the prefix (paged, at one revision), replace the state, watch.
+    /// Watch from the backend's current revision with an emptied state, and start filling it.
     Listing { attempt: u32 },
     /// Re-open the backend watch after the cache's revision, keeping state, ring and watchers.
     Resuming { attempt: u32 },
@@ -143,23 +144,26 @@ impl Reflector {
         match state {
             State::Stopped => State::Stopped,
             State::Listing { attempt } => {
-                let shared = &self.shared;
-                let listed = list_all(&*self.store, &shared.prefix, shared.opts.list_page_size, 0);
-                let (items, revision) = match listed.await {
-                    Ok(listed) => listed,
-                    Err(error) => {
-                        tracing::warn!(%error, "watch cache: list failed");
-                        return State::Backoff {
-                            attempt: attempt + 1,
-                            then: Next::Listing,
-                        };
-                    }
+                // Follow the backend from its current revision at once, with an empty state
+                // that a fill task fills while the cache serves (`fill.rs`).
+                let opened = async {
+                    let revision = self.store.current_revision().await?;
+                    Ok::<_, StorageError>((revision, self.open_watch(revision).await?))
                 };
-                shared.replace(items, revision);
-                match self.open_watch(revision).await {
-                    Ok(next) => next,
+                match opened.await {
+                    Ok((revision, next)) => {
+                        let shared = &self.shared;
+                        let generation = shared.reset(revision);
+                        tokio::spawn(fill::run(
+                            Arc::clone(shared),
+                            generation,
+                            shared.opts.fill_first.clone(),
+                            self.shutdown.clone(),
+                        ));
+                        next
+                    }
                     Err(error) => {
-                        tracing::warn!(%error, "watch cache: watch after list failed");
+                        tracing::warn!(%error, "watch cache: re-list failed");
                         State::Backoff {
                             attempt: attempt + 1,
                             then: Next::Listing,

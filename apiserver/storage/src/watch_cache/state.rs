@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::dispatch::segment;
+use super::fill::{Coverage, Progress};
 use crate::{Event, EventKind, KeyValue, Revision, StorageError};
 
 /// The recent events of one resource (keys sharing the segment after the cache prefix).
@@ -109,6 +110,8 @@ pub(super) struct CacheState {
     list_revision: Revision,
     /// The latest revision the cache has seen (the list revision or the last event's).
     revision: Revision,
+    /// Which keys `items` holds completely (all, once the fill after the last list ends).
+    fill: Coverage,
 }
 
 impl CacheState {
@@ -122,16 +125,74 @@ impl CacheState {
             freshness,
             list_revision: 0,
             revision: 0,
+            fill: Coverage::complete(0),
         }
     }
 
     /// Replaces everything with the result of a list at `revision`. The rings start empty:
     /// watches can resume only from `revision` on.
+    #[cfg(test)]
     pub(super) fn replace(&mut self, items: Vec<KeyValue>, revision: Revision) {
         self.items = items.into_iter().map(Item).collect();
         self.rings.clear();
         self.list_revision = revision;
         self.revision = revision;
+        self.fill = Coverage::complete(self.fill.generation() + 1);
+    }
+
+    /// Empties the state at `revision`, the revision the backend watch now follows from, for a
+    /// new fill (see `fill.rs`); returns the fill's generation. The rings start empty: watches
+    /// can resume only from `revision` on.
+    pub(super) fn reset(&mut self, revision: Revision) -> u64 {
+        let generation = self.fill.generation() + 1;
+        self.items = BTreeSet::new();
+        self.rings.clear();
+        self.list_revision = revision;
+        self.revision = revision;
+        self.fill = Coverage::pending(generation);
+        generation
+    }
+
+    /// Merges one page of fill `generation` (false when a newer fill superseded it): the
+    /// listed values of the keys no event has touched since the fill began, then the page's
+    /// progress. The caller has made sure the cache has seen the page's revision.
+    pub(super) fn merge(
+        &mut self,
+        generation: u64,
+        page: Vec<KeyValue>,
+        progress: Progress,
+    ) -> bool {
+        if self.fill.generation() != generation || self.fill.is_done() {
+            return false;
+        }
+        for kv in page {
+            if self.fill.may_merge(&kv.key, self.items.contains(&*kv.key)) {
+                self.items.insert(Item(kv));
+            }
+        }
+        let done = matches!(progress, Progress::Done);
+        self.fill.advance(progress);
+        if done {
+            // Rebuilt from its sorted items: a tree grown by inserts keeps its nodes partly
+            // empty (measured: ~7 MiB more for 100,000 small objects than one built at once).
+            self.items = std::mem::take(&mut self.items).into_iter().collect();
+        }
+        true
+    }
+
+    /// Whether the state holds the current value (or absence) of `key`.
+    pub(super) fn covers_key(&self, key: &str) -> bool {
+        self.fill.covers_key(key)
+    }
+
+    /// Whether the state holds every key under `prefix`.
+    pub(super) fn covers_prefix(&self, prefix: &str) -> bool {
+        self.fill.covers_prefix(prefix)
+    }
+
+    /// Whether the fill after the last list has ended.
+    pub(super) fn is_filled(&self) -> bool {
+        self.fill.is_done()
     }
 
     /// Applies one event from the backend, arrived at `now`. Returns the shared event to
@@ -153,6 +214,7 @@ impl CacheState {
             self.items.replace(Item(event.kv.clone()));
         } else {
             self.items.remove(&*event.kv.key);
+            self.fill.deleted(&event.kv.key);
         }
         self.revision = revision;
         let event = Arc::new(event);

@@ -77,10 +77,11 @@ async fn start_lists_existing_items_and_follows_writes() {
         .unwrap();
     assert_eq!(got, Some(kv.clone()));
     assert_eq!(rev, kv.mod_revision);
+    assert!(cache.wait_filled(Duration::from_secs(5)).await);
     let m = cache.metrics();
     assert_eq!(
-        (m.items, m.revision, m.lists, m.ready),
-        (2501, 2502, 1, true)
+        (m.items, m.revision, m.lists, m.ready, m.filled),
+        (2501, 2502, 1, true, true)
     );
 }
 
