@@ -197,6 +197,12 @@ mod tests {
         let cache = WatchCache::start(cached.clone(), "/registry/", WatchCacheOptions::default())
             .await
             .expect("watch cache");
+        // What this test reads is the filled cache (an unfilled range is a live lookup, see
+        // `a_lister_miss_on_an_unfilled_cache_is_a_live_lookup`).
+        assert!(
+            cache.wait_filled(std::time::Duration::from_secs(5)).await,
+            "cache filled"
+        );
         let registry = Registry::new(builtin_resources());
         let ns = registry.namespaces().cloned().expect("namespaces");
         let cms = registry
