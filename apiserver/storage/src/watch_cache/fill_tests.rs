@@ -12,12 +12,9 @@ use super::*;
 use crate::memory::MemoryStore;
 use crate::{EventKind, ListRequest};
 
-const PODS: &str = "/registry/pods/";
-const SERVICES: &str = "/registry/services/";
+use super::tests::{PODS, b, must_start};
 
-fn b(s: &str) -> Bytes {
-    Bytes::copy_from_slice(s.as_bytes())
-}
+const SERVICES: &str = "/registry/services/";
 
 /// A cache whose background fill takes about `pages × delay`.
 fn slow_fill(delay_ms: u64) -> WatchCacheOptions {
@@ -28,13 +25,6 @@ fn slow_fill(delay_ms: u64) -> WatchCacheOptions {
         backoff_initial: Duration::from_millis(10),
         ..Default::default()
     }
-}
-
-async fn must_start(store: &Arc<MemoryStore>, opts: WatchCacheOptions) -> Arc<WatchCache> {
-    let dyn_store: Arc<dyn Storage> = store.clone();
-    WatchCache::start(dyn_store, "/registry/", opts)
-        .await
-        .expect("watch cache starts")
 }
 
 async fn backend_list(store: &MemoryStore, prefix: &str) -> Vec<KeyValue> {

@@ -10,9 +10,9 @@ use super::*;
 use crate::memory::MemoryStore;
 use crate::{EventKind, ListRequest};
 
-const PODS: &str = "/registry/pods/";
+pub(super) const PODS: &str = "/registry/pods/";
 
-fn b(s: &str) -> Bytes {
+pub(super) fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
@@ -24,7 +24,10 @@ fn opts() -> WatchCacheOptions {
     }
 }
 
-async fn must_start(store: &Arc<MemoryStore>, opts: WatchCacheOptions) -> Arc<WatchCache> {
+pub(super) async fn must_start(
+    store: &Arc<MemoryStore>,
+    opts: WatchCacheOptions,
+) -> Arc<WatchCache> {
     let dyn_store: Arc<dyn Storage> = store.clone();
     WatchCache::start(dyn_store, "/registry/", opts)
         .await
