@@ -185,6 +185,13 @@ fn write(path: &Path, contents: &str, private: bool) -> Result<(), CertError> {
         })
 }
 
+/// True when `path` holds exactly `contents` and is readable by its owner only (mode 0600).
+fn unchanged_private(path: &Path, contents: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o600)
+        && std::fs::read(path).is_ok_and(|b| b == contents.as_bytes())
+}
+
 /// Creates `dir` (and missing parents) with mode 0700; an existing one is narrowed to 0700.
 pub fn private_dir(dir: &Path) -> Result<(), CertError> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -386,7 +393,10 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
         &admin_key_pem,
     );
     let admin_kubeconfig = dir.join("admin.kubeconfig");
-    write(&admin_kubeconfig, &kubeconfig, true)?;
+    // Rewritten only when it changed (a restart on another port): a restart writes no file.
+    if !unchanged_private(&admin_kubeconfig, &kubeconfig) {
+        write(&admin_kubeconfig, &kubeconfig, true)?;
+    }
     let front_proxy = front_proxy(opts, &pki_dir)?;
     Ok(Pki {
         serving_cert_pem,

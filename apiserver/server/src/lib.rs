@@ -145,24 +145,31 @@ fn parse_fill_delay(spec: Option<&str>) -> Option<std::time::Duration> {
 /// The default namespaces every cluster has.
 const DEFAULT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// Creates the default namespaces that are missing, concurrently (one commit for all of them
+/// when the store batches concurrent writes).
 async fn ensure_default_namespaces(state: &AppState) -> anyhow::Result<()> {
     let Some(ns) = state.registry.namespaces().cloned() else {
         anyhow::bail!("the resource table has no namespaces");
     };
-    for name in DEFAULT_NAMESPACES {
-        match state.store.get(&ns, "", name).await {
-            Ok(_) => continue,
-            Err(e) if e.is_not_found() => {}
-            Err(e) => anyhow::bail!("reading namespace {name}: {e}"),
+    let ensure = |name: &'static str| {
+        let ns = ns.clone();
+        async move {
+            match state.store.get(&ns, "", name).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => anyhow::bail!("reading namespace {name}: {e}"),
+            }
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            let opts = crate::registry::store::WriteOptions::default();
+            match state.store.create(&ns, "", obj, &opts).await {
+                Ok(_) => tracing::info!(namespace = name, "created default namespace"),
+                Err(e) if e.is_already_exists() => {}
+                Err(e) => anyhow::bail!("creating namespace {name}: {e}"),
+            }
+            Ok(())
         }
-        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        let opts = crate::registry::store::WriteOptions::default();
-        match state.store.create(&ns, "", obj, &opts).await {
-            Ok(_) => tracing::info!(namespace = name, "created default namespace"),
-            Err(e) if e.is_already_exists() => {}
-            Err(e) => anyhow::bail!("creating namespace {name}: {e}"),
-        }
-    }
+    };
+    futures::future::try_join_all(DEFAULT_NAMESPACES.iter().map(|n| ensure(n))).await?;
     Ok(())
 }
 
@@ -193,14 +200,40 @@ pub async fn run_with_hooks(
     before_stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Every write consults two tables built once on first use: the schema table of the type
+    // check and the schema facts of managedFields (~10 ms of CPU together). Built here, on a
+    // blocking thread beside the certificates and the store, the bootstrap writes find them
+    // ready instead of the first one building them.
+    tokio::task::spawn_blocking(|| {
+        ferrokube_machinery::validation::unknown_fields::warm_up();
+        ferrokube_machinery::openapi::facts::facts();
+    });
+    // `-vv`: where start-up time goes.
+    let phase = |done: &str| {
+        tracing::debug!(
+            ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+            "startup: {done}"
+        )
+    };
     // Optional API group-versions (`--runtime-config`) shape the one resource table: first.
     let optional = opts.check_api_selection()?;
     resources::enable_optional(&optional).map_err(|e| anyhow::anyhow!(e))?;
     let dir = opts.data_dir();
     certs::private_dir(&dir).with_context(|| format!("preparing {}", dir.display()))?;
-    let pki = certs::ensure_pki(&opts, &dir).context("preparing certificates")?;
-
-    let backend = backend::Backend::open(&opts, &dir).await?;
+    // Certificates (key generation, files fsynced one by one) and the store (on a first start:
+    // the file created, its header committed) are prepared side by side.
+    let pki = tokio::task::spawn_blocking({
+        let (opts, dir) = (opts.clone(), dir.clone());
+        move || certs::ensure_pki(&opts, &dir)
+    });
+    let backend = backend::Backend::open(&opts, &dir).await;
+    phase("store opened");
+    let pki = pki
+        .await
+        .context("preparing certificates")?
+        .context("preparing certificates")?;
+    let backend = backend?;
+    phase("certificates");
     // Encryption at rest wraps the backend once: everything above sees plain values.
     let storage = encryption::wrap(
         opts.encryption_provider_config.as_deref(),
@@ -231,6 +264,7 @@ pub async fn run_with_hooks(
     )
     .await
     .context("starting the watch cache")?;
+    phase("watch cache started");
     let namespaces = registry
         .namespaces()
         .cloned()
@@ -337,23 +371,40 @@ pub async fn run_with_hooks(
         started,
     });
     admission_api.bind(&state);
-    ensure_default_namespaces(&state).await?;
-    admission::ensure_system_priority_classes(&state).await?;
+    phase("admission chain built");
+    // The bootstrap objects `/readyz` waits for (upstream's post-start hooks
+    // `bootstrap-namespaces`, `scheduling/bootstrap-system-priority-classes`,
+    // `rbac/bootstrap-roles`, the default ServiceCIDR): none depends on another (all
+    // cluster-scoped), so they are written concurrently and the store commits them together
+    // (a few fsyncs on an empty store instead of ~110 one after another).
+    tokio::try_join!(
+        ensure_default_namespaces(&state),
+        admission::ensure_system_priority_classes(&state),
+        async {
+            auth::bootstrap::reconcile(&state)
+                .await
+                .context("RBAC bootstrap policy")
+        },
+        controlplane::ControlPlane::bootstrap(&state, &cp_config),
+    )?;
+    phase("bootstrap objects written");
     auth::start(&state).await?;
+    phase("RBAC index, aggregation, trust");
     let control_plane = controlplane::ControlPlane::start(state.clone(), cp_config)
         .await
         .context("starting the kubernetes service and repair loops")?;
+    phase("control plane loops");
     crd::start(&state)
         .await
         .context("loading CustomResourceDefinitions")?;
+    phase("CRDs");
     aggregator::start(&state).await?;
+    phase("APIServices");
     state.ready.store(true, Ordering::Release);
     // The rest of the watch cache fills from now on, while the server serves.
     state.store.cache.release_fill();
     // The OpenAPI documents are built on their first request (or the first CRD), not here:
     // the build's transient tens of MB would otherwise sit in idle RSS for seconds.
-    // The schema table unknown-field detection walks (built once, off the request path).
-    tokio::task::spawn_blocking(ferrokube_machinery::validation::unknown_fields::warm_up);
 
     let listener = tokio::net::TcpListener::bind((opts.bind_address, opts.secure_port))
         .await

@@ -33,24 +33,30 @@ pub async fn ensure_system_priority_classes(state: &AppState) -> anyhow::Result<
     let Some(h) = state.registry.get(g, v, p).cloned() else {
         anyhow::bail!("the resource table has no priorityclasses");
     };
-    for (name, value, description) in SYSTEM_CLASSES {
-        match state.store.get(&h, "", name).await {
-            Ok(_) => continue,
-            Err(e) if e.is_not_found() => {}
-            Err(e) => anyhow::bail!("reading PriorityClass {name}: {e}"),
+    // Concurrently: one commit for both when the store batches concurrent writes.
+    let ensure = |(name, value, description): (&'static str, i64, &'static str)| {
+        let h = h.clone();
+        async move {
+            match state.store.get(&h, "", name).await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => anyhow::bail!("reading PriorityClass {name}: {e}"),
+            }
+            let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": name}, "value": value, "description": description});
+            match state
+                .store
+                .create(&h, "", obj, &WriteOptions::default())
+                .await
+            {
+                Ok(_) => tracing::info!(name, "created PriorityClass"),
+                Err(e) if e.is_already_exists() => {}
+                Err(e) => anyhow::bail!("creating PriorityClass {name}: {e}"),
+            }
+            Ok(())
         }
-        let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-            "metadata": {"name": name}, "value": value, "description": description});
-        match state
-            .store
-            .create(&h, "", obj, &WriteOptions::default())
-            .await
-        {
-            Ok(_) => tracing::info!(name, "created PriorityClass"),
-            Err(e) if e.is_already_exists() => {}
-            Err(e) => anyhow::bail!("creating PriorityClass {name}: {e}"),
-        }
-    }
+    };
+    futures::future::try_join_all(SYSTEM_CLASSES.into_iter().map(ensure)).await?;
     Ok(())
 }
 

@@ -240,17 +240,21 @@ impl Auth {
     }
 }
 
-/// Startup work once the store is up: the bootstrap policy, the RBAC index (loaded before the
-/// server reports ready), the aggregation controller, the node graph and the CSR signer.
+/// Startup work once the store is up and the bootstrap policy written
+/// ([`bootstrap::reconcile`]): the RBAC index (loaded before the server reports ready), the
+/// aggregation controller, the node graph and the CSR signer.
 pub async fn start(state: &Arc<crate::AppState>) -> anyhow::Result<()> {
-    bootstrap::reconcile(state)
-        .await
-        .context("RBAC bootstrap policy")?;
-    rbac_feed::start(state).await.context("RBAC index")?;
-    node::start(state).await.context("node authorizer graph")?;
+    // Independent of one another: side by side (the aggregation's and the trust's writes
+    // then share commits).
+    tokio::try_join!(
+        async { rbac_feed::start(state).await.context("RBAC index") },
+        async { node::start(state).await.context("node authorizer graph") },
+        async {
+            trust::start(state)
+                .await
+                .context("publishing extension-apiserver-authentication")
+        },
+    )?;
     csr::start_signer(state);
-    trust::start(state)
-        .await
-        .context("publishing extension-apiserver-authentication")?;
     Ok(())
 }

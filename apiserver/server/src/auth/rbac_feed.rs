@@ -5,6 +5,7 @@
 //! `rules` of every ClusterRole with an `aggregationRule` are kept equal, in storage, to the
 //! union of the rules of the ClusterRoles its selectors match.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -221,7 +222,74 @@ pub fn selector_matches(selector: &Value, labels: &serde_json::Map<String, Value
     true
 }
 
-/// One pass of the aggregation controller.
+/// The rules of every aggregated ClusterRole (one with `aggregationRule.clusterRoleSelectors`)
+/// that differ from what `roles` holds: each the union, without duplicates, of the rules of
+/// the other roles its selectors match. Upstream reaches the result over several passes, one
+/// per change event (`view` feeds `edit`, which feeds `admin`); here the passes run in memory
+/// until nothing changes (at most one per role, which also ends a cycle of aggregated roles),
+/// so every role is written once.
+fn aggregate_rules(roles: &BTreeMap<String, Value>) -> Vec<(&str, Vec<Rule>)> {
+    let empty = serde_json::Map::new();
+    let labels = |r: &Value| {
+        r.pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty)
+            .clone()
+    };
+    let labels: BTreeMap<&str, serde_json::Map<String, Value>> =
+        roles.iter().map(|(n, r)| (n.as_str(), labels(r))).collect();
+    let aggregated: Vec<(&str, &Vec<Value>)> = roles
+        .iter()
+        .filter_map(|(n, r)| {
+            let s = r
+                .pointer("/aggregationRule/clusterRoleSelectors")
+                .and_then(Value::as_array)?;
+            Some((n.as_str(), s))
+        })
+        .collect();
+    let mut current: BTreeMap<&str, Vec<Rule>> = roles
+        .iter()
+        .map(|(n, r)| (n.as_str(), Rule::list_from(r)))
+        .collect();
+    for _ in 0..=aggregated.len() {
+        let mut changed = false;
+        for (name, selectors) in &aggregated {
+            let mut rules: Vec<Rule> = Vec::new();
+            for (other, other_labels) in &labels {
+                if other == name
+                    || !selectors.iter().any(|s| {
+                        !s.as_object().is_some_and(|m| m.is_empty())
+                            && selector_matches(s, other_labels)
+                    })
+                {
+                    continue;
+                }
+                for r in current.get(other).into_iter().flatten() {
+                    if !rules.contains(r) {
+                        rules.push(r.clone());
+                    }
+                }
+            }
+            if current.get(name) != Some(&rules) {
+                current.insert(name, rules);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    aggregated
+        .iter()
+        .filter_map(|(name, _)| {
+            let rules = current.remove(name)?;
+            let stored = roles.get(*name).map(Rule::list_from).unwrap_or_default();
+            (stored != rules).then_some((*name, rules))
+        })
+        .collect()
+}
+
+/// One pass of the aggregation controller: the changed roles are written concurrently.
 async fn aggregate_once(state: &Arc<AppState>) {
     let Some(h) = state
         .registry
@@ -231,37 +299,8 @@ async fn aggregate_once(state: &Arc<AppState>) {
         return;
     };
     let roles = state.auth.rbac.cluster_roles();
-    for (name, role) in &roles {
-        let Some(selectors) = role
-            .pointer("/aggregationRule/clusterRoleSelectors")
-            .and_then(Value::as_array)
-        else {
-            continue;
-        };
-        let mut rules: Vec<Rule> = Vec::new();
-        for (other_name, other) in &roles {
-            if other_name == name {
-                continue;
-            }
-            let empty = serde_json::Map::new();
-            let labels = other
-                .pointer("/metadata/labels")
-                .and_then(Value::as_object)
-                .unwrap_or(&empty);
-            if selectors.iter().any(|s| {
-                !s.as_object().is_some_and(|m| m.is_empty()) && selector_matches(s, labels)
-            }) {
-                for r in Rule::list_from(other) {
-                    if !rules.contains(&r) {
-                        rules.push(r);
-                    }
-                }
-            }
-        }
-        if Rule::list_from(role) == rules {
-            continue;
-        }
-        let mut updated = role.clone();
+    let writes = aggregate_rules(&roles).into_iter().filter_map(|(name, rules)| {
+        let mut updated = roles.get(name)?.clone();
         updated["rules"] = json!(rules.iter().map(Rule::to_json).collect::<Vec<_>>());
         if let Some(m) = updated
             .pointer_mut("/metadata")
@@ -269,18 +308,101 @@ async fn aggregate_once(state: &Arc<AppState>) {
         {
             m.remove("resourceVersion");
         }
-        let write = |_: Option<&Value>| Ok(updated.clone());
-        match state
-            .store
-            .update(&h, "", name, write, &WriteOptions::default())
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(clusterrole = %name, rules = rules.len(), "aggregated cluster role rules")
+        let h = h.clone();
+        Some(async move {
+            let write = |_: Option<&Value>| Ok(updated.clone());
+            match state
+                .store
+                .update(&h, "", name, write, &WriteOptions::default())
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(clusterrole = %name, rules = rules.len(), "aggregated cluster role rules")
+                }
+                Err(e) => {
+                    tracing::warn!(clusterrole = %name, error = %e, "aggregating cluster role failed")
+                }
             }
-            Err(e) => {
-                tracing::warn!(clusterrole = %name, error = %e, "aggregating cluster role failed")
-            }
+        })
+    });
+    futures::future::join_all(writes).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role(name: &str, labels: Value, aggregate_to: Option<&str>, resources: &[&str]) -> Value {
+        let mut r = json!({
+            "metadata": {"name": name, "labels": labels},
+            "rules": resources.iter().map(|res| json!({
+                "apiGroups": [""], "resources": [res], "verbs": ["get"]})).collect::<Vec<_>>(),
+        });
+        if let Some(l) = aggregate_to {
+            r["aggregationRule"] = json!({"clusterRoleSelectors": [{"matchLabels": {l: "true"}}]});
         }
+        r
+    }
+
+    #[test]
+    fn a_chain_of_aggregated_roles_converges_in_one_pass() {
+        // view ⊂ edit ⊂ admin, as upstream's bootstrap roles: each aggregated role also
+        // carries the label of the next one, so admin gets edit's aggregated rules.
+        let roles: BTreeMap<String, Value> = [
+            role("admin", json!({}), Some("to-admin"), &[]),
+            role("edit", json!({"to-admin": "true"}), Some("to-edit"), &[]),
+            role("view", json!({"to-edit": "true"}), Some("to-view"), &[]),
+            role(
+                "a-to-admin",
+                json!({"to-admin": "true"}),
+                None,
+                &["secrets"],
+            ),
+            role("a-to-edit", json!({"to-edit": "true"}), None, &["pods"]),
+            role(
+                "a-to-view",
+                json!({"to-view": "true"}),
+                None,
+                &["configmaps"],
+            ),
+            role("other", json!({"x": "true"}), None, &["nodes"]),
+        ]
+        .into_iter()
+        .map(|r| (r["metadata"]["name"].as_str().unwrap_or("").to_string(), r))
+        .collect();
+        let resources = |rules: &[Rule]| {
+            let mut r: Vec<String> = rules.iter().flat_map(|r| r.resources.clone()).collect();
+            r.sort();
+            r
+        };
+        let out: BTreeMap<&str, Vec<Rule>> = aggregate_rules(&roles).into_iter().collect();
+        assert_eq!(resources(&out["view"]), ["configmaps"]);
+        assert_eq!(resources(&out["edit"]), ["configmaps", "pods"]);
+        assert_eq!(resources(&out["admin"]), ["configmaps", "pods", "secrets"]);
+        assert_eq!(out.len(), 3, "only aggregated roles change: {out:?}");
+
+        // Once stored, nothing is left to write.
+        let mut stored = roles.clone();
+        for (name, rules) in &out {
+            stored.get_mut(*name).expect("role")["rules"] =
+                json!(rules.iter().map(Rule::to_json).collect::<Vec<_>>());
+        }
+        assert!(aggregate_rules(&stored).is_empty());
+    }
+
+    #[test]
+    fn a_cycle_of_aggregated_roles_settles() {
+        let roles: BTreeMap<String, Value> = [
+            role("a", json!({"to-b": "true"}), Some("to-a"), &["pods"]),
+            role("b", json!({"to-a": "true"}), Some("to-b"), &["nodes"]),
+        ]
+        .into_iter()
+        .map(|r| (r["metadata"]["name"].as_str().unwrap_or("").to_string(), r))
+        .collect();
+        // `a` takes `b`'s rules, then `b` takes `a`'s new ones (its own): stable after that.
+        let out = aggregate_rules(&roles);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].0, "a");
+        assert_eq!(out[0].1, Rule::list_from(&roles["b"]));
     }
 }

@@ -171,10 +171,12 @@ async fn ensure_reader_role(state: &AppState) -> anyhow::Result<()> {
 
 /// Publishes the trust now, then keeps it published.
 pub async fn start(state: &Arc<AppState>) -> anyhow::Result<()> {
-    ensure_reader_role(state).await?;
-    sync_config_map(state)
-        .await
-        .map_err(|e| anyhow::anyhow!("writing {NAMESPACE}/{NAME}: {e}"))?;
+    // Two independent writes: concurrently, so they share a commit.
+    tokio::try_join!(ensure_reader_role(state), async {
+        sync_config_map(state)
+            .await
+            .map_err(|e| anyhow::anyhow!("writing {NAMESPACE}/{NAME}: {e}"))
+    })?;
     let state = Arc::downgrade(state);
     tokio::spawn(async move {
         loop {

@@ -94,9 +94,15 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Creates the bootstrap objects and starts the loops.
+    /// Creates the bootstrap objects that must exist before the server is ready (the
+    /// `kubernetes` ServiceCIDR); [`ControlPlane::start`] comes after it.
+    pub async fn bootstrap(state: &AppState, cfg: &ControlPlaneConfig) -> anyhow::Result<()> {
+        kubernetes_service::ensure_service_cidr(state, cfg).await
+    }
+
+    /// Starts the loops (the `kubernetes` Service and its endpoints, the repair loops), once
+    /// [`ControlPlane::bootstrap`] is done.
     pub async fn start(state: Arc<AppState>, cfg: ControlPlaneConfig) -> anyhow::Result<Self> {
-        kubernetes_service::ensure_service_cidr(&state, &cfg).await?;
         let mut tasks = Vec::new();
         {
             let (state, cfg) = (state.clone(), cfg.clone());
