@@ -327,6 +327,11 @@ async fn run_controllers(
 ) -> anyhow::Result<()> {
     tracing::info!(controllers = ?selection, "controller-manager starting");
     let on = |name: &str| selection.enabled(name);
+    if !Selection::KNOWN.iter().any(|c| on(c)) {
+        // Nothing to run: no informers either (`--controllers=-a,-b,...`).
+        tracing::info!("no controller enabled");
+        return std::future::pending().await;
+    }
     let informer_client = client_for(&config, "shared-informers")?;
     let pods = Informer::<Pod>::spawn_with(
         kube::Api::all(informer_client.clone()),

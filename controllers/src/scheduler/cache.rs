@@ -413,7 +413,10 @@ mod tests {
         assert_eq!(b.host_ports, a.host_ports);
         assert_eq!(b.labels, a.labels);
         assert_eq!(b.required_anti_affinity, a.required_anti_affinity);
-        assert_eq!((b.uid.as_str(), b.priority, b.key()), ("u", 5, "ns/p".to_string()));
+        assert_eq!(
+            (b.uid.as_str(), b.priority, b.key()),
+            ("u", 5, "ns/p".to_string())
+        );
         assert_eq!(b.pod.metadata.resource_version.as_deref(), Some("7"));
         let spec = b.pod.spec.clone().unwrap_or_default();
         assert!(spec.containers.is_empty() && spec.volumes.is_none());
