@@ -65,12 +65,18 @@ where
 {
     /// Starts watching `api` in the background; the task ends when every handle is dropped.
     pub fn spawn(api: Api<K>) -> Self {
+        Self::spawn_with(api, drop_managed_fields)
+    }
+
+    /// As [`Informer::spawn`], with `transform` applied to each object before it is stored
+    /// (upstream `SharedInformer.SetTransform`): it drops what no subscriber reads.
+    pub fn spawn_with(api: Api<K>, transform: fn(&mut K)) -> Self {
         let (store, writer) = reflector::store::<K>();
         let (tx, _) = broadcast::channel(BUFFER);
         let feed = tx.clone();
         let stream = watcher(api, watcher::Config::default().any_semantic())
             .default_backoff()
-            .modify(drop_managed_fields);
+            .modify(transform);
         let task = tokio::spawn(run(stream, writer, store.clone(), feed));
         Self {
             store,

@@ -327,8 +327,16 @@ async fn run_controllers(
 ) -> anyhow::Result<()> {
     tracing::info!(controllers = ?selection, "controller-manager starting");
     let on = |name: &str| selection.enabled(name);
+    if !Selection::KNOWN.iter().any(|c| on(c)) {
+        // Nothing to run: no informers either (`--controllers=-a,-b,...`).
+        tracing::info!("no controller enabled");
+        return std::future::pending().await;
+    }
     let informer_client = client_for(&config, "shared-informers")?;
-    let pods = Informer::<Pod>::spawn(kube::Api::all(informer_client.clone()));
+    let pods = Informer::<Pod>::spawn_with(
+        kube::Api::all(informer_client.clone()),
+        podutil::drop_unread_pod_fields,
+    );
     let replicasets = Informer::<ReplicaSet>::spawn(kube::Api::all(informer_client));
     pods.wait_until_ready().await;
     replicasets.wait_until_ready().await;

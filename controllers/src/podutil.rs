@@ -4,12 +4,40 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Container, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 
 /// Annotation lowering or raising a pod's chance to be deleted on scale-down.
 pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+
+/// The transform of the controller-manager's shared pod informer (upstream informers'
+/// `SetTransform`): managedFields, volumes and the parts of containers no controller reads of
+/// an existing pod (environment, mounts, probes, commands...) are dropped before the pod is
+/// stored, so the cache holds what the controllers use: metadata, the scheduling fields,
+/// container names, images, ports (EndpointSlices' named ports) and requests, and the whole
+/// status. No controller writes a pod back from this cache (they patch), so nothing dropped
+/// here can be lost on the server.
+pub fn drop_unread_pod_fields(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.volumes = None;
+        for c in spec
+            .containers
+            .iter_mut()
+            .chain(spec.init_containers.iter_mut().flatten())
+        {
+            *c = Container {
+                name: std::mem::take(&mut c.name),
+                image: c.image.take(),
+                ports: c.ports.take(),
+                resources: c.resources.take(),
+                restart_policy: c.restart_policy.take(),
+                ..Container::default()
+            };
+        }
+    }
+}
 
 /// The pod's phase, `Pending` when unset.
 pub fn phase(pod: &Pod) -> &str {
@@ -256,6 +284,61 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    /// What the controllers read of a stored pod survives the informer's transform: the
+    /// finalizers and annotations (Job tracking, completion index), owner, tolerations and
+    /// affinity (node lifecycle, DaemonSets), named ports (EndpointSlices), requests, the
+    /// whole status (exit codes for podFailurePolicy); volumes and environment do not.
+    #[test]
+    fn the_informer_transform_keeps_what_controllers_read() {
+        let full: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "j-0", "namespace": "default", "uid": "u",
+                "finalizers": ["batch.kubernetes.io/job-tracking"],
+                "annotations": {"batch.kubernetes.io/job-completion-index": "0"},
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "j",
+                    "uid": "j-uid", "controller": true}],
+                "managedFields": [{"manager": "kubectl", "operation": "Update"}]},
+            "spec": {"nodeName": "n1", "hostname": "j-0", "subdomain": "svc",
+                "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                    "effect": "NoExecute", "tolerationSeconds": 300}],
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name",
+                        "operator": "In", "values": ["n1"]}]}]}}},
+                "volumes": [{"name": "v", "emptyDir": {}}],
+                "containers": [{"name": "c", "image": "busybox",
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "resources": {"requests": {"cpu": "1"}},
+                    "env": [{"name": "A", "value": "b"}], "command": ["sh"],
+                    "livenessProbe": {"exec": {"command": ["true"]}}}]},
+            "status": {"phase": "Failed", "containerStatuses": [{"name": "c", "image": "busybox",
+                "imageID": "", "ready": false, "restartCount": 2,
+                "state": {"terminated": {"exitCode": 42}}}]}
+        }))
+        .unwrap_or_default();
+        let mut p = full.clone();
+        drop_unread_pod_fields(&mut p);
+        let (m, fm) = (&p.metadata, &full.metadata);
+        assert_eq!(m.finalizers, fm.finalizers);
+        assert_eq!(m.annotations, fm.annotations);
+        assert_eq!(m.owner_references, fm.owner_references);
+        assert!(m.managed_fields.is_none());
+        let (s, fs) = (
+            p.spec.clone().unwrap_or_default(),
+            full.spec.clone().unwrap_or_default(),
+        );
+        assert_eq!((s.tolerations, s.affinity), (fs.tolerations, fs.affinity));
+        assert_eq!(
+            (s.hostname, s.subdomain, s.node_name),
+            (fs.hostname, fs.subdomain, fs.node_name)
+        );
+        assert_eq!(s.containers[0].ports, fs.containers[0].ports);
+        assert_eq!(s.containers[0].resources, fs.containers[0].resources);
+        assert_eq!(s.containers[0].name, "c");
+        assert_eq!(p.status, full.status);
+        assert!(s.volumes.is_none());
+        let c = &s.containers[0];
+        assert!(c.env.is_none() && c.command.is_none() && c.liveness_probe.is_none());
+    }
 
     fn pod(
         name: &str,

@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, Taint};
+use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, PodSpec, PodStatus, Taint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// Resource quantities in milli-units: the one parser, shared with ResourceQuota.
 pub use ferrokube_machinery::quota::parse_milli;
@@ -198,6 +199,44 @@ impl PodInfo {
         }
     }
 
+    /// The view of a pod bound to a node (or terminating there): what is derived from it
+    /// (requests, ports, labels, anti-affinity, owner) plus a skeleton of the object with
+    /// only what the scheduler still reads of a pod it will not place again (name, uid,
+    /// resourceVersion for events and preemption, deletion, node, priority, phase). Bound pods
+    /// are nearly every pod of a cluster; the full object would be held once more here.
+    pub fn bound(pod: Pod) -> PodInfo {
+        let mut info = PodInfo::new(Arc::new(pod));
+        let (m, spec, status) = (
+            &info.pod.metadata,
+            info.pod.spec.as_ref(),
+            info.pod.status.as_ref(),
+        );
+        let skeleton = Pod {
+            metadata: ObjectMeta {
+                name: m.name.clone(),
+                namespace: m.namespace.clone(),
+                uid: m.uid.clone(),
+                resource_version: m.resource_version.clone(),
+                deletion_timestamp: m.deletion_timestamp.clone(),
+                ..ObjectMeta::default()
+            },
+            spec: spec.map(|s| PodSpec {
+                node_name: s.node_name.clone(),
+                priority: s.priority,
+                preemption_policy: s.preemption_policy.clone(),
+                scheduler_name: s.scheduler_name.clone(),
+                ..PodSpec::default()
+            }),
+            status: status.map(|s| PodStatus {
+                phase: s.phase.clone(),
+                nominated_node_name: s.nominated_node_name.clone(),
+                ..PodStatus::default()
+            }),
+        };
+        info.pod = Arc::new(skeleton);
+        info
+    }
+
     /// `namespace/name`.
     pub fn key(&self) -> String {
         format!(
@@ -347,5 +386,39 @@ mod tests {
         assert_eq!(parse_milli("1.5G"), Some(1_500_000_000_000));
         assert_eq!(parse_milli("abc"), None);
         assert_eq!(parse_milli("1Zi"), None);
+    }
+
+    /// A bound pod keeps what filtering and preemption read of it: its requests, ports,
+    /// labels and anti-affinity as derived from the full object, and the identity a victim
+    /// needs (name, namespace, uid, resourceVersion, priority).
+    #[test]
+    fn a_bound_pod_is_accounted_as_the_full_object() {
+        let full: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+                "labels": {"app": "a"}},
+            "spec": {"nodeName": "n1", "priority": 5, "volumes": [{"name": "v", "emptyDir": {}}],
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"topologyKey": "kubernetes.io/hostname",
+                     "labelSelector": {"matchLabels": {"app": "a"}}}]}},
+                "containers": [{"name": "c", "image": "i",
+                    "resources": {"requests": {"cpu": "250m", "memory": "64Mi"}},
+                    "ports": [{"containerPort": 80, "hostPort": 8080}]}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.1"}
+        }))
+        .unwrap_or_default();
+        let a = PodInfo::new(Arc::new(full.clone()));
+        let b = PodInfo::bound(full);
+        assert_eq!(b.requests, a.requests);
+        assert_eq!(b.non_zero, a.non_zero);
+        assert_eq!(b.host_ports, a.host_ports);
+        assert_eq!(b.labels, a.labels);
+        assert_eq!(b.required_anti_affinity, a.required_anti_affinity);
+        assert_eq!(
+            (b.uid.as_str(), b.priority, b.key()),
+            ("u", 5, "ns/p".to_string())
+        );
+        assert_eq!(b.pod.metadata.resource_version.as_deref(), Some("7"));
+        let spec = b.pod.spec.clone().unwrap_or_default();
+        assert!(spec.containers.is_empty() && spec.volumes.is_none());
     }
 }

@@ -260,8 +260,7 @@ impl Scheduler {
                         self.queue.move_all_unschedulable(Instant::now());
                     }
                 } else {
-                    self.cache
-                        .add_pod(&node, Arc::new(PodInfo::new(Arc::new(p))));
+                    self.cache.add_pod(&node, Arc::new(PodInfo::bound(p)));
                 }
             }
             // Gated pods wait outside the queue (upstream's SchedulingGates PreEnqueue plugin):

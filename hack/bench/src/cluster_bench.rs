@@ -10,10 +10,13 @@
 //!   max, how many exceeded the 40 s node-monitor grace period, and the stalest Lease at the end);
 //!   memory per pod over the idle RSS at the peak, at the end and after `--settle S` more seconds
 //!   (default 90: longer than the watch cache's 75 s event window, so the rollout's events have
-//!   left the rings).
+//!   left the rings). With `--split` the controllers run as their own `ferrokube controllers`
+//!   process (the server gets every controller turned off), so their CPU and RSS are reported
+//!   apart from the API server's, the scheduler's and the node agents'.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,7 +30,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use crate::scheduler_bench::cpu_seconds;
-use crate::{rss_kib, start_ferrokube};
+use crate::{Proc, ferrokube_bin, rss_kib, start_ferrokube};
 
 /// The node-monitor grace period of the node lifecycle controller.
 const GRACE: f64 = 40.0;
@@ -263,13 +266,45 @@ pub async fn deployment_run(tmp: &Path, nodes: usize, replicas: usize) -> Result
 }
 
 /// `--big-cluster`: `pods` pods (Deployments of ≤ 1,000) on `nodes` nodes.
-pub async fn big_cluster_run(tmp: &Path, nodes: usize, pods: usize, settle: u64) -> Result<()> {
+pub async fn big_cluster_run(
+    tmp: &Path,
+    nodes: usize,
+    pods: usize,
+    settle: u64,
+    split: bool,
+) -> Result<()> {
     let dir = tmp.join("big-cluster");
     let flag = format!("--nodes={nodes}");
+    let none = ferrokube_controllers::Selection::KNOWN
+        .iter()
+        .map(|c| format!("-{c}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let no_controllers = format!("--controllers={none}");
+    let mut args = vec![flag.as_str(), "--runtime=simulated"];
+    if split {
+        args.push(&no_controllers);
+    }
     let t_start = Instant::now();
-    let (proc_, client, _) = start_ferrokube(&dir, &[&flag, "--runtime=simulated"]).await?;
+    let (proc_, client, _) = start_ferrokube(&dir, &args).await?;
     let pid = proc_.0.id();
     let sampler = Sampler::start(pid);
+    // `--split`: the controller-manager as its own process (no leader election: the server
+    // runs none of them).
+    let cm = if split {
+        let child = Command::new(ferrokube_bin())
+            .arg("controllers")
+            .arg("--kubeconfig")
+            .arg(dir.join("admin.kubeconfig"))
+            .arg("--leader-elect=false")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let cm_pid = child.id();
+        Some((Proc(child), Sampler::start(cm_pid), cm_pid))
+    } else {
+        None
+    };
     wait_nodes(&client, nodes, Duration::from_secs(600)).await?;
     let nodes_ready = t_start.elapsed();
     let rss_idle = rss_kib(pid);
@@ -278,6 +313,7 @@ pub async fn big_cluster_run(tmp: &Path, nodes: usize, pods: usize, settle: u64)
     let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let start = Instant::now();
     let cpu_before = cpu_seconds(pid);
+    let cm_cpu_before = cm.as_ref().map(|c| cpu_seconds(c.2)).unwrap_or(0.0);
     let mut left = pods;
     let mut i = 0;
     while left > 0 {
@@ -289,6 +325,7 @@ pub async fn big_cluster_run(tmp: &Path, nodes: usize, pods: usize, settle: u64)
     }
     let available = wait_available(&client, pods, start, Duration::from_secs(1800)).await?;
     let cpu_run = cpu_seconds(pid) - cpu_before;
+    let cm_cpu_run = cm.as_ref().map(|c| cpu_seconds(c.2)).unwrap_or(0.0) - cm_cpu_before;
     let running = running_pods(&client).await?;
     // Keep watching the leases for two more renewal rounds with the pods in place.
     tokio::time::sleep(Duration::from_secs(25)).await;
@@ -303,6 +340,12 @@ pub async fn big_cluster_run(tmp: &Path, nodes: usize, pods: usize, settle: u64)
     lease_task.abort();
     let rss_end = rss_kib(pid);
     let (peak, cpu_total, span) = sampler.stop();
+    let cm_figures = cm.map(|(proc_, sampler, cm_pid)| {
+        let end = rss_kib(cm_pid);
+        let (peak, _, _) = sampler.stop();
+        drop(proc_);
+        (peak, end)
+    });
     tokio::time::sleep(Duration::from_secs(settle)).await;
     let rss_settled = rss_kib(pid);
     let per_pod = |kib: u64| kib.saturating_sub(rss_idle) as f64 / pods.max(1) as f64;
@@ -357,6 +400,17 @@ pub async fn big_cluster_run(tmp: &Path, nodes: usize, pods: usize, settle: u64)
         per_pod(rss_settled),
         rss_settled / 1024
     );
+    if let Some((cm_peak, cm_end)) = cm_figures {
+        println!(
+            "| controller-manager process (the server above without it): CPU during the rollout | {cm_cpu_run:.1} s ({:.0}% of one core) |",
+            100.0 * cm_cpu_run / available.as_secs_f64()
+        );
+        println!(
+            "| controller-manager peak RSS / at end | {} MiB / {} MiB |",
+            cm_peak / 1024,
+            cm_end / 1024
+        );
+    }
     println!(
         "| lease renewals observed ({n_leases} leases) | {} |",
         iv.len()

@@ -9,7 +9,7 @@
 //! patch comparison (`patch_bench.rs`). `--scheduler` runs only the scheduler / simulated-node
 //! benchmark (`scheduler_bench.rs`: 100 nodes, 1,000 pods; `--quick`: 10 and 100).
 //! `--deployment [--nodes 100] [--replicas 1000]` and `--big-cluster [--nodes 1000] [--pods 30000]
-//! [--settle 90]` run the big-cluster benchmarks (`cluster_bench.rs`).
+//! [--settle 90] [--split]` run the big-cluster benchmarks (`cluster_bench.rs`).
 //! `--figures [--rounds N]` prints every figure of issue 12 in one run with its reference
 //! (nginx over TLS for reads, etcd for creates; `figures.rs`). `--crds [--count N] [--props P --rules R]`: the CRD
 //! figures of issue 10 (apply → served/discovery/OpenAPI, CR vs ConfigMap, RSS with N CRDs;
@@ -441,6 +441,7 @@ async fn main() -> Result<()> {
             num("--nodes", 1000),
             num("--pods", 30000),
             num("--settle", 90) as u64,
+            args.iter().any(|a| a == "--split"),
         )
         .await;
         let _ = std::fs::remove_dir_all(&tmp);
