@@ -200,15 +200,6 @@ pub async fn run_with_hooks(
     before_stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    // Every write consults two tables built once on first use: the schema table of the type
-    // check and the schema facts of managedFields (~10 ms of CPU together). Built now, beside
-    // the certificates and the store, the bootstrap writes find them ready instead of the
-    // first one building them. On a worker thread as before, not a blocking one: built on
-    // a blocking thread, anonymous RSS 1 s after ready was ~1.5 MB higher.
-    tokio::spawn(async {
-        ferrokube_machinery::validation::unknown_fields::warm_up();
-        ferrokube_machinery::openapi::facts::facts();
-    });
     // `-vv`: where start-up time goes.
     let phase = |done: &str| {
         tracing::debug!(
@@ -219,6 +210,16 @@ pub async fn run_with_hooks(
     // Optional API group-versions (`--runtime-config`) shape the one resource table: first.
     let optional = opts.check_api_selection()?;
     resources::enable_optional(&optional).map_err(|e| anyhow::anyhow!(e))?;
+    // Every write consults two tables built once on first use: the schema table of the type
+    // check and the schema facts of managedFields (~10 ms of CPU together). Built now, beside
+    // the certificates and the store, the bootstrap writes find them ready instead of the
+    // first one building them. On a worker thread as before, not a blocking one: built on
+    // a blocking thread, anonymous RSS 1 s after ready was ~1.5 MB higher. After
+    // `enable_optional`: the tables read the resource table, which is fixed by their first read.
+    tokio::spawn(async {
+        ferrokube_machinery::validation::unknown_fields::warm_up();
+        ferrokube_machinery::openapi::facts::facts();
+    });
     let dir = opts.data_dir();
     certs::private_dir(&dir).with_context(|| format!("preparing {}", dir.display()))?;
     // Certificates (key generation, files fsynced one by one) and the store (on a first start:
