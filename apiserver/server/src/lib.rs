@@ -145,6 +145,29 @@ fn parse_fill_delay(spec: Option<&str>) -> Option<std::time::Duration> {
 /// The default namespaces every cluster has.
 const DEFAULT_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// Creates the cluster-scoped bootstrap object `name` of `h` from `obj` unless it exists
+/// (read first, so a restart runs no write; `AlreadyExists` from a concurrent creator is
+/// fine). Returns whether this call created it.
+pub(crate) async fn ensure_bootstrap_object(
+    state: &AppState,
+    h: &registry::ResourceHandle,
+    name: &str,
+    obj: serde_json::Value,
+) -> anyhow::Result<bool> {
+    let what = &h.info.plural;
+    match state.store.get(h, "", name).await {
+        Ok(_) => return Ok(false),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => anyhow::bail!("reading {what} {name}: {e}"),
+    }
+    let opts = crate::registry::store::WriteOptions::default();
+    match state.store.create(h, "", obj, &opts).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_already_exists() => Ok(false),
+        Err(e) => anyhow::bail!("creating {what} {name}: {e}"),
+    }
+}
+
 /// Creates the default namespaces that are missing, concurrently (one commit for all of them
 /// when the store batches concurrent writes).
 async fn ensure_default_namespaces(state: &AppState) -> anyhow::Result<()> {
@@ -154,19 +177,11 @@ async fn ensure_default_namespaces(state: &AppState) -> anyhow::Result<()> {
     let ensure = |name: &'static str| {
         let ns = ns.clone();
         async move {
-            match state.store.get(&ns, "", name).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => anyhow::bail!("reading namespace {name}: {e}"),
-            }
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-            let opts = crate::registry::store::WriteOptions::default();
-            match state.store.create(&ns, "", obj, &opts).await {
-                Ok(_) => tracing::info!(namespace = name, "created default namespace"),
-                Err(e) if e.is_already_exists() => {}
-                Err(e) => anyhow::bail!("creating namespace {name}: {e}"),
+            if ensure_bootstrap_object(state, &ns, name, obj).await? {
+                tracing::info!(namespace = name, "created default namespace");
             }
-            Ok(())
+            anyhow::Ok(())
         }
     };
     futures::future::try_join_all(DEFAULT_NAMESPACES.iter().map(|n| ensure(n))).await?;

@@ -11,7 +11,6 @@ use super::pod::s;
 use super::{AdmissionPlugin, Attributes, Operation};
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::registry::store::WriteOptions;
 
 /// upstream `scheduling.SystemPriorityClasses()`.
 const SYSTEM_CLASSES: [(&str, i64, &str); 2] = [
@@ -37,23 +36,12 @@ pub async fn ensure_system_priority_classes(state: &AppState) -> anyhow::Result<
     let ensure = |(name, value, description): (&'static str, i64, &'static str)| {
         let h = h.clone();
         async move {
-            match state.store.get(&h, "", name).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => anyhow::bail!("reading PriorityClass {name}: {e}"),
-            }
             let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
                 "metadata": {"name": name}, "value": value, "description": description});
-            match state
-                .store
-                .create(&h, "", obj, &WriteOptions::default())
-                .await
-            {
-                Ok(_) => tracing::info!(name, "created PriorityClass"),
-                Err(e) if e.is_already_exists() => {}
-                Err(e) => anyhow::bail!("creating PriorityClass {name}: {e}"),
+            if crate::ensure_bootstrap_object(state, &h, name, obj).await? {
+                tracing::info!(name, "created PriorityClass");
             }
-            Ok(())
+            anyhow::Ok(())
         }
     };
     futures::future::try_join_all(SYSTEM_CLASSES.into_iter().map(ensure)).await?;
