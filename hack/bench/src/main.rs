@@ -15,6 +15,8 @@
 //! figures of issue 10 (apply → served/discovery/OpenAPI, CR vs ConfigMap, RSS with N CRDs;
 //! `crd_bench.rs`). `--start [--count N] [--runs R] [--dir DIR]`: start → `/readyz` empty and
 //! with N small ConfigMaps, RSS split after ready, first reads (`start_bench.rs`).
+//! `--soak [--minutes 60] [--sample 60] [--rate 200]`: RSS and CPU every sample under mixed
+//! writes, lists and resuming watches, with the RSS slope at the end (`soak.rs`).
 
 mod admission_bench;
 mod audit_bench;
@@ -25,6 +27,7 @@ mod crd_bench;
 mod figures;
 mod patch_bench;
 mod scheduler_bench;
+mod soak;
 mod start_bench;
 
 use std::path::{Path, PathBuf};
@@ -453,6 +456,17 @@ async fn main() -> Result<()> {
         } else {
             backends::run(&tmp, scale).await
         };
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
+    }
+    if args.iter().any(|a| a == "--soak") {
+        let r = soak::run(
+            &tmp,
+            num("--minutes", 60) as u64,
+            num("--sample", 60) as u64,
+            num("--rate", 200) as u64,
+        )
+        .await;
         let _ = std::fs::remove_dir_all(&tmp);
         return r;
     }
