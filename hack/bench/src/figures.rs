@@ -436,9 +436,15 @@ pub async fn run(tmp: &Path, quick: bool, rounds: usize) -> Result<()> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), list_ns);
     for r in 0..rounds {
         // The namespace also holds its kube-root-ca.crt.
+        let path = format!("/api/v1/namespaces/{list_ns}/configmaps");
+        let bytes = crate::readpath::median_bytes_time(&client, &path, ln * 100).await?;
         row(
             &format!("list of {} configmaps (median of 5), round {r}", ln + 1),
-            ms(median_list_time(&api, ln + 1).await?),
+            format!(
+                "to the last byte {} | typed (kube-rs decoding) {}",
+                ms(bytes),
+                ms(median_list_time(&api, ln + 1).await?)
+            ),
         );
     }
 

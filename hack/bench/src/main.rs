@@ -15,6 +15,8 @@
 //! figures of issue 10 (apply → served/discovery/OpenAPI, CR vs ConfigMap, RSS with N CRDs;
 //! `crd_bench.rs`). `--start [--count N] [--runs R] [--dir DIR]`: start → `/readyz` empty and
 //! with N small ConfigMaps, RSS split after ready, first reads (`start_bench.rs`).
+//! `--readpath [--bins A,B] [--rounds 3] [--count 10000] [--watchers 1000]`: list (bytes and
+//! typed) and watch fan-out figures, binaries alternated round by round (`readpath.rs`).
 //! `--soak [--minutes 60] [--sample 60] [--rate 200]`: RSS and CPU every sample under mixed
 //! writes, lists and resuming watches, with the RSS slope at the end (`soak.rs`).
 
@@ -26,6 +28,7 @@ mod cluster_bench;
 mod crd_bench;
 mod figures;
 mod patch_bench;
+mod readpath;
 mod scheduler_bench;
 mod soak;
 mod start_bench;
@@ -456,6 +459,24 @@ async fn main() -> Result<()> {
         } else {
             backends::run(&tmp, scale).await
         };
+        let _ = std::fs::remove_dir_all(&tmp);
+        return r;
+    }
+    if args.iter().any(|a| a == "--readpath") {
+        let bins: Vec<PathBuf> = args
+            .iter()
+            .position(|a| a == "--bins")
+            .and_then(|i| args.get(i + 1))
+            .map(|b| b.split(',').map(PathBuf::from).collect())
+            .unwrap_or_else(|| vec![ferrokube_bin()]);
+        let r = readpath::run(
+            &tmp,
+            &bins,
+            num("--rounds", 3),
+            num("--count", 10_000),
+            num("--watchers", 1000),
+        )
+        .await;
         let _ = std::fs::remove_dir_all(&tmp);
         return r;
     }

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
 use kube::core::WatchEvent;
 use kube::{Client, ResourceExt};
@@ -269,7 +269,9 @@ async fn watcher(client: Client, n: usize, stop: Arc<AtomicBool>, c: Arc<Counter
         let mut stream = stream.boxed();
         loop {
             match stream.try_next().await {
-                Ok(Some(WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o))) => {
+                Ok(Some(
+                    WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o),
+                )) => {
                     c.watch_events.fetch_add(1, Ordering::Relaxed);
                     if let Some(v) = o.resource_version() {
                         rv = v;
@@ -340,7 +342,16 @@ pub async fn run(tmp: &Path, minutes: u64, sample_secs: u64, rate: u64) -> Resul
     }
     println!(
         "{:>6} {:>9} {:>8} {:>8} {:>7} {:>9} {:>7} {:>10} {:>8} {:>6}",
-        "min", "RSS MiB", "anon", "file", "CPU %", "writes", "lists", "watch ev", "restarts", "errors"
+        "min",
+        "RSS MiB",
+        "anon",
+        "file",
+        "CPU %",
+        "writes",
+        "lists",
+        "watch ev",
+        "restarts",
+        "errors"
     );
     let start = Instant::now();
     let end = start + Duration::from_secs(minutes * 60);

@@ -1,8 +1,15 @@
 //! GET of a collection (upstream `handlers/get.go` `ListResource`).
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
 use axum::response::Response;
+use bytes::Bytes;
 use ferrokube_storage::KeyValue;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode, header};
+use http_body::Frame;
 use serde_json::{Map, Value, json};
 
 use super::{Scope, json_response};
@@ -40,29 +47,22 @@ pub async fn list(scope: &Scope) -> ApiResult<Response> {
     let info = &scope.handle.info;
     match output {
         Output::Json => {
-            // Items are spliced from their stored bytes: no parse and re-encode per item.
-            let mut out = Vec::with_capacity(
-                result
-                    .items
-                    .iter()
-                    .map(|kv| kv.value.len() + 32)
-                    .sum::<usize>()
-                    + 256,
-            );
-            out.extend_from_slice(b"{\"kind\":");
-            out.extend_from_slice(
+            let mut head = Vec::with_capacity(256);
+            head.extend_from_slice(b"{\"kind\":");
+            head.extend_from_slice(
                 &serde_json::to_vec(&info.list_kind).map_err(ApiError::Encoding)?,
             );
-            out.extend_from_slice(b",\"apiVersion\":");
-            out.extend_from_slice(
+            head.extend_from_slice(b",\"apiVersion\":");
+            head.extend_from_slice(
                 &serde_json::to_vec(&info.api_version()).map_err(ApiError::Encoding)?,
             );
-            out.extend_from_slice(b",\"metadata\":");
-            out.extend_from_slice(
+            head.extend_from_slice(b",\"metadata\":");
+            head.extend_from_slice(
                 &serde_json::to_vec(&list_meta(&result)).map_err(ApiError::Encoding)?,
             );
-            out.extend_from_slice(b",\"items\":[");
-            // Items that cannot be spliced are converted together (one webhook call).
+            head.extend_from_slice(b",\"items\":[");
+            // Items that cannot be spliced are converted together (one webhook call) and
+            // encoded here, so that nothing can fail once the body has started.
             let h = &scope.handle;
             let pending: Vec<KeyValue> = result
                 .items
@@ -71,18 +71,30 @@ pub async fn list(scope: &Scope) -> ApiResult<Response> {
                 .cloned()
                 .collect();
             let mut converted = codec::decode_served_many(h, &pending).await?.into_iter();
-            for (i, kv) in result.items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                if codec::splices(h, kv) {
-                    codec::write_with_rv(&mut out, &kv.value, kv.mod_revision);
+            let mut pieces = Vec::with_capacity(result.items.len());
+            for kv in result.items {
+                if codec::splices(h, &kv) {
+                    pieces.push(Piece::Spliced(kv));
                 } else if let Some(v) = converted.next() {
-                    serde_json::to_writer(&mut out, &v).map_err(ApiError::Encoding)?;
+                    pieces.push(Piece::Encoded(
+                        serde_json::to_vec(&v).map_err(ApiError::Encoding)?,
+                    ));
                 }
             }
-            out.extend_from_slice(b"]}");
-            Ok(json_response(StatusCode::OK, out))
+            let mut body = ListBody::new(head, pieces);
+            let first = body.next_chunk().unwrap_or_default();
+            if body.done {
+                // All of it fits one chunk: sent whole, with a Content-Length.
+                return Ok(json_response(StatusCode::OK, first));
+            }
+            body.pending = Some(first);
+            let mut resp = Response::new(Body::new(body));
+            *resp.status_mut() = StatusCode::OK;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Ok(resp)
         }
         other => {
             let items = codec::decode_served_many(&scope.handle, &result.items).await?;
@@ -115,6 +127,152 @@ pub async fn list(scope: &Scope) -> ApiResult<Response> {
                 StatusCode::OK,
                 serde_json::to_vec(&body).map_err(ApiError::Encoding)?,
             ))
+        }
+    }
+}
+
+/// One item of a JSON list: stored bytes (the resourceVersion is spliced in as they are
+/// written), or an object converted and encoded beforehand.
+enum Piece {
+    Spliced(KeyValue),
+    Encoded(Vec<u8>),
+}
+
+/// A JSON list written out in chunks of about [`LIST_CHUNK`] bytes as the connection takes them
+/// (upstream streams its list encoding too, without a Content-Length once past its buffer):
+/// encoding overlaps sending, each item's bytes are read once, and a 10,000-item list never sits
+/// in one multi-megabyte buffer. A list that fits one chunk is sent whole instead.
+struct ListBody {
+    /// A chunk made before the body was handed over (the first one).
+    pending: Option<Vec<u8>>,
+    head: Vec<u8>,
+    items: std::vec::IntoIter<Piece>,
+    first: bool,
+    done: bool,
+}
+
+const LIST_CHUNK: usize = 64 * 1024;
+
+impl ListBody {
+    fn new(head: Vec<u8>, pieces: Vec<Piece>) -> Self {
+        ListBody {
+            pending: None,
+            head,
+            items: pieces.into_iter(),
+            first: true,
+            done: false,
+        }
+    }
+
+    /// The next chunk, the last one closing the list; None after that one.
+    fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        if let Some(p) = self.pending.take() {
+            return Some(p);
+        }
+        if self.done {
+            return None;
+        }
+        let mut out = std::mem::take(&mut self.head);
+        out.reserve(LIST_CHUNK);
+        while out.len() < LIST_CHUNK {
+            match self.items.next() {
+                Some(piece) => {
+                    if !std::mem::take(&mut self.first) {
+                        out.push(b',');
+                    }
+                    match piece {
+                        Piece::Spliced(kv) => {
+                            codec::write_with_rv(&mut out, &kv.value, kv.mod_revision)
+                        }
+                        Piece::Encoded(v) => out.extend_from_slice(&v),
+                    }
+                }
+                None => {
+                    out.extend_from_slice(b"]}\n");
+                    self.done = true;
+                    break;
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+impl http_body::Body for ListBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(
+            self.next_chunk()
+                .map(|chunk| Ok(Frame::data(Bytes::from(chunk)))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.pending.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn kv(value: &str, rev: i64) -> KeyValue {
+        KeyValue {
+            key: "/registry/configmaps/default/a".into(),
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            create_revision: rev,
+            mod_revision: rev,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_streamed_list_is_the_whole_list_in_chunks() {
+        let big = "x".repeat(LIST_CHUNK / 3);
+        for n in [0usize, 1, 2, 7, 40] {
+            let mut pieces = Vec::new();
+            let mut want = String::from("{\"kind\":\"L\",\"items\":[");
+            for i in 0..n {
+                if i > 0 {
+                    want.push(',');
+                }
+                if i % 5 == 4 {
+                    let v = format!("{{\"converted\":{i}}}");
+                    want.push_str(&v);
+                    pieces.push(Piece::Encoded(v.into_bytes()));
+                } else {
+                    let stored =
+                        format!("{{\"metadata\":{{\"name\":\"o{i}\"}},\"data\":\"{big}\"}}");
+                    let rev = 10 + i as i64;
+                    want.push_str(&format!(
+                        "{{\"metadata\":{{\"resourceVersion\":\"{rev}\",\"name\":\"o{i}\"}},\"data\":\"{big}\"}}"
+                    ));
+                    pieces.push(Piece::Spliced(kv(&stored, rev)));
+                }
+            }
+            want.push_str("]}\n");
+            let mut body = ListBody::new(b"{\"kind\":\"L\",\"items\":[".to_vec(), pieces);
+            // As the handler: the first chunk made before the body is handed over.
+            body.pending = body.next_chunk();
+            let mut body = std::pin::pin!(body);
+            let mut got = Vec::new();
+            let mut frames = 0;
+            while let Some(f) = body.frame().await {
+                let data = f.unwrap().into_data().unwrap();
+                frames += 1;
+                got.extend_from_slice(&data);
+            }
+            assert_eq!(String::from_utf8(got).unwrap(), want, "{n} items");
+            // Chunks of about LIST_CHUNK: a 40-item list of ~22 KB items is many frames.
+            assert!(
+                frames >= want.len() / (LIST_CHUNK + big.len() + 200),
+                "{frames} frames"
+            );
         }
     }
 }

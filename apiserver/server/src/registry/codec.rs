@@ -51,8 +51,9 @@ pub fn write_with_rv(out: &mut Vec<u8>, stored: &[u8], rv: Revision) {
         Some(pos) => {
             let split = pos + METADATA_OPEN.len();
             out.extend_from_slice(&stored[..split]);
-            out.extend_from_slice(b"\"resourceVersion\":\"");
-            out.extend_from_slice(rv.to_string().as_bytes());
+            out.extend_from_slice(RV_FIELD);
+            let (digits, n) = decimal(rv);
+            out.extend_from_slice(&digits[digits.len() - n..]);
             out.push(b'"');
             if stored.get(split) != Some(&b'}') {
                 out.push(b',');
@@ -60,6 +61,24 @@ pub fn write_with_rv(out: &mut Vec<u8>, stored: &[u8], rv: Revision) {
             out.extend_from_slice(&stored[split..]);
         }
         None => out.extend_from_slice(stored),
+    }
+}
+
+const RV_FIELD: &[u8] = b"\"resourceVersion\":\"";
+
+/// The decimal digits of a revision (right-aligned in the buffer) and their count, without an
+/// allocation (a list writes one per item). Revisions are never negative; one would print as 0.
+fn decimal(rv: Revision) -> ([u8; 20], usize) {
+    let mut buf = [0u8; 20];
+    let mut v = u64::try_from(rv).unwrap_or(0);
+    let mut n = 0;
+    loop {
+        n += 1;
+        buf[20 - n] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break (buf, n);
+        }
     }
 }
 
@@ -171,7 +190,10 @@ pub fn set_rv(obj: &mut Value, rv: Revision) {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    let first = *needle.first()?;
+    // The first byte is checked inline: a slice comparison at every offset is a call to memcmp.
+    hay.windows(needle.len())
+        .position(|w| w[0] == first && w == needle)
 }
 
 #[cfg(test)]
@@ -187,6 +209,37 @@ mod tests {
         assert!(stored_as(&stored, "v1"));
         assert!(!stored_as(&stored, "events.k8s.io/v1"));
         assert!(!stored_as(b"{\"apiVersion\":\"v1beta1\",", "v1"));
+    }
+
+    #[test]
+    fn the_resource_version_is_spliced_after_the_metadata_opens() {
+        for (stored, rv, want) in [
+            (
+                &br#"{"metadata":{"name":"a"},"x":1}"#[..],
+                12,
+                r#"{"metadata":{"resourceVersion":"12","name":"a"},"x":1}"#,
+            ),
+            (
+                br#"{"kind":"A","metadata":{}}"#,
+                0,
+                r#"{"kind":"A","metadata":{"resourceVersion":"0"}}"#,
+            ),
+            (br#"{"kind":"A"}"#, 7, r#"{"kind":"A"}"#),
+            (
+                br#"{"metadata":{"a":"b"}}"#,
+                i64::MAX,
+                r#"{"metadata":{"resourceVersion":"9223372036854775807","a":"b"}}"#,
+            ),
+            (
+                br#"{"metadata":{"a":"b"}}"#,
+                1_000_000,
+                r#"{"metadata":{"resourceVersion":"1000000","a":"b"}}"#,
+            ),
+        ] {
+            let mut out = Vec::new();
+            write_with_rv(&mut out, stored, rv);
+            assert_eq!(String::from_utf8_lossy(&out), want);
+        }
     }
 
     #[test]
