@@ -136,21 +136,20 @@ async fn write(client: &Client, k: u64, c: &Counters) {
 async fn writers(client: Client, rate: u64, stop: Arc<AtomicBool>, c: Arc<Counters>) {
     let next = Arc::new(AtomicU64::new(0));
     let period = Duration::from_secs_f64(WRITERS as f64 / rate.max(1) as f64);
-    let mut tasks = Vec::new();
+    // A JoinSet: aborting this task (the end of the soak) aborts the writers with it.
+    let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..WRITERS {
         let (client, stop, c, next) = (client.clone(), stop.clone(), c.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while !stop.load(Ordering::Relaxed) {
                 tick.tick().await;
                 write(&client, next.fetch_add(1, Ordering::Relaxed), &c).await;
             }
-        }));
+        });
     }
-    for t in tasks {
-        let _ = t.await;
-    }
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Leases renewed every second, as nodes' heartbeats (10 leases → 10 writes/s).

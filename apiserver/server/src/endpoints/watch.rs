@@ -9,11 +9,12 @@ use axum::response::Response;
 use bytes::Bytes;
 use ferrokube_machinery::status::Status;
 use ferrokube_machinery::validation::FieldError;
-use ferrokube_storage::watch_cache::{CacheEvent, CacheWatchStream};
+use ferrokube_storage::watch_cache::CacheEvent;
 use ferrokube_storage::{Event, EventKind, KeyValue, Revision};
 use futures::StreamExt;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use super::Scope;
 use crate::AppState;
@@ -140,61 +141,6 @@ impl Drop for WatchGuard {
     }
 }
 
-/// A watch being served: the initial frames, then the cache's events until the deadline.
-struct WatchRun {
-    enc: Encoder,
-    stream: Result<CacheWatchStream, Status>,
-    initial: std::vec::IntoIter<Bytes>,
-    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
-    done: bool,
-    _guard: WatchGuard,
-}
-
-impl WatchRun {
-    /// The next frame to write, or None when the watch ends.
-    async fn next_frame(&mut self) -> Option<Bytes> {
-        if self.done {
-            return None;
-        }
-        if let Some(f) = self.initial.next() {
-            return Some(f);
-        }
-        let stream = match &mut self.stream {
-            Ok(s) => s,
-            Err(status) => {
-                self.done = true;
-                return Some(Encoder::error(status));
-            }
-        };
-        loop {
-            let item = tokio::select! {
-                _ = &mut self.deadline => return None,
-                item = stream.next() => item,
-            };
-            return Some(match item {
-                None => return None,
-                Some(Ok(CacheEvent::Event(ev))) => match self.enc.event(&ev).await {
-                    Ok(Some(f)) => f,
-                    Ok(None) => continue,
-                    Err(e) => Encoder::error(&e.to_status()),
-                },
-                Some(Ok(CacheEvent::Progress(rev))) => {
-                    if !self.enc.bookmarks || self.enc.table.is_some() {
-                        continue;
-                    }
-                    self.enc.bookmark(rev, false)
-                }
-                Some(Err(e)) => {
-                    // 410 Expired for a compacted revision, as every storage error: mapped in
-                    // `error.rs`; the watch ends after it.
-                    self.done = true;
-                    Encoder::error(&ApiError::from(e).to_status())
-                }
-            });
-        }
-    }
-}
-
 /// Handles watch.
 pub async fn watch(scope: &Scope) -> ApiResult<Response> {
     let table = match scope.output()? {
@@ -267,26 +213,59 @@ pub async fn watch(scope: &Scope) -> ApiResult<Response> {
     }
     let stream = started.stream;
 
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let state = scope.state.clone();
     state.metrics.watch_started();
-    // The body polls the cache's stream itself, in the connection's task: no task and channel
-    // per watch between the cache and the socket (one wake-up and one copy less per event and
-    // watcher, which is what a fan-out to 1,000 watchers pays 1,000 times), and frames ready
-    // together are written together. The client going away drops the body and with it the
-    // cache watcher.
-    let run = WatchRun {
-        enc,
-        stream,
-        initial: initial.into_iter(),
-        deadline: Box::pin(tokio::time::sleep(timeout)),
-        done: false,
-        _guard: WatchGuard(state),
-    };
-    let frames = futures::stream::unfold(run, |mut r| async move {
-        let frame = r.next_frame().await?;
-        Some((Ok::<_, std::io::Error>(frame), r))
+    tokio::spawn(async move {
+        let _guard = WatchGuard(state);
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(status) => {
+                let _ = tx.send(Ok(Encoder::error(&status))).await;
+                return;
+            }
+        };
+        for f in initial {
+            if tx.send(Ok(f)).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            let item = tokio::select! {
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+                item = stream.next() => item,
+            };
+            let frame = match item {
+                None => return,
+                Some(Ok(CacheEvent::Event(ev))) => match enc.event(&ev).await {
+                    Ok(Some(f)) => f,
+                    Ok(None) => continue,
+                    Err(e) => Encoder::error(&e.to_status()),
+                },
+                Some(Ok(CacheEvent::Progress(rev))) => {
+                    if !enc.bookmarks || enc.table.is_some() {
+                        continue;
+                    }
+                    enc.bookmark(rev, false)
+                }
+                Some(Err(e)) => {
+                    // 410 Expired for a compacted revision, as every storage error: mapped in
+                    // `error.rs`.
+                    let _ = tx
+                        .send(Ok(Encoder::error(&ApiError::from(e).to_status())))
+                        .await;
+                    return;
+                }
+            };
+            if tx.send(Ok(frame)).await.is_err() {
+                return;
+            }
+        }
     });
-    let body = Body::from_stream(frames);
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut().insert(
