@@ -210,7 +210,12 @@ fn large_cm(name: &str) -> ConfigMap {
 }
 
 /// Creates `n` ConfigMaps made by `make` in `ns`; returns creates/s.
-async fn fill(client: &Client, ns: &str, n: usize, make: fn(&str) -> ConfigMap) -> Result<f64> {
+pub(crate) async fn fill(
+    client: &Client,
+    ns: &str,
+    n: usize,
+    make: fn(&str) -> ConfigMap,
+) -> Result<f64> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let (rate, _) = load(n, CONNS, move |i| {
         let api = api.clone();

@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use http_body_util::BodyExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 
 use crate::figures::small_cm;
-use crate::{load, median_list_time, ms, percentile, start_ferrokube_bin, watch_fanout};
+use crate::{median_list_time, ms, percentile, start_ferrokube_bin, watch_fanout};
 
 /// The median time of five GETs of `path` read to the last byte, each checked to be `len` bytes
 /// or more.
@@ -53,17 +53,8 @@ pub async fn run(
         for (b, bin) in bins.iter().enumerate() {
             let dir = tmp.join(format!("r{r}-b{b}"));
             let (server, client, _) = start_ferrokube_bin(bin, &dir, &[]).await?;
+            crate::figures::fill(&client, ns, count, small_cm).await?;
             let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-            let fill = api.clone();
-            load(count, 32, move |i| {
-                let api = fill.clone();
-                async move {
-                    api.create(&PostParams::default(), &small_cm(&format!("o{i:06}")))
-                        .await?;
-                    Ok(())
-                }
-            })
-            .await?;
             // The namespace also holds its kube-root-ca.crt.
             let path = format!("/api/v1/namespaces/{ns}/configmaps");
             let bytes = median_bytes_time(&client, &path, count * 100).await?;
