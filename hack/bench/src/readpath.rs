@@ -18,8 +18,8 @@ use kube::api::Api;
 use crate::figures::small_cm;
 use crate::{median_list_time, ms, percentile, start_ferrokube_bin, watch_fanout};
 
-/// The median time of five GETs of `path` read to the last byte, each checked to be `len` bytes
-/// or more.
+/// The median time of five GETs of `path` read to the last byte, each checked to be at least
+/// `min_len` bytes.
 pub(crate) async fn median_bytes_time(
     client: &kube::Client,
     path: &str,

@@ -2,6 +2,8 @@
 //! first and no `metadata.resourceVersion` (the revision is the version, as upstream). On the way
 //! out the revision is spliced back in without re-parsing the object.
 
+use std::io::Write as _;
+
 use bytes::Bytes;
 use ferrokube_storage::{KeyValue, Revision};
 use serde_json::{Map, Value};
@@ -51,34 +53,14 @@ pub fn write_with_rv(out: &mut Vec<u8>, stored: &[u8], rv: Revision) {
         Some(pos) => {
             let split = pos + METADATA_OPEN.len();
             out.extend_from_slice(&stored[..split]);
-            out.extend_from_slice(RV_FIELD);
-            let (digits, n) = decimal(rv);
-            out.extend_from_slice(&digits[digits.len() - n..]);
-            out.push(b'"');
+            // Formatted straight into `out` (a list writes one per item: no String each).
+            let _ = write!(out, "\"resourceVersion\":\"{rv}\"");
             if stored.get(split) != Some(&b'}') {
                 out.push(b',');
             }
             out.extend_from_slice(&stored[split..]);
         }
         None => out.extend_from_slice(stored),
-    }
-}
-
-const RV_FIELD: &[u8] = b"\"resourceVersion\":\"";
-
-/// The decimal digits of a revision (right-aligned in the buffer) and their count, without an
-/// allocation (a list writes one per item). Revisions are never negative; one would print as 0.
-fn decimal(rv: Revision) -> ([u8; 20], usize) {
-    let mut buf = [0u8; 20];
-    let mut v = u64::try_from(rv).unwrap_or(0);
-    let mut n = 0;
-    loop {
-        n += 1;
-        buf[20 - n] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break (buf, n);
-        }
     }
 }
 
