@@ -19,8 +19,8 @@ use kube::{Client, Config};
 use serde_json::json;
 
 use crate::{
-    Proc, b64, load, median_list_time, metric, ms, percentile, rss_kib, start_etcd,
-    start_ferrokube, watch_fanout,
+    Proc, Watcher, b64, load, median_list_time, metric, ms, percentile, rss_kib, start_etcd,
+    start_ferrokube, watch_fanout_with,
 };
 
 const CONNS: usize = 32;
@@ -456,15 +456,23 @@ pub async fn run(tmp: &Path, quick: bool, rounds: usize) -> Result<()> {
     // Watch fan-out.
     let watchers = 1000 / scale;
     for r in 0..rounds {
-        let (lat, delivered, want) = watch_fanout(&client, "default", watchers, 50).await?;
-        row(
-            &format!("watch delivery, {watchers} watchers, round {r}"),
-            format!(
-                "p50 {} p99 {} (delivered {delivered}/{want})",
-                ms(percentile(&lat, 0.5)),
-                ms(percentile(&lat, 0.99))
-            ),
-        );
+        for how in [Watcher::Raw, Watcher::Typed] {
+            let (lat, delivered, want) =
+                watch_fanout_with(&client, "default", watchers, 50, how).await?;
+            let name = if how == Watcher::Raw {
+                "raw lines"
+            } else {
+                "kube-rs typed"
+            };
+            row(
+                &format!("watch delivery, {watchers} watchers ({name}), round {r}"),
+                format!(
+                    "p50 {} p99 {} (delivered {delivered}/{want})",
+                    ms(percentile(&lat, 0.5)),
+                    ms(percentile(&lat, 0.99))
+                ),
+            );
+        }
     }
 
     // Start with the objects on disk.

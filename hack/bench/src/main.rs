@@ -307,6 +307,75 @@ async fn start_etcd(dir: &Path) -> Result<Etcd> {
     bail!("etcd did not start")
 }
 
+/// How a fan-out watcher reads its stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Watcher {
+    /// kube-rs's typed watch: every event decoded into a `ConfigMap` (what a Rust controller
+    /// pays; on 2 cores that decoding competes with the server for CPU).
+    Typed,
+    /// The raw event lines, scanned for the tag and send time without decoding (the server's
+    /// part of the latency, with as little client CPU as a real watcher can spend).
+    Raw,
+}
+
+/// The send time (µs since the bench's epoch) carried by a raw watch event line of `tag`:
+/// `…"data":{"sent":"<µs>","tag":"<tag>"}…` (keys sorted as the server stores them).
+fn raw_sent(line: &[u8], tag: &str) -> Option<u64> {
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    if !line.starts_with(b"{\"type\":\"ADDED\"") {
+        return None;
+    }
+    find(line, format!("\"tag\":\"{tag}\"").as_bytes())?;
+    let at = find(line, b"\"sent\":\"")? + 8;
+    let digits = line[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&line[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// One raw watch (`path`: a watch URL): sends the latency of each tagged ADDED event until
+/// `events` were seen.
+async fn raw_watch(
+    client: Client,
+    path: String,
+    tag: String,
+    events: usize,
+    epoch: Instant,
+    tx: tokio::sync::mpsc::UnboundedSender<Duration>,
+) -> Result<()> {
+    use http_body_util::BodyExt;
+    let resp = client
+        .send(http::Request::get(path).body(kube::client::Body::empty())?)
+        .await?;
+    if !resp.status().is_success() {
+        bail!("watch: {}", resp.status());
+    }
+    let mut body = resp.into_body();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut seen = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        let now = epoch.elapsed().as_micros() as u64;
+        buf.extend_from_slice(&data);
+        let mut start = 0;
+        while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
+            if let Some(sent) = raw_sent(&buf[start..start + nl], &tag) {
+                let _ = tx.send(Duration::from_micros(now.saturating_sub(sent)));
+                seen += 1;
+                if seen == events {
+                    return Ok(());
+                }
+            }
+            start += nl + 1;
+        }
+        buf.drain(..start);
+    }
+    Ok(())
+}
+
 /// `watchers` watches of ConfigMaps in `wns`, then `events` creates 20 ms apart, each carrying
 /// its send time: returns the sorted delivery latencies, how many arrived and how many should.
 async fn watch_fanout(
@@ -315,6 +384,17 @@ async fn watch_fanout(
     watchers: usize,
     events: usize,
 ) -> Result<(Vec<Duration>, usize, usize)> {
+    watch_fanout_with(client, wns, watchers, events, Watcher::Typed).await
+}
+
+/// [`watch_fanout`] with the watchers of kind `how`.
+pub(crate) async fn watch_fanout_with(
+    client: &Client,
+    wns: &str,
+    watchers: usize,
+    events: usize,
+    how: Watcher,
+) -> Result<(Vec<Duration>, usize, usize)> {
     let tag = format!(
         "{:x}",
         std::time::SystemTime::now()
@@ -322,16 +402,33 @@ async fn watch_fanout(
             .unwrap_or_default()
             .as_nanos()
     );
+    // Watch from the collection's current revision, as a controller does after its list (from
+    // "0" every watcher would first receive every ConfigMap already in the namespace).
+    let rv = Api::<ConfigMap>::namespaced(client.clone(), wns)
+        .list_metadata(&ListParams::default().limit(1))
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
     let epoch = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..watchers {
+        if how == Watcher::Raw {
+            let path = format!(
+                "/api/v1/namespaces/{wns}/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=120"
+            );
+            let w = raw_watch(client.clone(), path, tag.clone(), events, epoch, tx.clone());
+            handles.push(tokio::spawn(w));
+            continue;
+        }
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), wns);
         let tx = tx.clone();
         let tag = tag.clone();
+        let rv = rv.clone();
         handles.push(tokio::spawn(async move {
             let mut stream = api
-                .watch(&WatchParams::default().timeout(120), "0")
+                .watch(&WatchParams::default().timeout(120), &rv)
                 .await?
                 .boxed();
             let mut seen = 0;

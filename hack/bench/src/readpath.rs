@@ -5,7 +5,8 @@
 //! Per round and binary: a fresh server holding `--count` small ConfigMaps in one namespace;
 //! the median of 5 lists read as bytes (time to the last byte: the server's part) and of 5
 //! typed lists (kube-rs decoding every item: what a Rust controller pays); then the watch
-//! fan-out (`--watchers` watches, 50 creates 20 ms apart, write → delivery latency).
+//! fan-out (`--watchers` watches, 50 creates 20 ms apart, write → delivery latency), with raw
+//! watchers (event lines scanned, not decoded) and with kube-rs's typed watch.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
 use crate::figures::small_cm;
-use crate::{median_list_time, ms, percentile, start_ferrokube_bin, watch_fanout};
+use crate::{Watcher, median_list_time, ms, percentile, start_ferrokube_bin, watch_fanout_with};
 
 /// The median time of five GETs of `path` read to the last byte, each checked to be at least
 /// `min_len` bytes.
@@ -59,15 +60,23 @@ pub async fn run(
             let path = format!("/api/v1/namespaces/{ns}/configmaps");
             let bytes = median_bytes_time(&client, &path, count * 100).await?;
             let typed = median_list_time(&api, count + 1).await?;
-            let (lat, delivered, want) = watch_fanout(&client, "default", watchers, 50).await?;
+            let mut fan = String::new();
+            for how in [Watcher::Raw, Watcher::Typed] {
+                let (lat, delivered, want) =
+                    watch_fanout_with(&client, "default", watchers, 50, how).await?;
+                let name = if how == Watcher::Raw { "raw" } else { "typed" };
+                fan.push_str(&format!(
+                    " | {watchers} {name} watchers: p50 {} p99 {} ({delivered}/{want})",
+                    ms(percentile(&lat, 0.5)),
+                    ms(percentile(&lat, 0.99)),
+                ));
+            }
             println!(
-                "round {r} {:<28} list of {}: bytes {} typed {} | {watchers} watchers: p50 {} p99 {} ({delivered}/{want})",
+                "round {r} {:<28} list of {}: bytes {} typed {}{fan}",
                 bin.file_name().unwrap_or_default().to_string_lossy(),
                 count + 1,
                 ms(bytes),
                 ms(typed),
-                ms(percentile(&lat, 0.5)),
-                ms(percentile(&lat, 0.99)),
             );
             drop(server);
         }
