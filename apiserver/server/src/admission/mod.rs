@@ -190,8 +190,8 @@ impl AdmissionChain {
 mod reader {
     use std::sync::Arc;
 
-    use ferrokube_storage::Storage;
     use ferrokube_storage::watch_cache::WatchCache;
+    use ferrokube_storage::{KeyValue, Storage};
     use serde_json::Value;
 
     use crate::error::ApiResult;
@@ -230,10 +230,35 @@ mod reader {
             namespace: &str,
             name: &str,
         ) -> ApiResult<Option<Value>> {
-            match self.storage.get(&h.key(namespace, name)).await? {
+            match self.get_stored(h, namespace, name).await? {
                 Some(kv) => Ok(Some(codec::decode_served(h, &kv).await?)),
                 None => Ok(None),
             }
+        }
+
+        /// [`StoreReader::get`] as stored (bytes in the storage version, no resourceVersion):
+        /// for a plugin that reads one field of a single-version kind without building the
+        /// whole object.
+        pub async fn get_stored(
+            &self,
+            h: &ResourceHandle,
+            namespace: &str,
+            name: &str,
+        ) -> ApiResult<Option<KeyValue>> {
+            Ok(self.storage.get(&h.key(namespace, name)).await?)
+        }
+
+        /// [`StoreReader::cached`] as stored (see [`StoreReader::get_stored`]).
+        pub fn cached_stored(
+            &self,
+            h: &ResourceHandle,
+            namespace: &str,
+            name: &str,
+        ) -> Option<KeyValue> {
+            self.cache
+                .as_ref()?
+                .get_if_filled(&h.key(namespace, name))
+                .flatten()
         }
 
         /// upstream's lister `Get`: the object as the watch cache holds it now, without
@@ -247,10 +272,7 @@ mod reader {
             namespace: &str,
             name: &str,
         ) -> ApiResult<Option<Value>> {
-            let Some(cache) = self.cache.as_ref() else {
-                return Ok(None);
-            };
-            match cache.get_if_filled(&h.key(namespace, name)).flatten() {
+            match self.cached_stored(h, namespace, name) {
                 Some(kv) => Ok(Some(codec::decode_served(h, &kv).await?)),
                 None => Ok(None),
             }

@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ferrokube_machinery::status::{Status, StatusCause};
+use ferrokube_storage::KeyValue;
 use serde_json::Value;
 
 use super::{AdmissionPlugin, Attributes, Operation, StoreReader};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::registry::ResourceHandle;
 
 /// How long a namespace deleted through this server is looked up live (upstream's
@@ -91,8 +92,25 @@ impl NamespaceLifecycle {
     }
 }
 
-fn is_terminating(ns: &Value) -> bool {
-    ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
+/// The one field the plugin reads of a namespace. Decoded from the stored bytes into this
+/// (every other field skipped, nothing allocated for it) rather than into a JSON tree: the
+/// plugin runs on every namespaced create.
+#[derive(serde::Deserialize)]
+struct PhaseOnly {
+    #[serde(default)]
+    status: Option<StatusPhase>,
+}
+
+#[derive(serde::Deserialize)]
+struct StatusPhase {
+    #[serde(default)]
+    phase: Option<String>,
+}
+
+/// Whether the stored namespace is terminating (`status.phase`).
+fn is_terminating(ns: &KeyValue) -> ApiResult<bool> {
+    let ns: PhaseOnly = serde_json::from_slice(&ns.value).map_err(ApiError::Encoding)?;
+    Ok(ns.status.and_then(|s| s.phase).as_deref() == Some("Terminating"))
 }
 
 #[async_trait::async_trait]
@@ -118,23 +136,23 @@ impl AdmissionPlugin for NamespaceLifecycle {
         if a.operation != Operation::Create || !a.handle.info.namespaced() {
             return Ok(());
         }
-        let cached = self
-            .reader
-            .cached(&self.namespaces, "", a.namespace)
-            .await?;
+        // Namespaces have one version: the stored bytes are the served object.
+        let cached = self.reader.cached_stored(&self.namespaces, "", a.namespace);
         let live = match &cached {
             None => true,
-            Some(ns) => !is_terminating(ns) && self.recently_deleted(a.namespace),
+            Some(ns) => !is_terminating(ns)? && self.recently_deleted(a.namespace),
         };
         let ns = if live {
-            self.reader.get(&self.namespaces, "", a.namespace).await?
+            self.reader
+                .get_stored(&self.namespaces, "", a.namespace)
+                .await?
         } else {
             cached
         };
         let Some(ns) = ns else {
             return Err(Status::not_found("", "namespaces", a.namespace).into());
         };
-        if is_terminating(&ns) {
+        if is_terminating(&ns)? {
             let info = &a.handle.info;
             let mut status = Status::forbidden(
                 &info.group,
