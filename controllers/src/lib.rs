@@ -345,176 +345,136 @@ async fn run_controllers(
     // polled all of them: 14% of the server's CPU in a ConfigMap create load went to polling
     // controllers that had nothing to do.) The set aborts them all when dropped.
     let mut set = tokio::task::JoinSet::new();
-    let mut add =
-        |name: &'static str,
-         fut: std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>| {
-            set.spawn(async move { fut.await.context(name) });
+    // `start!(flag, name, future)`: spawns the controller when `flag` is enabled; its result
+    // carries `name` as context. The future is built here (its client's `?` returns from
+    // `run_controllers`), then moved into the task.
+    macro_rules! start {
+        ($flag:literal, $name:literal, $fut:expr) => {
+            if on($flag) {
+                let fut = $fut;
+                set.spawn(async move { fut.await.context($name) });
+            }
         };
-    if on("garbage-collector-controller") {
-        add(
-            "garbage collector",
-            Box::pin(gc::run(client_for(&config, "garbage-collector")?)),
-        );
     }
-    if on("namespace-controller") {
-        add(
-            "namespace controller",
-            Box::pin(namespace::run(client_for(&config, "namespace-controller")?)),
-        );
-    }
-    if on("serviceaccount-controller") {
-        add(
-            "serviceaccount controller",
-            Box::pin(serviceaccount::run(client_for(
-                &config,
-                "service-account-controller",
-            )?)),
-        );
-    }
-    if on("root-ca-certificate-publisher-controller") {
-        match root_ca {
-            Some(ca) => add(
-                "root-ca-cert-publisher",
-                Box::pin(rootca::run(
-                    client_for(&config, "root-ca-cert-publisher")?,
-                    ca,
-                )),
-            ),
-            None => tracing::warn!("no CA bundle known: kube-root-ca.crt is not published"),
+    start!(
+        "garbage-collector-controller",
+        "garbage collector",
+        gc::run(client_for(&config, "garbage-collector")?)
+    );
+    start!(
+        "namespace-controller",
+        "namespace controller",
+        namespace::run(client_for(&config, "namespace-controller")?)
+    );
+    start!(
+        "serviceaccount-controller",
+        "serviceaccount controller",
+        serviceaccount::run(client_for(&config, "service-account-controller")?)
+    );
+    match root_ca {
+        Some(ca) => start!(
+            "root-ca-certificate-publisher-controller",
+            "root-ca-cert-publisher",
+            rootca::run(client_for(&config, "root-ca-cert-publisher")?, ca)
+        ),
+        None if on("root-ca-certificate-publisher-controller") => {
+            tracing::warn!("no CA bundle known: kube-root-ca.crt is not published")
         }
+        None => {}
     }
-    if on("replicaset-controller") {
-        add(
-            "replicaset controller",
-            Box::pin(replicaset::run_replicasets(
-                client_for(&config, "replicaset-controller")?,
-                pods.clone(),
-                replicasets.clone(),
-            )),
-        );
-    }
-    if on("deployment-controller") {
-        add(
-            "deployment controller",
-            Box::pin(deployment::run(
-                client_for(&config, "deployment-controller")?,
-                pods.clone(),
-                replicasets.clone(),
-            )),
-        );
-    }
-    if on("replicationcontroller-controller") {
-        add(
-            "replication controller",
-            Box::pin(replicaset::run_replication_controllers(
-                client_for(&config, "replication-controller")?,
-                pods.clone(),
-            )),
-        );
-    }
-    if on("job-controller") {
-        add(
-            "job controller",
-            Box::pin(job::run(
-                client_for(&config, "job-controller")?,
-                pods.clone(),
-            )),
-        );
-    }
-    if on("ttl-after-finished-controller") {
-        add(
-            "ttl-after-finished controller",
-            Box::pin(job::ttl::run(client_for(
-                &config,
-                "ttl-after-finished-controller",
-            )?)),
-        );
-    }
-    if on("endpointslice-controller") {
-        add(
-            "endpointslice controller",
-            Box::pin(endpointslice::run(
-                client_for(&config, "endpointslice-controller")?,
-                pods.clone(),
-            )),
-        );
-    }
-    if on("node-lifecycle-controller") {
-        add(
-            "node lifecycle controller",
-            Box::pin(nodelifecycle::run(
-                client_for(&config, "node-lifecycle-controller")?,
-                pods.clone(),
-                nodes,
-            )),
-        );
-    }
-    if on("disruption-controller") {
-        add(
-            "disruption controller",
-            Box::pin(disruption::run(
-                client_for(&config, "disruption-controller")?,
-                pods.clone(),
-            )),
-        );
-    }
-    if on("statefulset-controller") {
-        add(
-            "statefulset controller",
-            Box::pin(statefulset::run(
-                client_for(&config, "statefulset-controller")?,
-                pods.clone(),
-            )),
-        );
-    }
-    if on("daemonset-controller") {
-        add(
-            "daemonset controller",
-            Box::pin(daemon::run(
-                client_for(&config, "daemon-set-controller")?,
-                pods.clone(),
-            )),
-        );
-    }
-    if on("cronjob-controller") {
-        add(
-            "cronjob controller",
-            Box::pin(cronjob::run(client_for(&config, "cronjob-controller")?)),
-        );
-    }
-    if on("resourcequota-controller") {
-        add(
-            "resourcequota controller",
-            Box::pin(resourcequota::run(client_for(
-                &config,
-                "resourcequota-controller",
-            )?)),
-        );
-    }
-    if on("persistentvolumeclaim-protection-controller") {
-        add(
-            "pvc protection controller",
-            Box::pin(storageprotection::run_pvc(client_for(
-                &config,
-                "pvc-protection-controller",
-            )?)),
-        );
-    }
-    if on("persistentvolume-protection-controller") {
-        add(
-            "pv protection controller",
-            Box::pin(storageprotection::run_pv(client_for(
-                &config,
-                "pv-protection-controller",
-            )?)),
-        );
-    }
-    if on("horizontal-pod-autoscaler-controller") {
-        add(
-            "horizontal pod autoscaler controller",
-            Box::pin(hpa::run(client_for(&config, "horizontal-pod-autoscaler")?)),
-        );
-    }
+    start!(
+        "replicaset-controller",
+        "replicaset controller",
+        replicaset::run_replicasets(
+            client_for(&config, "replicaset-controller")?,
+            pods.clone(),
+            replicasets.clone()
+        )
+    );
+    start!(
+        "deployment-controller",
+        "deployment controller",
+        deployment::run(
+            client_for(&config, "deployment-controller")?,
+            pods.clone(),
+            replicasets.clone()
+        )
+    );
+    start!(
+        "replicationcontroller-controller",
+        "replication controller",
+        replicaset::run_replication_controllers(
+            client_for(&config, "replication-controller")?,
+            pods.clone()
+        )
+    );
+    start!(
+        "job-controller",
+        "job controller",
+        job::run(client_for(&config, "job-controller")?, pods.clone())
+    );
+    start!(
+        "ttl-after-finished-controller",
+        "ttl-after-finished controller",
+        job::ttl::run(client_for(&config, "ttl-after-finished-controller")?)
+    );
+    start!(
+        "endpointslice-controller",
+        "endpointslice controller",
+        endpointslice::run(
+            client_for(&config, "endpointslice-controller")?,
+            pods.clone()
+        )
+    );
+    start!(
+        "node-lifecycle-controller",
+        "node lifecycle controller",
+        nodelifecycle::run(
+            client_for(&config, "node-lifecycle-controller")?,
+            pods.clone(),
+            nodes
+        )
+    );
+    start!(
+        "disruption-controller",
+        "disruption controller",
+        disruption::run(client_for(&config, "disruption-controller")?, pods.clone())
+    );
+    start!(
+        "statefulset-controller",
+        "statefulset controller",
+        statefulset::run(client_for(&config, "statefulset-controller")?, pods.clone())
+    );
+    start!(
+        "daemonset-controller",
+        "daemonset controller",
+        daemon::run(client_for(&config, "daemon-set-controller")?, pods.clone())
+    );
+    start!(
+        "cronjob-controller",
+        "cronjob controller",
+        cronjob::run(client_for(&config, "cronjob-controller")?)
+    );
+    start!(
+        "resourcequota-controller",
+        "resourcequota controller",
+        resourcequota::run(client_for(&config, "resourcequota-controller")?)
+    );
+    start!(
+        "persistentvolumeclaim-protection-controller",
+        "pvc protection controller",
+        storageprotection::run_pvc(client_for(&config, "pvc-protection-controller")?)
+    );
+    start!(
+        "persistentvolume-protection-controller",
+        "pv protection controller",
+        storageprotection::run_pv(client_for(&config, "pv-protection-controller")?)
+    );
+    start!(
+        "horizontal-pod-autoscaler-controller",
+        "horizontal pod autoscaler controller",
+        hpa::run(client_for(&config, "horizontal-pod-autoscaler")?)
+    );
     // The first controller to end (a failure for good, or a normal return) ends them all.
     match set.join_next().await {
         Some(Ok(r)) => r,

@@ -456,16 +456,14 @@ pub async fn run(tmp: &Path, quick: bool, rounds: usize) -> Result<()> {
     // Watch fan-out.
     let watchers = 1000 / scale;
     for r in 0..rounds {
-        for how in [Watcher::Raw, Watcher::Typed] {
+        for how in Watcher::BOTH {
             let (lat, delivered, want) =
                 watch_fanout_with(&client, "default", watchers, 50, how).await?;
-            let name = if how == Watcher::Raw {
-                "raw lines"
-            } else {
-                "kube-rs typed"
-            };
             row(
-                &format!("watch delivery, {watchers} watchers ({name}), round {r}"),
+                &format!(
+                    "watch delivery, {watchers} watchers ({}), round {r}",
+                    how.label()
+                ),
                 format!(
                     "p50 {} p99 {} (delivered {delivered}/{want})",
                     ms(percentile(&lat, 0.5)),

@@ -318,6 +318,19 @@ pub(crate) enum Watcher {
     Raw,
 }
 
+impl Watcher {
+    /// Both kinds, raw first (the server's part of the figure).
+    pub(crate) const BOTH: [Watcher; 2] = [Watcher::Raw, Watcher::Typed];
+
+    /// How a figure names the kind.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Watcher::Raw => "raw lines",
+            Watcher::Typed => "kube-rs typed",
+        }
+    }
+}
+
 /// The send time (µs since the bench's epoch) carried by a raw watch event line of `tag`:
 /// `…"data":{"sent":"<µs>","tag":"<tag>"}…` (keys sorted as the server stores them).
 fn raw_sent(line: &[u8], tag: &str) -> Option<u64> {

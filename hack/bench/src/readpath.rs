@@ -61,10 +61,10 @@ pub async fn run(
             let bytes = median_bytes_time(&client, &path, count * 100).await?;
             let typed = median_list_time(&api, count + 1).await?;
             let mut fan = String::new();
-            for how in [Watcher::Raw, Watcher::Typed] {
+            for how in Watcher::BOTH {
                 let (lat, delivered, want) =
                     watch_fanout_with(&client, "default", watchers, 50, how).await?;
-                let name = if how == Watcher::Raw { "raw" } else { "typed" };
+                let name = how.label();
                 fan.push_str(&format!(
                     " | {watchers} {name} watchers: p50 {} p99 {} ({delivered}/{want})",
                     ms(percentile(&lat, 0.5)),

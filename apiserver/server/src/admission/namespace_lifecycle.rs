@@ -137,22 +137,25 @@ impl AdmissionPlugin for NamespaceLifecycle {
             return Ok(());
         }
         // Namespaces have one version: the stored bytes are the served object.
-        let cached = self.reader.cached_stored(&self.namespaces, "", a.namespace);
-        let live = match &cached {
-            None => true,
-            Some(ns) => !is_terminating(ns)? && self.recently_deleted(a.namespace),
-        };
-        let ns = if live {
-            self.reader
+        let cached = self
+            .reader
+            .cached_stored(&self.namespaces, "", a.namespace)
+            .map(|ns| is_terminating(&ns))
+            .transpose()?;
+        let terminating = match cached {
+            // The cache is trusted unless it misses the namespace, or shows one this server
+            // deleted lately as still active.
+            Some(t) if t || !self.recently_deleted(a.namespace) => t,
+            _ => match self
+                .reader
                 .get_stored(&self.namespaces, "", a.namespace)
                 .await?
-        } else {
-            cached
+            {
+                Some(ns) => is_terminating(&ns)?,
+                None => return Err(Status::not_found("", "namespaces", a.namespace).into()),
+            },
         };
-        let Some(ns) = ns else {
-            return Err(Status::not_found("", "namespaces", a.namespace).into());
-        };
-        if is_terminating(&ns)? {
+        if terminating {
             let info = &a.handle.info;
             let mut status = Status::forbidden(
                 &info.group,
