@@ -5,8 +5,10 @@
 //! in `watch`.
 //!
 //! * Writes go to one writer thread over a bounded channel and are committed in groups: one
-//!   redb write transaction and one fsync (`Durability::Immediate`) per batch, each op with its
-//!   own outcome. An op is answered only after its batch is on disk.
+//!   redb write transaction and one `fdatasync` of a write-ahead log frame per batch, each op
+//!   with its own outcome. An op is answered only after its batch is on disk. The log is
+//!   folded into the database file by durable redb commits (checkpoints) every few MiB or
+//!   seconds, and replayed on open after a crash (`wal`).
 //! * Reads run on tokio's blocking pool, each in one redb read transaction (a snapshot).
 //! * Compaction ([`Storage::compact`] and the automatic compactor configured by
 //!   [`EmbeddedOptions`]) removes history in chunks of `compaction_chunk` events per write
@@ -19,6 +21,7 @@ mod codec;
 mod failpoint_tests;
 mod read;
 pub mod snapshot;
+pub mod wal;
 mod watch;
 mod writer;
 
@@ -71,9 +74,15 @@ pub struct EmbeddedOptions {
     /// file (~1.3 KB per small object) in anonymous memory; the watch cache serves reads, and
     /// the OS page cache the rest, so the default here is [`DEFAULT_CACHE_SIZE`].
     pub cache_size: Option<usize>,
-    /// Save redb's allocator state at each commit so reopening after a crash needs no full
-    /// repair walk (slower commits, near-instant recovery).
+    /// Save redb's allocator state at each durable commit (checkpoint) so reopening after a
+    /// crash needs no full repair walk (slower checkpoints, near-instant recovery).
     pub quick_repair: bool,
+    /// Checkpoint when the write-ahead log holds this many bytes (what a reopen after a crash
+    /// replays at most, plus one batch).
+    pub wal_bytes: u64,
+    /// Checkpoint when the log's oldest batch is this old (idle: one durable commit per
+    /// interval instead of one per write).
+    pub checkpoint_interval: Duration,
     /// TEST ONLY: a fault to inject (None in production).
     pub failpoint: Option<Failpoint>,
 }
@@ -109,6 +118,8 @@ impl Default for EmbeddedOptions {
             reclaim_free_ratio: 0.5,
             cache_size: Some(DEFAULT_CACHE_SIZE),
             quick_repair: true,
+            wal_bytes: 8 << 20,
+            checkpoint_interval: Duration::from_secs(30),
             failpoint: None,
         }
     }
@@ -144,7 +155,8 @@ pub struct StorageMetrics {
     pub write_batches: u64,
     /// Write ops submitted to the writer.
     pub write_ops: u64,
-    /// Durable commits (each one fsync).
+    /// Flushes: write-ahead log frames (one per batch) and durable redb commits
+    /// (checkpoints, compaction).
     pub fsyncs: u64,
 }
 
@@ -172,6 +184,9 @@ pub(crate) struct Shared {
     reclaim_min_file_bytes: u64,
     reclaim_free_ratio: f64,
     quick_repair: bool,
+    /// Checkpoint thresholds (see [`EmbeddedOptions`]).
+    wal_bytes: u64,
+    checkpoint_interval: Duration,
     failpoint: Option<Failpoint>,
     /// Set (with the panic message) when the writer thread died.
     writer_failure: std::sync::Mutex<Option<String>>,
@@ -220,9 +235,10 @@ impl EmbeddedStore {
     pub async fn open(dir: &Path, opts: EmbeddedOptions) -> Result<Arc<EmbeddedStore>> {
         let dir = dir.to_owned();
         let o = opts.clone();
-        let (db, path, current, compacted) = tokio::task::spawn_blocking(move || open_db(&dir, &o))
-            .await
-            .map_err(|e| StorageError::Backend(format!("open task failed: {e}")))??;
+        let (db, path, current, compacted, wal) =
+            tokio::task::spawn_blocking(move || open_db(&dir, &o))
+                .await
+                .map_err(|e| StorageError::Backend(format!("open task failed: {e}")))??;
         let (events, _) = broadcast::channel(opts.watch_buffer.max(1));
         let shared = Arc::new(Shared {
             db: RwLock::new(Some(db)),
@@ -234,6 +250,8 @@ impl EmbeddedStore {
             reclaim_min_file_bytes: opts.reclaim_min_file_bytes,
             reclaim_free_ratio: opts.reclaim_free_ratio.clamp(0.0, 1.0),
             quick_repair: opts.quick_repair,
+            wal_bytes: opts.wal_bytes.max(1),
+            checkpoint_interval: opts.checkpoint_interval,
             failpoint: opts.failpoint.clone(),
             writer_failure: std::sync::Mutex::new(None),
             closed: std::sync::atomic::AtomicBool::new(false),
@@ -249,7 +267,7 @@ impl EmbeddedStore {
                 // the recorded cause.
                 let mut rx = rx;
                 let run = std::panic::AssertUnwindSafe(|| {
-                    writer::run(writer_shared.clone(), &mut rx, max_batch)
+                    writer::run(writer_shared.clone(), &mut rx, max_batch, wal)
                 });
                 if let Err(panic) = std::panic::catch_unwind(run) {
                     let why = panic
@@ -274,6 +292,10 @@ impl EmbeddedStore {
         if let Some(interval) = opts.compaction_interval {
             tokio::spawn(run_compactor(Arc::downgrade(&store), interval));
         }
+        tokio::spawn(run_checkpointer(
+            Arc::downgrade(&store),
+            opts.checkpoint_interval,
+        ));
         tracing::info!(current, compacted, "embedded store opened");
         Ok(store)
     }
@@ -319,6 +341,13 @@ impl EmbeddedStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// Makes every acknowledged write durable in the database file itself (normally every
+    /// [`EmbeddedOptions::checkpoint_interval`]); returns whether there was anything to do.
+    pub async fn checkpoint(&self) -> Result<bool> {
+        self.call(|reply| Op::Checkpoint { force: true, reply })
+            .await
     }
 
     /// Rewrites the file to give free pages back now (normally automatic after compaction
@@ -477,7 +506,10 @@ fn open_db_file(path: &Path) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
-fn open_db(dir: &Path, opts: &EmbeddedOptions) -> Result<(Database, PathBuf, Revision, Revision)> {
+type Opened = (Database, PathBuf, Revision, Revision, wal::Wal);
+
+/// Opens (or creates) the database file and replays the write-ahead log into it.
+fn open_db(dir: &Path, opts: &EmbeddedOptions) -> Result<Opened> {
     private_dir(dir)
         .map_err(|e| StorageError::Backend(format!("cannot create {}: {e}", dir.display())))?;
     let path = dir.join(DB_FILE_NAME);
@@ -515,10 +547,82 @@ fn open_db(dir: &Path, opts: &EmbeddedOptions) -> Result<(Database, PathBuf, Rev
                 txn.open_table(codec::EVENTS).map_err(backend)?;
             }
             txn.commit().map_err(backend)?;
+            // A new file: a log beside it belongs to a store that is gone.
+            remove_wal(dir)?;
             (INITIAL_REVISION, 0)
         }
     };
-    Ok((db, path, current, compacted))
+    let current = recover_wal(&db, dir, opts.quick_repair, current)?;
+    let wal = wal::Wal::open(dir).map_err(|e| {
+        StorageError::Backend(format!(
+            "cannot open {}: {e}",
+            dir.join(wal::WAL_FILE_NAME).display()
+        ))
+    })?;
+    Ok((db, path, current, compacted, wal))
+}
+
+/// Replays the write-ahead log of `dir` into `db` (at revision `current`); returns the
+/// revision after it.
+pub(crate) fn recover_wal(
+    db: &Database,
+    dir: &Path,
+    quick_repair: bool,
+    current: Revision,
+) -> Result<Revision> {
+    let path = dir.join(wal::WAL_FILE_NAME);
+    let records = wal::read(&path)
+        .map_err(|e| StorageError::Backend(format!("cannot read {}: {e}", path.display())))?;
+    let started = Instant::now();
+    let after = writer::replay_wal(db, quick_repair, records, current)?;
+    if after != current {
+        tracing::info!(
+            from = current,
+            to = after,
+            took_ms = started.elapsed().as_millis() as u64,
+            "embedded store: replayed the write-ahead log"
+        );
+    }
+    Ok(after)
+}
+
+/// Removes the write-ahead log of `dir` (when its database file is new or replaced).
+pub(crate) fn remove_wal(dir: &Path) -> Result<()> {
+    let path = dir.join(wal::WAL_FILE_NAME);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::Backend(format!(
+            "cannot remove {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Asks the writer every `interval` for a checkpoint (it runs one when the log's oldest
+/// batch is at least that old): an idle store folds its log into the file once per interval.
+async fn run_checkpointer(store: Weak<EmbeddedStore>, interval: Duration) {
+    let interval = interval.max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(interval / 2).await;
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        if store.writer_failure().is_some() || store.shared.closed.load(Ordering::Acquire) {
+            return;
+        }
+        match store
+            .call(|reply| Op::Checkpoint {
+                force: false,
+                reply,
+            })
+            .await
+        {
+            Ok(_) => {}
+            Err(StorageError::Backend(msg)) if msg == "store is closed" => return,
+            Err(e) => tracing::warn!(error = %e, "embedded store: checkpoint failed"),
+        }
+    }
 }
 
 /// Upstream's compactor: every `interval`, compact up to the revision seen one interval ago.

@@ -1,6 +1,7 @@
-//! Crash safety: a child process creates keys as fast as it can and prints each acknowledged
-//! one; the parent SIGKILLs it mid-burst, reopens the store and checks that every acknowledged
-//! key is there, that revisions continue, and that the store accepts writes.
+//! Crash safety: a child process creates, updates and deletes keys as fast as it can and
+//! prints each acknowledged write; the parent SIGKILLs it mid-burst, reopens the store (which
+//! replays its write-ahead log) and checks that every acknowledged write is there (and no
+//! deleted key came back), that revisions continue, and that the store accepts writes.
 //!
 //! This file has its own `main` (`harness = false`): run with the env var
 //! `FERROKUBE_CRASH_CHILD=<dir>` it is the child, otherwise the parent test.
@@ -11,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrokube_storage::Storage;
-use ferrokube_storage::embedded::{EmbeddedOptions, EmbeddedStore};
+use ferrokube_storage::{ListRequest, Storage};
+use ferrokube_storage::embedded::{DB_FILE_NAME, EmbeddedOptions, EmbeddedStore, snapshot};
 
 const CHILD_ENV: &str = "FERROKUBE_CRASH_CHILD";
 
@@ -38,7 +39,8 @@ fn main() {
     }
 }
 
-/// Creates keys from 16 concurrent tasks forever, printing `key rev` after each ack.
+/// Writes from 16 concurrent tasks forever, printing `put|del key rev` after each ack: each
+/// key is created, then updated; every third one is then deleted.
 async fn child(dir: std::path::PathBuf) {
     let store = EmbeddedStore::open(&dir, options())
         .await
@@ -55,8 +57,24 @@ async fn child(dir: std::path::PathBuf) {
                     .create(&key, Bytes::from(vec![b'x'; 200]))
                     .await
                     .expect("child create");
-                if tx.send(format!("{} {}", kv.key, kv.mod_revision)).is_err() {
+                if tx.send(format!("put {} {}", kv.key, kv.mod_revision)).is_err() {
                     return;
+                }
+                let kv = store
+                    .update(&key, Bytes::from(vec![b'y'; 300]), kv.mod_revision)
+                    .await
+                    .expect("child update");
+                if tx.send(format!("put {} {}", kv.key, kv.mod_revision)).is_err() {
+                    return;
+                }
+                if i % 3 == 0 {
+                    let gone = store
+                        .delete(&key, Some(kv.mod_revision))
+                        .await
+                        .expect("child delete");
+                    if tx.send(format!("del {key} {}", gone.mod_revision)).is_err() {
+                        return;
+                    }
                 }
             }
         });
@@ -73,7 +91,7 @@ async fn child(dir: std::path::PathBuf) {
 async fn parent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exe = std::env::current_exe().expect("current exe");
-    let mut acked: Vec<(String, i64)> = Vec::new();
+    let mut acked: Vec<Ack> = Vec::new();
     for round in 0..3 {
         let mut child = Command::new(&exe)
             .env(CHILD_ENV, dir.path())
@@ -101,6 +119,20 @@ async fn parent() {
         }
         let _ = child.wait();
 
+        let max_acked = acked.iter().map(|a| a.rev).max().unwrap_or(0);
+        if round == 0 {
+            // An offline snapshot of the killed store holds every acknowledged write too (it
+            // replays the write-ahead log first, as the next open would).
+            let db_file = dir.path().join(DB_FILE_NAME);
+            let snap = dir.path().join("after-kill.snapshot");
+            let info = snapshot::save_offline(&db_file, &snap).expect("offline snapshot");
+            assert!(
+                info.revision >= max_acked,
+                "offline snapshot at {} misses acknowledged writes up to {max_acked}",
+                info.revision
+            );
+            std::fs::remove_file(&snap).expect("remove snapshot");
+        }
         let started = Instant::now();
         let store = EmbeddedStore::open(dir.path(), options())
             .await
@@ -111,18 +143,57 @@ async fn parent() {
             acked.len()
         );
         let current = store.current_revision().await.expect("rev");
-        let max_acked = acked.iter().map(|(_, r)| *r).max().unwrap_or(0);
         assert!(
             current >= max_acked,
             "revision went back: {current} < {max_acked}"
         );
-        for (key, rev) in &acked {
-            let kv =
-                store.get(key).await.expect("get").unwrap_or_else(|| {
-                    panic!("acknowledged key {key} (rev {rev}) lost after SIGKILL")
-                });
-            assert_eq!(kv.mod_revision, *rev, "{key}");
+        // The last acknowledged write of each key decides what must be there; a later write
+        // that was in flight at the kill may have landed too (it was durable, not yet answered).
+        let mut last: std::collections::BTreeMap<&str, &Ack> = Default::default();
+        for a in &acked {
+            last.insert(a.key.as_str(), a);
         }
+        let (mut present, mut deleted) = (0, 0);
+        for (key, a) in last {
+            let got = store.get(key).await.expect("get");
+            if a.deleted {
+                assert!(got.is_none(), "{key} deleted at {} came back: {got:?}", a.rev);
+                deleted += 1;
+                continue;
+            }
+            // Every third key is deleted after its update: that delete may have landed.
+            let index: u64 = key.rsplit('/').next().and_then(|i| i.parse().ok()).expect("index");
+            let deletable = index % 3 == 0;
+            match got {
+                Some(kv) => {
+                    assert!(
+                        kv.mod_revision >= a.rev,
+                        "{key}: acknowledged write at {} lost (found {})",
+                        a.rev,
+                        kv.mod_revision
+                    );
+                    // The acknowledged version is in the history too (replayed with its revision).
+                    let at = store
+                        .list(ListRequest {
+                            prefix: key.to_owned(),
+                            revision: a.rev,
+                            limit: 1,
+                            ..Default::default()
+                        })
+                        .await
+                        .expect("list at revision");
+                    assert_eq!(
+                        at.items.first().map(|kv| kv.mod_revision),
+                        Some(a.rev),
+                        "{key} at {}",
+                        a.rev
+                    );
+                    present += 1;
+                }
+                None => assert!(deletable, "acknowledged key {key} (rev {}) lost after SIGKILL", a.rev),
+            }
+        }
+        eprintln!("round {round}: {present} keys present, {deleted} deleted as acknowledged");
         let kv = store
             .create(&format!("/after/{round}"), Bytes::from_static(b"ok"))
             .await
@@ -141,7 +212,21 @@ fn must_read_line(reader: &mut impl BufRead) -> Option<String> {
     }
 }
 
-fn parse(line: &str) -> (String, i64) {
-    let (key, rev) = line.split_once(' ').expect("`key rev` line");
-    (key.to_owned(), rev.parse().expect("revision"))
+/// One acknowledged write.
+struct Ack {
+    key: String,
+    rev: i64,
+    deleted: bool,
+}
+
+fn parse(line: &str) -> Ack {
+    let mut parts = line.split(' ');
+    let (Some(op), Some(key), Some(rev)) = (parts.next(), parts.next(), parts.next()) else {
+        panic!("`put|del key rev` line: {line}");
+    };
+    Ack {
+        key: key.to_owned(),
+        rev: rev.parse().expect("revision"),
+        deleted: op == "del",
+    }
 }

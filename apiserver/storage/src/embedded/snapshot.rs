@@ -133,7 +133,9 @@ pub fn inspect(file: &Path) -> Result<SnapshotInfo> {
 }
 
 /// Takes a snapshot of the store file at `db_file` when no process has it open (an offline
-/// store); fails with a message naming the lock when a server runs on it.
+/// store); fails with a message naming the lock when a server runs on it. The write-ahead log
+/// beside the file is replayed into it first (what the server's next start would do), so the
+/// snapshot holds every acknowledged write.
 pub fn save_offline(db_file: &Path, dest: &Path) -> Result<SnapshotInfo> {
     let db = Database::open(db_file).map_err(|e| match e {
         redb::DatabaseError::DatabaseAlreadyOpen => StorageError::Unavailable(format!(
@@ -146,6 +148,9 @@ pub fn save_offline(db_file: &Path, dest: &Path) -> Result<SnapshotInfo> {
             redb::Error::from(e)
         )),
     })?;
+    let (current, _) = read::revisions(&db.begin_read().map_err(backend)?)?;
+    let dir = db_file.parent().unwrap_or(Path::new("."));
+    super::recover_wal(&db, dir, true, current)?;
     let txn = db.begin_read().map_err(backend)?;
     write(&txn, dest)
 }
@@ -167,6 +172,9 @@ pub fn restore(file: &Path, data_dir: &Path) -> Result<SnapshotInfo> {
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(|e| io("syncing", &tmp, e))?;
+    // A log left in the directory belongs to a store that is gone: never replay it over the
+    // snapshot.
+    super::remove_wal(&db_dir)?;
     std::fs::rename(&tmp, &dest).map_err(|e| io("renaming to", &dest, e))?;
     Ok(info)
 }

@@ -1,11 +1,15 @@
-//! The single writer thread: group commit, compaction chunks and file reclamation.
+//! The single writer thread: group commit, checkpoints, compaction chunks and file
+//! reclamation.
 //!
 //! Every mutation is an [`Op`] on one bounded channel. The thread takes the first op, drains
 //! whatever else is queued (up to `max_batch`), applies all queued writes in ONE redb write
-//! transaction — each with its own outcome, so a conflict fails only its op — commits once
-//! with `Durability::Immediate` (one fsync for the batch), publishes the events, and only then
-//! answers each op. Compaction chunks and reclamation run on the same thread between batches,
-//! so they never hold redb's write lock for long and never race a batch.
+//! transaction — each with its own outcome, so a conflict fails only its op — writes the
+//! batch's frame to the write-ahead log and `fdatasync`s it (the batch's one flush), commits
+//! the transaction with `Durability::None`, publishes the events, and only then answers each
+//! op. A checkpoint (a durable redb commit, see `wal`) follows when the log is full, on
+//! `Op::Checkpoint` and before every other durable commit. Compaction chunks and reclamation
+//! run on the same thread between batches, so they never hold redb's write lock for long and
+//! never race a batch.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,6 +23,7 @@ use super::codec::{
     EVENTS, HISTORY, LATEST, META, META_COMPACTED, META_REV, Version, decode_latest, encode_latest,
     event_for,
 };
+use super::wal::Wal;
 use super::{Shared, backend};
 use crate::{Event, KeyValue, Result, Revision, StorageError};
 
@@ -84,12 +89,20 @@ pub(crate) enum Op {
         force: bool,
         reply: oneshot::Sender<Result<bool>>,
     },
+    /// Makes everything the write-ahead log holds durable in the database file (when it
+    /// holds anything older than the checkpoint interval, or always when `force`); answers
+    /// whether a checkpoint ran.
+    Checkpoint {
+        force: bool,
+        reply: oneshot::Sender<Result<bool>>,
+    },
     /// Closes the database file and stops the thread.
     Close { reply: oneshot::Sender<()> },
 }
 
 /// Runs the writer loop until `Close` or until every sender is gone.
-pub(crate) fn run(shared: Arc<Shared>, rx: &mut mpsc::Receiver<Op>, max_batch: usize) {
+pub(crate) fn run(shared: Arc<Shared>, rx: &mut mpsc::Receiver<Op>, max_batch: usize, wal: Wal) {
+    let mut wal = wal;
     let mut current = shared.current.load(Ordering::Acquire);
     let mut queued: Vec<Op> = Vec::with_capacity(max_batch);
     'outer: while let Some(first) = rx.blocking_recv() {
@@ -106,23 +119,49 @@ pub(crate) fn run(shared: Arc<Shared>, rx: &mut mpsc::Receiver<Op>, max_batch: u
                 Op::Write { req, reply } => writes.push((req, reply)),
                 other => {
                     // Keep order: writes queued before a control op commit first.
-                    flush_writes(&shared, &mut writes, &mut current);
+                    flush_writes(&shared, &mut writes, &mut current, &mut wal);
                     if let Op::Close { reply } = other {
-                        close(&shared);
+                        close(&shared, &mut wal);
                         let _ = reply.send(());
                         break 'outer;
                     }
-                    control(&shared, other, &mut current);
+                    control(&shared, other, &mut current, &mut wal);
                 }
             }
         }
-        flush_writes(&shared, &mut writes, &mut current);
+        flush_writes(&shared, &mut writes, &mut current, &mut wal);
+        if wal.bytes() >= shared.wal_bytes
+            && let Err(e) = checkpoint(&shared, &mut wal)
+        {
+            tracing::error!(error = %e, "embedded store: checkpoint failed");
+        }
     }
-    close(&shared);
+    close(&shared, &mut wal);
     tracing::debug!("embedded store writer stopped");
 }
 
-fn close(shared: &Shared) {
+/// One durable redb commit: everything the write-ahead log holds is in the database file
+/// from now on, and the log starts again at its beginning.
+fn checkpoint(shared: &Shared, wal: &mut Wal) -> Result<()> {
+    if wal.bytes() == 0 {
+        return Ok(());
+    }
+    with_db(shared, |db| {
+        begin(db, shared.quick_repair, Durability::Immediate)?
+            .commit()
+            .map_err(backend)
+    })?;
+    wal.checkpointed();
+    shared.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+fn close(shared: &Shared, wal: &mut Wal) {
+    // Dropping the database also makes the last commits durable; the explicit checkpoint
+    // reports a failure and leaves the log consistent with the file.
+    if let Err(e) = checkpoint(shared, wal) {
+        tracing::error!(error = %e, "embedded store: final checkpoint failed; the log is replayed on the next open");
+    }
     match shared.db.write() {
         Ok(mut guard) => drop(guard.take()),
         Err(poisoned) => drop(poisoned.into_inner().take()),
@@ -133,6 +172,7 @@ fn flush_writes(
     shared: &Shared,
     writes: &mut Vec<(WriteReq, oneshot::Sender<Result<KeyValue>>)>,
     current: &mut Revision,
+    wal: &mut Wal,
 ) {
     if writes.is_empty() {
         return;
@@ -148,7 +188,7 @@ fn flush_writes(
     let ops = batch.len() as u64;
     let (reqs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
     let outcome = with_db(shared, |db| {
-        apply_batch(db, shared.quick_repair, reqs, *current)
+        apply_batch(db, shared.quick_repair, reqs, *current, wal)
     });
     match outcome {
         Ok((results, events, new_rev)) => {
@@ -190,22 +230,25 @@ fn with_db<T>(shared: &Shared, f: impl FnOnce(&Database) -> Result<T>) -> Result
     f(db)
 }
 
-fn begin(db: &Database, quick_repair: bool) -> Result<WriteTransaction> {
+fn begin(db: &Database, quick_repair: bool, durability: Durability) -> Result<WriteTransaction> {
     let mut txn = db.begin_write().map_err(backend)?;
     txn.set_quick_repair(quick_repair);
-    txn.set_durability(Durability::Immediate).map_err(backend)?;
+    txn.set_durability(durability).map_err(backend)?;
     Ok(txn)
 }
 
 type BatchOutcome = (Vec<Result<KeyValue>>, Vec<Event>, Revision);
 
+/// Applies `reqs` in one transaction; its successful writes are made durable by one
+/// write-ahead log frame before the (non-durable) commit makes them visible.
 fn apply_batch(
     db: &Database,
     quick_repair: bool,
     reqs: Vec<WriteReq>,
     current: Revision,
+    wal: &mut Wal,
 ) -> Result<BatchOutcome> {
-    let txn = begin(db, quick_repair)?;
+    let txn = begin(db, quick_repair, Durability::None)?;
     let mut results = Vec::with_capacity(reqs.len());
     let mut events = Vec::new();
     let mut rev = current;
@@ -218,6 +261,7 @@ fn apply_batch(
                 latest: &mut latest,
                 history: &mut history,
                 log: &mut log,
+                wal: &mut *wal,
             };
             match apply_one(&mut tables, req, rev + 1)? {
                 Ok((kv, event)) => {
@@ -234,9 +278,27 @@ fn apply_batch(
         }
     }
     if rev == current {
+        wal.discard();
         txn.abort().map_err(backend)?;
-    } else {
-        txn.commit().map_err(backend)?;
+        return Ok((results, events, rev));
+    }
+    // On disk before anyone can see it; a failed write leaves the transaction uncommitted.
+    let start = match wal.write_frame() {
+        Ok(start) => start,
+        Err(e) => {
+            let _ = txn.abort();
+            return Err(StorageError::Backend(format!(
+                "writing the write-ahead log {}: {e}",
+                wal.path().display()
+            )));
+        }
+    };
+    if let Err(e) = txn.commit() {
+        // Not acknowledged: the next batch takes the same revisions and overwrites the frame.
+        if let Some(start) = start {
+            wal.rewind(start);
+        }
+        return Err(backend(e));
     }
     Ok((results, events, rev))
 }
@@ -245,6 +307,7 @@ struct Tables<'a, 't> {
     latest: &'a mut redb::Table<'t, &'static str, &'static [u8]>,
     history: &'a mut redb::Table<'t, (&'static str, i64), &'static [u8]>,
     log: &'a mut redb::Table<'t, i64, &'static str>,
+    wal: &'a mut Wal,
 }
 
 impl Tables<'_, '_> {
@@ -264,10 +327,12 @@ impl Tables<'_, '_> {
     }
 
     fn put(&mut self, key: &str, rev: Revision, version: &Version) -> Result<()> {
+        let encoded = version.encode();
         self.history
-            .insert((key, rev), version.encode().as_slice())
+            .insert((key, rev), encoded.as_slice())
             .map_err(backend)?;
         self.log.insert(rev, key).map_err(backend)?;
+        self.wal.push(key, rev, &encoded);
         Ok(())
     }
 }
@@ -358,11 +423,16 @@ fn apply_one(
     }
 }
 
-fn control(shared: &Shared, op: Op, current: &mut Revision) {
+fn control(shared: &Shared, op: Op, current: &mut Revision, wal: &mut Wal) {
+    // Each of these commits durably, which also persists the batches the log holds: first
+    // a checkpoint of its own, so that the log never holds writes the file already has
+    // past a durable commit that did not restart it.
     match op {
         Op::SetCompacted { revision, reply } => {
-            let result = with_db(shared, |db| {
-                set_compacted(db, shared.quick_repair, revision, *current)
+            let result = checkpoint(shared, wal).and_then(|()| {
+                with_db(shared, |db| {
+                    set_compacted(db, shared.quick_repair, revision, *current)
+                })
             });
             if let Ok(true) = result {
                 shared.compacted.store(revision, Ordering::Release);
@@ -375,8 +445,10 @@ fn control(shared: &Shared, op: Op, current: &mut Revision) {
             max_events,
             reply,
         } => {
-            let result = with_db(shared, |db| {
-                compact_chunk(db, shared.quick_repair, upto, max_events)
+            let result = checkpoint(shared, wal).and_then(|()| {
+                with_db(shared, |db| {
+                    compact_chunk(db, shared.quick_repair, upto, max_events)
+                })
             });
             if result.is_ok() {
                 shared.metrics.fsyncs.fetch_add(1, Ordering::Relaxed);
@@ -384,7 +456,19 @@ fn control(shared: &Shared, op: Op, current: &mut Revision) {
             let _ = reply.send(result);
         }
         Op::Reclaim { force, reply } => {
-            let _ = reply.send(reclaim(shared, force));
+            let result = checkpoint(shared, wal).and_then(|()| reclaim(shared, force));
+            let _ = reply.send(result);
+        }
+        Op::Checkpoint { force, reply } => {
+            let due = wal
+                .since()
+                .is_some_and(|t| force || t.elapsed() >= shared.checkpoint_interval);
+            let result = if due {
+                checkpoint(shared, wal).map(|()| true)
+            } else {
+                Ok(false)
+            };
+            let _ = reply.send(result);
         }
         Op::Write { .. } | Op::Close { .. } => {
             // Handled by the loop; never routed here.
@@ -404,7 +488,7 @@ fn set_compacted(
             current,
         });
     }
-    let txn = begin(db, quick_repair)?;
+    let txn = begin(db, quick_repair, Durability::Immediate)?;
     let moved = {
         let mut meta = txn.open_table(META).map_err(backend)?;
         let compacted = meta
@@ -433,7 +517,7 @@ fn compact_chunk(
     upto: Revision,
     max_events: usize,
 ) -> Result<ChunkOutcome> {
-    let txn = begin(db, quick_repair)?;
+    let txn = begin(db, quick_repair, Durability::Immediate)?;
     let mut out = ChunkOutcome::default();
     {
         let mut log = txn.open_table(EVENTS).map_err(backend)?;
@@ -524,4 +608,58 @@ fn used_bytes(db: &Database) -> Result<u64> {
     let stats = txn.stats().map_err(backend)?;
     txn.abort().map_err(backend)?;
     Ok(stats.allocated_pages() * stats.page_size() as u64)
+}
+
+/// Applies the write-ahead log's records newer than `current` (the file's revision) in one
+/// durable commit, after a crash; returns the revision after them. Fails when the log
+/// continues a revision the file never reached (a log that is not this store's).
+pub(crate) fn replay_wal(
+    db: &Database,
+    quick_repair: bool,
+    records: Vec<super::wal::Record>,
+    current: Revision,
+) -> Result<Revision> {
+    let mut pending = records
+        .into_iter()
+        .skip_while(|r| r.revision <= current)
+        .peekable();
+    match pending.peek() {
+        None => return Ok(current),
+        Some(first) if first.revision != current + 1 => {
+            return Err(StorageError::Backend(format!(
+                "the write-ahead log starts at revision {} but the database file is at {current}: not this store's log",
+                first.revision
+            )));
+        }
+        Some(_) => {}
+    }
+    let txn = begin(db, quick_repair, Durability::Immediate)?;
+    let mut rev = current;
+    {
+        let mut latest = txn.open_table(LATEST).map_err(backend)?;
+        let mut history = txn.open_table(HISTORY).map_err(backend)?;
+        let mut log = txn.open_table(EVENTS).map_err(backend)?;
+        for r in pending {
+            let v = &r.version;
+            history
+                .insert((r.key.as_str(), r.revision), v.encode().as_slice())
+                .map_err(backend)?;
+            log.insert(r.revision, r.key.as_str()).map_err(backend)?;
+            if v.tombstone {
+                latest.remove(r.key.as_str()).map_err(backend)?;
+            } else {
+                latest
+                    .insert(
+                        r.key.as_str(),
+                        encode_latest(v.create_revision, r.revision).as_slice(),
+                    )
+                    .map_err(backend)?;
+            }
+            rev = r.revision;
+        }
+        let mut meta = txn.open_table(META).map_err(backend)?;
+        meta.insert(META_REV, rev).map_err(backend)?;
+    }
+    txn.commit().map_err(backend)?;
+    Ok(rev)
 }
