@@ -553,7 +553,7 @@ fn open_db(dir: &Path, opts: &EmbeddedOptions) -> Result<Opened> {
         }
     };
     let current = recover_wal(&db, dir, opts.quick_repair, current)?;
-    let wal = wal::Wal::open(dir).map_err(|e| {
+    let wal = wal::Wal::open(dir, opts.wal_bytes.max(1)).map_err(|e| {
         StorageError::Backend(format!(
             "cannot open {}: {e}",
             dir.join(wal::WAL_FILE_NAME).display()

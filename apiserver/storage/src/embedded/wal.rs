@@ -61,12 +61,16 @@ pub(crate) struct Wal {
     first: Revision,
     /// When the first frame after the last checkpoint was written.
     since: Option<Instant>,
+    /// The checkpoint threshold: a file grown past twice this by one huge batch is cut back
+    /// at the next checkpoint.
+    limit: u64,
 }
 
 impl Wal {
     /// Opens (or creates, mode 0600) the log in `dir`, positioned at its start: call after
-    /// [`replay`] has made everything it held durable in redb.
-    pub fn open(dir: &Path) -> std::io::Result<Wal> {
+    /// `replay_wal` has made everything it held durable in redb. `limit`: the checkpoint
+    /// threshold in bytes.
+    pub fn open(dir: &Path, limit: u64) -> std::io::Result<Wal> {
         use std::os::unix::fs::OpenOptionsExt;
         let path = dir.join(WAL_FILE_NAME);
         let file = std::fs::OpenOptions::new()
@@ -86,6 +90,7 @@ impl Wal {
             records: 0,
             first: 0,
             since: None,
+            limit: limit.div_ceil(GROW) * GROW,
         })
     }
 
@@ -134,6 +139,10 @@ impl Wal {
         } else {
             self.file.write_all_at(&self.frame, start)?;
         }
+        if self.frame.capacity() > 2 * GROW as usize {
+            // One huge batch: do not keep its buffer.
+            self.frame = Vec::new();
+        }
         self.file.sync_data()?;
         self.offset = end;
         self.since.get_or_insert_with(Instant::now);
@@ -160,6 +169,9 @@ impl Wal {
     pub fn checkpointed(&mut self) {
         self.offset = 0;
         self.since = None;
+        if self.len > 2 * self.limit && self.file.set_len(self.limit).is_ok() {
+            self.len = self.limit;
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -265,7 +277,7 @@ mod tests {
     #[test]
     fn frames_round_trip_and_stale_rounds_are_not_replayed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut wal = Wal::open(dir.path()).expect("open");
+        let mut wal = Wal::open(dir.path(), 8 << 20).expect("open");
         frame(&mut wal, 10, 3);
         frame(&mut wal, 13, 2);
         frame(&mut wal, 15, 4);
@@ -286,7 +298,7 @@ mod tests {
     #[test]
     fn a_torn_or_corrupt_frame_ends_the_log() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut wal = Wal::open(dir.path()).expect("open");
+        let mut wal = Wal::open(dir.path(), 8 << 20).expect("open");
         frame(&mut wal, 1, 2);
         let second = wal.bytes();
         frame(&mut wal, 3, 2);
@@ -306,7 +318,7 @@ mod tests {
     #[test]
     fn the_file_grows_in_steps_and_is_reused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut wal = Wal::open(dir.path()).expect("open");
+        let mut wal = Wal::open(dir.path(), 8 << 20).expect("open");
         frame(&mut wal, 1, 1);
         let len = std::fs::metadata(wal.path()).expect("stat").len();
         assert_eq!(len, GROW);

@@ -248,6 +248,8 @@ fn apply_batch(
     current: Revision,
     wal: &mut Wal,
 ) -> Result<BatchOutcome> {
+    // A frame left half-built by a batch that failed midway is not this batch's.
+    wal.discard();
     let txn = begin(db, quick_repair, Durability::None)?;
     let mut results = Vec::with_capacity(reqs.len());
     let mut events = Vec::new();
