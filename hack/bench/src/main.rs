@@ -148,16 +148,23 @@ async fn start_ferrokube_bin(
         .context("spawning ferrokube (build it with cargo build --release)")?;
     let proc = Proc(child);
     let deadline = start + Duration::from_secs(20);
+    // One client, built once the kubeconfig names this start's port (it is written
+    // atomically): building one per poll took CPU from the starting server on 2 cores.
+    let mut client: Option<Client> = None;
+    let url = format!(":{port}\n");
     loop {
         if Instant::now() > deadline {
             bail!("ferrokube did not become ready");
         }
-        if dir.join("admin.kubeconfig").exists()
-            && let Ok(c) = client_for(dir).await
+        if client.is_none()
+            && std::fs::read_to_string(dir.join("admin.kubeconfig")).is_ok_and(|k| k.contains(&url))
         {
+            client = client_for(dir).await.ok();
+        }
+        if let Some(c) = &client {
             let req = http::Request::get("/readyz").body(Vec::new())?;
             if c.request_text(req).await.is_ok() {
-                return Ok((proc, c, start.elapsed()));
+                return Ok((proc, c.clone(), start.elapsed()));
             }
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
