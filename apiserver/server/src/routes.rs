@@ -192,7 +192,7 @@ fn metrics(state: &AppState) -> Response {
         &mut out,
         "ferrokube_storage_fsyncs_total",
         "counter",
-        "Durable commits (fsyncs).",
+        "Flushes to disk: write-ahead log frames (one per write batch) and durable commits.",
         s.fsyncs,
     );
     let c = state.store.cache.metrics();

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrokube_storage::{ListRequest, Storage};
 use ferrokube_storage::embedded::{DB_FILE_NAME, EmbeddedOptions, EmbeddedStore, snapshot};
+use ferrokube_storage::{ListRequest, Storage};
 
 const CHILD_ENV: &str = "FERROKUBE_CRASH_CHILD";
 
@@ -57,14 +57,20 @@ async fn child(dir: std::path::PathBuf) {
                     .create(&key, Bytes::from(vec![b'x'; 200]))
                     .await
                     .expect("child create");
-                if tx.send(format!("put {} {}", kv.key, kv.mod_revision)).is_err() {
+                if tx
+                    .send(format!("put {} {}", kv.key, kv.mod_revision))
+                    .is_err()
+                {
                     return;
                 }
                 let kv = store
                     .update(&key, Bytes::from(vec![b'y'; 300]), kv.mod_revision)
                     .await
                     .expect("child update");
-                if tx.send(format!("put {} {}", kv.key, kv.mod_revision)).is_err() {
+                if tx
+                    .send(format!("put {} {}", kv.key, kv.mod_revision))
+                    .is_err()
+                {
                     return;
                 }
                 if i % 3 == 0 {
@@ -157,12 +163,20 @@ async fn parent() {
         for (key, a) in last {
             let got = store.get(key).await.expect("get");
             if a.deleted {
-                assert!(got.is_none(), "{key} deleted at {} came back: {got:?}", a.rev);
+                assert!(
+                    got.is_none(),
+                    "{key} deleted at {} came back: {got:?}",
+                    a.rev
+                );
                 deleted += 1;
                 continue;
             }
             // Every third key is deleted after its update: that delete may have landed.
-            let index: u64 = key.rsplit('/').next().and_then(|i| i.parse().ok()).expect("index");
+            let index: u64 = key
+                .rsplit('/')
+                .next()
+                .and_then(|i| i.parse().ok())
+                .expect("index");
             let deletable = index % 3 == 0;
             match got {
                 Some(kv) => {
@@ -190,7 +204,11 @@ async fn parent() {
                     );
                     present += 1;
                 }
-                None => assert!(deletable, "acknowledged key {key} (rev {}) lost after SIGKILL", a.rev),
+                None => assert!(
+                    deletable,
+                    "acknowledged key {key} (rev {}) lost after SIGKILL",
+                    a.rev
+                ),
             }
         }
         eprintln!("round {round}: {present} keys present, {deleted} deleted as acknowledged");

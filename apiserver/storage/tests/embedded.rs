@@ -246,7 +246,9 @@ async fn write_ahead_log_checkpoints_keep_it_small() {
     let store = EmbeddedStore::open(dir.path(), opts.clone())
         .await
         .expect("open");
-    let wal = dir.path().join(ferrokube_storage::embedded::wal::WAL_FILE_NAME);
+    let wal = dir
+        .path()
+        .join(ferrokube_storage::embedded::wal::WAL_FILE_NAME);
     let value = "v".repeat(1000);
     let mut last = 0;
     for i in 0..1000 {
