@@ -488,9 +488,10 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Opens the database file, creating it with mode 0600 from the first byte (it holds Secrets).
-/// A file left group- or world-readable by an older version is narrowed to 0600.
-fn open_db_file(path: &Path) -> std::io::Result<std::fs::File> {
+/// Opens a file of the store (the database, the write-ahead log), creating it with mode 0600
+/// from the first byte (both hold Secrets). A file left group- or world-readable by an older
+/// version is narrowed to 0600.
+pub(crate) fn open_private_file(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -501,7 +502,7 @@ fn open_db_file(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)?;
     let mode = file.metadata()?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "narrowing the database file to mode 0600");
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "narrowing a store file to mode 0600");
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
     Ok(file)
@@ -518,7 +519,7 @@ fn open_db(dir: &Path, opts: &EmbeddedOptions) -> Result<Opened> {
     if let Some(bytes) = opts.cache_size {
         builder.set_cache_size(bytes);
     }
-    let file = open_db_file(&path)
+    let file = open_private_file(&path)
         .map_err(|e| StorageError::Backend(format!("cannot open {}: {e}", path.display())))?;
     let file = redb::backends::FileBackend::new(file).map_err(backend)?;
     let db = builder.create_with_backend(file).map_err(backend)?;

@@ -69,5 +69,15 @@ async fn database_file_and_directory_are_private() {
     };
     assert_eq!(mode(&db_dir), 0o700);
     assert_eq!(mode(store.path()), 0o600);
+    // The write-ahead log holds the same values (Secrets included).
+    let wal = db_dir.join(super::wal::WAL_FILE_NAME);
+    assert_eq!(mode(&wal), 0o600);
+    store.close().await;
+    // A log left readable by others is narrowed on the next open.
+    std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let store = EmbeddedStore::open(&db_dir, EmbeddedOptions::default())
+        .await
+        .expect("reopen");
+    assert_eq!(mode(&wal), 0o600);
     store.close().await;
 }

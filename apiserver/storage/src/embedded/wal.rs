@@ -77,15 +77,8 @@ impl Wal {
     /// made everything it held durable in redb (emptying also drops the page cache the replay
     /// read it into). `limit`: the checkpoint threshold in bytes.
     pub fn open(dir: &Path, limit: u64) -> std::io::Result<Wal> {
-        use std::os::unix::fs::OpenOptionsExt;
         let path = dir.join(WAL_FILE_NAME);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)?;
+        let file = super::open_private_file(&path)?;
         file.set_len(0)?;
         Ok(Wal {
             file,
