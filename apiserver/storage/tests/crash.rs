@@ -177,7 +177,7 @@ async fn parent() {
                 .next()
                 .and_then(|i| i.parse().ok())
                 .expect("index");
-            let deletable = index % 3 == 0;
+            let deletable = index.is_multiple_of(3);
             match got {
                 Some(kv) => {
                     assert!(
