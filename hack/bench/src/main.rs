@@ -736,10 +736,11 @@ async fn main() -> Result<()> {
     })
     .await?;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), list_ns);
-    let median = median_list_time(&api, n).await?;
+    // The namespace also holds its kube-root-ca.crt (the root-CA publisher's).
+    let median = median_list_time(&api, n + 1).await?;
     println!(
         "{:<44} {}",
-        format!("list of {n} configmaps (median of 5)"),
+        format!("list of {} configmaps (median of 5)", n + 1),
         ms(median)
     );
 
