@@ -117,6 +117,15 @@ impl WebhookPlugin {
         }
     }
 
+    /// Whether any hook could apply to a request for this resource (none configured, or an
+    /// exempt resource: no). Checked before the plugin's future does any work: see `admit`.
+    fn may_apply(&self, a: &Attributes<'_>) -> bool {
+        let info = &a.handle.info;
+        let exempt =
+            info.group == "admissionregistration.k8s.io" && EXEMPT.contains(&&*info.plural);
+        !exempt && !self.hooks.snapshot().is_empty()
+    }
+
     /// The hooks that apply to this request, each with the version its rules matched.
     async fn relevant(
         &self,
@@ -470,9 +479,33 @@ impl AdmissionPlugin for WebhookPlugin {
     }
 
     async fn admit(&self, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
-        if !self.mutating || a.operation == Operation::Delete {
+        // The calls' futures are large and `async_trait` copies the whole future into its box
+        // on every request (a `memmove` in this frame was ~0.7% of a create's CPU with no
+        // webhook configured): the common no-hook case returns from a small future, the rest
+        // is boxed apart.
+        if !self.mutating || a.operation == Operation::Delete || !self.may_apply(a) {
             return Ok(());
         }
+        Box::pin(self.admit_hooks(a, obj)).await
+    }
+
+    async fn validate(
+        &self,
+        a: &Attributes<'_>,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
+        // As in `admit`: the hook calls' large future only when a hook may apply.
+        if self.mutating || !self.may_apply(a) {
+            return Ok(());
+        }
+        Box::pin(self.validate_hooks(a, obj, old)).await
+    }
+}
+
+impl WebhookPlugin {
+    /// `admit` once a hook may apply.
+    async fn admit_hooks(&self, a: &Attributes<'_>, obj: &mut Value) -> ApiResult<()> {
         let hooks = self.relevant(a, Some(obj)).await?;
         if hooks.is_empty() {
             return Ok(());
@@ -493,15 +526,13 @@ impl AdmissionPlugin for WebhookPlugin {
         Ok(())
     }
 
-    async fn validate(
+    /// `validate` once a hook may apply.
+    async fn validate_hooks(
         &self,
         a: &Attributes<'_>,
         obj: &Value,
         old: Option<&Value>,
     ) -> ApiResult<()> {
-        if self.mutating {
-            return Ok(());
-        }
         let new = (a.operation != Operation::Delete).then_some(obj);
         let hooks = self.relevant(a, new).await?;
         if hooks.is_empty() {
@@ -529,9 +560,7 @@ impl AdmissionPlugin for WebhookPlugin {
         }
         Ok(())
     }
-}
 
-impl WebhookPlugin {
     /// One mutating call; applies its patch. Returns whether the object changed.
     async fn mutate_once(
         &self,
