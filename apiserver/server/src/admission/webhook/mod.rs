@@ -132,14 +132,11 @@ impl WebhookPlugin {
         a: &Attributes<'_>,
         obj: Option<&Value>,
     ) -> ApiResult<Vec<(Arc<Hook>, String)>> {
+        if !self.may_apply(a) {
+            return Ok(Vec::new());
+        }
         let info = &a.handle.info;
-        if info.group == "admissionregistration.k8s.io" && EXEMPT.contains(&&*info.plural) {
-            return Ok(Vec::new());
-        }
         let hooks = self.hooks.snapshot();
-        if hooks.is_empty() {
-            return Ok(Vec::new());
-        }
         let others: Vec<&str> = self
             .shared
             .ctx
