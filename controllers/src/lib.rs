@@ -333,9 +333,10 @@ async fn run_controllers(
         return std::future::pending().await;
     }
     let informer_client = client_for(&config, "shared-informers")?;
-    let pods = Informer::<Pod>::spawn_with(
+    let pods = Informer::<Pod>::spawn_buffered(
         kube::Api::all(informer_client.clone()),
         podutil::drop_unread_pod_fields,
+        informer::POD_BUFFER,
     );
     let replicasets = Informer::<ReplicaSet>::spawn(kube::Api::all(informer_client));
     pods.wait_until_ready().await;

@@ -740,6 +740,11 @@ impl WatchCache {
     pub fn shutdown(&self) {
         self.shared.shutdown_tx.send_replace(true);
     }
+
+    /// Whether [`WatchCache::shutdown`] was called: lists and watches fail from then on.
+    pub fn is_shut_down(&self) -> bool {
+        *self.shared.shutdown_tx.borrow()
+    }
 }
 
 impl Drop for WatchCache {

@@ -37,8 +37,12 @@ roleRef:
   apiGroup: rbac.authorization.k8s.io
 "#;
 
-/// A fresh scratch directory for files the server or the test needs.
+/// A fresh scratch directory for files the server or the test needs. Servers started from
+/// it outlive the helpers that made it, so it stays for the test process's lifetime; the
+/// first call of a process removes those that test processes no longer running left behind.
 pub fn scratch(tag: &str) -> PathBuf {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(remove_dead_scratch_dirs);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -49,6 +53,30 @@ pub fn scratch(tag: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&d).expect("scratch dir");
     d
+}
+
+/// Removes `ferrokube-auth-<tag>-<pid>-<nanos>` directories whose process is gone.
+fn remove_dead_scratch_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("ferrokube-auth-"))
+        else {
+            continue;
+        };
+        let mut parts = rest.rsplitn(3, '-');
+        let (Some(_nanos), Some(pid), Some(_tag)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Runs a helper program; panics with its output unless it succeeds.

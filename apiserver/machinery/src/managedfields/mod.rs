@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::status::{Status, StatusCause, StatusDetails};
 use fieldpath::{Path, Set, path_string};
-use typed::{NodeType, compare, complete_keys, merge, remove_path, to_field_set};
+use typed::{Comparison, NodeType, compare, complete_keys, merge, remove_path, to_field_set};
 
 /// `Apply` or `Update`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -173,6 +173,36 @@ const STRIPPED_META: &[&str] = &[
     "deletionGracePeriodSeconds",
 ];
 
+/// Whether a top-level property is part of [`owned_view`].
+fn owned_root_key(k: &str, subresource: &str, has_status: bool) -> bool {
+    match k {
+        "apiVersion" | "kind" => false,
+        "status" if has_status && subresource != "status" => false,
+        _ if subresource == "status" && k != "status" => false,
+        _ => true,
+    }
+}
+
+/// `compare` of two objects' [`owned_view`]s, without copying the objects when the types
+/// allow (they always do for built-in kinds).
+fn compare_owned(
+    old: &Value,
+    new: &Value,
+    t: &NodeType,
+    subresource: &str,
+    has_status: bool,
+) -> Comparison {
+    let keep_root = |k: &str| owned_root_key(k, subresource, has_status);
+    let keep_meta = |k: &str| !STRIPPED_META.contains(&k);
+    typed::compare_views(old, new, t, &keep_root, &keep_meta).unwrap_or_else(|| {
+        compare(
+            &owned_view(old, subresource, has_status),
+            &owned_view(new, subresource, has_status),
+            t,
+        )
+    })
+}
+
 /// The part of an object a writer's field set is computed on: without `apiVersion`, `kind`
 /// and system metadata; the main resource without `status` (when the resource has a status
 /// subresource), the status subresource with `status` only (upstream reset fields).
@@ -183,9 +213,7 @@ pub fn owned_view(obj: &Value, subresource: &str, has_status: bool) -> Value {
     let mut out = Map::new();
     for (k, v) in m {
         match k.as_str() {
-            "apiVersion" | "kind" => {}
-            "status" if has_status && subresource != "status" => {}
-            _ if subresource == "status" && k != "status" => {}
+            _ if !owned_root_key(k, subresource, has_status) => {}
             "metadata" => {
                 let mut meta = v.as_object().cloned().unwrap_or_default();
                 for f in STRIPPED_META {
@@ -233,9 +261,7 @@ pub fn update(
         old_entries.clone()
     };
     let empty = Value::Object(Map::new());
-    let old_view = owned_view(old.unwrap_or(&empty), w.subresource, has_status);
-    let new_view = owned_view(new, w.subresource, has_status);
-    let c = compare(&old_view, &new_view, t);
+    let c = compare_owned(old.unwrap_or(&empty), new, t, w.subresource, has_status);
     let changed = c.added.union(&c.modified);
     for e in entries.iter_mut() {
         e.set = e.set.difference(&changed).difference(&c.removed);
@@ -424,11 +450,7 @@ fn apply_once(
             remove_path(&mut merged, &p, t);
         }
     }
-    let c = compare(
-        &owned_view(live_v, w.subresource, req.has_status),
-        &owned_view(&merged, w.subresource, req.has_status),
-        t,
-    );
+    let c = compare_owned(live_v, &merged, t, w.subresource, req.has_status);
     let changed = c.added.union(&c.modified);
     let mut conflicts = Vec::new();
     for (i, e) in entries.iter().enumerate() {

@@ -464,3 +464,54 @@ fn no_annotation_means_ordinary_conflicts_and_no_annotation_written() {
     let out = apply(Some(&live), cfg, &t, &req("kubectl", true)).unwrap();
     assert!(out.pointer("/metadata/annotations").is_none());
 }
+
+/// `compare_owned` walks the objects without building their owned views; it must find exactly
+/// what comparing the built views finds, whatever the subresource, the status rule, and
+/// `metadata` (absent, system fields only, not an object, or a type that knows nothing).
+#[test]
+fn comparing_in_place_matches_comparing_the_owned_views() {
+    let mut with_status = deploy(2, json!([{"name": "a", "image": "x"}]));
+    with_status["status"] = json!({"replicas": 2, "conditions": [{"type": "Available"}]});
+    let mut system_meta_only = deploy(3, json!([{"name": "b", "image": "y"}]));
+    system_meta_only["metadata"] = json!({"name": "d", "uid": "u", "resourceVersion": "7"});
+    let mut meta_not_object = deploy(3, json!([]));
+    meta_not_object["metadata"] = json!("nonsense");
+    let mut no_meta = deploy(
+        1,
+        json!([{"name": "a", "image": "z", "ports": [{"containerPort": 80}]}]),
+    );
+    no_meta.as_object_mut().map(|m| m.remove("metadata"));
+    let objects = [
+        json!({}),
+        json!("not an object"),
+        deploy(1, json!([{"name": "a", "image": "x"}])),
+        with_status,
+        system_meta_only,
+        meta_not_object,
+        no_meta,
+    ];
+    let types = [
+        deploy_type(),
+        root_type("", "v1", "ConfigMap"),
+        typed::NodeType::unknown(),
+    ];
+    for t in &types {
+        for old in &objects {
+            for new in &objects {
+                for (sub, has_status) in [("", true), ("", false), ("status", true)] {
+                    let built = typed::compare(
+                        &owned_view(old, sub, has_status),
+                        &owned_view(new, sub, has_status),
+                        t,
+                    );
+                    assert_eq!(
+                        compare_owned(old, new, t, sub, has_status),
+                        built,
+                        "{old} -> {new} ({sub:?}, status {has_status}, type {:?})",
+                        t.def
+                    );
+                }
+            }
+        }
+    }
+}

@@ -321,18 +321,7 @@ fn walk_compare(
         let none = Map::new();
         let om = old.and_then(Value::as_object).unwrap_or(&none);
         let nm = new.and_then(Value::as_object).unwrap_or(&none);
-        for (k, ov) in om {
-            path.push(PathElement::Field(k.clone()));
-            walk_compare(Some(ov), nm.get(k), &t.field(k), path, c, false);
-            path.pop();
-        }
-        for (k, nv) in nm {
-            if !om.contains_key(k) {
-                path.push(PathElement::Field(k.clone()));
-                walk_compare(None, Some(nv), &t.field(k), path, c, false);
-                path.pop();
-            }
-        }
+        compare_children(om, nm, &|_| true, t, path, c);
         return;
     }
     let lists = (
@@ -356,6 +345,97 @@ fn walk_compare(
         (Some(o), Some(n)) if o != n => c.modified.insert(path),
         _ => {}
     }
+}
+
+/// The properties of two maps (those `keep` accepts) compared one by one.
+fn compare_children(
+    om: &Map<String, Value>,
+    nm: &Map<String, Value>,
+    keep: &dyn Fn(&str) -> bool,
+    t: &NodeType,
+    path: &mut Path,
+    c: &mut Comparison,
+) {
+    for (k, ov) in om {
+        if keep(k) {
+            path.push(PathElement::Field(k.clone()));
+            walk_compare(Some(ov), nm.get(k), &t.field(k), path, c, false);
+            path.pop();
+        }
+    }
+    for (k, nv) in nm {
+        if keep(k) && !om.contains_key(k) {
+            path.push(PathElement::Field(k.clone()));
+            walk_compare(None, Some(nv), &t.field(k), path, c, false);
+            path.pop();
+        }
+    }
+}
+
+/// [`compare`] of two objects' views without building them: at the top only the properties
+/// `keep_root` accepts, in `metadata` only those `keep_meta` accepts, and a `metadata` left
+/// with none counts as absent. `None` when the types make this differ from comparing the
+/// views (an atomic object or `metadata`): the caller builds the views then.
+pub fn compare_views(
+    old: &Value,
+    new: &Value,
+    t: &NodeType,
+    keep_root: &dyn Fn(&str) -> bool,
+    keep_meta: &dyn Fn(&str) -> bool,
+) -> Option<Comparison> {
+    if t.atomic {
+        return None;
+    }
+    let mt = t.field("metadata");
+    if mt.atomic {
+        return None;
+    }
+    let mut c = Comparison::default();
+    let none = Map::new();
+    let om = old.as_object().unwrap_or(&none);
+    let nm = new.as_object().unwrap_or(&none);
+    fn meta<'v>(
+        m: &'v Map<String, Value>,
+        keep_meta: &dyn Fn(&str) -> bool,
+    ) -> Option<&'v Map<String, Value>> {
+        m.get("metadata")
+            .and_then(Value::as_object)
+            .filter(|meta| meta.keys().any(|k| keep_meta(k)))
+    }
+    let mut path = Vec::new();
+    // Everything but `metadata`, as `compare` walks the views' top level.
+    compare_children(
+        om,
+        nm,
+        &|k| k != "metadata" && keep_root(k),
+        t,
+        &mut path,
+        &mut c,
+    );
+    if keep_root("metadata") {
+        let (old_meta, new_meta) = (meta(om, keep_meta), meta(nm, keep_meta));
+        if old_meta.is_some() || new_meta.is_some() {
+            path.push(PathElement::Field("metadata".to_string()));
+            // `walk_compare`'s map branch: a member only when the type is not a struct.
+            if mt.def.is_none() {
+                match (old_meta, new_meta) {
+                    (None, Some(_)) => c.added.insert(&path),
+                    (Some(_), None) => c.removed.insert(&path),
+                    _ => {}
+                }
+            }
+            compare_children(
+                old_meta.unwrap_or(&none),
+                new_meta.unwrap_or(&none),
+                keep_meta,
+                &mt,
+                &mut path,
+                &mut c,
+            );
+            path.pop();
+        }
+    }
+    Some(c)
 }
 
 type Elements = (

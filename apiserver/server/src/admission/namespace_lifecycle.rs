@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ferrokube_machinery::status::{Status, StatusCause};
-use ferrokube_storage::KeyValue;
+use ferrokube_storage::{KeyValue, Revision};
 use serde_json::Value;
 
 use super::{AdmissionPlugin, Attributes, Operation, StoreReader};
@@ -26,6 +26,8 @@ use crate::registry::ResourceHandle;
 pub const FORCE_LIVE_LOOKUP_TTL: Duration = Duration::from_secs(30);
 /// How many such namespaces are remembered (upstream's LRU size); the oldest goes first.
 const FORCE_LIVE_LOOKUP_CAPACITY: usize = 100;
+/// How many namespaces' phases are remembered by revision before the memo starts over.
+const PHASE_MEMO_CAPACITY: usize = 4096;
 
 /// The NamespaceLifecycle plugin.
 pub struct NamespaceLifecycle {
@@ -33,6 +35,10 @@ pub struct NamespaceLifecycle {
     namespaces: Arc<ResourceHandle>,
     /// Namespaces deleted through this server lately.
     force_live_lookup: Mutex<RecentDeletes>,
+    /// Whether a namespace is terminating, by its key and revision: the stored namespace is
+    /// decoded once per version instead of once per create (its bytes hold the managed fields
+    /// and finalizers before `status`).
+    phases: Mutex<HashMap<Arc<str>, (Revision, bool)>>,
 }
 
 /// Namespace → (when the entry expires, insertion sequence number: the smallest goes first
@@ -50,7 +56,26 @@ impl NamespaceLifecycle {
             reader,
             namespaces,
             force_live_lookup: Mutex::default(),
+            phases: Mutex::default(),
         }
+    }
+
+    /// [`is_terminating`], decoded once per namespace version.
+    fn terminating(&self, ns: &KeyValue) -> ApiResult<bool> {
+        // A panic while holding the lock leaves a map that is still valid.
+        let lock = || self.phases.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&(rev, t)) = lock().get(&ns.key)
+            && rev == ns.mod_revision
+        {
+            return Ok(t);
+        }
+        let t = is_terminating(ns)?;
+        let mut phases = lock();
+        if phases.len() >= PHASE_MEMO_CAPACITY {
+            phases.clear();
+        }
+        phases.insert(ns.key.clone(), (ns.mod_revision, t));
+        Ok(t)
     }
 
     fn recent_deletes(&self) -> MutexGuard<'_, RecentDeletes> {
@@ -140,7 +165,7 @@ impl AdmissionPlugin for NamespaceLifecycle {
         let cached = self
             .reader
             .cached_stored(&self.namespaces, "", a.namespace)
-            .map(|ns| is_terminating(&ns))
+            .map(|ns| self.terminating(&ns))
             .transpose()?;
         let terminating = match cached {
             // The cache is trusted unless it misses the namespace, or shows one this server

@@ -169,11 +169,23 @@ fn is_long_running(info: &RequestInfo) -> bool {
         )
 }
 
-/// The audit filter (upstream `WithAudit`).
+/// The audit filter (upstream `WithAudit`). Without an audit policy it only passes the
+/// request on: the auditing future (events, captured bodies) is a separate, boxed one, so
+/// that it does not size every request's future.
 pub async fn filter(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let Some(auditor) = state.audit.clone() else {
         return next.run(req).await;
     };
+    Box::pin(audited(state, auditor, req, next)).await
+}
+
+/// [`filter`] with an audit policy.
+async fn audited(
+    state: Arc<AppState>,
+    auditor: Arc<Auditor>,
+    req: Request,
+    next: Next,
+) -> Response {
     let (Some(user), Some(info)) = (
         req.extensions().get::<UserInfo>(),
         req.extensions().get::<RequestInfo>(),

@@ -288,7 +288,9 @@ impl Authenticator {
             }
         }
         match bearer_token(headers) {
-            Ok(Some(token)) => match self.authenticate_token(state, token).await {
+            // Boxed: token review may be an HTTP call (webhook) whose future would otherwise
+            // size every request's authentication future, certificates included.
+            Ok(Some(token)) => match Box::pin(self.authenticate_token(state, token)).await {
                 Some(u) => return Authenticated::User(with_authenticated_group(u)),
                 None => failed = true,
             },

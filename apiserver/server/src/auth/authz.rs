@@ -100,7 +100,9 @@ impl Authorizer {
         let mut state = Chain::default();
         for m in &self.modes {
             let r = match m {
-                Mode::Webhook(w) => w.authorize(a).await,
+                // Boxed: the HTTP call's future would otherwise make every request's
+                // authorization future (and each filter holding it) that large.
+                Mode::Webhook(w) => Box::pin(w.authorize(a)).await,
                 other => Ok(sync_decision(other, a)),
             };
             if let Some(v) = state.step(r) {

@@ -35,6 +35,8 @@ enum State {
     Watching(Box<CacheWatchStream>),
     /// Wait before listing again.
     Backoff,
+    /// The cache was shut down (the server is stopping): the feed ends.
+    Stopped,
 }
 
 struct Feed<S: Sink> {
@@ -64,6 +66,10 @@ impl<S: Sink> Feed<S> {
                     Ok(w) => {
                         self.load(&w.items);
                         State::Watching(Box::new(w.stream))
+                    }
+                    Err(e) if self.cache.is_shut_down() => {
+                        tracing::debug!(prefix = %self.prefix, error = %e, "index feed: cache shut down; stopping");
+                        State::Stopped
                     }
                     Err(e) => {
                         tracing::warn!(prefix = %self.prefix, error = %e, "index feed: list failed");
@@ -96,6 +102,7 @@ impl<S: Sink> Feed<S> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 State::Listing
             }
+            State::Stopped => State::Stopped,
         }
     }
 }
@@ -118,7 +125,7 @@ pub async fn feed<S: Sink>(
     f.load(&w.items);
     tokio::spawn(async move {
         let mut state = State::Watching(Box::new(w.stream));
-        loop {
+        while !matches!(state, State::Stopped) {
             state = f.step(state).await;
         }
     });

@@ -17,10 +17,11 @@ pub async fn create(scope: &Scope, body: Body) -> ApiResult<Response> {
         let out = crate::registry::reviews::review(scope, obj).await?;
         return scope.object_response(StatusCode::CREATED, &out);
     }
+    // `read_object` type-checked the body.
     let created = scope
         .state
         .store
-        .create(&scope.handle, &scope.info.namespace, obj, &opts)
+        .create_checked(&scope.handle, &scope.info.namespace, obj, &opts)
         .await;
     let warnings = [warnings, opts.warnings.take()].concat();
     // Admission warnings reach the client with a refusal too (kubectl prints both).

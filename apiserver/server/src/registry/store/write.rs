@@ -132,13 +132,25 @@ impl GenericStore {
         mut obj: Value,
         opts: &WriteOptions,
     ) -> ApiResult<Value> {
+        type_check(h, &mut obj).map_err(|e| decode_error(h, &e))?;
+        self.create_checked(h, namespace, obj, opts).await
+    }
+
+    /// [`GenericStore::create`] of an object that passed [`type_check`] as it is (the POST
+    /// handler checks the body as it decodes it; a second walk found nothing new).
+    pub async fn create_checked(
+        &self,
+        h: &ResourceHandle,
+        namespace: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Value> {
         if h.custom.as_ref().is_some_and(|c| c.terminating) {
             // Upstream's CRD handler refuses the create verb of a terminating CRD.
             let mut s = Status::method_not_supported(&h.info.group, &h.info.plural, "create");
             s.message = "create not allowed while custom resource definition is terminating".into();
             return Err(s.into());
         }
-        type_check(h, &mut obj).map_err(|e| decode_error(h, &e))?;
         // A name made from `generateName` may collide (five random characters: ~0.35% of
         // 100,000 creates of one base); upstream (RetryGenerateName, GA) then tries again
         // with a fresh name, up to 8 attempts in all, before answering 409.
