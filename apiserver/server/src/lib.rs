@@ -15,6 +15,7 @@ pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod certs;
+pub mod coalesce;
 pub mod controlplane;
 pub mod crd;
 pub mod discovery;

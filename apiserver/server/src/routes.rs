@@ -324,6 +324,7 @@ async fn dispatch(State(state): State<Arc<AppState>>, req: Request) -> Response 
         info,
         query,
         headers: parts.headers,
+        http_version: parts.version,
         user,
         warnings: warnings.clone(),
     };

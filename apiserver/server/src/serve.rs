@@ -406,11 +406,12 @@ impl Conn {
             }
         });
         let svc = hyper_util::service::TowerToHyperService::new(svc);
-        let io = TokioIo::new(ReadWatch {
+        let io = ReadWatch {
             inner: tls,
             activity: activity.clone(),
-        });
+        };
         let result = if h2 {
+            let io = TokioIo::new(crate::coalesce::Coalesce::new(io));
             let conn = self.builders.h2.serve_connection(io, svc);
             tokio::pin!(conn);
             let first_deadline = tokio::time::sleep(self.builders.header_read_timeout);
@@ -453,7 +454,11 @@ impl Conn {
                 }
             }
         } else {
-            let conn = self.builders.h1.serve_connection(io, svc).with_upgrades();
+            let conn = self
+                .builders
+                .h1
+                .serve_connection(TokioIo::new(io), svc)
+                .with_upgrades();
             tokio::pin!(conn);
             let (header, idle) = (
                 self.builders.header_read_timeout,

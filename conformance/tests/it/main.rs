@@ -88,6 +88,7 @@ mod util;
 mod validation;
 mod vap_typecheck;
 mod versions;
+mod watch_h2;
 mod webhook_latency;
 mod wire;
 mod workloads;

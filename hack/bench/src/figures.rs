@@ -456,9 +456,9 @@ pub async fn run(tmp: &Path, quick: bool, rounds: usize) -> Result<()> {
     // Watch fan-out.
     let watchers = 1000 / scale;
     for r in 0..rounds {
-        for how in Watcher::BOTH {
+        for how in Watcher::ALL {
             let (lat, delivered, want) =
-                watch_fanout_with(&client, "default", watchers, 50, how).await?;
+                watch_fanout_with(&client, &dir, "default", watchers, 50, how).await?;
             row(
                 &format!(
                     "watch delivery, {watchers} watchers ({}), round {r}",

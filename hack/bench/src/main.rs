@@ -15,7 +15,7 @@
 //! figures of issue 10 (apply → served/discovery/OpenAPI, CR vs ConfigMap, RSS with N CRDs;
 //! `crd_bench.rs`). `--start [--count N] [--runs R] [--dir DIR]`: start → `/readyz` empty and
 //! with N small ConfigMaps, RSS split after ready, first reads (`start_bench.rs`).
-//! `--readpath [--bins A,B] [--rounds 3] [--count 10000] [--watchers 1000]`: list (bytes and
+//! `--readpath [--bins A,B] [--rounds 3] [--count 10000] [--watchers 1000] [--kinds raw,typed,h2]`: list (bytes and
 //! typed) and watch fan-out figures, binaries alternated round by round (`readpath.rs`).
 //! `--soak [--minutes 60] [--sample 60] [--rate 200]`: RSS and CPU every sample under mixed
 //! writes, lists and resuming watches, with the RSS slope at the end (`soak.rs`).
@@ -323,19 +323,64 @@ pub(crate) enum Watcher {
     /// The raw event lines, scanned for the tag and send time without decoding (the server's
     /// part of the latency, with as little client CPU as a real watcher can spend).
     Raw,
+    /// kube-rs's typed watch over HTTP/2, as client-go's watches are: the watches share a few
+    /// connections ([`H2_STREAMS`] streams each, the server's limit) instead of one
+    /// connection each, so an event reaches them in a few writes instead of one per watcher.
+    H2Typed,
 }
 
+/// Streams per HTTP/2 connection: the server's `SETTINGS_MAX_CONCURRENT_STREAMS` (Go's 250,
+/// as kube-apiserver's default); client-go opens another connection past it.
+const H2_STREAMS: usize = 250;
+
 impl Watcher {
-    /// Both kinds, raw first (the server's part of the figure).
-    pub(crate) const BOTH: [Watcher; 2] = [Watcher::Raw, Watcher::Typed];
+    /// Every kind, raw first (the server's part of the figure).
+    pub(crate) const ALL: [Watcher; 3] = [Watcher::Raw, Watcher::Typed, Watcher::H2Typed];
+
+    /// The kinds named in `list` (`raw`, `typed`, `h2`, comma-separated).
+    pub(crate) fn parse_list(list: &str) -> Result<Vec<Watcher>> {
+        list.split(',')
+            .map(|k| match k {
+                "raw" => Ok(Watcher::Raw),
+                "typed" => Ok(Watcher::Typed),
+                "h2" => Ok(Watcher::H2Typed),
+                other => bail!("unknown watcher kind {other:?} (raw, typed, h2)"),
+            })
+            .collect()
+    }
 
     /// How a figure names the kind.
     pub(crate) fn label(self) -> &'static str {
         match self {
             Watcher::Raw => "raw lines",
             Watcher::Typed => "kube-rs typed",
+            Watcher::H2Typed => "kube-rs typed over HTTP/2",
         }
     }
+}
+
+/// The clients `watchers` watches of kind `how` use, round robin: `client` (HTTP/1.1, a
+/// connection per watch), or for HTTP/2 one client (one connection) per [`H2_STREAMS`]
+/// watches, made from the kubeconfig in `dir`.
+async fn watch_clients(
+    client: &Client,
+    dir: &Path,
+    watchers: usize,
+    how: Watcher,
+) -> Result<Vec<Client>> {
+    if how != Watcher::H2Typed {
+        return Ok(vec![client.clone()]);
+    }
+    let mut out = Vec::new();
+    for _ in 0..watchers.div_ceil(H2_STREAMS).max(1) {
+        let kc = kube::config::Kubeconfig::read_from(dir.join("admin.kubeconfig"))?;
+        let cfg = Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+        out.push(ferrokube_client::client_http2(
+            cfg,
+            Some("ferrokube-bench"),
+        )?);
+    }
+    Ok(out)
 }
 
 /// The send time (µs since the bench's epoch) carried by a raw watch event line of `tag`:
@@ -400,16 +445,19 @@ async fn raw_watch(
 /// its send time: returns the sorted delivery latencies, how many arrived and how many should.
 async fn watch_fanout(
     client: &Client,
+    dir: &Path,
     wns: &str,
     watchers: usize,
     events: usize,
 ) -> Result<(Vec<Duration>, usize, usize)> {
-    watch_fanout_with(client, wns, watchers, events, Watcher::Typed).await
+    watch_fanout_with(client, dir, wns, watchers, events, Watcher::Typed).await
 }
 
-/// [`watch_fanout`] with the watchers of kind `how`.
+/// [`watch_fanout`] with the watchers of kind `how` (`dir`: the server's data directory, whose
+/// kubeconfig HTTP/2 watchers are made from).
 pub(crate) async fn watch_fanout_with(
     client: &Client,
+    dir: &Path,
     wns: &str,
     watchers: usize,
     events: usize,
@@ -432,8 +480,10 @@ pub(crate) async fn watch_fanout_with(
         .unwrap_or_default();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
     let epoch = Instant::now();
+    let clients = watch_clients(client, dir, watchers, how).await?;
     let mut handles = Vec::new();
-    for _ in 0..watchers {
+    for w in 0..watchers {
+        let client = &clients[w % clients.len()];
         if how == Watcher::Raw {
             let path = format!(
                 "/api/v1/namespaces/{wns}/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=120"
@@ -592,6 +642,12 @@ async fn main() -> Result<()> {
             num("--rounds", 3),
             num("--count", 10_000),
             num("--watchers", 1000),
+            &Watcher::parse_list(
+                args.iter()
+                    .position(|a| a == "--kinds")
+                    .and_then(|i| args.get(i + 1))
+                    .map_or("raw,typed,h2", String::as_str),
+            )?,
         )
         .await;
         let _ = std::fs::remove_dir_all(&tmp);
@@ -746,7 +802,8 @@ async fn main() -> Result<()> {
 
     // Watch delivery latency with 1,000 watchers.
     let watchers = 1000 / scale;
-    let (lat, delivered, want) = watch_fanout(&client, "kube-node-lease", watchers, 50).await?;
+    let (lat, delivered, want) =
+        watch_fanout(&client, &dir, "kube-node-lease", watchers, 50).await?;
     println!(
         "{:<44} p50 {}   p99 {}   delivered {delivered}/{want}",
         format!("watch delivery, {watchers} watchers"),

@@ -1,4 +1,4 @@
-//! `--readpath [--bins A,B] [--rounds 3] [--count 10000] [--watchers 1000]`: the list and
+//! `--readpath [--bins A,B] [--rounds 3] [--count 10000] [--watchers 1000] [--kinds raw,typed,h2]`: the list and
 //! watch fan-out figures of issue 12, for one or several server binaries alternated round by
 //! round in one run (so a change is compared on the same machine state).
 //!
@@ -48,6 +48,7 @@ pub async fn run(
     rounds: usize,
     count: usize,
     watchers: usize,
+    kinds: &[Watcher],
 ) -> Result<()> {
     let ns = "kube-node-lease";
     for r in 0..rounds {
@@ -61,9 +62,9 @@ pub async fn run(
             let bytes = median_bytes_time(&client, &path, count * 100).await?;
             let typed = median_list_time(&api, count + 1).await?;
             let mut fan = String::new();
-            for how in Watcher::BOTH {
+            for &how in kinds {
                 let (lat, delivered, want) =
-                    watch_fanout_with(&client, "default", watchers, 50, how).await?;
+                    watch_fanout_with(&client, &dir, "default", watchers, 50, how).await?;
                 let name = how.label();
                 fan.push_str(&format!(
                     " | {watchers} {name} watchers: p50 {} p99 {} ({delivered}/{want})",

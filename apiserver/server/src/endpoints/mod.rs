@@ -42,6 +42,8 @@ pub struct Scope {
     pub info: RequestInfo,
     pub query: Query,
     pub headers: HeaderMap,
+    /// The request's HTTP version (a watch over HTTP/2 is served by its stream's task).
+    pub http_version: http::Version,
     pub user: crate::UserInfo,
     /// Warnings for the response (admission webhooks).
     pub warnings: crate::registry::request::Warnings,

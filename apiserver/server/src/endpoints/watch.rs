@@ -1,6 +1,7 @@
 //! Watch: a chunked stream of newline-delimited watch events, served from the watch cache
 //! (upstream `handlers/watch.go` and the cacher's `cacheWatcher`).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use ferrokube_machinery::status::Status;
 use ferrokube_machinery::validation::FieldError;
-use ferrokube_storage::watch_cache::CacheEvent;
+use ferrokube_storage::watch_cache::{CacheEvent, CacheWatchStream};
 use ferrokube_storage::{Event, EventKind, KeyValue, Revision};
 use futures::StreamExt;
 use http::{HeaderValue, StatusCode, header};
@@ -141,6 +142,66 @@ impl Drop for WatchGuard {
     }
 }
 
+/// One watch's frames: the initial ones, then the watch cache's events encoded, until the
+/// timeout, the end of the stream or an error (sent as an ERROR event).
+struct Feed {
+    enc: Encoder,
+    initial: std::vec::IntoIter<Bytes>,
+    stream: Result<CacheWatchStream, Status>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    done: bool,
+    _guard: WatchGuard,
+}
+
+impl Feed {
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        let stream = match &mut self.stream {
+            Ok(s) => s,
+            Err(status) => {
+                self.done = true;
+                return Some(Encoder::error(status));
+            }
+        };
+        if let Some(f) = self.initial.next() {
+            return Some(f);
+        }
+        loop {
+            let item = tokio::select! {
+                _ = &mut self.deadline => {
+                    self.done = true;
+                    return None;
+                }
+                item = stream.next() => item,
+            };
+            match item {
+                None => {
+                    self.done = true;
+                    return None;
+                }
+                Some(Ok(CacheEvent::Event(ev))) => match self.enc.event(&ev).await {
+                    Ok(Some(f)) => return Some(f),
+                    Ok(None) => {}
+                    Err(e) => return Some(Encoder::error(&e.to_status())),
+                },
+                Some(Ok(CacheEvent::Progress(rev))) => {
+                    if self.enc.bookmarks && self.enc.table.is_none() {
+                        return Some(self.enc.bookmark(rev, false));
+                    }
+                }
+                Some(Err(e)) => {
+                    // 410 Expired for a compacted revision, as every storage error: mapped in
+                    // `error.rs`.
+                    self.done = true;
+                    return Some(Encoder::error(&ApiError::from(e).to_status()));
+                }
+            }
+        }
+    }
+}
+
 /// Handles watch.
 pub async fn watch(scope: &Scope) -> ApiResult<Response> {
     let table = match scope.output()? {
@@ -211,61 +272,41 @@ pub async fn watch(scope: &Scope) -> ApiResult<Response> {
     {
         initial.push(enc.bookmark(rev, true));
     }
-    let stream = started.stream;
-
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    let state = scope.state.clone();
-    state.metrics.watch_started();
-    tokio::spawn(async move {
-        let _guard = WatchGuard(state);
-        let mut stream = match stream {
-            Ok(s) => s,
-            Err(status) => {
-                let _ = tx.send(Ok(Encoder::error(&status))).await;
-                return;
-            }
-        };
-        for f in initial {
-            if tx.send(Ok(f)).await.is_err() {
-                return;
-            }
-        }
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        loop {
-            let item = tokio::select! {
-                _ = &mut deadline => return,
-                _ = tx.closed() => return,
-                item = stream.next() => item,
-            };
-            let frame = match item {
-                None => return,
-                Some(Ok(CacheEvent::Event(ev))) => match enc.event(&ev).await {
-                    Ok(Some(f)) => f,
-                    Ok(None) => continue,
-                    Err(e) => Encoder::error(&e.to_status()),
-                },
-                Some(Ok(CacheEvent::Progress(rev))) => {
-                    if !enc.bookmarks || enc.table.is_some() {
-                        continue;
-                    }
-                    enc.bookmark(rev, false)
-                }
-                Some(Err(e)) => {
-                    // 410 Expired for a compacted revision, as every storage error: mapped in
-                    // `error.rs`.
-                    let _ = tx
-                        .send(Ok(Encoder::error(&ApiError::from(e).to_status())))
-                        .await;
+    scope.state.metrics.watch_started();
+    let feed = Feed {
+        enc,
+        initial: initial.into_iter(),
+        stream: started.stream,
+        deadline: Box::pin(tokio::time::sleep(timeout)),
+        done: false,
+        _guard: WatchGuard(scope.state.clone()),
+    };
+    let body = if scope.http_version == http::Version::HTTP_2 {
+        // The stream's own task (hyper's, one per HTTP/2 stream) polls the feed: no task and
+        // channel of ours per watch, and the connection's other streams are not held up.
+        Body::from_stream(futures::stream::unfold(feed, |mut feed| async move {
+            let frame = feed.next_frame().await?;
+            Some((Ok::<_, std::io::Error>(frame), feed))
+        }))
+    } else {
+        // A task per watch encodes while the connection's task writes (polled inline by the
+        // HTTP/1.1 connection, the encoding waited behind each write: slower fan-out).
+        let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+        tokio::spawn(async move {
+            let mut feed = feed;
+            loop {
+                let frame = tokio::select! {
+                    _ = tx.closed() => return,
+                    f = feed.next_frame() => f,
+                };
+                let Some(frame) = frame else { return };
+                if tx.send(Ok(frame)).await.is_err() {
                     return;
                 }
-            };
-            if tx.send(Ok(frame)).await.is_err() {
-                return;
             }
-        }
-    });
-    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+        });
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+    };
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut().insert(
