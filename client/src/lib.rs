@@ -51,10 +51,10 @@ pub fn client(mut config: kube::Config, user_agent: Option<&str>) -> kube::Resul
 /// open a second connection, requests past the limit wait). A kubeconfig naming a proxy or an
 /// exec plugin gets kube's HTTP/1.1 stack.
 ///
-/// Not used by the in-process components yet: with it the scheduler's prequeued bind burst
-/// cost ~1 ms more server CPU per pod (not profiled), although the controller-manager's ~100
-/// idle connections to the server became ~20. The benchmark uses it for client-go-like
-/// watchers.
+/// The controller-manager's controllers use it (idle, they held ~100 connections to the server
+/// over HTTP/1.1); the scheduler and node agents use [`client`]: with everything on one
+/// connection the scheduler's burst of binds after releasing 1,000 pending pods ran ~20%
+/// slower. The benchmark uses it for client-go-like watchers.
 pub fn client_http2(
     mut config: kube::Config,
     user_agent: Option<&str>,

@@ -273,9 +273,13 @@ pub async fn run_scheduler_elected(
 /// The scheduler's leader-election Lease in `kube-system`.
 pub const SCHEDULER_LEASE: &str = "kube-scheduler";
 
-/// A client whose requests carry the user agent `kube-controller-manager/<name>`.
+/// A client whose requests carry the user agent `kube-controller-manager/<name>`, over HTTP/2
+/// when the server offers it (as client-go's): a controller's watches and requests share one
+/// connection instead of holding one each while idle. The scheduler and node agents stay on
+/// HTTP/1.1 (their bursts of binds and status writes ran slower on a connection shared with
+/// their watch streams).
 pub fn client_for(config: &kube::Config, name: &str) -> anyhow::Result<kube::Client> {
-    Ok(ferrokube_client::client(
+    Ok(ferrokube_client::client_http2(
         config.clone(),
         Some(&format!("kube-controller-manager/{name}")),
     )?)
