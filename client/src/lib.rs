@@ -59,14 +59,12 @@ pub fn client_http2(
     mut config: kube::Config,
     user_agent: Option<&str>,
 ) -> kube::Result<kube::Client> {
-    if let Some(ua) = user_agent.and_then(|ua| http::HeaderValue::from_str(ua).ok()) {
-        config.headers.push((http::header::USER_AGENT, ua));
-    }
     // A proxy, or credentials from an exec plugin (kube renews the client when they expire).
     if config.proxy_url.is_some() || config.auth_info.exec.is_some() {
-        return Ok(ClientBuilder::try_from(config)?
-            .with_layer(&ClientLayer::new(MAX_IN_FLIGHT))
-            .build());
+        return client(config, user_agent);
+    }
+    if let Some(ua) = user_agent.and_then(|ua| http::HeaderValue::from_str(ua).ok()) {
+        config.headers.push((http::header::USER_AGENT, ua));
     }
     let http = hyper_util::client::legacy::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())

@@ -96,7 +96,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
         if this.buf.len() >= CAP {
             ready!(this.poll_drain(cx))?;
         }
-        let room = CAP.saturating_sub(this.buf.len()).max(1);
+        // Below CAP here (drained above), so there is room for at least one byte.
+        let room = CAP - this.buf.len();
         let mut taken = 0;
         for b in bufs {
             let n = b.len().min(room - taken);

@@ -118,10 +118,14 @@ impl Drop for Proc {
     }
 }
 
-async fn client_for(dir: &Path) -> Result<Client> {
+/// The config of the admin kubeconfig the server wrote in `dir`.
+async fn config_for(dir: &Path) -> Result<Config> {
     let kc = kube::config::Kubeconfig::read_from(dir.join("admin.kubeconfig"))?;
-    let cfg = Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-    Ok(Client::try_from(cfg)?)
+    Ok(Config::from_custom_kubeconfig(kc, &Default::default()).await?)
+}
+
+async fn client_for(dir: &Path) -> Result<Client> {
+    Ok(Client::try_from(config_for(dir).await?)?)
 }
 
 /// Starts ferrokube and returns it with the time from spawn to `/readyz` 200.
@@ -373,8 +377,7 @@ async fn watch_clients(
     }
     let mut out = Vec::new();
     for _ in 0..watchers.div_ceil(H2_STREAMS).max(1) {
-        let kc = kube::config::Kubeconfig::read_from(dir.join("admin.kubeconfig"))?;
-        let cfg = Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+        let cfg = config_for(dir).await?;
         out.push(ferrokube_client::client_http2(
             cfg,
             Some("ferrokube-bench"),
