@@ -75,7 +75,11 @@ const FRONT_PROXY_CLIENT_CN: &str = "front-proxy-client";
 /// `--requestheader-client-ca-file` and `--proxy-client-cert-file` given, makes (or reuses) a
 /// front-proxy CA and a `front-proxy-client` certificate in `pki_dir` with kubeadm's header
 /// names.
-fn front_proxy(opts: &ServerOptions, pki_dir: &Path) -> Result<Option<FrontProxy>, CertError> {
+fn front_proxy(
+    opts: &ServerOptions,
+    pki_dir: &Path,
+    dirs: &mut PendingDirs,
+) -> Result<Option<FrontProxy>, CertError> {
     let client = match (&opts.proxy_client_cert_file, &opts.proxy_client_key_file) {
         (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
         _ => None,
@@ -109,12 +113,17 @@ fn front_proxy(opts: &ServerOptions, pki_dir: &Path) -> Result<Option<FrontProxy
             validity(&mut params, 3650);
             let cert = params.self_signed(&key)?;
             let (c, k) = (cert.pem(), key.serialize_pem());
-            write(&ca_cert_path, &c, false)?;
-            write(&ca_key_path, &k, true)?;
+            dirs.write(&ca_cert_path, &c, false)?;
+            dirs.write(&ca_key_path, &k, true)?;
             // A new CA: a client certificate of an earlier one must not be reused.
             for f in ["front-proxy-client.crt", "front-proxy-client.key"] {
-                let _ = std::fs::remove_file(pki_dir.join(f));
+                let path = pki_dir.join(f);
+                if std::fs::remove_file(&path).is_ok() {
+                    dirs.changed(&path);
+                }
             }
+            // Durable before a certificate it signs is written.
+            dirs.sync()?;
             (c, k)
         }
     };
@@ -128,6 +137,7 @@ fn front_proxy(opts: &ServerOptions, pki_dir: &Path) -> Result<Option<FrontProxy
         FRONT_PROXY_CLIENT_CN,
         None,
         &issuer,
+        dirs,
     )?;
     let one = |s: &str| vec![s.to_string()];
     Ok(Some(FrontProxy {
@@ -154,35 +164,65 @@ fn read(path: &Path) -> Result<String, CertError> {
 /// for keys and kubeconfigs, so no byte is ever readable by others), fsync, rename over
 /// `path`, fsync of the directory.
 fn write(path: &Path, contents: &str, private: bool) -> Result<(), CertError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| CertError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let tmp = path.with_extension("tmp");
-    // A stale temporary file may carry another mode: start from nothing.
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-        _ => {}
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(if private { 0o600 } else { 0o644 })
-        .open(&tmp)
-        .map_err(io)?;
-    file.write_all(contents.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| CertError::Io {
-            path: dir.to_owned(),
+    let mut dirs = PendingDirs::default();
+    dirs.write(path, contents, private)?;
+    dirs.sync()
+}
+
+/// Directories that files were renamed into (or removed from) and that are not yet fsynced.
+/// A first start writes about a dozen files into two directories: one directory fsync per
+/// group of files instead of one per file (each fsync is a journal commit, ~0.3 ms here).
+#[derive(Default)]
+struct PendingDirs(Vec<PathBuf>);
+
+impl PendingDirs {
+    /// Writes `contents` to `path` atomically (a temporary file, fsynced, renamed over it);
+    /// the directory entry is durable after the next [`PendingDirs::sync`].
+    fn write(&mut self, path: &Path, contents: &str, private: bool) -> Result<(), CertError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let io = |source| CertError::Io {
+            path: path.to_owned(),
             source,
-        })
+        };
+        let tmp = path.with_extension("tmp");
+        // A stale temporary file may carry another mode: start from nothing.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if private { 0o600 } else { 0o644 })
+            .open(&tmp)
+            .map_err(io)?;
+        file.write_all(contents.as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(io)?;
+        self.changed(path);
+        Ok(())
+    }
+
+    /// Notes that the directory of `path` changed.
+    fn changed(&mut self, path: &Path) {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if !self.0.iter().any(|d| d == dir) {
+            self.0.push(dir.to_owned());
+        }
+    }
+
+    /// Makes the changed directories durable. Called before anything that relies on the
+    /// files written so far surviving a crash (a CA before the certificates it signs).
+    fn sync(&mut self) -> Result<(), CertError> {
+        for dir in self.0.drain(..) {
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|source| CertError::Io { path: dir, source })?;
+        }
+        Ok(())
+    }
 }
 
 /// True when `path` holds exactly `contents` and is readable by its owner only (mode 0600).
@@ -291,6 +331,7 @@ fn ca_params_named(cn: &str) -> CertificateParams {
 pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
     let pki_dir = dir.join("pki");
     private_dir(&pki_dir)?;
+    let mut dirs = PendingDirs::default();
     let ca_cert_path = pki_dir.join("ca.crt");
     let ca_key_path = pki_dir.join("ca.key");
 
@@ -303,8 +344,11 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
         validity(&mut params, 3650);
         let cert = params.self_signed(&key)?;
         let (c, k) = (cert.pem(), key.serialize_pem());
-        write(&ca_cert_path, &c, false)?;
-        write(&ca_key_path, &k, true)?;
+        dirs.write(&ca_cert_path, &c, false)?;
+        dirs.write(&ca_key_path, &k, true)?;
+        // Durable before a certificate it signs is written: a crash never leaves
+        // certificates of a CA that is lost.
+        dirs.sync()?;
         (c, k)
     };
     let ca_key = KeyPair::from_pem(&ca_key_pem)?;
@@ -351,9 +395,9 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
                         format!("{}{}", cert.pem(), ca_cert_pem),
                         key.serialize_pem(),
                     );
-                    write(&cert_path, &c, false)?;
-                    write(&key_path, &k, true)?;
-                    write(&sans_path, &sans_line, false)?;
+                    dirs.write(&cert_path, &c, false)?;
+                    dirs.write(&key_path, &k, true)?;
+                    dirs.write(&sans_path, &sans_line, false)?;
                     (c, k)
                 }
             }
@@ -366,6 +410,7 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
         "kubernetes-admin",
         Some("system:masters"),
         &issuer,
+        &mut dirs,
     )?;
 
     // The generated CA keeps signing the admin and component certificates (and approved
@@ -395,9 +440,10 @@ pub fn ensure_pki(opts: &ServerOptions, dir: &Path) -> Result<Pki, CertError> {
     let admin_kubeconfig = dir.join("admin.kubeconfig");
     // Rewritten only when it changed (a restart on another port): a restart writes no file.
     if !unchanged_private(&admin_kubeconfig, &kubeconfig) {
-        write(&admin_kubeconfig, &kubeconfig, true)?;
+        dirs.write(&admin_kubeconfig, &kubeconfig, true)?;
     }
-    let front_proxy = front_proxy(opts, &pki_dir)?;
+    let front_proxy = front_proxy(opts, &pki_dir, &mut dirs)?;
+    dirs.sync()?;
     Ok(Pki {
         serving_cert_pem,
         serving_key_pem,
@@ -415,6 +461,7 @@ fn client_cert(
     cn: &str,
     org: Option<&str>,
     issuer: &Issuer<'_, KeyPair>,
+    dirs: &mut PendingDirs,
 ) -> Result<(String, String), CertError> {
     let cert_path = pki_dir.join(format!("{file}.crt"));
     let key_path = pki_dir.join(format!("{file}.key"));
@@ -432,8 +479,8 @@ fn client_cert(
     validity(&mut params, 365);
     let cert = params.signed_by(&key, issuer)?;
     let (c, k) = (cert.pem(), key.serialize_pem());
-    write(&cert_path, &c, false)?;
-    write(&key_path, &k, true)?;
+    dirs.write(&cert_path, &c, false)?;
+    dirs.write(&key_path, &k, true)?;
     Ok((c, k))
 }
 
@@ -513,7 +560,9 @@ pub fn user_kubeconfig(
     let ca_cert_pem = read(&pki_dir.join("ca.crt"))?;
     let ca_key = KeyPair::from_pem(&read(&pki_dir.join("ca.key"))?)?;
     let issuer = Issuer::new(ca_params(), ca_key);
-    let (cert_pem, key_pem) = client_cert(&pki_dir, file, cn, org, &issuer)?;
+    let mut dirs = PendingDirs::default();
+    let (cert_pem, key_pem) = client_cert(&pki_dir, file, cn, org, &issuer, &mut dirs)?;
+    dirs.sync()?;
     let server_ca_pem = match &opts.tls_cert_file {
         Some(f) => last_pem_block(&read(f)?).unwrap_or_else(|| ca_cert_pem.clone()),
         None => ca_cert_pem,

@@ -219,6 +219,20 @@ pub struct EmbeddedStore {
     compaction_chunk: usize,
     /// Serialises compactions (explicit and automatic).
     compacting: tokio::sync::Mutex<()>,
+    /// Bounds the reads running at once on the blocking pool (see [`read_threads`]).
+    readers: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many reads run at once, each on a thread of tokio's blocking pool: twice the cores,
+/// at least 4. Unbounded, a burst of concurrent reads (the ~110 bootstrap objects a start
+/// reads side by side) made the pool start a thread for nearly each (47 threads, ~1.3 MB of
+/// stacks and allocator caches held for the pool's 10 s keep-alive, and their creation on the
+/// start's critical path); more threads than this do not read faster from the page cache.
+fn read_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .saturating_mul(2)
+        .max(4)
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -289,6 +303,7 @@ impl EmbeddedStore {
             tx,
             compaction_chunk: opts.compaction_chunk.max(1),
             compacting: tokio::sync::Mutex::new(()),
+            readers: Arc::new(tokio::sync::Semaphore::new(read_threads())),
         });
         if let Some(interval) = opts.compaction_interval {
             tokio::spawn(run_compactor(Arc::downgrade(&store), interval));
@@ -405,7 +420,16 @@ impl EmbeddedStore {
         f: impl FnOnce(&ReadTransaction) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let shared = self.shared.clone();
+        // Held by the blocking task itself: a caller that stops waiting does not free the
+        // thread's slot while the read still runs.
+        let permit = self
+            .readers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StorageError::Backend("store is closed".into()))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let guard = shared
                 .db
                 .read()

@@ -2,8 +2,6 @@
 //! first and no `metadata.resourceVersion` (the revision is the version, as upstream). On the way
 //! out the revision is spliced back in without re-parsing the object.
 
-use std::io::Write as _;
-
 use bytes::Bytes;
 use ferrokube_storage::{KeyValue, Revision};
 use serde_json::{Map, Value};
@@ -53,8 +51,10 @@ pub fn write_with_rv(out: &mut Vec<u8>, stored: &[u8], rv: Revision) {
         Some(pos) => {
             let split = pos + METADATA_OPEN.len();
             out.extend_from_slice(&stored[..split]);
-            // Formatted straight into `out` (a list writes one per item: no String each).
-            let _ = write!(out, "\"resourceVersion\":\"{rv}\"");
+            // Straight into `out` (a list writes one per item: no String, no formatter each).
+            out.extend_from_slice(b"\"resourceVersion\":\"");
+            out.extend_from_slice(itoa::Buffer::new().format(rv).as_bytes());
+            out.push(b'"');
             if stored.get(split) != Some(&b'}') {
                 out.push(b',');
             }
