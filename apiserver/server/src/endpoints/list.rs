@@ -153,26 +153,6 @@ struct ListBody {
 
 const LIST_CHUNK: usize = 64 * 1024;
 
-/// How many items [`touch`] reads ahead.
-const TOUCH_AHEAD: usize = 16;
-
-/// Reads one byte of each cache line of the next [`TOUCH_AHEAD`] items' stored bytes before
-/// they are copied out. Each item is its own allocation, rarely in the CPU's caches when a list
-/// is written: item by item, the copy waits for memory once per item and the waits add up
-/// (~45% of a 10,000-item list's server CPU). These loads do not depend on one another, so
-/// the CPU has them in flight together; the copies that follow find the bytes in cache.
-fn touch(pieces: &[Piece]) {
-    let mut acc = 0u8;
-    for p in pieces.iter().take(TOUCH_AHEAD) {
-        if let Piece::Spliced(kv) = p {
-            for b in kv.value.iter().step_by(64) {
-                acc ^= *b;
-            }
-        }
-    }
-    std::hint::black_box(acc);
-}
-
 impl ListBody {
     fn new(head: Vec<u8>, pieces: Vec<Piece>) -> Self {
         ListBody {
@@ -194,13 +174,7 @@ impl ListBody {
         }
         let mut out = std::mem::take(&mut self.head);
         out.reserve(LIST_CHUNK);
-        let mut since_touch = 0;
         while out.len() < LIST_CHUNK {
-            if since_touch == 0 {
-                since_touch = TOUCH_AHEAD;
-                touch(self.items.as_slice());
-            }
-            since_touch -= 1;
             match self.items.next() {
                 Some(piece) => {
                     if !std::mem::take(&mut self.first) {
