@@ -8,12 +8,16 @@ use serde_json::{Map, Value, json};
 use crate::negotiate::IncludeObject;
 use crate::registry::ResourceHandle;
 
-/// The `rows[].object` of one object.
-fn row_object(obj: &Value, include: IncludeObject) -> Option<Value> {
+/// The `rows[].object` of one object, made from the object itself (nothing cloned).
+fn row_object(mut obj: Value, include: IncludeObject) -> Option<Value> {
     match include {
         IncludeObject::None => None,
-        IncludeObject::Object => Some(obj.clone()),
-        IncludeObject::Metadata => Some(partial_metadata(obj)),
+        IncludeObject::Object => Some(obj),
+        IncludeObject::Metadata => Some(json!({
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj.get_mut("metadata").map(Value::take).unwrap_or_else(|| json!({})),
+        })),
     }
 }
 
@@ -27,9 +31,10 @@ pub fn partial_metadata(obj: &Value) -> Value {
 }
 
 /// A Table of the given objects; `list_meta` is the ListMeta of the list (or of the object).
+/// The objects are consumed: a row's `object` is made of its object's own parts.
 pub fn to_table(
     h: &ResourceHandle,
-    objects: &[Value],
+    objects: Vec<Value>,
     list_meta: Value,
     meta_version: &str,
     include: IncludeObject,
@@ -43,12 +48,12 @@ pub fn to_table(
             Vec::new()
         };
         let rows: Vec<Value> = objects
-            .iter()
+            .into_iter()
             .map(|o| {
                 let mut row = Map::new();
                 row.insert(
                     "cells".into(),
-                    Value::Array(columns::cells(&custom.columns, o, now)),
+                    Value::Array(columns::cells(&custom.columns, &o, now)),
                 );
                 if let Some(obj) = row_object(o, include) {
                     row.insert("object".into(), obj);
@@ -56,13 +61,7 @@ pub fn to_table(
                 Value::Object(row)
             })
             .collect();
-        return json!({
-            "kind": "Table",
-            "apiVersion": format!("meta.k8s.io/{meta_version}"),
-            "metadata": list_meta,
-            "columnDefinitions": columns,
-            "rows": rows,
-        });
+        return table(meta_version, list_meta, columns, rows);
     }
     let columns: Vec<Value> = if with_columns {
         printers::columns(&h.info.group, &h.info.plural)
@@ -73,12 +72,12 @@ pub fn to_table(
         Vec::new()
     };
     let rows: Vec<Value> = objects
-        .iter()
+        .into_iter()
         .map(|o| {
             let mut row = Map::new();
             row.insert(
                 "cells".into(),
-                Value::Array(printers::cells(&h.info.group, &h.info.plural, o, now)),
+                Value::Array(printers::cells(&h.info.group, &h.info.plural, &o, now)),
             );
             if let Some(obj) = row_object(o, include) {
                 row.insert("object".into(), obj);
@@ -86,11 +85,20 @@ pub fn to_table(
             Value::Object(row)
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": format!("meta.k8s.io/{meta_version}"),
-        "metadata": list_meta,
-        "columnDefinitions": columns,
-        "rows": rows,
-    })
+    table(meta_version, list_meta, columns, rows)
+}
+
+/// The Table document. Its parts are moved in: `json!` would serialize them into a copy (a
+/// 10,000-row table is tens of MB of values).
+fn table(meta_version: &str, list_meta: Value, columns: Vec<Value>, rows: Vec<Value>) -> Value {
+    let mut t = Map::with_capacity(5);
+    t.insert("kind".into(), Value::String("Table".into()));
+    t.insert(
+        "apiVersion".into(),
+        Value::String(format!("meta.k8s.io/{meta_version}")),
+    );
+    t.insert("metadata".into(), list_meta);
+    t.insert("columnDefinitions".into(), Value::Array(columns));
+    t.insert("rows".into(), Value::Array(rows));
+    Value::Object(t)
 }

@@ -161,3 +161,69 @@ fn wrong_kind_posted_to_a_collection_gets_upstreams_message() {
     let ns = server.must_kubectl(["get", "namespaces", "-o", "name"]);
     assert!(!ns.contains("namespace/p"), "{ns}");
 }
+
+/// `Accept: application/json;as=PartialObjectMetadataList` (kube-rs `list_metadata`,
+/// client-go's metadata informers, the garbage collector's): each item is the object's
+/// metadata as a full list shows it, in the requested meta.k8s.io version, for a list that is
+/// streamed in chunks (large objects) as for a small one.
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_lists_carry_the_objects_metadata() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, ListParams, PostParams};
+    let server = TestServer::start();
+    let client = server.kube_client().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let big = "x".repeat(8 * 1024);
+    for i in 0..24 {
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("m{i:02}"),
+                "labels": {"app": "meta", "n": format!("{i}")},
+                "annotations": {"tricky": "}{\"metadata\":{\"name\":\"fake\"}] \\ ["}},
+            "data": {"big": big, "brace": "}"}
+        }))
+        .expect("configmap");
+        api.create(&PostParams::default(), &cm)
+            .await
+            .expect("create");
+    }
+    let lp = ListParams::default().labels("app=meta");
+    let full = api.list(&lp).await.expect("list");
+    let meta = api.list_metadata(&lp).await.expect("list_metadata");
+    assert_eq!(full.items.len(), 24);
+    assert_eq!(meta.items.len(), 24);
+    assert_eq!(
+        meta.metadata.resource_version,
+        full.metadata.resource_version
+    );
+    for (m, f) in meta.items.iter().zip(&full.items) {
+        assert_eq!(m.metadata, f.metadata, "metadata of {:?}", f.metadata.name);
+    }
+    // The raw documents: kinds and versions as upstream's asPartialObjectMetadataList sets them.
+    for v in ["v1", "v1beta1"] {
+        let accept = format!("application/json;as=PartialObjectMetadataList;v={v};g=meta.k8s.io");
+        let (code, body) = send(
+            &client,
+            "GET",
+            "/api/v1/namespaces/default/configmaps?labelSelector=app%3Dmeta",
+            &accept,
+            b"",
+        )
+        .await;
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        assert!(body.ends_with(b"}\n"), "ends with a newline");
+        let doc: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(doc["kind"], "PartialObjectMetadataList");
+        assert_eq!(doc["apiVersion"], format!("meta.k8s.io/{v}"));
+        let items = doc["items"].as_array().expect("items");
+        assert_eq!(items.len(), 24);
+        for item in items {
+            assert_eq!(item["kind"], "PartialObjectMetadata");
+            assert_eq!(item["apiVersion"], format!("meta.k8s.io/{v}"));
+            assert!(item.get("data").is_none(), "only metadata: {item}");
+            assert_eq!(
+                item["metadata"]["annotations"]["tricky"],
+                "}{\"metadata\":{\"name\":\"fake\"}] \\ ["
+            );
+        }
+    }
+}

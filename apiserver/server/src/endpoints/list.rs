@@ -45,22 +45,22 @@ pub async fn list(scope: &Scope) -> ApiResult<Response> {
         .list(&scope.handle, &scope.info.namespace, &opts)
         .await?;
     let info = &scope.handle.info;
+    if let Output::PartialMetadata(v) = output
+        && let Some(pieces) = metadata_pieces(&scope.handle, &result.items)
+    {
+        // Each item's metadata is cut out of its stored bytes: nothing is decoded.
+        let api_version = format!("meta.k8s.io/{v}");
+        let head = list_head("PartialObjectMetadataList", &api_version, &result)?;
+        let mut body = ListBody::new(head, pieces);
+        body.item_head = format!(
+            "{{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"{api_version}\",\"metadata\":"
+        )
+        .into_bytes();
+        return Ok(body.into_response());
+    }
     match output {
         Output::Json => {
-            let mut head = Vec::with_capacity(256);
-            head.extend_from_slice(b"{\"kind\":");
-            head.extend_from_slice(
-                &serde_json::to_vec(&info.list_kind).map_err(ApiError::Encoding)?,
-            );
-            head.extend_from_slice(b",\"apiVersion\":");
-            head.extend_from_slice(
-                &serde_json::to_vec(&info.api_version()).map_err(ApiError::Encoding)?,
-            );
-            head.extend_from_slice(b",\"metadata\":");
-            head.extend_from_slice(
-                &serde_json::to_vec(&list_meta(&result)).map_err(ApiError::Encoding)?,
-            );
-            head.extend_from_slice(b",\"items\":[");
+            let head = list_head(&info.list_kind, &info.api_version(), &result)?;
             // Items that cannot be spliced are converted together (one webhook call) and
             // encoded here, so that nothing can fail once the body has started.
             let h = &scope.handle;
@@ -81,44 +81,32 @@ pub async fn list(scope: &Scope) -> ApiResult<Response> {
                     ));
                 }
             }
-            let mut body = ListBody::new(head, pieces);
-            let first = body.next_chunk().unwrap_or_default();
-            if body.done {
-                // All of it fits one chunk: sent whole, with a Content-Length.
-                return Ok(json_response(StatusCode::OK, first));
-            }
-            body.pending = Some(first);
-            let mut resp = Response::new(Body::new(body));
-            *resp.status_mut() = StatusCode::OK;
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            Ok(resp)
+            Ok(ListBody::new(head, pieces).into_response())
         }
         other => {
             let items = codec::decode_served_many(&scope.handle, &result.items).await?;
             let body = match other {
                 Output::Table(v) => table::to_table(
                     &scope.handle,
-                    &items,
+                    items,
                     list_meta(&result),
                     v,
                     scope.query.include_object(),
                     true,
                 ),
-                Output::PartialMetadata(v) => json!({
-                    "kind": "PartialObjectMetadataList",
-                    "apiVersion": format!("meta.k8s.io/{v}"),
-                    "metadata": list_meta(&result),
-                    "items": items.iter().map(table::partial_metadata).collect::<Vec<_>>(),
-                }),
-                _ => json!({
-                    "kind": info.list_kind,
-                    "apiVersion": info.api_version(),
-                    "metadata": list_meta(&result),
-                    "items": items,
-                }),
+                Output::PartialMetadata(v) => {
+                    let api_version = format!("meta.k8s.io/{v}");
+                    let items: Vec<Value> = items
+                        .iter()
+                        .map(|o| {
+                            let mut p = table::partial_metadata(o);
+                            p["apiVersion"] = Value::String(api_version.clone());
+                            p
+                        })
+                        .collect();
+                    list_value("PartialObjectMetadataList", api_version, &result, items)
+                }
+                _ => list_value(&info.list_kind, info.api_version(), &result, items),
             };
             if other == Output::Yaml {
                 return scope.object_response(StatusCode::OK, &body);
@@ -131,11 +119,52 @@ pub async fn list(scope: &Scope) -> ApiResult<Response> {
     }
 }
 
+/// A list document with `items` moved in (`json!` would serialize them into a copy).
+fn list_value(kind: &str, api_version: String, result: &ListResult, items: Vec<Value>) -> Value {
+    let mut l = Map::with_capacity(4);
+    l.insert("kind".into(), Value::String(kind.into()));
+    l.insert("apiVersion".into(), Value::String(api_version));
+    l.insert("metadata".into(), list_meta(result));
+    l.insert("items".into(), Value::Array(items));
+    Value::Object(l)
+}
+
+/// `{"kind":…,"apiVersion":…,"metadata":<ListMeta>,"items":[` of a JSON list.
+fn list_head(kind: &str, api_version: &str, result: &ListResult) -> ApiResult<Vec<u8>> {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"{\"kind\":");
+    head.extend_from_slice(&serde_json::to_vec(kind).map_err(ApiError::Encoding)?);
+    head.extend_from_slice(b",\"apiVersion\":");
+    head.extend_from_slice(&serde_json::to_vec(api_version).map_err(ApiError::Encoding)?);
+    head.extend_from_slice(b",\"metadata\":");
+    head.extend_from_slice(&serde_json::to_vec(&list_meta(result)).map_err(ApiError::Encoding)?);
+    head.extend_from_slice(b",\"items\":[");
+    Ok(head)
+}
+
+/// The items of a PartialObjectMetadataList as pieces cut from their stored bytes, or None when
+/// one of them cannot be (not stored in the served version, or not in the stored layout):
+/// the list is then decoded as a whole.
+fn metadata_pieces(h: &crate::registry::ResourceHandle, items: &[KeyValue]) -> Option<Vec<Piece>> {
+    items
+        .iter()
+        .map(|kv| {
+            if !codec::splices(h, kv) {
+                return None;
+            }
+            let range = codec::metadata_range(&kv.value)?;
+            Some(Piece::Metadata(kv.clone(), range))
+        })
+        .collect()
+}
+
 /// One item of a JSON list: stored bytes (the resourceVersion is spliced in as they are
-/// written), or an object converted and encoded beforehand.
+/// written), an object converted and encoded beforehand, or the metadata of stored bytes
+/// (at the range) as a PartialObjectMetadata.
 enum Piece {
     Spliced(KeyValue),
     Encoded(Vec<u8>),
+    Metadata(KeyValue, std::ops::Range<usize>),
 }
 
 /// A JSON list written out in chunks of about [`LIST_CHUNK`] bytes as the connection takes them
@@ -147,6 +176,8 @@ struct ListBody {
     pending: Option<Vec<u8>>,
     head: Vec<u8>,
     items: std::vec::IntoIter<Piece>,
+    /// What a [`Piece::Metadata`] is written after (`{"kind":…,"metadata":`).
+    item_head: Vec<u8>,
     first: bool,
     done: bool,
 }
@@ -159,9 +190,26 @@ impl ListBody {
             pending: None,
             head,
             items: pieces.into_iter(),
+            item_head: Vec::new(),
             first: true,
             done: false,
         }
+    }
+
+    /// The response: whole with a Content-Length when it fits one chunk, else streamed.
+    fn into_response(mut self) -> Response {
+        let first = self.next_chunk().unwrap_or_default();
+        if self.done {
+            return json_response(StatusCode::OK, first);
+        }
+        self.pending = Some(first);
+        let mut resp = Response::new(Body::new(self));
+        *resp.status_mut() = StatusCode::OK;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
     }
 
     /// The next chunk, the last one closing the list; None after that one.
@@ -185,6 +233,16 @@ impl ListBody {
                             codec::write_with_rv(&mut out, &kv.value, kv.mod_revision)
                         }
                         Piece::Encoded(v) => out.extend_from_slice(&v),
+                        Piece::Metadata(kv, range) => {
+                            out.extend_from_slice(&self.item_head);
+                            codec::write_metadata_with_rv(
+                                &mut out,
+                                &kv.value,
+                                range,
+                                kv.mod_revision,
+                            );
+                            out.push(b'}');
+                        }
                     }
                 }
                 None => {
@@ -229,6 +287,46 @@ mod tests {
             create_revision: rev,
             mod_revision: rev,
         }
+    }
+
+    #[tokio::test]
+    async fn partial_metadata_items_are_cut_from_stored_bytes() {
+        use crate::registry::codec::{decode, encode_for_storage, metadata_range};
+        let big = "x".repeat(LIST_CHUNK / 3);
+        let stored: Vec<KeyValue> = (0..9)
+            .map(|i| {
+                let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": format!("o{i}"), "labels": {"l": "}\"{"},
+                        "managedFields": [{"manager": "m", "fieldsV1": {"f:data": {}}}]},
+                    "data": {"k": big}});
+                let mut kv = kv("", 100 + i);
+                kv.value = encode_for_storage(&obj).unwrap();
+                kv
+            })
+            .collect();
+        let pieces = stored
+            .iter()
+            .map(|kv| Piece::Metadata(kv.clone(), metadata_range(&kv.value).unwrap()))
+            .collect();
+        let mut body = ListBody::new(b"{\"items\":[".to_vec(), pieces);
+        body.item_head =
+            b"{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":"
+                .to_vec();
+        let mut got = Vec::new();
+        while let Some(chunk) = body.next_chunk() {
+            got.extend_from_slice(&chunk);
+        }
+        let got: Value = serde_json::from_slice(&got).expect("valid JSON");
+        // What decoding each object and keeping its metadata gives.
+        let want: Vec<Value> = stored
+            .iter()
+            .map(|kv| {
+                let mut p = table::partial_metadata(&decode(kv).unwrap());
+                p["apiVersion"] = json!("meta.k8s.io/v1");
+                p
+            })
+            .collect();
+        assert_eq!(got, json!({"items": want}));
     }
 
     #[tokio::test]

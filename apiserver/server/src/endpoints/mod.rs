@@ -306,7 +306,7 @@ impl Scope {
                 }
                 let t = table::to_table(
                     &self.handle,
-                    std::slice::from_ref(obj),
+                    vec![obj.clone()],
                     Value::Object(meta),
                     v,
                     self.query.include_object(),

@@ -52,7 +52,7 @@ impl Encoder {
                 let meta = json!({"resourceVersion": kv.mod_revision.to_string()});
                 let t = table::to_table(
                     &self.handle,
-                    &[obj],
+                    vec![obj],
                     meta,
                     v,
                     self.include,

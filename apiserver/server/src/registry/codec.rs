@@ -51,17 +51,67 @@ pub fn write_with_rv(out: &mut Vec<u8>, stored: &[u8], rv: Revision) {
         Some(pos) => {
             let split = pos + METADATA_OPEN.len();
             out.extend_from_slice(&stored[..split]);
-            // Straight into `out` (a list writes one per item: no String, no formatter each).
-            out.extend_from_slice(b"\"resourceVersion\":\"");
-            out.extend_from_slice(itoa::Buffer::new().format(rv).as_bytes());
-            out.push(b'"');
-            if stored.get(split) != Some(&b'}') {
-                out.push(b',');
-            }
+            write_rv_member(out, &stored[split..], rv);
             out.extend_from_slice(&stored[split..]);
         }
         None => out.extend_from_slice(stored),
     }
+}
+
+/// `"resourceVersion":"<rv>"` as the first member of an object whose remaining bytes (after
+/// its `{`) are `rest`, with the comma when more members follow. Straight into `out` (a list
+/// writes one per item: no String, no formatter each).
+fn write_rv_member(out: &mut Vec<u8>, rest: &[u8], rv: Revision) {
+    out.extend_from_slice(b"\"resourceVersion\":\"");
+    out.extend_from_slice(itoa::Buffer::new().format(rv).as_bytes());
+    out.push(b'"');
+    if rest.first() != Some(&b'}') {
+        out.push(b',');
+    }
+}
+
+/// Where the `metadata` object of stored bytes is (from its `{` to its `}`), found without
+/// decoding the object: [`encode_for_storage`] puts `metadata` right after `apiVersion` and
+/// `kind`, and its end is found by a scan that skips strings. None when the bytes do not have
+/// that layout.
+pub fn metadata_range(stored: &[u8]) -> Option<std::ops::Range<usize>> {
+    let open = find(stored, METADATA_OPEN)? + METADATA_OPEN.len() - 1;
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut i = open;
+    while i < stored.len() {
+        match (in_string, stored[i]) {
+            (true, b'\\') => i += 1,
+            (true, b'"') => in_string = false,
+            (true, _) => {}
+            (false, b'"') => in_string = true,
+            (false, b'{' | b'[') => depth += 1,
+            (false, b'}' | b']') => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(open..i + 1);
+                }
+            }
+            (false, _) => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The metadata object at `range` of stored bytes (see [`metadata_range`]) with its
+/// resourceVersion set to `rv`, written into `out`.
+pub fn write_metadata_with_rv(
+    out: &mut Vec<u8>,
+    stored: &[u8],
+    range: std::ops::Range<usize>,
+    rv: Revision,
+) {
+    let meta = &stored[range];
+    out.push(b'{');
+    let rest = meta.get(1..).unwrap_or_default();
+    write_rv_member(out, rest, rv);
+    out.extend_from_slice(rest);
 }
 
 /// The stored bytes of a key-value with its resourceVersion, as a new buffer.
@@ -182,6 +232,37 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn metadata_is_cut_from_stored_bytes_as_decoding_finds_it() {
+        // Braces, brackets, quotes and backslashes inside strings; nested objects and arrays;
+        // an empty metadata; fields after metadata that look like metadata.
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": "a", "namespace": "default",
+                "labels": {"x": "}{", "y": "\\\"}"},
+                "annotations": {"note": "\"metadata\":{\"name\":\"fake\"} ] [ \\"},
+                "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:data": {".": {}}}}],
+                "finalizers": ["a/b", "c]"]},
+                "data": {"k": "}\"metadata\":{}"}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {}}),
+            json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "ü-\u{1F600}"},
+                "spec": {"containers": [{"name": "c", "args": ["{", "}"]}]}}),
+        ];
+        for obj in objects {
+            let stored = encode_for_storage(&obj).unwrap();
+            let range = metadata_range(&stored).expect("metadata found");
+            let mut out = Vec::new();
+            write_metadata_with_rv(&mut out, &stored, range, 42);
+            let got: Value = serde_json::from_slice(&out).expect("valid JSON");
+            let mut want = obj["metadata"].clone();
+            want["resourceVersion"] = json!("42");
+            assert_eq!(got, want, "{obj}");
+        }
+        // Not the stored layout, or cut short: not found rather than a wrong range.
+        assert_eq!(metadata_range(b"{\"kind\":\"X\"}"), None);
+        assert_eq!(metadata_range(b"{\"metadata\":{\"name\":\"a}"), None);
+    }
 
     #[test]
     fn stored_version_prefix() {
