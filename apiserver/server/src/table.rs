@@ -8,24 +8,25 @@ use serde_json::{Map, Value, json};
 use crate::negotiate::IncludeObject;
 use crate::registry::ResourceHandle;
 
-/// The `rows[].object` of one object, made from the object itself (nothing cloned).
-fn row_object(mut obj: Value, include: IncludeObject) -> Option<Value> {
+/// The `rows[].object` of one object, made from the object itself (nothing cloned); a
+/// PartialObjectMetadata is of the Table's meta.k8s.io version, as upstream sets it.
+fn row_object(mut obj: Value, include: IncludeObject, meta_version: &str) -> Option<Value> {
     match include {
         IncludeObject::None => None,
         IncludeObject::Object => Some(obj),
         IncludeObject::Metadata => Some(json!({
             "kind": "PartialObjectMetadata",
-            "apiVersion": "meta.k8s.io/v1",
+            "apiVersion": format!("meta.k8s.io/{meta_version}"),
             "metadata": obj.get_mut("metadata").map(Value::take).unwrap_or_else(|| json!({})),
         })),
     }
 }
 
-/// An object reduced to meta.k8s.io/v1 PartialObjectMetadata.
-pub fn partial_metadata(obj: &Value) -> Value {
+/// An object reduced to a PartialObjectMetadata of meta.k8s.io `version` (v1 or v1beta1).
+pub fn partial_metadata(obj: &Value, version: &str) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
+        "apiVersion": format!("meta.k8s.io/{version}"),
         "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
     })
 }
@@ -55,7 +56,7 @@ pub fn to_table(
                     "cells".into(),
                     Value::Array(columns::cells(&custom.columns, &o, now)),
                 );
-                if let Some(obj) = row_object(o, include) {
+                if let Some(obj) = row_object(o, include, meta_version) {
                     row.insert("object".into(), obj);
                 }
                 Value::Object(row)
@@ -79,7 +80,7 @@ pub fn to_table(
                 "cells".into(),
                 Value::Array(printers::cells(&h.info.group, &h.info.plural, &o, now)),
             );
-            if let Some(obj) = row_object(o, include) {
+            if let Some(obj) = row_object(o, include, meta_version) {
                 row.insert("object".into(), obj);
             }
             Value::Object(row)

@@ -225,5 +225,37 @@ async fn metadata_lists_carry_the_objects_metadata() {
                 "}{\"metadata\":{\"name\":\"fake\"}] \\ ["
             );
         }
+        // One object, and a Table's rows (includeObject=Metadata by default): the same
+        // version on the PartialObjectMetadata.
+        let accept = format!("application/json;as=PartialObjectMetadata;v={v};g=meta.k8s.io");
+        let (code, body) = send(
+            &client,
+            "GET",
+            "/api/v1/namespaces/default/configmaps/m03",
+            &accept,
+            b"",
+        )
+        .await;
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        let one: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(one["apiVersion"], format!("meta.k8s.io/{v}"));
+        assert_eq!(one["metadata"], items[3]["metadata"]);
+        let accept = format!("application/json;as=Table;v={v};g=meta.k8s.io");
+        let (code, body) = send(
+            &client,
+            "GET",
+            "/api/v1/namespaces/default/configmaps?labelSelector=app%3Dmeta",
+            &accept,
+            b"",
+        )
+        .await;
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        let table: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        let rows = table["rows"].as_array().expect("rows");
+        assert_eq!(rows.len(), 24);
+        assert_eq!(rows[3]["cells"][0], "m03");
+        assert_eq!(rows[3]["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(rows[3]["object"]["apiVersion"], format!("meta.k8s.io/{v}"));
+        assert_eq!(rows[3]["object"]["metadata"], items[3]["metadata"]);
     }
 }

@@ -95,15 +95,11 @@ pub async fn list(scope: &Scope) -> ApiResult<Response> {
                     true,
                 ),
                 Output::PartialMetadata(v) => {
-                    let api_version = format!("meta.k8s.io/{v}");
                     let items: Vec<Value> = items
                         .iter()
-                        .map(|o| {
-                            let mut p = table::partial_metadata(o);
-                            p["apiVersion"] = Value::String(api_version.clone());
-                            p
-                        })
+                        .map(|o| table::partial_metadata(o, v))
                         .collect();
+                    let api_version = format!("meta.k8s.io/{v}");
                     list_value("PartialObjectMetadataList", api_version, &result, items)
                 }
                 _ => list_value(&info.list_kind, info.api_version(), &result, items),
@@ -320,11 +316,7 @@ mod tests {
         // What decoding each object and keeping its metadata gives.
         let want: Vec<Value> = stored
             .iter()
-            .map(|kv| {
-                let mut p = table::partial_metadata(&decode(kv).unwrap());
-                p["apiVersion"] = json!("meta.k8s.io/v1");
-                p
-            })
+            .map(|kv| table::partial_metadata(&decode(kv).unwrap(), "v1"))
             .collect();
         assert_eq!(got, json!({"items": want}));
     }

@@ -317,8 +317,8 @@ impl Scope {
                     serde_json::to_vec(&t).map_err(ApiError::Encoding)?,
                 ))
             }
-            Output::PartialMetadata(_) => {
-                let p = table::partial_metadata(obj);
+            Output::PartialMetadata(v) => {
+                let p = table::partial_metadata(obj, v);
                 Ok(json_response(
                     code,
                     serde_json::to_vec(&p).map_err(ApiError::Encoding)?,
