@@ -259,3 +259,79 @@ async fn metadata_lists_carry_the_objects_metadata() {
         assert_eq!(rows[3]["object"]["metadata"], items[3]["metadata"]);
     }
 }
+
+/// A watch with `as=PartialObjectMetadata` (client-go's metadata informers, controller-runtime's
+/// metadata-only watches, kube-rs `watch_metadata`) gets PartialObjectMetadata objects in its
+/// events, as upstream transforms every event's object, not the full objects.
+#[tokio::test(flavor = "multi_thread")]
+async fn metadata_watches_carry_partial_object_metadata() {
+    use futures::{StreamExt, TryStreamExt};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+    let server = TestServer::start();
+    let client = server.kube_client().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "watched", "labels": {"w": "meta"}},
+        "data": {"k": "}{\"v\""}
+    }))
+    .expect("configmap");
+    let created = api
+        .create(&PostParams::default(), &cm)
+        .await
+        .expect("create");
+    // kube-rs: the initial event of the existing object, as metadata.
+    let wp = WatchParams::default().labels("w=meta").timeout(2);
+    let events: Vec<_> = api
+        .watch_metadata(&wp, "0")
+        .await
+        .expect("watch_metadata")
+        .take(1)
+        .try_collect()
+        .await
+        .expect("events");
+    match &events[..] {
+        [WatchEvent::Added(m)] => assert_eq!(m.metadata, created.metadata),
+        other => panic!("want one ADDED, got {other:?}"),
+    }
+    // The raw events, v1beta1 too, with a bookmark.
+    for v in ["v1", "v1beta1"] {
+        let accept = format!("application/json;as=PartialObjectMetadata;v={v};g=meta.k8s.io");
+        let (code, body) = send(
+            &client,
+            "GET",
+            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=0&labelSelector=w%3Dmeta&timeoutSeconds=1&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
+            &accept,
+            b"",
+        )
+        .await;
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        let events: Vec<serde_json::Value> = body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).expect("event JSON"))
+            .collect();
+        let added = events
+            .iter()
+            .find(|e| e["type"] == "ADDED")
+            .expect("an ADDED event");
+        assert_eq!(added["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(added["object"]["apiVersion"], format!("meta.k8s.io/{v}"));
+        assert_eq!(added["object"]["metadata"]["name"], "watched");
+        assert_eq!(
+            added["object"]["metadata"]["resourceVersion"],
+            created
+                .metadata
+                .resource_version
+                .clone()
+                .unwrap_or_default()
+        );
+        assert!(added["object"].get("data").is_none(), "{added}");
+        let bookmark = events
+            .iter()
+            .find(|e| e["type"] == "BOOKMARK")
+            .expect("the initial-events-end bookmark");
+        assert_eq!(bookmark["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(bookmark["object"]["apiVersion"], format!("meta.k8s.io/{v}"));
+    }
+}

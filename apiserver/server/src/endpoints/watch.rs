@@ -34,6 +34,10 @@ struct Encoder {
     handle: Arc<ResourceHandle>,
     opts: ListOptions,
     table: Option<&'static str>,
+    /// `as=PartialObjectMetadata` (client-go's metadata informers): events carry the objects'
+    /// metadata as PartialObjectMetadata of this meta.k8s.io version, bookmarks too (upstream
+    /// transforms every event's object).
+    partial: Option<&'static str>,
     include: crate::negotiate::IncludeObject,
     sent_columns: bool,
     bookmarks: bool,
@@ -46,6 +50,7 @@ impl Encoder {
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\",\"object\":");
         match self.table {
+            None if self.partial.is_some() => self.write_partial(&mut out, kv).await?,
             None => codec::write_served(&self.handle, &mut out, kv).await?,
             Some(v) => {
                 let obj = codec::decode_served(&self.handle, kv).await?;
@@ -66,12 +71,37 @@ impl Encoder {
         Ok(Bytes::from(out))
     }
 
+    /// An object as PartialObjectMetadata: its metadata cut out of the stored bytes when they
+    /// are of the served version, else decoded.
+    async fn write_partial(&self, out: &mut Vec<u8>, kv: &KeyValue) -> ApiResult<()> {
+        let v = self.partial.unwrap_or("v1");
+        if codec::splices(&self.handle, kv)
+            && let Some(range) = codec::metadata_range(&kv.value)
+        {
+            out.extend_from_slice(
+                b"{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/",
+            );
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\",\"metadata\":");
+            codec::write_metadata_with_rv(out, &kv.value, range, kv.mod_revision);
+            out.push(b'}');
+            return Ok(());
+        }
+        let obj = codec::decode_served(&self.handle, kv).await?;
+        serde_json::to_writer(out, &table::partial_metadata(&obj, v)).map_err(ApiError::Encoding)
+    }
+
     fn bookmark(&self, rev: Revision, initial_end: bool) -> Bytes {
         let mut meta = json!({"resourceVersion": rev.to_string(), "creationTimestamp": null});
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        let obj = json!({"kind": self.handle.info.kind, "apiVersion": self.handle.info.api_version(), "metadata": meta});
+        let obj = match self.partial {
+            Some(v) => json!({"kind": "PartialObjectMetadata",
+                "apiVersion": format!("meta.k8s.io/{v}"), "metadata": meta}),
+            None => json!({"kind": self.handle.info.kind,
+                "apiVersion": self.handle.info.api_version(), "metadata": meta}),
+        };
         let mut v =
             serde_json::to_vec(&json!({"type": "BOOKMARK", "object": obj})).unwrap_or_default();
         v.push(b'\n');
@@ -204,9 +234,10 @@ impl Feed {
 
 /// Handles watch.
 pub async fn watch(scope: &Scope) -> ApiResult<Response> {
-    let table = match scope.output()? {
-        Output::Table(v) => Some(v),
-        _ => None,
+    let (table, partial) = match scope.output()? {
+        Output::Table(v) => (Some(v), None),
+        Output::PartialMetadata(v) => (None, Some(v)),
+        _ => (None, None),
     };
     let opts = scope.query.list_options()?;
     let bookmarks = scope.query.flag("allowWatchBookmarks");
@@ -256,6 +287,7 @@ pub async fn watch(scope: &Scope) -> ApiResult<Response> {
         handle: scope.handle.clone(),
         opts,
         table,
+        partial,
         include: scope.query.include_object(),
         sent_columns: false,
         bookmarks,
