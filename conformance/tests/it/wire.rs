@@ -162,6 +162,13 @@ fn wrong_kind_posted_to_a_collection_gets_upstreams_message() {
     assert!(!ns.contains("namespace/p"), "{ns}");
 }
 
+/// A GET that must answer 200: its body.
+async fn get_ok(client: &kube::Client, path: &str, accept: &str) -> Vec<u8> {
+    let (code, body) = send(client, "GET", path, accept, b"").await;
+    assert_eq!(code, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    body
+}
+
 /// `Accept: application/json;as=PartialObjectMetadataList` (kube-rs `list_metadata`,
 /// client-go's metadata informers, the garbage collector's): each item is the object's
 /// metadata as a full list shows it, in the requested meta.k8s.io version, for a list that is
@@ -201,15 +208,12 @@ async fn metadata_lists_carry_the_objects_metadata() {
     // The raw documents: kinds and versions as upstream's asPartialObjectMetadataList sets them.
     for v in ["v1", "v1beta1"] {
         let accept = format!("application/json;as=PartialObjectMetadataList;v={v};g=meta.k8s.io");
-        let (code, body) = send(
+        let body = get_ok(
             &client,
-            "GET",
             "/api/v1/namespaces/default/configmaps?labelSelector=app%3Dmeta",
             &accept,
-            b"",
         )
         .await;
-        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
         assert!(body.ends_with(b"}\n"), "ends with a newline");
         let doc: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
         assert_eq!(doc["kind"], "PartialObjectMetadataList");
@@ -228,28 +232,22 @@ async fn metadata_lists_carry_the_objects_metadata() {
         // One object, and a Table's rows (includeObject=Metadata by default): the same
         // version on the PartialObjectMetadata.
         let accept = format!("application/json;as=PartialObjectMetadata;v={v};g=meta.k8s.io");
-        let (code, body) = send(
+        let body = get_ok(
             &client,
-            "GET",
             "/api/v1/namespaces/default/configmaps/m03",
             &accept,
-            b"",
         )
         .await;
-        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
         let one: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
         assert_eq!(one["apiVersion"], format!("meta.k8s.io/{v}"));
         assert_eq!(one["metadata"], items[3]["metadata"]);
         let accept = format!("application/json;as=Table;v={v};g=meta.k8s.io");
-        let (code, body) = send(
+        let body = get_ok(
             &client,
-            "GET",
             "/api/v1/namespaces/default/configmaps?labelSelector=app%3Dmeta",
             &accept,
-            b"",
         )
         .await;
-        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
         let table: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
         let rows = table["rows"].as_array().expect("rows");
         assert_eq!(rows.len(), 24);
@@ -297,15 +295,7 @@ async fn metadata_watches_carry_partial_object_metadata() {
     // The raw events, v1beta1 too, with a bookmark.
     for v in ["v1", "v1beta1"] {
         let accept = format!("application/json;as=PartialObjectMetadata;v={v};g=meta.k8s.io");
-        let (code, body) = send(
-            &client,
-            "GET",
-            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=0&labelSelector=w%3Dmeta&timeoutSeconds=1&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
-            &accept,
-            b"",
-        )
-        .await;
-        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        let body = get_ok(&client, "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=0&labelSelector=w%3Dmeta&timeoutSeconds=1&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan", &accept).await;
         let events: Vec<serde_json::Value> = body
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
