@@ -14,20 +14,24 @@ fn row_object(mut obj: Value, include: IncludeObject, meta_version: &str) -> Opt
     match include {
         IncludeObject::None => None,
         IncludeObject::Object => Some(obj),
-        IncludeObject::Metadata => Some(json!({
-            "kind": "PartialObjectMetadata",
-            "apiVersion": format!("meta.k8s.io/{meta_version}"),
-            "metadata": obj.get_mut("metadata").map(Value::take).unwrap_or_else(|| json!({})),
-        })),
+        IncludeObject::Metadata => Some(partial_metadata_of(
+            obj.get_mut("metadata").map(Value::take),
+            meta_version,
+        )),
     }
 }
 
 /// An object reduced to a PartialObjectMetadata of meta.k8s.io `version` (v1 or v1beta1).
 pub fn partial_metadata(obj: &Value, version: &str) -> Value {
+    partial_metadata_of(obj.get("metadata").cloned(), version)
+}
+
+/// A PartialObjectMetadata of meta.k8s.io `version` around `metadata` (`{}` when absent).
+fn partial_metadata_of(metadata: Option<Value>, version: &str) -> Value {
     json!({
         "kind": "PartialObjectMetadata",
         "apiVersion": format!("meta.k8s.io/{version}"),
-        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+        "metadata": metadata.unwrap_or_else(|| json!({})),
     })
 }
 

@@ -52,10 +52,7 @@ pub async fn list(scope: &Scope) -> ApiResult<Response> {
         let api_version = format!("meta.k8s.io/{v}");
         let head = list_head("PartialObjectMetadataList", &api_version, &result)?;
         let mut body = ListBody::new(head, pieces);
-        body.item_head = format!(
-            "{{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"{api_version}\",\"metadata\":"
-        )
-        .into_bytes();
+        body.partial_version = v;
         return Ok(body.into_response());
     }
     match output {
@@ -172,8 +169,8 @@ struct ListBody {
     pending: Option<Vec<u8>>,
     head: Vec<u8>,
     items: std::vec::IntoIter<Piece>,
-    /// What a [`Piece::Metadata`] is written after (`{"kind":…,"metadata":`).
-    item_head: Vec<u8>,
+    /// The meta.k8s.io version of the PartialObjectMetadata a [`Piece::Metadata`] becomes.
+    partial_version: &'static str,
     first: bool,
     done: bool,
 }
@@ -186,7 +183,7 @@ impl ListBody {
             pending: None,
             head,
             items: pieces.into_iter(),
-            item_head: Vec::new(),
+            partial_version: "v1",
             first: true,
             done: false,
         }
@@ -229,16 +226,13 @@ impl ListBody {
                             codec::write_with_rv(&mut out, &kv.value, kv.mod_revision)
                         }
                         Piece::Encoded(v) => out.extend_from_slice(&v),
-                        Piece::Metadata(kv, range) => {
-                            out.extend_from_slice(&self.item_head);
-                            codec::write_metadata_with_rv(
-                                &mut out,
-                                &kv.value,
-                                range,
-                                kv.mod_revision,
-                            );
-                            out.push(b'}');
-                        }
+                        Piece::Metadata(kv, range) => codec::write_partial_metadata(
+                            &mut out,
+                            self.partial_version,
+                            &kv.value,
+                            range,
+                            kv.mod_revision,
+                        ),
                     }
                 }
                 None => {
@@ -305,9 +299,7 @@ mod tests {
             .map(|kv| Piece::Metadata(kv.clone(), metadata_range(&kv.value).unwrap()))
             .collect();
         let mut body = ListBody::new(b"{\"items\":[".to_vec(), pieces);
-        body.item_head =
-            b"{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":"
-                .to_vec();
+        body.partial_version = "v1";
         let mut got = Vec::new();
         while let Some(chunk) = body.next_chunk() {
             got.extend_from_slice(&chunk);

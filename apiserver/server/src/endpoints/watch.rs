@@ -78,13 +78,7 @@ impl Encoder {
         if codec::splices(&self.handle, kv)
             && let Some(range) = codec::metadata_range(&kv.value)
         {
-            out.extend_from_slice(
-                b"{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/",
-            );
-            out.extend_from_slice(v.as_bytes());
-            out.extend_from_slice(b"\",\"metadata\":");
-            codec::write_metadata_with_rv(out, &kv.value, range, kv.mod_revision);
-            out.push(b'}');
+            codec::write_partial_metadata(out, v, &kv.value, range, kv.mod_revision);
             return Ok(());
         }
         let obj = codec::decode_served(&self.handle, kv).await?;

@@ -99,6 +99,22 @@ pub fn metadata_range(stored: &[u8]) -> Option<std::ops::Range<usize>> {
     None
 }
 
+/// A PartialObjectMetadata of meta.k8s.io `version` made of the metadata at `range` of stored
+/// bytes (see [`metadata_range`]), its resourceVersion set to `rv`, written into `out`.
+pub fn write_partial_metadata(
+    out: &mut Vec<u8>,
+    version: &str,
+    stored: &[u8],
+    range: std::ops::Range<usize>,
+    rv: Revision,
+) {
+    out.extend_from_slice(b"{\"kind\":\"PartialObjectMetadata\",\"apiVersion\":\"meta.k8s.io/");
+    out.extend_from_slice(version.as_bytes());
+    out.extend_from_slice(b"\",\"metadata\":");
+    write_metadata_with_rv(out, stored, range, rv);
+    out.push(b'}');
+}
+
 /// The metadata object at `range` of stored bytes (see [`metadata_range`]) with its
 /// resourceVersion set to `rv`, written into `out`.
 pub fn write_metadata_with_rv(
