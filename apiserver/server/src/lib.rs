@@ -226,14 +226,12 @@ pub async fn run_with_hooks(
     // Optional API group-versions (`--runtime-config`) shape the one resource table: first.
     let optional = opts.check_api_selection()?;
     resources::enable_optional(&optional).map_err(|e| anyhow::anyhow!(e))?;
-    // Every write consults two tables built once on first use: the schema table of the type
-    // check and the schema facts of managedFields (~10 ms of CPU together). Built now, beside
-    // the certificates and the store, the bootstrap writes find them ready instead of the
-    // first one building them. On a worker thread as before, not a blocking one: built on
-    // a blocking thread, anonymous RSS 1 s after ready was ~1.5 MB higher. After
-    // `enable_optional`: the tables read the resource table, which is fixed by their first read.
+    // Every write consults two generated tables: the schemas of the type check and the schema
+    // facts of managedFields. Indexed now (a scan of their text; each definition is parsed
+    // when first used), beside the certificates and the store. After `enable_optional`: the
+    // schema table reads the resource table, which is fixed by its first read.
     tokio::spawn(async {
-        ferrokube_machinery::validation::unknown_fields::warm_up();
+        ferrokube_machinery::validation::schema_table::warm_up();
         ferrokube_machinery::openapi::facts::facts();
     });
     let dir = opts.data_dir();

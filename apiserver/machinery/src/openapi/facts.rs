@@ -7,10 +7,14 @@
 //! field validation: [`Facts::walk`] follows a field path from a kind down to a nested field.
 //! Never hand-edit `facts.json`; regenerate it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
+
+use super::lazy::{self, LazyDefinitions};
 
 /// The generated table, embedded at compile time.
 const FACTS_JSON: &str = include_str!("facts.json");
@@ -27,10 +31,13 @@ pub enum ListType {
 }
 
 /// One group-version-kind (`x-kubernetes-group-version-kind`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct GroupVersionKind {
+    #[serde(default)]
     pub group: String,
+    #[serde(default)]
     pub version: String,
+    #[serde(default)]
     pub kind: String,
 }
 
@@ -86,17 +93,17 @@ pub struct DefinitionFacts {
     pub fields: BTreeMap<String, FieldFacts>,
 }
 
-/// The whole table.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// The whole table. Definitions are parsed when first asked for (a lazily parsed table): a
+/// process parses the facts of the kinds it writes, not of all ~600 definitions.
+#[derive(Debug, Default)]
 pub struct Facts {
     /// Where the table came from (package version and file).
     pub source: String,
-    /// Facts per OpenAPI definition name (`io.k8s.api.core.v1.PodSpec`).
-    pub definitions: BTreeMap<String, DefinitionFacts>,
-    by_gvk: BTreeMap<(String, String, String), String>,
+    definitions: LazyDefinitions<ParsedDefinition>,
+    by_gvk: OnceLock<BTreeMap<(String, String, String), String>>,
 }
 
-/// The table, parsed once.
+/// The table, indexed once (a scan of its text; nothing is parsed yet).
 pub fn facts() -> &'static Facts {
     static FACTS: OnceLock<Facts> = OnceLock::new();
     FACTS.get_or_init(|| Facts::parse(FACTS_JSON).unwrap_or_default())
@@ -150,76 +157,100 @@ impl FieldFacts {
     }
 }
 
-impl Facts {
-    /// Parses a table in the `facts.json` format.
-    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
-        let doc: Value = serde_json::from_str(text)?;
-        let mut out = Facts {
-            source: doc
-                .get("source")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            ..Facts::default()
-        };
-        let Some(defs) = doc.get("definitions").and_then(Value::as_object) else {
-            return Ok(out);
-        };
-        for (name, def) in defs {
-            let Some(obj) = def.as_object() else { continue };
-            let gvks: Vec<GroupVersionKind> = obj
-                .get("x-kubernetes-group-version-kind")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .map(|g| GroupVersionKind {
-                            group: g["group"].as_str().unwrap_or_default().to_string(),
-                            version: g["version"].as_str().unwrap_or_default().to_string(),
-                            kind: g["kind"].as_str().unwrap_or_default().to_string(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            // Only a definition that names exactly one GVK is *the* schema of that kind
-            // (DeleteOptions and WatchEvent list every group).
-            if let [g] = gvks.as_slice() {
-                out.by_gvk.insert(
-                    (g.group.clone(), g.version.clone(), g.kind.clone()),
-                    name.clone(),
-                );
-            }
-            let fields = obj
-                .get("fields")
-                .and_then(Value::as_object)
-                .map(|f| {
-                    f.iter()
-                        .filter_map(|(k, v)| {
-                            v.as_object().map(|o| (k.clone(), FieldFacts::from_json(o)))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.definitions.insert(
-                name.clone(),
-                DefinitionFacts {
-                    group_version_kind: gvks,
-                    map_type: str_of(obj, "x-kubernetes-map-type"),
-                    extensions: extensions_of(obj),
-                    fields,
-                },
-            );
+/// The `x-kubernetes-group-version-kind` of a definition: all that is read of every
+/// definition to find a kind's.
+#[derive(Deserialize)]
+struct GvkOnly {
+    #[serde(rename = "x-kubernetes-group-version-kind", default)]
+    gvk: Vec<GroupVersionKind>,
+}
+
+impl DefinitionFacts {
+    fn from_json(obj: &Map<String, Value>) -> Self {
+        let group_version_kind = obj
+            .get("x-kubernetes-group-version-kind")
+            .and_then(|g| Vec::<GroupVersionKind>::deserialize(g).ok())
+            .unwrap_or_default();
+        let fields = obj
+            .get("fields")
+            .and_then(Value::as_object)
+            .map(|f| {
+                f.iter()
+                    .filter_map(|(k, v)| {
+                        v.as_object().map(|o| (k.clone(), FieldFacts::from_json(o)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        DefinitionFacts {
+            group_version_kind,
+            map_type: str_of(obj, "x-kubernetes-map-type"),
+            extensions: extensions_of(obj),
+            fields,
         }
-        Ok(out)
+    }
+}
+
+/// A definition's facts, parsed from its JSON.
+struct ParsedDefinition(DefinitionFacts);
+
+impl<'de> Deserialize<'de> for ParsedDefinition {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let obj = Map::<String, Value>::deserialize(d)?;
+        Ok(Self(DefinitionFacts::from_json(&obj)))
+    }
+}
+
+impl Facts {
+    /// Indexes a table in the `facts.json` format; `None` when the text is not one.
+    pub fn parse(text: impl Into<Cow<'static, str>>) -> Option<Self> {
+        let text = text.into();
+        let source = lazy::top_member(&text, "source")
+            .and_then(|r| serde_json::from_str::<String>(&text[r]).ok())
+            .unwrap_or_default();
+        Some(Facts {
+            source,
+            definitions: LazyDefinitions::index(text)?,
+            by_gvk: OnceLock::new(),
+        })
+    }
+
+    /// Every definition name, sorted.
+    pub fn definition_names(&self) -> impl Iterator<Item = &str> {
+        self.definitions.names()
+    }
+
+    fn by_gvk(&self) -> &BTreeMap<(String, String, String), String> {
+        self.by_gvk.get_or_init(|| {
+            let mut out = BTreeMap::new();
+            for name in self.definitions.names() {
+                let Some(text) = self.definitions.text_of(name) else {
+                    continue;
+                };
+                let Ok(GvkOnly { gvk }) = serde_json::from_str(text) else {
+                    continue;
+                };
+                // Only a definition that names exactly one GVK is *the* schema of that kind
+                // (DeleteOptions and WatchEvent list every group).
+                if let [g] = gvk.as_slice() {
+                    out.insert(
+                        (g.group.clone(), g.version.clone(), g.kind.clone()),
+                        name.to_string(),
+                    );
+                }
+            }
+            out
+        })
     }
 
     /// The facts of one definition.
     pub fn definition(&self, definition: &str) -> Option<&DefinitionFacts> {
-        self.definitions.get(definition)
+        self.definitions.get(definition).map(|p| &p.0)
     }
 
     /// The facts of one property of a definition.
     pub fn field_facts(&self, definition: &str, field: &str) -> Option<&FieldFacts> {
-        self.definitions.get(definition)?.fields.get(field)
+        self.definition(definition)?.fields.get(field)
     }
 
     /// The definition a property refers to (directly, as array items or as map values).
@@ -249,7 +280,7 @@ impl Facts {
     /// The definition name of a kind (`("apps", "v1", "Deployment")` →
     /// `io.k8s.api.apps.v1.Deployment`).
     pub fn definition_for_gvk(&self, group: &str, version: &str, kind: &str) -> Option<&str> {
-        self.by_gvk
+        self.by_gvk()
             .get(&(group.to_string(), version.to_string(), kind.to_string()))
             .map(String::as_str)
     }

@@ -10,6 +10,7 @@
 //! removed without regenerating the built-in schemas.
 
 pub mod facts;
+pub(crate) mod lazy;
 pub mod ops;
 pub mod params;
 pub mod proto;

@@ -521,3 +521,27 @@ fn spec_adds_and_removes_custom_resources() {
     assert!(spec.v3("apis/stable.example.com/v1").is_none());
     assert!(!spec.v3_keys().any(|k| k == "apis/stable.example.com"));
 }
+
+#[test]
+fn every_facts_definition_parses_when_first_asked_for() {
+    let f = facts();
+    let names: Vec<&str> = f.definition_names().collect();
+    assert!(names.len() > 500, "{}", names.len());
+    for n in names {
+        assert!(f.definition(n).is_some(), "{n} does not parse");
+    }
+    assert_eq!(
+        f.definition_for_gvk("apps", "v1", "Deployment"),
+        Some("io.k8s.api.apps.v1.Deployment")
+    );
+    // DeleteOptions names every group: it is no kind's definition.
+    assert_eq!(f.definition_for_gvk("", "v1", "DeleteOptions"), None);
+    let spec = f
+        .definition("io.k8s.api.apps.v1.Deployment")
+        .expect("Deployment");
+    assert_eq!(spec.group_version_kind.len(), 1);
+    assert_eq!(
+        f.field_definition("io.k8s.api.apps.v1.Deployment", "spec"),
+        Some("io.k8s.api.apps.v1.DeploymentSpec")
+    );
+}

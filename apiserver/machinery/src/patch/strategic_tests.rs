@@ -37,7 +37,7 @@ fn merge_item_facts() -> Facts {
             "nonMergingList": {"items": "MergeItem"}
         }}
     }});
-    Facts::parse(&doc.to_string()).expect("test facts parse")
+    Facts::parse(doc.to_string()).expect("test facts parse")
 }
 
 /// (description, original, patch, expected result) in YAML, as upstream writes them.

@@ -207,6 +207,17 @@ pub fn enable_optional(gvs: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// Every built-in resource, those of every optional group-version included: what the
+/// generated tables cover.
+#[cfg(test)]
+pub(crate) fn every_builtin_resource() -> Vec<ResourceInfo> {
+    let mut all = builtin::table();
+    for gv in OPTIONAL_GROUP_VERSIONS {
+        all.extend(builtin::optional(gv));
+    }
+    all
+}
+
 /// The group-versions served by default (`v1` for core, `<group>/<version>` otherwise), without
 /// reading the table (so [`enable_optional`] may still be called).
 pub fn builtin_group_versions() -> Vec<String> {

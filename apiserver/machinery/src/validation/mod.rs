@@ -17,6 +17,7 @@ mod meta_update;
 pub mod misc;
 mod names;
 pub mod pod;
+pub mod schema_table;
 pub mod types;
 pub mod unknown_fields;
 pub mod workloads;

@@ -20,7 +20,7 @@ use std::fmt;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::unknown_fields::schemas;
+use super::schema_table::schemas;
 use crate::openapi::schema::{V2_PREFIX, ref_target};
 use crate::resources::ResourceInfo;
 
@@ -164,8 +164,7 @@ fn is_struct_type(go_type: &str) -> bool {
 /// Checks (and normalizes) an object of `info`'s kind. Kinds without a built-in schema
 /// (custom resources) pass unchanged.
 pub fn check_object(info: &ResourceInfo, obj: &mut Value) -> Result<(), TypeError> {
-    let s = schemas();
-    let Some(def) = s.roots.get(&(&*info.group, &*info.version, &*info.plural)) else {
+    let Some(def) = schemas().root_name(info) else {
         return Ok(());
     };
     check_definition(def, obj)
@@ -174,14 +173,14 @@ pub fn check_object(info: &ResourceInfo, obj: &mut Value) -> Result<(), TypeErro
 /// Checks (and normalizes) a value against a named definition
 /// (`io.k8s.api.core.v1.Pod`); unknown names pass.
 pub fn check_definition(definition: &str, obj: &mut Value) -> Result<(), TypeError> {
-    let Some((name, schema)) = schemas().definitions.get_key_value(definition) else {
+    let Some((name, schema)) = schemas().entry(definition) else {
         return Ok(());
     };
     let mut w = Walker {
         path: Vec::new(),
         structs: Vec::new(),
     };
-    w.value(obj, Some(name.as_str()), schema, 0)
+    w.value(obj, Some(name), schema, 0)
 }
 
 /// What a schema says a value is.
@@ -203,11 +202,11 @@ fn resolve(
     mut name: Option<&'static str>,
     mut schema: &'static Value,
 ) -> (Option<&'static str>, &'static Value) {
-    let defs = &schemas().definitions;
+    let defs = schemas();
     for _ in 0..16 {
-        match ref_target(schema, V2_PREFIX).and_then(|n| defs.get_key_value(n)) {
+        match ref_target(schema, V2_PREFIX).and_then(|n| defs.entry(n)) {
             Some((n, next)) => {
-                name = Some(n.as_str());
+                name = Some(n);
                 schema = next;
             }
             None => break,
@@ -580,7 +579,9 @@ mod tests {
 
     #[test]
     fn depth_is_bounded() {
-        let schema = &schemas().definitions["io.k8s.api.core.v1.Pod"];
+        let schema = schemas()
+            .definition("io.k8s.api.core.v1.Pod")
+            .expect("the Pod schema");
         let mut w = Walker {
             path: vec!["spec".into()],
             structs: vec!["Pod".into()],

@@ -1,22 +1,22 @@
 //! Unknown and duplicate fields of a request body, found the way upstream's strict decoder
 //! (`sigs.k8s.io/json` `UnmarshalStrict` into the typed struct) finds them: in document order,
 //! with the field path upstream prints (`spec.template.spec.containers[0].foo`), against the
-//! kind's schema (the k8s-openapi schemars definitions of [`crate::openapi::schema`]).
+//! kind's schema (the k8s-openapi schemars definitions of [`super::schema_table`]).
 //!
 //! Schema rules: a definition with `properties` accepts only those fields; one with
 //! `additionalProperties` (a map) checks each value against it; anything else (IntOrString,
 //! Quantity, RawExtension, FieldsV1, `x-kubernetes-preserve-unknown-fields`) is free-form.
 //! Unknown fields are not looked into; duplicates are reported at their second occurrence.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::OnceLock;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+use super::schema_table::schemas;
 use crate::openapi::schema;
-use crate::resources::{ResourceInfo, builtin_resources};
+use crate::resources::ResourceInfo;
 
 /// One problem upstream's strict decoding reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,47 +90,16 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 }
 
-/// The built-in kinds' definitions, generated once.
-pub(super) struct Schemas {
-    pub(super) definitions: BTreeMap<String, Value>,
-    pub(super) roots: HashMap<(&'static str, &'static str, &'static str), String>,
-}
-
-pub(super) fn schemas() -> &'static Schemas {
-    static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
-    SCHEMAS.get_or_init(|| {
-        let mut generator = schema::generator();
-        let mut roots = HashMap::new();
-        for r in builtin_resources() {
-            if let Some(def) = schema::add_resource(&mut generator, r) {
-                roots.insert((&*r.group, &*r.version, &*r.plural), def);
-            }
-        }
-        Schemas {
-            definitions: generator.take_definitions(false).into_iter().collect(),
-            roots,
-        }
-    })
-}
-
-/// Builds the schema table now (it takes a moment; the server warms it at startup).
-pub fn warm_up() {
-    schemas();
-}
-
 fn root_schema(info: &ResourceInfo) -> Option<&'static Value> {
     let s = schemas();
-    let def = s
-        .roots
-        .get(&(&*info.group, &*info.version, &*info.plural))?;
-    s.definitions.get(def)
+    s.definition(s.root_name(info)?)
 }
 
 /// Follows `$ref`s to the schema that describes a value.
 fn resolve(mut schema: &'static Value) -> &'static Value {
-    let defs = &schemas().definitions;
+    let defs = schemas();
     for _ in 0..16 {
-        match schema::ref_target(schema, schema::V2_PREFIX).and_then(|n| defs.get(n)) {
+        match schema::ref_target(schema, schema::V2_PREFIX).and_then(|n| defs.definition(n)) {
             Some(next) => schema = next,
             None => break,
         }
