@@ -1,13 +1,15 @@
 //! Discovery endpoints: legacy documents (`/api`, `/apis`, `/apis/{g}`, `/api/v1`,
 //! `/apis/{g}/{v}`) and aggregated discovery v2/v2beta1 on `/api` and `/apis` when the client
-//! asks for it in `Accept`, with ETag / If-None-Match. Documents are built once from the
-//! resource table and served as bytes, and built again (with the custom resources of the
-//! established CRDs) whenever CRDs change, which changes their ETags.
+//! asks for it in `Accept`, with ETag / If-None-Match. Documents are built from the resource
+//! table when first asked for and kept as bytes, and built again (with the custom resources of
+//! the established CRDs) whenever CRDs change, which changes their ETags.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use ferrokube_machinery::discovery::{self, AggregatedVersion};
 use ferrokube_machinery::media::parse_accept;
 use ferrokube_machinery::resources::ResourceInfo;
@@ -15,7 +17,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 /// A pre-encoded document and its ETag.
 struct Doc {
-    body: Vec<u8>,
+    body: Bytes,
     etag: String,
 }
 
@@ -25,31 +27,38 @@ impl Doc {
         let mut body = serde_json::to_vec(v).unwrap_or_default();
         body.push(b'\n');
         let etag = discovery::etag(&body);
-        Doc { body, etag }
+        Doc {
+            body: body.into(),
+            etag,
+        }
     }
 }
 
-/// Every discovery document, pre-encoded; swapped as a whole when the resource table changes.
+/// Every discovery document of one resource table, encoded when first served; swapped as a
+/// whole when the resource table changes.
 pub struct DiscoveryDocs {
     docs: RwLock<Arc<Docs>>,
 }
 
 struct Docs {
-    legacy: HashMap<String, Doc>,
-    aggregated: HashMap<(bool, AggregatedVersion), Doc>,
+    resources: Cow<'static, [ResourceInfo]>,
+    legacy: OnceLock<HashMap<String, Doc>>,
+    /// By `[legacy group][v2, v2beta1]`.
+    aggregated: [[OnceLock<Doc>; 2]; 2],
 }
 
 impl DiscoveryDocs {
-    /// Builds the documents for a resource table.
-    pub fn new(resources: &[ResourceInfo]) -> DiscoveryDocs {
+    /// The documents of the built-in resource table (nothing is built yet: a start does not
+    /// pay for documents no client may ask for).
+    pub fn new(resources: &'static [ResourceInfo]) -> DiscoveryDocs {
         DiscoveryDocs {
-            docs: RwLock::new(Arc::new(Docs::new(resources))),
+            docs: RwLock::new(Arc::new(Docs::of(Cow::Borrowed(resources)))),
         }
     }
 
     /// Replaces the documents with those of a new resource table.
-    pub fn rebuild(&self, resources: &[ResourceInfo]) {
-        let docs = Arc::new(Docs::new(resources));
+    pub fn rebuild(&self, resources: Vec<ResourceInfo>) {
+        let docs = Arc::new(Docs::of(Cow::Owned(resources)));
         *self.docs.write().unwrap_or_else(|e| e.into_inner()) = docs;
     }
 
@@ -59,44 +68,56 @@ impl DiscoveryDocs {
 }
 
 impl Docs {
-    fn new(resources: &[ResourceInfo]) -> Docs {
-        let mut legacy = HashMap::new();
-        legacy.insert("/api".to_string(), Doc::new(&discovery::api_versions("")));
-        legacy.insert(
-            "/apis".to_string(),
-            Doc::new(&discovery::api_group_list(resources)),
-        );
-        let mut gvs: Vec<(&str, &str)> =
-            resources.iter().map(|r| (&*r.group, &*r.version)).collect();
-        gvs.sort();
-        gvs.dedup();
-        for (g, v) in gvs {
-            if let Some(doc) = discovery::api_resource_list(resources, g, v) {
-                let path = if g.is_empty() {
-                    format!("/api/{v}")
-                } else {
-                    format!("/apis/{g}/{v}")
-                };
-                legacy.insert(path, Doc::new(&doc));
-            }
-            if !g.is_empty()
-                && !legacy.contains_key(&format!("/apis/{g}"))
-                && let Some(doc) = discovery::api_group(resources, g)
-            {
-                legacy.insert(format!("/apis/{g}"), Doc::new(&doc));
-            }
+    fn of(resources: Cow<'static, [ResourceInfo]>) -> Docs {
+        Docs {
+            resources,
+            legacy: OnceLock::new(),
+            aggregated: Default::default(),
         }
-        let mut aggregated = HashMap::new();
-        for legacy_group in [true, false] {
-            for v in [AggregatedVersion::V2, AggregatedVersion::V2Beta1] {
-                aggregated.insert(
-                    (legacy_group, v),
-                    Doc::new(&discovery::aggregated(resources, legacy_group, v)),
-                );
-            }
-        }
-        Docs { legacy, aggregated }
     }
+
+    fn aggregated(&self, legacy_group: bool, v: AggregatedVersion) -> &Doc {
+        let version = match v {
+            AggregatedVersion::V2 => 0,
+            AggregatedVersion::V2Beta1 => 1,
+        };
+        self.aggregated[usize::from(legacy_group)][version]
+            .get_or_init(|| Doc::new(&discovery::aggregated(&self.resources, legacy_group, v)))
+    }
+
+    fn legacy(&self) -> &HashMap<String, Doc> {
+        self.legacy.get_or_init(|| legacy_docs(&self.resources))
+    }
+}
+
+/// The legacy documents by path.
+fn legacy_docs(resources: &[ResourceInfo]) -> HashMap<String, Doc> {
+    let mut legacy = HashMap::new();
+    legacy.insert("/api".to_string(), Doc::new(&discovery::api_versions("")));
+    legacy.insert(
+        "/apis".to_string(),
+        Doc::new(&discovery::api_group_list(resources)),
+    );
+    let mut gvs: Vec<(&str, &str)> = resources.iter().map(|r| (&*r.group, &*r.version)).collect();
+    gvs.sort();
+    gvs.dedup();
+    for (g, v) in gvs {
+        if let Some(doc) = discovery::api_resource_list(resources, g, v) {
+            let path = if g.is_empty() {
+                format!("/api/{v}")
+            } else {
+                format!("/apis/{g}/{v}")
+            };
+            legacy.insert(path, Doc::new(&doc));
+        }
+        if !g.is_empty()
+            && !legacy.contains_key(&format!("/apis/{g}"))
+            && let Some(doc) = discovery::api_group(resources, g)
+        {
+            legacy.insert(format!("/apis/{g}"), Doc::new(&doc));
+        }
+    }
+    legacy
 }
 
 /// The aggregated version a client's Accept asks for, if any (first acceptable wins).
@@ -144,7 +165,7 @@ pub fn serve(docs: &DiscoveryDocs, path: &str, headers: &HeaderMap) -> Option<Re
     if (path == "/api" || path == "/apis")
         && let Some(v) = wants_aggregated(headers)
     {
-        let doc = docs.aggregated.get(&(path == "/api", v))?;
+        let doc = docs.aggregated(path == "/api", v);
         let ct = match v {
             AggregatedVersion::V2 => {
                 "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
@@ -155,6 +176,6 @@ pub fn serve(docs: &DiscoveryDocs, path: &str, headers: &HeaderMap) -> Option<Re
         };
         return Some(respond(doc, ct, headers));
     }
-    let doc = docs.legacy.get(path)?;
+    let doc = docs.legacy().get(path)?;
     Some(respond(doc, "application/json", headers))
 }

@@ -390,7 +390,7 @@ async fn sync(state: &Arc<AppState>, set: &CrdSet, ctl: &mut Controller) {
         state.registry.set_custom(served.clone());
         let mut table: Vec<ResourceInfo> = resources::builtin_resources().to_vec();
         table.extend(served.iter().map(|h| h.info.clone()));
-        state.discovery.rebuild(&table);
+        state.discovery.rebuild(table);
         state.openapi.set_custom(served.clone());
         ctl.published = served;
     }
