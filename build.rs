@@ -10,10 +10,11 @@
 //!
 //! Known limit: ~13% of the names are ThinLTO-promoted locals (`….llvm.<hash>`) whose hash
 //! differs between two clones of the same commit built in different directories (the same
-//! directory rebuilds them identically; the debug info's paths are the likely input), so a build
-//! elsewhere than the profiled checkout misses ~900 of them: measured 51 → 39 MB there instead of
-//! 51 → 30 MB. Path-independent names need `trim-paths` (stable in cargo 1.101) or
-//! no cross-CGU promotion.
+//! directory rebuilds them identically), so a build elsewhere than the profiled checkout misses
+//! ~900 of them: measured 51 → 39 MB there instead of 51 → 30 MB. The input is the debug info's
+//! directory (on a toy crate, `--remap-path-prefix` of it or `debug = 0` made the names equal);
+//! path-independent names need `debug = 0`, `lto = "off"` or cargo's `trim-paths` (stable from
+//! cargo 1.101).
 //!
 //! Only where the linker is known to be LLD (x86_64 Linux GNU, Rust's default linker since
 //! 1.90); `FERROKUBE_NO_SYMBOL_ORDER=1` turns it off.

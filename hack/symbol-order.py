@@ -16,7 +16,7 @@ maps around every page touched. Two stages:
 2. Functions. A uprobe on each candidate's entry (tracefs), a second run, and the probes' hit
    counts give the functions that ran.
 
-Registering ~35,000 uprobes takes the kernel ~5 minutes and removing them ~25; with the two
+Registering ~22,000 uprobes took the kernel ~1 minute (39,000: 5) and removing them up to ~30; with the two
 idle periods the whole run takes ~45 minutes (the list is written before the removal).
 The symbol names are the mangled names of this build; names that later disappear are skipped
 by the linker, so regenerate when `hack/bench --figures` shows the idle RSS drifting up.
@@ -141,14 +141,15 @@ def stage_probes(binary, candidates, delta, idle, work, write):
         by_addr.setdefault(addr, []).append(name)
     events = os.path.join(TRACEFS, "uprobe_events")
     index = {}
-    fd = os.open(events, os.O_WRONLY | os.O_APPEND)
     try:
-        for i, (addr, names) in enumerate(sorted(by_addr.items())):
-            os.write(fd, f"p:{GROUP}/f{i} {binary}:0x{addr - delta:x}\n".encode())
-            index[f"f{i}"] = names
-    finally:
-        os.close(fd)
-    try:
+        # Inside the try: probes registered before a failure are removed by the `finally`.
+        fd = os.open(events, os.O_WRONLY | os.O_APPEND)
+        try:
+            for i, (addr, names) in enumerate(sorted(by_addr.items())):
+                os.write(fd, f"p:{GROUP}/f{i} {binary}:0x{addr - delta:x}\n".encode())
+                index[f"f{i}"] = names
+        finally:
+            os.close(fd)
         with open(os.path.join(TRACEFS, "tracing_on"), "w") as f:
             f.write("0")
         with open(os.path.join(TRACEFS, "events", GROUP, "enable"), "w") as f:
@@ -166,10 +167,12 @@ def stage_probes(binary, candidates, delta, idle, work, write):
         print(f"stage 2: {len(ran)} functions ran")
         write(ran)
     finally:
-        # Disabling waits for an RCU grace period per probe: ~20-30 minutes for ~35,000.
+        # Disabling waits for an RCU grace period per probe: ~30 minutes for 39,000 here.
         print("removing the uprobes (takes the kernel a while)")
-        with open(os.path.join(TRACEFS, "events", GROUP, "enable"), "w") as f:
-            f.write("0")
+        enable = os.path.join(TRACEFS, "events", GROUP, "enable")
+        if os.path.exists(enable):
+            with open(enable, "w") as f:
+                f.write("0")
         fd = os.open(events, os.O_WRONLY | os.O_APPEND)
         try:
             for name in index:
